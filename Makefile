@@ -1,0 +1,36 @@
+# kiteline: `make run` serves the demo, `make test` runs every test. Each target creates
+# .venv on first use, so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8787
+
+.PHONY: run test lint format typecheck bench clean
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/kiteline demo --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway policies connectors audit tests bench
+	$(BIN)/ruff format --check gateway policies connectors audit tests bench
+	$(BIN)/mypy gateway policies connectors audit
+
+format: $(STAMP)
+	$(BIN)/ruff format gateway policies connectors audit tests bench
+	$(BIN)/ruff check --fix gateway policies connectors audit tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .kiteline-demo .pytest_cache .mypy_cache .ruff_cache

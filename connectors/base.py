@@ -1,0 +1,143 @@
+"""The one small interface every store kind implements.
+
+The gateway plans a read once and hands a connector a structured :class:`Scan`.
+A connector never receives SQL or any other string built from caller input: it
+turns the scan into its own store's query language with identifiers quoted and
+values passed as parameters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import pyarrow as pa
+
+FilterOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "between", "like", "is_null"]
+FILTER_OPS: tuple[str, ...] = ("=", "!=", "<", "<=", ">", ">=", "in", "between", "like", "is_null")
+
+AggregateFunction = Literal["count", "sum", "avg", "min", "max"]
+
+
+class ConnectorError(Exception):
+    """Root of every error a connector raises."""
+
+
+class DatasetNotFound(ConnectorError):
+    """The object, prefix or table behind a dataset does not exist in its store."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"no data at {location!r}")
+        self.location = location
+
+
+class StoreUnavailable(ConnectorError):
+    """The store could not be reached, refused our credentials, or timed out."""
+
+
+class ScanCancelled(ConnectorError):
+    """The scan was cancelled by the caller (client gone, offboarding, shutdown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """One predicate. ``value`` is already validated and typed for the column.
+
+    ``in`` takes a tuple, ``between`` a pair (low, high) inclusive, ``is_null`` a bool
+    (True: IS NULL, False: IS NOT NULL), ``like`` a SQL LIKE pattern string.
+    """
+
+    column: str
+    op: FilterOp
+    value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBy:
+    column: str
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """``function(column)`` named ``alias``; ``column`` is None only for ``count``."""
+
+    function: AggregateFunction
+    column: str | None
+    alias: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What to read: a projection, a conjunction of filters, an order and a window."""
+
+    columns: tuple[str, ...]
+    filters: tuple[Filter, ...] = ()
+    order_by: tuple[OrderBy, ...] = ()
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateScan:
+    """A grouped aggregate: ``SELECT group_by..., aggregates... WHERE filters GROUP BY``."""
+
+    group_by: tuple[str, ...]
+    aggregates: tuple[Aggregate, ...]
+    filters: tuple[Filter, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Where one dataset lives inside its store, as declared in the configuration."""
+
+    location: str
+    format: Literal["parquet", "csv", "table"] = "parquet"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Cancellation:
+    """A flag a scan checks between batches; setting it stops the scan promptly."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise ScanCancelled("scan cancelled")
+
+
+class Connector(Protocol):
+    """A store kind. Implementations are thread-safe; one instance serves many requests."""
+
+    def schema(self, table: Table) -> pa.Schema:
+        """The table's columns and Arrow types, read from the store itself."""
+        ...
+
+    def scan(
+        self,
+        table: Table,
+        scan: Scan,
+        *,
+        batch_size: int = 65_536,
+        cancellation: Cancellation | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the rows, with projection, filters, order and window pushed down."""
+        ...
+
+    def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
+        """Compute a grouped aggregate in the store; the result has one row per group."""
+        ...
+
+    def close(self) -> None:
+        """Release pools and connections."""
+        ...

@@ -1,0 +1,181 @@
+"""The `local` store: a folder of Parquet or CSV files, read through DuckDB.
+
+DuckDB streams record batches and pushes projection, filters, order and limit into
+its Parquet reader (row-group pruning by statistics), so a bounded query never
+materialises the whole file. Every value reaches DuckDB as a bound parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from connectors.base import (
+    AggregateScan,
+    Cancellation,
+    ConnectorError,
+    DatasetNotFound,
+    Filter,
+    Scan,
+    Table,
+)
+
+log = logging.getLogger(__name__)
+
+_COMPARISONS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _Params:
+    """Collects bound parameters and hands out their placeholders."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any) -> str:
+        key = f"p{len(self.values)}"
+        self.values[key] = value
+        return f"${key}"
+
+
+def render_filter(flt: Filter, params: _Params) -> str:
+    column = quote_identifier(flt.column)
+    if flt.op in _COMPARISONS:
+        return f"{column} {_COMPARISONS[flt.op]} {params.add(flt.value)}"
+    if flt.op == "in":
+        if not flt.value:
+            return "FALSE"
+        return f"{column} IN ({', '.join(params.add(v) for v in flt.value)})"
+    if flt.op == "between":
+        low, high = flt.value
+        return f"{column} BETWEEN {params.add(low)} AND {params.add(high)}"
+    if flt.op == "like":
+        return f"{column} LIKE {params.add(flt.value)}"
+    if flt.op == "is_null":
+        return f"{column} IS NULL" if flt.value in (None, True) else f"{column} IS NOT NULL"
+    raise ConnectorError(f"unsupported filter operator {flt.op!r}")
+
+
+def render_where(filters: tuple[Filter, ...], params: _Params) -> str:
+    if not filters:
+        return ""
+    return " WHERE " + " AND ".join(f"({render_filter(f, params)})" for f in filters)
+
+
+@contextlib.contextmanager
+def _map_duckdb_errors(location: str) -> Iterator[None]:
+    try:
+        yield
+    except duckdb.IOException as exc:
+        if "No files found" in str(exc) or "No such file" in str(exc):
+            raise DatasetNotFound(location) from exc
+        raise ConnectorError(f"cannot read {location!r}: {exc}") from exc
+    except duckdb.Error as exc:
+        raise ConnectorError(f"query on {location!r} failed: {exc}") from exc
+
+
+class LocalConnector:
+    """Reads Parquet and CSV files (a file, or a folder of them) below ``root``."""
+
+    def __init__(self, root: Path, *, threads: int | None = None) -> None:
+        self.root = root.resolve()
+        config: dict[str, Any] = {
+            "enable_external_access": True,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+        if threads:
+            config["threads"] = threads
+        self._database = duckdb.connect(":memory:", config=config)
+        self._database.execute("SET parquet_metadata_cache = true")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        # DuckDB connections are not safe to share across threads; cursors of one
+        # database are cheap and share its caches.
+        conn: duckdb.DuckDBPyConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._lock:
+                conn = self._database.cursor()
+            self._local.conn = conn
+        return conn
+
+    def _source(self, table: Table, params: _Params) -> str:
+        path = (self.root / table.location).resolve()
+        if not path.is_relative_to(self.root):
+            raise ConnectorError(f"dataset location {table.location!r} leaves the store root")
+        if not path.exists():
+            raise DatasetNotFound(table.location)
+        hive = bool(table.options.get("hive_partitioning", False))
+        if path.is_dir():
+            pattern = "**/*.parquet" if table.format == "parquet" else "**/*.csv"
+            target = params.add(str(path / pattern))
+        else:
+            target = params.add(str(path))
+        if table.format == "csv":
+            return f"read_csv({target}, header = true, auto_detect = true)"
+        if table.format == "parquet":
+            return f"read_parquet({target}, hive_partitioning = {'true' if hive else 'false'})"
+        raise ConnectorError(f"the local store cannot read format {table.format!r}")
+
+    def schema(self, table: Table) -> pa.Schema:
+        params = _Params()
+        sql = f"SELECT * FROM {self._source(table, params)} LIMIT 0"
+        with _map_duckdb_errors(table.location):
+            return self._connection().sql(sql, params=params.values).to_arrow_table().schema
+
+    def scan(
+        self,
+        table: Table,
+        scan: Scan,
+        *,
+        batch_size: int = 65_536,
+        cancellation: Cancellation | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        params = _Params()
+        columns = ", ".join(quote_identifier(c) for c in scan.columns)
+        sql = f"SELECT {columns} FROM {self._source(table, params)}"
+        sql += render_where(scan.filters, params)
+        if scan.order_by:
+            sql += " ORDER BY " + ", ".join(
+                f"{quote_identifier(o.column)} {'DESC' if o.descending else 'ASC'} NULLS LAST"
+                for o in scan.order_by
+            )
+        if scan.limit is not None:
+            sql += f" LIMIT {int(scan.limit)}"
+        if scan.offset:
+            sql += f" OFFSET {int(scan.offset)}"
+        with _map_duckdb_errors(table.location):
+            reader = self._connection().sql(sql, params=params.values).to_arrow_reader(batch_size)
+            for batch in reader:
+                if cancellation is not None:
+                    cancellation.raise_if_cancelled()
+                yield batch
+
+    def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
+        params = _Params()
+        groups = [quote_identifier(c) for c in scan.group_by]
+        selected = list(groups)
+        for agg in scan.aggregates:
+            target = "*" if agg.column is None else quote_identifier(agg.column)
+            selected.append(f"{agg.function.upper()}({target}) AS {quote_identifier(agg.alias)}")
+        sql = f"SELECT {', '.join(selected)} FROM {self._source(table, params)}"
+        sql += render_where(scan.filters, params)
+        if groups:
+            sql += " GROUP BY " + ", ".join(groups)
+        with _map_duckdb_errors(table.location):
+            return self._connection().sql(sql, params=params.values).to_arrow_table()
+
+    def close(self) -> None:
+        self._database.close()

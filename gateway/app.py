@@ -1,0 +1,109 @@
+"""``create_app(settings)``: builds the HTTP API from settings, with no global state."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.config import Config, Settings, load_config
+from gateway.errors import install_error_handlers
+from gateway.policy_files import policy_version
+from gateway.routes import catalog, health, me, query
+from gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class RequestContext:
+    """Pure ASGI middleware: assigns the request id and records metrics.
+
+    A caller may propose ``X-Request-ID`` (8-64 safe characters); anything else is
+    replaced, so the id can be logged and audited without escaping."""
+
+    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        proposed = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
+        )
+        request_id = proposed if _REQUEST_ID.match(proposed) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.requests.labels(scope.get("method", ""), path, str(status)).inc()
+            self.latency.labels(path).observe(time.perf_counter() - started)
+
+
+def create_app(
+    settings: Settings, *, config: Config | None = None, gateway: Gateway | None = None
+) -> FastAPI:
+    config = config or load_config(settings.config)
+    registry = CollectorRegistry()
+    requests = Counter(
+        "kiteline_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "kiteline_http_request_seconds", "Request latency", ["route"], registry=registry
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        yield
+        if owns_gateway:
+            app.state.gateway.close()
+
+    owns_gateway = gateway is None
+    if gateway is None:
+        gateway = Gateway.from_config(config, policy_version=policy_version())
+    app = FastAPI(
+        title="kiteline",
+        summary="A data-access governance gateway: governed, anonymized, audited reads.",
+        version="0.1.0",
+        docs_url="/docs",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    app.state.settings = settings
+    app.state.metrics_registry = registry
+    install_error_handlers(app)
+    for module in (health, me, catalog, query):
+        app.include_router(module.router)
+    app.add_middleware(RequestContext, requests=requests, latency=latency)  # type: ignore[arg-type]
+    return app
+
+
+Handler = Callable[..., Awaitable[Any]]

@@ -1,0 +1,405 @@
+"""The ``kiteline`` command. The only place, with ``create_app``, that configures logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.config import Config, ConfigError, Settings, load_config
+
+log = logging.getLogger(__name__)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _config(ctx: click.Context) -> Config:
+    try:
+        return load_config(_settings(ctx).config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        raise SystemExit(2) from exc
+
+
+def _engine(config: Config) -> Any:
+    from gateway.database import create_state_engine, migrate
+
+    engine = create_state_engine(config.state_url)
+    migrate(engine)
+    return engine
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Path of kiteline.yaml (default: $KITELINE_CONFIG or ./kiteline.yaml).",
+)
+@click.option("--log-level", default=None, help="Operational log level (default INFO).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, log_level: str | None) -> None:
+    """kiteline: governed, anonymized, audited access to hosted data."""
+    overrides: dict[str, Any] = {}
+    if config_path is not None:
+        overrides["config"] = config_path
+    if log_level is not None:
+        overrides["log_level"] = log_level
+    settings = Settings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = settings
+
+
+# -- setup and serving -----------------------------------------------------------------
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the master key (if missing) and migrate the state database."""
+    from gateway.keyring import create_master_key
+
+    config = _config(ctx)
+    reference = config.gateway.master_key
+    if reference.startswith("file:"):
+        path = config.resolve_path(reference[len("file:") :])
+        if not path.exists():
+            create_master_key(path)
+            click.echo(f"created master key {path} (mode 0600)")
+    _engine(config).dispose()
+    click.echo("state database is up to date")
+
+
+@cli.command()
+@click.option("--host", default=None, help="Override gateway.listen's host.")
+@click.option("--port", type=int, default=None, help="Override gateway.listen's port.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the API."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = _settings(ctx)
+    config = _config(ctx)
+    app = create_app(settings, config=config)
+    uvicorn.run(
+        app,
+        host=host or config.gateway.host,
+        port=port or config.gateway.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@cli.command()
+@click.option(
+    "--workspace",
+    type=click.Path(path_type=Path),
+    default=Path(".kiteline-demo"),
+    show_default=True,
+    help="Folder for the demo's config, data, keys and state.",
+)
+@click.option("--port", type=int, default=8787, show_default=True)
+@click.option("--reset", is_flag=True, help="Rebuild the workspace from scratch.")
+@click.option("--no-serve", is_flag=True, help="Prepare the workspace and exit.")
+@click.pass_context
+def demo(ctx: click.Context, workspace: Path, port: int, reset: bool, no_serve: bool) -> None:
+    """Build the Deepview Medical demo workspace and serve it on 127.0.0.1."""
+    from gateway.demo import SURGICAL_PURPOSE, create_workspace
+
+    click.echo(f"preparing demo workspace in {workspace} ...")
+    ws = create_workspace(workspace, port=port, reset=reset)
+    url = f"http://127.0.0.1:{port}"
+    tokens = ws.root / "tokens.json"
+    token = f"$(jq -r .mei {tokens})"
+    body = json.dumps(
+        {
+            "columns": ["patient_id", "birth_date", "diagnosis"],
+            "limit": 5,
+            "purpose": SURGICAL_PURPOSE,
+        },
+        ensure_ascii=False,
+    )
+    denied = json.dumps(
+        {"columns": ["patient_id", "name"], "limit": 5, "purpose": SURGICAL_PURPOSE},
+        ensure_ascii=False,
+    )
+    click.echo(f"""
+kiteline demo (Deepview Medical) at {url}
+  API docs:  {url}/docs
+  tokens:    {tokens} (mode 0600)
+
+Try:
+  curl -s -H "Authorization: Bearer {token}" {url}/v1/datasets
+  curl -s -H "Authorization: Bearer {token}" -X POST {url}/v1/datasets/patients/query \\
+       -d '{body}'
+  curl -s -H "Authorization: Bearer {token}" -X POST {url}/v1/datasets/patients/query \\
+       -d '{denied}'
+  kiteline --config {ws.config_path} audit verify
+""")
+    if no_serve:
+        return
+    ctx.obj = Settings(config=ws.config_path, log_level=_settings(ctx).log_level, demo=True)
+    ctx.invoke(serve)
+
+
+@cli.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate kiteline.yaml and the stores behind it; print every problem."""
+    from gateway.catalog_check import check_stores
+
+    config = _config(ctx)
+    problems = check_stores(config)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(2)
+    click.echo(
+        f"{_settings(ctx).config}: ok ({len(config.datasets)} datasets, "
+        f"{len(config.modules)} modules, {len(config.stores)} stores)"
+    )
+
+
+# -- principals and keys --------------------------------------------------------------
+
+
+@cli.group()
+def principals() -> None:
+    """Manage principals."""
+
+
+@principals.command("add")
+@click.argument("name")
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(["employee", "alumni", "partner", "officer", "admin", "service"]),
+)
+@click.option("--org", default=None, help="Partner org (required for partners).")
+@click.option("--department", default=None)
+@click.pass_context
+def principals_add(
+    ctx: click.Context, name: str, kind: str, org: str | None, department: str | None
+) -> None:
+    from gateway.principals import PrincipalError, add_principal
+
+    engine = _engine(_config(ctx))
+    try:
+        add_principal(engine, name=name, kind=kind, org=org, department=department)
+    except PrincipalError as exc:
+        _fail(str(exc), 2)
+    click.echo(f"added {kind} {name}")
+
+
+@principals.command("list")
+@click.pass_context
+def principals_list(ctx: click.Context) -> None:
+    from sqlalchemy import select
+
+    from gateway.models import Principal
+
+    engine = _engine(_config(ctx))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Principal.name, Principal.kind, Principal.status, Principal.org).order_by(
+                Principal.name
+            )
+        ).all()
+    click.echo(f"{'NAME':<16}{'KIND':<10}{'STATUS':<11}ORG")
+    for name, kind, status, org in rows:
+        click.echo(f"{name:<16}{kind:<10}{status:<11}{org or '-'}")
+
+
+@cli.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("issue")
+@click.argument("name")
+@click.pass_context
+def keys_issue(ctx: click.Context, name: str) -> None:
+    """Issue an API key for NAME and print its token once."""
+    from gateway.principals import PrincipalError, issue_key
+
+    engine = _engine(_config(ctx))
+    try:
+        _key_id, token = issue_key(engine, name)
+    except PrincipalError as exc:
+        _fail(str(exc), 2)
+    click.echo(token)
+    click.echo("store this token now: only its hash is kept", err=True)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    from gateway.principals import PrincipalError, revoke_key
+
+    try:
+        revoke_key(_engine(_config(ctx)), key_id)
+    except PrincipalError as exc:
+        _fail(str(exc), 2)
+    click.echo(f"revoked key {key_id}")
+
+
+# -- grants ---------------------------------------------------------------------------
+
+
+@cli.group()
+def grants() -> None:
+    """Manage grants directly (administrators)."""
+
+
+@grants.command("add")
+@click.option("--principal", "principal", default=None, help="Grant to this principal ...")
+@click.option("--org", default=None, help="... or to every member of this partner org.")
+@click.option("--dataset", default=None)
+@click.option("--module", default=None, help="Grant a whole module.")
+@click.option(
+    "--profile",
+    required=True,
+    type=click.Choice(["raw", "pseudonymized", "anonymized", "aggregate"]),
+)
+@click.option("--purpose", default=None)
+@click.option("--days", type=int, default=90, show_default=True)
+@click.option("--approvals", type=int, default=1, show_default=True)
+@click.option("--row-cap", type=int, default=None)
+@click.pass_context
+def grants_add(
+    ctx: click.Context,
+    principal: str | None,
+    org: str | None,
+    dataset: str | None,
+    module: str | None,
+    profile: str,
+    purpose: str | None,
+    days: int,
+    approvals: int,
+    row_cap: int | None,
+) -> None:
+    from gateway.grants import GrantError, add_grant
+
+    if (principal is None) == (org is None):
+        _fail("give exactly one of --principal or --org", 2)
+    config = _config(ctx)
+    try:
+        grant_id = add_grant(
+            _engine(config),
+            config,
+            subject_type="principal" if principal else "org",
+            subject=principal or org or "",
+            dataset=dataset,
+            module=module,
+            profile=profile,
+            purpose=purpose,
+            days=days,
+            approvals=approvals,
+            row_cap=row_cap,
+            created_by="cli",
+        )
+    except GrantError as exc:
+        _fail(str(exc), 2)
+    click.echo(f"grant {grant_id} active")
+
+
+@grants.command("list")
+@click.pass_context
+def grants_list(ctx: click.Context) -> None:
+    from gateway.grants import active_grants
+
+    engine = _engine(_config(ctx))
+    with engine.connect() as conn:
+        rows = active_grants(conn)
+    click.echo(
+        f"{'ID':<5}{'SUBJECT':<16}{'MODULE':<10}{'DATASET':<13}{'PROFILE':<15}"
+        f"{'EXPIRES':<12}PURPOSE"
+    )
+    for g in rows:
+        click.echo(
+            f"{g.id:<5}{g.subject:<16}{g.module:<10}{g.dataset or '*':<13}"
+            f"{g.profile:<15}{g.expires_at.date().isoformat():<12}{g.purpose or '-'}"
+        )
+
+
+@grants.command("revoke")
+@click.argument("grant_id", type=int)
+@click.pass_context
+def grants_revoke(ctx: click.Context, grant_id: int) -> None:
+    from gateway.grants import GrantError, revoke_grant
+
+    try:
+        revoke_grant(_engine(_config(ctx)), grant_id)
+    except GrantError as exc:
+        _fail(str(exc), 2)
+    click.echo(f"grant {grant_id} revoked")
+
+
+# -- audit ----------------------------------------------------------------------------
+
+
+def _audit_log(config: Config) -> Any:
+    from audit.redaction import Redactor
+    from gateway.audit_log import AuditLog
+    from gateway.keyring import Keyring
+    from gateway.policy_files import policy_version
+
+    keyring = Keyring.from_config(config)
+    return AuditLog(
+        _engine(config), Redactor(keyring.audit_redaction_key), policy_version=policy_version()
+    )
+
+
+@cli.group()
+def audit() -> None:
+    """Read and verify the audit log."""
+
+
+@audit.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Recompute the hash chain; exit 1 naming the first bad event."""
+    report = _audit_log(_config(ctx)).verify()
+    if report.ok:
+        click.echo(f"ok: {report.events} events, head {report.head[:16]}")
+        return
+    click.echo(f"FAILED after {report.events} good events: {report.problem}", err=True)
+    raise SystemExit(1)
+
+
+@audit.command("tail")
+@click.option("-n", "count", type=int, default=20, show_default=True)
+@click.pass_context
+def audit_tail(ctx: click.Context, count: int) -> None:
+    """Print the newest events as JSON lines."""
+    for event in _audit_log(_config(ctx)).tail(count):
+        click.echo(json.dumps(event, ensure_ascii=False))
+
+
+def main() -> None:
+    try:
+        cli(prog_name="kiteline")
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(2)

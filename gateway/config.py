@@ -1,0 +1,371 @@
+"""Settings from the environment and the declarative ``kiteline.yaml``.
+
+``Settings`` says where the configuration file is and how to log; ``Config`` is the
+file itself: gateway, policy engine, stores, modules, separation rules, datasets.
+Both are built once by the CLI and handed to ``create_app``; nothing here runs at
+import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Profile = Literal["raw", "pseudonymized", "anonymized", "aggregate"]
+Classification = Literal[
+    "identifier",
+    "direct_identifier",
+    "quasi_identifier",
+    "sensitive",
+    "free_text",
+    "internal",
+    "public",
+]
+MaskKind = Literal["phone", "email", "national_id", "name", "generic"]
+
+_SECRET_REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$")
+_GENERALIZATION = re.compile(
+    r"^(keep|year|month|band:\d+|prefix:\d+|bins:-?\d+(\.\d+)?(,-?\d+(\.\d+)?)*)$"
+)
+_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class Settings(BaseSettings):
+    """Process-level settings, from ``KITELINE_*`` environment variables or the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="KITELINE_", extra="ignore")
+
+    config: Path = Field(Path("kiteline.yaml"), description="Path of kiteline.yaml.")
+    log_level: str = Field("INFO", description="Operational log level (not the audit log).")
+    demo: bool = Field(False, description="Set by `kiteline demo`: allows demo-only defaults.")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySection(_Strict):
+    listen: str = Field("127.0.0.1:8787", description="host:port the API listens on.")
+    state_url: str = Field(
+        "sqlite:///state.db",
+        description="SQLAlchemy URL of the state database; a relative SQLite path is "
+        "resolved against the configuration file's folder.",
+    )
+    key_dir: str = Field("keys", description="Folder for key material (created with mode 0700).")
+    master_key: str = Field(
+        "file:keys/master.key",
+        description="Reference to the 32-byte master key: env:NAME (hex) or file:PATH.",
+    )
+    max_rows_per_request: int = Field(10_000, ge=1, le=10_000_000)
+    default_limit: int = Field(100, ge=1)
+    audit_timeout_s: float = Field(2.0, gt=0, description="Bound on one audit append.")
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key_is_reference(cls, value: str) -> str:
+        if not _SECRET_REF.match(value):
+            raise ValueError("must be a reference (env:NAME or file:PATH), never the key itself")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_has_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8787")
+        return value
+
+
+class PolicySection(_Strict):
+    engine: Literal["embedded", "opa"] = "embedded"
+    opa_url: str | None = None
+    timeout_s: float = Field(0.5, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _opa_needs_url(self) -> PolicySection:
+        if self.engine == "opa" and not self.opa_url:
+            raise ValueError("policy.engine 'opa' needs policy.opa_url")
+        return self
+
+
+class LocalStore(_Strict):
+    kind: Literal["local"]
+    root: str = Field(description="Folder of Parquet/CSV files; relative to the config file.")
+
+
+class S3Store(_Strict):
+    kind: Literal["s3"]
+    endpoint_url: str
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    path_style: bool = True
+    access_key_id: str
+    secret_access_key: str
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+
+    @field_validator("access_key_id", "secret_access_key")
+    @classmethod
+    def _is_reference(cls, value: str) -> str:
+        if not _SECRET_REF.match(value):
+            raise ValueError("credentials must be references (env:NAME or file:PATH)")
+        return value
+
+
+class PostgresStore(_Strict):
+    kind: Literal["postgres"]
+    url: str = Field(description="Reference to the connection URL: env:NAME or file:PATH.")
+    statement_timeout_ms: int = Field(30_000, ge=100)
+
+    @field_validator("url")
+    @classmethod
+    def _is_reference(cls, value: str) -> str:
+        if not _SECRET_REF.match(value):
+            raise ValueError(
+                "the URL may hold a password: give a reference (env:NAME or file:PATH)"
+            )
+        return value
+
+
+Store = Annotated[LocalStore | S3Store | PostgresStore, Field(discriminator="kind")]
+
+
+class Module(_Strict):
+    custodians: list[str]
+    approvals_required: int = Field(1, ge=1, le=3)
+    description: str = ""
+    max_days: dict[Profile, int] = Field(
+        default_factory=lambda: {
+            "raw": 30,
+            "pseudonymized": 90,
+            "anonymized": 365,
+            "aggregate": 365,
+        }
+    )
+
+
+class Separation(_Strict):
+    max_modules_per_principal: int | None = Field(None, ge=1)
+    exclusive: list[tuple[str, str]] = Field(default_factory=list)
+
+
+class Column(_Strict):
+    classification: Classification = Field(alias="class")
+    domain: str | None = Field(None, description="Identifier domain shared across datasets.")
+    mask: MaskKind | None = Field(None, description="How a direct identifier is masked.")
+    generalize: str | None = Field(
+        None,
+        description="keep | year | month | band:N | prefix:N | bins:a,b,c (quasi-identifiers).",
+    )
+    bounds: tuple[float, float] | None = Field(None, description="Clamping bounds for sums.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("generalize")
+    @classmethod
+    def _known_generalization(cls, value: str | None) -> str | None:
+        if value is not None and not _GENERALIZATION.match(value):
+            raise ValueError("must be keep, year, month, band:N, prefix:N or bins:a,b,...")
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_class(self) -> Column:
+        if self.domain is not None and self.classification != "identifier":
+            raise ValueError("'domain' applies to identifier columns only")
+        if self.mask is not None and self.classification != "direct_identifier":
+            raise ValueError("'mask' applies to direct_identifier columns only")
+        if self.generalize is not None and self.classification != "quasi_identifier":
+            raise ValueError("'generalize' applies to quasi_identifier columns only")
+        return self
+
+
+class Dataset(_Strict):
+    module: str
+    store: str
+    location: str
+    format: Literal["parquet", "csv", "table"] = "parquet"
+    description: str = ""
+    k: int = Field(5, ge=2, description="k for k-anonymity under the anonymized profile.")
+    min_group_size: int = Field(10, ge=2, description="Smallest group an aggregate reveals.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    columns: dict[str, Column]
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        # `name: public` is shorthand for `name: {class: public}`.
+        if isinstance(value, dict):
+            return {k: ({"class": v} if isinstance(v, str) else v) for k, v in value.items()}
+        return value
+
+
+class Config(_Strict):
+    gateway: GatewaySection = Field(default_factory=GatewaySection)  # type: ignore[arg-type]
+    policy: PolicySection = Field(default_factory=PolicySection)  # type: ignore[arg-type]
+    stores: dict[str, Store]
+    modules: dict[str, Module]
+    separation: Separation = Field(default_factory=Separation)  # type: ignore[arg-type]
+    datasets: dict[str, Dataset]
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    @field_validator("stores", "modules", "datasets")
+    @classmethod
+    def _names_are_simple(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(_NAME, name):
+                raise ValueError(f"name {name!r} must match {_NAME}")
+        return value
+
+    def resolve_path(self, path: str) -> Path:
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+    @property
+    def state_url(self) -> str:
+        url = self.gateway.state_url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.resolve_path(url[len(prefix) :]))
+        return url
+
+
+def semantic_problems(config: Config) -> list[str]:
+    """Cross-references that the schema alone cannot check."""
+    problems: list[str] = []
+    for name, module in config.modules.items():
+        if not 2 <= len(module.custodians) <= 3:
+            problems.append(
+                f"modules.{name}.custodians: a module needs 2 or 3 custodians, "
+                f"it has {len(module.custodians)}"
+            )
+        if len(set(module.custodians)) != len(module.custodians):
+            problems.append(f"modules.{name}.custodians: a custodian is listed twice")
+        if module.approvals_required > len(module.custodians):
+            problems.append(
+                f"modules.{name}.approvals_required: {module.approvals_required} approvals "
+                f"cannot be met by {len(module.custodians)} custodians"
+            )
+    for name, dataset in config.datasets.items():
+        if dataset.module not in config.modules:
+            problems.append(f"datasets.{name}.module: unknown module {dataset.module!r}")
+        if dataset.store not in config.stores:
+            problems.append(f"datasets.{name}.store: unknown store {dataset.store!r}")
+    for index, pair in enumerate(config.separation.exclusive):
+        for module in pair:
+            if module not in config.modules:
+                problems.append(f"separation.exclusive[{index}]: unknown module {module!r}")
+        if pair[0] == pair[1]:
+            problems.append(f"separation.exclusive[{index}]: a module cannot exclude itself")
+    return problems
+
+
+def _line_index(text: str) -> dict[tuple[str, ...], int]:
+    """Map each mapping key path in the YAML text to its 1-based line number."""
+    index: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                index[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for position, item in enumerate(node.value):
+                child = (*path, str(position))
+                index[child] = item.start_mark.line + 1
+                walk(item, child)
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _located(
+    message_path: tuple[str, ...], message: str, lines: dict[tuple[str, ...], int], source: Path
+) -> str:
+    probe = message_path
+    while probe and probe not in lines:
+        probe = probe[:-1]
+    line = f":{lines[probe]}" if probe else ""
+    where = ".".join(message_path) or "(top level)"
+    return f"{source}{line}: {where}: {message}"
+
+
+def load_config(path: Path) -> Config:
+    """Read, validate and cross-check ``kiteline.yaml``; every problem is reported at once."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+        lines = _line_index(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the configuration must be a mapping")
+    raw["base_dir"] = path.resolve().parent
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            _located(tuple(str(p) for p in error["loc"]), error["msg"], lines, path)
+            for error in exc.errors()
+        ]
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from exc
+    problems = semantic_problems(config)
+    if problems:
+        located = [
+            _located(tuple(p.split(":", 1)[0].split(".")), p.split(": ", 1)[1], lines, path)
+            for p in problems
+        ]
+        raise ConfigError(f"{path}: {len(located)} problem(s)", located)
+    return config
+
+
+def resolve_secret(reference: str, base_dir: Path) -> str:
+    """Dereference ``env:NAME`` or ``file:PATH``; the value is never logged."""
+    kind, _, target = reference.partition(":")
+    if kind == "env":
+        value = os.environ.get(target)
+        if value is None:
+            raise ConfigError(f"secret reference {reference!r}: environment variable not set")
+        return value
+    if kind == "file":
+        file = Path(target) if Path(target).is_absolute() else base_dir / target
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"secret reference {reference!r}: {exc.strerror}") from exc
+    raise ConfigError(f"secret reference {reference!r} must start with env: or file:")

@@ -1,0 +1,172 @@
+"""Streaming encoders for query results: JSON, CSV, Arrow IPC stream and Parquet.
+
+Each encoder turns transformed record batches into byte chunks as they arrive, so a
+large read never sits in memory whole. The closing chunk (JSON's ``next_cursor``,
+Arrow's end-of-stream marker, Parquet's footer) is produced only after the read was
+audited: a client that did not get it knows the response is incomplete.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from gateway.errors import NotAcceptable
+
+JSON = "application/json"
+CSV = "text/csv"
+ARROW = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
+MEDIA_TYPES = (JSON, CSV, ARROW, PARQUET)
+_ALIASES = {"application/x-parquet": PARQUET, "application/*": JSON, "text/*": CSV, "*/*": JSON}
+
+
+def negotiate(accept: str | None) -> str:
+    """Pick the best supported media type from an Accept header (JSON when absent)."""
+    if not accept or not accept.strip():
+        return JSON
+    offers: list[tuple[float, int, str]] = []
+    for position, part in enumerate(accept.split(",")):
+        fields = [f.strip() for f in part.split(";")]
+        media = fields[0].lower()
+        quality = 1.0
+        for param in fields[1:]:
+            if param.startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        media = _ALIASES.get(media, media)
+        if media in MEDIA_TYPES and quality > 0:
+            offers.append((-quality, position, media))
+    if not offers:
+        raise NotAcceptable(
+            f"none of the requested media types is supported; use one of {', '.join(MEDIA_TYPES)}",
+            supported=list(MEDIA_TYPES),
+        )
+    return min(offers)[2]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+@dataclass
+class Encoder:
+    """Produces the response body: ``start()``, ``batch(b)`` per batch, ``finish(...)``."""
+
+    media_type: str
+    schema: pa.Schema
+    header: dict[str, Any]
+
+    def start(self) -> bytes:
+        raise NotImplementedError
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        raise NotImplementedError
+
+    def finish(self, next_cursor: str | None) -> bytes:
+        raise NotImplementedError
+
+
+class JsonEncoder(Encoder):
+    def start(self) -> bytes:
+        self._first = True
+        head = orjson.dumps(
+            {**self.header, "columns": [{"name": f.name, "type": str(f.type)} for f in self.schema]}
+        )
+        return head[:-1] + b',"rows":['
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        if batch.num_rows == 0:
+            return b""
+        rows = orjson.dumps(batch.to_pylist(), default=_json_default)[1:-1]
+        if self._first:
+            self._first = False
+            return rows
+        return b"," + rows
+
+    def finish(self, next_cursor: str | None) -> bytes:
+        return b'],"next_cursor":' + orjson.dumps(next_cursor) + b"}"
+
+
+class CsvEncoder(Encoder):
+    def start(self) -> bytes:
+        self._wrote_header = False
+        return b""
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        sink = io.BytesIO()
+        options = pacsv.WriteOptions(include_header=not self._wrote_header)
+        self._wrote_header = True
+        pacsv.write_csv(pa.Table.from_batches([batch], schema=self.schema), sink, options)
+        return sink.getvalue()
+
+    def finish(self, next_cursor: str | None) -> bytes:  # noqa: ARG002 - cursor is a header
+        if not self._wrote_header:
+            return (",".join(self.schema.names) + "\n").encode()
+        return b""
+
+
+class ArrowEncoder(Encoder):
+    def start(self) -> bytes:
+        self._sink = io.BytesIO()
+        self._writer = pa.ipc.new_stream(self._sink, self.schema)
+        return self._drain()
+
+    def _drain(self) -> bytes:
+        data = self._sink.getvalue()
+        self._sink.seek(0)
+        self._sink.truncate()
+        return data
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        self._writer.write_batch(batch)
+        return self._drain()
+
+    def finish(self, next_cursor: str | None) -> bytes:  # noqa: ARG002 - cursor is a header
+        self._writer.close()
+        return self._drain()
+
+
+class ParquetEncoder(ArrowEncoder):
+    def start(self) -> bytes:
+        self._sink = io.BytesIO()
+        self._writer = pq.ParquetWriter(self._sink, self.schema)  # type: ignore[assignment]
+        return self._drain()
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        self._writer.write_batch(batch)
+        return self._drain()
+
+
+ENCODERS: dict[str, Callable[..., Encoder]] = {
+    JSON: JsonEncoder,
+    CSV: CsvEncoder,
+    ARROW: ArrowEncoder,
+    PARQUET: ParquetEncoder,
+}
+
+
+def encoder_for(media_type: str, schema: pa.Schema, header: dict[str, Any]) -> Encoder:
+    return ENCODERS[media_type](media_type, schema, header)
+
+
+def iter_encoded(encoder: Encoder, batches: Iterator[pa.RecordBatch]) -> Iterator[bytes]:
+    yield encoder.start()
+    for batch in batches:
+        chunk = encoder.batch(batch)
+        if chunk:
+            yield chunk

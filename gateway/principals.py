@@ -1,0 +1,187 @@
+"""Principals, orgs and API keys: creation, key issue and revocation, authentication.
+
+A token is ``kl_<key id>_<secret>``. Only SHA-256 of the secret is stored; the secret
+is 256 random bits, so a plain hash cannot be brute-forced and no slow KDF is needed
+on the request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.database import bump_version
+from gateway.models import ApiKey, Org, Principal
+
+KINDS = ("employee", "alumni", "partner", "officer", "admin", "service")
+STATUSES = ("active", "departed", "suspended")
+TOKEN = re.compile(r"^kl_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+
+class PrincipalError(ValueError):
+    """A principal or key operation was refused; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated principal behind a request."""
+
+    id: int
+    name: str
+    kind: str
+    status: str
+    org: str | None
+    org_status: str | None
+    key_id: str | None = None
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return (f"user:{self.name}",) + ((f"org:{self.org}",) if self.org else ())
+
+    @property
+    def recipient(self) -> str:
+        """Whom pseudonyms are derived for: the org for partners (so one team can join
+        and collaborate), the individual otherwise."""
+        if self.kind == "partner" and self.org:
+            return f"org:{self.org}"
+        return f"user:{self.name}"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def add_principal(
+    engine: Engine,
+    *,
+    name: str,
+    kind: str,
+    org: str | None = None,
+    status: str = "active",
+    department: str | None = None,
+) -> int:
+    if not NAME.match(name):
+        raise PrincipalError(f"principal name {name!r} must match {NAME.pattern}")
+    if kind not in KINDS:
+        raise PrincipalError(f"kind must be one of {', '.join(KINDS)}")
+    if status not in STATUSES:
+        raise PrincipalError(f"status must be one of {', '.join(STATUSES)}")
+    if kind == "partner" and not org:
+        raise PrincipalError("a partner principal needs an org")
+    with engine.begin() as conn:
+        if org and conn.scalar(select(Org.name).where(Org.name == org)) is None:
+            conn.execute(Org.__table__.insert().values(name=org, status="active", created_at=now()))
+        try:
+            result = conn.execute(
+                Principal.__table__.insert().values(
+                    name=name,
+                    kind=kind,
+                    org=org,
+                    status=status,
+                    department=department,
+                    created_at=now(),
+                )
+            )
+        except IntegrityError as exc:
+            raise PrincipalError(f"principal {name!r} already exists") from exc
+        bump_version(conn, "principals")
+        return int(result.inserted_primary_key[0])
+
+
+def set_status(engine: Engine, name: str, status: str) -> None:
+    if status not in STATUSES:
+        raise PrincipalError(f"status must be one of {', '.join(STATUSES)}")
+    with engine.begin() as conn:
+        done = conn.execute(update(Principal).where(Principal.name == name).values(status=status))
+        if done.rowcount == 0:
+            raise PrincipalError(f"no principal named {name!r}")
+        bump_version(conn, "principals")
+
+
+def issue_key(engine: Engine, name: str) -> tuple[str, str]:
+    """Create an API key for ``name``; returns (key id, token). The token is shown once."""
+    key_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(12))
+    secret = secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        principal_id = conn.scalar(select(Principal.id).where(Principal.name == name))
+        if principal_id is None:
+            raise PrincipalError(f"no principal named {name!r}")
+        conn.execute(
+            ApiKey.__table__.insert().values(
+                key_id=key_id,
+                principal_id=principal_id,
+                secret_hash=_hash_secret(secret),
+                created_at=now(),
+            )
+        )
+    return key_id, f"kl_{key_id}_{secret}"
+
+
+def revoke_key(engine: Engine, key_id: str) -> None:
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(ApiKey)
+            .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now())
+        )
+        if done.rowcount == 0:
+            raise PrincipalError(f"no active key {key_id!r}")
+        bump_version(conn, "principals")
+
+
+def key_id_of(token: str) -> str | None:
+    """The public part of a well-formed token (safe to log); None when malformed."""
+    match = TOKEN.match(token)
+    return match.group(1) if match else None
+
+
+def authenticate(engine: Engine, token: str) -> Caller | str:
+    """The caller behind ``token``, or a short reason why it is refused.
+
+    Read from the database on every request: a revocation or suspension applies to the
+    very next request, with no cache to outlive it."""
+    match = TOKEN.match(token)
+    if match is None:
+        return "malformed token"
+    key_id, secret = match.groups()
+    query = (
+        select(
+            ApiKey.secret_hash,
+            ApiKey.revoked_at,
+            Principal.id,
+            Principal.name,
+            Principal.kind,
+            Principal.status,
+            Principal.org,
+            Org.status,
+        )
+        .join(Principal, Principal.id == ApiKey.principal_id)
+        .outerjoin(Org, Org.name == Principal.org)
+        .where(ApiKey.key_id == key_id)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        return "unknown key"
+    secret_hash, revoked_at, pid, name, kind, status, org, org_status = row
+    if not hmac.compare_digest(secret_hash, _hash_secret(secret)):
+        return "wrong secret"
+    if revoked_at is not None:
+        return "revoked key"
+    if status != "active":
+        return f"principal is {status}"
+    return Caller(
+        id=pid, name=name, kind=kind, status=status, org=org, org_status=org_status, key_id=key_id
+    )

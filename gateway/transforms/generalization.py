@@ -1,0 +1,106 @@
+"""Generalizations of quasi-identifiers: coarser values that many people share.
+
+Each rule maps a column to a coarser one: ``year`` and ``month`` for dates, ``band:N``
+for numbers (ages into N-wide bands), ``prefix:N`` for codes (zip 100085 -> 100***),
+``bins:a,b,c`` for numbers into labelled intervals, and ``keep`` for values already
+coarse (gender) that still count as quasi-identifiers. Work is done once per distinct
+value.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class GeneralizationError(ValueError):
+    """A rule does not fit the column's type."""
+
+
+def _per_distinct(values: pa.Array, fn: Callable[[Any], Any], out_type: pa.DataType) -> pa.Array:
+    encoded = pc.dictionary_encode(values)
+    mapped = [None if v is None else fn(v) for v in encoded.dictionary.to_pylist()]
+    return pc.take(pa.array(mapped, out_type), encoded.indices)
+
+
+def _is_temporal(t: pa.DataType) -> bool:
+    return pa.types.is_date(t) or pa.types.is_timestamp(t)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def output_type(rule: str, source: pa.DataType) -> pa.DataType:
+    if rule == "keep":
+        return source
+    return pa.int32() if rule == "year" else pa.string()
+
+
+def check_rule(rule: str, source: pa.DataType) -> None:
+    kind = rule.split(":", 1)[0]
+    numeric = pa.types.is_integer(source) or pa.types.is_floating(source)
+    ok = {
+        "keep": True,
+        "year": _is_temporal(source) or _is_text(source),
+        "month": _is_temporal(source) or _is_text(source),
+        "band": numeric,
+        "bins": numeric,
+        "prefix": _is_text(source) or pa.types.is_integer(source),
+    }[kind]
+    if not ok:
+        raise GeneralizationError(f"generalization {rule!r} does not apply to type {source}")
+
+
+def _band(width: int) -> Callable[[Any], str]:
+    def label(x: Any) -> str:
+        low = math.floor(x / width) * width
+        return f"{low}-{low + width - 1}"
+
+    return label
+
+
+def _bins(edges: list[float]) -> Callable[[Any], str]:
+    def fmt(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else str(x)
+
+    def label(x: Any) -> str:
+        i = bisect.bisect_right(edges, x)
+        if i == 0:
+            return f"<{fmt(edges[0])}"
+        if i == len(edges):
+            return f">={fmt(edges[-1])}"
+        return f"{fmt(edges[i - 1])}-{fmt(edges[i])}"
+
+    return label
+
+
+def generalize(values: pa.Array, rule: str) -> pa.Array:
+    check_rule(rule, values.type)
+    kind, _, argument = rule.partition(":")
+    if kind == "keep":
+        return values
+    if kind == "year":
+        if _is_text(values.type):
+            return pc.cast(pc.utf8_slice_codeunits(values, 0, 4), pa.int32())
+        return pc.cast(pc.year(values), pa.int32())
+    if kind == "month":
+        if _is_text(values.type):
+            return pc.utf8_slice_codeunits(values, 0, 7)
+        return pc.strftime(values, format="%Y-%m")
+    if kind == "band":
+        return _per_distinct(values, _band(int(argument)), pa.string())
+    if kind == "bins":
+        return _per_distinct(
+            values, _bins(sorted(float(e) for e in argument.split(","))), pa.string()
+        )
+    if kind == "prefix":
+        keep = int(argument)
+        text = values if _is_text(values.type) else pc.cast(values, pa.string())
+        return _per_distinct(text, lambda s: s[:keep] + "*" * max(len(s) - keep, 0), pa.string())
+    raise GeneralizationError(f"unknown generalization {rule!r}")

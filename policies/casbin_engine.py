@@ -1,0 +1,86 @@
+"""The coarse check: may this subject read this dataset of this module?
+
+Policy lines come from the state database through :class:`LineAdapter` (grants and
+explicit denies become ``p`` lines). The gateway rebuilds the enforcer whenever the
+version of the lines it was built from changes, so a new grant or a revocation is seen
+by the next request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import casbin
+from casbin import persist
+from casbin.model import Model, fast_policy_filter
+
+from policies.errors import PolicyUnavailable
+
+MODEL_PATH = Path(__file__).with_name("model.conf")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyLine:
+    """``p, sub, dom, obj, act, eft``."""
+
+    ptype: str
+    values: tuple[str, ...]
+
+    def text(self) -> str:
+        return ", ".join((self.ptype, *self.values))
+
+
+class LineAdapter(persist.Adapter):  # type: ignore[misc]
+    """A read-only adapter over lines computed by the caller."""
+
+    def __init__(self, lines: Iterable[PolicyLine]) -> None:
+        self._lines = list(lines)
+
+    def load_policy(self, model: Model) -> None:
+        for line in self._lines:
+            persist.load_policy_line(line.text(), model)
+
+    def save_policy(self, model: Model) -> bool:  # noqa: ARG002 - the interface requires it
+        raise NotImplementedError("policy lines are derived from the state database")
+
+
+class CasbinEngine:
+    """An immutable enforcer over one set of lines, indexed by subject."""
+
+    def __init__(self, lines: Sequence[PolicyLine], *, model_path: Path = MODEL_PATH) -> None:
+        try:
+            self._enforcer = casbin.FastEnforcer(
+                str(model_path), LineAdapter(lines), cache_key_order=[0]
+            )
+        except Exception as exc:  # casbin raises plain exceptions on bad lines or models
+            raise PolicyUnavailable(f"casbin could not load its policy: {exc}") from exc
+        self._policy = self._enforcer.model.model["p"]["p"].policy
+
+    def _check_one(
+        self, subject: str, module: str, dataset: str, action: str
+    ) -> tuple[bool, list[str]]:
+        with fast_policy_filter(self._policy, subject):
+            allowed, matched = self._enforcer.enforce_ex(subject, module, dataset, action)
+        return bool(allowed), list(matched)
+
+    def check(
+        self, *, subjects: Sequence[str], module: str, dataset: str, action: str
+    ) -> tuple[bool, list[str]]:
+        """Allowed when some subject has an allow line and no subject has a deny line.
+
+        Returns the verdict and the matched lines (for explain)."""
+        allowed = False
+        denied = False
+        matched: list[str] = []
+        try:
+            for subject in subjects:
+                ok, line = self._check_one(subject, module, dataset, action)
+                if line:
+                    matched.append(", ".join(line))
+                allowed = allowed or ok
+                denied = denied or (not ok and bool(line) and line[-1] == "deny")
+        except Exception as exc:
+            raise PolicyUnavailable(f"casbin failed to evaluate: {exc}") from exc
+        return allowed and not denied, matched

@@ -1,0 +1,91 @@
+"""Shared fixtures: a demo workspace, a state database on SQLite or PostgreSQL, clients."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.config import Settings
+from gateway.demo import Workspace, create_workspace
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pg_url() -> str:
+    return os.environ.get("KITELINE_TEST_PG_URL", DEFAULT_PG_URL)
+
+
+def _pg_reachable(url: str) -> str | None:
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return None
+    except psycopg.Error as exc:
+        return f"{type(exc).__name__}: {exc}".strip()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test PostgreSQL server; skipped when absent unless KITELINE_REQUIRE_PG=1."""
+    url = pg_url()
+    problem = _pg_reachable(url)
+    if problem is not None:
+        message = f"PostgreSQL at {url} is not reachable ({problem}); set KITELINE_TEST_PG_URL"
+        if os.environ.get("KITELINE_REQUIRE_PG") == "1":
+            pytest.fail(message + " (KITELINE_REQUIRE_PG=1 makes this a failure)")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """A URL whose connections live in a fresh, private schema, dropped afterwards."""
+    schema = f"kl_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in postgres_url else "?"
+    try:
+        yield f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """One demo workspace built per session; tests copy it rather than rebuild it."""
+    return create_workspace(tmp_path_factory.mktemp("demo") / "ws", port=8787)
+
+
+def copy_workspace(template: Workspace, target: Path) -> Workspace:
+    shutil.copytree(template.root, target)
+    return Workspace(target, target / "kiteline.yaml", dict(template.tokens))
+
+
+@pytest.fixture
+def workspace(demo_template: Workspace, tmp_path: Path) -> Workspace:
+    """A private copy of the demo workspace (SQLite state), safe to change."""
+    return copy_workspace(demo_template, tmp_path / "ws")
+
+
+def client_for(workspace: Workspace) -> TestClient:
+    settings = Settings(config=workspace.config_path)
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(workspace: Workspace) -> Iterator[TestClient]:
+    with client_for(workspace) as test_client:
+        yield test_client
+
+
+def bearer(workspace: Workspace, name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {workspace.tokens[name]}"}
