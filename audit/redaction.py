@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Any
-
-import orjson
 
 PREFIX = "hmac-sha256:"
 
@@ -23,5 +22,10 @@ class Redactor:
 
     def hash(self, value: Any) -> str:
         """A stable keyed hash of any JSON value (strings hash their UTF-8 bytes)."""
-        data = value.encode() if isinstance(value, str) else orjson.dumps(value)
+        # Caller-supplied values can be anything JSON allows (integers beyond 64 bits
+        # included), so the stdlib encoder, which accepts them all, gives the bytes.
+        if isinstance(value, str):
+            data = value.encode()
+        else:
+            data = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
         return PREFIX + hmac.new(self._key, data, hashlib.sha256).hexdigest()

@@ -396,10 +396,14 @@ def audit_tail(ctx: click.Context, count: int) -> None:
         click.echo(json.dumps(event, ensure_ascii=False))
 
 
-def main() -> None:
+def main() -> None:  # the console script; `python -m gateway.cli` too
     try:
         cli(prog_name="kiteline")
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem, err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

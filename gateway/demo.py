@@ -303,7 +303,7 @@ def write_data(data_dir: Path, seed: int = SEED) -> None:
     pq.write_table(_customers(fake, rng), data_dir / "crm/customers.parquet")
 
 
-def _seed_state(config: Config) -> dict[str, str]:
+def seed_state(config: Config) -> dict[str, str]:
     engine = create_state_engine(config.state_url)
     try:
         migrate(engine)
@@ -382,6 +382,6 @@ def create_workspace(root: Path, *, port: int = 8787, reset: bool = False) -> Wo
     config_path.write_text(CONFIG_TEMPLATE.format(port=port), encoding="utf-8")
     create_master_key(root / "keys/master.key")
     write_data(root / "data")
-    tokens = _seed_state(load_config(config_path))
+    tokens = seed_state(load_config(config_path))
     write_secret_file(tokens_path, json.dumps(tokens, indent=2).encode() + b"\n")
     return Workspace(root, config_path, tokens)

@@ -139,7 +139,11 @@ def mask_national_id(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def mask_name(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Keep the surname: ``张伟`` -> ``张*``, ``欧阳娜娜`` -> ``欧阳**``, ``Wei Zhang`` -> ``* Zhang``."""
+    """Keep the surname and hide the rest.
+
+    ``张伟`` -> ``张*``, ``欧阳娜娜`` -> ``欧阳**`` (compound surnames stay whole),
+    ``Wei Zhang`` -> ``* Zhang``, ``Zhang, Wei`` -> ``Zhang, *`` (the comma puts it first).
+    """
     return _per_distinct(arr, _name)
 
 

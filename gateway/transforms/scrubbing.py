@@ -57,15 +57,14 @@ _MOBILE = re.compile(
 # Mainland landline: area code 010 / 02x or 0xxx, then a 7-8 digit local number that
 # never starts with 0 (that is the trunk prefix), an optional extension after it. Not glued
 # to Latin letters: SF057811135433 is a parcel number.
+_AREA_CODE = r"(?:010|02[0-9]|0[3-9][0-9]{2})"
 _LANDLINE = re.compile(
-    r"(?<![0-9A-Za-z])(?:\((?:010|02[0-9]|0[3-9][0-9]{2})\)[ ]?|(?:010|02[0-9]|0[3-9][0-9]{2})[ \-]?)"
+    rf"(?<![0-9A-Za-z])(?:\({_AREA_CODE}\)[ ]?|{_AREA_CODE}[ \-]?)"
     r"[1-9][0-9]{2,3}[ \-]?[0-9]{4}(?:[ ]?(?:-|转|分机|ext\.?|x)[ ]?[0-9]{1,5})?(?![0-9])"
 )
 
 # E.164-like: a + and a country code, then digit groups; the digit count is checked after.
-_INTERNATIONAL = re.compile(
-    r"(?<![0-9A-Za-z+])\+[1-9][0-9]{0,3}(?:[ .\-]?\(?[0-9]{1,5}\)?){1,6}"
-)
+_INTERNATIONAL = re.compile(r"(?<![0-9A-Za-z+])\+[1-9][0-9]{0,3}(?:[ .\-]?\(?[0-9]{1,5}\)?){1,6}")
 
 # North American numbers as people write them: 3-3-4 with separators or parentheses,
 # optionally +1 / 001 / 1 before and an extension after.
@@ -90,7 +89,7 @@ _CUE = re.compile(
     r"(?![A-Za-z])|订单|单号|编号|账号|卡号|工号|流水)",
     re.IGNORECASE,
 )
-_CUE_BEFORE = 64
+_CUE_BEFORE = 96
 _CUE_AFTER = 24
 
 # Resident ID: region (6), birth date (8), sequence (3), check character; the date is
@@ -100,27 +99,30 @@ _NATIONAL_ID_18 = re.compile(
     r"[ \-]?[0-9]{3}[0-9Xx](?![0-9])"
 )
 # The 15-digit form issued before 1999: two-digit year, no check character, so it is held
-# to stricter edges than the checked form.
+# to stricter edges than the checked form and must open with a real province code (which
+# also keeps out order numbers that open with a date, 2023...).
+_PROVINCE = r"(?:1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5]|71|8[1-3])"
 _NATIONAL_ID_15 = re.compile(
-    r"(?<![0-9A-Za-z])[1-9][0-9]{5}[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}"
-    r"(?![0-9A-Za-z])"
+    rf"(?<![0-9A-Za-z]){_PROVINCE}[0-9]{{4}}[0-9]{{2}}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+    r"[0-9]{3}(?![0-9A-Za-z])"
 )
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
 # Card numbers: 13-19 digits together, or in the groupings printed on cards and receipts
-# (4-4-4-4[-3], 4-6-5 / 4-6-4, 6-13). Digits glued to Latin letters are order or parcel
+# (4-4-4-4[-3], 4-6-5 / 4-6-4, 6-13). Runs of four-digit groups may be longer than a card:
+# the check picks the card out of them. Digits glued to Latin letters are order or parcel
 # numbers (DD4188..., YT2785...), and 17 digits and an X are an ID with a bad check.
 _BANK_CARD = re.compile(
     r"(?<![0-9A-Za-z])(?:[0-9]{13,19}"
-    r"|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,3})?"
+    r"|[0-9]{4}(?:[ \-][0-9]{4}){2,5}(?:[ \-][0-9]{1,3})?"
     r"|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{4,5}"
     r"|[0-9]{6}[ \-][0-9]{13})(?![0-9A-Za-z])"
 )
 
 # A dotted quad not inside a longer dotted run (1.2.3.4.5 is a version, not an address)
-# and not glued to a word (v1.2.3.4).
-_IPV4 = re.compile(r"(?<![0-9A-Za-z.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9]|\.[0-9])")
+# and not after a "v" (v1.2.3.4). Other letters may touch it: "ip192.168.1.1" is common.
+_IPV4 = re.compile(r"(?<![0-9.vV])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9]|\.[0-9])")
 # A loose run of hex digits and colons, or one ending in a dotted quad (::ffff:10.0.0.1,
 # tried first so the quad is not cut off); the stdlib parser decides whether it is an
 # address. The lookahead wants a colon early, so ordinary words are never candidates.
@@ -131,7 +133,6 @@ _IPV6 = re.compile(
 
 _DIGIT_OR_SIGN = re.compile(r"[0-9@:]")
 _ASCII_DIGIT = re.compile(r"[0-9]")
-_NON_DIGIT = re.compile(r"[^0-9]")
 _DIGIT_RUN = re.compile(r"[0-9]+")
 
 # Looks for names in the row's own columns.
@@ -157,8 +158,10 @@ _COMPOUND_SURNAMES = frozenset(
     }
 )  # fmt: skip
 
-# A check returns where the match really ends (it may trim), or None to reject it.
-_Check = Callable[[str, "re.Match[str]"], int | None]
+# A check returns the span that really holds the value (it may trim the match), or None to
+# reject the match.
+_Span = tuple[int, int]
+_Check = Callable[[str, "re.Match[str]"], _Span | None]
 
 
 def is_valid_national_id(value: str) -> bool:
@@ -202,27 +205,32 @@ def _plausible_issuer(digits: str) -> bool:
     return False
 
 
-def _digits(text: str) -> str:
-    return _NON_DIGIT.sub("", text)
+def _accept(_text: str, m: re.Match[str]) -> _Span | None:
+    return m.span()
 
 
-def _accept(_text: str, m: re.Match[str]) -> int | None:
-    return m.end()
-
-
-def _check_national_id(_text: str, m: re.Match[str]) -> int | None:
+def _check_national_id(_text: str, m: re.Match[str]) -> _Span | None:
     compact = m.group().replace(" ", "").replace("-", "")
-    return m.end() if is_valid_national_id(compact) else None
+    return m.span() if is_valid_national_id(compact) else None
 
 
-def _check_bank_card(_text: str, m: re.Match[str]) -> int | None:
-    digits = _digits(m.group())
-    if 13 <= len(digits) <= 19 and _plausible_issuer(digits) and is_luhn_valid(digits):
-        return m.end()
+def _check_bank_card(_text: str, m: re.Match[str]) -> _Span | None:
+    # Grouped digits may have run into a neighbouring number ("2023 4111 1111 1111 1111",
+    # "4111 1111 1111 1111 100元"): take the longest run of whole groups that validates,
+    # rather than let the card through because its neighbour spoiled the check.
+    groups = list(_DIGIT_RUN.finditer(m.group()))
+    for count in range(len(groups), 0, -1):
+        for first in range(len(groups) - count + 1):
+            chosen = groups[first : first + count]
+            digits = "".join(g.group() for g in chosen)
+            if not 13 <= len(digits) <= 19:
+                continue
+            if _plausible_issuer(digits) and is_luhn_valid(digits):
+                return m.start() + chosen[0].start(), m.start() + chosen[-1].end()
     return None
 
 
-def _check_international(_text: str, m: re.Match[str]) -> int | None:
+def _check_international(_text: str, m: re.Match[str]) -> _Span | None:
     # E.164 allows at most 15 digits. If the groups ran on into a following number, keep
     # the leading groups that fit rather than letting the whole phone number through.
     count, end = 0, 0
@@ -231,27 +239,27 @@ def _check_international(_text: str, m: re.Match[str]) -> int | None:
             break
         count += len(run.group())
         end = run.end()
-    return m.start() + end if count >= 8 else None
+    return (m.start(), m.start() + end) if count >= 8 else None
 
 
-def _check_bare_nanp(text: str, m: re.Match[str]) -> int | None:
+def _check_bare_nanp(text: str, m: re.Match[str]) -> _Span | None:
     if m.group(1):
-        return m.end()
+        return m.span()
     cues = [c.lastgroup for c in _CUE.finditer(text, max(0, m.start() - _CUE_BEFORE), m.start())]
     if cues:
         nearest = cues[-1]
         if nearest == "phone" or (nearest == "number" and "other" not in cues):
-            return m.end()
+            return m.span()
         return None
     after = _CUE.search(text, m.end(), m.end() + _CUE_AFTER)
-    return m.end() if after is not None and after.lastgroup == "phone" else None
+    return m.span() if after is not None and after.lastgroup == "phone" else None
 
 
-def _check_ipv4(_text: str, m: re.Match[str]) -> int | None:
-    return m.end() if all(int(octet) <= 255 for octet in m.group().split(".")) else None
+def _check_ipv4(_text: str, m: re.Match[str]) -> _Span | None:
+    return m.span() if all(int(octet) <= 255 for octet in m.group().split(".")) else None
 
 
-def _check_ipv6(_text: str, m: re.Match[str]) -> int | None:
+def _check_ipv6(_text: str, m: re.Match[str]) -> _Span | None:
     candidate = m.group()
     if candidate.count(":") < 2 or not candidate.strip(":"):
         return None
@@ -263,7 +271,7 @@ def _check_ipv6(_text: str, m: re.Match[str]) -> int | None:
             ipaddress.IPv6Address(trimmed)
         except ValueError:
             continue
-        return m.start() + len(trimmed)
+        return m.start(), m.start() + len(trimmed)
     return None
 
 
@@ -296,9 +304,9 @@ def find_pii(text: str) -> list[tuple[int, int, str]]:
         if not (has_digit if needs == "digit" else needs in folded):
             continue
         for m in pattern.finditer(folded):
-            end = check(folded, m)
-            if end is not None and end > m.start():
-                candidates.append((m.start(), end, rank, placeholder))
+            span = check(folded, m)
+            if span is not None and span[1] > span[0]:
+                candidates.append((span[0], span[1], rank, placeholder))
     if not candidates:
         return []
     # Longest first, then by rank: the larger reading of overlapping text is the right
@@ -370,6 +378,8 @@ class _NameScrubber:
         runs: list[list[int]] = []  # [start, end, words, words spelled as in the column]
         for m in _LATIN_WORD.finditer(text):
             word = m.group()
+            if _in_placeholder(text, m.start(), m.end()):
+                continue  # the IP of [IP] is not Mr Ip
             strong = word in self.exact
             if not strong and word.lower() not in self.folded:
                 continue
@@ -390,6 +400,10 @@ class _NameScrubber:
             last = end
         parts.append(text[last:])
         return "".join(parts)
+
+
+def _in_placeholder(text: str, start: int, end: int) -> bool:
+    return start > 0 and text[start - 1] in "[_" and end < len(text) and text[end] in "]_"
 
 
 def _cjk_literals(name: str) -> list[str]:
@@ -432,9 +446,7 @@ def scrub(
     """
     values = _as_strings(texts)
     encoded = pc.dictionary_encode(values)
-    scrubbed = pa.array(
-        [_scrub_structured(v) for v in encoded.dictionary.to_pylist()], pa.string()
-    )
+    scrubbed = pa.array([_scrub_structured(v) for v in encoded.dictionary.to_pylist()], pa.string())
     result = pc.take(scrubbed, encoded.indices)
     if not names:
         return result

@@ -324,3 +324,11 @@ def test_unknown_route_is_a_problem(client: TestClient):
     response = client.get("/v2/nothing")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_huge_numbers_are_rejected_cleanly(client: TestClient, workspace: Workspace):
+    body = (b'{"purpose": "surgical robot training", "where": [{"column": "diagnosis", '
+            b'"op": "=", "value": 123456789012345678901234567890}]}')
+    response = query(client, workspace, "mei", "patients", body)
+    assert response.status_code == 400
+    assert audit_rows(workspace)[-1]["where"][0]["value"].startswith("hmac-sha256:")

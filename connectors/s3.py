@@ -1,0 +1,636 @@
+"""Datasets kept as Parquet or CSV objects in an S3-compatible bucket.
+
+pyarrow's S3 client reads the objects. Projection and filters become a
+``pyarrow.dataset`` scan, so Hive partitions that cannot match are never listed
+into the read and Parquet row groups whose statistics exclude the filter are never
+fetched. Ordered windows and grouped aggregates are handed to an in-memory DuckDB
+that consumes that same pruned Arrow stream: it keeps only the top ``offset + limit``
+rows while sorting and aggregates as batches arrive, so a bounded query never holds
+the whole dataset.
+
+Every byte fetched from the store passes through a counting wrapper; see
+:attr:`S3Connector.bytes_read`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+from pyarrow import csv
+
+from connectors.base import (
+    AggregateScan,
+    Cancellation,
+    ConnectorError,
+    DatasetNotFound,
+    Filter,
+    Scan,
+    StoreUnavailable,
+    Table,
+)
+from connectors.sqlrender import (
+    aggregate_schema,
+    check_aggregate_scan,
+    check_scan,
+    duckdb_aggregate,
+    duckdb_select,
+    needed_columns,
+)
+
+log = logging.getLogger(__name__)
+
+# Name under which the pruned Arrow stream is registered in the per-call DuckDB.
+_SOURCE = "kiteline_source"
+
+# pyarrow reports every S3 failure as OSError; the AWS SDK's error name in the text
+# is the only thing that tells a missing object from a refused or unreachable store.
+_NOT_FOUND_ERRORS = ("NO_SUCH_KEY", "NO_SUCH_BUCKET", "RESOURCE_NOT_FOUND")
+_UNAVAILABLE_ERRORS = (
+    "ACCESS_DENIED",
+    "INVALID_ACCESS_KEY_ID",
+    "INVALID_CLIENT_TOKEN_ID",
+    "SIGNATURE_DOES_NOT_MATCH",
+    "INVALID_SIGNATURE",
+    "INCOMPLETE_SIGNATURE",
+    "MISSING_AUTHENTICATION_TOKEN",
+    "UNRECOGNIZED_CLIENT",
+    "EXPIRED_TOKEN",
+    "REQUEST_EXPIRED",
+    "REQUEST_TIME_TOO_SKEWED",
+    "NETWORK_CONNECTION",
+    "REQUEST_TIMEOUT",
+    "SERVICE_UNAVAILABLE",
+    "SLOW_DOWN",
+    "THROTTLING",
+    "INTERNAL_FAILURE",
+    "curlCode",
+)
+
+# DuckDB only ever sees Arrow streams we hand it; it must not read files, reach the
+# network or fetch extensions (the gateway runs air-gapped).
+_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+class S3Connector:
+    """Reads Parquet/CSV objects and Hive-partitioned prefixes from one bucket.
+
+    ``Table.location`` is a key or a prefix relative to ``prefix``; ``Table.format`` is
+    ``parquet`` or ``csv``; ``Table.options`` may hold ``partitioning="hive"`` (or the
+    local store's ``hive_partitioning=True``) and, for
+    CSV, ``delimiter`` and ``strings_can_be_null`` (default true: an empty field is NULL
+    in text columns too, as it already is in numeric ones). Credentials are plain,
+    already-resolved strings handed to the S3 client only, never kept on this object
+    or logged.
+
+    ``connect_timeout`` bounds establishing a connection. ``request_timeout`` is passed
+    to the AWS SDK, which honours it only on Windows and macOS. ``verify_tls=False`` is
+    refused: pyarrow's S3 client has no switch for it, so point ``ca_bundle`` at the
+    endpoint's CA instead.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        bucket: str,
+        *,
+        prefix: str = "",
+        region: str = "us-east-1",
+        access_key_id: str,
+        secret_access_key: str,
+        session_token: str | None = None,
+        path_style: bool = True,
+        verify_tls: bool = True,
+        ca_bundle: str | None = None,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 30.0,
+        retry_max_attempts: int = 3,
+    ) -> None:
+        parts = urlsplit(endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConnectorError("endpoint_url must look like http(s)://host[:port]")
+        if parts.username or parts.password:
+            raise ConnectorError("endpoint_url must not carry credentials")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConnectorError("endpoint_url must not have a path or query")
+        if not bucket or "/" in bucket:
+            raise ConnectorError("bucket must be a bare bucket name")
+        if not verify_tls:
+            raise ConnectorError(
+                "verify_tls=False is not supported by pyarrow's S3 client; "
+                "give ca_bundle the endpoint's CA certificate instead"
+            )
+        if not access_key_id or not secret_access_key:
+            raise ConnectorError("access_key_id and secret_access_key are required")
+        if retry_max_attempts < 1:
+            raise ConnectorError("retry_max_attempts must be at least 1")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._counter = _ByteCounter()
+        native = pafs.S3FileSystem(
+            access_key=access_key_id,
+            secret_key=secret_access_key,
+            session_token=session_token,
+            region=region,
+            scheme=parts.scheme,
+            endpoint_override=parts.netloc,
+            force_virtual_addressing=not path_style,
+            tls_ca_file_path=ca_bundle,
+            connect_timeout=connect_timeout,
+            request_timeout=request_timeout,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=retry_max_attempts),
+        )
+        self._fs = pafs.PyFileSystem(_CountingHandler(native, self._counter))
+
+    # -- byte accounting -------------------------------------------------------------
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes fetched from the store by this connector so far (all calls, all threads).
+
+        Take the difference around one call to measure it; concurrent calls add up.
+        """
+        return self._counter.bytes
+
+    @property
+    def files_opened(self) -> int:
+        """Objects opened for reading so far; pruned partitions are never opened."""
+        return self._counter.opened
+
+    # -- Connector -------------------------------------------------------------------
+
+    def schema(self, table: Table) -> pa.Schema:
+        location = self._path(table)
+        with _store_errors(location):
+            return self._dataset(table, location).schema
+
+    def scan(
+        self,
+        table: Table,
+        scan: Scan,
+        *,
+        batch_size: int = 65_536,
+        cancellation: Cancellation | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the matching rows; always yields at least one (possibly empty) batch."""
+        location = self._path(table)
+        _check_cancelled(cancellation)
+        with _store_errors(location):
+            dataset = self._dataset(table, location)
+        check_scan(scan, dataset.schema)
+        output = pa.schema([dataset.schema.field(name) for name in scan.columns])
+        log.debug(
+            "s3 scan of %s: %d columns, %d filters",
+            location,
+            len(scan.columns),
+            len(scan.filters),
+        )
+        if scan.limit == 0:
+            yield _empty(output)
+            return
+        if scan.order_by:
+            batches = self._ordered(dataset, scan, output, batch_size, cancellation, location)
+        else:
+            batches = self._window(dataset, scan, batch_size, cancellation, location)
+        produced = False
+        for batch in batches:
+            if batch.num_rows:
+                produced = True
+                yield batch
+        if not produced:
+            yield _empty(output)
+
+    def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
+        location = self._path(table)
+        with _store_errors(location):
+            dataset = self._dataset(table, location)
+        check_aggregate_scan(scan, dataset.schema)
+        target = aggregate_schema(scan, dataset.schema)
+        columns = needed_columns([*scan.group_by, *(item.column for item in scan.aggregates)])
+        predicate = _predicate(scan.filters)
+        if not columns:
+            # Only count(*) without groups: Parquet footers already hold row counts.
+            with _store_errors(location):
+                total = dataset.scanner(columns=[], filter=predicate).count_rows()
+            return pa.table([pa.array([total], pa.int64()) for _ in target], schema=target)
+        with _store_errors(location):
+            scanner = dataset.scanner(columns=columns, filter=predicate)
+        trap = _SourceTrap(None)
+        reader = pa.RecordBatchReader.from_batches(
+            scanner.projected_schema, trap.watch(scanner.to_batches())
+        )
+        connection = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
+        try:
+            with _store_errors(location, trap):
+                connection.register(_SOURCE, reader)
+                query = duckdb_aggregate(_SOURCE, scan, dataset.schema)
+                table_out = _relation(connection, query, None).to_arrow_table()
+        finally:
+            connection.close()
+        return _conform_table(table_out, target)
+
+    def close(self) -> None:
+        """Nothing to release: the S3 client holds no pooled state we own."""
+
+    # -- internals -------------------------------------------------------------------
+
+    def _path(self, table: Table) -> str:
+        location = table.location.strip("/")
+        if not location:
+            raise ConnectorError("a dataset location must name a key or prefix")
+        if any(part in ("", ".", "..") for part in location.split("/")):
+            raise ConnectorError(f"malformed location {table.location!r}")
+        return "/".join(part for part in (self.bucket, self.prefix, location) if part)
+
+    def _dataset(self, table: Table, location: str) -> ds.Dataset:
+        file_format: ds.FileFormat
+        if table.format == "parquet":
+            file_format = ds.ParquetFileFormat()
+        elif table.format == "csv":
+            delimiter = table.options.get("delimiter", ",")
+            # CSV cannot say NULL; an empty field already reads as null in numeric
+            # columns, and treating text the same keeps is_null meaning one thing.
+            empty_is_null = bool(table.options.get("strings_can_be_null", True))
+            file_format = ds.CsvFileFormat(
+                parse_options=csv.ParseOptions(delimiter=delimiter),
+                convert_options=csv.ConvertOptions(strings_can_be_null=empty_is_null),
+            )
+        else:
+            raise ConnectorError(f"the s3 store reads parquet or csv, not {table.format!r}")
+        partitioning = table.options.get("partitioning")
+        if partitioning is None and table.options.get("hive_partitioning"):
+            # The local store's spelling, so one dataset declaration fits both stores.
+            partitioning = "hive"
+        if partitioning not in (None, "hive"):
+            raise ConnectorError(f"unsupported partitioning {partitioning!r}")
+        return ds.dataset(
+            location, filesystem=self._fs, format=file_format, partitioning=partitioning
+        )
+
+    def _window(
+        self,
+        dataset: ds.Dataset,
+        scan: Scan,
+        batch_size: int,
+        cancellation: Cancellation | None,
+        location: str,
+    ) -> Iterator[pa.RecordBatch]:
+        """Unordered rows in stored order, with offset and limit applied while streaming."""
+        with _store_errors(location):
+            scanner = dataset.scanner(
+                columns=list(scan.columns), filter=_predicate(scan.filters), batch_size=batch_size
+            )
+        skip = scan.offset
+        remaining = scan.limit
+        for batch in _guarded(scanner.to_batches(), location, cancellation):
+            if skip:
+                if batch.num_rows <= skip:
+                    skip -= batch.num_rows
+                    continue
+                batch = batch.slice(skip)
+                skip = 0
+            if remaining is not None:
+                batch = batch.slice(0, remaining)
+                remaining -= batch.num_rows
+            yield batch
+            if remaining == 0:
+                # Stopping here leaves the rest of the objects unfetched.
+                return
+
+    def _ordered(
+        self,
+        dataset: ds.Dataset,
+        scan: Scan,
+        output: pa.Schema,
+        batch_size: int,
+        cancellation: Cancellation | None,
+        location: str,
+    ) -> Iterator[pa.RecordBatch]:
+        columns = needed_columns([*scan.columns, *(item.column for item in scan.order_by)])
+        with _store_errors(location):
+            scanner = dataset.scanner(
+                columns=columns, filter=_predicate(scan.filters), batch_size=batch_size
+            )
+        trap = _SourceTrap(cancellation)
+        reader = pa.RecordBatchReader.from_batches(
+            scanner.projected_schema, trap.watch(scanner.to_batches())
+        )
+        text, params = duckdb_select(_SOURCE, scan)
+        connection = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
+        result_reader: pa.RecordBatchReader | None = None
+        try:
+            with _store_errors(location, trap):
+                connection.register(_SOURCE, reader)
+                relation = _relation(connection, text, params or None)
+                result_reader = relation.to_arrow_reader(batch_size)
+            for batch in _guarded(iter(result_reader), location, cancellation, trap):
+                yield _conform_batch(batch, output)
+        finally:
+            if result_reader is not None:
+                result_reader.close()
+            connection.close()
+
+
+def _relation(
+    connection: duckdb.DuckDBPyConnection, query: str, params: list[object] | None
+) -> duckdb.DuckDBPyRelation:
+    relation = connection.sql(query, params=params)
+    if relation is None:  # only statements that return no rows give None
+        raise ConnectorError("DuckDB returned no result for a query")
+    return relation
+
+
+# --- filters ---------------------------------------------------------------------------
+
+
+def _predicate(filters: tuple[Filter, ...]) -> pc.Expression | None:
+    """The conjunction of the filters as one Arrow expression (None for no filter).
+
+    Values stay untyped literals: Arrow casts them to the column type when it binds the
+    expression, and refuses a lossy cast instead of silently truncating.
+    """
+    predicate: pc.Expression | None = None
+    for item in filters:
+        expression = _expression(item)
+        predicate = expression if predicate is None else predicate & expression
+    return predicate
+
+
+def _expression(item: Filter) -> pc.Expression:
+    field = pc.field(item.column)
+    value: Any = item.value
+    if item.op == "=":
+        return field == value
+    if item.op == "!=":
+        return field != value
+    if item.op == "<":
+        return field < value
+    if item.op == "<=":
+        return field <= value
+    if item.op == ">":
+        return field > value
+    if item.op == ">=":
+        return field >= value
+    if item.op == "in":
+        # SQL never matches NULL through IN; Arrow's isin would, so drop NULLs here.
+        return field.isin([element for element in value if element is not None])
+    if item.op == "between":
+        low, high = value
+        return (field >= low) & (field <= high)
+    if item.op == "like":
+        return pc.match_like(field, pattern=value)
+    if item.op == "is_null":
+        return field.is_null() if value else field.is_valid()
+    raise ConnectorError(f"unsupported filter operator {item.op!r}")
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+class _SourceTrap:
+    """Remembers why the Arrow stream feeding DuckDB failed.
+
+    DuckDB rewraps a failing source as its own InvalidInputException, losing the
+    original type; the trap keeps it so that a refused credential or a cancellation is
+    still reported as such.
+    """
+
+    def __init__(self, cancellation: Cancellation | None) -> None:
+        self.error: Exception | None = None
+        self._cancellation = cancellation
+
+    def watch(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        try:
+            while True:
+                _check_cancelled(self._cancellation)
+                batch = next(batches, None)
+                if batch is None:
+                    return
+                yield batch
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
+def _check_cancelled(cancellation: Cancellation | None) -> None:
+    if cancellation is not None:
+        cancellation.raise_if_cancelled()
+
+
+def _guarded(
+    batches: Iterator[pa.RecordBatch],
+    location: str,
+    cancellation: Cancellation | None,
+    trap: _SourceTrap | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Pull batches with driver errors translated, checking for cancellation before each."""
+    while True:
+        _check_cancelled(cancellation)
+        with _store_errors(location, trap):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        yield batch
+
+
+@contextmanager
+def _store_errors(location: str, trap: _SourceTrap | None = None) -> Iterator[None]:
+    """Translate pyarrow, AWS SDK and DuckDB failures into the connector errors."""
+    try:
+        yield
+    except ConnectorError:
+        raise
+    except (OSError, pa.ArrowException, duckdb.Error) as exc:
+        cause: Exception = exc
+        if trap is not None and trap.error is not None:
+            cause = trap.error
+        if isinstance(cause, ConnectorError):
+            raise cause from None
+        raise _translate(cause, location) from cause
+
+
+def _translate(exc: Exception, location: str) -> ConnectorError:
+    # Only the AWS error name goes into the message: driver text can quote filter
+    # literals (Arrow cast errors do), and messages end up in logs. The full text stays
+    # on the chained cause for whoever debugs the store.
+    if isinstance(exc, FileNotFoundError):
+        return DatasetNotFound(location)
+    if isinstance(exc, OSError):
+        text = str(exc)
+        if any(name in text for name in _NOT_FOUND_ERRORS):
+            return DatasetNotFound(location)
+        for name in _UNAVAILABLE_ERRORS:
+            if name in text:
+                return StoreUnavailable(f"object store unavailable reading {location!r} ({name})")
+        return ConnectorError(f"object store error reading {location!r}")
+    return ConnectorError(f"cannot read {location!r}: {type(exc).__name__}")
+
+
+# --- Arrow helpers ---------------------------------------------------------------------
+
+
+def _empty(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array([], type=field.type) for field in schema], schema=schema
+    )
+
+
+def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Give DuckDB's output the dataset's own types (DuckDB may pick e.g. another tz)."""
+    columns = [
+        column if column.type == field.type else column.cast(field.type)
+        for column, field in zip(batch.columns, schema, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    columns = [
+        column if column.type == field.type else column.cast(field.type)
+        for column, field in zip(table.columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+# --- byte counting ---------------------------------------------------------------------
+
+
+class _ByteCounter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.opened = 0
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.bytes += count
+
+    def open(self) -> None:
+        with self._lock:
+            self.opened += 1
+
+
+def _read_only() -> PermissionError:
+    return PermissionError("the s3 connector is read-only")
+
+
+class _CountingHandler(pafs.FileSystemHandler):
+    """A read-only view of another filesystem that counts the bytes read through it.
+
+    pyarrow exposes no transfer statistics for S3, so every opened object is wrapped
+    in a Python file whose reads add to the connector's counter.
+    """
+
+    def __init__(self, inner: pafs.FileSystem, counter: _ByteCounter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    def get_type_name(self) -> str:
+        return f"counting+{self._inner.type_name}"
+
+    def normalize_path(self, path: str) -> str:
+        return str(self._inner.normalize_path(path))
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return list(self._inner.get_file_info(paths))
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return list(self._inner.get_file_info(selector))
+
+    def open_input_file(self, path: str) -> pa.NativeFile:
+        self._counter.open()
+        reader = _CountingReader(self._inner.open_input_file(path), self._counter)
+        return pa.PythonFile(reader, mode="r")
+
+    def open_input_stream(self, path: str) -> pa.NativeFile:
+        self._counter.open()
+        reader = _CountingReader(self._inner.open_input_stream(path), self._counter)
+        return pa.PythonFile(reader, mode="r")
+
+    # The connector never writes; refusing here keeps a bug from ever mutating the store.
+    # pyarrow calls these positionally, so the unused parameters are underscored.
+
+    def create_dir(self, _path: str, _recursive: bool) -> None:
+        raise _read_only()
+
+    def delete_dir(self, _path: str) -> None:
+        raise _read_only()
+
+    def delete_dir_contents(self, _path: str, _missing_dir_ok: bool = False) -> None:
+        raise _read_only()
+
+    def delete_root_dir_contents(self) -> None:
+        raise _read_only()
+
+    def delete_file(self, _path: str) -> None:
+        raise _read_only()
+
+    def move(self, _src: str, _dest: str) -> None:
+        raise _read_only()
+
+    def copy_file(self, _src: str, _dest: str) -> None:
+        raise _read_only()
+
+    def open_output_stream(self, _path: str, _metadata: object) -> pa.NativeFile:
+        raise _read_only()
+
+    def open_append_stream(self, _path: str, _metadata: object) -> pa.NativeFile:
+        raise _read_only()
+
+
+class _CountingReader:
+    """The file protocol pyarrow's PythonFile needs, over a native S3 object."""
+
+    def __init__(self, inner: pa.NativeFile, counter: _ByteCounter) -> None:
+        self._inner = inner
+        self._counter = counter
+        self.mode = "rb"
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._inner.closed)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return bool(self._inner.seekable())
+
+    def writable(self) -> bool:
+        return False
+
+    def read(self, nbytes: int | None = None) -> bytes:
+        data = self._inner.read(nbytes)
+        self._counter.add(len(data))
+        return bytes(data)
+
+    def read_buffer(self, nbytes: int | None = None) -> pa.Buffer:
+        # PythonFile prefers this when present: it hands Arrow the buffer without a copy.
+        buffer = self._inner.read_buffer(nbytes)
+        self._counter.add(buffer.size)
+        return buffer
+
+    def seek(self, position: int, whence: int = 0) -> int:
+        return int(self._inner.seek(position, whence))
+
+    def tell(self) -> int:
+        return int(self._inner.tell())
+
+    def size(self) -> int:
+        return int(self._inner.size())
+
+    def close(self) -> None:
+        self._inner.close()

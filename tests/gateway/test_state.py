@@ -1,0 +1,221 @@
+"""The state suite: principals, keys, grants, decisions and the audit chain, on SQLite
+and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from audit.redaction import Redactor
+from gateway.audit_log import AuditLog, RequestMeta
+from gateway.config import Config
+from gateway.database import create_state_engine, is_current, migrate
+from gateway.decisions import Decider
+from gateway.demo import Workspace
+from gateway.grants import GrantError, add_grant, revoke_grant
+from gateway.principals import (
+    Caller,
+    PrincipalError,
+    add_principal,
+    authenticate,
+    issue_key,
+    revoke_key,
+    set_status,
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("pg_schema_url"))
+
+
+@pytest.fixture
+def engine(state_url: str) -> Iterator[Engine]:
+    engine = create_state_engine(state_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def config(demo_template: Workspace) -> Config:
+    return demo_template.config
+
+
+def test_migrations_are_idempotent(engine: Engine):
+    migrate(engine)
+    assert is_current(engine)
+
+
+def test_keys_authenticate_until_revoked(engine: Engine):
+    add_principal(engine, name="mei", kind="partner", org="surgibot")
+    key_id, token = issue_key(engine, "mei")
+    caller = authenticate(engine, token)
+    assert isinstance(caller, Caller)
+    assert (caller.name, caller.kind, caller.org, caller.org_status) == (
+        "mei", "partner", "surgibot", "active")
+    assert caller.recipient == "org:surgibot"
+    assert authenticate(engine, token[:-1] + ("A" if token[-1] != "A" else "B")) == "wrong secret"
+    assert authenticate(engine, "kl_000000000000_" + "x" * 43) == "unknown key"
+    assert authenticate(engine, "nonsense") == "malformed token"
+    revoke_key(engine, key_id)
+    assert authenticate(engine, token) == "revoked key"
+
+
+def test_suspended_principal_cannot_authenticate(engine: Engine):
+    add_principal(engine, name="erin", kind="employee")
+    _, token = issue_key(engine, "erin")
+    set_status(engine, "erin", "suspended")
+    assert authenticate(engine, token) == "principal is suspended"
+
+
+def test_principal_validation(engine: Engine):
+    add_principal(engine, name="erin", kind="employee")
+    with pytest.raises(PrincipalError, match="already exists"):
+        add_principal(engine, name="erin", kind="employee")
+    with pytest.raises(PrincipalError, match="needs an org"):
+        add_principal(engine, name="pat", kind="partner")
+    with pytest.raises(PrincipalError, match="kind must be"):
+        add_principal(engine, name="pat", kind="god")
+    with pytest.raises(PrincipalError, match="must match"):
+        add_principal(engine, name="Robert'); DROP TABLE principals;--", kind="employee")
+
+
+def test_only_a_hash_of_the_secret_is_stored(engine: Engine):
+    add_principal(engine, name="erin", kind="employee")
+    _, token = issue_key(engine, "erin")
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT key_id, secret_hash FROM api_keys")).one()
+    assert token.split("_")[2] not in stored.secret_hash
+    assert stored.key_id in token
+
+
+def test_grants_drive_decisions(engine: Engine, config: Config):
+    add_principal(engine, name="mei", kind="partner", org="surgibot")
+    add_principal(engine, name="erin", kind="employee")
+    mei = authenticate(engine, issue_key(engine, "mei")[1])
+    erin = authenticate(engine, issue_key(engine, "erin")[1])
+    assert isinstance(mei, Caller) and isinstance(erin, Caller)
+    decider = Decider(engine, config)
+    now = datetime.now(UTC)
+    assert not decider.decide(caller=erin, dataset="patients", at=now).allowed
+    grant = add_grant(engine, config, subject_type="principal", subject="erin",
+                      dataset="patients", profile="raw", days=1, created_by="t", approvals=1)
+    decision = decider.decide(caller=erin, dataset="patients", at=now)
+    # raw needs two approvals: one approval reads pseudonymized
+    assert decision.allowed and decision.obligations
+    assert decision.obligations.profile == "pseudonymized"
+    add_grant(engine, config, subject_type="org", subject="surgibot", module="imaging",
+              profile="raw", purpose="p", days=1, created_by="t", approvals=2)
+    decision = decider.decide(caller=mei, dataset="studies", at=now, purpose="p")
+    assert decision.allowed and decision.obligations
+    assert decision.obligations.profile == "anonymized"  # partners are capped
+    assert not decider.decide(caller=mei, dataset="studies", at=now).allowed
+    later = now + timedelta(days=2)
+    expired = decider.decide(caller=erin, dataset="patients", at=later)
+    assert not expired.allowed and "expired" in expired.reasons[0]
+    revoke_grant(engine, grant)
+    assert not decider.decide(caller=erin, dataset="patients", at=now).allowed
+
+
+def test_grant_validation(engine: Engine, config: Config):
+    add_principal(engine, name="erin", kind="employee")
+    for kwargs, message in [
+        ({"dataset": "nope"}, "unknown dataset"),
+        ({"module": "nope"}, "unknown module"),
+        ({"dataset": "patients", "module": "crm"}, "belongs to module"),
+        ({"dataset": "patients", "profile": "everything"}, "profile must be"),
+        ({"dataset": "patients", "days": 0}, "days must be"),
+        ({"dataset": "patients", "subject": "ghost"}, "unknown principal"),
+        ({"dataset": "patients", "columns": ["nope"]}, "unknown column"),
+    ]:
+        args = {"subject_type": "principal", "subject": "erin", "profile": "anonymized",
+                "days": 5, "created_by": "t", **kwargs}
+        with pytest.raises(GrantError, match=message):
+            add_grant(engine, config, **args)  # type: ignore[arg-type]
+
+
+def _audit(engine: Engine) -> AuditLog:
+    return AuditLog(engine, Redactor(b"k" * 32), policy_version="test")
+
+
+def test_audit_chain_appends_and_verifies(engine: Engine):
+    log = _audit(engine)
+    meta = RequestMeta("req-1", "127.0.0.1", "agent\n\x1b[31mred")
+    seqs = [log.append("data.query", meta=meta, actor="mei", decision="allow",
+                       reasons=["because"]) for _ in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    report = log.verify()
+    assert report.ok and report.events == 5
+    # Control characters from clients are stored inert inside JSON strings.
+    assert log.tail(1)[0]["user_agent"] == "agent\n\x1b[31mred"
+
+
+@pytest.mark.parametrize(
+    ("statement", "problem"),
+    [
+        ("UPDATE audit_events SET body = replace(body, 'allow', 'deny') WHERE seq = 3",
+         "event 3 was edited"),
+        ("UPDATE audit_events SET actor = 'someone' WHERE seq = 2", "column 'actor' was edited"),
+        ("DELETE FROM audit_events WHERE seq = 2", "event 2 is missing"),
+        ("UPDATE audit_events SET seq = 99 WHERE seq = 1", "event 1 is missing"),
+    ],
+)
+def test_audit_tampering_is_detected(engine: Engine, statement: str, problem: str):
+    log = _audit(engine)
+    for i in range(4):
+        log.append("data.query", actor="mei", decision="allow", reasons=[f"r{i}"])
+    with engine.begin() as conn:
+        conn.execute(text(statement))
+    report = log.verify()
+    assert not report.ok
+    assert problem in (report.problem or "")
+
+
+def test_concurrent_appends_stay_gap_free(engine: Engine):
+    log = _audit(engine)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(25):
+                log.append("data.query", actor="t", decision="allow")
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    report = log.verify()
+    assert report.ok and report.events == 100
+
+
+@pytest.mark.pg
+def test_two_gateways_share_one_chain_on_postgres(pg_schema_url: str):
+    first, second = create_state_engine(pg_schema_url), create_state_engine(pg_schema_url)
+    migrate(first)
+    logs = [_audit(first), _audit(second)]
+
+    def worker(log: AuditLog) -> None:
+        for _ in range(30):
+            log.append("data.query", actor="t", decision="allow")
+
+    threads = [threading.Thread(target=worker, args=(log,)) for log in logs for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = logs[0].verify()
+    assert report.ok and report.events == 120
+    first.dispose()
+    second.dispose()

@@ -1,0 +1,38 @@
+"""Generalization rules for quasi-identifiers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from gateway.transforms.generalization import GeneralizationError, generalize, output_type
+
+
+@pytest.mark.parametrize(
+    ("values", "rule", "expected"),
+    [
+        (pa.array([dt.date(1987, 5, 3), None]), "year", [1987, None]),
+        (pa.array(["1987-05-03"]), "year", [1987]),
+        (pa.array([dt.datetime(2024, 2, 29, 13, 0)]), "month", ["2024-02"]),
+        (pa.array(["2024-02-29"]), "month", ["2024-02"]),
+        (pa.array([0, 9, 10, 37, None]), "band:10", ["0-9", "0-9", "10-19", "30-39", None]),
+        (pa.array(["100085", "2000"]), "prefix:3", ["100***", "200*"]),
+        (pa.array([100085], pa.int64()), "prefix:2", ["10****"]),
+        (pa.array([5, 25, 75, 150]), "bins:18,65,100", ["<18", "18-65", "65-100", ">=100"]),
+        (pa.array(["男", "女"]), "keep", ["男", "女"]),
+    ],
+)
+def test_rules(values: pa.Array, rule: str, expected: list[object]):
+    out = generalize(values, rule)
+    assert out.to_pylist() == expected
+    assert out.type == output_type(rule, values.type)
+
+
+@pytest.mark.parametrize(("values", "rule"), [(pa.array(["x"]), "band:10"),
+                                              (pa.array([1.5]), "year"),
+                                              (pa.array([True]), "prefix:1")])
+def test_rules_that_do_not_fit_are_refused(values: pa.Array, rule: str):
+    with pytest.raises(GeneralizationError):
+        generalize(values, rule)
