@@ -19,6 +19,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(BIN)/kiteline policy test
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway policies connectors audit tests bench

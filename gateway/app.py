@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
+import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,8 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import Config, Settings, load_config
 from gateway.errors import install_error_handlers
-from gateway.policy_files import policy_version
-from gateway.routes import catalog, health, me, query
+from gateway.routes import catalog, decisions, health, me, query
 from gateway.service import Gateway
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,25 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
+        # SIGHUP reloads the policy directory, as daemons conventionally do. Signal
+        # handlers can only be installed from the main thread (not under a test client).
+        loop = asyncio.get_running_loop()
+        hangup = False
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(
+                signal.SIGHUP,
+                lambda: loop.run_in_executor(None, _reload_quietly, app.state.gateway),
+            )
+            hangup = True
         yield
+        if hangup:
+            loop.remove_signal_handler(signal.SIGHUP)
         if owns_gateway:
             app.state.gateway.close()
 
     owns_gateway = gateway is None
     if gateway is None:
-        gateway = Gateway.from_config(config, policy_version=policy_version())
+        gateway = Gateway.from_config(config)
     app = FastAPI(
         title="kiteline",
         summary="A data-access governance gateway: governed, anonymized, audited reads.",
@@ -100,10 +113,12 @@ def create_app(
     app.state.settings = settings
     app.state.metrics_registry = registry
     install_error_handlers(app)
-    for module in (health, me, catalog, query):
+    for module in (health, me, catalog, query, decisions):
         app.include_router(module.router)
     app.add_middleware(RequestContext, requests=requests, latency=latency)  # type: ignore[arg-type]
     return app
 
 
-Handler = Callable[..., Awaitable[Any]]
+def _reload_quietly(gateway: Gateway) -> None:
+    with contextlib.suppress(Exception):  # refusals are logged and audited by the service
+        gateway.reload_policy()

@@ -64,6 +64,7 @@ def cli(ctx: click.Context, config_path: Path | None, log_level: str | None) -> 
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("casbin").setLevel(logging.WARNING)
     ctx.obj = settings
 
 
@@ -394,6 +395,16 @@ def audit_tail(ctx: click.Context, count: int) -> None:
     """Print the newest events as JSON lines."""
     for event in _audit_log(_config(ctx)).tail(count):
         click.echo(json.dumps(event, ensure_ascii=False))
+
+
+def _register() -> None:
+    from gateway.cli_policy import explain, policy
+
+    cli.add_command(policy)
+    cli.add_command(explain)
+
+
+_register()
 
 
 def main() -> None:  # the console script; `python -m gateway.cli` too

@@ -109,6 +109,9 @@ class PolicySection(_Strict):
     engine: Literal["embedded", "opa"] = "embedded"
     opa_url: str | None = None
     timeout_s: float = Field(0.5, gt=0, le=10)
+    directory: str | None = Field(
+        None, description="Folder of *.rego files (default: the packaged policies/)."
+    )
 
     @model_validator(mode="after")
     def _opa_needs_url(self) -> PolicySection:

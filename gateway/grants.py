@@ -37,6 +37,7 @@ class GrantRecord:
     row_filter: tuple[dict[str, Any], ...]
     row_cap: int | None
     expires_at: datetime
+    window: dict[str, Any] | None = None
 
     def covers(self, module: str, dataset: str) -> bool:
         return self.module == module and self.dataset in (None, dataset)
@@ -54,6 +55,7 @@ class GrantRecord:
             "row_filter": list(self.row_filter) or None,
             "row_cap": self.row_cap,
             "expires_at": self.expires_at.isoformat(),
+            "window": self.window,
         }
 
 
@@ -73,6 +75,7 @@ def add_grant(
     columns: list[str] | None = None,
     row_filter: list[dict[str, Any]] | None = None,
     row_cap: int | None = None,
+    window: dict[str, Any] | None = None,
     status: str = "active",
 ) -> int:
     """Record a grant directly (administrative path; requests and approvals build on it)."""
@@ -114,6 +117,7 @@ def add_grant(
                 columns=columns,
                 row_filter=row_filter,
                 row_cap=row_cap,
+                window=window,
                 approvals=approvals,
                 created_by=created_by,
                 created_at=created,
@@ -157,6 +161,7 @@ def active_grants(conn: Connection) -> list[GrantRecord]:
             row_filter=tuple(g.row_filter or ()),
             row_cap=g.row_cap,
             expires_at=_aware(g.expires_at),
+            window=g.window,
         )
         for g in rows
     ]

@@ -58,6 +58,8 @@ class Grant(Base):
     columns: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     row_filter: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
     row_cap: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # {"days": ["mon", ...], "start": "08:00", "end": "20:00", "timezone": "Asia/Shanghai"}
+    window: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     approvals: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.database import bump_version
-from gateway.models import ApiKey, Org, Principal
+from gateway.database import VERSION_NAMES, bump_version
+from gateway.models import ApiKey, Org, Principal, Version
 
 KINDS = ("employee", "alumni", "partner", "officer", "admin", "service")
 STATUSES = ("active", "departed", "suspended")
@@ -41,6 +41,9 @@ class Caller:
     org: str | None
     org_status: str | None
     key_id: str | None = None
+    # The state versions read in the same query as the key: decisions cached under
+    # older versions are never used for this request.
+    versions: tuple[int, ...] | None = None
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -156,6 +159,10 @@ def authenticate(engine: Engine, token: str) -> Caller | str:
     if match is None:
         return "malformed token"
     key_id, secret = match.groups()
+    versions = [
+        select(Version.value).where(Version.name == name).scalar_subquery()
+        for name in VERSION_NAMES
+    ]
     query = (
         select(
             ApiKey.secret_hash,
@@ -166,6 +173,7 @@ def authenticate(engine: Engine, token: str) -> Caller | str:
             Principal.status,
             Principal.org,
             Org.status,
+            *versions,
         )
         .join(Principal, Principal.id == ApiKey.principal_id)
         .outerjoin(Org, Org.name == Principal.org)
@@ -175,7 +183,7 @@ def authenticate(engine: Engine, token: str) -> Caller | str:
         row = conn.execute(query).first()
     if row is None:
         return "unknown key"
-    secret_hash, revoked_at, pid, name, kind, status, org, org_status = row
+    secret_hash, revoked_at, pid, name, kind, status, org, org_status = row[:8]
     if not hmac.compare_digest(secret_hash, _hash_secret(secret)):
         return "wrong secret"
     if revoked_at is not None:
@@ -183,5 +191,46 @@ def authenticate(engine: Engine, token: str) -> Caller | str:
     if status != "active":
         return f"principal is {status}"
     return Caller(
-        id=pid, name=name, kind=kind, status=status, org=org, org_status=org_status, key_id=key_id
+        id=pid,
+        name=name,
+        kind=kind,
+        status=status,
+        org=org,
+        org_status=org_status,
+        key_id=key_id,
+        versions=tuple(int(v or 0) for v in row[8:]),
+    )
+
+
+def caller_by_name(engine: Engine, name: str) -> Caller | None:
+    """The principal ``name`` as a caller (for explaining someone else's access)."""
+    versions = [
+        select(Version.value).where(Version.name == v).scalar_subquery() for v in VERSION_NAMES
+    ]
+    query = (
+        select(
+            Principal.id,
+            Principal.name,
+            Principal.kind,
+            Principal.status,
+            Principal.org,
+            Org.status,
+            *versions,
+        )
+        .outerjoin(Org, Org.name == Principal.org)
+        .where(Principal.name == name)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        return None
+    pid, pname, kind, status, org, org_status = row[:6]
+    return Caller(
+        id=pid,
+        name=pname,
+        kind=kind,
+        status=status,
+        org=org,
+        org_status=org_status,
+        versions=tuple(int(v or 0) for v in row[6:]),
     )

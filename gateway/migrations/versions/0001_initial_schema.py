@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("columns", sa.JSON(), nullable=True),
         sa.Column("row_filter", sa.JSON(), nullable=True),
         sa.Column("row_cap", sa.Integer(), nullable=True),
+        sa.Column("window", sa.JSON(), nullable=True),
         sa.Column("approvals", sa.Integer(), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
