@@ -1,7 +1,7 @@
 """Generalizations of quasi-identifiers: coarser values that many people share.
 
 Each rule maps a column to a coarser one: ``year`` and ``month`` for dates, ``band:N``
-for numbers (ages into N-wide bands), ``prefix:N`` for codes (zip 100085 -> 100***),
+for numbers (ages into N-wide bands) and for dates (birth dates into N-year bands), ``prefix:N`` for codes (zip 100085 -> 100***),
 ``bins:a,b,c`` for numbers into labelled intervals, and ``keep`` for values already
 coarse (gender) that still count as quasi-identifiers. Work is done once per distinct
 value.
@@ -49,7 +49,7 @@ def check_rule(rule: str, source: pa.DataType) -> None:
         "keep": True,
         "year": _is_temporal(source) or _is_text(source),
         "month": _is_temporal(source) or _is_text(source),
-        "band": numeric,
+        "band": numeric or _is_temporal(source),
         "bins": numeric,
         "prefix": _is_text(source) or pa.types.is_integer(source),
     }[kind]
@@ -94,6 +94,9 @@ def generalize(values: pa.Array, rule: str) -> pa.Array:
             return pc.utf8_slice_codeunits(values, 0, 7)
         return pc.strftime(values, format="%Y-%m")
     if kind == "band":
+        if _is_temporal(values.type):
+            # Dates band by year: band:10 turns 1953-04-02 into "1950-1959".
+            values = pc.year(values)
         return _per_distinct(values, _band(int(argument)), pa.string())
     if kind == "bins":
         return _per_distinct(
