@@ -211,7 +211,7 @@ class Column(_Strict):
 
 class LDiversity(_Strict):
     column: str = Field(description="The sensitive column whose values must be diverse.")
-    l: int = Field(2, ge=2, description="Distinct sensitive values each group must hold.")
+    l: int = Field(2, ge=2, description="Distinct sensitive values each group must hold.")  # noqa: E741
 
 
 class Budgets(_Strict):

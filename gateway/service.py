@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from audit.errors import AuditError
 from audit.redaction import Redactor
 from connectors.base import Cancellation, Connector, Filter
-from gateway import budgets, key_versions, principals
+from gateway import budgets, key_versions, principals, tracing
 from gateway.aggregate_read import AggregateReader
 from gateway.anonymity import ClassIndexCache, qi_spec
 from gateway.audit_log import AuditLog, RequestMeta
@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 SCHEMA_TTL_S = 30.0
 T = TypeVar("T")
 MAX_QUERY_BYTES = 256 * 1024
+MAX_TRACE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -306,7 +307,6 @@ class Gateway:
                 ) from None
             parsed["request"] = request
             self._lookup(name)
-            dataset = self.config.datasets[name]
             aggregate = bool(request.group_by or request.aggregates)
             decision = self.decider.decide(
                 caller=caller,
@@ -457,6 +457,64 @@ class Gateway:
         headers = {"X-Kiteline-Audit-Seq": str(seq), "X-Kiteline-Profile": obligations.profile}
         headers.update(budgets.headers(left))
         return ReadResult(media_type, chunks, headers)
+
+    # -- leak tracing ----------------------------------------------------------------
+
+    def trace(
+        self,
+        caller: Caller,
+        body: bytes,
+        filename: str | None,
+        content_type: str | None,
+        meta: RequestMeta,
+    ) -> dict[str, Any]:
+        """Name the recipient of a leaked extract (officers only); every trace is audited."""
+
+        def run() -> dict[str, Any]:
+            if caller.kind != "officer":
+                raise AccessDenied("only security officers may trace leaked extracts")
+            if len(body) > MAX_TRACE_BYTES:
+                raise InvalidRequest(f"the extract exceeds {MAX_TRACE_BYTES} bytes")
+            return self.trace_extract(body, filename, content_type, meta=meta, caller=caller)
+
+        return self._audited(run, caller=caller, meta=meta, dataset=None, action="trace.run")
+
+    def trace_extract(
+        self,
+        body: bytes,
+        filename: str | None,
+        content_type: str | None,
+        *,
+        meta: RequestMeta | None = None,
+        caller: Caller | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            table = tracing.read_extract(body, tracing.detect_format(filename, content_type))
+        except tracing.TraceError as exc:
+            raise InvalidRequest(str(exc)) from None
+        domains, values = tracing.source_reader(self.config, self.connectors)
+        report = tracing.trace(
+            table,
+            keyring=self.keyring,
+            recipients=tracing.known_recipients(self.engine),
+            versions=key_versions.all_versions(self.engine),
+            domains=domains,
+            source_values=values,
+        ).as_dict()
+        report["extract_sha256"] = hashlib.sha256(body).hexdigest()
+        self.audit.append(
+            "trace.run",
+            meta=meta,
+            caller=caller,
+            actor=actor,
+            decision="allow",
+            verdict=report["verdict"],
+            extract_sha256=report["extract_sha256"],
+            rows=report["rows"],
+            attributed=report["attributed"],
+        )
+        return report
 
     def _stream(
         self,

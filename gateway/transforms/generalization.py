@@ -1,8 +1,9 @@
 """Generalizations of quasi-identifiers: coarser values that many people share.
 
 Each rule maps a column to a coarser one: ``year`` and ``month`` for dates, ``band:N``
-for numbers (ages into N-wide bands) and for dates (birth dates into N-year bands), ``prefix:N`` for codes (zip 100085 -> 100***),
-``bins:a,b,c`` for numbers into labelled intervals, and ``keep`` for values already
+for numbers (ages into N-wide bands) and dates (birth dates into N-year bands),
+``prefix:N`` for codes (zip 100085 -> 100***), ``bins:a,b,c`` for numbers into labelled
+intervals, and ``keep`` for values already
 coarse (gender) that still count as quasi-identifiers. Work is done once per distinct
 value.
 """

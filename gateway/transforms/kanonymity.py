@@ -35,7 +35,7 @@ class QiSpec:
     columns: tuple[tuple[str, str], ...]  # (column, generalization rule)
     k: int
     l_column: str | None = None
-    l: int = 1
+    l: int = 1  # noqa: E741 - the l of l-diversity
 
     @property
     def names(self) -> list[str]:
