@@ -57,16 +57,19 @@ def today() -> str:
 
 def limits_for(engine: Engine, config: Config, grant_id: int) -> Limits:
     with engine.connect() as conn:
-        row = conn.execute(select(GrantLimits).where(GrantLimits.grant_id == grant_id)).first()
+        row = (
+            conn.execute(select(GrantLimits.__table__).where(GrantLimits.grant_id == grant_id))
+            .mappings()
+            .first()
+        )
     defaults = config.budgets
     if row is None:
         return Limits(None, defaults.rows_per_day, defaults.rows_total, defaults.epsilon_per_grant)
-    limits = row[0]
     return Limits(
-        limits.rows_per_request,
-        limits.rows_per_day if limits.rows_per_day is not None else defaults.rows_per_day,
-        limits.rows_total if limits.rows_total is not None else defaults.rows_total,
-        limits.epsilon if limits.epsilon is not None else defaults.epsilon_per_grant,
+        row["rows_per_request"],
+        row["rows_per_day"] if row["rows_per_day"] is not None else defaults.rows_per_day,
+        row["rows_total"] if row["rows_total"] is not None else defaults.rows_total,
+        row["epsilon"] if row["epsilon"] is not None else defaults.epsilon_per_grant,
     )
 
 
