@@ -65,7 +65,7 @@ class AggregateReader:
                 dataset=name,
                 module=dataset.module,
                 decision="allow",
-                reasons=reasons,
+                reasons=list(reasons),
                 purpose=request.purpose,
                 profile="aggregate",
                 grant_id=obligations.grant_id,

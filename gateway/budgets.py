@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -91,7 +91,7 @@ def set_limits(
     with engine.begin() as conn:
         present = conn.scalar(select(GrantLimits.grant_id).where(GrantLimits.grant_id == grant_id))
         if present is None:
-            conn.execute(GrantLimits.__table__.insert().values(grant_id=grant_id, **values))
+            conn.execute(insert(GrantLimits).values(grant_id=grant_id, **values))
         else:
             changed = {k: v for k, v in values.items() if v is not None}
             if changed:
@@ -173,14 +173,13 @@ def charge(engine: Engine, charges: Sequence[Charge]) -> dict[str, float | None]
             _ensure_rows(conn, charges)
             left: dict[str, float | None] = {}
             for c in charges:
-                table = BudgetUsage.__table__
                 statement = (
-                    update(table)
-                    .where(table.c.account == c.account, table.c.period == c.period)
-                    .values(used=table.c.used + c.amount)
+                    update(BudgetUsage)
+                    .where(BudgetUsage.account == c.account, BudgetUsage.period == c.period)
+                    .values(used=BudgetUsage.used + c.amount)
                 )
                 if c.cap is not None:
-                    statement = statement.where(table.c.used + c.amount <= c.cap + _SLACK)
+                    statement = statement.where(BudgetUsage.used + c.amount <= c.cap + _SLACK)
                 if conn.execute(statement).rowcount != 1:
                     raise _Refused(c, max((c.cap or 0.0) - _used(conn, c), 0.0))
                 left[c.label] = None if c.cap is None else max(c.cap - _used(conn, c), 0.0)
@@ -202,11 +201,10 @@ def refund(engine: Engine, charges: Sequence[Charge]) -> None:
         return
     with _begin(engine) as conn, conn.begin():
         for c in charges:
-            table = BudgetUsage.__table__
             conn.execute(
-                update(table)
-                .where(table.c.account == c.account, table.c.period == c.period)
-                .values(used=table.c.used - c.amount)
+                update(BudgetUsage)
+                .where(BudgetUsage.account == c.account, BudgetUsage.period == c.period)
+                .values(used=BudgetUsage.used - c.amount)
             )
 
 

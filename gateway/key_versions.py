@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
 from gateway.models import PseudonymKey
 
@@ -37,12 +37,12 @@ def rotate(engine: Engine, *, created_by: str) -> int:
         if newest is None:
             # Record that version 1 existed, so listings show the whole history.
             conn.execute(
-                PseudonymKey.__table__.insert().values(
+                insert(PseudonymKey).values(
                     version=FIRST_VERSION, created_at=datetime.now(UTC), created_by="initial"
                 )
             )
         conn.execute(
-            PseudonymKey.__table__.insert().values(
+            insert(PseudonymKey).values(
                 version=version, created_at=datetime.now(UTC), created_by=created_by
             )
         )

@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
-
 from sqlalchemy import Engine, select
 
 from connectors.base import Connector, Scan

@@ -106,5 +106,8 @@ def generalize(values: pa.Array, rule: str) -> pa.Array:
     if kind == "prefix":
         keep = int(argument)
         text = values if _is_text(values.type) else pc.cast(values, pa.string())
-        return _per_distinct(text, lambda s: s[:keep] + "*" * max(len(s) - keep, 0), pa.string())
+        # Vectorized: the first N characters, then one star per character hidden.
+        hidden = pc.max_element_wise(pc.subtract(pc.utf8_length(text), keep), 0)
+        stars = pc.binary_repeat(pa.scalar("*"), hidden)
+        return pc.binary_join_element_wise(pc.utf8_slice_codeunits(text, 0, keep), stars, "")
     raise GeneralizationError(f"unknown generalization {rule!r}")

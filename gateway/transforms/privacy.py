@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import opendp.prelude as dp
 import pyarrow as pa
@@ -108,7 +109,9 @@ def _partial(batch: pa.RecordBatch, plan: AggregatePlan) -> pa.Table:
             columns[f"m{j}"] = pc.fill_null(clamped, 0.0)
     keys = [k for k in columns if k.startswith("g") or k == GROUP_KEY]
     table = pa.table(columns)
-    aggs = [([], "count_all")] + [(f"m{j}", "sum") for j in range(len(plan.measures))]
+    aggs: list[tuple[Any, str]] = [([], "count_all")] + [
+        (f"m{j}", "sum") for j in range(len(plan.measures))
+    ]
     return table.group_by(keys, use_threads=False).aggregate(aggs)
 
 

@@ -19,8 +19,11 @@ QIS = ["birth_date", "gender", "zip"]
 
 
 def read(client: TestClient, ws: Workspace, body: dict, accept: str = "application/json"):
-    return client.post("/v1/datasets/patients/query", content=orjson.dumps(body),
-                       headers={**bearer(ws, "mei"), "Accept": accept})
+    return client.post(
+        "/v1/datasets/patients/query",
+        content=orjson.dumps(body),
+        headers={**bearer(ws, "mei"), "Accept": accept},
+    )
 
 
 def surgibot_grant(ws: Workspace) -> int:
@@ -43,7 +46,9 @@ def min_class(table: pa.Table, k_columns: list[str]) -> int:
     conn = duckdb.connect()
     conn.register("t", table)
     keys = ", ".join(k_columns)
-    return conn.execute(f"SELECT min(n) FROM (SELECT count(*) n FROM t GROUP BY {keys})").fetchone()[0]
+    return conn.execute(
+        f"SELECT min(n) FROM (SELECT count(*) n FROM t GROUP BY {keys})"
+    ).fetchone()[0]
 
 
 def test_mei_gets_k_anonymous_rows_of_the_whole_dataset(client: TestClient, workspace: Workspace):
@@ -55,9 +60,7 @@ def test_mei_gets_k_anonymous_rows_of_the_whole_dataset(client: TestClient, work
     assert response.headers["x-kiteline-rows-remaining-today"].isdigit()
 
 
-def test_stricter_k_suppresses_more_and_pages_skip_suppressed_rows(
-    client: TestClient, workspace: Workspace
-):
+def test_stricter_k_suppresses_more_and_pages_skip_suppressed_rows(workspace: Workspace):
     text = workspace.config_path.read_text().replace("    k: 5\n", "    k: 40\n", 1)
     workspace.config_path.write_text(text)
     with client_for(workspace) as strict:
@@ -68,8 +71,9 @@ def test_stricter_k_suppresses_more_and_pages_skip_suppressed_rows(
         # Paging with cursors yields the same rows, each page full until the last.
         seen, cursor, pages = [], None, 0
         while True:
-            page = read(strict, workspace, {"limit": 3000, "cursor": cursor,
-                                             "purpose": SURGICAL_PURPOSE}).json()
+            page = read(
+                strict, workspace, {"limit": 3000, "cursor": cursor, "purpose": SURGICAL_PURPOSE}
+            ).json()
             pages += 1
             seen += [r["patient_id"] for r in page["rows"]]
             cursor = page["next_cursor"]
@@ -99,8 +103,9 @@ def test_a_cursor_cannot_page_past_the_total_cap(client: TestClient, workspace: 
     set_limits(workspace, rows_total=250)
     cursor, received, statuses = None, 0, []
     for _ in range(5):
-        response = read(client, workspace, {"limit": 100, "cursor": cursor,
-                                            "purpose": SURGICAL_PURPOSE})
+        response = read(
+            client, workspace, {"limit": 100, "cursor": cursor, "purpose": SURGICAL_PURPOSE}
+        )
         statuses.append(response.status_code)
         if response.status_code != 200:
             break

@@ -33,11 +33,19 @@ from tests.conftest import bearer
 ARROW = "application/vnd.apache.arrow.stream"
 
 
-def extract(client: TestClient, ws: Workspace, who: str, purpose: str, limit: int = 10_000,
-            dataset: str = "patients") -> pa.Table:
-    response = client.post(f"/v1/datasets/{dataset}/query", headers={**bearer(ws, who),
-                           "Accept": ARROW},
-                           content=orjson.dumps({"limit": limit, "purpose": purpose}))
+def extract(
+    client: TestClient,
+    ws: Workspace,
+    who: str,
+    purpose: str,
+    limit: int = 10_000,
+    dataset: str = "patients",
+) -> pa.Table:
+    response = client.post(
+        f"/v1/datasets/{dataset}/query",
+        headers={**bearer(ws, who), "Accept": ARROW},
+        content=orjson.dumps({"limit": limit, "purpose": purpose}),
+    )
     assert response.status_code == 200, response.text
     return pa.ipc.open_stream(io.BytesIO(response.content)).read_all()
 
@@ -50,8 +58,13 @@ def dictionary(values: list[str]) -> set[str]:
     """Everything an attacker without the key can compute from a source value."""
     out: set[str] = set()
     for value in values:
-        for algorithm in ("md5", "sha1", "sha256", "sha512", "sm3" if "sm3" in
-                          hashlib.algorithms_available else "sha3_256"):
+        for algorithm in (
+            "md5",
+            "sha1",
+            "sha256",
+            "sha512",
+            "sm3" if "sm3" in hashlib.algorithms_available else "sha3_256",
+        ):
             digest = hashlib.new(algorithm, value.encode()).digest()
             out |= {digest.hex(), b32(digest), b32(digest[:15]), b32(digest)[:24]}
     return out
@@ -68,14 +81,18 @@ def test_hashing_every_source_id_without_the_key_matches_nothing(
     client: TestClient, workspace: Workspace
 ):
     source = pq.read_table(workspace.root / "data/imaging/patients.parquet")
-    leaked = digest_parts(extract(client, workspace, "mei", SURGICAL_PURPOSE)
-                          .column("patient_id").to_pylist())
-    candidates = dictionary(source.column("national_id").to_pylist()
-                            + source.column("patient_id").to_pylist())
+    leaked = digest_parts(
+        extract(client, workspace, "mei", SURGICAL_PURPOSE).column("patient_id").to_pylist()
+    )
+    candidates = dictionary(
+        source.column("national_id").to_pylist() + source.column("patient_id").to_pylist()
+    )
     assert not leaked & candidates
     # Control: the same dictionary defeats an unkeyed hash of the same identifiers.
-    unkeyed = {b32(hashlib.sha256(p.encode()).digest()[:15])
-               for p in source.column("patient_id").to_pylist()}
+    unkeyed = {
+        b32(hashlib.sha256(p.encode()).digest()[:15])
+        for p in source.column("patient_id").to_pylist()
+    }
     assert len(unkeyed & candidates) == len(unkeyed)
 
 
@@ -89,7 +106,8 @@ def test_two_recipients_extracts_do_not_join(client: TestClient, workspace: Work
     joined = mei.join(lin, "patient_id", join_type="inner", right_suffix="_lin")
     assert joined.num_rows == 0
     assert not digest_parts(mei.column("patient_id").to_pylist()) & digest_parts(
-        lin.column("patient_id").to_pylist())
+        lin.column("patient_id").to_pylist()
+    )
     # Control: within one recipient the same patients do join across datasets.
     studies = extract(client, workspace, "mei", SURGICAL_PURPOSE, dataset="studies")
     assert mei.join(studies, "patient_id", join_type="inner").num_rows > 0
@@ -99,13 +117,22 @@ def test_two_recipients_extracts_do_not_join(client: TestClient, workspace: Work
 
 
 def test_tracker_filters_are_refused_at_the_endpoint(client: TestClient, workspace: Workspace):
-    for where in ({"column": "customer_id", "op": "!=", "value": "C00001"},
-                  {"column": "hospital", "op": "like", "value": "%"},
-                  {"column": "city", "op": "=", "value": "北京"}):
-        response = client.post("/v1/datasets/customers/query", headers=bearer(workspace, "sam"),
-                               content=orjson.dumps({
-                                   "aggregates": [{"fn": "sum", "column": "contract_value"}],
-                                   "where": [where], "purpose": MARKET_PURPOSE}))
+    for where in (
+        {"column": "customer_id", "op": "!=", "value": "C00001"},
+        {"column": "hospital", "op": "like", "value": "%"},
+        {"column": "city", "op": "=", "value": "北京"},
+    ):
+        response = client.post(
+            "/v1/datasets/customers/query",
+            headers=bearer(workspace, "sam"),
+            content=orjson.dumps(
+                {
+                    "aggregates": [{"fn": "sum", "column": "contract_value"}],
+                    "where": [where],
+                    "purpose": MARKET_PURPOSE,
+                }
+            ),
+        )
         assert response.status_code == 403
         assert response.json()["rule"] == "no filters under aggregate"
 
@@ -115,14 +142,19 @@ def ledger(tmp_path: Path, cap: float) -> Callable[[float], None]:
     migrate(engine)
 
     def pay(epsilon: float) -> None:
-        budgets.charge(engine, [budgets.Charge("org:attacker:epsilon", "total", epsilon, cap,
-                                               "org epsilon")])
+        budgets.charge(
+            engine, [budgets.Charge("org:attacker:epsilon", "total", epsilon, cap, "org epsilon")]
+        )
 
     return pay
 
 
-SUM_PLAN = AggregatePlan((), (Measure("sum", "contract_value", (0.0, 5_000_000.0)),),
-                         (Output("total", "sum", "contract_value"),), min_group_size=5)
+SUM_PLAN = AggregatePlan(
+    (),
+    (Measure("sum", "contract_value", (0.0, 5_000_000.0)),),
+    (Output("total", "sum", "contract_value"),),
+    min_group_size=5,
+)
 
 
 def dp_sum(table: pa.Table, epsilon: float) -> float:
@@ -168,8 +200,9 @@ def test_differencing_recovers_no_individual_value(workspace: Workspace, tmp_pat
 
 # -- 4. reconstruction by many random subset counts ------------------------------------
 
-BIT_PLAN = AggregatePlan((), (Measure("sum", "bit", (0.0, 1.0)),),
-                         (Output("ones", "sum", "bit"),), min_group_size=2)
+BIT_PLAN = AggregatePlan(
+    (), (Measure("sum", "bit", (0.0, 1.0)),), (Output("ones", "sum", "bit"),), min_group_size=2
+)
 
 
 def reconstruct(bits: list[int], answer, pay, queries: int, seed: int = 9) -> float:
@@ -227,13 +260,17 @@ def test_cursors_cannot_page_past_the_row_cap(client: TestClient, workspace: Wor
     engine = create_state_engine(workspace.config.state_url)
     with engine.connect() as conn:
         grant = conn.exec_driver_sql(
-            "SELECT id FROM grants WHERE subject='surgibot' AND dataset='patients'").scalar_one()
+            "SELECT id FROM grants WHERE subject='surgibot' AND dataset='patients'"
+        ).scalar_one()
     budgets.set_limits(engine, int(grant), rows_total=300)
     engine.dispose()
 
     def page(body: dict) -> object:
-        return client.post("/v1/datasets/patients/query", headers=bearer(workspace, "mei"),
-                           content=orjson.dumps({**body, "purpose": SURGICAL_PURPOSE}))
+        return client.post(
+            "/v1/datasets/patients/query",
+            headers=bearer(workspace, "mei"),
+            content=orjson.dumps({**body, "purpose": SURGICAL_PURPOSE}),
+        )
 
     first = page({"limit": 200})
     cursors = [first.json()["next_cursor"]]

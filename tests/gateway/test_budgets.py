@@ -17,8 +17,10 @@ CAP = 50
 def spend_concurrently(url: str, threads: int = 8, attempts: int = 20) -> tuple[int, float]:
     engine = create_state_engine(url)
     migrate(engine)
-    charges = [budgets.Charge("grant:1:rows", "total", 1, CAP, "rows in total"),
-               budgets.Charge("org:x:epsilon", "total", 0.1, CAP / 10, "org epsilon")]
+    charges = [
+        budgets.Charge("grant:1:rows", "total", 1, CAP, "rows in total"),
+        budgets.Charge("org:x:epsilon", "total", 0.1, CAP / 10, "org epsilon"),
+    ]
     granted = 0
     lock = threading.Lock()
     start = threading.Barrier(threads)

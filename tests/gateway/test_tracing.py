@@ -25,11 +25,19 @@ from gateway.tracing import source_reader, trace
 from tests.conftest import bearer, client_for
 
 
-def leaked_rows(client: TestClient, ws: Workspace, who: str = "mei", purpose: str = SURGICAL_PURPOSE,
-                rows: int = 20, dataset: str = "patients") -> pa.Table:
-    response = client.post(f"/v1/datasets/{dataset}/query", headers={**bearer(ws, who),
-                           "Accept": "application/vnd.apache.arrow.stream"},
-                           content=orjson.dumps({"limit": 500, "purpose": purpose}))
+def leaked_rows(
+    client: TestClient,
+    ws: Workspace,
+    who: str = "mei",
+    purpose: str = SURGICAL_PURPOSE,
+    rows: int = 20,
+    dataset: str = "patients",
+) -> pa.Table:
+    response = client.post(
+        f"/v1/datasets/{dataset}/query",
+        headers={**bearer(ws, who), "Accept": "application/vnd.apache.arrow.stream"},
+        content=orjson.dumps({"limit": 500, "purpose": purpose}),
+    )
     assert response.status_code == 200, response.text
     table = pa.ipc.open_stream(io.BytesIO(response.content)).read_all()
     picks = sorted(random.Random(5).sample(range(table.num_rows), rows))
@@ -47,7 +55,7 @@ def write_csv(table: pa.Table, path: Path) -> Path:
 
 
 def report_of(output: str) -> dict:
-    return json.loads(output[output.index("{"):])
+    return json.loads(output[output.index("{") :])
 
 
 def test_cli_trace_names_surgibot_for_rows_of_meis_response(
@@ -90,8 +98,9 @@ def test_forged_and_random_pseudonyms_are_never_attributed(
     genuine = leaked_rows(client, workspace).column("patient_id").to_pylist()
     tag = genuine[0].split("_")[1]
     alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-    forged = [f"p1_{tag}_" + "".join(secrets.choice(alphabet) for _ in range(24))
-              for _ in range(50)]
+    forged = [
+        f"p1_{tag}_" + "".join(secrets.choice(alphabet) for _ in range(24)) for _ in range(50)
+    ]
     noise = [secrets.token_hex(16) for _ in range(50)]
     path = write_csv(pa.table({"patient_id": forged, "other": noise}), tmp_path / "forged.csv")
     code, out = run_cli(workspace, "trace", str(path))
@@ -109,8 +118,14 @@ def test_twenty_rows_pick_the_right_recipient_among_a_thousand(
     recipients = [f"org:partner{i:04d}" for i in range(999)] + ["org:surgibot"]
     random.Random(1).shuffle(recipients)
     domains, values = source_reader(config, build_connectors(config))
-    report = trace(leak, keyring=keyring, recipients=recipients, versions=[1],
-                   domains=domains, source_values=values)
+    report = trace(
+        leak,
+        keyring=keyring,
+        recipients=recipients,
+        versions=[1],
+        domains=domains,
+        source_values=values,
+    )
     assert [e.recipient for e in report.attributed] == ["org:surgibot"]
 
 
@@ -129,19 +144,25 @@ def test_rotation_changes_pseudonyms_and_old_extracts_stay_traceable(
         assert report_of(out)["attributed"][0]["key_version"] == version
 
 
-def test_trace_endpoint_is_for_officers_only(
-    client: TestClient, workspace: Workspace, tmp_path: Path
-):
+def test_trace_endpoint_is_for_officers_only(client: TestClient, workspace: Workspace):
     sink = io.BytesIO()
     pacsv.write_csv(leaked_rows(client, workspace), sink)
-    response = client.post("/v1/trace", content=sink.getvalue(),
-                           headers={**bearer(workspace, "victor"), "Content-Type": "text/csv"})
+    response = client.post(
+        "/v1/trace",
+        content=sink.getvalue(),
+        headers={**bearer(workspace, "victor"), "Content-Type": "text/csv"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["verdict"] == "attributed to org:surgibot"
-    refused = client.post("/v1/trace", content=sink.getvalue(),
-                          headers={**bearer(workspace, "mei"), "Content-Type": "text/csv"})
+    refused = client.post(
+        "/v1/trace",
+        content=sink.getvalue(),
+        headers={**bearer(workspace, "mei"), "Content-Type": "text/csv"},
+    )
     assert refused.status_code == 403
-    unreadable = client.post("/v1/trace", content=b"\x00\x01garbage",
-                             headers={**bearer(workspace, "victor"),
-                                      "Content-Type": "application/vnd.apache.parquet"})
+    unreadable = client.post(
+        "/v1/trace",
+        content=b"\x00\x01garbage",
+        headers={**bearer(workspace, "victor"), "Content-Type": "application/vnd.apache.parquet"},
+    )
     assert unreadable.status_code == 400

@@ -16,12 +16,16 @@ SPEC = QiSpec((("birth", "band:10"), ("zip", "prefix:2"), ("gender", "keep")), k
 
 def people(n: int, seed: int = 3) -> pa.Table:
     rng = random.Random(seed)
-    return pa.table({
-        "birth": pa.array([dt.date(rng.randint(1930, 2005), 1, 1) for _ in range(n)], pa.date32()),
-        "zip": [f"{rng.randint(10, 30)}{rng.randint(0, 9999):04d}" for _ in range(n)],
-        "gender": [rng.choice(["男", "女", None]) for _ in range(n)],
-        "diagnosis": [rng.choice(["a", "b", "c"]) for _ in range(n)],
-    })
+    return pa.table(
+        {
+            "birth": pa.array(
+                [dt.date(rng.randint(1930, 2005), 1, 1) for _ in range(n)], pa.date32()
+            ),
+            "zip": [f"{rng.randint(10, 30)}{rng.randint(0, 9999):04d}" for _ in range(n)],
+            "gender": [rng.choice(["男", "女", None]) for _ in range(n)],
+            "diagnosis": [rng.choice(["a", "b", "c"]) for _ in range(n)],
+        }
+    )
 
 
 def released(table: pa.Table, index: ClassIndex, batch_rows: int = 97) -> pa.Table:
@@ -40,7 +44,9 @@ def duckdb_min_class_size(table: pa.Table, columns: list[str]) -> int:
     keys = ", ".join(columns)
     conn = duckdb.connect()
     conn.register("t", table)
-    return conn.execute(f"SELECT min(n) FROM (SELECT count(*) n FROM t GROUP BY {keys})").fetchone()[0]
+    return conn.execute(
+        f"SELECT min(n) FROM (SELECT count(*) n FROM t GROUP BY {keys})"
+    ).fetchone()[0]
 
 
 def test_released_rows_are_k_anonymous_by_an_independent_count():
@@ -61,8 +67,14 @@ def test_released_rows_are_k_anonymous_by_an_independent_count():
 
 def test_classes_are_counted_over_the_whole_dataset_not_the_batch():
     # Five identical rows spread over five batches: each batch alone has a class of one.
-    data = pa.table({"birth": pa.array([dt.date(1950, 1, 1)] * 5, pa.date32()),
-                     "zip": ["100000"] * 5, "gender": ["男"] * 5, "diagnosis": ["a"] * 5})
+    data = pa.table(
+        {
+            "birth": pa.array([dt.date(1950, 1, 1)] * 5, pa.date32()),
+            "zip": ["100000"] * 5,
+            "gender": ["男"] * 5,
+            "diagnosis": ["a"] * 5,
+        }
+    )
     index = ClassIndex.build(SPEC, data.to_batches(max_chunksize=1))
     assert released(data, index, batch_rows=1).num_rows == 5
     index6 = ClassIndex.build(QiSpec(SPEC.columns, k=6), data.to_batches(max_chunksize=1))
@@ -70,10 +82,14 @@ def test_classes_are_counted_over_the_whole_dataset_not_the_batch():
 
 
 def test_l_diversity_suppresses_homogeneous_classes():
-    data = pa.table({"birth": pa.array([dt.date(1950, 1, 1)] * 6 + [dt.date(1970, 1, 1)] * 6,
-                                       pa.date32()),
-                     "zip": ["100000"] * 12, "gender": ["男"] * 12,
-                     "diagnosis": ["a"] * 6 + ["a", "b", "a", "b", "a", "a"]})
+    data = pa.table(
+        {
+            "birth": pa.array([dt.date(1950, 1, 1)] * 6 + [dt.date(1970, 1, 1)] * 6, pa.date32()),
+            "zip": ["100000"] * 12,
+            "gender": ["男"] * 12,
+            "diagnosis": ["a"] * 6 + ["a", "b", "a", "b", "a", "a"],
+        }
+    )
     spec = QiSpec(SPEC.columns, k=5, l_column="diagnosis", l=2)
     out = released(data, ClassIndex.build(spec, data.to_batches()))
     assert out.num_rows == 6
@@ -83,8 +99,14 @@ def test_l_diversity_suppresses_homogeneous_classes():
 def test_unseen_values_are_never_released():
     data = people(500)
     index = ClassIndex.build(QiSpec(SPEC.columns, k=2), data.to_batches())
-    stranger = pa.table({"birth": pa.array([dt.date(1800, 1, 1)], pa.date32()),
-                         "zip": ["990000"], "gender": ["x"], "diagnosis": ["a"]})
+    stranger = pa.table(
+        {
+            "birth": pa.array([dt.date(1800, 1, 1)], pa.date32()),
+            "zip": ["990000"],
+            "gender": ["x"],
+            "diagnosis": ["a"],
+        }
+    )
     assert index.keep(stranger.to_batches()[0]).to_pylist() == [False]
 
 

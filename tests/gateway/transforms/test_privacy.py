@@ -12,8 +12,11 @@ from gateway.transforms.privacy import AggregatePlan, Measure, Output, exact_gro
 PLAN = AggregatePlan(
     groups=(("city", None),),
     measures=(Measure("sum", "value", (0.0, 100.0)),),
-    outputs=(Output("n", "count", None), Output("total", "sum", "value"),
-             Output("mean", "avg", "value")),
+    outputs=(
+        Output("n", "count", None),
+        Output("total", "sum", "value"),
+        Output("mean", "avg", "value"),
+    ),
     min_group_size=5,
 )
 
@@ -32,7 +35,10 @@ def run(epsilon: float = 1.0) -> pa.Table:
 def test_exact_groups_clamp_and_merge_batches():
     exact = exact_groups(PLAN, data().to_batches(max_chunksize=64)).sort_by("g0").to_pylist()
     assert [(r["g0"], r["count"], r["m0"]) for r in exact] == [
-        ("big", 400, 20000.0), ("mid", 200, 20000.0), ("tiny", 2, 14.0)]
+        ("big", 400, 20000.0),
+        ("mid", 200, 20000.0),
+        ("tiny", 2, 14.0),
+    ]
 
 
 def test_small_groups_are_suppressed_and_large_ones_noisy():
@@ -65,7 +71,9 @@ def test_no_group_by_releases_one_row():
 
 def test_empty_input_releases_nothing():
     exact = exact_groups(PLAN, iter([]))
-    assert release(PLAN, exact, epsilon=1.0, delta=1e-6, group_types=[pa.string()]).table.num_rows == 0
+    assert (
+        release(PLAN, exact, epsilon=1.0, delta=1e-6, group_types=[pa.string()]).table.num_rows == 0
+    )
 
 
 @pytest.mark.parametrize("epsilon", [0.5, 1.0])
