@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import Config, Settings, load_config
 from gateway.errors import install_error_handlers
-from gateway.routes import catalog, decisions, health, me, query
+from gateway.routes import catalog, decisions, health, me, query, trace
 from gateway.service import Gateway
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics_registry = registry
     install_error_handlers(app)
-    for module in (health, me, catalog, query, decisions):
+    for module in (health, me, catalog, query, decisions, trace):
         app.include_router(module.router)
     app.add_middleware(RequestContext, requests=requests, latency=latency)  # type: ignore[arg-type]
     return app

@@ -212,6 +212,33 @@ class Column(_Strict):
         return self
 
 
+class LDiversity(_Strict):
+    column: str = Field(description="The sensitive column whose values must be diverse.")
+    l: int = Field(2, ge=2, description="Distinct sensitive values each group must hold.")  # noqa: E741
+
+
+class Budgets(_Strict):
+    """Default egress and privacy budgets; `kiteline budgets set` overrides them per grant."""
+
+    rows_per_day: int | None = Field(
+        100_000, ge=1, description="Rows one grant may receive per UTC day (null: no cap)."
+    )
+    rows_total: int | None = Field(
+        1_000_000, ge=1, description="Rows one grant may receive over its life (null: no cap)."
+    )
+    epsilon_per_grant: float = Field(
+        10.0, gt=0, description="Differential-privacy budget of one aggregate grant."
+    )
+    epsilon_per_org: float = Field(
+        10.0, gt=0, description="Budget shared by all members and grants of one partner org."
+    )
+    epsilon_per_query: float = Field(1.0, gt=0, description="Epsilon a query spends by default.")
+    max_epsilon_per_query: float = Field(2.0, gt=0, description="Most one query may spend.")
+    delta: float = Field(
+        1e-6, gt=0, lt=1e-3, description="Delta of the thresholded group release per query."
+    )
+
+
 class Dataset(_Strict):
     module: str
     store: str
@@ -220,6 +247,9 @@ class Dataset(_Strict):
     description: str = ""
     k: int = Field(5, ge=2, description="k for k-anonymity under the anonymized profile.")
     min_group_size: int = Field(10, ge=2, description="Smallest group an aggregate reveals.")
+    l_diversity: LDiversity | None = Field(
+        None, description="Also require l distinct sensitive values per group (anonymized)."
+    )
     options: dict[str, Any] = Field(default_factory=dict)
     columns: dict[str, Column]
 
@@ -238,6 +268,7 @@ class Config(_Strict):
     stores: dict[str, Store]
     modules: dict[str, Module]
     separation: Separation = Field(default_factory=Separation)  # type: ignore[arg-type]
+    budgets: Budgets = Field(default_factory=Budgets)  # type: ignore[arg-type]
     datasets: dict[str, Dataset]
     base_dir: Path = Field(Path("."), exclude=True)
 

@@ -96,9 +96,9 @@ datasets:
       name: {{class: direct_identifier, mask: name}}
       national_id: {{class: direct_identifier, mask: national_id}}
       phone: {{class: direct_identifier, mask: phone}}
-      birth_date: {{class: quasi_identifier, generalize: year}}
+      birth_date: {{class: quasi_identifier, generalize: "band:10"}}
       gender: {{class: quasi_identifier, generalize: keep}}
-      zip: {{class: quasi_identifier, generalize: "prefix:3"}}
+      zip: {{class: quasi_identifier, generalize: "prefix:1"}}
       diagnosis: sensitive
       notes: free_text
   studies:

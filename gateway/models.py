@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -93,3 +103,39 @@ class Version(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetUsage(Base):
+    """What one budget account has spent in one period (``total`` or a UTC day).
+
+    Accounts are ``grant:<id>:rows``, ``grant:<id>:epsilon``, ``org:<name>:epsilon``.
+    Charges are conditional updates (``used + cost <= cap``), so concurrent requests
+    can never overspend."""
+
+    __tablename__ = "budget_usage"
+
+    account: Mapped[str] = mapped_column(String(96), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    used: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class GrantLimits(Base):
+    """Per-grant overrides of the configured egress and privacy budgets."""
+
+    __tablename__ = "grant_limits"
+
+    grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id"), primary_key=True)
+    rows_per_request: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rows_per_day: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    rows_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    epsilon: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class PseudonymKey(Base):
+    """Versions of the pseudonym key. The newest is current; older ones stay for tracing."""
+
+    __tablename__ = "pseudonym_keys"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))

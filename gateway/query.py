@@ -69,6 +69,7 @@ class QueryRequest(BaseModel):
     profile: Profile | None = None
     group_by: list[str] = Field(default_factory=list, max_length=16)
     aggregates: list[Aggregation] = Field(default_factory=list, max_length=16)
+    epsilon: float | None = Field(None, gt=0, le=100)  # privacy spent by an aggregate query
 
     def orders(self) -> list[Order]:
         # "-col" is shorthand for {"column": "col", "desc": true}.

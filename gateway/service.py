@@ -24,7 +24,9 @@ from sqlalchemy import Engine
 from audit.errors import AuditError
 from audit.redaction import Redactor
 from connectors.base import Cancellation, Connector, Filter
-from gateway import principals
+from gateway import budgets, key_versions, principals, tracing
+from gateway.aggregate_read import AggregateReader
+from gateway.anonymity import ClassIndexCache, qi_spec
 from gateway.audit_log import AuditLog, RequestMeta
 from gateway.config import Config
 from gateway.database import VERSION_NAMES, create_state_engine, migrate
@@ -44,6 +46,7 @@ from gateway.policy_runtime import PolicyRuntime
 from gateway.principals import Caller
 from gateway.query import Condition, CursorCodec, QueryRequest, _typed_filter, plan_rows
 from gateway.stores import build_connectors, table_of
+from gateway.transforms.kanonymity import ClassIndex, take_kept
 from gateway.transforms.profile import BatchTransformer
 from gateway.views import DatasetView, build_view
 from policies.decision import Decision
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 SCHEMA_TTL_S = 30.0
 T = TypeVar("T")
 MAX_QUERY_BYTES = 256 * 1024
+MAX_TRACE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -104,6 +108,8 @@ class Gateway:
         self.cursors = CursorCodec(keyring.cursor_key)
         self._schemas: dict[str, tuple[float, pa.Schema]] = {}
         self._schema_lock = threading.Lock()
+        self.class_indexes = ClassIndexCache(config, connectors)
+        self.aggregates = AggregateReader(self)
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
@@ -437,25 +443,28 @@ class Gateway:
                 ) from None
             parsed["request"] = request
             self._lookup(name)
-            dataset = self.config.datasets[name]
+            aggregate = bool(request.group_by or request.aggregates)
             decision = self.decider.decide(
                 caller=caller,
                 dataset=name,
                 at=datetime.now(UTC),
                 purpose=request.purpose,
-                profile=request.profile,
+                # An aggregate query asks for the aggregate profile, never more.
+                profile=request.profile or ("aggregate" if aggregate else None),
             )
             if not decision.allowed or decision.obligations is None:
                 raise AccessDenied(decision.reasons[0], reasons=list(decision.reasons))
             obligations = decision.obligations
             view = self.view(name, obligations.profile, obligations.columns)
-            if request.group_by or request.aggregates:
-                raise AccessDenied(
-                    "aggregate queries are not offered yet on this gateway", rule="aggregate"
+            if aggregate:
+                return self.aggregates.read(
+                    caller, name, request, obligations, view, media_type, meta, decision.reasons
                 )
+            limits = budgets.limits_for(self.engine, self.config, obligations.grant_id)
             max_rows = min(
                 obligations.row_cap or self.config.gateway.max_rows_per_request,
                 self.config.gateway.max_rows_per_request,
+                limits.rows_per_request or self.config.gateway.max_rows_per_request,
             )
             plan = plan_rows(
                 request,
@@ -466,51 +475,48 @@ class Gateway:
                 cursors=self.cursors,
             )
             transformer = BatchTransformer(
-                view, plan.output, keyring=self.keyring, recipient=caller.recipient
+                view,
+                plan.output,
+                keyring=self.keyring,
+                recipient=caller.recipient,
+                key_version=key_versions.current_version(self.engine),
             )
-            scan = dataclasses.replace(plan.scan, columns=tuple(transformer.source_columns))
-            seq = self.audit.append(
-                "data.query",
-                meta=meta,
-                caller=caller,
-                dataset=name,
-                module=dataset.module,
-                decision="allow",
-                reasons=decision.reasons,
-                purpose=request.purpose,
-                profile=obligations.profile,
-                grant_id=obligations.grant_id,
-                columns=[c.name for c in plan.output],
-                where=self._redacted_where(request),
-                order_by=[o.model_dump() for o in request.orders()],
-                limit=plan.limit,
-                offset=plan.offset,
-                media_type=media_type,
+            columns = transformer.source_columns
+            spec = qi_spec(view)
+            suppress = self.class_indexes.index(name, spec) if spec is not None else None
+            if spec is not None:
+                columns += [c for c in spec.source_columns if c not in columns]
+            # Rows are reserved before any leave, and what is not sent is given back.
+            reserved, charges, left = budgets.reserve_rows(
+                self.engine, obligations.grant_id, limits, plan.limit
             )
-            cancellation = Cancellation()
-            batches = self.connectors[dataset.store].scan(
-                table_of(dataset), scan, cancellation=cancellation
+            plan = dataclasses.replace(plan, limit=reserved)
+            scan = dataclasses.replace(
+                plan.scan,
+                columns=tuple(columns),
+                # Suppressed rows do not count: read on from the offset until the page fills.
+                limit=None if suppress is not None else reserved + 1,
             )
-            # Pull the first batch now, so a missing object or a dead store becomes a
-            # clean problem response instead of a truncated stream.
-            first = next(batches, None)
-            header = {"dataset": name, "profile": obligations.profile}
-            encoder = encoder_for(media_type, transformer.schema, header)
-            chunks = self._stream(
-                caller,
-                meta,
-                name,
-                seq,
-                plan.limit,
-                plan.offset,
-                plan.fingerprint,
-                first,
-                batches,
-                transformer,
-                encoder,
-            )
-            headers = {"X-Kiteline-Audit-Seq": str(seq), "X-Kiteline-Profile": obligations.profile}
-            return ReadResult(media_type, chunks, headers)
+            try:
+                return self._start_read(
+                    caller,
+                    meta,
+                    name,
+                    request,
+                    decision,
+                    obligations,
+                    plan,
+                    scan,
+                    media_type,
+                    transformer,
+                    suppress,
+                    charges,
+                    reserved,
+                    left,
+                )
+            except BaseException:
+                budgets.settle_rows(self.engine, charges, reserved, 0)
+                raise
 
         return self._audited(
             prepare,
@@ -520,6 +526,131 @@ class Gateway:
             action="data.query",
             details=lambda: {"where": self._redacted_where(parsed.get("request"))},
         )
+
+    def _start_read(
+        self,
+        caller: Caller,
+        meta: RequestMeta,
+        name: str,
+        request: QueryRequest,
+        decision: Decision,
+        obligations: Any,
+        plan: Any,
+        scan: Any,
+        media_type: str,
+        transformer: BatchTransformer,
+        suppress: ClassIndex | None,
+        charges: list[budgets.Charge],
+        reserved: int,
+        left: dict[str, float | None],
+    ) -> ReadResult:
+        dataset = self.config.datasets[name]
+        seq = self.audit.append(
+            "data.query",
+            meta=meta,
+            caller=caller,
+            dataset=name,
+            module=dataset.module,
+            decision="allow",
+            reasons=decision.reasons,
+            purpose=request.purpose,
+            profile=obligations.profile,
+            grant_id=obligations.grant_id,
+            columns=[c.name for c in plan.output],
+            where=self._redacted_where(request),
+            order_by=[o.model_dump() for o in request.orders()],
+            limit=plan.limit,
+            offset=plan.offset,
+            media_type=media_type,
+            rows_reserved=reserved,
+            key_version=transformer.key_version,
+            k=suppress.spec.k if suppress is not None else None,
+        )
+        cancellation = Cancellation()
+        batches = self.connectors[dataset.store].scan(
+            table_of(dataset), scan, cancellation=cancellation
+        )
+        # Pull the first batch now, so a missing object or a dead store becomes a
+        # clean problem response instead of a truncated stream.
+        first = next(batches, None)
+        header = {"dataset": name, "profile": obligations.profile}
+        encoder = encoder_for(media_type, transformer.schema, header)
+        chunks = self._stream(
+            caller,
+            meta,
+            name,
+            seq,
+            plan.limit,
+            plan.offset,
+            plan.fingerprint,
+            first,
+            batches,
+            transformer,
+            encoder,
+            suppress,
+            lambda sent: budgets.settle_rows(self.engine, charges, reserved, sent),
+        )
+        headers = {"X-Kiteline-Audit-Seq": str(seq), "X-Kiteline-Profile": obligations.profile}
+        headers.update(budgets.headers(left))
+        return ReadResult(media_type, chunks, headers)
+
+    # -- leak tracing ----------------------------------------------------------------
+
+    def trace(
+        self,
+        caller: Caller,
+        body: bytes,
+        filename: str | None,
+        content_type: str | None,
+        meta: RequestMeta,
+    ) -> dict[str, Any]:
+        """Name the recipient of a leaked extract (officers only); every trace is audited."""
+
+        def run() -> dict[str, Any]:
+            if caller.kind != "officer":
+                raise AccessDenied("only security officers may trace leaked extracts")
+            if len(body) > MAX_TRACE_BYTES:
+                raise InvalidRequest(f"the extract exceeds {MAX_TRACE_BYTES} bytes")
+            return self.trace_extract(body, filename, content_type, meta=meta, caller=caller)
+
+        return self._audited(run, caller=caller, meta=meta, dataset=None, action="trace.run")
+
+    def trace_extract(
+        self,
+        body: bytes,
+        filename: str | None,
+        content_type: str | None,
+        *,
+        meta: RequestMeta | None = None,
+        caller: Caller | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            table = tracing.read_extract(body, tracing.detect_format(filename, content_type))
+        except tracing.TraceError as exc:
+            raise InvalidRequest(str(exc)) from None
+        domains, values = tracing.source_reader(self.config, self.connectors)
+        report = tracing.trace(
+            table,
+            keyring=self.keyring,
+            recipients=tracing.known_recipients(self.engine),
+            versions=key_versions.all_versions(self.engine),
+            domains=domains,
+            source_values=values,
+        ).as_dict()
+        report["extract_sha256"] = hashlib.sha256(body).hexdigest()
+        self.audit.append(
+            "trace.run",
+            meta=meta,
+            caller=caller,
+            actor=actor,
+            decision="allow",
+            verdict=report["verdict"],
+            extract_sha256=report["extract_sha256"],
+            rows=report["rows"],
+            attributed=report["attributed"],
+        )
+        return report
 
     def _stream(
         self,
@@ -534,30 +665,44 @@ class Gateway:
         rest: Iterator[pa.RecordBatch],
         transformer: BatchTransformer,
         encoder: Any,
+        suppress: ClassIndex | None,
+        settle: Callable[[int], None],
     ) -> Iterator[bytes]:
         digest = hashlib.sha256()
         rows = 0
+        consumed = 0  # source rows read past the offset; differs from rows when suppressing
         more = False
 
         def transformed() -> Iterator[pa.RecordBatch]:
-            nonlocal rows, more
+            nonlocal rows, consumed, more
             pending = [first] if first is not None else []
             for batch in _chain(pending, rest):
                 if rows >= limit:
                     more = more or batch.num_rows > 0
+                    if suppress is not None:
+                        break  # an unbounded scan: stop reading once the page is full
                     continue
-                take = min(batch.num_rows, limit - rows)
-                if take < batch.num_rows:
-                    more = True
-                out = transformer(batch.slice(0, take))
+                if suppress is not None:
+                    kept, used, cut = take_kept(batch, suppress.keep(batch), limit - rows)
+                    more = more or cut
+                else:
+                    used = min(batch.num_rows, limit - rows)
+                    more = more or used < batch.num_rows
+                    kept = batch.slice(0, used)
+                consumed += used
+                out = transformer(kept)
                 rows += out.num_rows
                 yield out
+            close = getattr(rest, "close", None)
+            if close is not None:
+                close()
 
         try:
             for chunk in iter_encoded(encoder, transformed()):
                 digest.update(chunk)
                 yield chunk
-            next_cursor = self.cursors.encode(offset + rows, fingerprint) if more else None
+            next_cursor = self.cursors.encode(offset + consumed, fingerprint) if more else None
+            settle(rows)
             self.audit.append(
                 "data.read",
                 meta=meta,
@@ -571,6 +716,10 @@ class Gateway:
             )
         except Exception:
             log.exception("read of %s for request %s stopped", name, meta.request_id)
+            try:
+                settle(rows)
+            except Exception:
+                log.exception("could not settle the row budget of request %s", meta.request_id)
             try:
                 self.audit.append(
                     "data.read",

@@ -104,7 +104,7 @@ read_request(doc) := {
 	"org": object.get(principal, "org", null),
 	"org_status": object.get(principal, "org_status", null),
 	"ceiling": object.get(kind_ceiling, kind, null),
-	"purpose_bound": kind in purpose_bound_kinds,
+	"purpose_bound": purpose_bound,
 	"action": object.get(root, "action", null),
 	"dataset": dataset,
 	"purpose": stated_purpose(request),
@@ -118,6 +118,7 @@ read_request(doc) := {
 	root := object_or_empty(doc)
 	principal := object_or_empty(object.get(root, "principal", {}))
 	kind := object.get(principal, "kind", null)
+	purpose_bound := kind in purpose_bound_kinds
 	request := object_or_empty(object.get(root, "request", {}))
 	dataset := object_or_empty(object.get(root, "dataset", {}))
 }

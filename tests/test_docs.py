@@ -13,6 +13,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 SECTIONS: list[type[BaseModel]] = [
     config.GatewaySection, config.PolicySection, config.LocalStore, config.S3Store,
     config.PostgresStore, config.Module, config.Separation, config.Dataset, config.Column,
+    config.Budgets, config.LDiversity,
 ]
 
 

@@ -1,8 +1,9 @@
 """Generalizations of quasi-identifiers: coarser values that many people share.
 
 Each rule maps a column to a coarser one: ``year`` and ``month`` for dates, ``band:N``
-for numbers (ages into N-wide bands), ``prefix:N`` for codes (zip 100085 -> 100***),
-``bins:a,b,c`` for numbers into labelled intervals, and ``keep`` for values already
+for numbers (ages into N-wide bands) and dates (birth dates into N-year bands),
+``prefix:N`` for codes (zip 100085 -> 100***), ``bins:a,b,c`` for numbers into labelled
+intervals, and ``keep`` for values already
 coarse (gender) that still count as quasi-identifiers. Work is done once per distinct
 value.
 """
@@ -49,7 +50,7 @@ def check_rule(rule: str, source: pa.DataType) -> None:
         "keep": True,
         "year": _is_temporal(source) or _is_text(source),
         "month": _is_temporal(source) or _is_text(source),
-        "band": numeric,
+        "band": numeric or _is_temporal(source),
         "bins": numeric,
         "prefix": _is_text(source) or pa.types.is_integer(source),
     }[kind]
@@ -94,6 +95,9 @@ def generalize(values: pa.Array, rule: str) -> pa.Array:
             return pc.utf8_slice_codeunits(values, 0, 7)
         return pc.strftime(values, format="%Y-%m")
     if kind == "band":
+        if _is_temporal(values.type):
+            # Dates band by year: band:10 turns 1953-04-02 into "1950-1959".
+            values = pc.year(values)
         return _per_distinct(values, _band(int(argument)), pa.string())
     if kind == "bins":
         return _per_distinct(
@@ -102,5 +106,8 @@ def generalize(values: pa.Array, rule: str) -> pa.Array:
     if kind == "prefix":
         keep = int(argument)
         text = values if _is_text(values.type) else pc.cast(values, pa.string())
-        return _per_distinct(text, lambda s: s[:keep] + "*" * max(len(s) - keep, 0), pa.string())
+        # Vectorized: the first N characters, then one star per character hidden.
+        hidden = pc.max_element_wise(pc.subtract(pc.utf8_length(text), keep), 0)
+        stars = pc.binary_repeat(pa.scalar("*"), hidden)
+        return pc.binary_join_element_wise(pc.utf8_slice_codeunits(text, 0, keep), stars, "")
     raise GeneralizationError(f"unknown generalization {rule!r}")

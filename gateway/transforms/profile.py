@@ -58,6 +58,7 @@ class BatchTransformer:
         self._keyring = keyring
         self._recipient = recipient
         self._version = key_version
+        self.key_version = key_version
         self._memo: dict[str, dict[str, str]] = {}
         self.schema = pa.schema([pa.field(c.name, c.output_type) for c in self.output])
         # Names scrubbed from free text: the row's own direct identifiers of text type.

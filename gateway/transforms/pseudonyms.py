@@ -38,28 +38,65 @@ def as_text(values: pa.Array) -> pa.Array:
     return pc.cast(values, pa.string())
 
 
+def _digests(key: bytes, values: list[bytes]) -> pa.Array:
+    """The 24-character digests of ``values``, built without a per-value string step.
+
+    15 bytes are exactly 24 base32 characters, so the concatenated digests encode in one
+    call and split at every 24th character."""
+    macs = b"".join(hmac.digest(key, v, "sha256")[:DIGEST_BYTES] for v in values)
+    text = base64.b32encode(macs).lower()
+    width = DIGEST_BYTES * 8 // 5
+    offsets = pa.array(range(0, width * len(values) + 1, width), pa.int32())
+    return pa.StringArray.from_buffers(len(values), offsets.buffers()[1], pa.py_buffer(text))
+
+
 def pseudonymize(
     values: pa.Array | pa.ChunkedArray,
     *,
     key: bytes,
     prefix: str,
     memo: MutableMapping[str, str] | None = None,
+    as_dictionary: bool = False,
 ) -> pa.Array:
-    """Replace every non-null value by its pseudonym; nulls stay null."""
+    """Replace every non-null value by its pseudonym; nulls stay null.
+
+    The HMAC runs once per distinct value. ``memo`` carries pseudonyms across the
+    batches of one read. With ``as_dictionary`` the result stays dictionary-encoded
+    (one pseudonym per distinct value plus an index per row)."""
+    if (
+        as_dictionary
+        and isinstance(values, pa.ChunkedArray)
+        and pa.types.is_dictionary(values.type)
+        and values.num_chunks > 0
+    ):
+        # One shared dictionary for all chunks: key it once, keep every chunk's indices.
+        unified = values.unify_dictionaries()
+        mapped = pseudonymize(unified.chunk(0).dictionary, key=key, prefix=prefix, memo=memo)
+        return pa.chunked_array(
+            [pa.DictionaryArray.from_arrays(c.indices, mapped) for c in unified.chunks]
+        )
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    encoded = pc.dictionary_encode(as_text(array))
-    base = hmac.new(key, digestmod=hashlib.sha256)
-    memo = {} if memo is None else memo
-    out: list[str] = []
-    for value in encoded.dictionary.to_pylist():
-        pseudonym = memo.get(value)
-        if pseudonym is None:
-            mac = base.copy()
-            mac.update(value.encode())
-            pseudonym = prefix + _b32(mac.digest()[:DIGEST_BYTES])
-            memo[value] = pseudonym
-        out.append(pseudonym)
-    return pc.take(pa.array(out, pa.string()), encoded.indices)
+    if pa.types.is_dictionary(array.type):
+        encoded = array
+        dictionary = as_text(array.dictionary)
+    else:
+        encoded = pc.dictionary_encode(as_text(array))
+        dictionary = encoded.dictionary
+    if memo is None:
+        fresh = dictionary.cast(pa.binary()).to_pylist()
+        pseudonyms = pc.binary_join_element_wise(prefix, _digests(key, fresh), "")
+    else:
+        texts = dictionary.to_pylist()
+        missing = [t for t in texts if t not in memo]
+        if missing:
+            made = pc.binary_join_element_wise(
+                prefix, _digests(key, [t.encode() for t in missing]), ""
+            )
+            memo.update(zip(missing, made.to_pylist(), strict=True))
+        pseudonyms = pa.array([memo[t] for t in texts], pa.string())
+    if as_dictionary:
+        return pa.DictionaryArray.from_arrays(encoded.indices, pseudonyms)
+    return pc.take(pseudonyms, encoded.indices)
 
 
 def pseudonym_of(value: str, *, key: bytes, prefix: str) -> str:

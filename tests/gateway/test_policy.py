@@ -193,16 +193,18 @@ def test_reload_changes_the_next_decision_and_refuses_broken_files(
     args = ["--config", str(workspace.config_path)]
     with client_for(workspace) as client:
         assert read(client, workspace.tokens["erin"], "studies", limit=1).status_code == 200
-        # A new rule, wired into the list of checks the decision runs.
+        # A new rule, wired into the union of denials the decision runs.
         access = own_policies / "access.rego"
         text = access.read_text()
-        assert '"separation",\n]' in text
-        access.write_text(text.replace('"separation",\n]', '"separation", "lockdown",\n]'))
+        anchor = "\tdeny_separation(req, best),\n"
+        assert anchor in text
+        access.write_text(text.replace(anchor, anchor + "\tdeny_lockdown(req, best),\n"))
         extra = own_policies / "lockdown.rego"
         extra.write_text(
             "package kiteline.access\n\nimport rego.v1\n\n"
-            'deny("lockdown", req, _) := {"lockdown: erin\'s reads are suspended"} if {\n'
-            '\treq.name == "erin"\n}\n'
+            "deny_lockdown(req, _) := {msg |\n"
+            '\treq.name == "erin"\n'
+            "\tmsg := \"lockdown: erin's reads are suspended\"\n}\n"
         )
         result = runner.invoke(cli, [*args, "policy", "reload"])
         assert result.exit_code == 0, result.output

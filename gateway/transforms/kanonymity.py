@@ -1,0 +1,145 @@
+"""k-anonymity (and optional l-diversity) over a whole dataset, applied batch by batch.
+
+After generalization, every row carries a combination of quasi-identifier values. A row
+is released only when its combination occurs at least k times in the *whole* dataset
+(and, with l-diversity, the rows sharing it hold at least l distinct values of the
+sensitive column); otherwise it is suppressed. The class sizes come from one streamed
+pass over the quasi-identifier columns (:meth:`ClassIndex.build`); afterwards deciding
+a batch is vectorized: each generalized column is mapped to its index in that column's
+dataset-wide dictionary, the indices are combined into one integer code per row, and the
+code is looked up in the set of releasable codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gateway.transforms import generalization
+
+COUNT = "__count"
+_MAX_CODE = 2**62
+
+
+class AnonymityError(ValueError):
+    """The quasi-identifiers cannot be indexed safely; the read must be refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class QiSpec:
+    """Which columns are quasi-identifiers and how each is generalized."""
+
+    columns: tuple[tuple[str, str], ...]  # (column, generalization rule)
+    k: int
+    l_column: str | None = None
+    l: int = 1  # noqa: E741 - the l of l-diversity
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    @property
+    def source_columns(self) -> list[str]:
+        extra = [self.l_column] if self.l_column and self.l_column not in self.names else []
+        return self.names + extra
+
+
+def generalized(batch: pa.RecordBatch, spec: QiSpec) -> list[pa.Array]:
+    return [generalization.generalize(batch.column(name), rule) for name, rule in spec.columns]
+
+
+def _class_counts(batch: pa.RecordBatch, spec: QiSpec) -> pa.Table:
+    columns = {f"q{i}": values for i, values in enumerate(generalized(batch, spec))}
+    keys = list(columns)
+    if spec.l_column:
+        columns["s"] = batch.column(spec.l_column)
+        keys.append("s")
+    table = pa.table(columns)
+    return table.group_by(keys, use_threads=False).aggregate([([], "count_all")])
+
+
+class ClassIndex:
+    """The releasable quasi-identifier combinations of one dataset version."""
+
+    def __init__(self, spec: QiSpec, dictionaries: list[pa.Array], allowed: pa.Array) -> None:
+        self.spec = spec
+        self._dictionaries = dictionaries
+        self._allowed = allowed
+        self._strides: list[int] = []
+        stride = 1
+        for dictionary in dictionaries:
+            self._strides.append(stride)
+            stride *= len(dictionary) + 1  # +1: a value the index has never seen
+        if stride >= _MAX_CODE:
+            raise AnonymityError("too many distinct quasi-identifier combinations to index")
+
+    @classmethod
+    def build(cls, spec: QiSpec, batches: Iterable[pa.RecordBatch]) -> ClassIndex:
+        partials = [_class_counts(b, spec) for b in batches if b.num_rows]
+        keys = [f"q{i}" for i in range(len(spec.columns))]
+        if not partials:
+            empty = [
+                pa.array([], generalization.output_type(r, pa.string())) for _, r in spec.columns
+            ]
+            return cls(spec, empty, pa.array([], pa.int64()))
+        merged = pa.concat_tables(partials)
+        group_keys = keys + (["s"] if spec.l_column else [])
+        totals = merged.group_by(group_keys, use_threads=False).aggregate([("count_all", "sum")])
+        if spec.l_column:
+            # One row per (class, sensitive value): the class size is the sum, and the
+            # number of rows is the number of distinct sensitive values (nulls included).
+            totals = totals.group_by(keys, use_threads=False).aggregate(
+                [("count_all_sum", "sum"), ([], "count_all")]
+            )
+            sizes, diversity = totals["count_all_sum_sum"], totals["count_all"]
+            keep = pc.and_(pc.greater_equal(sizes, spec.k), pc.greater_equal(diversity, spec.l))
+        else:
+            keep = pc.greater_equal(totals["count_all_sum"], spec.k)
+        dictionaries = [pc.unique(totals[key].combine_chunks()) for key in keys]
+        index = cls(spec, dictionaries, pa.array([], pa.int64()))
+        codes = index._codes([totals[key].combine_chunks() for key in keys])
+        index._allowed = pc.filter(
+            codes, keep.combine_chunks() if isinstance(keep, pa.ChunkedArray) else keep
+        )
+        return index
+
+    def _codes(self, columns: list[pa.Array]) -> pa.Array:
+        code: pa.Array | None = None
+        for values, dictionary, stride in zip(
+            columns, self._dictionaries, self._strides, strict=True
+        ):
+            position = pc.index_in(values, value_set=dictionary, skip_nulls=False)
+            term = pc.fill_null(pc.cast(position, pa.int64()), len(dictionary))
+            if stride != 1:
+                term = pc.multiply(term, stride)
+            code = term if code is None else pc.add(code, term)
+        if code is None:
+            raise AnonymityError("no quasi-identifier to index")
+        return code
+
+    def keep(self, batch: pa.RecordBatch) -> pa.BooleanArray:
+        """True for the rows whose combination may be released."""
+        if batch.num_rows == 0:
+            return pa.array([], pa.bool_())
+        codes = self._codes(generalized(batch, self.spec))
+        return pc.fill_null(pc.is_in(codes, value_set=self._allowed), False)
+
+    @property
+    def releasable_classes(self) -> int:
+        return len(self._allowed)
+
+
+def take_kept(
+    batch: pa.RecordBatch, keep: pa.BooleanArray, wanted: int
+) -> tuple[pa.RecordBatch, int, bool]:
+    """The first ``wanted`` kept rows of ``batch``: (rows, source rows consumed, cut short)."""
+    kept = pc.sum(keep).as_py() or 0
+    if kept <= wanted:
+        return batch.filter(keep), batch.num_rows, False
+    running = pc.cumulative_sum(pc.cast(keep, pa.int64()))
+    # The source position of the wanted-th kept row, plus one.
+    cut = pc.index(running, pa.scalar(wanted, pa.int64())).as_py() + 1
+    return batch.slice(0, cut).filter(keep.slice(0, cut)), cut, True

@@ -1,0 +1,121 @@
+"""Anonymized reads through the API: k-anonymous rows, row budgets, cursors and caps."""
+
+from __future__ import annotations
+
+import io
+
+import duckdb
+import orjson
+import pyarrow as pa
+from fastapi.testclient import TestClient
+
+from gateway import budgets
+from gateway.database import create_state_engine
+from gateway.demo import SURGICAL_PURPOSE, Workspace
+from tests.conftest import bearer, client_for
+
+ARROW = "application/vnd.apache.arrow.stream"
+QIS = ["birth_date", "gender", "zip"]
+
+
+def read(client: TestClient, ws: Workspace, body: dict, accept: str = "application/json"):
+    return client.post(
+        "/v1/datasets/patients/query",
+        content=orjson.dumps(body),
+        headers={**bearer(ws, "mei"), "Accept": accept},
+    )
+
+
+def surgibot_grant(ws: Workspace) -> int:
+    engine = create_state_engine(ws.config.state_url)
+    with engine.connect() as conn:
+        grant_id = conn.exec_driver_sql(
+            "SELECT id FROM grants WHERE subject = 'surgibot' AND dataset = 'patients'"
+        ).scalar_one()
+    engine.dispose()
+    return int(grant_id)
+
+
+def set_limits(ws: Workspace, **limits: int) -> None:
+    engine = create_state_engine(ws.config.state_url)
+    budgets.set_limits(engine, surgibot_grant(ws), **limits)
+    engine.dispose()
+
+
+def min_class(table: pa.Table, k_columns: list[str]) -> int:
+    conn = duckdb.connect()
+    conn.register("t", table)
+    keys = ", ".join(k_columns)
+    return conn.execute(
+        f"SELECT min(n) FROM (SELECT count(*) n FROM t GROUP BY {keys})"
+    ).fetchone()[0]
+
+
+def test_mei_gets_k_anonymous_rows_of_the_whole_dataset(client: TestClient, workspace: Workspace):
+    response = read(client, workspace, {"limit": 10_000, "purpose": SURGICAL_PURPOSE}, ARROW)
+    assert response.status_code == 200, response.text
+    table = pa.ipc.open_stream(io.BytesIO(response.content)).read_all()
+    assert table.num_rows > 9_000  # the demo's generalizations keep most rows
+    assert min_class(table, QIS) >= workspace.config.datasets["patients"].k
+    assert response.headers["x-kiteline-rows-remaining-today"].isdigit()
+
+
+def test_stricter_k_suppresses_more_and_pages_skip_suppressed_rows(workspace: Workspace):
+    text = workspace.config_path.read_text().replace("    k: 5\n", "    k: 40\n", 1)
+    workspace.config_path.write_text(text)
+    with client_for(workspace) as strict:
+        whole = read(strict, workspace, {"limit": 10_000, "purpose": SURGICAL_PURPOSE}, ARROW)
+        table = pa.ipc.open_stream(io.BytesIO(whole.content)).read_all()
+        assert 0 < table.num_rows < 10_000
+        assert min_class(table, QIS) >= 40
+        # Paging with cursors yields the same rows, each page full until the last.
+        seen, cursor, pages = [], None, 0
+        while True:
+            page = read(
+                strict, workspace, {"limit": 3000, "cursor": cursor, "purpose": SURGICAL_PURPOSE}
+            ).json()
+            pages += 1
+            seen += [r["patient_id"] for r in page["rows"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+            assert len(page["rows"]) == 3000
+        assert seen == table.column("patient_id").to_pylist()
+        assert pages in (-(-table.num_rows // 3000), -(-table.num_rows // 3000) + 1)
+
+
+def test_row_budget_headers_and_refund_of_unsent_rows(client: TestClient, workspace: Workspace):
+    set_limits(workspace, rows_per_day=1000, rows_total=5000)
+    first = read(client, workspace, {"limit": 400, "purpose": SURGICAL_PURPOSE})
+    assert first.status_code == 200
+    assert first.headers["x-kiteline-rows-remaining-today"] == "600"
+    assert first.headers["x-kiteline-rows-remaining-total"] == "4600"
+    # Only 600 remain today: a larger page is cut to what is left, then refused.
+    second = read(client, workspace, {"limit": 1000, "purpose": SURGICAL_PURPOSE})
+    assert second.status_code == 200 and len(second.json()["rows"]) == 600
+    third = read(client, workspace, {"limit": 1, "purpose": SURGICAL_PURPOSE})
+    assert third.status_code == 429
+    problem = third.json()
+    assert problem["budget"] == "rows today" and "exhausted" in problem["detail"]
+
+
+def test_a_cursor_cannot_page_past_the_total_cap(client: TestClient, workspace: Workspace):
+    set_limits(workspace, rows_total=250)
+    cursor, received, statuses = None, 0, []
+    for _ in range(5):
+        response = read(
+            client, workspace, {"limit": 100, "cursor": cursor, "purpose": SURGICAL_PURPOSE}
+        )
+        statuses.append(response.status_code)
+        if response.status_code != 200:
+            break
+        received += len(response.json()["rows"])
+        cursor = response.json()["next_cursor"]
+    assert received == 250
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_per_request_cap_of_the_grant(client: TestClient, workspace: Workspace):
+    set_limits(workspace, rows_per_request=50)
+    response = read(client, workspace, {"limit": 51, "purpose": SURGICAL_PURPOSE})
+    assert response.status_code == 400 and response.json()["max_rows"] == 50
