@@ -17,8 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.config import Config, Settings, load_config
 from gateway.errors import install_error_handlers
 from gateway.policy_files import policy_version
-from gateway.routes import catalog, health, me, query
+from gateway.routes import catalog, grants, health, me, principals, query
 from gateway.service import Gateway
+from gateway.sweeper import PeriodicSweep
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
+        sweep = PeriodicSweep(app.state.gateway.grants, config.grants.sweep_interval_s)
+        sweep.start()
         yield
+        sweep.stop()
         if owns_gateway:
             app.state.gateway.close()
 
@@ -100,7 +104,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics_registry = registry
     install_error_handlers(app)
-    for module in (health, me, catalog, query):
+    for module in (health, me, catalog, query, grants, principals):
         app.include_router(module.router)
     app.add_middleware(RequestContext, requests=requests, latency=latency)  # type: ignore[arg-type]
     return app

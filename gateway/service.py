@@ -39,7 +39,11 @@ from gateway.errors import (
     Unavailable,
     as_gateway_error,
 )
+from gateway.grant_requests import GrantWorkflow
+from gateway.grant_usage import GrantUsage
+from gateway.inflight import InflightReads
 from gateway.keyring import Keyring
+from gateway.offboarding import Lifecycle
 from gateway.principals import Caller
 from gateway.query import Condition, CursorCodec, QueryRequest, _typed_filter, plan_rows
 from gateway.stores import build_connectors, table_of
@@ -53,6 +57,8 @@ log = logging.getLogger(__name__)
 SCHEMA_TTL_S = 30.0
 T = TypeVar("T")
 MAX_QUERY_BYTES = 256 * 1024
+# Rows per streamed slice: a cancelled read (offboarding, suspension) stops at the next one.
+STREAM_SLICE_ROWS = 2048
 
 
 @dataclass
@@ -89,6 +95,10 @@ class Gateway:
         self.cursors = CursorCodec(keyring.cursor_key)
         self._schemas: dict[str, tuple[float, pa.Schema]] = {}
         self._schema_lock = threading.Lock()
+        self.inflight = InflightReads()
+        self.usage = GrantUsage(engine)
+        self.grants = GrantWorkflow(engine, config, audit)
+        self.lifecycle = Lifecycle(self.grants, self.inflight)
 
     @classmethod
     def from_config(cls, config: Config, *, policy_version: str) -> Gateway:
@@ -351,13 +361,19 @@ class Gateway:
                 offset=plan.offset,
                 media_type=media_type,
             )
+            self.usage.touch(obligations.grant_id)
             cancellation = Cancellation()
-            batches = self.connectors[dataset.store].scan(
-                table_of(dataset), scan, cancellation=cancellation
-            )
-            # Pull the first batch now, so a missing object or a dead store becomes a
-            # clean problem response instead of a truncated stream.
-            first = next(batches, None)
+            handle = self.inflight.add(caller.name, caller.org, cancellation)
+            try:
+                batches = self.connectors[dataset.store].scan(
+                    table_of(dataset), scan, cancellation=cancellation
+                )
+                # Pull the first batch now, so a missing object or a dead store becomes a
+                # clean problem response instead of a truncated stream.
+                first = next(batches, None)
+            except BaseException:
+                self.inflight.discard(handle)
+                raise
             header = {"dataset": name, "profile": obligations.profile}
             encoder = encoder_for(media_type, transformer.schema, header)
             chunks = self._stream(
@@ -372,6 +388,8 @@ class Gateway:
                 batches,
                 transformer,
                 encoder,
+                cancellation,
+                handle,
             )
             headers = {"X-Kiteline-Audit-Seq": str(seq), "X-Kiteline-Profile": obligations.profile}
             return ReadResult(media_type, chunks, headers)
@@ -398,6 +416,8 @@ class Gateway:
         rest: Iterator[pa.RecordBatch],
         transformer: BatchTransformer,
         encoder: Any,
+        cancellation: Cancellation,
+        handle: int,
     ) -> Iterator[bytes]:
         digest = hashlib.sha256()
         rows = 0
@@ -413,9 +433,11 @@ class Gateway:
                 take = min(batch.num_rows, limit - rows)
                 if take < batch.num_rows:
                     more = True
-                out = transformer(batch.slice(0, take))
-                rows += out.num_rows
-                yield out
+                for start in range(0, take, STREAM_SLICE_ROWS):
+                    cancellation.raise_if_cancelled()
+                    out = transformer(batch.slice(start, min(STREAM_SLICE_ROWS, take - start)))
+                    rows += out.num_rows
+                    yield out
 
         try:
             for chunk in iter_encoded(encoder, transformed()):
@@ -451,6 +473,8 @@ class Gateway:
                 log.error("could not record the incomplete read of request %s", meta.request_id)
             # Re-raising aborts the response before its closing chunk: the client can tell.
             raise
+        finally:
+            self.inflight.discard(handle)
         yield encoder.finish(next_cursor)
 
 
