@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from gateway.cli_admin import register as register_http_commands
 from gateway.config import Config, ConfigError, Settings, load_config
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
 
 @cli.group()
 def grants() -> None:
-    """Manage grants directly (administrators)."""
+    """Request, approve and manage grants (`add` writes the state database directly)."""
 
 
 @grants.command("add")
@@ -323,9 +324,8 @@ def grants_add(
     click.echo(f"grant {grant_id} active")
 
 
-@grants.command("list")
-@click.pass_context
-def grants_list(ctx: click.Context) -> None:
+def local_grants(ctx: click.Context) -> None:
+    """Active grants straight from the state database (administrators on the host)."""
     from gateway.grants import active_grants
 
     engine = _engine(_config(ctx))
@@ -342,17 +342,7 @@ def grants_list(ctx: click.Context) -> None:
         )
 
 
-@grants.command("revoke")
-@click.argument("grant_id", type=int)
-@click.pass_context
-def grants_revoke(ctx: click.Context, grant_id: int) -> None:
-    from gateway.grants import GrantError, revoke_grant
-
-    try:
-        revoke_grant(_engine(_config(ctx)), grant_id)
-    except GrantError as exc:
-        _fail(str(exc), 2)
-    click.echo(f"grant {grant_id} revoked")
+register_http_commands(cli, grants, principals)
 
 
 # -- audit ----------------------------------------------------------------------------
