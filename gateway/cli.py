@@ -197,15 +197,23 @@ def principals() -> None:
 )
 @click.option("--org", default=None, help="Partner org (required for partners).")
 @click.option("--department", default=None)
+@click.option("--org-admin", is_flag=True, help="A partner who may request grants for the org.")
 @click.pass_context
 def principals_add(
-    ctx: click.Context, name: str, kind: str, org: str | None, department: str | None
+    ctx: click.Context,
+    name: str,
+    kind: str,
+    org: str | None,
+    department: str | None,
+    org_admin: bool,
 ) -> None:
     from gateway.principals import PrincipalError, add_principal
 
     engine = _engine(_config(ctx))
     try:
-        add_principal(engine, name=name, kind=kind, org=org, department=department)
+        add_principal(
+            engine, name=name, kind=kind, org=org, department=department, org_admin=org_admin
+        )
     except PrincipalError as exc:
         _fail(str(exc), 2)
     click.echo(f"added {kind} {name}")
