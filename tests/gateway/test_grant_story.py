@@ -3,6 +3,9 @@ from the CLI), a raw read, offboarding, and a governed alumni interface afterwar
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -18,8 +21,15 @@ pytestmark = pytest.mark.slow
 PURPOSE = "imaging model maintenance"
 
 
-def as_(url: str, token: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+@pytest.fixture
+def clients() -> Iterator[Callable[[str, str], httpx.Client]]:
+    with contextlib.ExitStack() as stack:
+
+        def open_(url: str, token: str) -> httpx.Client:
+            return stack.enter_context(httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30))
+
+        yield open_
 
 
 def kiteline(url: str, token: str, *args: str) -> str:
@@ -29,7 +39,9 @@ def kiteline(url: str, token: str, *args: str) -> str:
     return result.output
 
 
-def test_erin_from_raw_to_alumni(server: str, workspace: Workspace):  # noqa: F811
+def test_erin_from_raw_to_alumni(server: str, workspace: Workspace,  # noqa: F811
+                                 clients: Callable[[str, str], httpx.Client]):
+    as_ = clients
     tokens = workspace.tokens
     erin, bob = as_(server, tokens["erin"]), as_(server, tokens["bob"])
     raw_query = {"columns": ["patient_id", "name"], "limit": 3, "profile": "raw"}
