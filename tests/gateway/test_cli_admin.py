@@ -37,11 +37,23 @@ def kl(client: TestClient, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 
 
 def test_request_deny_revoke_and_refusals(kl):
-    code, out = kl("erin", "grants", "request", "--dataset", "patients", "--profile",
-                   "pseudonymized", "--days", "5", "--columns", "patient_id,diagnosis")
+    code, out = kl(
+        "erin",
+        "grants",
+        "request",
+        "--dataset",
+        "patients",
+        "--profile",
+        "pseudonymized",
+        "--days",
+        "5",
+        "--columns",
+        "patient_id,diagnosis",
+    )
     assert code == 0 and out.startswith("grant 6 requested: 0/1 approvals")
-    code, out = kl("erin", "grants", "request", "--dataset", "patients", "--profile", "raw",
-                   "--days", "99")
+    code, out = kl(
+        "erin", "grants", "request", "--dataset", "patients", "--profile", "raw", "--days", "99"
+    )
     assert code == 2 and "days:" in out
     code, out = kl("carol", "grants", "approve", "6", "--reason", "no")
     assert code == 2 and "rule: custodian" in out

@@ -26,8 +26,9 @@ META = RequestMeta(request_id="concurrency-test")
 
 
 @pytest.fixture
-def pg_gateway(demo_template: Workspace, tmp_path: Path, pg_schema_url: str) -> Iterator[
-        tuple[Gateway, dict[str, Caller]]]:
+def pg_gateway(
+    demo_template: Workspace, tmp_path: Path, pg_schema_url: str
+) -> Iterator[tuple[Gateway, dict[str, Caller]]]:
     ws = copy_workspace(demo_template, tmp_path / "ws")
     text = ws.config_path.read_text().replace("sqlite:///state.db", pg_schema_url)
     ws.config_path.write_text(text)
@@ -63,11 +64,18 @@ def at_once(*actions: Callable[[], Any]) -> list[Any]:
 def state(gateway: Gateway, grant_id: int) -> tuple[str, int, int, int]:
     with gateway.engine.connect() as conn:
         status, approvals = conn.execute(
-            select(Grant.status, Grant.approvals).where(Grant.id == grant_id)).one()
-        rows = conn.scalar(select(func.count()).select_from(GrantApproval).where(
-            GrantApproval.grant_id == grant_id))
-        activations = conn.scalar(select(func.count()).select_from(GrantEvent).where(
-            GrantEvent.grant_id == grant_id, GrantEvent.action == "activated"))
+            select(Grant.status, Grant.approvals).where(Grant.id == grant_id)
+        ).one()
+        rows = conn.scalar(
+            select(func.count())
+            .select_from(GrantApproval)
+            .where(GrantApproval.grant_id == grant_id)
+        )
+        activations = conn.scalar(
+            select(func.count())
+            .select_from(GrantEvent)
+            .where(GrantEvent.grant_id == grant_id, GrantEvent.action == "activated")
+        )
     return status, approvals, int(rows or 0), int(activations or 0)
 
 
@@ -102,7 +110,8 @@ def test_concurrent_raw_approvals_count_exactly(pg_gateway: Any):
             lambda g=grant_id: gateway.grants.approve(who["alice"], g, "ok", META),
             lambda g=grant_id: gateway.grants.approve(who["bob"], g, "ok", META),
         )
-        unexpected = [r for r in results if isinstance(r, Exception)
-                      and not isinstance(r, Conflict)]
+        unexpected = [
+            r for r in results if isinstance(r, Exception) and not isinstance(r, Conflict)
+        ]
         assert not unexpected
         assert state(gateway, grant_id) == ("active", 2, 2, 1)

@@ -16,8 +16,9 @@ from tests.conftest import bearer, client_for
 from tests.gateway.test_api import audit_rows
 
 
-def call(client: TestClient, ws: Workspace, who: str, method: str, path: str,
-         body: Any = None) -> httpx.Response:
+def call(
+    client: TestClient, ws: Workspace, who: str, method: str, path: str, body: Any = None
+) -> httpx.Response:
     return client.request(method, path, json=body, headers=bearer(ws, who))
 
 
@@ -25,8 +26,14 @@ def ask(client: TestClient, ws: Workspace, who: str, **body: Any) -> httpx.Respo
     return call(client, ws, who, "POST", "/v1/grants", {"days": 10, **body})
 
 
-def decide(client: TestClient, ws: Workspace, who: str, grant_id: int, verb: str = "approve",
-           reason: str = "ok") -> httpx.Response:
+def decide(
+    client: TestClient,
+    ws: Workspace,
+    who: str,
+    grant_id: int,
+    verb: str = "approve",
+    reason: str = "ok",
+) -> httpx.Response:
     return call(client, ws, who, "POST", f"/v1/grants/{grant_id}/{verb}", {"reason": reason})
 
 
@@ -57,8 +64,14 @@ def grant_count(ws: Workspace) -> int:
 
 def test_approval_takes_effect_on_the_next_query(client: TestClient, workspace: Workspace):
     assert read(client, workspace, "erin", "patients").status_code == 403
-    response = ask(client, workspace, "erin", dataset="patients", profile="pseudonymized",
-                   purpose="model debugging")
+    response = ask(
+        client,
+        workspace,
+        "erin",
+        dataset="patients",
+        profile="pseudonymized",
+        purpose="model debugging",
+    )
     assert response.status_code == 201, response.text
     grant = response.json()
     assert (grant["status"], grant["approvals"], grant["approvals_needed"]) == ("requested", 0, 1)
@@ -69,14 +82,18 @@ def test_approval_takes_effect_on_the_next_query(client: TestClient, workspace: 
     assert response.status_code == 200 and response.json()["profile"] == "pseudonymized"
     history = call(client, workspace, "erin", "GET", f"/v1/grants/{grant['id']}").json()
     assert [(e["actor"], e["action"]) for e in history["history"]] == [
-        ("erin", "requested"), ("alice", "approved"), ("alice", "activated")]
+        ("erin", "requested"),
+        ("alice", "approved"),
+        ("alice", "activated"),
+    ]
     assert history["history"][1]["reason"] == "ok"
     actions = [e["action"] for e in audit_rows(workspace)]
     assert {"grant.requested", "grant.approved", "grant.activated"} <= set(actions)
 
 
-def test_raw_needs_two_custodians_and_one_person_counts_once(client: TestClient,
-                                                             workspace: Workspace):
+def test_raw_needs_two_custodians_and_one_person_counts_once(
+    client: TestClient, workspace: Workspace
+):
     grant = ask(client, workspace, "erin", dataset="patients", profile="raw").json()
     assert grant["approvals_needed"] == 2  # the module asks for one; raw always needs two
     first = decide(client, workspace, "alice", grant["id"]).json()
@@ -88,17 +105,21 @@ def test_raw_needs_two_custodians_and_one_person_counts_once(client: TestClient,
     assert read(client, workspace, "erin", "patients").json()["profile"] == "raw"
 
 
-@pytest.mark.parametrize(("who", "rule"), [
-    ("carol", "custodian"),   # custodian of crm, not of imaging
-    ("victor", "custodian"),  # officers govern, custodians approve
-])
+@pytest.mark.parametrize(
+    ("who", "rule"),
+    [
+        ("carol", "custodian"),  # custodian of crm, not of imaging
+        ("victor", "custodian"),  # officers govern, custodians approve
+    ],
+)
 def test_who_may_approve(client: TestClient, workspace: Workspace, who: str, rule: str):
     grant = ask(client, workspace, "erin", dataset="patients", profile="pseudonymized").json()
     response = decide(client, workspace, who, grant["id"])
     assert response.status_code == 403
     assert response.json()["rule"] == rule
-    assert call(client, workspace, "erin", "GET",
-                f"/v1/grants/{grant['id']}").json()["approvals"] == 0
+    assert (
+        call(client, workspace, "erin", "GET", f"/v1/grants/{grant['id']}").json()["approvals"] == 0
+    )
 
 
 def test_a_custodian_never_approves_their_own_request(client: TestClient, workspace: Workspace):
@@ -121,27 +142,40 @@ def test_revocation(client: TestClient, workspace: Workspace):
     grant = ask(client, workspace, "erin", dataset="patients", profile="pseudonymized").json()
     decide(client, workspace, "alice", grant["id"])
     assert decide(client, workspace, "carol", grant["id"], "revoke").status_code == 403
-    assert decide(client, workspace, "victor", grant["id"], "revoke",
-                  "audit finding").json()["status"] == "revoked"
+    assert (
+        decide(client, workspace, "victor", grant["id"], "revoke", "audit finding").json()["status"]
+        == "revoked"
+    )
     assert read(client, workspace, "erin", "patients").status_code == 403
 
 
-@pytest.mark.parametrize(("who", "body", "field"), [
-    ("erin", {"dataset": "nope", "profile": "anonymized"}, "dataset"),
-    ("erin", {"module": "nope", "profile": "anonymized"}, "module"),
-    ("erin", {"profile": "anonymized"}, "dataset"),
-    ("lin", {"dataset": "patients", "profile": "raw", "purpose": ALUMNI_PURPOSE}, "profile"),
-    ("victor", {"dataset": "patients", "profile": "aggregate"}, "profile"),
-    ("lin", {"dataset": "patients", "profile": "anonymized"}, "purpose"),
-    ("erin", {"dataset": "patients", "profile": "pseudonymized", "days": 0}, "days"),
-    ("erin", {"dataset": "patients", "profile": "raw", "days": 31}, "days"),
-    ("erin", {"dataset": "patients", "profile": "anonymized", "columns": ["nope"]}, "columns"),
-    ("erin", {"dataset": "patients", "profile": "anonymized",
-              "row_filter": [{"column": "nope", "op": "=", "value": 1}]}, "row_filter[0].column"),
-    ("erin", {"module": "imaging", "profile": "anonymized", "columns": ["name"]}, "columns"),
-])
-def test_bad_requests_name_the_field_and_write_nothing(client: TestClient, workspace: Workspace,
-                                                      who: str, body: dict[str, Any], field: str):
+@pytest.mark.parametrize(
+    ("who", "body", "field"),
+    [
+        ("erin", {"dataset": "nope", "profile": "anonymized"}, "dataset"),
+        ("erin", {"module": "nope", "profile": "anonymized"}, "module"),
+        ("erin", {"profile": "anonymized"}, "dataset"),
+        ("lin", {"dataset": "patients", "profile": "raw", "purpose": ALUMNI_PURPOSE}, "profile"),
+        ("victor", {"dataset": "patients", "profile": "aggregate"}, "profile"),
+        ("lin", {"dataset": "patients", "profile": "anonymized"}, "purpose"),
+        ("erin", {"dataset": "patients", "profile": "pseudonymized", "days": 0}, "days"),
+        ("erin", {"dataset": "patients", "profile": "raw", "days": 31}, "days"),
+        ("erin", {"dataset": "patients", "profile": "anonymized", "columns": ["nope"]}, "columns"),
+        (
+            "erin",
+            {
+                "dataset": "patients",
+                "profile": "anonymized",
+                "row_filter": [{"column": "nope", "op": "=", "value": 1}],
+            },
+            "row_filter[0].column",
+        ),
+        ("erin", {"module": "imaging", "profile": "anonymized", "columns": ["name"]}, "columns"),
+    ],
+)
+def test_bad_requests_name_the_field_and_write_nothing(
+    client: TestClient, workspace: Workspace, who: str, body: dict[str, Any], field: str
+):
     before = grant_count(workspace)
     response = call(client, workspace, who, "POST", "/v1/grants", {"days": 10, **body})
     assert response.status_code == 400, response.text
@@ -150,17 +184,22 @@ def test_bad_requests_name_the_field_and_write_nothing(client: TestClient, works
 
 
 def test_malformed_bodies_are_400(client: TestClient, workspace: Workspace):
-    for body in ({"dataset": "patients", "profile": "secret", "days": 1},
-                 {"dataset": "patients", "profile": "raw"},
-                 {"dataset": "patients", "profile": "raw", "days": 1, "extra": 1}):
+    for body in (
+        {"dataset": "patients", "profile": "secret", "days": 1},
+        {"dataset": "patients", "profile": "raw"},
+        {"dataset": "patients", "profile": "raw", "days": 1, "extra": 1},
+    ):
         assert call(client, workspace, "erin", "POST", "/v1/grants", body).status_code == 400
     grant = ask(client, workspace, "erin", dataset="patients", profile="anonymized").json()
-    assert call(client, workspace, "alice", "POST", f"/v1/grants/{grant['id']}/approve",
-                {}).status_code == 400
+    assert (
+        call(
+            client, workspace, "alice", "POST", f"/v1/grants/{grant['id']}/approve", {}
+        ).status_code
+        == 400
+    )
 
 
-def test_partners_request_only_for_their_org_as_org_admin(client: TestClient,
-                                                          workspace: Workspace):
+def test_partners_request_only_for_their_org_as_org_admin(client: TestClient, workspace: Workspace):
     body = {"dataset": "annotations", "profile": "anonymized", "purpose": "labelling"}
     refused = ask(client, workspace, "mei", org="surgibot", **body)
     assert refused.status_code == 403 and refused.json()["rule"] == "request:org-admin"
@@ -168,8 +207,7 @@ def test_partners_request_only_for_their_org_as_org_admin(client: TestClient,
     assert ask(client, workspace, "mei", org="stellar", **body).status_code == 403
     grant = ask(client, workspace, "mei", org="surgibot", **body)
     assert grant.status_code == 201 and grant.json()["subject"] == "org:surgibot"
-    by_admin = ask(client, workspace, "admin", org="stellar",
-                   **{**body, "dataset": "customers"})
+    by_admin = ask(client, workspace, "admin", org="stellar", **{**body, "dataset": "customers"})
     assert by_admin.status_code == 201
 
 
@@ -182,8 +220,7 @@ def test_visibility_of_grants(client: TestClient, workspace: Workspace):
     assert all(g["status"] == "requested" or g["subject"] == "user:alice" for g in alice)
     carol = call(client, workspace, "carol", "GET", "/v1/grants").json()["grants"]
     assert pending["id"] not in [g["id"] for g in carol]
-    assert call(client, workspace, "carol", "GET",
-                f"/v1/grants/{pending['id']}").status_code == 404
+    assert call(client, workspace, "carol", "GET", f"/v1/grants/{pending['id']}").status_code == 404
     everything = call(client, workspace, "victor", "GET", "/v1/grants").json()["grants"]
     assert len(everything) == grant_count(workspace)
     active = call(client, workspace, "victor", "GET", "/v1/grants?status=active").json()["grants"]
@@ -192,8 +229,14 @@ def test_visibility_of_grants(client: TestClient, workspace: Workspace):
 
 def test_exclusive_modules_at_request_time(client: TestClient, workspace: Workspace):
     # sam's org holds crm; imaging and crm are exclusive in the demo.
-    response = ask(client, workspace, "sam", dataset="patients", profile="anonymized",
-                   purpose="market analysis")
+    response = ask(
+        client,
+        workspace,
+        "sam",
+        dataset="patients",
+        profile="anonymized",
+        purpose="market analysis",
+    )
     assert response.status_code == 403
     problem = response.json()
     assert problem["rule"] == "separation.exclusive"
@@ -212,8 +255,9 @@ def test_exclusive_modules_at_approval_time(client: TestClient, workspace: Works
 
 
 def test_max_modules_per_principal(workspace: Workspace):
-    text = workspace.config_path.read_text().replace("max_modules_per_principal: 2",
-                                                     "max_modules_per_principal: 1")
+    text = workspace.config_path.read_text().replace(
+        "max_modules_per_principal: 2", "max_modules_per_principal: 1"
+    )
     workspace.config_path.write_text(text)
     with client_for(workspace) as client:
         response = ask(client, workspace, "erin", dataset="annotations", profile="anonymized")
@@ -226,15 +270,21 @@ def test_break_glass_needs_an_admin_and_an_officer(client: TestClient, workspace
     newcomer(workspace, "zed")
     imaging = ask(client, workspace, "zed", dataset="patients", profile="anonymized").json()
     decide(client, workspace, "alice", imaging["id"])
-    over = ask(client, workspace, "zed", dataset="customers", profile="anonymized",
-               break_glass_hours=25)
+    over = ask(
+        client, workspace, "zed", dataset="customers", profile="anonymized", break_glass_hours=25
+    )
     assert over.status_code == 400 and over.json()["field"] == "break_glass_hours"
-    grant = ask(client, workspace, "zed", dataset="customers", profile="anonymized",
-                break_glass_hours=4).json()
+    grant = ask(
+        client, workspace, "zed", dataset="customers", profile="anonymized", break_glass_hours=4
+    ).json()
     assert decide(client, workspace, "carol", grant["id"]).json()["status"] == "requested"
     assert decide(client, workspace, "erin", grant["id"], "break-glass").status_code == 403
-    assert decide(client, workspace, "admin", grant["id"], "break-glass",
-                  "incident 42").json()["status"] == "requested"
+    assert (
+        decide(client, workspace, "admin", grant["id"], "break-glass", "incident 42").json()[
+            "status"
+        ]
+        == "requested"
+    )
     done = decide(client, workspace, "victor", grant["id"], "break-glass", "incident 42").json()
     assert done["status"] == "active"
     expires = datetime.fromisoformat(done["expires_at"])
@@ -256,12 +306,10 @@ def test_expiry_is_checked_at_decision_time_and_swept(client: TestClient, worksp
     assert swept["expired"] == [1]
     shown = call(client, workspace, "victor", "GET", "/v1/grants/1").json()
     assert shown["status"] == "expired" and shown["history"][-1]["action"] == "expired"
-    assert any(e["action"] == "grant.expired" and e["grant_id"] == 1
-               for e in audit_rows(workspace))
+    assert any(e["action"] == "grant.expired" and e["grant_id"] == 1 for e in audit_rows(workspace))
 
 
-def test_sweep_revokes_unused_and_lists_recertification(client: TestClient,
-                                                        workspace: Workspace):
+def test_sweep_revokes_unused_and_lists_recertification(client: TestClient, workspace: Workspace):
     old = (datetime.now(UTC) - timedelta(days=100)).isoformat(" ")
     recent = datetime.now(UTC).isoformat(" ")
     sql(workspace, "UPDATE grants SET created_at = ? WHERE id IN (2, 3)", old)

@@ -23,8 +23,9 @@ SECRET = "hr-shared-secret-for-tests"
 
 
 def offboard(client: TestClient, ws: Workspace, who: str, name: str) -> Any:
-    return call(client, ws, who, "POST", f"/v1/principals/{name}/offboard",
-                {"reason": "left the company"})
+    return call(
+        client, ws, who, "POST", f"/v1/principals/{name}/offboard", {"reason": "left the company"}
+    )
 
 
 def test_offboarding_turns_an_employee_into_alumni(client: TestClient, workspace: Workspace):
@@ -72,8 +73,14 @@ def test_offboarding_may_downgrade_instead(workspace: Workspace):
     text = workspace.config_path.read_text() + "\ngrants:\n  downgrade_on_offboarding: true\n"
     workspace.config_path.write_text(text)
     with client_for(workspace) as client:
-        grant = ask(client, workspace, "erin", dataset="patients", profile="pseudonymized",
-                    purpose="model debugging").json()
+        grant = ask(
+            client,
+            workspace,
+            "erin",
+            dataset="patients",
+            profile="pseudonymized",
+            purpose="model debugging",
+        ).json()
         decide(client, workspace, "alice", grant["id"])
         result = offboard(client, workspace, "admin", "erin").json()
         assert result["grants_downgraded"] == [grant["id"]]
@@ -84,13 +91,21 @@ def test_offboarding_may_downgrade_instead(workspace: Workspace):
 
 def test_suspend_and_reinstate_a_principal(client: TestClient, workspace: Workspace):
     body = {"reason": "investigation"}
-    assert call(client, workspace, "victor", "POST", "/v1/principals/mei/suspend",
-                body).status_code == 403
-    assert call(client, workspace, "admin", "POST", "/v1/principals/mei/suspend",
-                body).json()["status"] == "suspended"
+    assert (
+        call(client, workspace, "victor", "POST", "/v1/principals/mei/suspend", body).status_code
+        == 403
+    )
+    assert (
+        call(client, workspace, "admin", "POST", "/v1/principals/mei/suspend", body).json()[
+            "status"
+        ]
+        == "suspended"
+    )
     assert read(client, workspace, "mei", "patients", purpose=SURGICAL_PURPOSE).status_code == 401
-    assert call(client, workspace, "admin", "POST", "/v1/principals/mei/suspend",
-                body).status_code == 409
+    assert (
+        call(client, workspace, "admin", "POST", "/v1/principals/mei/suspend", body).status_code
+        == 409
+    )
     call(client, workspace, "admin", "POST", "/v1/principals/mei/reinstate", body)
     assert read(client, workspace, "mei", "patients", purpose=SURGICAL_PURPOSE).status_code == 200
 
@@ -116,14 +131,14 @@ def test_access_listing(client: TestClient, workspace: Workspace):
     assert surgibot["members"] == ["mei"] and surgibot["effective_profile"] == "anonymized"
     assert surgibot["purpose"] == SURGICAL_PURPOSE and "name" not in surgibot["columns"]
     assert entries["user:lin"]["kind"] == "alumni"
-    assert call(client, workspace, "victor", "GET",
-                "/v1/datasets/patients/access").status_code == 200
-    assert call(client, workspace, "erin", "GET",
-                "/v1/datasets/patients/access").status_code == 403
-    assert call(client, workspace, "carol", "GET",
-                "/v1/datasets/patients/access").status_code == 403
-    assert call(client, workspace, "victor", "GET",
-                "/v1/datasets/nope/access").status_code == 404
+    assert (
+        call(client, workspace, "victor", "GET", "/v1/datasets/patients/access").status_code == 200
+    )
+    assert call(client, workspace, "erin", "GET", "/v1/datasets/patients/access").status_code == 403
+    assert (
+        call(client, workspace, "carol", "GET", "/v1/datasets/patients/access").status_code == 403
+    )
+    assert call(client, workspace, "victor", "GET", "/v1/datasets/nope/access").status_code == 404
 
 
 @pytest.fixture
@@ -131,16 +146,22 @@ def hr_client(workspace: Workspace, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("KL_TEST_HR_SECRET", SECRET)
     text = workspace.config_path.read_text().replace(
         "  max_rows_per_request: 10000\n",
-        "  max_rows_per_request: 10000\n  hr_webhook_secret: env:KL_TEST_HR_SECRET\n")
+        "  max_rows_per_request: 10000\n  hr_webhook_secret: env:KL_TEST_HR_SECRET\n",
+    )
     workspace.config_path.write_text(text)
     with client_for(workspace) as client:
         yield client
 
 
 def hr_call(client: TestClient, body: bytes, timestamp: int, secret: str = SECRET) -> Any:
-    return client.post("/v1/hooks/hr", content=body, headers={
-        "X-Kiteline-Timestamp": str(timestamp),
-        "X-Kiteline-Signature": sign(secret.encode(), timestamp, body)})
+    return client.post(
+        "/v1/hooks/hr",
+        content=body,
+        headers={
+            "X-Kiteline-Timestamp": str(timestamp),
+            "X-Kiteline-Signature": sign(secret.encode(), timestamp, body),
+        },
+    )
 
 
 def test_hr_webhook_offboards_on_a_signed_call(hr_client: TestClient, workspace: Workspace):
@@ -149,9 +170,14 @@ def test_hr_webhook_offboards_on_a_signed_call(hr_client: TestClient, workspace:
     assert hr_call(hr_client, body, moment, secret="wrong").status_code == 401
     assert hr_call(hr_client, body, moment - 3600).status_code == 401
     assert hr_client.post("/v1/hooks/hr", content=body).status_code == 401
-    tampered = hr_client.post("/v1/hooks/hr", content=body.replace(b"erin", b"bob!"), headers={
-        "X-Kiteline-Timestamp": str(moment),
-        "X-Kiteline-Signature": sign(SECRET.encode(), moment, body)})
+    tampered = hr_client.post(
+        "/v1/hooks/hr",
+        content=body.replace(b"erin", b"bob!"),
+        headers={
+            "X-Kiteline-Timestamp": str(moment),
+            "X-Kiteline-Signature": sign(SECRET.encode(), moment, body),
+        },
+    )
     assert tampered.status_code == 401
     assert read(hr_client, workspace, "erin", "studies").status_code == 200
     response = hr_call(hr_client, body, moment)
@@ -185,8 +211,9 @@ def test_offboarding_cuts_off_a_read_under_way(client: TestClient, workspace: Wo
     assert reads[-1]["complete"] is False and reads[-1]["rows"] < 10000
 
 
-def test_grant_changes_fail_closed_without_audit(client: TestClient, workspace: Workspace,
-                                                 monkeypatch: pytest.MonkeyPatch):
+def test_grant_changes_fail_closed_without_audit(
+    client: TestClient, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+):
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
 
     def broken(*_args: Any, **_kwargs: Any) -> int:
