@@ -18,8 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import Config, Settings, load_config
 from gateway.errors import install_error_handlers
-from gateway.routes import catalog, decisions, health, me, query, trace
+from gateway.routes import catalog, decisions, grants, health, me, principals, query, trace
 from gateway.service import Gateway
+from gateway.sweeper import PeriodicSweep
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,10 @@ def create_app(
                 lambda: loop.run_in_executor(None, _reload_quietly, app.state.gateway),
             )
             hangup = True
+        sweep = PeriodicSweep(app.state.gateway.grants, config.grants.sweep_interval_s)
+        sweep.start()
         yield
+        sweep.stop()
         if hangup:
             loop.remove_signal_handler(signal.SIGHUP)
         if owns_gateway:
@@ -113,7 +117,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics_registry = registry
     install_error_handlers(app)
-    for module in (health, me, catalog, query, decisions, trace):
+    for module in (health, me, catalog, query, decisions, trace, grants, principals):
         app.include_router(module.router)
     app.add_middleware(RequestContext, requests=requests, latency=latency)  # type: ignore[arg-type]
     return app

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from gateway.cli_admin import register as register_http_commands
 from gateway.config import Config, ConfigError, Settings, load_config
 
 log = logging.getLogger(__name__)
@@ -197,15 +198,23 @@ def principals() -> None:
 )
 @click.option("--org", default=None, help="Partner org (required for partners).")
 @click.option("--department", default=None)
+@click.option("--org-admin", is_flag=True, help="A partner who may request grants for the org.")
 @click.pass_context
 def principals_add(
-    ctx: click.Context, name: str, kind: str, org: str | None, department: str | None
+    ctx: click.Context,
+    name: str,
+    kind: str,
+    org: str | None,
+    department: str | None,
+    org_admin: bool,
 ) -> None:
     from gateway.principals import PrincipalError, add_principal
 
     engine = _engine(_config(ctx))
     try:
-        add_principal(engine, name=name, kind=kind, org=org, department=department)
+        add_principal(
+            engine, name=name, kind=kind, org=org, department=department, org_admin=org_admin
+        )
     except PrincipalError as exc:
         _fail(str(exc), 2)
     click.echo(f"added {kind} {name}")
@@ -364,7 +373,7 @@ def trace(ctx: click.Context, file: Path, officer: str | None) -> None:
 
 @cli.group()
 def grants() -> None:
-    """Manage grants directly (administrators)."""
+    """Request, approve and manage grants (`add` writes the state database directly)."""
 
 
 @grants.command("add")
@@ -419,9 +428,8 @@ def grants_add(
     click.echo(f"grant {grant_id} active")
 
 
-@grants.command("list")
-@click.pass_context
-def grants_list(ctx: click.Context) -> None:
+def local_grants(ctx: click.Context) -> None:
+    """Active grants straight from the state database (administrators on the host)."""
     from gateway.grants import active_grants
 
     engine = _engine(_config(ctx))
@@ -438,17 +446,7 @@ def grants_list(ctx: click.Context) -> None:
         )
 
 
-@grants.command("revoke")
-@click.argument("grant_id", type=int)
-@click.pass_context
-def grants_revoke(ctx: click.Context, grant_id: int) -> None:
-    from gateway.grants import GrantError, revoke_grant
-
-    try:
-        revoke_grant(_engine(_config(ctx)), grant_id)
-    except GrantError as exc:
-        _fail(str(exc), 2)
-    click.echo(f"grant {grant_id} revoked")
+register_http_commands(cli, grants, principals)
 
 
 # -- audit ----------------------------------------------------------------------------

@@ -80,11 +80,17 @@ class GatewaySection(_Strict):
     max_rows_per_request: int = Field(10_000, ge=1, le=10_000_000)
     default_limit: int = Field(100, ge=1)
     audit_timeout_s: float = Field(2.0, gt=0, description="Bound on one audit append.")
+    hr_webhook_secret: str | None = Field(
+        None, description="Reference to the HR webhook's HMAC secret; unset disables the hook."
+    )
+    hr_webhook_max_skew_s: int = Field(
+        300, ge=1, le=3600, description="How old a signed HR webhook call may be (replays)."
+    )
 
-    @field_validator("master_key")
+    @field_validator("master_key", "hr_webhook_secret")
     @classmethod
-    def _master_key_is_reference(cls, value: str) -> str:
-        if not _SECRET_REF.match(value):
+    def _master_key_is_reference(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET_REF.match(value):
             raise ValueError("must be a reference (env:NAME or file:PATH), never the key itself")
         return value
 
@@ -182,6 +188,25 @@ class Separation(_Strict):
     exclusive: list[tuple[str, str]] = Field(default_factory=list)
 
 
+class GrantsSection(_Strict):
+    """Grant hygiene: the periodic sweep, unused grants, re-certification, offboarding."""
+
+    sweep_interval_s: int = Field(
+        3600, ge=0, description="Seconds between sweeps run by the server; 0 disables them."
+    )
+    revoke_unused_days: int | None = Field(
+        60, ge=1, description="Revoke active grants unused for this many days; null: never."
+    )
+    recertify_after_days: int = Field(
+        90, ge=1, description="Grants older than this are listed to custodians for review."
+    )
+    downgrade_on_offboarding: bool = Field(
+        False,
+        description="Offboarding downgrades raw/pseudonymized grants that name a purpose to "
+        "anonymized instead of revoking them.",
+    )
+
+
 class Column(_Strict):
     classification: Classification = Field(alias="class")
     domain: str | None = Field(None, description="Identifier domain shared across datasets.")
@@ -269,6 +294,7 @@ class Config(_Strict):
     modules: dict[str, Module]
     separation: Separation = Field(default_factory=Separation)  # type: ignore[arg-type]
     budgets: Budgets = Field(default_factory=Budgets)  # type: ignore[arg-type]
+    grants: GrantsSection = Field(default_factory=GrantsSection)  # type: ignore[arg-type]
     datasets: dict[str, Dataset]
     base_dir: Path = Field(Path("."), exclude=True)
 

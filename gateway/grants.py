@@ -38,6 +38,9 @@ class GrantRecord:
     row_cap: int | None
     expires_at: datetime
     window: dict[str, Any] | None = None
+    # A time-boxed exception approved by an admin and an officer together: it does not
+    # count against the module-separation rules it was granted to bypass.
+    break_glass: bool = False
 
     def covers(self, module: str, dataset: str) -> bool:
         return self.module == module and self.dataset in (None, dataset)
@@ -162,6 +165,7 @@ def active_grants(conn: Connection) -> list[GrantRecord]:
             row_cap=g.row_cap,
             expires_at=_aware(g.expires_at),
             window=g.window,
+            break_glass=g.break_glass_hours is not None,
         )
         for g in rows
     ]
@@ -182,6 +186,10 @@ class GrantIndex:
         ]
 
     def modules_held(self, subjects: Iterable[str], at: datetime) -> set[str]:
+        """Modules held through ordinary grants; break-glass exceptions do not count."""
         return {
-            g.module for s in subjects for g in self._by_subject.get(s, ()) if g.expires_at > at
+            g.module
+            for s in subjects
+            for g in self._by_subject.get(s, ())
+            if g.expires_at > at and not g.break_glass
         }

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -14,6 +15,8 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -41,6 +44,8 @@ class Principal(Base):
     department: Mapped[str | None] = mapped_column(String(128), nullable=True)
     departed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # A partner who may request grants for the whole org.
+    org_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ApiKey(Base):
@@ -74,8 +79,55 @@ class Grant(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The request workflow (grant_requests.py): who asked, for how long, and when the
+    # grant became active and was last used.
+    requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    break_glass_hours: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (Index("ix_grants_subject", "subject_type", "subject", "status"),)
+
+
+class GrantApproval(Base):
+    """One person's approval of one request; the unique key makes a second one count once."""
+
+    __tablename__ = "grant_approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id"), index=True)
+    approver: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # custodian | admin | officer (break-glass)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("grant_id", "approver", "kind"),)
+
+
+class GrantEvent(Base):
+    """A grant's history: requested, approved, activated, denied, revoked, expired..."""
+
+    __tablename__ = "grant_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    detail: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+
+
+class CustodianRemoval(Base):
+    """A custodianship declared in kiteline.yaml and removed at run time (offboarding)."""
+
+    __tablename__ = "custodian_removals"
+
+    module: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(64), primary_key=True)
+    removed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    removed_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
 
 
 class AuditEvent(Base):

@@ -74,6 +74,7 @@ def add_principal(
     org: str | None = None,
     status: str = "active",
     department: str | None = None,
+    org_admin: bool = False,
 ) -> int:
     if not NAME.match(name):
         raise PrincipalError(f"principal name {name!r} must match {NAME.pattern}")
@@ -83,6 +84,8 @@ def add_principal(
         raise PrincipalError(f"status must be one of {', '.join(STATUSES)}")
     if kind == "partner" and not org:
         raise PrincipalError("a partner principal needs an org")
+    if org_admin and kind != "partner":
+        raise PrincipalError("only a partner can be an org admin")
     with engine.begin() as conn:
         if org and conn.scalar(select(Org.name).where(Org.name == org)) is None:
             conn.execute(Org.__table__.insert().values(name=org, status="active", created_at=now()))
@@ -94,6 +97,7 @@ def add_principal(
                     org=org,
                     status=status,
                     department=department,
+                    org_admin=org_admin,
                     created_at=now(),
                 )
             )

@@ -41,7 +41,11 @@ from gateway.errors import (
     Unavailable,
     as_gateway_error,
 )
+from gateway.grant_requests import GrantWorkflow
+from gateway.grant_usage import GrantUsage
+from gateway.inflight import InflightReads
 from gateway.keyring import Keyring
+from gateway.offboarding import Lifecycle
 from gateway.policy_runtime import PolicyRuntime
 from gateway.principals import Caller
 from gateway.query import Condition, CursorCodec, QueryRequest, _typed_filter, plan_rows
@@ -59,6 +63,8 @@ SCHEMA_TTL_S = 30.0
 T = TypeVar("T")
 MAX_QUERY_BYTES = 256 * 1024
 MAX_TRACE_BYTES = 64 * 1024 * 1024
+# Rows per streamed slice: a cancelled read (offboarding, suspension) stops at the next one.
+STREAM_SLICE_ROWS = 2048
 
 
 @dataclass
@@ -110,6 +116,10 @@ class Gateway:
         self._schema_lock = threading.Lock()
         self.class_indexes = ClassIndexCache(config, connectors)
         self.aggregates = AggregateReader(self)
+        self.inflight = InflightReads()
+        self.usage = GrantUsage(engine)
+        self.grants = GrantWorkflow(engine, config, audit)
+        self.lifecycle = Lifecycle(self.grants, self.inflight)
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
@@ -566,13 +576,19 @@ class Gateway:
             key_version=transformer.key_version,
             k=suppress.spec.k if suppress is not None else None,
         )
+        self.usage.touch(obligations.grant_id)
         cancellation = Cancellation()
-        batches = self.connectors[dataset.store].scan(
-            table_of(dataset), scan, cancellation=cancellation
-        )
-        # Pull the first batch now, so a missing object or a dead store becomes a
-        # clean problem response instead of a truncated stream.
-        first = next(batches, None)
+        handle = self.inflight.add(caller.name, caller.org, cancellation)
+        try:
+            batches = self.connectors[dataset.store].scan(
+                table_of(dataset), scan, cancellation=cancellation
+            )
+            # Pull the first batch now, so a missing object or a dead store becomes a
+            # clean problem response instead of a truncated stream.
+            first = next(batches, None)
+        except BaseException:
+            self.inflight.discard(handle)
+            raise
         header = {"dataset": name, "profile": obligations.profile}
         encoder = encoder_for(media_type, transformer.schema, header)
         chunks = self._stream(
@@ -589,6 +605,8 @@ class Gateway:
             encoder,
             suppress,
             lambda sent: budgets.settle_rows(self.engine, charges, reserved, sent),
+            cancellation,
+            handle,
         )
         headers = {"X-Kiteline-Audit-Seq": str(seq), "X-Kiteline-Profile": obligations.profile}
         headers.update(budgets.headers(left))
@@ -667,6 +685,8 @@ class Gateway:
         encoder: Any,
         suppress: ClassIndex | None,
         settle: Callable[[int], None],
+        cancellation: Cancellation,
+        handle: int,
     ) -> Iterator[bytes]:
         digest = hashlib.sha256()
         rows = 0
@@ -690,9 +710,11 @@ class Gateway:
                     more = more or used < batch.num_rows
                     kept = batch.slice(0, used)
                 consumed += used
-                out = transformer(kept)
-                rows += out.num_rows
-                yield out
+                for start in range(0, kept.num_rows, STREAM_SLICE_ROWS):
+                    cancellation.raise_if_cancelled()
+                    out = transformer(kept.slice(start, STREAM_SLICE_ROWS))
+                    rows += out.num_rows
+                    yield out
             close = getattr(rest, "close", None)
             if close is not None:
                 close()
@@ -736,6 +758,8 @@ class Gateway:
                 log.error("could not record the incomplete read of request %s", meta.request_id)
             # Re-raising aborts the response before its closing chunk: the client can tell.
             raise
+        finally:
+            self.inflight.discard(handle)
         yield encoder.finish(next_cursor)
 
 
