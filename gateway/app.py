@@ -119,7 +119,7 @@ def create_app(
     install_error_handlers(app)
     for module in (health, me, catalog, query, decisions, trace, grants, principals):
         app.include_router(module.router)
-    app.add_middleware(RequestContext, requests=requests, latency=latency)  # type: ignore[arg-type]
+    app.add_middleware(RequestContext, requests=requests, latency=latency)
     return app
 
 

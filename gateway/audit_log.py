@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.chain import GENESIS, StoredEvent, VerifyReport, canonical, link, verify
@@ -115,7 +115,7 @@ class AuditLog:
                 event["seq"] = seq
                 body = canonical(event)
                 conn.execute(
-                    AuditEvent.__table__.insert().values(
+                    insert(AuditEvent).values(
                         seq=seq,
                         ts=moment,
                         request_id=event["request_id"],

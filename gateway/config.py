@@ -174,7 +174,7 @@ class Module(_Strict):
     approvals_required: int = Field(1, ge=1, le=3)
     description: str = ""
     max_days: dict[Profile, int] = Field(
-        default_factory=lambda: {
+        default_factory=lambda: {  # type: ignore[arg-type]
             "raw": 30,
             "pseudonymized": 90,
             "anonymized": 365,
@@ -341,9 +341,9 @@ def semantic_problems(config: Config) -> list[str]:
         if dataset.store not in config.stores:
             problems.append(f"datasets.{name}.store: unknown store {dataset.store!r}")
     for index, pair in enumerate(config.separation.exclusive):
-        for module in pair:
-            if module not in config.modules:
-                problems.append(f"separation.exclusive[{index}]: unknown module {module!r}")
+        for member in pair:
+            if member not in config.modules:
+                problems.append(f"separation.exclusive[{index}]: unknown module {member!r}")
         if pair[0] == pair[1]:
             problems.append(f"separation.exclusive[{index}]: a module cannot exclude itself")
     return problems

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -73,7 +73,7 @@ def migrate(engine: Engine) -> None:
         present = set(conn.scalars(select(Version.name)))
         for name in VERSION_NAMES:
             if name not in present:
-                conn.execute(Version.__table__.insert().values(name=name, value=0))
+                conn.execute(insert(Version).values(name=name, value=0))
 
 
 def is_current(engine: Engine) -> bool:

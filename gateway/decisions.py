@@ -230,12 +230,18 @@ class Decider:
         else:
             reasons = [] if rego_allowed else list(rego_reasons)
             if not grants:
-                expired = [g for g in snapshot.grants.for_request(caller.subjects, module, dataset)
-                           if g.expires_at <= at]
+                expired = [
+                    g
+                    for g in snapshot.grants.for_request(caller.subjects, module, dataset)
+                    if g.expires_at <= at
+                ]
                 if expired:
                     last = max(g.expires_at for g in expired)
-                    reasons.insert(0, f"your grant on {dataset!r} expired at "
-                                   f"{last.strftime('%Y-%m-%d %H:%M:%S')} UTC; request a new one")
+                    reasons.insert(
+                        0,
+                        f"your grant on {dataset!r} expired at "
+                        f"{last.strftime('%Y-%m-%d %H:%M:%S')} UTC; request a new one",
+                    )
             if not casbin_allowed and not any("no active grant" in r for r in reasons):
                 reasons.append(
                     f"no active grant covers dataset {dataset!r} for you or your "

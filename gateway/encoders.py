@@ -144,7 +144,7 @@ class ArrowEncoder(Encoder):
 class ParquetEncoder(ArrowEncoder):
     def start(self) -> bytes:
         self._sink = io.BytesIO()
-        self._writer = pq.ParquetWriter(self._sink, self.schema)  # type: ignore[assignment]
+        self._writer = pq.ParquetWriter(self._sink, self.schema)
         return self._drain()
 
     def batch(self, batch: pa.RecordBatch) -> bytes:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.config import Config
@@ -109,7 +109,7 @@ def add_grant(
         if conn.scalar(select(table).where(table == subject)) is None:
             raise GrantError(f"unknown {subject_type} {subject!r}")
         result = conn.execute(
-            Grant.__table__.insert().values(
+            insert(Grant).values(
                 subject_type=subject_type,
                 subject=subject,
                 module=module,
@@ -128,7 +128,9 @@ def add_grant(
             )
         )
         bump_version(conn, "grants")
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
 
 def revoke_grant(engine: Engine, grant_id: int) -> None:

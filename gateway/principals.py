@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.database import VERSION_NAMES, bump_version
@@ -88,10 +88,10 @@ def add_principal(
         raise PrincipalError("only a partner can be an org admin")
     with engine.begin() as conn:
         if org and conn.scalar(select(Org.name).where(Org.name == org)) is None:
-            conn.execute(Org.__table__.insert().values(name=org, status="active", created_at=now()))
+            conn.execute(insert(Org).values(name=org, status="active", created_at=now()))
         try:
             result = conn.execute(
-                Principal.__table__.insert().values(
+                insert(Principal).values(
                     name=name,
                     kind=kind,
                     org=org,
@@ -104,7 +104,9 @@ def add_principal(
         except IntegrityError as exc:
             raise PrincipalError(f"principal {name!r} already exists") from exc
         bump_version(conn, "principals")
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
 
 def set_status(engine: Engine, name: str, status: str) -> None:
@@ -126,7 +128,7 @@ def issue_key(engine: Engine, name: str) -> tuple[str, str]:
         if principal_id is None:
             raise PrincipalError(f"no principal named {name!r}")
         conn.execute(
-            ApiKey.__table__.insert().values(
+            insert(ApiKey).values(
                 key_id=key_id,
                 principal_id=principal_id,
                 secret_hash=_hash_secret(secret),

@@ -32,7 +32,7 @@ class PolicyLine:
         return ", ".join((self.ptype, *self.values))
 
 
-class LineAdapter(persist.Adapter):  # type: ignore[misc]
+class LineAdapter(persist.Adapter):
     """A read-only adapter over lines computed by the caller."""
 
     def __init__(self, lines: Iterable[PolicyLine]) -> None:

@@ -32,6 +32,9 @@ def test_leaf_packages_import_only_themselves(package: str):
 def test_no_print_outside_the_cli():
     for package in OWN:
         for path in (ROOT / package).rglob("*.py"):
-            calls = [n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                     if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
+            calls = [
+                n
+                for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"
+            ]
             assert not calls, f"print() in {path.relative_to(ROOT)}"

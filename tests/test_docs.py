@@ -11,9 +11,17 @@ from gateway import config
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 SECTIONS: list[type[BaseModel]] = [
-    config.GatewaySection, config.PolicySection, config.LocalStore, config.S3Store,
-    config.PostgresStore, config.Module, config.Separation, config.Dataset, config.Column,
-    config.Budgets, config.LDiversity,
+    config.GatewaySection,
+    config.PolicySection,
+    config.LocalStore,
+    config.S3Store,
+    config.PostgresStore,
+    config.Module,
+    config.Separation,
+    config.Dataset,
+    config.Column,
+    config.Budgets,
+    config.LDiversity,
 ]
 
 

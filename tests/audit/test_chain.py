@@ -18,9 +18,15 @@ def build(bodies: list[dict[str, object]]) -> list[StoredEvent]:
     return events
 
 
-bodies = st.lists(st.dictionaries(st.sampled_from(["actor", "action", "rows"]),
-                                  st.text(max_size=8) | st.integers(-(2**63), 2**63 - 1), min_size=1),
-                  min_size=2, max_size=12)
+bodies = st.lists(
+    st.dictionaries(
+        st.sampled_from(["actor", "action", "rows"]),
+        st.text(max_size=8) | st.integers(-(2**63), 2**63 - 1),
+        min_size=1,
+    ),
+    min_size=2,
+    max_size=12,
+)
 
 
 @given(bodies)

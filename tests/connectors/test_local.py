@@ -29,13 +29,15 @@ ROWS = 1000
 
 @pytest.fixture
 def store(tmp_path: Path) -> LocalConnector:
-    table = pa.table({
-        "id": pa.array(range(ROWS), pa.int64()),
-        "name": [f"n{i:04d}" for i in range(ROWS)],
-        "city": [["bj", "sh", "gz", None][i % 4] for i in range(ROWS)],
-        "day": [dt.date(2024, 1, 1) + dt.timedelta(days=i % 300) for i in range(ROWS)],
-        "value": [i * 0.5 for i in range(ROWS)],
-    })
+    table = pa.table(
+        {
+            "id": pa.array(range(ROWS), pa.int64()),
+            "name": [f"n{i:04d}" for i in range(ROWS)],
+            "city": [["bj", "sh", "gz", None][i % 4] for i in range(ROWS)],
+            "day": [dt.date(2024, 1, 1) + dt.timedelta(days=i % 300) for i in range(ROWS)],
+            "value": [i * 0.5 for i in range(ROWS)],
+        }
+    )
     pq.write_table(table, tmp_path / "t.parquet", row_group_size=100)
     pacsv.write_csv(table.drop_columns(["day"]), tmp_path / "t.csv")
     for year in (2023, 2024):
@@ -92,9 +94,14 @@ def test_filter_values_are_data_not_sql(store: LocalConnector):
 
 
 def test_order_by(store: LocalConnector):
-    out = rows(store, Scan(columns=("id", "city"), order_by=(OrderBy("city"),
-                                                             OrderBy("id", descending=True)),
-                           limit=2))
+    out = rows(
+        store,
+        Scan(
+            columns=("id", "city"),
+            order_by=(OrderBy("city"), OrderBy("id", descending=True)),
+            limit=2,
+        ),
+    )
     assert out == [{"id": 996, "city": "bj"}, {"id": 992, "city": "bj"}]
 
 
@@ -106,8 +113,7 @@ def test_scan_streams_batches(store: LocalConnector):
 
 def test_cancellation_stops_a_scan(store: LocalConnector):
     cancellation = Cancellation()
-    batches = store.scan(PARQUET, Scan(columns=("id",)), batch_size=100,
-                         cancellation=cancellation)
+    batches = store.scan(PARQUET, Scan(columns=("id",)), batch_size=100, cancellation=cancellation)
     next(batches)
     cancellation.cancel()
     with pytest.raises(ScanCancelled):
@@ -124,10 +130,14 @@ def test_csv_and_hive_folders(store: LocalConnector):
 
 
 def test_aggregate(store: LocalConnector):
-    result = store.aggregate(PARQUET, AggregateScan(
-        group_by=("city",), aggregates=(Aggregate("count", None, "n"),
-                                        Aggregate("sum", "value", "total")),
-        filters=(Filter("city", "is_null", False),)))
+    result = store.aggregate(
+        PARQUET,
+        AggregateScan(
+            group_by=("city",),
+            aggregates=(Aggregate("count", None, "n"), Aggregate("sum", "value", "total")),
+            filters=(Filter("city", "is_null", False),),
+        ),
+    )
     assert sorted(result.column("n").to_pylist()) == [250, 250, 250]
 
 

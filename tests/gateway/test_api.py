@@ -22,11 +22,13 @@ PATIENT_QUERY = {
 }
 
 
-def query(client: TestClient, ws: Workspace, who: str, dataset: str, body: object,
-          **headers: str) -> object:
+def query(
+    client: TestClient, ws: Workspace, who: str, dataset: str, body: object, **headers: str
+) -> object:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
-    return client.post(f"/v1/datasets/{dataset}/query", content=content,
-                       headers={**bearer(ws, who), **headers})
+    return client.post(
+        f"/v1/datasets/{dataset}/query", content=content, headers={**bearer(ws, who), **headers}
+    )
 
 
 def audit_rows(ws: Workspace) -> list[dict[str, object]]:
@@ -59,8 +61,9 @@ def test_partner_reads_pseudonymized_generalized_rows(client: TestClient, worksp
 
 
 def test_direct_identifier_is_refused_not_dropped(client: TestClient, workspace: Workspace):
-    response = query(client, workspace, "mei", "patients",
-                     {**PATIENT_QUERY, "columns": ["patient_id", "name"]})
+    response = query(
+        client, workspace, "mei", "patients", {**PATIENT_QUERY, "columns": ["patient_id", "name"]}
+    )
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
@@ -69,8 +72,9 @@ def test_direct_identifier_is_refused_not_dropped(client: TestClient, workspace:
 
 
 def test_omitting_columns_returns_every_visible_column(client: TestClient, workspace: Workspace):
-    response = query(client, workspace, "mei", "patients",
-                     {"limit": 3, "purpose": SURGICAL_PURPOSE})
+    response = query(
+        client, workspace, "mei", "patients", {"limit": 3, "purpose": SURGICAL_PURPOSE}
+    )
     assert response.status_code == 200
     names = [c["name"] for c in response.json()["columns"]]
     assert names == ["patient_id", "birth_date", "gender", "zip", "diagnosis", "notes"]
@@ -86,18 +90,35 @@ def test_omitting_columns_returns_every_visible_column(client: TestClient, works
         ("victor", "patients", {"limit": 1}, 403, "officers govern access"),
         ("admin", "patients", {"limit": 1}, 403, "admins govern access"),
         ("erin", "patients", {"limit": 1}, 403, "no active grant"),
-        ("lin", "patients", {"limit": 1, "purpose": ALUMNI_PURPOSE, "profile": "raw"}, 403,
-         "alumni never receive the raw profile"),
-        ("sam", "customers", {"limit": 1, "purpose": MARKET_PURPOSE}, 403,
-         "aggregate profile returns no rows"),
+        (
+            "lin",
+            "patients",
+            {"limit": 1, "purpose": ALUMNI_PURPOSE, "profile": "raw"},
+            403,
+            "alumni never receive the raw profile",
+        ),
+        (
+            "sam",
+            "customers",
+            {"limit": 1, "purpose": MARKET_PURPOSE},
+            403,
+            "aggregate profile returns no rows",
+        ),
         ("erin", "studies", {"limit": 1}, 200, None),
         ("lin", "studies", {"limit": 1, "purpose": ALUMNI_PURPOSE}, 200, None),
         ("lin", "patients", {"limit": 1, "purpose": ALUMNI_PURPOSE}, 200, None),
         ("mei", "studies", {"limit": 1, "purpose": SURGICAL_PURPOSE}, 200, None),
     ],
 )
-def test_decision_table(client: TestClient, workspace: Workspace, who: str, dataset: str,
-                        body: dict[str, object], status: int, reason: str | None):
+def test_decision_table(
+    client: TestClient,
+    workspace: Workspace,
+    who: str,
+    dataset: str,
+    body: dict[str, object],
+    status: int,
+    reason: str | None,
+):
     response = query(client, workspace, who, dataset, body)
     assert response.status_code == status, response.text
     if reason is not None:
@@ -106,8 +127,7 @@ def test_decision_table(client: TestClient, workspace: Workspace, who: str, data
 
 def test_profiles_by_principal(client: TestClient, workspace: Workspace):
     erin = query(client, workspace, "erin", "studies", {"limit": 2}).json()
-    lin = query(client, workspace, "lin", "studies",
-                {"limit": 2, "purpose": ALUMNI_PURPOSE}).json()
+    lin = query(client, workspace, "lin", "studies", {"limit": 2, "purpose": ALUMNI_PURPOSE}).json()
     assert erin["profile"] == "pseudonymized"
     assert lin["profile"] == "anonymized"
     # Under pseudonymized the month is not generalized; under anonymized it is.
@@ -116,19 +136,32 @@ def test_profiles_by_principal(client: TestClient, workspace: Workspace):
     assert "image_uri" not in erin["rows"][0]
 
 
-def test_pseudonyms_join_within_recipient_and_differ_across(client: TestClient,
-                                                            workspace: Workspace):
-    patients = query(client, workspace, "mei", "patients",
-                     {"columns": ["patient_id"], "limit": 10_000,
-                      "purpose": SURGICAL_PURPOSE}).json()["rows"]
-    studies = query(client, workspace, "mei", "studies",
-                    {"columns": ["patient_id"], "limit": 200,
-                     "purpose": SURGICAL_PURPOSE}).json()["rows"]
+def test_pseudonyms_join_within_recipient_and_differ_across(
+    client: TestClient, workspace: Workspace
+):
+    patients = query(
+        client,
+        workspace,
+        "mei",
+        "patients",
+        {"columns": ["patient_id"], "limit": 10_000, "purpose": SURGICAL_PURPOSE},
+    ).json()["rows"]
+    studies = query(
+        client,
+        workspace,
+        "mei",
+        "studies",
+        {"columns": ["patient_id"], "limit": 200, "purpose": SURGICAL_PURPOSE},
+    ).json()["rows"]
     known = {r["patient_id"] for r in patients}
     assert {r["patient_id"] for r in studies} <= known  # same domain: the tables join
-    lin = query(client, workspace, "lin", "patients",
-                {"columns": ["patient_id"], "limit": 10_000,
-                 "purpose": ALUMNI_PURPOSE}).json()["rows"]
+    lin = query(
+        client,
+        workspace,
+        "lin",
+        "patients",
+        {"columns": ["patient_id"], "limit": 10_000, "purpose": ALUMNI_PURPOSE},
+    ).json()["rows"]
     assert not known & {r["patient_id"] for r in lin}  # other recipient: nothing links
 
 
@@ -145,9 +178,13 @@ def test_filters_on_transformed_columns_are_refused(client: TestClient, workspac
 
 
 def test_filters_and_order_on_visible_columns(client: TestClient, workspace: Workspace):
-    body = {"columns": ["diagnosis", "gender"], "limit": 50, "purpose": SURGICAL_PURPOSE,
-            "where": [{"column": "diagnosis", "op": "in", "value": ["骨折", "肺炎"]}],
-            "order_by": [{"column": "diagnosis", "desc": True}]}
+    body = {
+        "columns": ["diagnosis", "gender"],
+        "limit": 50,
+        "purpose": SURGICAL_PURPOSE,
+        "where": [{"column": "diagnosis", "op": "in", "value": ["骨折", "肺炎"]}],
+        "order_by": [{"column": "diagnosis", "desc": True}],
+    }
     rows = query(client, workspace, "mei", "patients", body).json()["rows"]
     assert rows and {r["diagnosis"] for r in rows} <= {"骨折", "肺炎"}
     assert [r["diagnosis"] for r in rows] == sorted((r["diagnosis"] for r in rows), reverse=True)
@@ -156,8 +193,9 @@ def test_filters_and_order_on_visible_columns(client: TestClient, workspace: Wor
 def test_cursor_pages_are_contiguous(client: TestClient, workspace: Workspace):
     body = {"columns": ["patient_id"], "limit": 7, "purpose": SURGICAL_PURPOSE}
     first = query(client, workspace, "mei", "patients", body).json()
-    second = query(client, workspace, "mei", "patients",
-                   {**body, "cursor": first["next_cursor"]}).json()
+    second = query(
+        client, workspace, "mei", "patients", {**body, "cursor": first["next_cursor"]}
+    ).json()
     both = query(client, workspace, "mei", "patients", {**body, "limit": 14}).json()
     assert first["rows"] + second["rows"] == both["rows"]
     other = {**body, "columns": ["diagnosis"], "cursor": first["next_cursor"]}
@@ -171,8 +209,9 @@ def test_last_page_has_no_cursor(client: TestClient, workspace: Workspace):
     assert page["next_cursor"] is None
 
 
-@pytest.mark.parametrize("accept", ["text/csv", "application/vnd.apache.arrow.stream",
-                                    "application/vnd.apache.parquet"])
+@pytest.mark.parametrize(
+    "accept", ["text/csv", "application/vnd.apache.arrow.stream", "application/vnd.apache.parquet"]
+)
 def test_formats_carry_the_same_rows(client: TestClient, workspace: Workspace, accept: str):
     expected = query(client, workspace, "mei", "patients", PATIENT_QUERY).json()["rows"]
     response = query(client, workspace, "mei", "patients", PATIENT_QUERY, Accept=accept)
@@ -180,8 +219,12 @@ def test_formats_carry_the_same_rows(client: TestClient, workspace: Workspace, a
     assert response.headers["content-type"].startswith(accept)
     data = io.BytesIO(response.content)
     if accept == "text/csv":
-        table = pacsv.read_csv(data, convert_options=pacsv.ConvertOptions(
-            column_types={"patient_id": pa.string(), "birth_date": pa.string()}))
+        table = pacsv.read_csv(
+            data,
+            convert_options=pacsv.ConvertOptions(
+                column_types={"patient_id": pa.string(), "birth_date": pa.string()}
+            ),
+        )
     elif accept.endswith("arrow.stream"):
         table = pa.ipc.open_stream(data).read_all()
     else:
@@ -196,12 +239,33 @@ def test_formats_carry_the_same_rows(client: TestClient, workspace: Workspace, a
         ("patients", b"[1, 2]", {}, 400),
         ("nope", {"limit": 1}, {}, 404),
         ("patients", {"columns": ["no_such"], "purpose": SURGICAL_PURPOSE}, {}, 400),
-        ("patients", {"purpose": SURGICAL_PURPOSE,
-                      "where": [{"column": "diagnosis", "op": "=", "value": 3}]}, {}, 400),
-        ("patients", {"purpose": SURGICAL_PURPOSE,
-                      "where": [{"column": "diagnosis", "op": "~", "value": "x"}]}, {}, 400),
-        ("patients", {"purpose": SURGICAL_PURPOSE,
-                      "where": [{"column": "diagnosis", "op": "between", "value": "x"}]}, {}, 400),
+        (
+            "patients",
+            {
+                "purpose": SURGICAL_PURPOSE,
+                "where": [{"column": "diagnosis", "op": "=", "value": 3}],
+            },
+            {},
+            400,
+        ),
+        (
+            "patients",
+            {
+                "purpose": SURGICAL_PURPOSE,
+                "where": [{"column": "diagnosis", "op": "~", "value": "x"}],
+            },
+            {},
+            400,
+        ),
+        (
+            "patients",
+            {
+                "purpose": SURGICAL_PURPOSE,
+                "where": [{"column": "diagnosis", "op": "between", "value": "x"}],
+            },
+            {},
+            400,
+        ),
         ("patients", {"purpose": SURGICAL_PURPOSE, "limit": -1}, {}, 400),
         ("patients", {"purpose": SURGICAL_PURPOSE, "limit": 10_001}, {}, 400),
         ("patients", {"purpose": SURGICAL_PURPOSE, "cursor": "bm90LWEtY3Vyc29y"}, {}, 400),
@@ -209,9 +273,14 @@ def test_formats_carry_the_same_rows(client: TestClient, workspace: Workspace, a
         ("patients", PATIENT_QUERY, {"Accept": "application/xml"}, 406),
     ],
 )
-def test_bad_input_gets_a_problem_and_is_audited(client: TestClient, workspace: Workspace,
-                                                 dataset: str, body: object,
-                                                 headers: dict[str, str], status: int):
+def test_bad_input_gets_a_problem_and_is_audited(
+    client: TestClient,
+    workspace: Workspace,
+    dataset: str,
+    body: object,
+    headers: dict[str, str],
+    status: int,
+):
     before = len(audit_rows(workspace))
     response = query(client, workspace, "mei", dataset, body, **headers)
     assert response.status_code == status, response.text
@@ -226,11 +295,17 @@ def test_bad_input_gets_a_problem_and_is_audited(client: TestClient, workspace: 
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "Basic dXNlcjpwYXNz", "Bearer ", "Bearer not-a-token",
-     "Bearer kl_aaaaaaaaaaaa_" + "A" * 43],
+    [
+        None,
+        "Basic dXNlcjpwYXNz",
+        "Bearer ",
+        "Bearer not-a-token",
+        "Bearer kl_aaaaaaaaaaaa_" + "A" * 43,
+    ],
 )
-def test_bad_credentials_get_401_and_are_audited(client: TestClient, workspace: Workspace,
-                                                 authorization: str | None):
+def test_bad_credentials_get_401_and_are_audited(
+    client: TestClient, workspace: Workspace, authorization: str | None
+):
     headers = {"Authorization": authorization} if authorization else {}
     response = client.post("/v1/datasets/patients/query", content=b"{}", headers=headers)
     assert response.status_code == 401
@@ -240,14 +315,19 @@ def test_bad_credentials_get_401_and_are_audited(client: TestClient, workspace: 
     assert last["action"] == "auth.failed"
     assert last["decision"] == "deny"
     if authorization:
-        assert authorization.split(" ", 1)[-1] not in orjson.dumps(last).decode() or \
-            authorization == "Bearer "
+        assert (
+            authorization.split(" ", 1)[-1] not in orjson.dumps(last).decode()
+            or authorization == "Bearer "
+        )
 
 
 def test_every_route_needs_a_token(client: TestClient):
-    for method, path in [("GET", "/v1/me"), ("GET", "/v1/datasets"),
-                         ("GET", "/v1/datasets/patients"),
-                         ("POST", "/v1/datasets/patients/query")]:
+    for method, path in [
+        ("GET", "/v1/me"),
+        ("GET", "/v1/datasets"),
+        ("GET", "/v1/datasets/patients"),
+        ("POST", "/v1/datasets/patients/query"),
+    ]:
         assert client.request(method, path).status_code == 401, path
 
 
@@ -260,20 +340,29 @@ def test_me_and_catalog(client: TestClient, workspace: Workspace):
     patients = listed[0]
     assert patients["purpose"] == SURGICAL_PURPOSE
     assert [c["name"] for c in patients["columns"]] == [
-        "patient_id", "birth_date", "gender", "zip", "diagnosis", "notes"]
-    assert client.get("/v1/datasets/customers",
-                      headers=bearer(workspace, "mei")).status_code == 403
+        "patient_id",
+        "birth_date",
+        "gender",
+        "zip",
+        "diagnosis",
+        "notes",
+    ]
+    assert client.get("/v1/datasets/customers", headers=bearer(workspace, "mei")).status_code == 403
     assert client.get("/v1/datasets/nope", headers=bearer(workspace, "mei")).status_code == 404
     sam = client.get("/v1/datasets/customers", headers=bearer(workspace, "sam")).json()
     assert sam["profile"] == "aggregate"
     assert "contact_name" not in [c["name"] for c in sam["columns"]]
 
 
-def test_every_outcome_is_audited_and_filter_literals_are_hashed(client: TestClient,
-                                                                 workspace: Workspace):
+def test_every_outcome_is_audited_and_filter_literals_are_hashed(
+    client: TestClient, workspace: Workspace
+):
     secret = "13812345678"
-    body = {**PATIENT_QUERY, "columns": ["diagnosis"],
-            "where": [{"column": "diagnosis", "op": "=", "value": secret}]}
+    body = {
+        **PATIENT_QUERY,
+        "columns": ["diagnosis"],
+        "where": [{"column": "diagnosis", "op": "=", "value": secret}],
+    }
     assert query(client, workspace, "mei", "patients", body).status_code == 200
     assert query(client, workspace, "victor", "patients", {"limit": 1}).status_code == 403
     events = audit_rows(workspace)
@@ -328,8 +417,10 @@ def test_unknown_route_is_a_problem(client: TestClient):
 
 
 def test_huge_numbers_are_rejected_cleanly(client: TestClient, workspace: Workspace):
-    body = (b'{"purpose": "surgical robot training", "where": [{"column": "diagnosis", '
-            b'"op": "=", "value": 123456789012345678901234567890}]}')
+    body = (
+        b'{"purpose": "surgical robot training", "where": [{"column": "diagnosis", '
+        b'"op": "=", "value": 123456789012345678901234567890}]}'
+    )
     response = query(client, workspace, "mei", "patients", body)
     assert response.status_code == 400
     assert audit_rows(workspace)[-1]["where"][0]["value"].startswith("hmac-sha256:")

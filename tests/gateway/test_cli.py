@@ -28,20 +28,33 @@ def test_audit_verify_detects_an_edited_row(client, workspace: Workspace):
 
 
 def test_principals_keys_and_grants(workspace: Workspace):
-    code, out = run(workspace, "principals", "add", "zoe", "--kind", "partner",
-                    "--org", "newco")
+    code, out = run(workspace, "principals", "add", "zoe", "--kind", "partner", "--org", "newco")
     assert code == 0, out
     code, out = run(workspace, "principals", "add", "zoe", "--kind", "partner", "--org", "x")
     assert code == 2 and "already exists" in out
     code, token = run(workspace, "keys", "issue", "zoe")
     assert code == 0 and token.startswith("kl_")
-    code, out = run(workspace, "grants", "add", "--org", "newco", "--dataset", "studies",
-                    "--profile", "anonymized", "--purpose", "research", "--days", "5")
+    code, out = run(
+        workspace,
+        "grants",
+        "add",
+        "--org",
+        "newco",
+        "--dataset",
+        "studies",
+        "--profile",
+        "anonymized",
+        "--purpose",
+        "research",
+        "--days",
+        "5",
+    )
     assert code == 0 and "active" in out
     code, out = run(workspace, "grants", "list")
     assert "org:newco" in out
-    code, out = run(workspace, "grants", "add", "--org", "newco", "--dataset", "nope",
-                    "--profile", "anonymized")
+    code, out = run(
+        workspace, "grants", "add", "--org", "newco", "--dataset", "nope", "--profile", "anonymized"
+    )
     assert code == 2 and "unknown dataset" in out
     code, out = run(workspace, "principals", "list")
     assert "zoe" in out and "newco" in out

@@ -58,12 +58,18 @@ def test_a_valid_file_loads(tmp_path: Path):
         ("custodians: [alice, bob]", "custodians: [a, b, c, d]", "2 or 3 custodians"),
         ("    module: imaging", "    module: radiology", "unknown module 'radiology'"),
         ("    store: files", "    store: s3", "unknown store 's3'"),
-        ("master_key: env:KITELINE_MASTER_KEY", "master_key: 00ff00ff",
-         ":2: gateway.master_key: Value error, must be a reference"),
+        (
+            "master_key: env:KITELINE_MASTER_KEY",
+            "master_key: 00ff00ff",
+            ":2: gateway.master_key: Value error, must be a reference",
+        ),
         ("name: direct_identifier", "name: secret", ":14: datasets.patients.columns.name"),
         ("generalize: year", "generalize: decade", "must be keep, year, month"),
-        ("{class: identifier, domain: patient}", "{class: public, domain: patient}",
-         "'domain' applies to identifier columns only"),
+        (
+            "{class: identifier, domain: patient}",
+            "{class: public, domain: patient}",
+            "'domain' applies to identifier columns only",
+        ),
         ("kind: local, root: data", "kind: ftp, root: data", "stores.files"),
     ],
 )

@@ -24,14 +24,26 @@ DIRECT = ("name", "national_id", "phone")
 
 
 @pytest.mark.parametrize("profile", ["pseudonymized", "anonymized"])
-def test_no_returned_cell_is_a_source_direct_identifier(client: TestClient,
-                                                        workspace: Workspace, profile: str):
+def test_no_returned_cell_is_a_source_direct_identifier(
+    client: TestClient, workspace: Workspace, profile: str
+):
     engine = create_state_engine(workspace.config.state_url)
-    add_grant(engine, workspace.config, subject_type="principal", subject="erin",
-              dataset="patients", profile="pseudonymized", days=1, created_by="test")
+    add_grant(
+        engine,
+        workspace.config,
+        subject_type="principal",
+        subject="erin",
+        dataset="patients",
+        profile="pseudonymized",
+        days=1,
+        created_by="test",
+    )
     engine.dispose()
-    response = client.post("/v1/datasets/patients/query", headers=bearer(workspace, "erin"),
-                           content=orjson.dumps({"limit": 10_000, "profile": profile}))
+    response = client.post(
+        "/v1/datasets/patients/query",
+        headers=bearer(workspace, "erin"),
+        content=orjson.dumps({"limit": 10_000, "profile": profile}),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["profile"] == profile and len(body["rows"]) == 10_000
@@ -47,44 +59,70 @@ def test_no_returned_cell_is_a_source_direct_identifier(client: TestClient,
 
 
 def test_aggregate_profile_returns_no_rows(client: TestClient, workspace: Workspace):
-    response = client.post("/v1/datasets/customers/query", headers=bearer(workspace, "sam"),
-                           content=orjson.dumps({"purpose": "market analysis"}))
+    response = client.post(
+        "/v1/datasets/customers/query",
+        headers=bearer(workspace, "sam"),
+        content=orjson.dumps({"purpose": "market analysis"}),
+    )
     assert response.status_code == 403
 
 
-DATASET = Dataset.model_validate({
-    "module": "m", "store": "s", "location": "x",
-    "columns": {
-        "pid": {"class": "identifier", "domain": "patient"},
-        "name": {"class": "direct_identifier", "mask": "name"},
-        "phone": {"class": "direct_identifier", "mask": "phone"},
-        "email": {"class": "direct_identifier", "mask": "email"},
-        "notes": "free_text",
-        "age": {"class": "quasi_identifier", "generalize": "band:10"},
-    },
-})
-SCHEMA = pa.schema([("pid", pa.string()), ("name", pa.string()), ("phone", pa.string()),
-                    ("email", pa.string()), ("notes", pa.string()), ("age", pa.int64())])
+DATASET = Dataset.model_validate(
+    {
+        "module": "m",
+        "store": "s",
+        "location": "x",
+        "columns": {
+            "pid": {"class": "identifier", "domain": "patient"},
+            "name": {"class": "direct_identifier", "mask": "name"},
+            "phone": {"class": "direct_identifier", "mask": "phone"},
+            "email": {"class": "direct_identifier", "mask": "email"},
+            "notes": "free_text",
+            "age": {"class": "quasi_identifier", "generalize": "band:10"},
+        },
+    }
+)
+SCHEMA = pa.schema(
+    [
+        ("pid", pa.string()),
+        ("name", pa.string()),
+        ("phone", pa.string()),
+        ("email", pa.string()),
+        ("notes", pa.string()),
+        ("age", pa.int64()),
+    ]
+)
 
 names = st.text(alphabet="张王李赵刘陈杨黄周吴伟芳娜敏静丽强磊军洋", min_size=2, max_size=4)
 phones = st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True)
 emails = st.from_regex(r"[a-z]{3,8}\.[a-z]{2,6}@[a-z]{3,8}\.(com|cn)", fullmatch=True)
-row = st.tuples(st.from_regex(r"P[0-9]{6}", fullmatch=True), names, phones, emails,
-                st.integers(0, 99))
+row = st.tuples(
+    st.from_regex(r"P[0-9]{6}", fullmatch=True), names, phones, emails, st.integers(0, 99)
+)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(row, min_size=1, max_size=30), st.sampled_from(["pseudonymized", "anonymized"]))
 def test_transforms_never_emit_an_input_direct_identifier(rows: list[tuple], profile: str):
     pids, people, phone_numbers, mails, ages = map(list, zip(*rows, strict=True))
-    notes = [f"患者{n}电话{p}，邮箱{m}" for n, p, m in zip(people, phone_numbers, mails,
-                                                         strict=True)]
+    notes = [
+        f"患者{n}电话{p}，邮箱{m}" for n, p, m in zip(people, phone_numbers, mails, strict=True)
+    ]
     batch = pa.RecordBatch.from_arrays(
-        [pa.array(pids), pa.array(people), pa.array(phone_numbers), pa.array(mails),
-         pa.array(notes), pa.array(ages, pa.int64())], schema=SCHEMA)
+        [
+            pa.array(pids),
+            pa.array(people),
+            pa.array(phone_numbers),
+            pa.array(mails),
+            pa.array(notes),
+            pa.array(ages, pa.int64()),
+        ],
+        schema=SCHEMA,
+    )
     view = build_view("t", DATASET, SCHEMA, profile)  # type: ignore[arg-type]
-    transformer = BatchTransformer(view, view.returned, keyring=Keyring(b"\x01" * 32),
-                                   recipient="org:x")
+    transformer = BatchTransformer(
+        view, view.returned, keyring=Keyring(b"\x01" * 32), recipient="org:x"
+    )
     out = transformer(batch.select(transformer.source_columns))
     inputs = set(pids) | set(people) | set(phone_numbers) | set(mails)
     for column in out.columns:

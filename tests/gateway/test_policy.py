@@ -204,7 +204,7 @@ def test_reload_changes_the_next_decision_and_refuses_broken_files(
             "package kiteline.access\n\nimport rego.v1\n\n"
             "deny_lockdown(req, _) := {msg |\n"
             '\treq.name == "erin"\n'
-            "\tmsg := \"lockdown: erin's reads are suspended\"\n}\n"
+            '\tmsg := "lockdown: erin\'s reads are suspended"\n}\n'
         )
         result = runner.invoke(cli, [*args, "policy", "reload"])
         assert result.exit_code == 0, result.output

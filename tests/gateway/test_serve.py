@@ -27,9 +27,18 @@ def free_port() -> int:
 def server(workspace: Workspace) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "--config", str(workspace.config_path), "serve",
-         "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "--config",
+            str(workspace.config_path),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -56,16 +65,21 @@ def server(workspace: Workspace) -> Iterator[str]:
 
 def test_governed_read_over_a_real_socket(server: str, workspace: Workspace):
     headers = {"Authorization": f"Bearer {workspace.tokens['mei']}"}
-    body = {"columns": ["patient_id", "birth_date", "diagnosis"], "limit": 5,
-            "purpose": SURGICAL_PURPOSE}
+    body = {
+        "columns": ["patient_id", "birth_date", "diagnosis"],
+        "limit": 5,
+        "purpose": SURGICAL_PURPOSE,
+    }
     with httpx.Client(base_url=server, headers=headers, timeout=30) as http:
         response = http.post("/v1/datasets/patients/query", json=body)
         assert response.status_code == 200
         assert response.json()["profile"] == "anonymized"
-        arrow = http.post("/v1/datasets/patients/query", json={**body, "limit": 5000},
-                          headers={"Accept": "application/vnd.apache.arrow.stream"})
+        arrow = http.post(
+            "/v1/datasets/patients/query",
+            json={**body, "limit": 5000},
+            headers={"Accept": "application/vnd.apache.arrow.stream"},
+        )
         assert pa.ipc.open_stream(arrow.content).read_all().num_rows == 5000
-        refused = http.post("/v1/datasets/patients/query",
-                            json={**body, "columns": ["name"]})
+        refused = http.post("/v1/datasets/patients/query", json={**body, "columns": ["name"]})
         assert refused.status_code == 403
         assert http.get("/v1/me", headers={"Authorization": "Bearer x"}).status_code == 401

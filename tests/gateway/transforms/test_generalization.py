@@ -30,9 +30,10 @@ def test_rules(values: pa.Array, rule: str, expected: list[object]):
     assert out.type == output_type(rule, values.type)
 
 
-@pytest.mark.parametrize(("values", "rule"), [(pa.array(["x"]), "band:10"),
-                                              (pa.array([1.5]), "year"),
-                                              (pa.array([True]), "prefix:1")])
+@pytest.mark.parametrize(
+    ("values", "rule"),
+    [(pa.array(["x"]), "band:10"), (pa.array([1.5]), "year"), (pa.array([True]), "prefix:1")],
+)
 def test_rules_that_do_not_fit_are_refused(values: pa.Array, rule: str):
     with pytest.raises(GeneralizationError):
         generalize(values, rule)
