@@ -98,18 +98,15 @@ class LocalConnector:
             config["threads"] = threads
         self._database = duckdb.connect(":memory:", config=config)
         self._database.execute("SET parquet_metadata_cache = true")
-        self._local = threading.local()
         self._lock = threading.Lock()
 
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        # DuckDB connections are not safe to share across threads; cursors of one
-        # database are cheap and share its caches.
-        conn: duckdb.DuckDBPyConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            with self._lock:
-                conn = self._database.cursor()
-            self._local.conn = conn
-        return conn
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        # A DuckDB connection is not safe to share between threads, and a streamed result
+        # is read on whichever thread the server picks for the next chunk: every call
+        # gets its own cursor (cheap: cursors of one database share its caches), closed
+        # when the call ends.
+        with self._lock:
+            return self._database.cursor()
 
     def _source(self, table: Table, params: _Params) -> str:
         path = (self.root / table.location).resolve()
@@ -132,8 +129,12 @@ class LocalConnector:
     def schema(self, table: Table) -> pa.Schema:
         params = _Params()
         sql = f"SELECT * FROM {self._source(table, params)} LIMIT 0"
-        with _map_duckdb_errors(table.location):
-            return self._connection().sql(sql, params=params.values).to_arrow_table().schema
+        cursor = self._cursor()
+        try:
+            with _map_duckdb_errors(table.location):
+                return cursor.sql(sql, params=params.values).to_arrow_table().schema
+        finally:
+            cursor.close()
 
     def scan(
         self,
@@ -156,12 +157,16 @@ class LocalConnector:
             sql += f" LIMIT {int(scan.limit)}"
         if scan.offset:
             sql += f" OFFSET {int(scan.offset)}"
-        with _map_duckdb_errors(table.location):
-            reader = self._connection().sql(sql, params=params.values).to_arrow_reader(batch_size)
-            for batch in reader:
-                if cancellation is not None:
-                    cancellation.raise_if_cancelled()
-                yield batch
+        cursor = self._cursor()
+        try:
+            with _map_duckdb_errors(table.location):
+                reader = cursor.sql(sql, params=params.values).to_arrow_reader(batch_size)
+                for batch in reader:
+                    if cancellation is not None:
+                        cancellation.raise_if_cancelled()
+                    yield batch
+        finally:
+            cursor.close()
 
     def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
         params = _Params()
@@ -174,8 +179,12 @@ class LocalConnector:
         sql += render_where(scan.filters, params)
         if groups:
             sql += " GROUP BY " + ", ".join(groups)
-        with _map_duckdb_errors(table.location):
-            return self._connection().sql(sql, params=params.values).to_arrow_table()
+        cursor = self._cursor()
+        try:
+            with _map_duckdb_errors(table.location):
+                return cursor.sql(sql, params=params.values).to_arrow_table()
+        finally:
+            cursor.close()
 
     def close(self) -> None:
         self._database.close()

@@ -64,7 +64,7 @@ T = TypeVar("T")
 MAX_QUERY_BYTES = 256 * 1024
 MAX_TRACE_BYTES = 64 * 1024 * 1024
 # Rows per streamed slice: a cancelled read (offboarding, suspension) stops at the next one.
-STREAM_SLICE_ROWS = 2048
+STREAM_SLICE_ROWS = 8192
 
 
 @dataclass
@@ -710,11 +710,15 @@ class Gateway:
                     more = more or used < batch.num_rows
                     kept = batch.slice(0, used)
                 consumed += used
-                for start in range(0, kept.num_rows, STREAM_SLICE_ROWS):
+                # Transform whole scanned batches (per-batch work such as dictionary
+                # encoding is amortized), then hand them out in slices: an offboarded
+                # principal's read stops at the next slice.
+                out = transformer(kept)
+                for start in range(0, out.num_rows, STREAM_SLICE_ROWS):
                     cancellation.raise_if_cancelled()
-                    out = transformer(kept.slice(start, STREAM_SLICE_ROWS))
-                    rows += out.num_rows
-                    yield out
+                    piece = out.slice(start, STREAM_SLICE_ROWS)
+                    rows += piece.num_rows
+                    yield piece
             close = getattr(rest, "close", None)
             if close is not None:
                 close()

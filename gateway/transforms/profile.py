@@ -59,7 +59,7 @@ class BatchTransformer:
         self._recipient = recipient
         self._version = key_version
         self.key_version = key_version
-        self._memo: dict[str, dict[str, str]] = {}
+        self._memo: dict[str, pseudonyms.PseudonymMemo] = {}
         self.schema = pa.schema([pa.field(c.name, c.output_type) for c in self.output])
         # Names scrubbed from free text: the row's own direct identifiers of text type.
         self.name_columns = [
@@ -80,7 +80,7 @@ class BatchTransformer:
         domain = column.spec.domain or f"{self.view.name}.{column.name}"
         key = self._keyring.pseudonym_key(self._recipient, domain, self._version)
         tag = self._keyring.recipient_tag(self._recipient, self._version)
-        memo = self._memo.setdefault(domain, {})
+        memo = self._memo.setdefault(domain, pseudonyms.PseudonymMemo())
         return pseudonyms.pseudonymize(
             values, key=key, prefix=pseudonyms.prefix_for(self._version, tag), memo=memo
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import MutableMapping
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,12 +50,34 @@ def _digests(key: bytes, values: list[bytes]) -> pa.Array:
     return pa.StringArray.from_buffers(len(values), offsets.buffers()[1], pa.py_buffer(text))
 
 
+class PseudonymMemo:
+    """Pseudonyms already computed in one read, kept as two aligned Arrow arrays so that
+    a batch is mapped with vectorized lookups; only values never seen are keyed."""
+
+    def __init__(self) -> None:
+        self._keys = pa.array([], pa.string())
+        self._values = pa.array([], pa.string())
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def lookup(self, texts: pa.Array, make: Callable[[pa.Array], pa.Array]) -> pa.Array:
+        """The pseudonym of every value of ``texts`` (distinct, non-null strings)."""
+        positions = pc.index_in(texts, value_set=self._keys)
+        missing = pc.filter(texts, pc.is_null(positions))
+        if len(missing):
+            self._keys = pa.concat_arrays([self._keys, missing])
+            self._values = pa.concat_arrays([self._values, make(missing).cast(pa.string())])
+            positions = pc.index_in(texts, value_set=self._keys)
+        return pc.take(self._values, positions)
+
+
 def pseudonymize(
     values: pa.Array | pa.ChunkedArray,
     *,
     key: bytes,
     prefix: str,
-    memo: MutableMapping[str, str] | None = None,
+    memo: PseudonymMemo | None = None,
     as_dictionary: bool = False,
 ) -> pa.Array:
     """Replace every non-null value by its pseudonym; nulls stay null.
@@ -86,14 +108,8 @@ def pseudonymize(
         fresh = dictionary.cast(pa.binary()).to_pylist()
         pseudonyms = pc.binary_join_element_wise(prefix, _digests(key, fresh), "")
     else:
-        texts = dictionary.to_pylist()
-        missing = [t for t in texts if t not in memo]
-        if missing:
-            made = pc.binary_join_element_wise(
-                prefix, _digests(key, [t.encode() for t in missing]), ""
-            )
-            memo.update(zip(missing, made.to_pylist(), strict=True))
-        pseudonyms = pa.array([memo[t] for t in texts], pa.string())
+        pseudonyms = memo.lookup(dictionary, lambda new: pc.binary_join_element_wise(
+            prefix, _digests(key, new.cast(pa.binary()).to_pylist()), ""))
     if as_dictionary:
         return pa.DictionaryArray.from_arrays(encoded.indices, pseudonyms)
     return pc.take(pseudonyms, encoded.indices)

@@ -146,3 +146,17 @@ def test_missing_and_escaping_locations(store: LocalConnector):
         store.schema(Table("nope.parquet"))
     with pytest.raises(ConnectorError, match="leaves the store root"):
         store.schema(Table("../../etc/passwd", format="csv"))
+
+
+def test_a_stream_may_be_read_from_several_threads(store: LocalConnector):
+    """A server reads each chunk of a streamed answer on whichever worker thread is free."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scans = [store.scan(PARQUET, Scan(columns=("id",)), batch_size=100) for _ in range(8)]
+    counts = [0] * len(scans)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        # Interleave: every round pulls the next batch of every scan on some pool thread.
+        for _ in range(ROWS // 100 + 1):
+            rows = list(pool.map(lambda it: sum(b.num_rows for b in [next(it, None)] if b), scans))
+            counts = [c + r for c, r in zip(counts, rows, strict=True)]
+    assert counts == [ROWS] * len(scans)

@@ -7,7 +7,12 @@ import re
 import pyarrow as pa
 
 from gateway.keyring import Keyring
-from gateway.transforms.pseudonyms import prefix_for, pseudonym_of, pseudonymize
+from gateway.transforms.pseudonyms import (
+    PseudonymMemo,
+    prefix_for,
+    pseudonym_of,
+    pseudonymize,
+)
 
 KEYRING = Keyring(bytes(range(32)))
 FORMAT = re.compile(r"^p1_[a-z2-7]{7}_[a-z2-7]{24}$")
@@ -50,8 +55,12 @@ def test_integers_are_keyed_by_their_decimal_text():
 
 def test_chunked_input_and_memo_reuse():
     key = KEYRING.pseudonym_key("user:x", "d", 1)
-    memo: dict[str, str] = {}
+    memo = PseudonymMemo()
     chunked = pa.chunked_array([["a", "b"], ["a"]])
     out = pseudonymize(chunked, key=key, prefix="p1_x_", memo=memo)
     assert out.to_pylist()[0] == out.to_pylist()[2]
-    assert set(memo) == {"a", "b"}
+    assert len(memo) == 2
+    again = pseudonymize(pa.array(["b", "c"]), key=key, prefix="p1_x_", memo=memo)
+    assert again.to_pylist()[0] == out.to_pylist()[1]
+    assert again.to_pylist()[1] == pseudonym_of("c", key=key, prefix="p1_x_")
+    assert len(memo) == 3

@@ -1,0 +1,592 @@
+"""Governed 100-row JSON queries per second over loopback, vs a bare endpoint.
+
+Subject: a real ``kiteline serve`` process (one uvicorn worker) on a free port of
+127.0.0.1, serving the demo workspace; partner ``mei`` queries ``patients`` for the
+purpose "surgical robot training" with ``limit: 100`` (JSON answer). Baseline: a tiny
+FastAPI app under the same uvicorn settings that answers the same POST with a fixed
+100-row orjson body (the rows the gateway returned). One load generator, in its own
+process, drives both: httpx clients with keep-alive on a few concurrent connections, a
+warm-up, then a bounded number of requests (or a time bound, whichever comes first).
+Target: >= 1,000 governed queries per second.
+
+Entry points for the subprocesses: ``python -m bench.http_queries bare --port N
+--rows FILE`` and ``python -m bench.http_queries loadgen`` (spec as JSON on stdin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import itertools
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from bench import common
+from bench.common import DATA_DIR, Result, StageTimer, Target
+
+DATASET = "patients"
+PARTNER = "mei"
+PATH = f"/v1/datasets/{DATASET}/query"
+ROWS = 100
+CONCURRENCY = 4
+WARMUP = 200
+REQUESTS = 3000
+TIME_LIMIT_S = 15.0
+TARGET = Target("value", ">=", 1000.0, "req/s")
+WORK = DATA_DIR / "http_queries"
+
+# Filled by run() for profile(): the measured requests per second.
+LAST: dict[str, float] = {}
+
+
+def query_body() -> bytes:
+    from gateway.demo import SURGICAL_PURPOSE
+
+    return orjson.dumps({"purpose": SURGICAL_PURPOSE, "limit": ROWS})
+
+
+def demo_workspace() -> Any:
+    """A fresh copy of the demo workspace (the template is built once, then reused), so
+    every run starts from the same state; its row budgets are lifted, since a load test
+    of ~1,000 reads of 100 rows would otherwise spend the default daily budget."""
+    from gateway.demo import Workspace, create_workspace
+
+    stamp = DATA_DIR / "demo.state"
+    fingerprint = common.state_fingerprint()
+    fresh = stamp.exists() and stamp.read_text() == fingerprint
+    if not fresh:
+        print("building the demo workspace ...", flush=True)
+    template = create_workspace(DATA_DIR / "demo", port=8787, reset=not fresh)
+    stamp.write_text(fingerprint)
+    target = WORK / "workspace"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(template.root, target)
+    config = target / "kiteline.yaml"
+    config.write_text(common.lift_row_budgets(config.read_text(encoding="utf-8")), "utf-8")
+    return Workspace(target, config, dict(template.tokens))
+
+
+def kiteline_command(config: Path, port: int) -> list[str]:
+    script = Path(sys.executable).with_name("kiteline")
+    if script.exists():
+        base = [str(script)]
+    else:
+        base = [sys.executable, "-c", "from gateway.cli import main; main()"]
+    return [
+        *base,
+        "--config",
+        str(config),
+        "--log-level",
+        "warning",
+        "serve",
+        "--host",
+        common.LOOPBACK,
+        "--port",
+        str(port),
+    ]
+
+
+def bare_command(port: int, rows_file: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bench.http_queries",
+        "bare",
+        "--port",
+        str(port),
+        "--rows",
+        str(rows_file),
+    ]
+
+
+def load(url: str, headers: dict[str, str], body: bytes, concurrency: int) -> dict[str, Any]:
+    """Run the load generator in its own process; its report as a dict."""
+    spec = {
+        "url": url,
+        "headers": headers,
+        "body": body.decode(),
+        "warmup": WARMUP,
+        "requests": REQUESTS,
+        "concurrency": concurrency,
+        "time_limit_s": TIME_LIMIT_S,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.http_queries", "loadgen"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=common.REPO_ROOT,
+        timeout=TIME_LIMIT_S + 180,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{done.stderr[-3000:]}")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def _headers(workspace: Any) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {workspace.tokens[PARTNER]}",
+        "Content-Type": "application/json",
+    }
+
+
+def _measure(
+    server: common.Served, headers: dict[str, str], body: bytes, concurrency: int
+) -> dict[str, Any]:
+    """One load run against ``server``, with the server's CPU time per request."""
+    before = server.cpu_seconds()
+    report = load(server.url + PATH, headers, body, concurrency)
+    after = server.cpu_seconds()
+    sent = report["completed"] + WARMUP // concurrency * concurrency
+    report["cpu_ms"] = (
+        None if before is None or after is None else 1000 * (after - before) / max(sent, 1)
+    )
+    return report
+
+
+def _first_answer(base: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.post(base + PATH, headers=headers, content=body, timeout=30)
+    if response.status_code != 200:
+        raise RuntimeError(f"governed query answered {response.status_code}: {response.text}")
+    answer: dict[str, Any] = response.json()
+    if len(answer["rows"]) != ROWS or "x-kiteline-audit-seq" not in response.headers:
+        raise RuntimeError(f"unexpected answer: {len(answer['rows'])} rows")
+    return answer
+
+
+def run() -> list[Result]:
+    body = query_body()
+    logs = WORK / "logs"
+    levels = (CONCURRENCY, 1)
+    rows_file = WORK / "bare_rows.json"
+
+    # A fresh server per level: a failure left behind by one run must not skew the next.
+    governed: dict[int, dict[str, Any]] = {}
+    for c in levels:
+        workspace = demo_workspace()
+        headers = _headers(workspace)
+        command = kiteline_command(workspace.config_path, port := common.free_port())
+        with common.served(command, port=port, log_path=logs / f"kiteline-{c}.log") as server:
+            rows_file.write_bytes(orjson.dumps(_first_answer(server.url, headers, body)))
+            governed[c] = _measure(server, headers, body, c)
+    bare: dict[int, dict[str, Any]] = {}
+    for c in levels:
+        command = bare_command(port := common.free_port(), rows_file)
+        with common.served(command, port=port, log_path=logs / f"bare-{c}.log") as server:
+            bare[c] = _measure(server, headers, body, c)
+
+    LAST.update(governed_rps=governed[CONCURRENCY]["rps"], bare_rps=bare[CONCURRENCY]["rps"])
+    results = []
+    for c in levels:
+        g, b = governed[c], bare[c]
+        note = (
+            f"{g['ok']} governed / {b['ok']} bare requests answered 200 in "
+            f"{g['seconds']:.1f}s / {b['seconds']:.1f}s after {WARMUP} warm-up"
+        )
+        if g["errors"] or b["errors"]:
+            note += (
+                f"; FAILED requests: governed {g['errors']} {g['outcomes']}, "
+                f"bare {b['errors']} {b['outcomes']} (the rate counts 200s only)"
+            )
+        if c == CONCURRENCY:
+            note += (
+                "; baseline = a bare FastAPI endpoint returning a fixed 100-row orjson body, "
+                "same uvicorn settings (1 worker), same load generator"
+            )
+        plural = "connections" if c > 1 else "connection"
+        results.append(
+            Result(
+                f"http_queries.governed_json_100_rows.{c}conn",
+                g["rps"],
+                "req/s",
+                baseline=b["rps"],
+                target=TARGET,
+                note=f"{c} keep-alive {plural}: {note}",
+                errors=g["errors"],
+            )
+        )
+    for c in levels:
+        g, b = governed[c], bare[c]
+        if g["cpu_ms"] is not None and b["cpu_ms"] is not None:
+            results.append(
+                Result(
+                    f"http_queries.server_cpu.{c}conn",
+                    g["cpu_ms"],
+                    "ms/req",
+                    baseline=b["cpu_ms"],
+                    note="CPU time of the server process (all threads) per request sent, "
+                    "warm-up included; steadier than req/s on a busy machine"
+                    if c == CONCURRENCY
+                    else "",
+                )
+            )
+    g, b = governed[CONCURRENCY], bare[CONCURRENCY]
+    results.append(
+        Result(f"http_queries.p50.{CONCURRENCY}conn", g["p50_ms"], "ms", baseline=b["p50_ms"])
+    )
+    results.append(
+        Result(f"http_queries.p99.{CONCURRENCY}conn", g["p99_ms"], "ms", baseline=b["p99_ms"])
+    )
+    return results
+
+
+# -- profile: where one governed 100-row request spends its time -----------------------
+
+
+def _scope(body: bytes, authorization: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},  # what uvicorn announces
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"user-agent", b"bench"),
+            (b"authorization", authorization.encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8787),
+        "state": {},
+    }
+
+
+async def _asgi_request(app: Any, body: bytes, authorization: str) -> bytes:
+    """One request through the ASGI app in-process: no socket, no HTTP parsing."""
+    delivered = False
+    never = asyncio.Event()
+    chunks: list[bytes] = []
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await never.wait()  # no disconnect: cancelled when the response is done
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(_scope(body, authorization), receive, send)
+    if status != 200:
+        raise RuntimeError(f"in-process request answered {status}: {b''.join(chunks)[:300]!r}")
+    return b"".join(chunks)
+
+
+# Stages timed inside the service: (owner module, owner attribute or "", function, stage).
+# Leaves are disjoint; "of which" stages sit inside a leaf; the three "service:" stages
+# are the service's whole share of a request.
+_STAGES = (
+    ("gateway.service", "Gateway", "authenticate", "service: authenticate"),
+    ("gateway.service", "Gateway", "read", "service: read (prepare)"),
+    ("gateway.service", "Gateway", "_stream", "service: stream"),
+    ("gateway.principals", "", "authenticate", "auth lookup (API key + principal, SQL)"),
+    ("gateway.query", "QueryRequest", "model_validate_json", "parse + validate body"),
+    ("gateway.decisions", "Decider", "decide", "decision (casbin + grants)"),
+    ("gateway.decisions", "Decider", "snapshot", "  of which: policy version check (SQL)"),
+    ("gateway.service", "Gateway", "view", "schema + view"),
+    ("gateway.budgets", "", "limits_for", "row budget (limits, reserve, settle: SQL)"),
+    ("gateway.budgets", "", "reserve_rows", "row budget (limits, reserve, settle: SQL)"),
+    ("gateway.budgets", "", "settle_rows", "row budget (limits, reserve, settle: SQL)"),
+    ("gateway.service", "", "plan_rows", "plan"),
+    ("gateway.service", "Gateway", "_grant_filters", "plan"),
+    ("gateway.transforms.profile", "BatchTransformer", "__init__", "plan"),
+    ("connectors.local", "LocalConnector", "scan", "scan (DuckDB query -> Arrow)"),
+    ("gateway.transforms.profile", "BatchTransformer", "__call__", "transform"),
+    ("gateway.transforms.pseudonyms", "", "pseudonymize", "  of which: pseudonymize"),
+    ("gateway.transforms.profile", "", "scrub", "  of which: scrub free text"),
+    ("gateway.transforms.generalization", "", "generalize", "  of which: generalize"),
+    ("gateway.encoders", "JsonEncoder", "start", "encode (JSON)"),
+    ("gateway.encoders", "JsonEncoder", "batch", "encode (JSON)"),
+    ("gateway.encoders", "JsonEncoder", "finish", "encode (JSON)"),
+    ("gateway.audit_log", "AuditLog", "append", "audit appends"),
+)
+
+
+def _breakdown(timer: StageTimer, total: float) -> list[tuple[str, float, str]]:
+    """Disjoint stages that add up to ``total``, with their "of which" details."""
+    seconds, calls = timer.seconds, timer.calls
+    requests = max(calls["service: read (prepare)"], 1)
+    service = sum(seconds[s] for s in timer.stages if s.startswith("service: "))
+    leaves = [s for s in timer.stages if not s.startswith(("service: ", " "))]
+    rows = [
+        (s, seconds[s], f"{calls[s] / requests:g} calls/req")
+        for s in timer.stages
+        if not s.startswith("service: ")
+    ]
+    rows.append(
+        (
+            "other service code (glue, digest, errors path)",
+            service - sum(seconds[s] for s in leaves),
+            "",
+        )
+    )
+    rows.append(("framework (FastAPI/Starlette, middleware, thread hops)", total - service, ""))
+    rows.append(("total", total, ""))
+    return rows
+
+
+def _thread_hop_seconds(samples: int = 2000) -> float:
+    import anyio.to_thread
+
+    async def hops() -> float:
+        for _ in range(50):
+            await anyio.to_thread.run_sync(lambda: None)
+        started = time.perf_counter()
+        for _ in range(samples):
+            await anyio.to_thread.run_sync(lambda: None)
+        return (time.perf_counter() - started) / samples
+
+    return asyncio.run(hops())
+
+
+def profile() -> None:
+    """A breakdown of one governed 100-row request, in-process and sequential."""
+    import anyio.to_thread
+
+    from gateway.app import create_app
+    from gateway.config import Settings
+
+    workspace = demo_workspace()
+    body = query_body()
+    authorization = f"Bearer {workspace.tokens[PARTNER]}"
+    app = create_app(Settings(config=workspace.config_path, log_level="WARNING"))
+    requests = 400
+    timer = StageTimer()
+    hops = {"count": 0}
+    original_run_sync = anyio.to_thread.run_sync
+
+    async def counting_run_sync(*args: Any, **kwargs: Any) -> Any:
+        hops["count"] += 1
+        return await original_run_sync(*args, **kwargs)
+
+    async def drive(count: int) -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            await _asgi_request(app, body, authorization)
+        return time.perf_counter() - started
+
+    try:
+        asyncio.run(drive(50))  # warm-up: caches, pools, DuckDB metadata
+        plain_total = asyncio.run(drive(requests))
+        common.wrap_stages(timer, _STAGES)
+        anyio.to_thread.run_sync = counting_run_sync  # type: ignore[assignment]
+        total = asyncio.run(drive(requests))
+    finally:
+        anyio.to_thread.run_sync = original_run_sync  # type: ignore[assignment]
+        timer.restore()
+    hop = _thread_hop_seconds()
+    hops_per_request = hops["count"] / requests
+
+    common.section(
+        f"http_queries: one governed {ROWS}-row JSON request, in-process ASGI, "
+        f"sequential, mean of {requests}"
+    )
+    common.print_stages(_breakdown(timer, total), per=requests, total_s=total)
+    in_process_ms = 1000 * plain_total / requests
+    print(
+        f"\n  without stage timers: {in_process_ms:.3f} ms/req in-process; "
+        f"{hops_per_request:g} thread hops/req, ~{hop * 1e6:.0f} us each when idle"
+    )
+    if LAST:
+        served_ms = 1000 / LAST["governed_rps"]
+        bare_ms = 1000 / LAST["bare_rps"]
+        print(
+            f"  served by kiteline serve ({CONCURRENCY} connections): {served_ms:.3f} ms/req "
+            f"(1/{LAST['governed_rps']:.0f} req/s), so uvicorn, sockets and contention add "
+            f"~{served_ms - in_process_ms:.3f} ms/req; a whole bare request: {bare_ms:.3f} ms"
+        )
+    _print_cprofile(app, body, authorization)
+
+
+def _print_cprofile(app: Any, body: bytes, authorization: str) -> None:
+    """cProfile of whole requests, with the gateway's own thread hops (``run_in_threadpool``
+    in the routes, the streaming body's iteration) run inline so that one thread sees
+    the service's work: top functions by own time."""
+    import importlib
+    import pkgutil
+
+    import starlette.responses
+
+    import gateway.routes
+
+    async def inline(func: Any, *args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    async def iterate_inline(iterator: Any) -> Any:
+        for item in iterator:
+            yield item
+
+    routes = [
+        importlib.import_module(f"gateway.routes.{m.name}")
+        for m in pkgutil.iter_modules(gateway.routes.__path__)
+    ]
+    saved: list[tuple[Any, str, Any]] = [
+        (m, "run_in_threadpool", m.run_in_threadpool)
+        for m in routes
+        if hasattr(m, "run_in_threadpool")
+    ]
+    saved.append(
+        (starlette.responses, "iterate_in_threadpool", starlette.responses.iterate_in_threadpool)
+    )
+    requests = 300
+    profiler = cProfile.Profile()
+    try:
+        for module, attr, _ in saved[:-1]:
+            setattr(module, attr, inline)
+        starlette.responses.iterate_in_threadpool = iterate_inline  # type: ignore[assignment]
+
+        async def drive() -> None:
+            for _ in range(requests):
+                await _asgi_request(app, body, authorization)
+
+        profiler.enable()
+        asyncio.run(drive())
+        profiler.disable()
+    finally:
+        for module, attr, value in saved:
+            setattr(module, attr, value)
+    common.print_cprofile(
+        profiler,
+        f"cProfile, {requests} requests with the thread hops run inline, top by own time:",
+        limit=25,
+    )
+
+
+# -- subprocess entry points -----------------------------------------------------------
+
+
+def _bare_server(port: int, rows_file: Path) -> None:
+    """A tiny FastAPI app answering the benchmark's POST with a fixed 100-row body."""
+    import uvicorn
+
+    payload = orjson.loads(rows_file.read_bytes())
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.post(PATH)
+    async def rows(request: Request) -> Response:
+        await request.body()
+        return Response(orjson.dumps(payload), media_type="application/json")
+
+    uvicorn.run(app, host=common.LOOPBACK, port=port, log_level="warning", access_log=False)
+
+
+def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
+    """Keep-alive httpx clients, one per thread; a warm-up, then a bounded run.
+
+    A request that fails (a non-200 status, or a broken connection or stream) counts as
+    an error, under its status code or exception name; only complete 200 answers count
+    towards the rate."""
+    import httpx
+
+    url, headers = spec["url"], spec["headers"]
+    if not url.startswith(f"http://{common.LOOPBACK}:"):
+        raise SystemExit("the load generator only targets 127.0.0.1")
+    body = spec["body"].encode()
+    total, concurrency = int(spec["requests"]), int(spec["concurrency"])
+    warmup = int(spec["warmup"]) // concurrency
+    counter = itertools.count()
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    window: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def begin() -> None:
+        window["start"] = time.perf_counter()
+        window["deadline"] = window["start"] + float(spec["time_limit_s"])
+
+    barrier = threading.Barrier(concurrency, action=begin)
+
+    def one(client: httpx.Client) -> str:
+        try:
+            response = client.post(url, headers=headers, content=body)
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        return str(response.status_code)
+
+    def worker() -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        with httpx.Client(limits=limits, timeout=30.0) as client:
+            for _ in range(warmup):
+                one(client)
+            barrier.wait(timeout=120)
+            deadline = window["deadline"]
+            while next(counter) < total:
+                started = time.perf_counter()
+                if started > deadline:
+                    break
+                outcome = one(client)
+                elapsed = time.perf_counter() - started
+                with lock:
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                    if outcome == "200":
+                        latencies.append(elapsed)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - window["start"]
+    latencies.sort()
+    ok = len(latencies)
+    return {
+        "completed": sum(outcomes.values()),
+        "ok": ok,
+        "errors": sum(outcomes.values()) - ok,
+        "outcomes": outcomes,
+        "seconds": seconds,
+        "rps": ok / seconds,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[min(ok - 1, int(0.99 * ok))] if latencies else float("nan"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.http_queries")
+    sub = parser.add_subparsers(dest="command", required=True)
+    bare = sub.add_parser("bare", help="serve the bare baseline endpoint")
+    bare.add_argument("--port", type=int, required=True)
+    bare.add_argument("--rows", type=Path, required=True)
+    sub.add_parser("loadgen", help="run the load generator (spec as JSON on stdin)")
+    args = parser.parse_args(argv)
+    if args.command == "bare":
+        _bare_server(args.port, args.rows)
+    else:
+        print(json.dumps(_loadgen(json.loads(sys.stdin.read()))))
+
+
+if __name__ == "__main__":
+    main()
