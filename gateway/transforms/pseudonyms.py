@@ -64,11 +64,15 @@ class PseudonymMemo:
     def lookup(self, texts: pa.Array, make: Callable[[pa.Array], pa.Array]) -> pa.Array:
         """The pseudonym of every value of ``texts`` (distinct, non-null strings)."""
         positions = pc.index_in(texts, value_set=self._keys)
-        missing = pc.filter(texts, pc.is_null(positions))
+        unseen = pc.is_null(positions)
+        missing = pc.filter(texts, unseen)
         if len(missing):
+            first = len(self._keys)
             self._keys = pa.concat_arrays([self._keys, missing])
             self._values = pa.concat_arrays([self._values, make(missing).cast(pa.string())])
-            positions = pc.index_in(texts, value_set=self._keys)
+            # The new values sit at the end, in the order they appear in ``texts``.
+            fresh = pa.array(range(first, first + len(missing)), positions.type)
+            positions = pc.replace_with_mask(positions, unseen, fresh)
         return pc.take(self._values, positions)
 
 
