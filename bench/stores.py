@@ -159,9 +159,9 @@ def events_file() -> Path:
             "row_id": pa.array(np.arange(ROWS, dtype=np.int64)),
             "part": pa.array((np.arange(ROWS) % PARTITIONS).astype(np.int32)),
             "identifier": ids.take(pa.array(rng.integers(0, distinct, ROWS))),
-            "event_date": pa.array(
-                (rng.integers(0, 3650, ROWS) + 16_000).astype(np.int32)
-            ).view(pa.date32()),
+            "event_date": pa.array((rng.integers(0, 3650, ROWS) + 16_000).astype(np.int32)).view(
+                pa.date32()
+            ),
             "category": pa.array(["alpha", "beta", "gamma", "delta"]).take(
                 pa.array(rng.integers(0, 4, ROWS))
             ),
@@ -382,6 +382,15 @@ def best_of(subjects: dict[str, Callable[[], object]], repeats: int = REPEATS) -
     return best
 
 
+def drain(connector: Any, location: str, file_format: Any) -> int:
+    """Rows of one ungoverned connector scan of every column."""
+    from connectors.base import Scan, Table
+
+    table = Table(location=location, format=file_format)
+    columns = tuple(connector.schema(table).names)
+    return sum(batch.num_rows for batch in connector.scan(table, Scan(columns=columns)))
+
+
 def run() -> list[Result]:
     import psycopg
     import pyarrow.parquet as pq
@@ -399,9 +408,11 @@ def run() -> list[Result]:
             def plain_s3() -> object:
                 return pq.read_table(f"{BUCKET}/events.parquet", filesystem=fs)
 
+            lake = bench.gateway.connectors["lake"]
             times = best_of(
                 {
                     "governed": lambda: bench.read("events_s3", everything),
+                    "connector": lambda: drain(lake, "events.parquet", "parquet"),
                     "plain": plain_s3,
                 }
             )
@@ -416,6 +427,15 @@ def run() -> list[Result]:
                 )
             )
 
+            results.append(
+                Result(
+                    "s3 connector scan alone, 1M rows",
+                    times["connector"],
+                    "s",
+                    baseline=times["plain"],
+                    note="the S3 connector's scan of every column, before any governance",
+                )
+            )
             connector = bench.gateway.connectors["lake"]
             before = connector.bytes_read
             one_part = {"where": [{"column": "part", "op": "=", "value": 7}], "limit": ROWS}
@@ -446,9 +466,11 @@ def run() -> list[Result]:
                                 received += len(data)
                     return received
 
+                warehouse = bench.gateway.connectors["warehouse"]
                 times = best_of(
                     {
                         "governed": lambda: bench.read("events_pg", everything),
+                        "connector": lambda: drain(warehouse, f"{schema}.events", "table"),
                         "plain": plain_pg,
                     }
                 )
@@ -460,6 +482,15 @@ def run() -> list[Result]:
                         baseline=times["plain"],
                         target=Target("ratio", "<=", 2.0),
                         note="baseline: psycopg COPY (SELECT *) TO STDOUT, text format",
+                    )
+                )
+                results.append(
+                    Result(
+                        "postgres connector scan alone",
+                        times["connector"],
+                        "s",
+                        baseline=times["plain"],
+                        note="the PostgreSQL connector's scan of every column, no governance",
                     )
                 )
         finally:
