@@ -20,9 +20,11 @@ import logging
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,7 +104,8 @@ def s3_server(log_path: Path) -> Iterator[str]:
     try:
         _wait_until_listening(port, process, log_path)
         log.info("local S3-protocol server (moto) on 127.0.0.1:%d, pid %d", port, process.pid)
-        yield f"http://127.0.0.1:{port}"
+        with _terminate_exits():
+            yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         try:
@@ -110,6 +113,28 @@ def s3_server(log_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextmanager
+def _terminate_exits() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit while the server runs, so that it is stopped too.
+
+    uvicorn re-raises the signal that stopped it once it has shut down; with the
+    default handler that would end this process before it could stop its S3 server.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def exit_cleanly(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, exit_cleanly)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
