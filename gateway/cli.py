@@ -115,22 +115,80 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.option(
     "--workspace",
     type=click.Path(path_type=Path),
-    default=Path(".kiteline-demo"),
-    show_default=True,
-    help="Folder for the demo's config, data, keys and state.",
+    default=None,
+    help="Folder for the demo's config, data, keys and state "
+    "(default: ./.kiteline-demo, or ./.kiteline-demo-s3, ./.kiteline-demo-postgres).",
 )
 @click.option("--port", type=int, default=8787, show_default=True)
 @click.option("--reset", is_flag=True, help="Rebuild the workspace from scratch.")
 @click.option("--no-serve", is_flag=True, help="Prepare the workspace and exit.")
+@click.option(
+    "--store",
+    type=click.Choice(["local", "s3", "postgres"]),
+    default="local",
+    show_default=True,
+    help="Where the demo data lives: local files, a local S3-protocol server started "
+    "for the demo, or the PostgreSQL database named by URL.",
+)
+@click.option(
+    "--pg-schema",
+    default="kiteline_demo",
+    show_default=True,
+    help="With --store postgres: the schema the demo tables are loaded into.",
+)
+@click.argument("url", required=False, envvar="KITELINE_DEMO_PG_URL")
 @click.pass_context
-def demo(ctx: click.Context, workspace: Path, port: int, reset: bool, no_serve: bool) -> None:
-    """Build the Deepview Medical demo workspace and serve it on 127.0.0.1."""
-    from gateway.demo import SURGICAL_PURPOSE, create_workspace
+def demo(
+    ctx: click.Context,
+    workspace: Path | None,
+    port: int,
+    reset: bool,
+    no_serve: bool,
+    store: str,
+    pg_schema: str,
+    url: str | None,
+) -> None:
+    """Build the Deepview Medical demo workspace and serve it on 127.0.0.1.
 
-    click.echo(f"preparing demo workspace in {workspace} ...")
-    ws = create_workspace(workspace, port=port, reset=reset)
+    With --store postgres, URL (or $KITELINE_DEMO_PG_URL) names the database.
+    """
+    from contextlib import ExitStack
+
+    from gateway.demo import create_workspace
+    from gateway.demo_stores import DemoStoreError, postgres_demo, s3_demo
+
+    if url is not None and store != "postgres":
+        _fail("a URL is only taken with --store postgres", 2)
+    if store == "postgres" and not url:
+        _fail("--store postgres needs the database URL: kiteline demo --store postgres URL", 2)
+    if workspace is None:
+        workspace = Path(".kiteline-demo" if store == "local" else f".kiteline-demo-{store}")
+    click.echo(f"preparing demo workspace in {workspace} ({store} store) ...")
+    with ExitStack() as stack:
+        try:
+            if store == "s3":
+                ws = stack.enter_context(s3_demo(workspace, port=port, reset=reset))
+            elif store == "postgres":
+                assert url is not None
+                ws = postgres_demo(workspace, url, schema=pg_schema, port=port, reset=reset)
+            else:
+                ws = create_workspace(workspace, port=port, reset=reset)
+        except DemoStoreError as exc:
+            _fail(str(exc), 2)
+        _demo_banner(ws.root, ws.config_path, port, store)
+        if no_serve:
+            if store == "s3":
+                click.echo("note: the local S3 server stops now; run without --no-serve to use it")
+            return
+        ctx.obj = Settings(config=ws.config_path, log_level=_settings(ctx).log_level, demo=True)
+        ctx.invoke(serve)
+
+
+def _demo_banner(root: Path, config_path: Path, port: int, store: str) -> None:
+    from gateway.demo import SURGICAL_PURPOSE
+
     url = f"http://127.0.0.1:{port}"
-    tokens = ws.root / "tokens.json"
+    tokens = root / "tokens.json"
     token = f"$(jq -r .mei {tokens})"
     body = json.dumps(
         {
@@ -145,7 +203,7 @@ def demo(ctx: click.Context, workspace: Path, port: int, reset: bool, no_serve: 
         ensure_ascii=False,
     )
     click.echo(f"""
-kiteline demo (Deepview Medical) at {url}
+kiteline demo (Deepview Medical, {store} store) at {url}
   API docs:  {url}/docs
   tokens:    {tokens} (mode 0600)
 
@@ -155,12 +213,8 @@ Try:
        -d '{body}'
   curl -s -H "Authorization: Bearer {token}" -X POST {url}/v1/datasets/patients/query \\
        -d '{denied}'
-  kiteline --config {ws.config_path} audit verify
+  kiteline --config {config_path} audit verify
 """)
-    if no_serve:
-        return
-    ctx.obj = Settings(config=ws.config_path, log_level=_settings(ctx).log_level, demo=True)
-    ctx.invoke(serve)
 
 
 @cli.command()

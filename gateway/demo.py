@@ -61,9 +61,7 @@ policy:
   engine: embedded
 
 stores:
-  demo:
-    kind: local
-    root: data
+{store}
 
 modules:
   imaging:
@@ -88,7 +86,7 @@ datasets:
   patients:
     module: imaging
     store: demo
-    location: imaging/patients.parquet
+    {where[patients]}
     description: One row per patient.
     k: 5
     columns:
@@ -104,7 +102,7 @@ datasets:
   studies:
     module: imaging
     store: demo
-    location: imaging/studies.parquet
+    {where[studies]}
     description: One row per imaging study.
     columns:
       study_id: {{class: identifier, domain: study}}
@@ -117,7 +115,7 @@ datasets:
   annotations:
     module: labels
     store: demo
-    location: labels/annotations.parquet
+    {where[annotations]}
     description: Labels drawn by annotators on studies.
     columns:
       study_id: {{class: identifier, domain: study}}
@@ -127,7 +125,7 @@ datasets:
   customers:
     module: crm
     store: demo
-    location: crm/customers.parquet
+    {where[customers]}
     description: Hospitals that buy Deepview's products.
     min_group_size: 5
     columns:
@@ -158,6 +156,37 @@ MODALITIES = {
     "US": ["甲状腺", "乳腺", "腹部"],
 }
 LABELS = ["nodule", "fracture", "normal", "effusion", "mass", "calcification"]
+
+
+# Where each demo dataset's file lives below the data folder (and below an S3 prefix).
+DATASET_FILES = {
+    "patients": "imaging/patients.parquet",
+    "studies": "imaging/studies.parquet",
+    "annotations": "labels/annotations.parquet",
+    "customers": "crm/customers.parquet",
+}
+
+
+@dataclass(frozen=True)
+class DemoStore:
+    """Where the demo's datasets are kept: the ``stores.demo`` entry and each location.
+
+    ``where`` holds, per dataset, the ``location:`` line (and a ``format:`` line when
+    needed) of its configuration; ``data_dir`` is the workspace folder the seeded files
+    are written to (the store itself for ``local``, the upload source otherwise).
+    """
+
+    kind: str
+    store: str
+    where: dict[str, str]
+    data_dir: str = "data"
+
+
+LOCAL_STORE = DemoStore(
+    kind="local",
+    store="  demo:\n    kind: local\n    root: data",
+    where={name: f"location: {path}" for name, path in DATASET_FILES.items()},
+)
 
 
 @dataclass(frozen=True)
@@ -240,7 +269,7 @@ def _studies(rng: random.Random) -> pa.Table:
                     start + timedelta(minutes=rng.randint(0, 60 * 24 * 365 * 5))
                     for _ in range(STUDIES)
                 ],
-                pa.timestamp("s"),
+                pa.timestamp("us"),
             ),
             "image_uri": [f"s3://deepview-raw/studies/{i + 1:07d}.dcm" for i in range(STUDIES)],
             "finding": [rng.choice(DIAGNOSES) for _ in range(STUDIES)],
@@ -260,7 +289,7 @@ def _annotations(rng: random.Random, annotators: list[str]) -> pa.Table:
                     start + timedelta(minutes=rng.randint(0, 60 * 24 * 365 * 4))
                     for _ in range(ANNOTATIONS)
                 ],
-                pa.timestamp("s"),
+                pa.timestamp("us"),
             ),
         }
     )
@@ -365,8 +394,19 @@ def seed_state(config: Config) -> dict[str, str]:
         engine.dispose()
 
 
-def create_workspace(root: Path, *, port: int = 8787, reset: bool = False) -> Workspace:
-    """Create (or reuse) a demo workspace; ``reset`` rebuilds it from scratch."""
+def config_text(port: int, store: DemoStore = LOCAL_STORE) -> str:
+    """The demo's ``kiteline.yaml`` with its datasets kept in ``store``."""
+    return CONFIG_TEMPLATE.format(port=port, store=store.store, where=store.where)
+
+
+def create_workspace(
+    root: Path, *, port: int = 8787, reset: bool = False, store: DemoStore = LOCAL_STORE
+) -> Workspace:
+    """Create (or reuse) a demo workspace; ``reset`` rebuilds it from scratch.
+
+    ``store`` says where the datasets live. For stores other than ``local`` the caller
+    puts the seeded files (``<root>/<store.data_dir>``) into the store itself.
+    """
     root = root.resolve()
     config_path = root / "kiteline.yaml"
     tokens_path = root / "tokens.json"
@@ -379,9 +419,9 @@ def create_workspace(root: Path, *, port: int = 8787, reset: bool = False) -> Wo
         )
         return Workspace(root, config_path, json.loads(tokens_path.read_text()))
     root.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(CONFIG_TEMPLATE.format(port=port), encoding="utf-8")
+    config_path.write_text(config_text(port, store), encoding="utf-8")
     create_master_key(root / "keys/master.key")
-    write_data(root / "data")
+    write_data(root / store.data_dir)
     tokens = seed_state(load_config(config_path))
     write_secret_file(tokens_path, json.dumps(tokens, indent=2).encode() + b"\n")
     return Workspace(root, config_path, tokens)

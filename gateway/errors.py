@@ -116,6 +116,35 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
     return GatewayError("an unexpected error occurred; quote the request id when reporting it")
 
 
+def log_failure(logger: logging.Logger, message: str, exc: BaseException) -> None:
+    """Log why a request failed, without text that may hold a secret or a filter value.
+
+    A connector's own message is written to be safe (it names the location and the
+    driver's error class, never server text); the driver exception chained under it is
+    named by type only, because store error text can quote a literal or a DSN. Any
+    other error may be a bug, so it is logged with its traceback.
+    """
+    store_error = connector_cause(exc)
+    if store_error is not None:
+        cause = store_error.__cause__
+        because = f" (cause: {type(cause).__module__}.{type(cause).__name__})" if cause else ""
+        logger.error("%s: %s: %s%s", message, type(store_error).__name__, store_error, because)
+    else:
+        logger.error("%s: %s", message, type(exc).__name__, exc_info=exc)
+
+
+def connector_cause(exc: BaseException) -> ConnectorError | None:
+    """The store error behind ``exc``, if the chain of causes holds one."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, ConnectorError):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
 def problem_response(request: Request, error: GatewayError) -> Response:
     request_id = getattr(request.state, "request_id", "-")
     body = problem_body(
@@ -137,13 +166,8 @@ def problem_response(request: Request, error: GatewayError) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_any(request: Request, exc: Exception) -> Response:
         error = as_gateway_error(exc)
-        if error.status >= 500:
-            log.error(
-                "request %s failed: %s",
-                getattr(request.state, "request_id", "-"),
-                type(exc).__name__,
-                exc_info=exc,
-            )
+        if error.status >= 500 or connector_cause(exc) is not None:
+            log_failure(log, f"request {getattr(request.state, 'request_id', '-')} failed", exc)
         return problem_response(request, error)
 
     async def on_validation(request: Request, exc: Exception) -> Response:

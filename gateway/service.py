@@ -40,6 +40,7 @@ from gateway.errors import (
     Unauthenticated,
     Unavailable,
     as_gateway_error,
+    log_failure,
 )
 from gateway.grant_requests import GrantWorkflow
 from gateway.grant_usage import GrantUsage
@@ -325,22 +326,26 @@ class Gateway:
     def list_datasets(
         self, caller: Caller, meta: RequestMeta, purpose: str | None = None
     ) -> list[dict[str, Any]]:
-        at = datetime.now(UTC)
-        visible = []
-        for name in self.config.datasets:
-            decision = self.decider.decide(
-                caller=caller, dataset=name, at=at, purpose=purpose, catalog=True
+        def run() -> list[dict[str, Any]]:
+            at = datetime.now(UTC)
+            visible = []
+            for name in self.config.datasets:
+                decision = self.decider.decide(
+                    caller=caller, dataset=name, at=at, purpose=purpose, catalog=True
+                )
+                if decision.allowed:
+                    visible.append(self._describe(name, decision))
+            self.audit.append(
+                "catalog.list",
+                meta=meta,
+                caller=caller,
+                decision="allow",
+                datasets=[d["name"] for d in visible],
             )
-            if decision.allowed:
-                visible.append(self._describe(name, decision))
-        self.audit.append(
-            "catalog.list",
-            meta=meta,
-            caller=caller,
-            decision="allow",
-            datasets=[d["name"] for d in visible],
-        )
-        return visible
+            return visible
+
+        # A store that cannot describe a dataset fails the listing (closed) and is audited.
+        return self._audited(run, caller=caller, meta=meta, dataset=None, action="catalog.list")
 
     def describe(
         self, caller: Caller, name: str, meta: RequestMeta, purpose: str | None = None
@@ -698,9 +703,10 @@ class Gateway:
             pending = [first] if first is not None else []
             for batch in _chain(pending, rest):
                 if rows >= limit:
-                    more = more or batch.num_rows > 0
-                    if suppress is not None:
-                        break  # an unbounded scan: stop reading once the page is full
+                    if batch.num_rows:
+                        # A row past the window proves a next page; stop reading there.
+                        more = True
+                        break
                     continue
                 if suppress is not None:
                     kept, used, cut = take_kept(batch, suppress.keep(batch), limit - rows)
@@ -719,9 +725,29 @@ class Gateway:
                     piece = out.slice(start, STREAM_SLICE_ROWS)
                     rows += piece.num_rows
                     yield piece
-            close = getattr(rest, "close", None)
-            if close is not None:
-                close()
+
+        def settle_quietly() -> None:
+            try:
+                settle(rows)
+            except Exception:
+                log.exception("could not settle the row budget of request %s", meta.request_id)
+
+        def incomplete(reason: str) -> None:
+            try:
+                self.audit.append(
+                    "data.read",
+                    meta=meta,
+                    caller=caller,
+                    dataset=name,
+                    decision="error",
+                    query_seq=query_seq,
+                    rows=rows,
+                    digest="sha256:" + digest.hexdigest(),
+                    complete=False,
+                    reasons=[reason],
+                )
+            except AuditError:
+                log.error("could not record the incomplete read of request %s", meta.request_id)
 
         try:
             for chunk in iter_encoded(encoder, transformed()):
@@ -740,30 +766,23 @@ class Gateway:
                 digest="sha256:" + digest.hexdigest(),
                 complete=True,
             )
-        except Exception:
-            log.exception("read of %s for request %s stopped", name, meta.request_id)
-            try:
-                settle(rows)
-            except Exception:
-                log.exception("could not settle the row budget of request %s", meta.request_id)
-            try:
-                self.audit.append(
-                    "data.read",
-                    meta=meta,
-                    caller=caller,
-                    dataset=name,
-                    decision="error",
-                    query_seq=query_seq,
-                    rows=rows,
-                    digest="sha256:" + digest.hexdigest(),
-                    complete=False,
-                )
-            except AuditError:
-                log.error("could not record the incomplete read of request %s", meta.request_id)
+        except GeneratorExit:
+            # The response was abandoned (client gone, server shutting down) mid-stream.
+            settle_quietly()
+            incomplete("the response was abandoned before it was complete")
+            raise
+        except Exception as exc:
+            log_failure(log, f"read of {name} for request {meta.request_id} stopped", exc)
+            settle_quietly()
+            incomplete(as_gateway_error(exc).detail)
             # Re-raising aborts the response before its closing chunk: the client can tell.
             raise
         finally:
             self.inflight.discard(handle)
+            # Release the store cursor (a pooled connection for PostgreSQL) right away.
+            close = getattr(rest, "close", None)
+            if close is not None:
+                close()
         yield encoder.finish(next_cursor)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway.encoders import MEDIA_TYPES
 from gateway.query import QueryRequest
 from gateway.routes.deps import CallerDep, MetaDep, ServiceDep
+from gateway.streaming import GovernedStream
 
 router = APIRouter(prefix="/v1", tags=["datasets"])
 
@@ -29,11 +29,11 @@ router = APIRouter(prefix="/v1", tags=["datasets"])
 )
 async def query(
     name: str, request: Request, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> StreamingResponse:
+) -> GovernedStream:
     # The body is parsed by the service after authentication and the decision, so an
     # unauthenticated caller learns nothing from validation errors.
     body = await request.body()
     result = await run_in_threadpool(
         gateway.read, caller, name, body, request.headers.get("accept"), meta
     )
-    return StreamingResponse(result.chunks, media_type=result.media_type, headers=result.headers)
+    return GovernedStream(result.chunks, media_type=result.media_type, headers=result.headers)

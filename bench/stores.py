@@ -1,0 +1,511 @@
+"""Governed reads from the hosted stores against plain reads of the same data, same run.
+
+* S3: moto's S3-protocol server on loopback holds 1M rows as one Parquet object and as
+  a Hive-partitioned prefix (100 partitions). A governed read of every row (an employee
+  under the pseudonymized profile: identifiers become keyed pseudonyms, the response is
+  an Arrow IPC stream) is timed against ``pyarrow.parquet.read_table`` of the same
+  object through pyarrow's S3 client.
+* PostgreSQL: the same rows in a table; the governed read is timed against
+  ``COPY (SELECT ...) TO STDOUT`` through psycopg.
+* Pushdown: the bytes the S3 connector fetched for a governed query whose filter
+  selects 1 of the 100 partitions, against the size of the whole prefix.
+
+Both reads of a pair run interleaved in one process; the reported ratio is best
+governed time over best plain time. Data files live in ``bench/.data/stores/`` and are
+reused; the moto server and the PostgreSQL schema exist only during the run.
+``KITELINE_TEST_PG_URL`` names the database (default
+``postgresql://postgres@127.0.0.1:5432/test``); without one, the PostgreSQL rows are
+skipped.
+
+Run: ``python bench/stores.py`` (or ``python -m bench stores`` where the runner exists).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+DATA_DIR = BENCH_DIR / ".data" / "stores"
+ROWS = 1_000_000
+PARTITIONS = 100
+REPEATS = 3
+PG_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+BUCKET = "bench"
+
+try:  # the shared result type, where the benchmark runner exists
+    from bench.common import Result, Target, print_table
+except ImportError:  # standalone
+
+    @dataclass(frozen=True)
+    class Target:  # type: ignore[no-redef]
+        on: Literal["value", "ratio"]
+        op: Literal["<=", ">="]
+        bound: float
+        unit: str = ""
+
+        def describe(self) -> str:
+            return f"{self.on} {self.op} {self.bound:g}{' ' + self.unit if self.unit else ''}"
+
+    @dataclass(frozen=True)
+    class Result:  # type: ignore[no-redef]
+        name: str
+        value: float
+        unit: str
+        baseline: float | None = None
+        target: Target | None = None
+        note: str = ""
+        errors: int = 0
+
+        @property
+        def ratio(self) -> float | None:
+            return None if not self.baseline else self.value / self.baseline
+
+        @property
+        def met(self) -> bool | None:
+            if self.target is None:
+                return None
+            measured = self.ratio if self.target.on == "ratio" else self.value
+            if measured is None or self.errors:
+                return False
+            if self.target.op == "<=":
+                return measured <= self.target.bound
+            return measured >= self.target.bound
+
+    def print_table(results: list[Result]) -> None:
+        print(f"{'name':<34}{'value':>14} {'unit':<6}{'baseline':>14}{'ratio':>9}  target")
+        for r in results:
+            ratio = "-" if r.ratio is None else f"{r.ratio:.3f}x"
+            base = "-" if r.baseline is None else f"{r.baseline:,.3f}"
+            met = {True: "yes", False: "NO", None: "-"}[r.met]
+            target = f"{r.target.describe()} ({met})" if r.target else "-"
+            print(f"{r.name:<34}{r.value:>14,.3f} {r.unit:<6}{base:>14}{ratio:>9}  {target}")
+        for r in results:
+            if r.note:
+                print(f"  {r.name}: {r.note}")
+
+
+CONFIG = """\
+gateway:
+  listen: 127.0.0.1:8789
+  state_url: sqlite:///state.db
+  key_dir: keys
+  master_key: file:keys/master.key
+  max_rows_per_request: {rows}
+stores:
+  lake:
+    kind: s3
+    endpoint_url: {endpoint}
+    bucket: {bucket}
+    region: us-east-1
+    path_style: true
+    access_key_id: env:KITELINE_BENCH_S3_KEY
+    secret_access_key: env:KITELINE_BENCH_S3_SECRET
+{pg_store}
+modules:
+  events:
+    custodians: [ben, cyd]
+datasets:
+{datasets}
+"""
+
+PG_STORE = """\
+  warehouse:
+    kind: postgres
+    url: env:KITELINE_BENCH_PG_URL
+    statement_timeout_ms: 600000
+"""
+
+COLUMNS = """\
+    columns:
+      row_id: public
+      part: public
+      identifier: {class: identifier, domain: subject}
+      event_date: quasi_identifier
+      category: public
+      amount: sensitive
+"""
+
+
+# -- data ------------------------------------------------------------------------------
+
+
+def events_file() -> Path:
+    """1M seeded rows as one Parquet file (100k-row groups), made once and reused."""
+    path = DATA_DIR / f"events-{ROWS}-{PARTITIONS}.parquet"
+    if path.exists():
+        return path
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(11)
+    distinct = ROWS // 10
+    ids = pa.array([f"U{i:07d}" for i in range(distinct)])
+    table = pa.table(
+        {
+            "row_id": pa.array(np.arange(ROWS, dtype=np.int64)),
+            "part": pa.array((np.arange(ROWS) % PARTITIONS).astype(np.int32)),
+            "identifier": ids.take(pa.array(rng.integers(0, distinct, ROWS))),
+            "event_date": pa.array((rng.integers(0, 3650, ROWS) + 16_000).astype(np.int32)).view(
+                pa.date32()
+            ),
+            "category": pa.array(["alpha", "beta", "gamma", "delta"]).take(
+                pa.array(rng.integers(0, 4, ROWS))
+            ),
+            "amount": pa.array(np.round(rng.gamma(2.0, 50.0, ROWS), 2)),
+        }
+    )
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    pq.write_table(table, partial, row_group_size=100_000)
+    partial.rename(path)
+    return path
+
+
+def partitioned_dir(source: Path) -> Path:
+    """The same rows, Hive-partitioned by ``part`` (one folder per value)."""
+    target = DATA_DIR / f"events-by-part-{ROWS}-{PARTITIONS}"
+    if target.exists():
+        return target
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    ds.write_dataset(
+        pq.read_table(source),
+        partial,
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([("part", pa.int32())]), flavor="hive"),
+    )
+    partial.rename(target)
+    return target
+
+
+# -- stores ----------------------------------------------------------------------------
+
+
+@dataclass
+class S3Site:
+    endpoint: str
+    key: str
+    secret: str
+    prefix_bytes: int
+
+    def filesystem(self) -> Any:
+        import pyarrow.fs as pafs
+
+        scheme, _, host = self.endpoint.partition("://")
+        return pafs.S3FileSystem(
+            access_key=self.key,
+            secret_key=self.secret,
+            region="us-east-1",
+            scheme=scheme,
+            endpoint_override=host,
+            allow_bucket_creation=True,
+        )
+
+
+@contextmanager
+def s3_site(single: Path, partitioned: Path) -> Iterator[S3Site]:
+    from gateway.demo_stores import s3_server
+
+    with s3_server(DATA_DIR / "moto.log") as endpoint:
+        site = S3Site(endpoint, "bench-key", "bench-secret", 0)
+        fs = site.filesystem()
+        fs.create_dir(BUCKET)
+        uploads = [(single, "events.parquet")]
+        uploads += [
+            (path, "events_by_part/" + path.relative_to(partitioned).as_posix())
+            for path in sorted(partitioned.rglob("*.parquet"))
+        ]
+        for path, key in uploads:
+            with fs.open_output_stream(f"{BUCKET}/{key}") as out:
+                out.write(path.read_bytes())
+        site.prefix_bytes = sum(p.stat().st_size for p in partitioned.rglob("*.parquet"))
+        yield site
+
+
+@contextmanager
+def pg_site(single: Path) -> Iterator[tuple[str, str] | None]:
+    """A schema holding the events table; None when no PostgreSQL answers."""
+    import psycopg
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    from psycopg import sql
+
+    url = os.environ.get("KITELINE_TEST_PG_URL", PG_URL_DEFAULT)
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        print(f"PostgreSQL not reachable ({type(exc).__name__}): skipping its rows")
+        yield None
+        return
+    schema = f"kl_bench_{uuid.uuid4().hex[:8]}"
+    table = sql.Identifier(schema, "events")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        connection.execute(
+            sql.SQL(
+                "CREATE TABLE {} (row_id bigint, part integer, identifier text, "
+                "event_date date, category text, amount double precision)"
+            ).format(table)
+        )
+        csv_path = DATA_DIR / "events.csv"
+        pacsv.write_csv(pq.read_table(single), csv_path)
+        with connection.cursor() as cursor:
+            copy_in = sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true)").format(table)
+            with cursor.copy(copy_in) as copy, csv_path.open("rb") as source:
+                while chunk := source.read(1 << 20):
+                    copy.write(chunk)
+        csv_path.unlink()
+        connection.execute(sql.SQL("ANALYZE {}").format(table))
+    try:
+        yield url, schema
+    finally:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+# -- the gateway -----------------------------------------------------------------------
+
+
+@dataclass
+class Governed:
+    gateway: Any
+    caller: Any
+
+    def read(self, dataset: str, body: dict[str, Any]) -> int:
+        """Drain one governed read as an Arrow IPC stream; returns the bytes sent."""
+        import orjson
+
+        from gateway.audit_log import RequestMeta
+
+        meta = RequestMeta(request_id=uuid.uuid4().hex, client="bench", user_agent="bench")
+        result = self.gateway.read(
+            self.caller, dataset, orjson.dumps(body), "application/vnd.apache.arrow.stream", meta
+        )
+        return sum(len(chunk) for chunk in result.chunks)
+
+
+def governed(site: S3Site, pg: tuple[str, str] | None) -> Governed:
+    from gateway.config import load_config
+    from gateway.database import create_state_engine, migrate
+    from gateway.grants import add_grant
+    from gateway.keyring import create_master_key
+    from gateway.principals import add_principal, issue_key
+    from gateway.service import Gateway
+
+    root = DATA_DIR / "workspace"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    datasets = [
+        "  events_s3:\n    module: events\n    store: lake\n    location: events.parquet\n"
+        + COLUMNS,
+        "  events_parts:\n    module: events\n    store: lake\n    location: events_by_part\n"
+        "    options: {partitioning: hive}\n" + COLUMNS,
+    ]
+    if pg is not None:
+        datasets.append(
+            f"  events_pg:\n    module: events\n    store: warehouse\n"
+            f"    location: {pg[1]}.events\n    format: table\n" + COLUMNS
+        )
+        os.environ["KITELINE_BENCH_PG_URL"] = pg[0]
+    os.environ["KITELINE_BENCH_S3_KEY"] = site.key
+    os.environ["KITELINE_BENCH_S3_SECRET"] = site.secret
+    (root / "kiteline.yaml").write_text(
+        CONFIG.format(
+            rows=ROWS,
+            endpoint=site.endpoint,
+            bucket=BUCKET,
+            pg_store=PG_STORE if pg is not None else "",
+            datasets="".join(datasets),
+        )
+    )
+    create_master_key(root / "keys/master.key")
+    config = load_config(root / "kiteline.yaml")
+    engine = create_state_engine(config.state_url)
+    migrate(engine)
+    add_principal(engine, name="ada", kind="employee", department="research")
+    token = issue_key(engine, "ada")[1]
+    add_grant(
+        engine,
+        config,
+        subject_type="principal",
+        subject="ada",
+        module="events",
+        profile="pseudonymized",
+        days=30,
+        approvals=1,
+        row_cap=ROWS,
+        created_by="bench",
+    )
+    engine.dispose()
+    gateway = Gateway.from_config(config, policy_version="bench")
+    meta_caller = gateway.authenticate(f"Bearer {token}", _meta())
+    return Governed(gateway, meta_caller)
+
+
+def _meta() -> Any:
+    from gateway.audit_log import RequestMeta
+
+    return RequestMeta(request_id=uuid.uuid4().hex, client="bench", user_agent="bench")
+
+
+# -- measuring -------------------------------------------------------------------------
+
+
+def best_of(subjects: dict[str, Callable[[], object]], repeats: int = REPEATS) -> dict[str, float]:
+    """Best wall time of each subject, alternating between them after one warm-up each."""
+    for fn in subjects.values():
+        fn()
+    best = {name: float("inf") for name in subjects}
+    for _ in range(repeats):
+        for name, fn in subjects.items():
+            started = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
+def drain(connector: Any, location: str, file_format: Any) -> int:
+    """Rows of one ungoverned connector scan of every column."""
+    from connectors.base import Scan, Table
+
+    table = Table(location=location, format=file_format)
+    columns = tuple(connector.schema(table).names)
+    return sum(batch.num_rows for batch in connector.scan(table, Scan(columns=columns)))
+
+
+def run() -> list[Result]:
+    import psycopg
+    import pyarrow.parquet as pq
+    from psycopg import sql
+
+    single = events_file()
+    partitioned = partitioned_dir(single)
+    everything = {"limit": ROWS}
+    results: list[Result] = []
+    with s3_site(single, partitioned) as site, pg_site(single) as pg:
+        bench = governed(site, pg)
+        try:
+            fs = site.filesystem()
+
+            def plain_s3() -> object:
+                return pq.read_table(f"{BUCKET}/events.parquet", filesystem=fs)
+
+            lake = bench.gateway.connectors["lake"]
+            times = best_of(
+                {
+                    "governed": lambda: bench.read("events_s3", everything),
+                    "connector": lambda: drain(lake, "events.parquet", "parquet"),
+                    "plain": plain_s3,
+                }
+            )
+            results.append(
+                Result(
+                    "s3 governed read, 1M rows",
+                    times["governed"],
+                    "s",
+                    baseline=times["plain"],
+                    target=Target("ratio", "<=", 2.0),
+                    note="baseline: pyarrow.parquet.read_table over pyarrow's S3 client",
+                )
+            )
+
+            results.append(
+                Result(
+                    "s3 connector scan alone, 1M rows",
+                    times["connector"],
+                    "s",
+                    baseline=times["plain"],
+                    note="the S3 connector's scan of every column, before any governance",
+                )
+            )
+            connector = bench.gateway.connectors["lake"]
+            before = connector.bytes_read
+            one_part = {"where": [{"column": "part", "op": "=", "value": 7}], "limit": ROWS}
+            sent = bench.read("events_parts", one_part)
+            fetched = connector.bytes_read - before
+            results.append(
+                Result(
+                    "s3 bytes fetched, 1% of partitions",
+                    fetched,
+                    "B",
+                    baseline=site.prefix_bytes,
+                    target=Target("ratio", "<=", 0.05),
+                    note=f"baseline: the whole prefix; response was {sent:,} bytes",
+                )
+            )
+
+            if pg is not None:
+                url, schema = pg
+                copy_query = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT").format(
+                    sql.Identifier(schema, "events")
+                )
+
+                def plain_pg() -> object:
+                    received = 0
+                    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+                        with cursor.copy(copy_query) as copy:
+                            for data in copy:
+                                received += len(data)
+                    return received
+
+                warehouse = bench.gateway.connectors["warehouse"]
+                times = best_of(
+                    {
+                        "governed": lambda: bench.read("events_pg", everything),
+                        "connector": lambda: drain(warehouse, f"{schema}.events", "table"),
+                        "plain": plain_pg,
+                    }
+                )
+                results.append(
+                    Result(
+                        "postgres governed read, 1M rows",
+                        times["governed"],
+                        "s",
+                        baseline=times["plain"],
+                        target=Target("ratio", "<=", 2.0),
+                        note="baseline: psycopg COPY (SELECT *) TO STDOUT, text format",
+                    )
+                )
+                results.append(
+                    Result(
+                        "postgres connector scan alone",
+                        times["connector"],
+                        "s",
+                        baseline=times["plain"],
+                        note="the PostgreSQL connector's scan of every column, no governance",
+                    )
+                )
+        finally:
+            bench.gateway.close()
+    return results
+
+
+def main() -> int:
+    started = time.perf_counter()
+    results = run()
+    print()
+    print_table(results)
+    print(f"\n({time.perf_counter() - started:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
