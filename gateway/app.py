@@ -14,10 +14,11 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.audit_trail import AuditTrail
 from gateway.config import Config, Settings, load_config
 from gateway.errors import install_error_handlers
 from gateway.policy_files import policy_version
-from gateway.routes import catalog, health, me, query
+from gateway.routes import audit, catalog, health, me, query
 from gateway.service import Gateway
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
+        app.state.audit_trail.start()
         yield
+        app.state.audit_trail.stop()
         if owns_gateway:
             app.state.gateway.close()
 
@@ -97,10 +100,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.audit_trail = AuditTrail.from_config(config, gateway.audit)
     app.state.settings = settings
     app.state.metrics_registry = registry
     install_error_handlers(app)
-    for module in (health, me, catalog, query):
+    for module in (health, me, catalog, query, audit):
         app.include_router(module.router)
     app.add_middleware(RequestContext, requests=requests, latency=latency)  # type: ignore[arg-type]
     return app

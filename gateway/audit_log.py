@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Connection, Engine, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.chain import canonical
@@ -262,13 +262,11 @@ class AuditLog:
                     )
                     item.seq = seq
                     prev = chained
-                conn.execute(AuditEvent.__table__.insert(), rows)
+                conn.execute(insert(AuditEvent), rows)
                 moved = conn.execute(
                     update(AuditHead)
                     .where(AuditHead.id == 1, AuditHead.size == head.size)
-                    .values(
-                        size=seq, chain_head=prev, frontier=b"".join(builder.frontier).hex()
-                    )
+                    .values(size=seq, chain_head=prev, frontier=b"".join(builder.frontier).hex())
                 )
                 if moved.rowcount != 1:
                     raise AuditUnavailable("the audit head moved during an append")
@@ -369,14 +367,18 @@ class AuditLog:
     def verify(self, **kwargs: Any) -> LogReport:
         """Recompute the chain, the leaves and the tree; see ``audit.logcheck``."""
         head = self.head()
-        return verify_log(
-            self.records(), head=ExpectedHead(head.size, head.chain_head), **kwargs
-        )
+        return verify_log(self.records(), head=ExpectedHead(head.size, head.chain_head), **kwargs)
 
     def event(self, seq: int) -> dict[str, Any] | None:
         with self._engine.connect() as conn:
             body = conn.execute(select(AuditEvent.body).where(AuditEvent.seq == seq)).scalar()
         return None if body is None else orjson.loads(body)
+
+    def body(self, seq: int) -> str | None:
+        """The stored canonical JSON of one event, exactly as its hashes cover it."""
+        with self._engine.connect() as conn:
+            body = conn.execute(select(AuditEvent.body).where(AuditEvent.seq == seq)).scalar()
+        return None if body is None else str(body)
 
     def tail(self, count: int = 20) -> list[Mapping[str, Any]]:
         with self._engine.connect() as conn:

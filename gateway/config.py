@@ -80,6 +80,18 @@ class GatewaySection(_Strict):
     max_rows_per_request: int = Field(10_000, ge=1, le=10_000_000)
     default_limit: int = Field(100, ge=1)
     audit_timeout_s: float = Field(2.0, gt=0, description="Bound on one audit append.")
+    audit_origin: str = Field(
+        "kiteline/audit",
+        pattern=r"^[!-*,-~]{1,128}$",
+        description="The log's name in its signed checkpoints (and its signing key's name).",
+    )
+    checkpoint_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="Longest wait between signed checkpoints."
+    )
+    witness_file: str | None = Field(
+        None, description="File that collects every checkpoint after a consistency check."
+    )
+    alert_rules: str | None = Field(None, description="YAML file of audit alert rules.")
 
     @field_validator("master_key")
     @classmethod

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 SCHEMA_TTL_S = 30.0
 T = TypeVar("T")
 MAX_QUERY_BYTES = 256 * 1024
+AUDIT_READERS = frozenset({"officer"})
 
 
 @dataclass
@@ -130,6 +131,43 @@ class Gateway:
             self.audit.append(
                 "auth.failed", meta=meta, decision="deny", reasons=[reason], key_id=key_id
             )
+        except AuditError as exc:
+            raise Unavailable("the audit log could not record this request") from exc
+
+    # -- who reads the audit log ---------------------------------------------------
+
+    def authorize_audit(
+        self,
+        caller: Caller,
+        meta: RequestMeta,
+        action: str,
+        *,
+        owner: str | None = None,
+        record: bool = False,
+        **details: Any,
+    ) -> None:
+        """Officers read the audit log (and no data); anyone else only proofs of its own
+        events. Refusals are audited, and so are officers' searches when ``record``."""
+        if caller.kind not in AUDIT_READERS and (owner is None or owner != caller.name):
+            self._audit_or_503(
+                "audit.denied",
+                meta=meta,
+                caller=caller,
+                decision="deny",
+                attempted=action,
+                reasons=["only security officers read the audit log; others only their own events"],
+            )
+            raise AccessDenied(
+                "only security officers read the audit log; a caller may fetch the proofs "
+                "of its own events only",
+                rule="audit-readers",
+            )
+        if record:
+            self._audit_or_503(action, meta=meta, caller=caller, decision="allow", **details)
+
+    def _audit_or_503(self, action: str, **fields: Any) -> None:
+        try:
+            self.audit.append(action, **fields)
         except AuditError as exc:
             raise Unavailable("the audit log could not record this request") from exc
 

@@ -20,7 +20,7 @@ def _backfill(conn: sa.engine.Connection) -> tuple[int, str, str]:
     """Fill the new columns of events written before this revision; return the head."""
     # The RFC 6962 tree is rebuilt here with the stdlib alone: migrations must not
     # depend on code that may change after they are written.
-    size, chain_head, frontier = 0, "0" * 64, []
+    size, chain_head, frontier = 0, "0" * 64, list[bytes]()
     rows = conn.execute(sa.text("SELECT seq, body, hash FROM audit_events ORDER BY seq"))
     for seq, body, chain_hash in rows:
         raw = body.encode()
