@@ -79,7 +79,11 @@ def verify_log(
     sha256 = hashlib.sha256
     loads = orjson.loads
 
+    leaves: list[bytes] = []
+
     def failed(problem: str, seq: int | None, finding: str = TAMPERED) -> LogReport:
+        builder.extend(leaves)
+        leaves.clear()
         return LogReport(False, count, prev, builder.root(), problem, seq, finding, checked)
 
     # Empty-tree checkpoints are checked before the first event.
@@ -89,6 +93,7 @@ def verify_log(
             return failed(f"checkpoint {label} claims a non-empty root for size 0", None, FORKED)
         checked += 1
 
+    boundary = pending[0][1].tree_size if pending else -1
     for record in records:
         seq = record.seq
         expected = count + 1
@@ -120,9 +125,13 @@ def verify_log(
                     "hashed body)",
                     seq,
                 )
-        builder.append(leaf)
+        leaves.append(leaf)
         prev = record.hash
         count = expected
+        if count == boundary or len(leaves) >= 4096:
+            # Leaves go into the tree in chunks; a checkpoint's size is always a chunk end.
+            builder.extend(leaves)
+            leaves.clear()
         while pending and pending[0][1].tree_size == count:
             label, checkpoint = pending.pop(0)
             if builder.root() != checkpoint.root_hash:
@@ -133,9 +142,12 @@ def verify_log(
                     FORKED,
                 )
             checked += 1
+            boundary = pending[0][1].tree_size if pending else -1
         if progress is not None and count % progress_every == 0:
             progress(count)
 
+    builder.extend(leaves)
+    leaves.clear()
     if progress is not None:
         progress(count)
     if pending:

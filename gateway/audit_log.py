@@ -15,8 +15,10 @@ raises ``AuditUnavailable``: the caller must fail closed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,8 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, insert, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine, select
 
 from audit.chain import canonical
 from audit.errors import AuditUnavailable
@@ -68,7 +69,10 @@ class Head:
 class _Pending:
     event: dict[str, Any]
     moment: datetime
-    done: threading.Event = field(default_factory=threading.Event)
+    # Set when the event is written (or failed), or when this caller must lead.
+    signal: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    promoted: bool = False
     seq: int = 0
     error: BaseException | None = None
 
@@ -111,6 +115,8 @@ class AuditLog:
         self._queue: list[_Pending] = []
         self._postgres = engine.dialect.name == "postgresql"
         self._listeners: list[Listener] = []
+        self._writer: Any = None
+        self._leading = False
 
     @property
     def engine(self) -> Engine:
@@ -164,30 +170,50 @@ class AuditLog:
         return self._submit(_Pending(event, moment))
 
     def _submit(self, item: _Pending) -> int:
+        """Queue the event; the one leading caller writes whatever is queued in a single
+        transaction (group commit) while the others wait for their own event."""
         deadline = time.monotonic() + self._timeout_s
         with self._queue_lock:
             self._queue.append(item)
-        while not item.done.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._write_lock.acquire(timeout=remaining):
-                break
-            try:
-                if not item.done.is_set():
-                    self._flush()
-            finally:
-                self._write_lock.release()
-        if not item.done.is_set():
-            with self._queue_lock:
-                if item in self._queue:
-                    self._queue.remove(item)
-                    raise AuditUnavailable("timed out waiting to append to the audit log")
-            # A writer has taken the event: it is being written right now. Wait for it
-            # briefly rather than report a failure for an event that may well commit.
-            if not item.done.wait(self._timeout_s):
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            if not item.signal.wait(max(0.0, deadline - time.monotonic())):
+                with self._queue_lock:
+                    if not item.promoted and item in self._queue:
+                        self._queue.remove(item)
+                        raise AuditUnavailable("timed out waiting to append to the audit log")
+                # Either a writer has taken the event and is writing it right now, or
+                # this caller was just made the leader: finish rather than report a
+                # failure for an event that may well commit.
+                item.signal.wait(self._timeout_s)
+            if not item.done and not item.promoted:
                 raise AuditUnavailable("timed out waiting to append to the audit log")
+        if not item.done:
+            self._lead()
         if item.error is not None:
             raise AuditUnavailable("the audit log could not be written") from item.error
         return item.seq
+
+    def _lead(self) -> None:
+        """Write one batch, then hand the lead to the oldest waiting caller, if any."""
+        try:
+            with self._write_lock:
+                self._flush()
+                with self._queue_lock:
+                    idle = not self._queue
+                if idle:
+                    # Nobody is waiting: give the connection back to the pool, so
+                    # disposing of the engine closes it. Under load it stays checked out.
+                    self._release_writer()
+        finally:
+            with self._queue_lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.promoted = True
+                    successor.signal.set()
+                else:
+                    self._leading = False
 
     def _flush(self) -> None:
         """Write every queued event in one transaction (called with the writer lock)."""
@@ -198,16 +224,17 @@ class AuditLog:
         try:
             events = self._write(batch)
         except BaseException as exc:
-            if isinstance(exc, SQLAlchemyError):
-                log.error("audit append failed: %s", type(exc).__name__)
+            log.error("audit append failed: %s", type(exc).__name__)
             for item in batch:
                 item.error = exc
-                item.done.set()
+                item.done = True
+                item.signal.set()
             if not isinstance(exc, Exception):
                 raise
             return
         for item in batch:
-            item.done.set()
+            item.done = True
+            item.signal.set()
         for listener in list(self._listeners):
             try:
                 listener(events)
@@ -215,23 +242,29 @@ class AuditLog:
                 log.exception("an audit listener failed")
 
     def _write(self, batch: list[_Pending]) -> list[dict[str, Any]]:
-        timeout_ms = int(self._timeout_s * 1000)
-        with self._engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
-            if not self._postgres:
-                # Bound the wait for another process's write lock by the append bound.
-                conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-                    f"PRAGMA busy_timeout = {timeout_ms}"
-                )
-            with conn.begin():
-                if self._postgres:
-                    conn.execute(text(f"SET LOCAL lock_timeout = {timeout_ms}"))
-                    conn.execute(text(f"SET LOCAL statement_timeout = {timeout_ms}"))
-                    conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID}
-                    )
-                head = self._read_head(conn)
-                builder = TreeBuilder.from_frontier(head.size, head.frontier)
-                prev, seq = head.chain_head, head.size
+        # The hot path speaks to the driver directly: SQLAlchemy's per-statement work
+        # costs more than the append itself. The SQL is fixed text with bound values.
+        mark = "%s" if self._postgres else "?"
+        raw = self._writer_connection()
+        healthy = False
+        try:
+            cursor = raw.cursor()
+            timeout_ms = int(self._timeout_s * 1000)
+            if self._postgres:
+                cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
+                cursor.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_ID,))
+            else:
+                cursor.execute("BEGIN IMMEDIATE")
+            try:
+                cursor.execute("SELECT size, chain_head, frontier FROM audit_head WHERE id = 1")
+                found = cursor.fetchone()
+                if found is None:
+                    # Without its head the log cannot continue its chain: never restart it.
+                    raise AuditUnavailable("the audit log's head record is missing")
+                size = int(found[0])
+                builder = TreeBuilder.from_frontier(size, _parse_frontier(found[2]))
+                prev, seq = str(found[1]), size
                 rows = []
                 sha256 = hashlib.sha256
                 for item in batch:
@@ -242,35 +275,82 @@ class AuditLog:
                     chained = sha256(bytes.fromhex(prev) + body).hexdigest()
                     leaf = sha256(b"\x00" + body).digest()
                     builder.append(leaf)
+                    moment: Any = item.moment
+                    if not self._postgres:
+                        # SQLAlchemy's SQLite DateTime text form, so its reads agree.
+                        moment = moment.replace(tzinfo=None).isoformat(" ", "microseconds")
                     rows.append(
-                        {
-                            "seq": seq,
-                            "ts": item.moment,
-                            "request_id": event["request_id"],
-                            "actor": event["actor"],
-                            "action": event["action"],
-                            "dataset": event["dataset"],
-                            "decision": event["decision"],
-                            "body": body.decode(),
-                            "prev_hash": prev,
-                            "hash": chained,
-                            "leaf_hash": leaf.hex(),
-                            "actor_kind": event["actor_kind"],
-                            "actor_org": event["actor_org"],
-                            "module": event["module"],
-                        }
+                        (
+                            seq,
+                            moment,
+                            event["request_id"],
+                            event["actor"],
+                            event["action"],
+                            event["dataset"],
+                            event["decision"],
+                            body.decode(),
+                            prev,
+                            chained,
+                            leaf.hex(),
+                            event["actor_kind"],
+                            event["actor_org"],
+                            event["module"],
+                        )
                     )
                     item.seq = seq
                     prev = chained
-                conn.execute(insert(AuditEvent), rows)
-                moved = conn.execute(
-                    update(AuditHead)
-                    .where(AuditHead.id == 1, AuditHead.size == head.size)
-                    .values(size=seq, chain_head=prev, frontier=b"".join(builder.frontier).hex())
+                cursor.executemany(
+                    "INSERT INTO audit_events (seq, ts, request_id, actor, action, dataset, "
+                    "decision, body, prev_hash, hash, leaf_hash, actor_kind, actor_org, module) "
+                    f"VALUES ({', '.join([mark] * 14)})",
+                    rows,
                 )
-                if moved.rowcount != 1:
+                cursor.execute(
+                    f"UPDATE audit_head SET size = {mark}, chain_head = {mark}, "
+                    f"frontier = {mark} WHERE id = 1 AND size = {mark}",
+                    (seq, prev, b"".join(builder.frontier).hex(), size),
+                )
+                if cursor.rowcount != 1:
                     raise AuditUnavailable("the audit head moved during an append")
+                if self._postgres:
+                    raw.commit()
+                else:
+                    cursor.execute("COMMIT")
+                healthy = True
+            except BaseException:
+                if self._postgres:
+                    raw.rollback()
+                else:
+                    with contextlib.suppress(sqlite3.Error):
+                        cursor.execute("ROLLBACK")
+                raise
+        finally:
+            if not healthy:
+                # After any failure start over on a fresh connection.
+                self._drop_writer_connection()
         return [item.event for item in batch]
+
+    def _writer_connection(self) -> Any:
+        """The connection appends go through, kept open (called with the writer lock)."""
+        if self._writer is None:
+            raw = self._engine.raw_connection()
+            if not self._postgres:
+                # Bound the wait for another process's write lock by the append bound.
+                raw.cursor().execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
+            self._writer = raw
+        return self._writer
+
+    def _drop_writer_connection(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.invalidate()
+            self._writer = None
+
+    def _release_writer(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
 
     @staticmethod
     def _read_head(conn: Connection) -> Head:
@@ -302,64 +382,53 @@ class AuditLog:
 
     def records(self, *, batch: int = 20_000, upto: int | None = None) -> Iterator[LogRecord]:
         """Every event in sequence order, streamed in batches, as verify needs them."""
-        table = AuditEvent.__table__
-        columns = [
-            table.c.seq,
-            table.c.ts,
-            table.c.request_id,
-            table.c.actor,
-            table.c.action,
-            table.c.dataset,
-            table.c.decision,
-            table.c.body,
-            table.c.prev_hash,
-            table.c.hash,
-            table.c.leaf_hash,
-            table.c.actor_kind,
-            table.c.actor_org,
-            table.c.module,
-        ]
+        # The driver's cursor, not SQLAlchemy's rows: verify reads every event, and
+        # per-row type processing would cost more than the hashing.
+        mark = "%s" if self._postgres else "?"
+        sql = (
+            "SELECT seq, ts, request_id, actor, action, dataset, decision, body, prev_hash, "
+            "hash, leaf_hash, actor_kind, actor_org, module FROM audit_events "
+            f"WHERE seq > {mark} AND seq <= {mark} ORDER BY seq LIMIT {int(batch)}"
+        )
+        last = upto if upto is not None else 2**62
         after = -(2**62)
         while True:
-            query = select(*columns).where(table.c.seq > after).order_by(table.c.seq).limit(batch)
-            if upto is not None:
-                query = query.where(table.c.seq <= upto)
-            with self._engine.connect() as conn:
-                rows = conn.execute(query).all()
+            raw = self._engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute(sql, (after, last))
+                rows = cursor.fetchall()
+                raw.rollback()
+            finally:
+                raw.close()
             if not rows:
                 return
-            for (
-                seq,
-                ts,
-                request_id,
-                actor,
-                action,
-                dataset,
-                decision,
-                body,
-                prev_hash,
-                hash_,
-                leaf_hash,
-                actor_kind,
-                actor_org,
-                module,
-            ) in rows:
+            for row in rows:
+                ts = row[1]
+                if isinstance(ts, str):
+                    # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (UTC); spell it as the
+                    # body does (isoformat, which leaves out a zero fraction).
+                    fraction = ts[19:]
+                    ts = f"{ts[:10]}T{ts[11:19]}{'' if fraction == '.000000' else fraction}+00:00"
+                else:
+                    ts = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+                body = row[7]
                 yield LogRecord(
-                    seq,
-                    body.encode(),
-                    prev_hash,
-                    hash_,
-                    leaf_hash,
+                    row[0],
+                    body.encode() if isinstance(body, str) else bytes(body),
+                    row[8],
+                    row[9],
+                    row[10],
                     {
-                        "ts": _aware(ts).isoformat(),
-                        "request_id": request_id,
-                        "actor": actor,
-                        "action": action,
-                        "dataset": dataset,
-                        "decision": decision,
-                        "actor_kind": actor_kind,
-                        "actor_org": actor_org,
-                        "module": module,
+                        "ts": ts,
+                        "request_id": row[2],
+                        "actor": row[3],
+                        "action": row[4],
+                        "dataset": row[5],
+                        "decision": row[6],
+                        "actor_kind": row[11],
+                        "actor_org": row[12],
+                        "module": row[13],
                     },
                 )
             after = rows[-1][0]
