@@ -51,8 +51,12 @@ except ImportError:  # standalone
 
 
 THREADS = 32
-EVENT = {"columns": ["patient_id", "diagnosis"], "profile": "anonymized", "limit": 100,
-         "purpose": "surgical robot training"}
+EVENT = {
+    "columns": ["patient_id", "diagnosis"],
+    "profile": "anonymized",
+    "limit": 100,
+    "purpose": "surgical robot training",
+}
 
 
 def _log(url: str) -> AuditLog:
@@ -66,8 +70,16 @@ def _appends_per_second(log: AuditLog, total: int, threads: int = THREADS) -> fl
 
     def worker() -> None:
         for i in range(each):
-            log.append("data.query", actor="mei", dataset="patients", module="imaging",
-                       decision="allow", reasons=["grant 3"], i=i, **EVENT)
+            log.append(
+                "data.query",
+                actor="mei",
+                dataset="patients",
+                module="imaging",
+                decision="allow",
+                reasons=["grant 3"],
+                i=i,
+                **EVENT,
+            )
 
     workers = [threading.Thread(target=worker) for _ in range(threads)]
     started = time.perf_counter()
@@ -102,10 +114,19 @@ def _request_latency_ms(log: AuditLog, requests: int = 2000) -> float:
     samples = []
     for i in range(requests):
         started = time.perf_counter()
-        seq = log.append("data.query", actor="mei", dataset="patients", decision="allow",
-                         i=i, **EVENT)
-        log.append("data.read", actor="mei", dataset="patients", decision="allow",
-                   query_seq=seq, rows=100, digest="sha256:" + "0" * 64, complete=True)
+        seq = log.append(
+            "data.query", actor="mei", dataset="patients", decision="allow", i=i, **EVENT
+        )
+        log.append(
+            "data.read",
+            actor="mei",
+            dataset="patients",
+            decision="allow",
+            query_seq=seq,
+            rows=100,
+            digest="sha256:" + "0" * 64,
+            complete=True,
+        )
         samples.append(time.perf_counter() - started)
     return statistics.median(samples) * 1000
 
@@ -118,20 +139,41 @@ def run() -> list[Result]:
         baseline = _bare_sqlite_chain(root / "bare.db", min(total, 20000))
         log = _log(f"sqlite:///{root / 'state.db'}")
         rate = _appends_per_second(log, total)
-        results.append(Result("audit appends, SQLite, group commit", rate, "events/s",
-                              baseline, Target("value", ">=", 20_000, "events/s"),
-                              note=f"{THREADS} threads; baseline: bare hash-chained sqlite3"))
+        results.append(
+            Result(
+                "audit appends, SQLite, group commit",
+                rate,
+                "events/s",
+                baseline,
+                Target("value", ">=", 20_000, "events/s"),
+                note=f"{THREADS} threads; baseline: bare hash-chained sqlite3",
+            )
+        )
         started = time.perf_counter()
         report = log.verify()
         verify_rate = report.events / (time.perf_counter() - started)
         assert report.ok
-        results.append(Result("audit verify (chain, leaves, tree, columns)", verify_rate,
-                              "events/s", None, Target("value", ">=", 200_000, "events/s"),
-                              note=f"{report.events} events from SQLite"))
+        results.append(
+            Result(
+                "audit verify (chain, leaves, tree, columns)",
+                verify_rate,
+                "events/s",
+                None,
+                Target("value", ">=", 200_000, "events/s"),
+                note=f"{report.events} events from SQLite",
+            )
+        )
         latency = _request_latency_ms(_log(f"sqlite:///{root / 'latency.db'}"))
-        results.append(Result("audit latency added per governed read (p50)", latency, "ms",
-                              None, Target("value", "<=", 0.5, "ms"),
-                              note="data.query + data.read appends, one caller, SQLite"))
+        results.append(
+            Result(
+                "audit latency added per governed read (p50)",
+                latency,
+                "ms",
+                None,
+                Target("value", "<=", 0.5, "ms"),
+                note="data.query + data.read appends, one caller, SQLite",
+            )
+        )
         log.engine.dispose()
     pg = os.environ.get("KITELINE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
     try:
@@ -143,9 +185,16 @@ def run() -> list[Result]:
         try:
             log = _log(f"{pg}?options=-csearch_path%3D{schema}")
             rate = _appends_per_second(log, total // 2)
-            results.append(Result("audit appends, PostgreSQL, group commit", rate, "events/s",
-                                  None, Target("value", ">=", 5_000, "events/s"),
-                                  note=f"{THREADS} threads"))
+            results.append(
+                Result(
+                    "audit appends, PostgreSQL, group commit",
+                    rate,
+                    "events/s",
+                    None,
+                    Target("value", ">=", 5_000, "events/s"),
+                    note=f"{THREADS} threads",
+                )
+            )
             log.engine.dispose()
         finally:
             with psycopg.connect(pg, autocommit=True) as conn:
@@ -160,8 +209,10 @@ def main() -> None:
         ratio = f"{result.ratio:.2f}" if result.ratio else "-"
         target = result.target
         bound = f"{target.op} {target.bound:g} {target.unit}" if target else "-"
-        print(f"{result.name:<48} {result.value:>12,.2f} {result.unit:<9} "
-              f"baseline {result.baseline or 0:>10,.0f} ratio {ratio:>6} target {bound}")
+        print(
+            f"{result.name:<48} {result.value:>12,.2f} {result.unit:<9} "
+            f"baseline {result.baseline or 0:>10,.0f} ratio {ratio:>6} target {bound}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,23 +21,30 @@ def build(bodies: list[dict[str, object]]) -> list[LogRecord]:
         event = {**fields, "seq": seq}
         body = canonical(event)
         chained = link(prev, body)
-        records.append(LogRecord(seq, body, prev, chained, leaf_hash(body).hex(),
-                                 {"actor": event.get("actor")}))
+        records.append(
+            LogRecord(
+                seq, body, prev, chained, leaf_hash(body).hex(), {"actor": event.get("actor")}
+            )
+        )
         prev = chained
     return records
 
 
 def rebuild(records: list[LogRecord]) -> list[LogRecord]:
     """What an insider would do after an edit: renumber and recompute every hash."""
-    return build([{k: v for k, v in orjson.loads(r.body).items() if k != "seq"}
-                  for r in records])
+    return build([{k: v for k, v in orjson.loads(r.body).items() if k != "seq"} for r in records])
 
 
 events = st.lists(
-    st.fixed_dictionaries({"actor": st.sampled_from(["mei", "lin", "sam"]),
-                           "action": st.sampled_from(["data.query", "data.denied"]),
-                           "n": st.integers(0, 10**6)}),
-    min_size=2, max_size=40,
+    st.fixed_dictionaries(
+        {
+            "actor": st.sampled_from(["mei", "lin", "sam"]),
+            "action": st.sampled_from(["data.query", "data.denied"]),
+            "n": st.integers(0, 10**6),
+        }
+    ),
+    min_size=2,
+    max_size=40,
 )
 
 
@@ -49,8 +56,7 @@ def checkpoint_of(records: list[LogRecord]) -> Checkpoint:
 def test_an_intact_log_verifies_against_its_checkpoints():
     records = build([{"actor": "mei", "i": i} for i in range(37)])
     checkpoints = [(str(n), checkpoint_of(records[:n])) for n in (0, 1, 5, 16, 37)]
-    report = verify_log(records, checkpoints=checkpoints,
-                        head=ExpectedHead(37, records[-1].hash))
+    report = verify_log(records, checkpoints=checkpoints, head=ExpectedHead(37, records[-1].hash))
     assert report.ok and report.events == 37 and report.checkpoints_checked == 5
     assert report.root == checkpoints[-1][1].root_hash
 
@@ -99,8 +105,11 @@ def test_a_consistent_rewrite_is_caught_by_an_earlier_checkpoint(bodies, data):
         del events_now[i]
     elif mutation == "swap":
         same = orjson.loads(records[i].body)
-        others = [j for j, r in enumerate(records)
-                  if {**orjson.loads(r.body), "seq": 0} != {**same, "seq": 0}]
+        others = [
+            j
+            for j, r in enumerate(records)
+            if {**orjson.loads(r.body), "seq": 0} != {**same, "seq": 0}
+        ]
         if others:  # swapping two identical events changes nothing
             j = data.draw(st.sampled_from(others))
             events_now[i], events_now[j] = events_now[j], events_now[i]

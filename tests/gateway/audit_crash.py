@@ -28,8 +28,9 @@ import orjson
 
 from gateway.demo import SURGICAL_PURPOSE, Workspace, create_workspace
 
-QUERY = orjson.dumps({"columns": ["patient_id", "diagnosis"], "limit": 3,
-                      "purpose": SURGICAL_PURPOSE})
+QUERY = orjson.dumps(
+    {"columns": ["patient_id", "diagnosis"], "limit": 3, "purpose": SURGICAL_PURPOSE}
+)
 
 
 @dataclass
@@ -48,9 +49,19 @@ def free_port() -> int:
 def start_server(ws: Workspace, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KITELINE_LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "--config", str(ws.config_path), "serve",
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "--config",
+            str(ws.config_path),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -65,22 +76,26 @@ def start_server(ws: Workspace, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the server did not become ready")
 
 
-def _reader(url: str, token: str, stop: threading.Event, outcome: Outcome,
-            lock: threading.Lock, number: int) -> None:
-    with httpx.Client(base_url=url, timeout=5,
-                      headers={"Authorization": f"Bearer {token}"}) as http:
+def _reader(
+    url: str, token: str, stop: threading.Event, outcome: Outcome, lock: threading.Lock, number: int
+) -> None:
+    with httpx.Client(
+        base_url=url, timeout=5, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
         i = 0
         while not stop.is_set():
             i += 1
             request_id = f"crash-{number}-{i}-{random.getrandbits(32):08x}"
             try:
-                response = http.post("/v1/datasets/patients/query", content=QUERY,
-                                     headers={"X-Request-ID": request_id})
+                response = http.post(
+                    "/v1/datasets/patients/query",
+                    content=QUERY,
+                    headers={"X-Request-ID": request_id},
+                )
                 if response.status_code == 200:
                     orjson.loads(response.content)  # the whole answer arrived
                     with lock:
-                        outcome.received[int(response.headers["x-kiteline-audit-seq"])] = (
-                            request_id)
+                        outcome.received[int(response.headers["x-kiteline-audit-seq"])] = request_id
             except (httpx.HTTPError, orjson.JSONDecodeError, ValueError):
                 with lock:
                     outcome.failures += 1
@@ -88,8 +103,9 @@ def _reader(url: str, token: str, stop: threading.Event, outcome: Outcome,
                     return
 
 
-def crash_cycles(ws: Workspace, kills: int, *, readers: int = 3, seed: int = 0,
-                 max_delay_s: float = 0.6) -> Outcome:
+def crash_cycles(
+    ws: Workspace, kills: int, *, readers: int = 3, seed: int = 0, max_delay_s: float = 0.6
+) -> Outcome:
     rng = random.Random(seed)
     outcome = Outcome()
     lock = threading.Lock()
@@ -110,14 +126,24 @@ def crash_cycles(ws: Workspace, kills: int, *, readers: int = 3, seed: int = 0,
     return outcome
 
 
-def _serve_and_kill(ws: Workspace, process: subprocess.Popen[bytes], port: int,
-                    rng: random.Random, outcome: Outcome, lock: threading.Lock,
-                    readers: int, max_delay_s: float) -> None:
+def _serve_and_kill(
+    ws: Workspace,
+    process: subprocess.Popen[bytes],
+    port: int,
+    rng: random.Random,
+    outcome: Outcome,
+    lock: threading.Lock,
+    readers: int,
+    max_delay_s: float,
+) -> None:
     stop = threading.Event()
-    threads = [threading.Thread(target=_reader, args=(f"http://127.0.0.1:{port}",
-                                                      ws.tokens["mei"], stop, outcome,
-                                                      lock, n))
-               for n in range(readers)]
+    threads = [
+        threading.Thread(
+            target=_reader,
+            args=(f"http://127.0.0.1:{port}", ws.tokens["mei"], stop, outcome, lock, n),
+        )
+        for n in range(readers)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(rng.uniform(0.01, max_delay_s))
@@ -131,8 +157,9 @@ def _serve_and_kill(ws: Workspace, process: subprocess.Popen[bytes], port: int,
 
 def missing_events(ws: Workspace, outcome: Outcome) -> list[int]:
     with sqlite3.connect(ws.root / "state.db") as conn:
-        rows = dict(conn.execute(
-            "SELECT seq, request_id FROM audit_events WHERE action = 'data.query'"))
+        rows = dict(
+            conn.execute("SELECT seq, request_id FROM audit_events WHERE action = 'data.query'")
+        )
     return [seq for seq, rid in outcome.received.items() if rows.get(seq) != rid]
 
 
@@ -151,8 +178,10 @@ def main() -> None:  # the stress target
         outcome = crash_cycles(ws, args.kills, readers=args.readers, seed=args.seed)
         missing = missing_events(ws, outcome)
         result = CliRunner().invoke(cli, ["--config", str(ws.config_path), "audit", "verify"])
-        print(f"kills={outcome.kills} responses={len(outcome.received)} "  # noqa: T201
-              f"client errors={outcome.failures} missing events={len(missing)}")
+        print(  # noqa: T201
+            f"kills={outcome.kills} responses={len(outcome.received)} "
+            f"client errors={outcome.failures} missing events={len(missing)}"
+        )
         print(result.output.strip())  # noqa: T201
         sys.exit(0 if not missing and result.exit_code == 0 else 1)
 

@@ -54,8 +54,10 @@ def hammer(logs: list[AuditLog], threads_per_log: int, each: int) -> list[int]:
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(log, n))
-               for n, log in enumerate(logs * threads_per_log)]
+    threads = [
+        threading.Thread(target=worker, args=(log, n))
+        for n, log in enumerate(logs * threads_per_log)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -90,8 +92,13 @@ def test_proofs_from_stored_leaves_match_the_tree(engine: Engine):
         assert proofs.range_root(0, size) == root
         for index in {0, size // 2, size - 1}:
             verify_inclusion(leaves[index], index, size, proofs.inclusion(index, size), root)
-    verify_consistency(300, 600, root_from_leaf_hashes(leaves[:300]), log.head().root(),
-                       proofs.consistency(300, 600))
+    verify_consistency(
+        300,
+        600,
+        root_from_leaf_hashes(leaves[:300]),
+        log.head().root(),
+        proofs.consistency(300, 600),
+    )
 
 
 def test_checkpoints_are_signed_and_a_rewritten_history_is_not(engine: Engine):

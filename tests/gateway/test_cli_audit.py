@@ -27,10 +27,12 @@ def run(ws: Workspace, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def read(client: TestClient, ws: Workspace, who: str, body: dict[str, object],
-         dataset: str = "patients") -> int:
-    response = client.post(f"/v1/datasets/{dataset}/query", content=orjson.dumps(body),
-                           headers=bearer(ws, who))
+def read(
+    client: TestClient, ws: Workspace, who: str, body: dict[str, object], dataset: str = "patients"
+) -> int:
+    response = client.post(
+        f"/v1/datasets/{dataset}/query", content=orjson.dumps(body), headers=bearer(ws, who)
+    )
     return response.status_code
 
 
@@ -62,28 +64,52 @@ def webhook() -> Iterator[tuple[str, type[Receiver]]]:
         server.server_close()
 
 
-def test_the_officer_story_from_the_cli(workspace: Workspace, tmp_path: Path,
-                                        webhook: tuple[str, type[Receiver]]):
+def test_the_officer_story_from_the_cli(
+    workspace: Workspace, tmp_path: Path, webhook: tuple[str, type[Receiver]]
+):
     url, receiver = webhook
     rules = (workspace.root / "alerts.yaml").read_text()
     (workspace.root / "alerts.yaml").write_text(
-        rules.replace("webhooks: []", f"webhooks:\n  - url: {url}\n"))
+        rules.replace("webhooks: []", f"webhooks:\n  - url: {url}\n")
+    )
     surgical = {"columns": ["patient_id", "diagnosis"], "limit": 2, "purpose": SURGICAL_PURPOSE}
     with client_for(workspace) as client:
         for _ in range(3):
             assert read(client, workspace, "mei", surgical) == 200
-        assert read(client, workspace, "mei", {**surgical, "columns": ["study_id"]},
-                    "studies") == 200
-        assert read(client, workspace, "lin", {"columns": ["patient_id"], "limit": 1,
-                                               "purpose": ALUMNI_PURPOSE}) == 200
+        assert (
+            read(client, workspace, "mei", {**surgical, "columns": ["study_id"]}, "studies") == 200
+        )
+        assert (
+            read(
+                client,
+                workspace,
+                "lin",
+                {"columns": ["patient_id"], "limit": 1, "purpose": ALUMNI_PURPOSE},
+            )
+            == 200
+        )
         for _ in range(5):
-            assert read(client, workspace, "lin", {"columns": ["name"],
-                                                   "purpose": ALUMNI_PURPOSE}) == 403
+            assert (
+                read(client, workspace, "lin", {"columns": ["name"], "purpose": ALUMNI_PURPOSE})
+                == 403
+            )
         assert client.app.state.audit_trail.alerts.wait_idle(10)  # type: ignore[attr-defined]
 
     # Every read of patients by surgibot in the last week.
-    code, out = run(workspace, "audit", "search", "--org", "surgibot", "--dataset", "patients",
-                    "--action", "data.*", "--since", "7d", "--json")
+    code, out = run(
+        workspace,
+        "audit",
+        "search",
+        "--org",
+        "surgibot",
+        "--dataset",
+        "patients",
+        "--action",
+        "data.*",
+        "--since",
+        "7d",
+        "--json",
+    )
     assert code == 0, out
     found = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert len(found) == 6  # three data.query and three data.read events
@@ -91,8 +117,19 @@ def test_the_officer_story_from_the_cli(workspace: Workspace, tmp_path: Path,
 
     # Export them, with the checkpoint the export is consistent with.
     export = tmp_path / "surgibot.jsonl"
-    code, out = run(workspace, "audit", "export", "--org", "surgibot", "--dataset", "patients",
-                    "--since", "7d", "--out", str(export))
+    code, out = run(
+        workspace,
+        "audit",
+        "export",
+        "--org",
+        "surgibot",
+        "--dataset",
+        "patients",
+        "--since",
+        "7d",
+        "--out",
+        str(export),
+    )
     assert code == 0, out
     assert len(export.read_text().splitlines()) == 6
     saved = export.with_name("surgibot.jsonl.checkpoint")
@@ -132,18 +169,32 @@ def sql(ws: Workspace, statement: str) -> None:
         conn.execute(statement)
 
 
-@pytest.mark.parametrize(("statement", "code", "message"), [
-    ("UPDATE audit_events SET body = replace(body, 'allow', 'deny') WHERE seq = 3", 1,
-     "event 3 was edited"),
-    ("DELETE FROM audit_events WHERE seq = 2", 1, "event 2 is missing"),
-    ("UPDATE audit_events SET leaf_hash = hash WHERE seq = 4", 1, "leaf hash"),
-    ("UPDATE audit_events SET actor_org = 'stellar' WHERE seq = 1", 1, "'actor_org' was edited"),
-    ("DELETE FROM audit_events WHERE seq >= 5", 3, "rolled back"),
-    ("UPDATE audit_checkpoints SET note = replace(note, 'kiteline', 'kitelinf')", 4,
-     "not validly signed"),
-])
-def test_verify_names_what_was_found(workspace: Workspace, tmp_path: Path, statement: str,
-                                     code: int, message: str):
+@pytest.mark.parametrize(
+    ("statement", "code", "message"),
+    [
+        (
+            "UPDATE audit_events SET body = replace(body, 'allow', 'deny') WHERE seq = 3",
+            1,
+            "event 3 was edited",
+        ),
+        ("DELETE FROM audit_events WHERE seq = 2", 1, "event 2 is missing"),
+        ("UPDATE audit_events SET leaf_hash = hash WHERE seq = 4", 1, "leaf hash"),
+        (
+            "UPDATE audit_events SET actor_org = 'stellar' WHERE seq = 1",
+            1,
+            "'actor_org' was edited",
+        ),
+        ("DELETE FROM audit_events WHERE seq >= 5", 3, "rolled back"),
+        (
+            "UPDATE audit_checkpoints SET note = replace(note, 'kiteline', 'kitelinf')",
+            4,
+            "not validly signed",
+        ),
+    ],
+)
+def test_verify_names_what_was_found(
+    workspace: Workspace, tmp_path: Path, statement: str, code: int, message: str
+):
     saved = _prepare(workspace, tmp_path)
     assert run(workspace, "audit", "verify", "--checkpoint", str(saved))[0] == 0
     sql(workspace, statement)
@@ -152,8 +203,7 @@ def test_verify_names_what_was_found(workspace: Workspace, tmp_path: Path, state
     assert message in out
 
 
-def test_a_database_rolled_back_to_an_older_copy_is_caught(workspace: Workspace,
-                                                            tmp_path: Path):
+def test_a_database_rolled_back_to_an_older_copy_is_caught(workspace: Workspace, tmp_path: Path):
     with client_for(workspace) as client:
         client.get("/v1/datasets", headers=bearer(workspace, "mei"))
     backup = tmp_path / "old-state.db"
@@ -168,8 +218,9 @@ def test_a_database_rolled_back_to_an_older_copy_is_caught(workspace: Workspace,
     assert "rolled back" in out
 
 
-def test_the_witness_appends_consistent_checkpoints_and_refuses_a_fork(workspace: Workspace,
-                                                                       tmp_path: Path):
+def test_the_witness_appends_consistent_checkpoints_and_refuses_a_fork(
+    workspace: Workspace, tmp_path: Path
+):
     witness = tmp_path / "witness.jsonl"
     _prepare(workspace, tmp_path, events=3)
     code, out = run(workspace, "audit", "witness", "--out", str(witness))
@@ -210,19 +261,25 @@ def _rewrite_history(ws: Workspace) -> None:
             data = canonical(event)
             chained = link(prev, data)
             tree.append(leaf_hash(data))
-            conn.execute("UPDATE audit_events SET body=?, prev_hash=?, hash=?, leaf_hash=? "
-                         "WHERE seq=?", (data.decode(), prev, chained, leaf_hash(data).hex(), seq))
+            conn.execute(
+                "UPDATE audit_events SET body=?, prev_hash=?, hash=?, leaf_hash=? WHERE seq=?",
+                (data.decode(), prev, chained, leaf_hash(data).hex(), seq),
+            )
             prev = chained
-        conn.execute("UPDATE audit_head SET chain_head=?, frontier=? WHERE id=1",
-                     (prev, b"".join(tree.frontier).hex()))
+        conn.execute(
+            "UPDATE audit_head SET chain_head=?, frontier=? WHERE id=1",
+            (prev, b"".join(tree.frontier).hex()),
+        )
 
 
 def test_tail_renders_control_characters_inert(workspace: Workspace):
     with client_for(workspace) as client:
-        client.get("/v1/datasets", headers={**bearer(workspace, "mei"),
-                                             "User-Agent": "x\x1b[31mred\x07"})
-        client.post("/v1/datasets/patients/query", content=b"{",
-                    headers={**bearer(workspace, "mei")})
+        client.get(
+            "/v1/datasets", headers={**bearer(workspace, "mei"), "User-Agent": "x\x1b[31mred\x07"}
+        )
+        client.post(
+            "/v1/datasets/patients/query", content=b"{", headers={**bearer(workspace, "mei")}
+        )
     code, out = run(workspace, "audit", "tail", "-n", "5")
     assert code == 0
     assert "\x1b" not in out and "\x07" not in out
@@ -234,8 +291,11 @@ def test_tail_renders_control_characters_inert(workspace: Workspace):
 
 def test_receipts_verify_offline_with_the_cli(workspace: Workspace, tmp_path: Path):
     with client_for(workspace) as client:
-        response = client.post("/v1/datasets/patients/query", headers=bearer(workspace, "mei"),
-                               content=orjson.dumps({"limit": 1, "purpose": SURGICAL_PURPOSE}))
+        response = client.post(
+            "/v1/datasets/patients/query",
+            headers=bearer(workspace, "mei"),
+            content=orjson.dumps({"limit": 1, "purpose": SURGICAL_PURPOSE}),
+        )
         seq = response.headers["x-kiteline-audit-seq"]
         receipt = client.get(f"/v1/audit/events/{seq}/proof", headers=bearer(workspace, "mei"))
         vkey = client.get("/v1/audit/public-key").json()["vkey"]
