@@ -174,7 +174,7 @@ def main() -> None:  # the stress target
     from gateway.cli import cli
 
     with tempfile.TemporaryDirectory() as tmp:
-        ws = create_workspace(Path(tmp) / "ws", port=0 + 8787)
+        ws = create_workspace(Path(tmp) / "ws")
         outcome = crash_cycles(ws, args.kills, readers=args.readers, seed=args.seed)
         missing = missing_events(ws, outcome)
         result = CliRunner().invoke(cli, ["--config", str(ws.config_path), "audit", "verify"])
@@ -183,7 +183,7 @@ def main() -> None:  # the stress target
             f"client errors={outcome.failures} missing events={len(missing)}"
         )
         print(result.output.strip())  # noqa: T201
-        sys.exit(0 if not missing and result.exit_code == 0 else 1)
+        sys.exit(0 if outcome.received and not missing and result.exit_code == 0 else 1)
 
 
 if __name__ == "__main__":
