@@ -48,6 +48,7 @@ def free_port() -> int:
 
 def start_server(ws: Workspace, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KITELINE_LOG_LEVEL": "WARNING"}
+    errors = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -60,20 +61,25 @@ def start_server(ws: Workspace, port: int) -> subprocess.Popen[bytes]:
             str(port),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=errors,
         env=env,
     )
+
+    def output() -> str:
+        errors.seek(0)
+        return errors.read().decode(errors="replace")[-3000:]
+
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{output()}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return process
         except httpx.TransportError:
             time.sleep(0.05)
     process.kill()
-    raise RuntimeError("the server did not become ready")
+    raise RuntimeError(f"the server did not become ready:\n{output()}")
 
 
 def _reader(
