@@ -48,26 +48,26 @@ def free_port() -> int:
 
 def start_server(ws: Workspace, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KITELINE_LOG_LEVEL": "WARNING"}
-    errors = tempfile.TemporaryFile()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "--config",
-            str(ws.config_path),
-            "serve",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=errors,
-        env=env,
-    )
+    log_path = ws.root / f"server-{port}.log"
+    with log_path.open("wb") as errors:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "--config",
+                str(ws.config_path),
+                "serve",
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            env=env,
+        )
 
     def output() -> str:
-        errors.seek(0)
-        return errors.read().decode(errors="replace")[-3000:]
+        return log_path.read_text(errors="replace")[-3000:]
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
