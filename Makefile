@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8787
 
-.PHONY: run test lint format typecheck bench clean
+.PHONY: run test lint format typecheck bench stress clean
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .kiteline-demo .pytest_cache .mypy_cache .ruff_cache
+
+# Kill a real server 500 times under concurrent reads and check the audit log each time.
+stress: $(STAMP)
+	$(BIN)/python -m tests.gateway.audit_crash --kills 500

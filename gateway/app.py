@@ -16,9 +16,20 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.audit_trail import AuditTrail
 from gateway.config import Config, Settings, load_config
 from gateway.errors import install_error_handlers
-from gateway.routes import catalog, decisions, grants, health, me, principals, query, trace
+from gateway.routes import (
+    audit,
+    catalog,
+    decisions,
+    grants,
+    health,
+    me,
+    principals,
+    query,
+    trace,
+)
 from gateway.service import Gateway
 from gateway.sweeper import PeriodicSweep
 
@@ -96,7 +107,9 @@ def create_app(
             hangup = True
         sweep = PeriodicSweep(app.state.gateway.grants, config.grants.sweep_interval_s)
         sweep.start()
+        app.state.audit_trail.start()
         yield
+        app.state.audit_trail.stop()
         sweep.stop()
         if hangup:
             loop.remove_signal_handler(signal.SIGHUP)
@@ -114,10 +127,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.audit_trail = AuditTrail.from_config(config, gateway.audit)
     app.state.settings = settings
     app.state.metrics_registry = registry
     install_error_handlers(app)
-    for module in (health, me, catalog, query, decisions, trace, grants, principals):
+    for module in (health, me, catalog, query, decisions, trace, grants, principals, audit):
         app.include_router(module.router)
     app.add_middleware(RequestContext, requests=requests, latency=latency)
     return app

@@ -1,33 +1,51 @@
 """The audit log's storage in the state database.
 
-Appends are serialized (a process lock, plus ``BEGIN IMMEDIATE`` on SQLite or a
-transaction-scoped advisory lock on PostgreSQL, so several gateway processes keep one
-gap-free chain). An append that fails or exceeds its time bound raises
-``AuditUnavailable``: the caller must fail closed.
+Each event is a row holding its canonical JSON body, its hash-chain link and its
+RFC 6962 leaf hash; one ``audit_head`` row holds the log's size, the chain's last
+hash and the Merkle frontier, so the tree root is known without rereading events.
+
+Appends use group commit: concurrent requests queue their events, and whichever
+thread holds the writer lock writes every queued event in one transaction. Each
+caller still returns only once its own event is durable, so no data leaves before
+its record. Writers are serialized across processes too (``BEGIN IMMEDIATE`` on
+SQLite, a transaction-scoped advisory lock on PostgreSQL), so several gateway
+processes keep one gap-free log. An append that fails or exceeds its time bound
+raises ``AuditUnavailable``: the caller must fail closed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text
-from sqlalchemy.exc import SQLAlchemyError
+import orjson
+from sqlalchemy import Connection, Engine, select
 
-from audit.chain import GENESIS, StoredEvent, VerifyReport, canonical, link, verify
+from audit.chain import canonical
 from audit.errors import AuditUnavailable
+from audit.logcheck import ExpectedHead, LogRecord, LogReport, verify_log
+from audit.merkle import HASH_SIZE, TreeBuilder
 from audit.redaction import Redactor
-from gateway.models import AuditEvent
+from gateway.models import AuditEvent, AuditHead
 from gateway.principals import Caller
 
 log = logging.getLogger(__name__)
 
 _ADVISORY_LOCK_ID = 0x6B6C_6175  # "klau": one lock for the whole log
 _MAX_TEXT = 512
+_MAX_ITEMS = 1000
+_MAX_NAME = 64
+_MAX_BATCH = 2000
+
+Listener = Callable[[Sequence[Mapping[str, Any]]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +55,51 @@ class RequestMeta:
     user_agent: str | None = None
 
 
-def _clip(value: str | None) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Head:
+    size: int
+    chain_head: str
+    frontier: tuple[bytes, ...]
+
+    def root(self) -> bytes:
+        return TreeBuilder.from_frontier(self.size, self.frontier).root()
+
+
+@dataclass(eq=False)
+class _Pending:
+    event: dict[str, Any]
+    moment: datetime
+    # Set when the event is written (or failed), or when this caller must lead.
+    signal: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    promoted: bool = False
+    seq: int = 0
+    error: BaseException | None = None
+
+
+def _clip(value: str | None, limit: int = _MAX_TEXT) -> str | None:
     # Anything a client controls is bounded; JSON encoding keeps newlines and escapes inert.
-    return None if value is None else value[:_MAX_TEXT]
+    return None if value is None else value[:limit]
+
+
+def _bounded(value: Any) -> Any:
+    """Bound every string and list a caller may have supplied, however deeply nested."""
+    if isinstance(value, str):
+        return value[:_MAX_TEXT]
+    if isinstance(value, list | tuple):
+        return [_bounded(item) for item in value[:_MAX_ITEMS]]
+    if isinstance(value, dict):
+        return {str(k)[:_MAX_NAME]: _bounded(v) for k, v in list(value.items())[:_MAX_ITEMS]}
+    return value
 
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _parse_frontier(text_value: str) -> tuple[bytes, ...]:
+    raw = bytes.fromhex(text_value)
+    return tuple(raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE))
 
 
 class AuditLog:
@@ -54,8 +110,27 @@ class AuditLog:
         self.redactor = redactor
         self.policy_version = policy_version
         self._timeout_s = timeout_s
-        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
         self._postgres = engine.dialect.name == "postgresql"
+        self._listeners: list[Listener] = []
+        self._writer: Any = None
+        self._leading = False
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(events)`` after each commit; it must be quick and not raise."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # -- appending -----------------------------------------------------------------
 
     def append(
         self,
@@ -72,99 +147,309 @@ class AuditLog:
     ) -> int:
         """Append one event and return its sequence number, or raise AuditUnavailable."""
         moment = datetime.now(UTC)
-        event: dict[str, Any] = {
-            "ts": moment.isoformat(),
-            "request_id": meta.request_id if meta else None,
-            "actor": caller.name if caller else actor,
-            "actor_kind": caller.kind if caller else None,
-            "actor_org": caller.org if caller else None,
-            "action": action,
-            "dataset": dataset,
-            "module": module,
-            "decision": decision,
-            "reasons": [_clip(r) for r in reasons],
-            "policy_version": self.policy_version,
-            "client": _clip(meta.client) if meta else None,
-            "user_agent": _clip(meta.user_agent) if meta else None,
-        }
-        event.update(details)
-        if not self._lock.acquire(timeout=self._timeout_s):
-            raise AuditUnavailable("timed out waiting to append to the audit log")
+        event: dict[str, Any] = {k: _bounded(v) for k, v in details.items()}
+        # The searchable columns have fixed widths: clip before hashing, so the stored
+        # column and the hashed body always agree.
+        event.update(
+            {
+                "ts": moment.isoformat(),
+                "request_id": _clip(meta.request_id, _MAX_NAME) if meta else None,
+                "actor": _clip(caller.name if caller else actor, _MAX_NAME),
+                "actor_kind": _clip(caller.kind, 16) if caller else None,
+                "actor_org": _clip(caller.org, _MAX_NAME) if caller else None,
+                "action": action[:32],
+                "dataset": _clip(dataset, _MAX_NAME),
+                "module": _clip(module, _MAX_NAME),
+                "decision": _clip(decision, 16),
+                "reasons": [_clip(r) for r in list(reasons)[:_MAX_ITEMS]],
+                "policy_version": self.policy_version,
+                "client": _clip(meta.client) if meta else None,
+                "user_agent": _clip(meta.user_agent) if meta else None,
+            }
+        )
+        return self._submit(_Pending(event, moment))
+
+    def _submit(self, item: _Pending) -> int:
+        """Queue the event; the one leading caller writes whatever is queued in a single
+        transaction (group commit) while the others wait for their own event."""
+        deadline = time.monotonic() + self._timeout_s
+        with self._queue_lock:
+            self._queue.append(item)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            if not item.signal.wait(max(0.0, deadline - time.monotonic())):
+                with self._queue_lock:
+                    if not item.promoted and item in self._queue:
+                        self._queue.remove(item)
+                        raise AuditUnavailable("timed out waiting to append to the audit log")
+                # Either a writer has taken the event and is writing it right now, or
+                # this caller was just made the leader: finish rather than report a
+                # failure for an event that may well commit.
+                item.signal.wait(self._timeout_s)
+            if not item.done and not item.promoted:
+                raise AuditUnavailable("timed out waiting to append to the audit log")
+        if not item.done:
+            self._lead()
+        if item.error is not None:
+            raise AuditUnavailable("the audit log could not be written") from item.error
+        return item.seq
+
+    def _lead(self) -> None:
+        """Write one batch, then hand the lead to the oldest waiting caller, if any."""
         try:
-            return self._write(event, moment)
-        except SQLAlchemyError as exc:
-            log.error("audit append failed: %s", type(exc).__name__)
-            raise AuditUnavailable("the audit log could not be written") from exc
+            with self._write_lock:
+                self._flush()
+                with self._queue_lock:
+                    idle = not self._queue
+                if idle:
+                    # Nobody is waiting: give the connection back to the pool, so
+                    # disposing of the engine closes it. Under load it stays checked out.
+                    self._release_writer()
         finally:
-            self._lock.release()
+            with self._queue_lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.promoted = True
+                    successor.signal.set()
+                else:
+                    self._leading = False
 
-    def _write(self, event: dict[str, Any], moment: datetime) -> int:
-        timeout_ms = int(self._timeout_s * 1000)
-        with self._engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
-            with conn.begin():
-                if self._postgres:
-                    conn.execute(text(f"SET LOCAL lock_timeout = {timeout_ms}"))
-                    conn.execute(text(f"SET LOCAL statement_timeout = {timeout_ms}"))
-                    conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID}
+    def _flush(self) -> None:
+        """Write every queued event in one transaction (called with the writer lock)."""
+        with self._queue_lock:
+            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+        if not batch:
+            return
+        try:
+            events = self._write(batch)
+        except BaseException as exc:
+            log.error("audit append failed: %s", type(exc).__name__)
+            for item in batch:
+                item.error = exc
+                item.done = True
+                item.signal.set()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for item in batch:
+            item.done = True
+            item.signal.set()
+        for listener in list(self._listeners):
+            try:
+                listener(events)
+            except Exception:
+                log.exception("an audit listener failed")
+
+    def _write(self, batch: list[_Pending]) -> list[dict[str, Any]]:
+        # The hot path speaks to the driver directly: SQLAlchemy's per-statement work
+        # costs more than the append itself. The SQL is fixed text with bound values.
+        mark = "%s" if self._postgres else "?"
+        raw = self._writer_connection()
+        healthy = False
+        try:
+            cursor = raw.cursor()
+            timeout_ms = int(self._timeout_s * 1000)
+            if self._postgres:
+                cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
+                cursor.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_ID,))
+            else:
+                cursor.execute("BEGIN IMMEDIATE")
+            try:
+                cursor.execute("SELECT size, chain_head, frontier FROM audit_head WHERE id = 1")
+                found = cursor.fetchone()
+                if found is None:
+                    # Without its head the log cannot continue its chain: never restart it.
+                    raise AuditUnavailable("the audit log's head record is missing")
+                size = int(found[0])
+                builder = TreeBuilder.from_frontier(size, _parse_frontier(found[2]))
+                prev, seq = str(found[1]), size
+                rows = []
+                sha256 = hashlib.sha256
+                for item in batch:
+                    seq += 1
+                    event = item.event
+                    event["seq"] = seq
+                    body = canonical(event)
+                    chained = sha256(bytes.fromhex(prev) + body).hexdigest()
+                    leaf = sha256(b"\x00" + body).digest()
+                    builder.append(leaf)
+                    moment: Any = item.moment
+                    if not self._postgres:
+                        # SQLAlchemy's SQLite DateTime text form, so its reads agree.
+                        moment = moment.replace(tzinfo=None).isoformat(" ", "microseconds")
+                    rows.append(
+                        (
+                            seq,
+                            moment,
+                            event["request_id"],
+                            event["actor"],
+                            event["action"],
+                            event["dataset"],
+                            event["decision"],
+                            body.decode(),
+                            prev,
+                            chained,
+                            leaf.hex(),
+                            event["actor_kind"],
+                            event["actor_org"],
+                            event["module"],
+                        )
                     )
-                last = conn.execute(
-                    select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-                ).first()
-                seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-                event["seq"] = seq
-                body = canonical(event)
-                conn.execute(
-                    insert(AuditEvent).values(
-                        seq=seq,
-                        ts=moment,
-                        request_id=event["request_id"],
-                        actor=event["actor"],
-                        action=event["action"],
-                        dataset=event["dataset"],
-                        decision=event["decision"],
-                        body=body.decode(),
-                        prev_hash=prev,
-                        hash=link(prev, body),
-                    )
+                    item.seq = seq
+                    prev = chained
+                cursor.executemany(
+                    "INSERT INTO audit_events (seq, ts, request_id, actor, action, dataset, "
+                    "decision, body, prev_hash, hash, leaf_hash, actor_kind, actor_org, module) "
+                    f"VALUES ({', '.join([mark] * 14)})",
+                    rows,
                 )
-        return int(seq)
+                cursor.execute(
+                    f"UPDATE audit_head SET size = {mark}, chain_head = {mark}, "
+                    f"frontier = {mark} WHERE id = 1 AND size = {mark}",
+                    (seq, prev, b"".join(builder.frontier).hex(), size),
+                )
+                if cursor.rowcount != 1:
+                    raise AuditUnavailable("the audit head moved during an append")
+                if self._postgres:
+                    raw.commit()
+                else:
+                    cursor.execute("COMMIT")
+                healthy = True
+            except BaseException:
+                if self._postgres:
+                    raw.rollback()
+                else:
+                    with contextlib.suppress(sqlite3.Error):
+                        cursor.execute("ROLLBACK")
+                raise
+        finally:
+            if not healthy:
+                # After any failure start over on a fresh connection.
+                self._drop_writer_connection()
+        return [item.event for item in batch]
 
-    def stored_events(self, *, batch: int = 5000) -> Iterator[StoredEvent]:
-        """Every event in sequence order, streamed in batches."""
-        after = 0
+    def _writer_connection(self) -> Any:
+        """The connection appends go through, kept open (called with the writer lock)."""
+        if self._writer is None:
+            raw = self._engine.raw_connection()
+            if not self._postgres:
+                # Bound the wait for another process's write lock by the append bound.
+                raw.cursor().execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
+            self._writer = raw
+        return self._writer
+
+    def _drop_writer_connection(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.invalidate()
+            self._writer = None
+
+    def _release_writer(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+    @staticmethod
+    def _read_head(conn: Connection) -> Head:
+        row = conn.execute(
+            select(AuditHead.size, AuditHead.chain_head, AuditHead.frontier).where(
+                AuditHead.id == 1
+            )
+        ).first()
+        if row is None:
+            # Without its head the log cannot continue its chain: refuse, never restart.
+            raise AuditUnavailable("the audit log's head record is missing")
+        return Head(int(row.size), row.chain_head, _parse_frontier(row.frontier))
+
+    # -- reading -------------------------------------------------------------------
+
+    def head(self) -> Head:
+        with self._engine.connect() as conn:
+            return self._read_head(conn)
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """Leaf hashes of tree indices [start, end) (events start+1 .. end)."""
+        with self._engine.connect() as conn:
+            values = conn.execute(
+                select(AuditEvent.leaf_hash)
+                .where(AuditEvent.seq > start, AuditEvent.seq <= end)
+                .order_by(AuditEvent.seq)
+            ).scalars()
+            return [bytes.fromhex(v) if v else b"" for v in values]
+
+    def records(self, *, batch: int = 20_000, upto: int | None = None) -> Iterator[LogRecord]:
+        """Every event in sequence order, streamed in batches, as verify needs them."""
+        # The driver's cursor, not SQLAlchemy's rows: verify reads every event, and
+        # per-row type processing would cost more than the hashing.
+        mark = "%s" if self._postgres else "?"
+        sql = (
+            "SELECT seq, ts, request_id, actor, action, dataset, decision, body, prev_hash, "
+            "hash, leaf_hash, actor_kind, actor_org, module FROM audit_events "
+            f"WHERE seq > {mark} AND seq <= {mark} ORDER BY seq LIMIT {int(batch)}"
+        )
+        last = upto if upto is not None else 2**62
+        after = -(2**62)
         while True:
-            with self._engine.connect() as conn:
-                table = AuditEvent.__table__
-                rows = conn.execute(
-                    select(table).where(table.c.seq > after).order_by(table.c.seq).limit(batch)
-                ).all()
+            raw = self._engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute(sql, (after, last))
+                rows = cursor.fetchall()
+                raw.rollback()
+            finally:
+                raw.close()
             if not rows:
                 return
             for row in rows:
-                yield StoredEvent(
-                    seq=row.seq,
-                    body=row.body.encode(),
-                    prev_hash=row.prev_hash,
-                    hash=row.hash,
-                    columns={
-                        "ts": _aware(row.ts).isoformat(),
-                        "request_id": row.request_id,
-                        "actor": row.actor,
-                        "action": row.action,
-                        "dataset": row.dataset,
-                        "decision": row.decision,
-                        "seq": row.seq,
+                ts = row[1]
+                if isinstance(ts, str):
+                    # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (UTC); spell it as the
+                    # body does (isoformat, which leaves out a zero fraction).
+                    fraction = ts[19:]
+                    ts = f"{ts[:10]}T{ts[11:19]}{'' if fraction == '.000000' else fraction}+00:00"
+                else:
+                    ts = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+                body = row[7]
+                yield LogRecord(
+                    row[0],
+                    body.encode() if isinstance(body, str) else bytes(body),
+                    row[8],
+                    row[9],
+                    row[10],
+                    {
+                        "ts": ts,
+                        "request_id": row[2],
+                        "actor": row[3],
+                        "action": row[4],
+                        "dataset": row[5],
+                        "decision": row[6],
+                        "actor_kind": row[11],
+                        "actor_org": row[12],
+                        "module": row[13],
                     },
                 )
-            after = rows[-1].seq
+            after = rows[-1][0]
 
-    def verify(self) -> VerifyReport:
-        return verify(self.stored_events())
+    def verify(self, **kwargs: Any) -> LogReport:
+        """Recompute the chain, the leaves and the tree; see ``audit.logcheck``."""
+        head = self.head()
+        return verify_log(self.records(), head=ExpectedHead(head.size, head.chain_head), **kwargs)
+
+    def event(self, seq: int) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            body = conn.execute(select(AuditEvent.body).where(AuditEvent.seq == seq)).scalar()
+        return None if body is None else orjson.loads(body)
+
+    def body(self, seq: int) -> str | None:
+        """The stored canonical JSON of one event, exactly as its hashes cover it."""
+        with self._engine.connect() as conn:
+            body = conn.execute(select(AuditEvent.body).where(AuditEvent.seq == seq)).scalar()
+        return None if body is None else str(body)
 
     def tail(self, count: int = 20) -> list[Mapping[str, Any]]:
-        import orjson
-
         with self._engine.connect() as conn:
             rows = (
                 conn.execute(select(AuditEvent.body).order_by(AuditEvent.seq.desc()).limit(count))

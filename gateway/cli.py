@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from gateway.cli_admin import register as register_http_commands
+from gateway.cli_audit import audit as audit_commands
 from gateway.config import Config, ConfigError, Settings, load_config
 
 log = logging.getLogger(__name__)
@@ -506,42 +507,7 @@ register_http_commands(cli, grants, principals)
 # -- audit ----------------------------------------------------------------------------
 
 
-def _audit_log(config: Config) -> Any:
-    from audit.redaction import Redactor
-    from gateway.audit_log import AuditLog
-    from gateway.keyring import Keyring
-    from gateway.policy_files import policy_version
-
-    keyring = Keyring.from_config(config)
-    return AuditLog(
-        _engine(config), Redactor(keyring.audit_redaction_key), policy_version=policy_version()
-    )
-
-
-@cli.group()
-def audit() -> None:
-    """Read and verify the audit log."""
-
-
-@audit.command("verify")
-@click.pass_context
-def audit_verify(ctx: click.Context) -> None:
-    """Recompute the hash chain; exit 1 naming the first bad event."""
-    report = _audit_log(_config(ctx)).verify()
-    if report.ok:
-        click.echo(f"ok: {report.events} events, head {report.head[:16]}")
-        return
-    click.echo(f"FAILED after {report.events} good events: {report.problem}", err=True)
-    raise SystemExit(1)
-
-
-@audit.command("tail")
-@click.option("-n", "count", type=int, default=20, show_default=True)
-@click.pass_context
-def audit_tail(ctx: click.Context, count: int) -> None:
-    """Print the newest events as JSON lines."""
-    for event in _audit_log(_config(ctx)).tail(count):
-        click.echo(json.dumps(event, ensure_ascii=False))
+cli.add_command(audit_commands)
 
 
 def _register() -> None:

@@ -86,6 +86,18 @@ class GatewaySection(_Strict):
     hr_webhook_max_skew_s: int = Field(
         300, ge=1, le=3600, description="How old a signed HR webhook call may be (replays)."
     )
+    audit_origin: str = Field(
+        "kiteline/audit",
+        pattern=r"^[!-*,-~]{1,128}$",
+        description="The log's name in its signed checkpoints (and its signing key's name).",
+    )
+    checkpoint_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="Longest wait between signed checkpoints."
+    )
+    witness_file: str | None = Field(
+        None, description="File that collects every checkpoint after a consistency check."
+    )
+    alert_rules: str | None = Field(None, description="YAML file of audit alert rules.")
 
     @field_validator("master_key", "hr_webhook_secret")
     @classmethod

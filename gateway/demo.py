@@ -56,6 +56,7 @@ gateway:
   key_dir: keys
   master_key: file:keys/master.key
   max_rows_per_request: 10000
+  alert_rules: alerts.yaml
 
 policy:
   engine: embedded
@@ -394,6 +395,38 @@ def seed_state(config: Config) -> dict[str, str]:
         engine.dispose()
 
 
+ALERT_RULES = """\
+# Audit alert rules (see the README's officer guide). Alerts are audit events too.
+rules:
+  - name: repeated-denials
+    kind: repeated_denials
+    threshold: 5
+    window_s: 60
+  - name: break-glass
+    kind: actions
+    severity: critical
+    actions: ["grant.break_glass", "*.break_glass"]
+  - name: trace-hit
+    kind: actions
+    actions: ["trace.hit"]
+  - name: row-volume
+    kind: row_volume
+    factor: 10
+    min_rows: 1000
+    min_history: 5
+  # Uncomment to watch alumni and partners outside office hours, and first reads of a
+  # module by anyone:
+  # - name: off-hours
+  #   kind: outside_hours
+  #   principal_kinds: [alumni, partner]
+  #   hours: "08:00-20:00"
+  #   timezone: Asia/Shanghai
+  # - name: first-module-access
+  #   kind: first_module_access
+webhooks: []
+"""
+
+
 def config_text(port: int, store: DemoStore = LOCAL_STORE) -> str:
     """The demo's ``kiteline.yaml`` with its datasets kept in ``store``."""
     return CONFIG_TEMPLATE.format(port=port, store=store.store, where=store.where)
@@ -420,6 +453,7 @@ def create_workspace(
         return Workspace(root, config_path, json.loads(tokens_path.read_text()))
     root.mkdir(parents=True, exist_ok=True)
     config_path.write_text(config_text(port, store), encoding="utf-8")
+    (root / "alerts.yaml").write_text(ALERT_RULES, encoding="utf-8")
     create_master_key(root / "keys/master.key")
     write_data(root / store.data_dir)
     tokens = seed_state(load_config(config_path))

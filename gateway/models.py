@@ -146,6 +146,34 @@ class AuditEvent(Base):
     body: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # RFC 6962 leaf hash of ``body`` (hex), and more searchable copies (revision 0003).
+    leaf_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    actor_org: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    module: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+
+
+class AuditHead(Base):
+    """The one row that says where the log ends: its size, the chain's last hash and
+    the Merkle frontier (hex roots of its perfect subtrees), moved by every append."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    chain_head: Mapped[str] = mapped_column(String(64))
+    frontier: Mapped[str] = mapped_column(Text)
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint (C2SP signed note) over the first ``tree_size`` events."""
+
+    __tablename__ = "audit_checkpoints"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Version(Base):

@@ -66,6 +66,7 @@ MAX_QUERY_BYTES = 256 * 1024
 MAX_TRACE_BYTES = 64 * 1024 * 1024
 # Rows per streamed slice: a cancelled read (offboarding, suspension) stops at the next one.
 STREAM_SLICE_ROWS = 8192
+AUDIT_READERS = frozenset({"officer"})
 
 
 @dataclass
@@ -284,6 +285,43 @@ class Gateway:
         return self._audited(
             run, caller=caller, meta=meta, dataset=request_dataset, action="decision.explain"
         )
+
+    # -- who reads the audit log ---------------------------------------------------
+
+    def authorize_audit(
+        self,
+        caller: Caller,
+        meta: RequestMeta,
+        action: str,
+        *,
+        owner: str | None = None,
+        record: bool = False,
+        **details: Any,
+    ) -> None:
+        """Officers read the audit log (and no data); anyone else only proofs of its own
+        events. Refusals are audited, and so are officers' searches when ``record``."""
+        if caller.kind not in AUDIT_READERS and (owner is None or owner != caller.name):
+            self._audit_or_503(
+                "audit.denied",
+                meta=meta,
+                caller=caller,
+                decision="deny",
+                attempted=action,
+                reasons=["only security officers read the audit log; others only their own events"],
+            )
+            raise AccessDenied(
+                "only security officers read the audit log; a caller may fetch the proofs "
+                "of its own events only",
+                rule="audit-readers",
+            )
+        if record:
+            self._audit_or_503(action, meta=meta, caller=caller, decision="allow", **details)
+
+    def _audit_or_503(self, action: str, **fields: Any) -> None:
+        try:
+            self.audit.append(action, **fields)
+        except AuditError as exc:
+            raise Unavailable("the audit log could not record this request") from exc
 
     # -- catalog -----------------------------------------------------------------------
 

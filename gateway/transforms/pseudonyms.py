@@ -112,8 +112,12 @@ def pseudonymize(
         fresh = dictionary.cast(pa.binary()).to_pylist()
         pseudonyms = pc.binary_join_element_wise(prefix, _digests(key, fresh), "")
     else:
-        pseudonyms = memo.lookup(dictionary, lambda new: pc.binary_join_element_wise(
-            prefix, _digests(key, new.cast(pa.binary()).to_pylist()), ""))
+        pseudonyms = memo.lookup(
+            dictionary,
+            lambda new: pc.binary_join_element_wise(
+                prefix, _digests(key, new.cast(pa.binary()).to_pylist()), ""
+            ),
+        )
     if as_dictionary:
         return pa.DictionaryArray.from_arrays(encoded.indices, pseudonyms)
     return pc.take(pseudonyms, encoded.indices)

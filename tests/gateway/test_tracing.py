@@ -70,7 +70,7 @@ def test_cli_trace_names_surgibot_for_rows_of_meis_response(
     assert evidence["matched_rows"] == 20 and evidence["key_version"] == 1
     assert evidence["domains"] == {"patient": 20}
     assert evidence["columns"] == ["patient_id"]
-    code, out = run_cli(workspace, "audit", "tail", "-n", "1")
+    code, out = run_cli(workspace, "audit", "tail", "-n", "1", "--json")
     event = json.loads(out)
     assert event["action"] == "trace.run" and event["verdict"] == "attributed to org:surgibot"
 

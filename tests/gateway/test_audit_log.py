@@ -1,0 +1,149 @@
+"""The audit log's storage: group commit, Merkle head, proofs and checkpoints, on SQLite
+and PostgreSQL, with several writers sharing one log."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from audit.checkpoints import Signer
+from audit.errors import AuditUnavailable, ConsistencyError
+from audit.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
+from audit.redaction import Redactor
+from gateway.audit_log import AuditLog
+from gateway.audit_proofs import ProofSource
+from gateway.checkpointer import Checkpointer
+from gateway.database import create_state_engine, migrate
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("pg_schema_url"))
+
+
+@pytest.fixture
+def engine(state_url: str) -> Iterator[Engine]:
+    engine = create_state_engine(state_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def make_log(engine: Engine, timeout_s: float = 2.0) -> AuditLog:
+    return AuditLog(engine, Redactor(b"k" * 32), policy_version="test", timeout_s=timeout_s)
+
+
+def hammer(logs: list[AuditLog], threads_per_log: int, each: int) -> list[int]:
+    seqs: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(log: AuditLog, n: int) -> None:
+        try:
+            for i in range(each):
+                seq = log.append("data.query", actor=f"w{n}", decision="allow", i=i)
+                with lock:
+                    seqs.append(seq)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(log, n))
+        for n, log in enumerate(logs * threads_per_log)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    return seqs
+
+
+def test_group_commit_from_many_threads_and_two_writers_stays_gap_free(state_url: str):
+    engines = [create_state_engine(state_url) for _ in range(2)]
+    migrate(engines[0])
+    logs = [make_log(e) for e in engines]
+    seqs = hammer(logs, threads_per_log=4, each=25)
+    assert sorted(seqs) == list(range(1, 201))  # every caller got its own, distinct seq
+    report = logs[0].verify()
+    assert report.ok and report.events == 200
+    head = logs[1].head()
+    assert head.size == 200 and head.root() == report.root
+    for engine in engines:
+        engine.dispose()
+
+
+def test_proofs_from_stored_leaves_match_the_tree(engine: Engine):
+    log = make_log(engine)
+    for i in range(600):
+        log.append("data.query", actor="mei", i=i)
+    proofs = ProofSource(log)
+    leaves = log.leaf_hashes(0, 600)
+    assert leaves[41] == leaf_hash(log.body(42).encode())  # type: ignore[union-attr]
+    for size in (1, 7, 256, 300, 513, 600):
+        root = root_from_leaf_hashes(leaves[:size])
+        assert proofs.range_root(0, size) == root
+        for index in {0, size // 2, size - 1}:
+            verify_inclusion(leaves[index], index, size, proofs.inclusion(index, size), root)
+    verify_consistency(
+        300,
+        600,
+        root_from_leaf_hashes(leaves[:300]),
+        log.head().root(),
+        proofs.consistency(300, 600),
+    )
+
+
+def test_checkpoints_are_signed_and_a_rewritten_history_is_not(engine: Engine):
+    log = make_log(engine)
+    proofs = ProofSource(log)
+    signer = Signer.generate("test/log")
+    checkpointer = Checkpointer(log, proofs, signer, origin="test/log")
+    for i in range(5):
+        log.append("data.query", actor="mei", i=i)
+    first = checkpointer.checkpoint()
+    assert first is not None and first.checkpoint.tree_size == 5
+    assert checkpointer.checkpoint() == first  # nothing new: no new checkpoint
+    log.append("data.query", actor="mei", i=5)
+    assert checkpointer.covering(6).checkpoint.tree_size == 6
+    # An insider replaces the leaf hash of event 2: the next checkpoint is refused.
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE audit_events SET leaf_hash = hash WHERE seq = 2")
+    log.append("data.query", actor="mei", i=6)
+    fresh = Checkpointer(log, ProofSource(log), signer, origin="test/log")  # no cached roots
+    with pytest.raises(ConsistencyError):
+        fresh.checkpoint()
+
+
+def test_an_append_that_cannot_get_the_lock_in_time_fails_closed(tmp_path: Path):
+    engine = create_state_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(engine)
+    log = make_log(engine, timeout_s=0.3)
+    log.append("data.query", actor="mei")
+    blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(AuditUnavailable):
+            log.append("data.query", actor="mei")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert log.append("data.query", actor="mei") == 2  # no gap, nothing half-written
+    assert log.verify().ok
+    engine.dispose()
+
+
+def test_a_missing_head_fails_closed_instead_of_restarting_the_log(engine: Engine):
+    log = make_log(engine)
+    log.append("data.query", actor="mei")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM audit_head")
+    with pytest.raises(AuditUnavailable):
+        log.append("data.query", actor="mei")
