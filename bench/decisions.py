@@ -1,0 +1,134 @@
+"""Decision latency: cached, uncached embedded (casbin + regopy), and OPA over HTTP.
+
+Subject: ``Decider.decide`` for the demo partner ``mei`` reading ``patients``, 10,000
+decisions per mode (fewer over HTTP when the machine is slow; the note says how many).
+
+- cached: the same request again and again; the state versions come with the caller,
+  as they do on a real request (read in the same query as its API key).
+- uncached: every decision misses the cache (a fresh cache each time), so it runs
+  casbin and the embedded Rego engine.
+- opa: the Rego half answered by an OPA-compatible server over loopback HTTP. No OPA
+  binary can be installed here: the server is the test suite's OPA Data API stand-in,
+  backed by the embedded engine, so this measures the HTTP round trip plus evaluation.
+
+Baseline for the ratios: the cached mode. Targets (issue): cached p50 <= 20 us,
+uncached embedded p50 <= 300 us.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import DATA_DIR, Result, Target
+from gateway.database import create_state_engine
+from gateway.decisions import Decider
+from gateway.demo import SURGICAL_PURPOSE, create_workspace
+from gateway.policy_files import POLICY_DIR
+from gateway.policy_runtime import PolicyRuntime
+from gateway.principals import Caller, authenticate
+
+DECISIONS = 10_000
+HTTP_DECISIONS = 2_000
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return statistics.median(ordered), p99
+
+
+def _time(decide: Callable[[], object], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        decide()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def run() -> list[Result]:
+    workspace = create_workspace(Path(DATA_DIR) / "decisions", port=8787, reset=True)
+    config = workspace.config
+    engine = create_state_engine(config.state_url)
+    caller = authenticate(engine, workspace.tokens["mei"])
+    assert isinstance(caller, Caller)
+    runtime = PolicyRuntime(config)
+    at = datetime.now(UTC)
+
+    def decider_for(evaluator: object) -> Decider:
+        return Decider(engine, config, evaluator)  # type: ignore[arg-type]
+
+    cached = decider_for(runtime.evaluator)
+    cached.decide(caller=caller, dataset="patients", at=at, purpose=SURGICAL_PURPOSE)
+    modes: dict[str, list[float]] = {
+        "cached": _time(
+            lambda: cached.decide(
+                caller=caller, dataset="patients", at=at, purpose=SURGICAL_PURPOSE
+            ),
+            DECISIONS,
+        )
+    }
+    uncached = decider_for(runtime.evaluator)
+
+    def fresh() -> object:
+        uncached._cache.clear()  # every decision evaluates casbin and Rego
+        return uncached.decide(caller=caller, dataset="patients", at=at, purpose=SURGICAL_PURPOSE)
+
+    fresh()
+    modes["uncached embedded"] = _time(fresh, DECISIONS)
+
+    notes = {"opa over http": ""}
+    try:
+        from policies.opa import OpaEngine
+        from tests.policies.opa_stub_server import OpaStub
+    except ImportError as exc:  # the stand-in server lives with the tests
+        notes["opa over http"] = f"skipped: {exc}"
+    else:
+        with OpaStub() as stub:
+            remote = OpaEngine(stub.url, timeout_s=2.0)
+            remote.push_policies(POLICY_DIR)
+            over_http = decider_for(remote)
+
+            def via_opa() -> object:
+                over_http._cache.clear()
+                return over_http.decide(
+                    caller=caller, dataset="patients", at=at, purpose=SURGICAL_PURPOSE
+                )
+
+            via_opa()
+            modes["opa over http"] = _time(via_opa, HTTP_DECISIONS)
+            remote.close()
+            notes["opa over http"] = (
+                f"{HTTP_DECISIONS} decisions against a loopback OPA Data API stand-in backed "
+                "by the embedded engine (no OPA binary is installable here)"
+            )
+    engine.dispose()
+
+    base_p50, _ = _percentiles(modes["cached"])
+    results = []
+    targets = {"cached": 20.0, "uncached embedded": 300.0}
+    for mode, samples in modes.items():
+        p50, p99 = _percentiles(samples)
+        target = targets.get(mode)
+        results.append(
+            Result(
+                f"decisions.{mode.replace(' ', '_')}.p50",
+                p50 * 1e6,
+                "us",
+                baseline=base_p50 * 1e6,
+                target=Target("value", "<=", target, "us") if target else None,
+                note=notes.get(mode, f"{len(samples)} decisions"),
+            )
+        )
+        results.append(Result(f"decisions.{mode.replace(' ', '_')}.p99", p99 * 1e6, "us"))
+    return results
+
+
+if __name__ == "__main__":
+    from bench.common import print_table
+
+    print_table(run())
