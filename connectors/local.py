@@ -26,9 +26,11 @@ from connectors.base import (
     Scan,
     Table,
 )
+from connectors.file_cache import ArrowFileCache
 
 log = logging.getLogger(__name__)
 
+_CACHED_VIEW = "kiteline_cached_file"
 _COMPARISONS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
@@ -87,8 +89,17 @@ def _map_duckdb_errors(location: str) -> Iterator[None]:
 class LocalConnector:
     """Reads Parquet and CSV files (a file, or a folder of them) below ``root``."""
 
-    def __init__(self, root: Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        threads: int | None = None,
+        file_cache: ArrowFileCache | None = None,
+    ) -> None:
         self.root = root.resolve()
+        # Small single files are decoded once and queried from memory; folders and big
+        # files keep the streaming path.
+        self.file_cache = ArrowFileCache() if file_cache is None else file_cache
         config: dict[str, Any] = {
             "enable_external_access": True,
             "autoinstall_known_extensions": False,
@@ -108,12 +119,15 @@ class LocalConnector:
         with self._lock:
             return self._database.cursor()
 
-    def _source(self, table: Table, params: _Params) -> str:
+    def _path(self, table: Table) -> Path:
         path = (self.root / table.location).resolve()
         if not path.is_relative_to(self.root):
             raise ConnectorError(f"dataset location {table.location!r} leaves the store root")
         if not path.exists():
             raise DatasetNotFound(table.location)
+        return path
+
+    def _reader(self, table: Table, path: Path, params: _Params) -> str:
         hive = bool(table.options.get("hive_partitioning", False))
         if path.is_dir():
             pattern = "**/*.parquet" if table.format == "parquet" else "**/*.csv"
@@ -126,11 +140,38 @@ class LocalConnector:
             return f"read_parquet({target}, hive_partitioning = {'true' if hive else 'false'})"
         raise ConnectorError(f"the local store cannot read format {table.format!r}")
 
+    def _cached(self, table: Table, path: Path) -> pa.Table | None:
+        if path.is_dir() or table.format not in ("parquet", "csv"):
+            return None
+        variant = (table.format, bool(table.options.get("hive_partitioning", False)))
+
+        def load() -> pa.Table:
+            params = _Params()
+            sql = f"SELECT * FROM {self._reader(table, path, params)}"
+            cursor = self._cursor()
+            try:
+                with _map_duckdb_errors(table.location):
+                    return cursor.sql(sql, params=params.values).to_arrow_table()
+            finally:
+                cursor.close()
+
+        return self.file_cache.get(path, variant, load)
+
+    def _source(self, table: Table, params: _Params, cursor: duckdb.DuckDBPyConnection) -> str:
+        """The FROM clause for ``table``: its cached Arrow table registered on ``cursor``
+        when the file is small, else DuckDB's reader over the file."""
+        path = self._path(table)
+        cached = self._cached(table, path)
+        if cached is not None:
+            cursor.register(_CACHED_VIEW, cached)
+            return quote_identifier(_CACHED_VIEW)
+        return self._reader(table, path, params)
+
     def schema(self, table: Table) -> pa.Schema:
         params = _Params()
-        sql = f"SELECT * FROM {self._source(table, params)} LIMIT 0"
         cursor = self._cursor()
         try:
+            sql = f"SELECT * FROM {self._source(table, params, cursor)} LIMIT 0"
             with _map_duckdb_errors(table.location):
                 return cursor.sql(sql, params=params.values).to_arrow_table().schema
         finally:
@@ -146,19 +187,19 @@ class LocalConnector:
     ) -> Iterator[pa.RecordBatch]:
         params = _Params()
         columns = ", ".join(quote_identifier(c) for c in scan.columns)
-        sql = f"SELECT {columns} FROM {self._source(table, params)}"
-        sql += render_where(scan.filters, params)
-        if scan.order_by:
-            sql += " ORDER BY " + ", ".join(
-                f"{quote_identifier(o.column)} {'DESC' if o.descending else 'ASC'} NULLS LAST"
-                for o in scan.order_by
-            )
-        if scan.limit is not None:
-            sql += f" LIMIT {int(scan.limit)}"
-        if scan.offset:
-            sql += f" OFFSET {int(scan.offset)}"
         cursor = self._cursor()
         try:
+            sql = f"SELECT {columns} FROM {self._source(table, params, cursor)}"
+            sql += render_where(scan.filters, params)
+            if scan.order_by:
+                sql += " ORDER BY " + ", ".join(
+                    f"{quote_identifier(o.column)} {'DESC' if o.descending else 'ASC'} NULLS LAST"
+                    for o in scan.order_by
+                )
+            if scan.limit is not None:
+                sql += f" LIMIT {int(scan.limit)}"
+            if scan.offset:
+                sql += f" OFFSET {int(scan.offset)}"
             with _map_duckdb_errors(table.location):
                 reader = cursor.sql(sql, params=params.values).to_arrow_reader(batch_size)
                 for batch in reader:
@@ -175,12 +216,12 @@ class LocalConnector:
         for agg in scan.aggregates:
             target = "*" if agg.column is None else quote_identifier(agg.column)
             selected.append(f"{agg.function.upper()}({target}) AS {quote_identifier(agg.alias)}")
-        sql = f"SELECT {', '.join(selected)} FROM {self._source(table, params)}"
-        sql += render_where(scan.filters, params)
-        if groups:
-            sql += " GROUP BY " + ", ".join(groups)
         cursor = self._cursor()
         try:
+            sql = f"SELECT {', '.join(selected)} FROM {self._source(table, params, cursor)}"
+            sql += render_where(scan.filters, params)
+            if groups:
+                sql += " GROUP BY " + ", ".join(groups)
             with _map_duckdb_errors(table.location):
                 return cursor.sql(sql, params=params.values).to_arrow_table()
         finally:

@@ -1,0 +1,90 @@
+"""A bounded in-process cache of small data files held as Arrow tables.
+
+Decoding a small Parquet or CSV file costs more than querying it, and the same few
+files are read by every request. A cached table is keyed by the file's path, size and
+modification time (nanoseconds), checked on every use, so a rewritten file is read
+again on the next request; a file that changes while it is being read is not cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from pathlib import Path
+
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_TOTAL_BYTES = 256 * 1024 * 1024
+
+_Stamp = tuple[int, int]  # (st_mtime_ns, st_size)
+
+
+def _stamp(path: Path) -> _Stamp | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+class ArrowFileCache:
+    """Least-recently-used Arrow tables of files no larger than ``max_file_bytes``,
+    at most ``max_total_bytes`` of them in memory."""
+
+    def __init__(
+        self, *, max_file_bytes: int = MAX_FILE_BYTES, max_total_bytes: int = MAX_TOTAL_BYTES
+    ) -> None:
+        self.max_file_bytes = max_file_bytes
+        self.max_total_bytes = max_total_bytes
+        self._entries: OrderedDict[Hashable, tuple[_Stamp, pa.Table]] = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def get(self, path: Path, variant: Hashable, load: Callable[[], pa.Table]) -> pa.Table | None:
+        """The file's table, loaded with ``load`` when absent or stale; None when the
+        file is too big (or missing, or changing): the caller then reads it directly."""
+        before = _stamp(path)
+        if before is None or before[1] > self.max_file_bytes:
+            return None
+        key = (str(path), variant)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == before:
+                self._entries.move_to_end(key)
+                return entry[1]
+        table = load()
+        if _stamp(path) != before:
+            # Rewritten while we read it: use this result once, never keep it.
+            log.debug("%s changed while being read; not cached", path)
+            return table
+        self._put(key, before, table)
+        return table
+
+    def _put(self, key: Hashable, stamp: _Stamp, table: pa.Table) -> None:
+        size = table.nbytes
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._total -= old[1].nbytes
+            if size > self.max_total_bytes:
+                return
+            self._entries[key] = (stamp, table)
+            self._total += size
+            while self._total > self.max_total_bytes:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self._total -= evicted.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._total = 0
