@@ -11,13 +11,16 @@ from gateway.audit_log import RequestMeta
 from gateway.principals import Caller
 from gateway.service import Gateway
 
+# The cheap dependencies are coroutines: FastAPI runs a plain `def` dependency in the
+# thread pool, and a hop there costs more than building these objects.
 
-def service(request: Request) -> Gateway:
+
+def _service(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def request_meta(request: Request) -> RequestMeta:
+def _request_meta(request: Request) -> RequestMeta:
     return RequestMeta(
         request_id=request.state.request_id,
         client=request.client.host if request.client else None,
@@ -25,10 +28,18 @@ def request_meta(request: Request) -> RequestMeta:
     )
 
 
+async def service(request: Request) -> Gateway:
+    return _service(request)
+
+
+async def request_meta(request: Request) -> RequestMeta:
+    return _request_meta(request)
+
+
 async def caller(request: Request) -> Caller:
-    gateway = service(request)
+    gateway = _service(request)
     return await run_in_threadpool(
-        gateway.authenticate, request.headers.get("authorization"), request_meta(request)
+        gateway.authenticate, request.headers.get("authorization"), _request_meta(request)
     )
 
 
