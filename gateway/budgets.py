@@ -215,6 +215,10 @@ def reserve_rows(
     total. Returns the rows reserved, the charges made (to settle later) and what is left.
     Raises BudgetExhausted when nothing is left."""
     day = today()
+    if limits.rows_per_day is None and limits.rows_total is None:
+        # No row cap applies to this grant: nothing can be refused, so the ledger is not
+        # written (a cap set later counts the rows sent from then on).
+        return wanted, [], {}
     amount = wanted
     for _ in range(3):
         charges = row_charges(grant_id, limits, amount, day)
@@ -230,7 +234,7 @@ def reserve_rows(
 
 
 def settle_rows(engine: Engine, charges: Sequence[Charge], reserved: int, sent: int) -> None:
-    if sent < reserved:
+    if charges and sent < reserved:
         refund(engine, [c.with_amount(reserved - sent) for c in charges])
 
 
