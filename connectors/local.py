@@ -185,6 +185,12 @@ class LocalConnector:
         batch_size: int = 65_536,
         cancellation: Cancellation | None = None,
     ) -> Iterator[pa.RecordBatch]:
+        if not scan.filters and not scan.order_by:
+            path = self._path(table)
+            cached = self._cached(table, path)
+            if cached is not None:
+                yield from _slice(cached, table, scan, batch_size, cancellation)
+                return
         params = _Params()
         columns = ", ".join(quote_identifier(c) for c in scan.columns)
         cursor = self._cursor()
@@ -229,3 +235,24 @@ class LocalConnector:
 
     def close(self) -> None:
         self._database.close()
+
+
+def _slice(
+    cached: pa.Table,
+    table: Table,
+    scan: Scan,
+    batch_size: int,
+    cancellation: Cancellation | None,
+) -> Iterator[pa.RecordBatch]:
+    """A scan without filters or order over a cached table: projection and a slice in
+    file order, as DuckDB would return them, without planning a query."""
+    missing = [c for c in scan.columns if c not in cached.column_names]
+    if missing:
+        raise ConnectorError(f"query on {table.location!r} failed: no column {missing[0]!r}")
+    offset = int(scan.offset or 0)
+    length = None if scan.limit is None else int(scan.limit)
+    projected = cached.select(list(scan.columns)).slice(offset, length)
+    for batch in projected.to_batches(max_chunksize=batch_size):
+        if cancellation is not None:
+            cancellation.raise_if_cancelled()
+        yield batch

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from connectors.base import Scan, Table
+from connectors.base import ConnectorError, Scan, Table
 from connectors.file_cache import ArrowFileCache
 from connectors.local import LocalConnector
 
@@ -76,3 +77,33 @@ def test_deleted_file_is_not_served_from_cache(tmp_path: Path):
     assert cache.get(path, "parquet", lambda: pq.read_table(path)) is not None
     path.unlink()
     assert cache.get(path, "parquet", lambda: pq.read_table(path)) is None
+
+
+def test_cached_scan_matches_the_query_path(tmp_path: Path):
+    _write(tmp_path / "t.parquet", list(range(50)))
+    cached = LocalConnector(tmp_path)
+    direct = LocalConnector(tmp_path, file_cache=ArrowFileCache(max_file_bytes=0))
+    try:
+        for scan in (Scan(columns=("id",), limit=7, offset=40), Scan(columns=("id",), offset=45)):
+            got = [b for b in cached.scan(Table("t.parquet"), scan)]
+            want = [b for b in direct.scan(Table("t.parquet"), scan)]
+            assert pa.Table.from_batches(got) == pa.Table.from_batches(want)
+        assert len(cached.file_cache) == 1
+        assert len(direct.file_cache) == 0
+    finally:
+        cached.close()
+        direct.close()
+
+
+def test_cached_scan_of_unknown_column_fails_cleanly(tmp_path: Path):
+    _write(tmp_path / "t.parquet", [1])
+    store = LocalConnector(tmp_path)
+    try:
+        with pytest.raises(ConnectorError):
+            _ids_of(store, ("nope",))
+    finally:
+        store.close()
+
+
+def _ids_of(store: LocalConnector, columns: tuple[str, ...]) -> list[object]:
+    return [b for b in store.scan(Table("t.parquet"), Scan(columns=columns))]
