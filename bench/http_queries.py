@@ -79,11 +79,9 @@ def demo_workspace() -> Any:
 
 
 def kiteline_command(config: Path, port: int) -> list[str]:
-    script = Path(sys.executable).with_name("kiteline")
-    if script.exists():
-        base = [str(script)]
-    else:
-        base = [sys.executable, "-c", "from gateway.cli import main; main()"]
+    # Not the venv's `kiteline` script: it imports the installed (editable) package, which
+    # may be another checkout. `python -c` run from the repository root imports this one.
+    base = [sys.executable, "-c", "from gateway.cli import main; main()"]
     return [
         *base,
         "--config",
