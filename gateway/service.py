@@ -770,20 +770,23 @@ class Gateway:
             except Exception:
                 log.exception("could not settle the row budget of request %s", meta.request_id)
 
+        def record_read(*, complete: bool, reasons: tuple[str, ...] = ()) -> None:
+            self.audit.append(
+                "data.read",
+                meta=meta,
+                caller=caller,
+                dataset=name,
+                decision="allow" if complete else "error",
+                query_seq=query_seq,
+                rows=rows,
+                digest="sha256:" + digest.hexdigest(),
+                complete=complete,
+                reasons=reasons,
+            )
+
         def incomplete(reason: str) -> None:
             try:
-                self.audit.append(
-                    "data.read",
-                    meta=meta,
-                    caller=caller,
-                    dataset=name,
-                    decision="error",
-                    query_seq=query_seq,
-                    rows=rows,
-                    digest="sha256:" + digest.hexdigest(),
-                    complete=False,
-                    reasons=[reason],
-                )
+                record_read(complete=False, reasons=(reason,))
             except AuditError:
                 log.error("could not record the incomplete read of request %s", meta.request_id)
 
@@ -793,17 +796,7 @@ class Gateway:
                 yield chunk
             next_cursor = self.cursors.encode(offset + consumed, fingerprint) if more else None
             settle(rows)
-            self.audit.append(
-                "data.read",
-                meta=meta,
-                caller=caller,
-                dataset=name,
-                decision="allow",
-                query_seq=query_seq,
-                rows=rows,
-                digest="sha256:" + digest.hexdigest(),
-                complete=True,
-            )
+            record_read(complete=True)
         except GeneratorExit:
             # The response was abandoned (client gone, server shutting down) mid-stream.
             settle_quietly()
