@@ -11,6 +11,7 @@ Row reads reserve their limit up front and give back what they did not send.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from gateway.config import Config
+from gateway.database import bump_version
 from gateway.errors import BudgetExhausted, InvalidRequest
 from gateway.models import BudgetUsage, GrantLimits
 
@@ -73,6 +75,33 @@ def limits_for(engine: Engine, config: Config, grant_id: int) -> Limits:
     )
 
 
+class LimitsCache:
+    """Grant limits as last read, valid while the ``grants`` state version stands.
+
+    ``set_limits`` bumps that version, and every request reads it together with its API
+    key, so a change made by any process applies from the next request on."""
+
+    def __init__(self, engine: Engine, config: Config) -> None:
+        self._engine = engine
+        self._config = config
+        self._version: int | None = None
+        self._limits: dict[int, Limits] = {}
+        self._lock = threading.Lock()
+
+    def get(self, grant_id: int, grants_version: int | None) -> Limits:
+        if grants_version is None:
+            return limits_for(self._engine, self._config, grant_id)
+        with self._lock:
+            if grants_version == self._version and grant_id in self._limits:
+                return self._limits[grant_id]
+        limits = limits_for(self._engine, self._config, grant_id)
+        with self._lock:
+            if grants_version != self._version:
+                self._version, self._limits = grants_version, {}
+            self._limits[grant_id] = limits
+        return limits
+
+
 def set_limits(
     engine: Engine,
     grant_id: int,
@@ -98,6 +127,7 @@ def set_limits(
                 conn.execute(
                     update(GrantLimits).where(GrantLimits.grant_id == grant_id).values(**changed)
                 )
+        bump_version(conn, "grants")
 
 
 def row_charges(grant_id: int, limits: Limits, rows: int, day: str) -> list[Charge]:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.database import VERSION_NAMES, bump_version
+from gateway.key_versions import FIRST_VERSION
 from gateway.models import ApiKey, Org, Principal, Version
 
 KINDS = ("employee", "alumni", "partner", "officer", "admin", "service")
@@ -44,6 +45,12 @@ class Caller:
     # The state versions read in the same query as the key: decisions cached under
     # older versions are never used for this request.
     versions: tuple[int, ...] | None = None
+    # The current pseudonym key version, read in the same query (None: not read).
+    key_version: int | None = None
+
+    def version(self, name: str) -> int | None:
+        """The state version ``name`` as read with the key (None: not read)."""
+        return None if self.versions is None else self.versions[VERSION_NAMES.index(name)]
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -156,40 +163,44 @@ def key_id_of(token: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _authentication_sql(paramstyle: str) -> str:
+    mark = "%s" if paramstyle in ("format", "pyformat") else "?"
+    versions = ", ".join(
+        f"(SELECT value FROM versions WHERE name = '{name}')" for name in VERSION_NAMES
+    )
+    return (
+        "SELECT k.secret_hash, k.revoked_at, p.id, p.name, p.kind, p.status, p.org, o.status, "
+        f"(SELECT max(version) FROM pseudonym_keys), {versions} "
+        "FROM api_keys k JOIN principals p ON p.id = k.principal_id "
+        f"LEFT JOIN orgs o ON o.name = p.org WHERE k.key_id = {mark}"
+    )
+
+
 def authenticate(engine: Engine, token: str) -> Caller | str:
     """The caller behind ``token``, or a short reason why it is refused.
 
     Read from the database on every request: a revocation or suspension applies to the
-    very next request, with no cache to outlive it."""
+    very next request, with no cache to outlive it. The same query reads the state
+    versions and the current pseudonym key version, so deciding and transforming the
+    request need no further round trip. It runs on the driver directly: building and
+    compiling a SQLAlchemy statement per request costs several times the query."""
     match = TOKEN.match(token)
     if match is None:
         return "malformed token"
     key_id, secret = match.groups()
-    versions = [
-        select(Version.value).where(Version.name == name).scalar_subquery()
-        for name in VERSION_NAMES
-    ]
-    query = (
-        select(
-            ApiKey.secret_hash,
-            ApiKey.revoked_at,
-            Principal.id,
-            Principal.name,
-            Principal.kind,
-            Principal.status,
-            Principal.org,
-            Org.status,
-            *versions,
-        )
-        .join(Principal, Principal.id == ApiKey.principal_id)
-        .outerjoin(Org, Org.name == Principal.org)
-        .where(ApiKey.key_id == key_id)
-    )
-    with engine.connect() as conn:
-        row = conn.execute(query).first()
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute(_authentication_sql(engine.dialect.paramstyle), (key_id,))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    finally:
+        raw.close()  # back to the pool, which ends the read's transaction
     if row is None:
         return "unknown key"
-    secret_hash, revoked_at, pid, name, kind, status, org, org_status = row[:8]
+    secret_hash, revoked_at, pid, name, kind, status, org, org_status, key_version = row[:9]
     if not hmac.compare_digest(secret_hash, _hash_secret(secret)):
         return "wrong secret"
     if revoked_at is not None:
@@ -204,7 +215,8 @@ def authenticate(engine: Engine, token: str) -> Caller | str:
         org=org,
         org_status=org_status,
         key_id=key_id,
-        versions=tuple(int(v or 0) for v in row[8:]),
+        versions=tuple(int(v or 0) for v in row[9:]),
+        key_version=int(key_version) if key_version is not None else FIRST_VERSION,
     )
 
 

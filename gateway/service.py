@@ -29,7 +29,7 @@ from gateway.aggregate_read import AggregateReader
 from gateway.anonymity import ClassIndexCache, qi_spec
 from gateway.audit_log import AuditLog, RequestMeta
 from gateway.config import Config
-from gateway.database import VERSION_NAMES, create_state_engine, migrate
+from gateway.database import create_state_engine, migrate
 from gateway.decisions import Decider
 from gateway.encoders import encoder_for, iter_encoded, negotiate
 from gateway.errors import (
@@ -66,6 +66,10 @@ MAX_QUERY_BYTES = 256 * 1024
 MAX_TRACE_BYTES = 64 * 1024 * 1024
 # Rows per streamed slice: a cancelled read (offboarding, suspension) stops at the next one.
 STREAM_SLICE_ROWS = 8192
+# Answers of at most this many rows are built whole and sent with a Content-Length:
+# streaming them costs a thread hop per chunk for no memory saved, and a failure is
+# then a clean problem response rather than a cut stream.
+BUFFERED_READ_ROWS = 1000
 AUDIT_READERS = frozenset({"officer"})
 
 
@@ -74,6 +78,13 @@ class ReadResult:
     media_type: str
     chunks: Iterator[bytes]
     headers: dict[str, str]
+    # At most this many rows can be sent (None: not bounded up front, e.g. aggregates).
+    max_rows: int | None = None
+
+    @property
+    def small(self) -> bool:
+        """Whether the answer is small enough to build whole before sending it."""
+        return self.max_rows is not None and self.max_rows <= BUFFERED_READ_ROWS
 
 
 def _validation_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -120,6 +131,7 @@ class Gateway:
         self.aggregates = AggregateReader(self)
         self.inflight = InflightReads()
         self.usage = GrantUsage(engine)
+        self.limits = budgets.LimitsCache(engine, config)
         self.grants = GrantWorkflow(engine, config, audit)
         self.lifecycle = Lifecycle(self.grants, self.inflight)
 
@@ -163,9 +175,9 @@ class Gateway:
     def _sync_policy(self, caller: Caller) -> None:
         """Reload when another process (``kiteline policy reload``) bumped the policy
         version in the state database; the request is decided under the new policy."""
-        if caller.versions is None:
+        counter = caller.version("policy")
+        if counter is None:
             return
-        counter = caller.versions[VERSION_NAMES.index("policy")]
         if self._policy_counter is None:
             self._policy_counter = counter
         elif counter != self._policy_counter:
@@ -513,7 +525,7 @@ class Gateway:
                 return self.aggregates.read(
                     caller, name, request, obligations, view, media_type, meta, decision.reasons
                 )
-            limits = budgets.limits_for(self.engine, self.config, obligations.grant_id)
+            limits = self.limits.get(obligations.grant_id, caller.version("grants"))
             max_rows = min(
                 obligations.row_cap or self.config.gateway.max_rows_per_request,
                 self.config.gateway.max_rows_per_request,
@@ -532,7 +544,7 @@ class Gateway:
                 plan.output,
                 keyring=self.keyring,
                 recipient=caller.recipient,
-                key_version=key_versions.current_version(self.engine),
+                key_version=caller.key_version or key_versions.current_version(self.engine),
             )
             columns = transformer.source_columns
             spec = qi_spec(view)
@@ -653,7 +665,7 @@ class Gateway:
         )
         headers = {"X-Kiteline-Audit-Seq": str(seq), "X-Kiteline-Profile": obligations.profile}
         headers.update(budgets.headers(left))
-        return ReadResult(media_type, chunks, headers)
+        return ReadResult(media_type, chunks, headers, max_rows=plan.limit)
 
     # -- leak tracing ----------------------------------------------------------------
 

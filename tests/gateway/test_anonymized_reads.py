@@ -119,3 +119,14 @@ def test_per_request_cap_of_the_grant(client: TestClient, workspace: Workspace):
     set_limits(workspace, rows_per_request=50)
     response = read(client, workspace, {"limit": 51, "purpose": SURGICAL_PURPOSE})
     assert response.status_code == 400 and response.json()["max_rows"] == 50
+
+
+def test_limits_set_while_serving_apply_to_the_next_request(
+    client: TestClient, workspace: Workspace
+):
+    # The first read caches the grant's limits; setting new ones (as another process
+    # would) bumps the grants version, so the very next request sees them.
+    assert read(client, workspace, {"limit": 60, "purpose": SURGICAL_PURPOSE}).status_code == 200
+    set_limits(workspace, rows_per_request=50)
+    response = read(client, workspace, {"limit": 60, "purpose": SURGICAL_PURPOSE})
+    assert response.status_code == 400 and response.json()["max_rows"] == 50

@@ -53,6 +53,7 @@ from gateway.demo_stores import (
     s3_store,
     upload_seed,
 )
+from gateway.service import BUFFERED_READ_ROWS
 from tests.conftest import bearer, copy_workspace
 
 pytestmark = [pytest.mark.slow]
@@ -624,7 +625,8 @@ def test_stream_failing_midway_is_detectably_incomplete(
                 with httpx.stream(
                     "POST",
                     f"{base}/v1/datasets/studies/query",
-                    json={"limit": 100},
+                    # Past the buffered size, so the answer is streamed and cut.
+                    json={"limit": BUFFERED_READ_ROWS + 1},
                     headers=headers,
                     timeout=30,
                 ) as response:
@@ -642,3 +644,27 @@ def test_stream_failing_midway_is_detectably_incomplete(
     assert reads[0]["reasons"] == [
         "the store holding this dataset is unavailable; no data was returned"
     ]
+
+
+def test_small_read_failing_midway_is_a_clean_problem(
+    site: StoreSite, tmp_path: Path, unused_port: int
+) -> None:
+    # A small answer is built whole before it is sent: a store failing in the middle
+    # gives a problem response and no rows at all, and the read is recorded incomplete.
+    workspace = copy_workspace(site.workspace, tmp_path / "ws")
+    already = len(audit_events(workspace))
+    app = create_app(Settings(config=workspace.config_path))
+    with served(app, unused_port) as base:
+        gateway = app.state.gateway
+        gateway.connectors["demo"] = _FailingConnector(gateway.connectors["demo"])
+        response = httpx.post(
+            f"{base}/v1/datasets/studies/query",
+            json={"limit": 100},
+            headers=bearer(workspace, "erin"),
+            timeout=30,
+        )
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "rows" not in response.json()
+    reads = [e for e in audit_events(workspace)[already:] if e["action"] == "data.read"]
+    assert [e["complete"] for e in reads] == [False]
