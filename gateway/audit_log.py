@@ -65,15 +65,25 @@ class Head:
         return TreeBuilder.from_frontier(self.size, self.frontier).root()
 
 
-@dataclass(eq=False)
-class _Pending:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An event built but not yet appended (see ``AuditLog.append_linked``)."""
+
     event: dict[str, Any]
     moment: datetime
-    # Set when the event is written (or failed), or when this caller must lead.
+
+
+@dataclass(eq=False)
+class _Pending:
+    # Appended together, in this order; each event after the first gets the first's
+    # sequence number under ``link``.
+    events: list[Prepared]
+    link: str | None = None
+    # Set when the events are written (or failed), or when this caller must lead.
     signal: threading.Event = field(default_factory=threading.Event)
     done: bool = False
     promoted: bool = False
-    seq: int = 0
+    seqs: list[int] = field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -146,6 +156,46 @@ class AuditLog:
         **details: Any,
     ) -> int:
         """Append one event and return its sequence number, or raise AuditUnavailable."""
+        prepared = self.prepare(
+            action,
+            meta=meta,
+            caller=caller,
+            actor=actor,
+            dataset=dataset,
+            module=module,
+            decision=decision,
+            reasons=reasons,
+            **details,
+        )
+        return self.append_prepared(prepared)
+
+    def append_prepared(self, prepared: Prepared) -> int:
+        """Append an event built by ``prepare``; its sequence number."""
+        return self._submit(_Pending([prepared]))[0]
+
+    def append_linked(self, first: Prepared, second: Prepared, *, link: str) -> tuple[int, int]:
+        """Append two events in one transaction, adjacent, with ``second[link]`` set to
+        the first's sequence number; their sequence numbers, or AuditUnavailable.
+
+        One commit instead of two for a pair that belongs together (a small read's
+        query and its result), and neither is ever stored without the other."""
+        first_seq, second_seq = self._submit(_Pending([first, second], link=link))
+        return first_seq, second_seq
+
+    def prepare(
+        self,
+        action: str,
+        *,
+        meta: RequestMeta | None = None,
+        caller: Caller | None = None,
+        actor: str | None = None,
+        dataset: str | None = None,
+        module: str | None = None,
+        decision: str | None = None,
+        reasons: tuple[str, ...] | list[str] = (),
+        **details: Any,
+    ) -> Prepared:
+        """Build an event (stamped now) without appending it."""
         moment = datetime.now(UTC)
         event: dict[str, Any] = {k: _bounded(v) for k, v in details.items()}
         # The searchable columns have fixed widths: clip before hashing, so the stored
@@ -167,9 +217,9 @@ class AuditLog:
                 "user_agent": _clip(meta.user_agent) if meta else None,
             }
         )
-        return self._submit(_Pending(event, moment))
+        return Prepared(event, moment)
 
-    def _submit(self, item: _Pending) -> int:
+    def _submit(self, item: _Pending) -> list[int]:
         """Queue the event; the one leading caller writes whatever is queued in a single
         transaction (group commit) while the others wait for their own event."""
         deadline = time.monotonic() + self._timeout_s
@@ -193,7 +243,7 @@ class AuditLog:
             self._lead()
         if item.error is not None:
             raise AuditUnavailable("the audit log could not be written") from item.error
-        return item.seq
+        return item.seqs
 
     def _lead(self) -> None:
         """Write one batch, then hand the lead to the oldest waiting caller, if any."""
@@ -268,14 +318,18 @@ class AuditLog:
                 rows = []
                 sha256 = hashlib.sha256
                 for item in batch:
+                    item.seqs.clear()
+                for item, prepared in ((i, p) for i in batch for p in i.events):
                     seq += 1
-                    event = item.event
+                    event = prepared.event
+                    if item.seqs and item.link is not None:
+                        event[item.link] = item.seqs[0]
                     event["seq"] = seq
                     body = canonical(event)
                     chained = sha256(bytes.fromhex(prev) + body).hexdigest()
                     leaf = sha256(b"\x00" + body).digest()
                     builder.append(leaf)
-                    moment: Any = item.moment
+                    moment: Any = prepared.moment
                     if not self._postgres:
                         # SQLAlchemy's SQLite DateTime text form, so its reads agree.
                         moment = moment.replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -297,7 +351,7 @@ class AuditLog:
                             event["module"],
                         )
                     )
-                    item.seq = seq
+                    item.seqs.append(seq)
                     prev = chained
                 cursor.executemany(
                     "INSERT INTO audit_events (seq, ts, request_id, actor, action, dataset, "
@@ -328,7 +382,7 @@ class AuditLog:
             if not healthy:
                 # After any failure start over on a fresh connection.
                 self._drop_writer_connection()
-        return [item.event for item in batch]
+        return [prepared.event for item in batch for prepared in item.events]
 
     def _writer_connection(self) -> Any:
         """The connection appends go through, kept open (called with the writer lock)."""

@@ -27,7 +27,7 @@ from connectors.base import Cancellation, Connector, Filter
 from gateway import budgets, key_versions, principals, tracing
 from gateway.aggregate_read import AggregateReader
 from gateway.anonymity import ClassIndexCache, qi_spec
-from gateway.audit_log import AuditLog, RequestMeta
+from gateway.audit_log import AuditLog, Prepared, RequestMeta
 from gateway.config import Config
 from gateway.database import create_state_engine, migrate
 from gateway.decisions import Decider
@@ -610,7 +610,7 @@ class Gateway:
         left: dict[str, float | None],
     ) -> ReadResult:
         dataset = self.config.datasets[name]
-        seq = self.audit.append(
+        query = self.audit.prepare(
             "data.query",
             meta=meta,
             caller=caller,
@@ -631,6 +631,9 @@ class Gateway:
             key_version=transformer.key_version,
             k=suppress.spec.k if suppress is not None else None,
         )
+        headers = {"X-Kiteline-Profile": obligations.profile}
+        headers.update(budgets.headers(left))
+        record = _QueryRecord(self.audit, query, headers, deferred=plan.limit <= BUFFERED_READ_ROWS)
         self.usage.touch(obligations.grant_id)
         cancellation = Cancellation()
         handle = self.inflight.add(caller.name, caller.org, cancellation)
@@ -650,7 +653,7 @@ class Gateway:
             caller,
             meta,
             name,
-            seq,
+            record,
             plan.limit,
             plan.offset,
             plan.fingerprint,
@@ -663,8 +666,6 @@ class Gateway:
             cancellation,
             handle,
         )
-        headers = {"X-Kiteline-Audit-Seq": str(seq), "X-Kiteline-Profile": obligations.profile}
-        headers.update(budgets.headers(left))
         return ReadResult(media_type, chunks, headers, max_rows=plan.limit)
 
     # -- leak tracing ----------------------------------------------------------------
@@ -730,7 +731,7 @@ class Gateway:
         caller: Caller,
         meta: RequestMeta,
         name: str,
-        query_seq: int,
+        query: _QueryRecord,
         limit: int,
         offset: int,
         fingerprint: str,
@@ -783,17 +784,19 @@ class Gateway:
                 log.exception("could not settle the row budget of request %s", meta.request_id)
 
         def record_read(*, complete: bool, reasons: tuple[str, ...] = ()) -> None:
-            self.audit.append(
-                "data.read",
-                meta=meta,
-                caller=caller,
-                dataset=name,
-                decision="allow" if complete else "error",
-                query_seq=query_seq,
-                rows=rows,
-                digest="sha256:" + digest.hexdigest(),
-                complete=complete,
-                reasons=reasons,
+            query.record_read(
+                self.audit.prepare(
+                    "data.read",
+                    meta=meta,
+                    caller=caller,
+                    dataset=name,
+                    decision="allow" if complete else "error",
+                    query_seq=query.seq,
+                    rows=rows,
+                    digest="sha256:" + digest.hexdigest(),
+                    complete=complete,
+                    reasons=reasons,
+                )
             )
 
         def incomplete(reason: str) -> None:
@@ -827,6 +830,33 @@ class Gateway:
             if close is not None:
                 close()
         yield encoder.finish(next_cursor)
+
+
+class _QueryRecord:
+    """A read's ``data.query`` event, always durable before the answer's first byte.
+
+    A streamed answer writes it before the scan. A small answer is built whole before
+    anything is sent, so its query event waits and is written together with its
+    ``data.read`` event: one commit instead of two, and still before any byte leaves.
+    ``headers`` gets the query event's sequence number once it is known."""
+
+    def __init__(
+        self, audit: AuditLog, query: Prepared, headers: dict[str, str], *, deferred: bool
+    ) -> None:
+        self._audit = audit
+        self._headers = headers
+        self._pending: Prepared | None = query if deferred else None
+        self.seq: int | None = None if deferred else audit.append_prepared(query)
+        if self.seq is not None:
+            headers["X-Kiteline-Audit-Seq"] = str(self.seq)
+
+    def record_read(self, read: Prepared) -> None:
+        if self._pending is None:
+            self._audit.append_prepared(read)
+            return
+        self.seq, _ = self._audit.append_linked(self._pending, read, link="query_seq")
+        self._pending = None
+        self._headers["X-Kiteline-Audit-Seq"] = str(self.seq)
 
 
 def _chain(first: list[pa.RecordBatch], rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
