@@ -61,6 +61,9 @@ from policies.profiles import Profile
 log = logging.getLogger(__name__)
 
 SCHEMA_TTL_S = 30.0
+# Views differ by dataset, profile and granted columns: few in practice; the bound only
+# keeps a pathological grant set from growing the cache without end.
+MAX_CACHED_VIEWS = 1024
 T = TypeVar("T")
 MAX_QUERY_BYTES = 256 * 1024
 MAX_TRACE_BYTES = 64 * 1024 * 1024
@@ -127,6 +130,7 @@ class Gateway:
         self.cursors = CursorCodec(keyring.cursor_key)
         self._schemas: dict[str, tuple[float, pa.Schema]] = {}
         self._schema_lock = threading.Lock()
+        self._views: dict[tuple[Any, ...], tuple[pa.Schema, DatasetView]] = {}
         self.class_indexes = ClassIndexCache(config, connectors)
         self.aggregates = AggregateReader(self)
         self.inflight = InflightReads()
@@ -351,7 +355,19 @@ class Gateway:
     def view(
         self, name: str, profile: Profile, columns: tuple[str, ...] | None = None
     ) -> DatasetView:
-        return build_view(name, self.config.datasets[name], self.schema(name), profile, columns)
+        # A view is a function of the configuration (fixed for this object), the store's
+        # schema and the grant's profile and columns: rebuilt only when the schema is.
+        schema = self.schema(name)
+        key = (name, profile, columns)
+        cached = self._views.get(key)
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        view = build_view(name, self.config.datasets[name], schema, profile, columns)
+        with self._schema_lock:
+            if len(self._views) >= MAX_CACHED_VIEWS:
+                self._views.clear()
+            self._views[key] = (schema, view)
+        return view
 
     def _lookup(self, name: str) -> None:
         if name not in self.config.datasets:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,6 +22,8 @@ import pyarrow.compute as pc
 from gateway.transforms import generalization
 
 COUNT = "__count"
+# Batches up to this many rows are decided with Python dicts instead of Arrow kernels.
+SMALL_BATCH_ROWS = 256
 _MAX_CODE = 2**62
 
 
@@ -68,6 +71,9 @@ class ClassIndex:
         self.spec = spec
         self._dictionaries = dictionaries
         self._allowed = allowed
+        self._lookups: tuple[list[dict[Any, int]], set[int]] | None = None
+        # Python's float equality (NaN, -0.0) is not Arrow's: floats stay on Arrow.
+        self._exact_in_python = not any(pa.types.is_floating(d.type) for d in dictionaries)
         self._strides: list[int] = []
         stride = 1
         for dictionary in dictionaries:
@@ -124,8 +130,31 @@ class ClassIndex:
         """True for the rows whose combination may be released."""
         if batch.num_rows == 0:
             return pa.array([], pa.bool_())
-        codes = self._codes(generalized(batch, self.spec))
+        columns = generalized(batch, self.spec)
+        if batch.num_rows <= SMALL_BATCH_ROWS and self._exact_in_python:
+            return self._keep_small(columns)
+        codes = self._codes(columns)
         return pc.fill_null(pc.is_in(codes, value_set=self._allowed), False)
+
+    def _keep_small(self, columns: list[pa.Array]) -> pa.BooleanArray:
+        """``keep`` for a few rows: the same codes from Python dicts, since each of the
+        dozen Arrow calls of the vectorized path costs more than a small batch's work."""
+        lookups = self._lookups
+        if lookups is None:
+            # Built on first use; a race only builds equal tables twice.
+            lookups = self._lookups = (
+                [{value: i for i, value in enumerate(d.to_pylist())} for d in self._dictionaries],
+                set(self._allowed.to_pylist()),
+            )
+        positions, allowed = lookups
+        codes = [0] * len(columns[0])
+        for values, position, dictionary, stride in zip(
+            columns, positions, self._dictionaries, self._strides, strict=True
+        ):
+            unseen = len(dictionary)
+            for row, value in enumerate(values.to_pylist()):
+                codes[row] += position.get(value, unseen) * stride
+        return pa.array([code in allowed for code in codes], pa.bool_())
 
     @property
     def releasable_classes(self) -> int:

@@ -147,3 +147,15 @@ def test_a_missing_head_fails_closed_instead_of_restarting_the_log(engine: Engin
         conn.exec_driver_sql("DELETE FROM audit_head")
     with pytest.raises(AuditUnavailable):
         log.append("data.query", actor="mei")
+
+
+def test_linked_events_are_adjacent_and_the_second_names_the_first(engine: Engine):
+    log = make_log(engine)
+    log.append("auth.failed", decision="deny")
+    query = log.prepare("data.query", dataset="patients", decision="allow")
+    read = log.prepare("data.read", dataset="patients", decision="allow", query_seq=None)
+    first, second = log.append_linked(query, read, link="query_seq")
+    assert (first, second) == (2, 3)
+    assert log.event(second)["query_seq"] == first
+    assert log.event(first)["action"] == "data.query"
+    assert log.verify().ok

@@ -9,7 +9,13 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from gateway.transforms.kanonymity import ClassIndex, QiSpec, generalized, take_kept
+from gateway.transforms.kanonymity import (
+    SMALL_BATCH_ROWS,
+    ClassIndex,
+    QiSpec,
+    generalized,
+    take_kept,
+)
 
 SPEC = QiSpec((("birth", "band:10"), ("zip", "prefix:2"), ("gender", "keep")), k=5)
 
@@ -134,3 +140,28 @@ def test_pycanon_agrees_when_installed():
     frame = out.to_pandas().fillna("<null>")
     assert anonymity.k_anonymity(frame, spec.names) >= 4
     assert anonymity.l_diversity(frame, spec.names, ["diagnosis"]) >= 2
+
+
+@pytest.mark.parametrize("l_column", [None, "diagnosis"])
+def test_small_batches_are_decided_exactly_as_large_ones(l_column: str | None):
+    # Small batches take a Python path, large ones Arrow kernels: same rows either way,
+    # including nulls and combinations the index has never seen.
+    spec = QiSpec(SPEC.columns, k=5, l_column=l_column, l=2 if l_column else 1)
+    data = people(4000)
+    index = ClassIndex.build(spec, data.to_batches(max_chunksize=1000))
+    # Values the index has never seen, in every column, beside indexed ones.
+    strangers = pa.table(
+        {
+            "birth": pa.array([dt.date(2024, 1, 1), dt.date(1950, 1, 1)] * 40, pa.date32()),
+            "zip": ["990000", "150000"] * 40,
+            "gender": ["x", "男"] * 40,
+            "diagnosis": ["z", "a"] * 40,
+        }
+    )
+    mixed = [data.slice(0, 2000), strangers, people(600, seed=11)]
+    batch = pa.concat_tables(mixed).combine_chunks().to_batches()[0]
+    assert batch.num_rows > SMALL_BATCH_ROWS
+    whole = index.keep(batch).to_pylist()
+    pieces = [index.keep(batch.slice(i, 50)).to_pylist() for i in range(0, batch.num_rows, 50)]
+    assert [kept for piece in pieces for kept in piece] == whole
+    assert 0 < sum(whole) < len(whole)
