@@ -15,12 +15,12 @@ from gateway.service import Gateway
 # thread pool, and a hop there costs more than building these objects.
 
 
-def _service(request: Request) -> Gateway:
+def service_of(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def _request_meta(request: Request) -> RequestMeta:
+def request_meta_of(request: Request) -> RequestMeta:
     return RequestMeta(
         request_id=request.state.request_id,
         client=request.client.host if request.client else None,
@@ -29,17 +29,17 @@ def _request_meta(request: Request) -> RequestMeta:
 
 
 async def service(request: Request) -> Gateway:
-    return _service(request)
+    return service_of(request)
 
 
 async def request_meta(request: Request) -> RequestMeta:
-    return _request_meta(request)
+    return request_meta_of(request)
 
 
 async def caller(request: Request) -> Caller:
-    gateway = _service(request)
+    gateway = service_of(request)
     return await run_in_threadpool(
-        gateway.authenticate, request.headers.get("authorization"), _request_meta(request)
+        gateway.authenticate, request.headers.get("authorization"), request_meta_of(request)
     )
 
 
