@@ -54,8 +54,8 @@ def _map_list(values: list[Any], fn: Callable[[Any], Any], out_type: pa.DataType
 
 def _small_generalize(values: pa.Array, kind: str, argument: str) -> pa.Array | None:
     """The rule applied over a Python list, or None for the rules whose Arrow path is one
-    cheap kernel call already (year, month). Dates go through ``pc.year`` first: turning
-    them into ``date`` objects costs more than the rest of the work."""
+    cheap kernel call already (year, month; prefix chooses for itself). Dates go through
+    ``pc.year`` first: turning them into ``date`` objects costs more than the rest."""
     if kind == "band":
         band = _band(int(argument))
         numbers = pc.year(values) if _is_temporal(values.type) else values
@@ -63,15 +63,6 @@ def _small_generalize(values: pa.Array, kind: str, argument: str) -> pa.Array | 
     if kind == "bins":
         edges = sorted(float(e) for e in argument.split(","))
         return _map_list(values.to_pylist(), _bins(edges), pa.string())
-    if kind == "prefix":
-        keep = int(argument)
-        text = _is_text(values.type)
-
-        def prefix(v: Any) -> str:
-            v = v if text else str(v)
-            return v[:keep] + "*" * max(len(v) - keep, 0)
-
-        return _map_list(values.to_pylist(), prefix, pa.string())
     return None
 
 
@@ -127,6 +118,25 @@ def _bins(edges: list[float]) -> Callable[[Any], str]:
     return label
 
 
+def _prefix(values: pa.Array, keep: int) -> pa.Array:
+    """The first ``keep`` characters, then one star per character hidden."""
+    text = values if _is_text(values.type) else pc.cast(values, pa.string())
+    lengths = pc.utf8_length(text)
+    bounds = pc.min_max(lengths).as_py()
+    if bounds["min"] is not None and bounds["min"] == bounds["max"]:
+        # Codes of one length (zip codes, most often) hide the same number of characters
+        # in every row: one kernel call, whatever the batch size.
+        stars = "*" * max(bounds["max"] - keep, 0)
+        return pc.utf8_replace_slice(text, start=keep, stop=bounds["max"], replacement=stars)
+    if len(text) <= SMALL_BATCH_ROWS:
+        return _map_list(
+            text.to_pylist(), lambda v: v[:keep] + "*" * max(len(v) - keep, 0), pa.string()
+        )
+    hidden = pc.max_element_wise(pc.subtract(lengths, keep), 0)
+    stars = pc.binary_repeat(pa.scalar("*"), hidden)
+    return pc.binary_join_element_wise(pc.utf8_slice_codeunits(text, 0, keep), stars, "")
+
+
 def generalize(values: pa.Array, rule: str) -> pa.Array:
     check_rule(rule, values.type)
     kind, _, argument = rule.partition(":")
@@ -154,10 +164,5 @@ def generalize(values: pa.Array, rule: str) -> pa.Array:
             values, _bins(sorted(float(e) for e in argument.split(","))), pa.string()
         )
     if kind == "prefix":
-        keep = int(argument)
-        text = values if _is_text(values.type) else pc.cast(values, pa.string())
-        # Vectorized: the first N characters, then one star per character hidden.
-        hidden = pc.max_element_wise(pc.subtract(pc.utf8_length(text), keep), 0)
-        stars = pc.binary_repeat(pa.scalar("*"), hidden)
-        return pc.binary_join_element_wise(pc.utf8_slice_codeunits(text, 0, keep), stars, "")
+        return _prefix(values, int(argument))
     raise GeneralizationError(f"unknown generalization {rule!r}")

@@ -107,6 +107,10 @@ def test_generalize_numbers_same_on_both_paths(values: pa.Array, rule: str) -> N
     values=st.one_of(
         _maybe_null(texts).map(lambda v: pa.array(v, pa.string())),
         _maybe_null(ints).map(lambda v: pa.array(v, pa.int64())),
+        # Codes of one length, as zip codes are, shorter and longer than the prefix.
+        st.integers(0, 6)
+        .flatmap(lambda n: _maybe_null(st.text(min_size=n, max_size=n)))
+        .map(lambda v: pa.array(v, pa.string())),
     ),
     rule=st.sampled_from(["prefix:0", "prefix:1", "prefix:3", "month", "year"]),
 )
