@@ -376,7 +376,9 @@ class _NameScrubber:
         self.exact: set[str] = set()
         self.folded: set[str] = set()
         for name in names:
-            if _CJK.search(name):
+            if name.isascii() and name.isdigit():
+                continue  # a phone or ID column: no word of a name in it
+            if not name.isascii() and _CJK.search(name):
                 literals.update(_cjk_literals(name))
             else:
                 for word in _LATIN_WORD.findall(name):
