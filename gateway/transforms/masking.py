@@ -4,7 +4,9 @@ A mask keeps just enough of a value for a person to recognise which record they 
 looking at (``138****5678``, ``z***@example.com``, ``张*``) and hides the rest. Every mask
 takes an Arrow array and returns a ``pa.string()`` array of the same length in which a null
 stays null. The string work runs once per distinct value: the column is dictionary-encoded,
-the dictionary is masked, and the result is rebuilt with ``take``.
+the dictionary is masked, and the result is rebuilt with ``take``. A small batch is masked
+from a Python list instead, with a dict for the distinct values: the same result without
+the fixed cost of the Arrow calls.
 """
 
 from __future__ import annotations
@@ -46,9 +48,26 @@ def _as_strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     return arr
 
 
+# Up to this many values a column is masked from a Python list.
+SMALL_BATCH_ROWS = 2_048
+
+
 def _per_distinct(arr: pa.Array | pa.ChunkedArray, fn: Callable[[str], str]) -> pa.Array:
     """Apply ``fn`` to each distinct non-null value and spread the results back to rows."""
-    encoded = pc.dictionary_encode(_as_strings(arr))
+    values = _as_strings(arr)
+    if len(values) <= SMALL_BATCH_ROWS:
+        memo: dict[str, str] = {}
+        out: list[str | None] = []
+        for v in values.to_pylist():
+            if v is None:
+                out.append(None)
+                continue
+            done = memo.get(v)
+            if done is None:
+                done = memo[v] = fn(v)
+            out.append(done)
+        return pa.array(out, pa.string())
+    encoded = pc.dictionary_encode(values)
     masked = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], pa.string())
     # Null rows have null indices (dictionary_encode's default), and take keeps them null.
     return pc.take(masked, encoded.indices)

@@ -13,7 +13,7 @@ import pyarrow as pa
 from gateway.keyring import Keyring
 from gateway.transforms import generalization, pseudonyms
 from gateway.transforms.masking import mask_for
-from gateway.transforms.scrubbing import scrub
+from gateway.transforms.scrubbing import ScrubCache, scrub
 from gateway.views import ColumnView, DatasetView
 
 KEY_VERSION = 1
@@ -52,6 +52,7 @@ class BatchTransformer:
         keyring: Keyring,
         recipient: str,
         key_version: int = KEY_VERSION,
+        scrub_cache: ScrubCache | None = None,
     ) -> None:
         self.view = view
         self.output = list(output)
@@ -60,6 +61,8 @@ class BatchTransformer:
         self._version = key_version
         self.key_version = key_version
         self._memo: dict[str, pseudonyms.PseudonymMemo] = {}
+        # Shared by the reads of one process when the owner passes one in.
+        self._scrub_cache = scrub_cache
         self.schema = pa.schema([pa.field(c.name, c.output_type) for c in self.output])
         # Names scrubbed from free text: the row's own direct identifiers of text type.
         self.name_columns = [
@@ -101,7 +104,7 @@ class BatchTransformer:
         if how == "scrub":
             text = values if pa.types.is_string(values.type) else values.cast(pa.string())
             names = [batch.column(n) for n in self.name_columns]
-            return scrub(text, names)
+            return scrub(text, names, cache=self._scrub_cache)
         raise TransformError(f"column {column.name!r} has no transform for {how!r}")
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:

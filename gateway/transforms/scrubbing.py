@@ -16,13 +16,17 @@ Full-width digits and signs, common in Chinese input, are folded to ASCII before
 
 Structured work is done once per distinct text. Names are per row (the names to look for
 are the row's own direct identifiers), so that part runs only on rows with a name and is
-memoized per (text, names) pair.
+memoized per (text, names) pair. Small batches (a page of a few hundred rows) are scrubbed
+from Python lists, which costs less than a dozen Arrow kernel calls, and may share a
+``ScrubCache`` of recent results across reads; large batches stay columnar.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import pyarrow as pa
@@ -132,7 +136,8 @@ _IPV6 = re.compile(
 )
 
 _DIGIT_OR_SIGN = re.compile(r"[0-9@:]")
-_ASCII_DIGIT = re.compile(r"[0-9]")
+# The characters _FOLD changes: most texts hold none, and then folding is skipped.
+_FOLDABLE = re.compile("[０-９＠．－＋（）：\u3000\u00a0ｘＸ]")
 _DIGIT_RUN = re.compile(r"[0-9]+")
 
 # Looks for names in the row's own columns.
@@ -275,35 +280,55 @@ def _check_ipv6(_text: str, m: re.Match[str]) -> _Span | None:
     return None
 
 
-# (placeholder, rank, pattern, check, cheap precondition on the folded text). On equal
-# spans the lower rank wins: a checksummed ID beats a Luhn-valid card, a +86 mobile beats a
-# card that happens to start with 86, and a Luhn-valid card beats the unchecked 15-digit ID.
-_DETECTORS: tuple[tuple[str, int, re.Pattern[str], _Check, str], ...] = (
-    (NATIONAL_ID, 0, _NATIONAL_ID_18, _check_national_id, "digit"),
-    (NATIONAL_ID, 3, _NATIONAL_ID_15, _accept, "digit"),
-    (PHONE, 1, _MOBILE, _accept, "digit"),
-    (PHONE, 1, _LANDLINE, _accept, "digit"),
-    (PHONE, 1, _INTERNATIONAL, _check_international, "+"),
-    (PHONE, 1, _NANP, _accept, "digit"),
-    (PHONE, 1, _NANP_BARE, _check_bare_nanp, "digit"),
-    (BANK_CARD, 2, _BANK_CARD, _check_bank_card, "digit"),
-    (IP, 4, _IPV4, _check_ipv4, "."),
-    (IP, 4, _IPV6, _check_ipv6, ":"),
-    (EMAIL, 5, _EMAIL, _accept, "@"),
+# (placeholder, rank, pattern, check, cheap precondition on the folded text, fewest ASCII
+# digits any match holds). On equal spans the lower rank wins: a checksummed ID beats a
+# Luhn-valid card, a +86 mobile beats a card that happens to start with 86, and a
+# Luhn-valid card beats the unchecked 15-digit ID. The digit counts let a text with a
+# short number skip the patterns for long ones without running them.
+_DETECTORS: tuple[tuple[str, int, re.Pattern[str], _Check, str, int], ...] = (
+    (NATIONAL_ID, 0, _NATIONAL_ID_18, _check_national_id, "digit", 17),
+    (NATIONAL_ID, 3, _NATIONAL_ID_15, _accept, "digit", 15),
+    (PHONE, 1, _MOBILE, _accept, "digit", 11),
+    (PHONE, 1, _LANDLINE, _accept, "digit", 10),
+    (PHONE, 1, _INTERNATIONAL, _check_international, "+", 8),
+    (PHONE, 1, _NANP, _accept, "digit", 10),
+    (PHONE, 1, _NANP_BARE, _check_bare_nanp, "digit", 10),
+    (BANK_CARD, 2, _BANK_CARD, _check_bank_card, "digit", 13),
+    (IP, 4, _IPV4, _check_ipv4, ".", 4),
+    (IP, 4, _IPV6, _check_ipv6, ":", 0),
+    (EMAIL, 5, _EMAIL, _accept, "@", 0),
 )
+# Every pattern that needs digits starts at most two characters before its first digit
+# ("(+86)", "+1 ", "(010)") and ends at most one character after its last ("X" of an ID,
+# ")" of a grouped number), and its closing lookahead reads one more. So scanning from two
+# characters before the text's first digit to two after its last finds the same matches
+# as scanning the whole text, and the lookbehinds still see the characters before.
+_LEAD = 2
+_TRAIL = 2
 
 
 def find_pii(text: str) -> list[tuple[int, int, str]]:
     """Non-overlapping ``(start, end, placeholder)`` spans of structured PII, in order."""
-    folded = text.translate(_FOLD)
+    folded = text.translate(_FOLD) if _FOLDABLE.search(text) else text
     if not _DIGIT_OR_SIGN.search(folded):
         return []
-    has_digit = _ASCII_DIGIT.search(folded) is not None
+    digit_runs = list(_DIGIT_RUN.finditer(folded))
+    digits = sum(run.end() - run.start() for run in digit_runs)
+    first = last = 0
+    if digit_runs:
+        first = max(0, digit_runs[0].start() - _LEAD)
+        last = min(len(folded), digit_runs[-1].end() + _TRAIL)
     candidates: list[tuple[int, int, int, str]] = []
-    for placeholder, rank, pattern, check, needs in _DETECTORS:
-        if not (has_digit if needs == "digit" else needs in folded):
+    for placeholder, rank, pattern, check, needs, min_digits in _DETECTORS:
+        if digits < min_digits:
             continue
-        for m in pattern.finditer(folded):
+        if needs == "digit":
+            matches = pattern.finditer(folded, first, last)
+        elif needs in folded:
+            matches = pattern.finditer(folded)
+        else:
+            continue
+        for m in matches:
             span = check(folded, m)
             if span is not None and span[1] > span[0]:
                 candidates.append((span[0], span[1], rank, placeholder))
@@ -351,7 +376,9 @@ class _NameScrubber:
         self.exact: set[str] = set()
         self.folded: set[str] = set()
         for name in names:
-            if _CJK.search(name):
+            if name.isascii() and name.isdigit():
+                continue  # a phone or ID column: no word of a name in it
+            if not name.isascii() and _CJK.search(name):
                 literals.update(_cjk_literals(name))
             else:
                 for word in _LATIN_WORD.findall(name):
@@ -435,28 +462,153 @@ def _as_strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     return arr
 
 
+# Up to this many rows a batch is scrubbed from Python lists: a 100-row page would
+# otherwise spend more in the fixed cost of the columnar path's Arrow calls than in
+# scrubbing. Larger batches take the columnar path, which scrubs each distinct text once
+# and leaves the cache alone (a big scan would only push out what repeated pages reuse).
+SMALL_BATCH_ROWS = 2_048
+
+# (text, the row's names as they came: nulls, blanks, duplicates and all)
+_CacheKey = tuple[str, tuple[str | None, ...]]
+
+
+class ScrubCache:
+    """Recent scrubbing results, keyed by the text and the names it was scrubbed against.
+
+    A result depends on nothing else (not on the recipient, the dataset or the time), so
+    one cache serves every read in the process: a page read again, by anyone, is not
+    scrubbed again. The names are part of the key, so one row's names never reach
+    another row's text. Bounded in entries and in characters held, least recently used
+    first out; a text longer than ``max_text_chars`` is not kept at all.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 16_384,
+        max_chars: int = 4_000_000,
+        max_text_chars: int = 2_000,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self.max_text_chars = max_text_chars
+        self._entries: OrderedDict[_CacheKey, str] = OrderedDict()
+        self._chars = 0
+        # Reads run on worker threads; one lock taken once per batch, not per row.
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def chars(self) -> int:
+        """Characters held, texts and results together."""
+        return self._chars
+
+    def lookup(self, keys: Sequence[_CacheKey]) -> list[str | None]:
+        """The cached result for each key, None where there is none."""
+        entries = self._entries
+        found: list[str | None] = []
+        with self._lock:
+            for key in keys:
+                value = entries.get(key)
+                if value is not None:
+                    entries.move_to_end(key)
+                found.append(value)
+        return found
+
+    def store(self, results: Sequence[tuple[_CacheKey, str]]) -> None:
+        entries = self._entries
+        with self._lock:
+            for key, value in results:
+                if len(key[0]) > self.max_text_chars or key in entries:
+                    continue
+                entries[key] = value
+                self._chars += len(key[0]) + len(value)
+            while entries and (len(entries) > self.max_entries or self._chars > self.max_chars):
+                (text, _names), value = entries.popitem(last=False)
+                self._chars -= len(text) + len(value)
+
+
+def _names_key(names: Sequence[str | None]) -> tuple[str, ...]:
+    """One row's names as the scrubber sees them: stripped, distinct, in a fixed order."""
+    return tuple(sorted({n.strip() for n in names if n and n.strip()}))
+
+
+def _scrub_rows(
+    values: pa.Array, name_columns: Sequence[pa.Array], cache: ScrubCache | None
+) -> pa.Array:
+    """The small-batch path: the same results as the columnar one, from Python lists.
+
+    Rows are keyed by their names as they came, not by the normalized set of names:
+    the result is a function of either, and the raw tuple costs nothing to build.
+    """
+    texts = values.to_pylist()
+    keys: list[_CacheKey]
+    if name_columns:
+        rows = zip(*(column.to_pylist() for column in name_columns), strict=True)
+        keys = [(t, r) for t, r in zip(texts, rows, strict=True) if t is not None]
+    else:
+        keys = [(t, ()) for t in texts if t is not None]
+    hits = cache.lookup(keys) if cache is not None else [None] * len(keys)
+    structured: dict[str, str] = {}
+    scrubbers: dict[tuple[str, ...], _NameScrubber] = {}
+    fresh: dict[_CacheKey, str] = {}
+    done: list[str] = []
+    for key, hit in zip(keys, hits, strict=True):
+        if hit is None:
+            hit = fresh.get(key)
+        if hit is None:
+            text, row_names = key
+            hit = structured.get(text)
+            if hit is None:
+                hit = structured[text] = _scrub_structured(text)
+            names = _names_key(row_names)
+            if names:
+                scrubber = scrubbers.get(names)
+                if scrubber is None:
+                    scrubber = scrubbers[names] = _NameScrubber(names)
+                if scrubber:
+                    hit = scrubber(hit)
+            fresh[key] = hit
+        done.append(hit)
+    if cache is not None and fresh:
+        cache.store(list(fresh.items()))
+    if len(done) < len(texts):
+        # Null texts stay null.
+        filled = iter(done)
+        return pa.array([None if t is None else next(filled) for t in texts], pa.string())
+    return pa.array(done, pa.string())
+
+
 def scrub(
     texts: pa.Array | pa.ChunkedArray,
     names: Sequence[pa.Array | pa.ChunkedArray] = (),
+    *,
+    cache: ScrubCache | None = None,
 ) -> pa.Array:
     """Replace personal data in free text with typed placeholders.
 
     ``names`` are columns aligned with ``texts`` (the row's ``name``, ``contact_name``...);
-    each row's own names are scrubbed from that row's text. Null texts stay null.
+    each row's own names are scrubbed from that row's text. Null texts stay null. A small
+    batch reuses and fills ``cache`` when one is given.
     """
     values = _as_strings(texts)
-    encoded = pc.dictionary_encode(values)
-    scrubbed = pa.array([_scrub_structured(v) for v in encoded.dictionary.to_pylist()], pa.string())
-    result = pc.take(scrubbed, encoded.indices)
-    if not names:
-        return result
-
     name_columns = [_as_strings(n) for n in names]
     for column in name_columns:
         if len(column) != len(values):
             raise ValueError(
                 f"name column has {len(column)} rows, the text column has {len(values)}"
             )
+    if len(values) <= SMALL_BATCH_ROWS:
+        return _scrub_rows(values, name_columns, cache)
+
+    encoded = pc.dictionary_encode(values)
+    scrubbed = pa.array([_scrub_structured(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    result = pc.take(scrubbed, encoded.indices)
+    if not name_columns:
+        return result
+
     any_name = pc.is_valid(name_columns[0])
     for column in name_columns[1:]:
         any_name = pc.or_(any_name, pc.is_valid(column))
@@ -472,7 +624,7 @@ def scrub(
     memo: dict[tuple[int, tuple[str, ...]], str] = {}
     replaced: list[str] = []
     for index, *row in zip(row_texts, *row_names, strict=True):
-        key = tuple(sorted({n.strip() for n in row if n and n.strip()}))
+        key = _names_key(row)
         done = memo.get((index, key))
         if done is None:
             scrubber = scrubbers.get(key)

@@ -363,3 +363,57 @@ def test_corpus_recall_for_structured_kinds(bench: ModuleType) -> None:
 
 def test_corpus_is_reproducible(bench: ModuleType) -> None:
     assert bench.generate_corpus(size=50, seed=3) == bench.generate_corpus(size=50, seed=3)
+
+
+def test_cache_answers_a_repeated_page_without_scrubbing_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+    original = scrubbing._scrub_structured
+
+    def counting(text: str) -> str:
+        seen.append(text)
+        return original(text)
+
+    monkeypatch.setattr(scrubbing, "_scrub_structured", counting)
+    cache = scrubbing.ScrubCache()
+    texts = pa.array(["call 13812345678", "王小明来了", None])
+    names = [pa.array(["Li Na", "王小明", "x"])]
+    first = scrub(texts, names, cache=cache)
+    second = scrub(texts, names, cache=cache)
+    assert first.to_pylist() == second.to_pylist() == ["call [PHONE]", "[NAME]来了", None]
+    assert sorted(seen) == ["call 13812345678", "王小明来了"]
+
+
+def test_cache_keeps_each_rows_names_to_that_row() -> None:
+    cache = scrubbing.ScrubCache()
+    text = "王小明和李雷见面"
+    scrub(pa.array([text]), [pa.array(["王小明"])], cache=cache)
+    # The same text with other names, and with none, is not answered with the first
+    # row's result.
+    assert scrub(pa.array([text]), [pa.array(["李雷"])], cache=cache).to_pylist() == [
+        "王小明和[NAME]见面"
+    ]
+    assert scrub(pa.array([text]), cache=cache).to_pylist() == [text]
+
+
+def test_cache_is_bounded_and_drops_the_least_recently_used() -> None:
+    cache = scrubbing.ScrubCache(max_entries=3, max_chars=1_000, max_text_chars=20)
+    for text in ("a1", "b2", "c3"):
+        scrub(pa.array([text]), cache=cache)
+    assert cache.lookup([("a1", ())]) == ["a1"]  # a1 is now the most recently used
+    scrub(pa.array(["d4"]), cache=cache)
+    assert len(cache) == 3
+    assert cache.lookup([("b2", ()), ("a1", ()), ("d4", ())]) == [None, "a1", "d4"]
+    scrub(pa.array(["x" * 21]), cache=cache)  # longer than max_text_chars: not kept
+    assert cache.lookup([("x" * 21, ())]) == [None]
+    small = scrubbing.ScrubCache(max_chars=10)
+    scrub(pa.array(["abcd", "efgh", "ijkl"]), cache=small)
+    assert small.chars <= 10 and len(small) == 1
+
+
+def test_large_batches_leave_the_cache_alone() -> None:
+    cache = scrubbing.ScrubCache()
+    rows = scrubbing.SMALL_BATCH_ROWS + 1
+    out = scrub(pa.array([f"row {i}" for i in range(rows)]), cache=cache)
+    assert len(out) == rows and len(cache) == 0
