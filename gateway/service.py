@@ -53,6 +53,7 @@ from gateway.query import Condition, CursorCodec, QueryRequest, _typed_filter, p
 from gateway.stores import build_connectors, table_of
 from gateway.transforms.kanonymity import ClassIndex, take_kept
 from gateway.transforms.profile import BatchTransformer
+from gateway.transforms.scrubbing import ScrubCache
 from gateway.views import DatasetView, build_view
 from policies.decision import Decision
 from policies.errors import PolicyError
@@ -136,6 +137,7 @@ class Gateway:
         self.inflight = InflightReads()
         self.usage = GrantUsage(engine)
         self.limits = budgets.LimitsCache(engine, config)
+        self.scrub_cache = ScrubCache()
         self.grants = GrantWorkflow(engine, config, audit)
         self.lifecycle = Lifecycle(self.grants, self.inflight)
 
@@ -561,6 +563,7 @@ class Gateway:
                 keyring=self.keyring,
                 recipient=caller.recipient,
                 key_version=caller.key_version or key_versions.current_version(self.engine),
+                scrub_cache=self.scrub_cache,
             )
             columns = transformer.source_columns
             spec = qi_spec(view)
