@@ -52,6 +52,7 @@ from gateway.principals import Caller
 from gateway.query import Condition, CursorCodec, QueryRequest, _typed_filter, plan_rows
 from gateway.stores import build_connectors, table_of
 from gateway.transforms.kanonymity import ClassIndex, take_kept
+from gateway.transforms.pseudonym_cache import PseudonymCache
 from gateway.transforms.profile import BatchTransformer
 from gateway.views import DatasetView, build_view
 from policies.decision import Decision
@@ -122,6 +123,7 @@ class Gateway:
         self.usage = GrantUsage(engine)
         self.grants = GrantWorkflow(engine, config, audit)
         self.lifecycle = Lifecycle(self.grants, self.inflight)
+        self.pseudonyms = PseudonymCache(config.gateway.pseudonym_cache_entries)
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
@@ -533,6 +535,7 @@ class Gateway:
                 keyring=self.keyring,
                 recipient=caller.recipient,
                 key_version=key_versions.current_version(self.engine),
+                pseudonym_cache=self.pseudonyms,
             )
             columns = transformer.source_columns
             spec = qi_spec(view)
