@@ -52,8 +52,8 @@ from gateway.principals import Caller
 from gateway.query import Condition, CursorCodec, QueryRequest, _typed_filter, plan_rows
 from gateway.stores import build_connectors, table_of
 from gateway.transforms.kanonymity import ClassIndex, take_kept
-from gateway.transforms.pseudonym_cache import PseudonymCache
 from gateway.transforms.profile import BatchTransformer
+from gateway.transforms.pseudonym_cache import PseudonymCache
 from gateway.views import DatasetView, build_view
 from policies.decision import Decision
 from policies.errors import PolicyError
@@ -67,6 +67,9 @@ MAX_QUERY_BYTES = 256 * 1024
 MAX_TRACE_BYTES = 64 * 1024 * 1024
 # Rows per streamed slice: a cancelled read (offboarding, suspension) stops at the next one.
 STREAM_SLICE_ROWS = 8192
+# Rows per scanned (and transformed) batch: per-batch work, such as hashing a pseudonym
+# table, is amortized over more rows; a read holds about one transformed batch at once.
+SCAN_BATCH_ROWS = 262_144
 AUDIT_READERS = frozenset({"officer"})
 
 
@@ -627,7 +630,7 @@ class Gateway:
         handle = self.inflight.add(caller.name, caller.org, cancellation)
         try:
             batches = self.connectors[dataset.store].scan(
-                table_of(dataset), scan, cancellation=cancellation
+                table_of(dataset), scan, batch_size=SCAN_BATCH_ROWS, cancellation=cancellation
             )
             # Pull the first batch now, so a missing object or a dead store becomes a
             # clean problem response instead of a truncated stream.

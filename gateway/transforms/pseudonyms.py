@@ -132,14 +132,18 @@ class PseudonymTable:
         """The pseudonym of every value of ``texts`` (strings; nulls stay null)."""
         keys, values = self._snapshot
         positions = pc.index_in(texts, value_set=keys)
-        known = pc.take(values, positions)
         if positions.null_count == texts.null_count:
-            return known
+            return pc.take(values, positions)
+        # Values never seen: key each once, and point their rows past the known ones.
         unseen = pc.and_(pc.is_null(positions), pc.is_valid(texts))
-        missing = pc.unique(pc.filter(texts, unseen))
+        encoded = pc.dictionary_encode(pc.filter(texts, unseen))
+        missing = encoded.dictionary
         fresh = keyed(missing, key=key, prefix=prefix)
         self._remember(missing, fresh)
-        return pc.coalesce(known, pc.take(fresh, pc.index_in(texts, value_set=missing)))
+        moved = pc.add(encoded.indices, pa.scalar(len(keys), encoded.indices.type))
+        moved = moved.cast(positions.type)
+        positions = pc.replace_with_mask(positions, unseen, moved)
+        return pc.take(pa.concat_arrays([values, fresh]), positions)
 
     def _remember(self, missing: pa.Array, fresh: pa.Array) -> None:
         with self._lock:

@@ -37,7 +37,8 @@ def read(cache: PseudonymCache, recipient: str, version: int = 1) -> list[str]:
         key_version=version,
         pseudonym_cache=cache,
     )
-    batch = pa.RecordBatch.from_arrays([pa.array(IDS), pa.array(range(50), pa.int64())], schema=SCHEMA)
+    columns = [pa.array(IDS), pa.array(range(50), pa.int64())]
+    batch = pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
     return transformer(batch).column(0).to_pylist()
 
 
