@@ -48,8 +48,9 @@ def prefix_for(version: int, tag: bytes) -> str:
 
 
 def as_text(values: pa.Array) -> pa.Array:
-    """Identifiers are pseudonymized by their canonical text form (integers as decimals)."""
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+    """Identifiers are pseudonymized by their canonical text form (integers as decimals),
+    always as ``string`` so that it compares with a table's keys."""
+    if pa.types.is_string(values.type):
         return values
     return pc.cast(values, pa.string())
 
@@ -99,8 +100,11 @@ def _pseudonyms(prefix: str, macs: np.ndarray) -> pa.Array:
     out = np.empty((count, width), np.uint8)
     out[:, : len(head)] = head
     out[:, len(head) :] = _base32(macs)
-    offsets = np.arange(0, (count + 1) * width, width, dtype=np.int64)
-    text = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(out))
+    if (count + 1) * width < 2**31:
+        offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
+        return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(out))
+    wide = np.arange(0, (count + 1) * width, width, dtype=np.int64)
+    text = pa.LargeStringArray.from_buffers(count, pa.py_buffer(wide), pa.py_buffer(out))
     return text.cast(pa.string())
 
 

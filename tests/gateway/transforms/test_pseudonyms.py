@@ -104,3 +104,16 @@ def test_a_refused_table_still_pseudonymizes():
     expected = [pseudonym_of("a", key=key, prefix="p1_x_"), None]
     assert out.to_pylist() == [*expected, expected[0], pseudonym_of("b", key=key, prefix="p1_x_")]
     assert len(table) == 0
+
+
+def test_large_strings_and_integers_share_a_table_with_strings():
+    key = KEYRING.pseudonym_key("user:x", "d", 1)
+    table = PseudonymTable()
+    first = pseudonymize(pa.array(["7", "8"]), key=key, prefix="p1_x_", table=table)
+    wide = pseudonymize(
+        pa.array(["8", "9"], pa.large_string()), key=key, prefix="p1_x_", table=table
+    )
+    ints = pseudonymize(pa.array([7, 9], pa.int64()), key=key, prefix="p1_x_", table=table)
+    assert wide.to_pylist()[0] == first.to_pylist()[1]
+    assert ints.to_pylist() == [first.to_pylist()[0], wide.to_pylist()[1]]
+    assert len(table) == 3
