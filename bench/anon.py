@@ -39,7 +39,11 @@ from gateway.transforms.privacy import (  # noqa: E402
     exact_groups,
     release,
 )
-from gateway.transforms.pseudonyms import prefix_for, pseudonymize  # noqa: E402
+from gateway.transforms.pseudonyms import (  # noqa: E402
+    PseudonymTable,
+    prefix_for,
+    pseudonymize,
+)
 
 
 @dataclass
@@ -128,12 +132,12 @@ def bench_kanonymity(folder: Path) -> list[Result]:
 
     def anonymized(with_ids: bool = True) -> int:
         out = 0
-        memo: dict[str, str] = {}
+        table = PseudonymTable()  # one read's pseudonyms, as a gateway read keeps them
         for batch in batches():
             kept = batch.filter(index.keep(batch))
             ids = kept.column("patient_id")
             arrays = [
-                pseudonymize(ids, key=key, prefix=prefix, memo=memo) if with_ids else ids,
+                pseudonymize(ids, key=key, prefix=prefix, table=table) if with_ids else ids,
                 generalization.generalize(kept.column("birth_date"), "band:10"),
                 kept.column("gender"),
                 generalization.generalize(kept.column("zip"), "prefix:2"),

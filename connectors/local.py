@@ -151,7 +151,9 @@ class LocalConnector:
             cursor = self._cursor()
             try:
                 with _map_duckdb_errors(table.location):
-                    return cursor.sql(sql, params=params.values).to_arrow_table()
+                    # One chunk per column: a scan then slices batches of any size
+                    # without copying, instead of stopping at every row group.
+                    return cursor.sql(sql, params=params.values).to_arrow_table().combine_chunks()
             finally:
                 cursor.close()
 

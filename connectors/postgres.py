@@ -62,6 +62,7 @@ from connectors.sqlrender import aggregate_schema, check_aggregate_scan, check_s
 
 log = logging.getLogger(__name__)
 
+MAX_FETCH_ROWS = 65_536
 _CURSOR = "kiteline_scan"
 
 _NATIVE_TYPES: dict[str, pa.DataType] = {
@@ -451,6 +452,9 @@ def _stream(
     batch_size: int,
     cancellation: Cancellation | None,
 ) -> Iterator[pa.RecordBatch]:
+    # Rows arrive as Python tuples, far bigger than their Arrow batch: fetch at most
+    # MAX_FETCH_ROWS of them at a time, whatever batch size the caller allows.
+    batch_size = min(batch_size, MAX_FETCH_ROWS)
     with connection.cursor(name=_CURSOR, binary=True) as cursor:
         cursor.itersize = batch_size
         cursor.execute(query, params)

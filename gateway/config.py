@@ -98,6 +98,13 @@ class GatewaySection(_Strict):
         None, description="File that collects every checkpoint after a consistency check."
     )
     alert_rules: str | None = Field(None, description="YAML file of audit alert rules.")
+    pseudonym_cache_entries: int = Field(
+        300_000,
+        ge=0,
+        le=100_000_000,
+        description="Pseudonyms kept in memory across reads (per recipient, domain and "
+        "key version; about 60 bytes each); 0 keeps none.",
+    )
 
     @field_validator("master_key", "hr_webhook_secret")
     @classmethod

@@ -53,6 +53,7 @@ from gateway.query import Condition, CursorCodec, QueryRequest, _typed_filter, p
 from gateway.stores import build_connectors, table_of
 from gateway.transforms.kanonymity import ClassIndex, take_kept
 from gateway.transforms.profile import BatchTransformer
+from gateway.transforms.pseudonym_cache import PseudonymCache
 from gateway.transforms.scrubbing import ScrubCache
 from gateway.views import DatasetView, build_view
 from policies.decision import Decision
@@ -74,7 +75,19 @@ STREAM_SLICE_ROWS = 8192
 # streaming them costs a thread hop per chunk for no memory saved, and a failure is
 # then a clean problem response rather than a cut stream.
 BUFFERED_READ_ROWS = 1000
+# Rows per scanned (and transformed) batch: per-batch work, such as hashing a pseudonym
+# table, is amortized over more rows; a read holds about one transformed batch at once.
+SCAN_BATCH_ROWS = 262_144
+MIN_SCAN_BATCH_ROWS = 256
 AUDIT_READERS = frozenset({"officer"})
+
+
+def scan_batch_rows(limit: int) -> int:
+    """Rows per scanned batch for a read of at most ``limit`` rows. A small page gets
+    a batch about twice its size: a suppressing (k-anonymous) read scans on until the
+    page fills, and a 262,144-row batch would be generalized and checked whole to
+    return 100 rows."""
+    return min(SCAN_BATCH_ROWS, max(MIN_SCAN_BATCH_ROWS, 2 * limit + 1))
 
 
 @dataclass
@@ -140,6 +153,7 @@ class Gateway:
         self.scrub_cache = ScrubCache()
         self.grants = GrantWorkflow(engine, config, audit)
         self.lifecycle = Lifecycle(self.grants, self.inflight)
+        self.pseudonyms = PseudonymCache(config.gateway.pseudonym_cache_entries)
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
@@ -563,6 +577,7 @@ class Gateway:
                 keyring=self.keyring,
                 recipient=caller.recipient,
                 key_version=caller.key_version or key_versions.current_version(self.engine),
+                pseudonym_cache=self.pseudonyms,
                 scrub_cache=self.scrub_cache,
             )
             columns = transformer.source_columns
@@ -658,7 +673,10 @@ class Gateway:
         handle = self.inflight.add(caller.name, caller.org, cancellation)
         try:
             batches = self.connectors[dataset.store].scan(
-                table_of(dataset), scan, cancellation=cancellation
+                table_of(dataset),
+                scan,
+                batch_size=scan_batch_rows(plan.limit),
+                cancellation=cancellation,
             )
             # Pull the first batch now, so a missing object or a dead store becomes a
             # clean problem response instead of a truncated stream.

@@ -13,6 +13,7 @@ import pyarrow as pa
 from gateway.keyring import Keyring
 from gateway.transforms import generalization, pseudonyms
 from gateway.transforms.masking import mask_for
+from gateway.transforms.pseudonym_cache import PseudonymCache
 from gateway.transforms.scrubbing import ScrubCache, scrub
 from gateway.views import ColumnView, DatasetView
 
@@ -41,8 +42,9 @@ def default_mask(column: ColumnView) -> str:
 
 
 class BatchTransformer:
-    """Transforms batches of one read for one recipient; pseudonyms are memoized across
-    the read's batches so each distinct value is keyed once."""
+    """Transforms batches of one read for one recipient. Pseudonyms come from
+    ``pseudonym_cache`` (shared across reads) when given, else from tables private to
+    this read; either way each distinct value is keyed at most once per read."""
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class BatchTransformer:
         keyring: Keyring,
         recipient: str,
         key_version: int = KEY_VERSION,
+        pseudonym_cache: PseudonymCache | None = None,
         scrub_cache: ScrubCache | None = None,
     ) -> None:
         self.view = view
@@ -60,7 +63,8 @@ class BatchTransformer:
         self._recipient = recipient
         self._version = key_version
         self.key_version = key_version
-        self._memo: dict[str, pseudonyms.PseudonymMemo] = {}
+        self._cache = pseudonym_cache
+        self._tables: dict[str, pseudonyms.PseudonymTable] = {}
         # Shared by the reads of one process when the owner passes one in.
         self._scrub_cache = scrub_cache
         self.schema = pa.schema([pa.field(c.name, c.output_type) for c in self.output])
@@ -83,10 +87,26 @@ class BatchTransformer:
         domain = column.spec.domain or f"{self.view.name}.{column.name}"
         key = self._keyring.pseudonym_key(self._recipient, domain, self._version)
         tag = self._keyring.recipient_tag(self._recipient, self._version)
-        memo = self._memo.setdefault(domain, pseudonyms.PseudonymMemo())
         return pseudonyms.pseudonymize(
-            values, key=key, prefix=pseudonyms.prefix_for(self._version, tag), memo=memo
+            values,
+            key=key,
+            prefix=pseudonyms.prefix_for(self._version, tag),
+            table=self._table(domain),
         )
+
+    def _table(self, domain: str) -> pseudonyms.PseudonymTable:
+        table = self._tables.get(domain)
+        if table is None:
+            if self._cache is None:
+                table = pseudonyms.PseudonymTable()
+            else:
+                # The scope names the recipient and key version: no other recipient's
+                # (or key version's) pseudonyms can be served from it.
+                table = self._cache.table(
+                    recipient=self._recipient, domain=domain, version=self._version
+                )
+            self._tables[domain] = table
+        return table
 
     def _column(self, column: ColumnView, batch: pa.RecordBatch) -> pa.Array:
         values = batch.column(column.name)

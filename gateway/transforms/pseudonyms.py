@@ -7,7 +7,8 @@ base32 characters (120 bits) of HMAC-SHA256 of the value under the key for
 (recipient, identifier domain, version). The tag lets an officer narrow a leaked
 extract to one recipient at once; the digest proves it against the source values.
 
-HMAC runs once per distinct value of a batch (dictionary encoding), not once per row.
+HMAC runs once per distinct value of a batch, and not at all for a value already in the
+``PseudonymTable`` the caller passes (see ``gateway.transforms.pseudonym_cache``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
 from collections.abc import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 DIGEST_BYTES = 15
+DIGEST_CHARS = DIGEST_BYTES * 8 // 5
+_SHA256_BLOCK = 64
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_B32_ALPHABET = b"abcdefghijklmnopqrstuvwxyz234567"
+# Every pair of base32 characters, indexed by the 10 bits they encode.
+_B32_PAIRS = np.frombuffer(
+    b"".join(bytes([a, b]) for a in _B32_ALPHABET for b in _B32_ALPHABET), np.uint16
+)
+_TEN_BIT_SHIFTS = np.array([30, 20, 10, 0], np.uint64)
+# Looking a batch up in a table builds a hash of the whole table first; keying one value
+# costs about as much as hashing this many table entries. Smaller batches key directly.
+TABLE_ENTRIES_PER_KEYED_VALUE = 32
 
 
 def _b32(data: bytes) -> str:
@@ -32,48 +48,133 @@ def prefix_for(version: int, tag: bytes) -> str:
 
 
 def as_text(values: pa.Array) -> pa.Array:
-    """Identifiers are pseudonymized by their canonical text form (integers as decimals)."""
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+    """Identifiers are pseudonymized by their canonical text form (integers as decimals),
+    always as ``string`` so that it compares with a table's keys."""
+    if pa.types.is_string(values.type):
         return values
     return pc.cast(values, pa.string())
 
 
-def _digests(key: bytes, values: list[bytes]) -> pa.Array:
-    """The 24-character digests of ``values``, built without a per-value string step.
-
-    15 bytes are exactly 24 base32 characters, so the concatenated digests encode in one
-    call and split at every 24th character."""
-    macs = b"".join(hmac.digest(key, v, "sha256")[:DIGEST_BYTES] for v in values)
-    text = base64.b32encode(macs).lower()
-    width = DIGEST_BYTES * 8 // 5
-    offsets = pa.array(range(0, width * len(values) + 1, width), pa.int32())
-    return pa.StringArray.from_buffers(len(values), offsets.buffers()[1], pa.py_buffer(text))
+def _hmac_pads(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """SHA-256 states after absorbing the HMAC inner and outer padded keys (RFC 2104):
+    copying a state per value skips re-hashing the key twice per value."""
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
 
 
-class PseudonymMemo:
-    """Pseudonyms already computed in one read, kept as two aligned Arrow arrays so that
-    a batch is mapped with vectorized lookups; only values never seen are keyed."""
+def _macs(key: bytes, texts: pa.Array) -> np.ndarray:
+    """HMAC-SHA256 of every value of ``texts`` (non-null strings): one row of 32 bytes
+    per value."""
+    inner, outer = _hmac_pads(key)
+    copy_inner, copy_outer = inner.copy, outer.copy
+    digests = []
+    for value in texts.cast(pa.binary()).to_pylist():
+        h = copy_inner()
+        h.update(value)
+        o = copy_outer()
+        o.update(h.digest())
+        digests.append(o.digest())
+    return np.frombuffer(b"".join(digests), np.uint8).reshape(len(texts), 32)
 
-    def __init__(self) -> None:
-        self._keys = pa.array([], pa.string())
-        self._values = pa.array([], pa.string())
+
+def _base32(macs: np.ndarray) -> np.ndarray:
+    """Lowercase base32 of the first 15 bytes of each row: 24 characters per row. Each
+    5-byte group is read as a big-endian 40-bit number and split into four 10-bit
+    indices of a table of character pairs."""
+    count = len(macs)
+    padded = np.zeros((count * 3, 8), np.uint8)
+    padded[:, 3:] = macs[:, :DIGEST_BYTES].reshape(count * 3, 5)
+    forty = padded.view(">u8").astype(np.uint64)
+    pairs = (forty >> _TEN_BIT_SHIFTS) & 1023
+    return _B32_PAIRS.take(pairs).view(np.uint8).reshape(count, DIGEST_CHARS)
+
+
+def _pseudonyms(prefix: str, macs: np.ndarray) -> pa.Array:
+    """``prefix`` + base32 digest for each MAC, as one string array built in place:
+    every pseudonym has the same width."""
+    count = len(macs)
+    head = np.frombuffer(prefix.encode(), np.uint8)
+    width = len(head) + DIGEST_CHARS
+    out = np.empty((count, width), np.uint8)
+    out[:, : len(head)] = head
+    out[:, len(head) :] = _base32(macs)
+    if (count + 1) * width < 2**31:
+        offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
+        return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(out))
+    wide = np.arange(0, (count + 1) * width, width, dtype=np.int64)
+    text = pa.LargeStringArray.from_buffers(count, pa.py_buffer(wide), pa.py_buffer(out))
+    return text.cast(pa.string())
+
+
+def keyed(texts: pa.Array, *, key: bytes, prefix: str) -> pa.Array:
+    """The pseudonym of every value of ``texts`` (non-null strings), computed."""
+    if len(texts) == 0:
+        return pa.array([], pa.string())
+    return _pseudonyms(prefix, _macs(key, texts))
+
+
+class PseudonymTable:
+    """Pseudonyms already computed for one (recipient, domain, key version), kept as two
+    aligned Arrow arrays so that a batch is mapped with two vectorized calls (a hash
+    lookup and a take); only values never seen are keyed. Safe to share between
+    threads: a lookup reads one consistent snapshot, and additions replace it whole.
+
+    ``admit(n)`` (from the owning cache) says whether ``n`` more entries may be kept; a
+    refused batch is still pseudonymized, its new values are just not remembered."""
+
+    def __init__(self, admit: Callable[[PseudonymTable, int], bool] | None = None) -> None:
+        self._snapshot = (pa.array([], pa.string()), pa.array([], pa.string()))
+        self._admit = admit
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._snapshot[0])
 
-    def lookup(self, texts: pa.Array, make: Callable[[pa.Array], pa.Array]) -> pa.Array:
-        """The pseudonym of every value of ``texts`` (distinct, non-null strings)."""
-        positions = pc.index_in(texts, value_set=self._keys)
-        unseen = pc.is_null(positions)
-        missing = pc.filter(texts, unseen)
-        if len(missing):
-            first = len(self._keys)
-            self._keys = pa.concat_arrays([self._keys, missing])
-            self._values = pa.concat_arrays([self._values, make(missing).cast(pa.string())])
-            # The new values sit at the end, in the order they appear in ``texts``.
-            fresh = pa.array(range(first, first + len(missing)), positions.type)
-            positions = pc.replace_with_mask(positions, unseen, fresh)
-        return pc.take(self._values, positions)
+    def lookup(self, texts: pa.Array, *, key: bytes, prefix: str) -> pa.Array:
+        """The pseudonym of every value of ``texts`` (strings; nulls stay null)."""
+        keys, values = self._snapshot
+        positions = pc.index_in(texts, value_set=keys)
+        if positions.null_count == texts.null_count:
+            return pc.take(values, positions)
+        # Values never seen: key each once, and point their rows past the known ones.
+        unseen = pc.and_(pc.is_null(positions), pc.is_valid(texts))
+        encoded = pc.dictionary_encode(pc.filter(texts, unseen))
+        missing = encoded.dictionary
+        fresh = keyed(missing, key=key, prefix=prefix)
+        self._remember(missing, fresh)
+        moved = pc.add(encoded.indices, pa.scalar(len(keys), encoded.indices.type))
+        moved = moved.cast(positions.type)
+        positions = pc.replace_with_mask(positions, unseen, moved)
+        return pc.take(pa.concat_arrays([values, fresh]), positions)
+
+    def _remember(self, missing: pa.Array, fresh: pa.Array) -> None:
+        with self._lock:
+            if self._admit is not None and not self._admit(self, len(missing)):
+                return
+            keys, values = self._snapshot
+            # A concurrent read may have added some of these too: a repeated key is
+            # harmless (lookups take the first) and rare.
+            self._snapshot = (
+                pa.concat_arrays([keys, missing.cast(pa.string())]),
+                pa.concat_arrays([values, fresh]),
+            )
+
+    def clear(self) -> None:
+        with self._lock:
+            self._snapshot = (pa.array([], pa.string()), pa.array([], pa.string()))
+
+
+def _map_distinct(
+    texts: pa.Array, *, key: bytes, prefix: str, table: PseudonymTable | None
+) -> pa.Array:
+    """Pseudonyms of ``texts``: through ``table`` when the batch is big enough for its
+    lookup to pay, else keyed directly (each distinct value once)."""
+    if table is not None and len(texts) * TABLE_ENTRIES_PER_KEYED_VALUE >= len(table):
+        return table.lookup(texts, key=key, prefix=prefix)
+    encoded = pc.dictionary_encode(texts)
+    return pc.take(keyed(encoded.dictionary, key=key, prefix=prefix), encoded.indices)
 
 
 def pseudonymize(
@@ -81,14 +182,14 @@ def pseudonymize(
     *,
     key: bytes,
     prefix: str,
-    memo: PseudonymMemo | None = None,
+    table: PseudonymTable | None = None,
     as_dictionary: bool = False,
 ) -> pa.Array:
     """Replace every non-null value by its pseudonym; nulls stay null.
 
-    The HMAC runs once per distinct value. ``memo`` carries pseudonyms across the
-    batches of one read. With ``as_dictionary`` the result stays dictionary-encoded
-    (one pseudonym per distinct value plus an index per row)."""
+    The HMAC runs at most once per distinct value, and not for values ``table`` holds.
+    With ``as_dictionary`` the result stays dictionary-encoded (one pseudonym per
+    distinct value plus an index per row)."""
     if (
         as_dictionary
         and isinstance(values, pa.ChunkedArray)
@@ -97,33 +198,25 @@ def pseudonymize(
     ):
         # One shared dictionary for all chunks: key it once, keep every chunk's indices.
         unified = values.unify_dictionaries()
-        mapped = pseudonymize(unified.chunk(0).dictionary, key=key, prefix=prefix, memo=memo)
+        mapped = pseudonymize(unified.chunk(0).dictionary, key=key, prefix=prefix, table=table)
         return pa.chunked_array(
             [pa.DictionaryArray.from_arrays(c.indices, mapped) for c in unified.chunks]
         )
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if pa.types.is_dictionary(array.type):
-        encoded = array
-        dictionary = as_text(array.dictionary)
-    else:
-        encoded = pc.dictionary_encode(as_text(array))
-        dictionary = encoded.dictionary
-    if memo is None:
-        fresh = dictionary.cast(pa.binary()).to_pylist()
-        pseudonyms = pc.binary_join_element_wise(prefix, _digests(key, fresh), "")
-    else:
-        pseudonyms = memo.lookup(
-            dictionary,
-            lambda new: pc.binary_join_element_wise(
-                prefix, _digests(key, new.cast(pa.binary()).to_pylist()), ""
-            ),
-        )
+        mapped = _map_distinct(as_text(array.dictionary), key=key, prefix=prefix, table=table)
+        if as_dictionary:
+            return pa.DictionaryArray.from_arrays(array.indices, mapped)
+        return pc.take(mapped, array.indices)
+    texts = as_text(array)
     if as_dictionary:
-        return pa.DictionaryArray.from_arrays(encoded.indices, pseudonyms)
-    return pc.take(pseudonyms, encoded.indices)
+        encoded = pc.dictionary_encode(texts)
+        mapped = _map_distinct(encoded.dictionary, key=key, prefix=prefix, table=table)
+        return pa.DictionaryArray.from_arrays(encoded.indices, mapped)
+    return _map_distinct(texts, key=key, prefix=prefix, table=table)
 
 
 def pseudonym_of(value: str, *, key: bytes, prefix: str) -> str:
-    """The pseudonym of one value (tracing and tests)."""
+    """The pseudonym of one value (tracing and tests): the reference implementation."""
     mac = hmac.new(key, value.encode(), hashlib.sha256).digest()
     return prefix + _b32(mac[:DIGEST_BYTES])

@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from connectors import postgres
 from connectors.base import (
     Aggregate,
     AggregateScan,
@@ -141,6 +142,14 @@ def test_values_keep_their_types(
 def test_batches_stream_at_the_requested_size(connector: PostgresConnector, people: Table) -> None:
     batches = list(connector.scan(people, Scan(columns=("id",)), batch_size=500))
     assert [batch.num_rows for batch in batches] == [500] * 6
+
+
+def test_row_tuples_are_fetched_in_bounded_batches(
+    connector: PostgresConnector, people: Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "MAX_FETCH_ROWS", 1000)
+    batches = list(connector.scan(people, Scan(columns=("id",)), batch_size=100_000))
+    assert [batch.num_rows for batch in batches] == [1000] * 3
 
 
 def _null_safe(test: Callable[[Any], bool]) -> Callable[[Any], bool]:

@@ -574,7 +574,7 @@ class _FailingConnector:
     def scan(self, table: Any, scan: Any, **kwargs: Any) -> Iterator[pa.RecordBatch]:
         from connectors.base import StoreUnavailable
 
-        batches = self.inner.scan(table, scan, batch_size=10, **kwargs)
+        batches = self.inner.scan(table, scan, **{**kwargs, "batch_size": 10})
         try:
             yield next(batches)
             raise StoreUnavailable("connection lost mid-scan")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 import pyarrow as pa
+import pytest
 
 from gateway.keyring import Keyring
 from gateway.transforms.pseudonyms import (
-    PseudonymMemo,
+    PseudonymTable,
     prefix_for,
     pseudonym_of,
     pseudonymize,
@@ -53,14 +54,66 @@ def test_integers_are_keyed_by_their_decimal_text():
     assert as_int == [pseudonym_of("42", key=key, prefix=prefix)]
 
 
-def test_chunked_input_and_memo_reuse():
+def test_chunked_input_and_table_reuse():
     key = KEYRING.pseudonym_key("user:x", "d", 1)
-    memo = PseudonymMemo()
+    table = PseudonymTable()
     chunked = pa.chunked_array([["a", "b"], ["a"]])
-    out = pseudonymize(chunked, key=key, prefix="p1_x_", memo=memo)
+    out = pseudonymize(chunked, key=key, prefix="p1_x_", table=table)
     assert out.to_pylist()[0] == out.to_pylist()[2]
-    assert len(memo) == 2
-    again = pseudonymize(pa.array(["b", "c"]), key=key, prefix="p1_x_", memo=memo)
+    assert len(table) == 2
+    again = pseudonymize(pa.array(["b", "c"]), key=key, prefix="p1_x_", table=table)
     assert again.to_pylist()[0] == out.to_pylist()[1]
     assert again.to_pylist()[1] == pseudonym_of("c", key=key, prefix="p1_x_")
-    assert len(memo) == 3
+    assert len(table) == 3
+
+
+VALUES = ["", "a", "P1", "héllo wörld", "病人-001", "x" * 200, "U0000042", None]
+
+
+@pytest.mark.parametrize("key", [b"\x00" * 32, bytes(range(32)), b"k" * 64, b"long" * 40])
+def test_every_path_matches_the_reference_hmac(key: bytes):
+    """The vectorized keying (precomputed HMAC pads, table-based base32) and the table
+    lookups produce exactly what HMAC-SHA256 + base32 of each value gives."""
+    prefix = "p3_abcdefg_"
+    expected = [None if v is None else pseudonym_of(v, key=key, prefix=prefix) for v in VALUES]
+    direct = pseudonymize(pa.array(VALUES), key=key, prefix=prefix)
+    table = PseudonymTable()
+    cold = pseudonymize(pa.array(VALUES), key=key, prefix=prefix, table=table)
+    warm = pseudonymize(pa.array(VALUES[::-1]), key=key, prefix=prefix, table=table)
+    as_dict = pseudonymize(pa.array(VALUES), key=key, prefix=prefix, as_dictionary=True)
+    assert direct.to_pylist() == expected
+    assert cold.to_pylist() == expected
+    assert warm.to_pylist() == expected[::-1]
+    assert as_dict.to_pylist() == expected
+    assert len(table) == len(VALUES) - 1
+
+
+def test_a_small_batch_against_a_big_table_is_keyed_directly():
+    key = KEYRING.pseudonym_key("user:x", "d", 1)
+    table = PseudonymTable()
+    pseudonymize(pa.array([f"v{i}" for i in range(1000)]), key=key, prefix="p1_x_", table=table)
+    out = pseudonymize(pa.array(["v1", "new"]), key=key, prefix="p1_x_", table=table)
+    assert out.to_pylist() == [pseudonym_of(v, key=key, prefix="p1_x_") for v in ["v1", "new"]]
+    assert len(table) == 1000  # bypassed: "new" was keyed without a table lookup
+
+
+def test_a_refused_table_still_pseudonymizes():
+    key = KEYRING.pseudonym_key("user:x", "d", 1)
+    table = PseudonymTable(admit=lambda _table, _count: False)
+    out = pseudonymize(pa.array(["a", None, "a", "b"]), key=key, prefix="p1_x_", table=table)
+    expected = [pseudonym_of("a", key=key, prefix="p1_x_"), None]
+    assert out.to_pylist() == [*expected, expected[0], pseudonym_of("b", key=key, prefix="p1_x_")]
+    assert len(table) == 0
+
+
+def test_large_strings_and_integers_share_a_table_with_strings():
+    key = KEYRING.pseudonym_key("user:x", "d", 1)
+    table = PseudonymTable()
+    first = pseudonymize(pa.array(["7", "8"]), key=key, prefix="p1_x_", table=table)
+    wide = pseudonymize(
+        pa.array(["8", "9"], pa.large_string()), key=key, prefix="p1_x_", table=table
+    )
+    ints = pseudonymize(pa.array([7, 9], pa.int64()), key=key, prefix="p1_x_", table=table)
+    assert wide.to_pylist()[0] == first.to_pylist()[1]
+    assert ints.to_pylist() == [first.to_pylist()[0], wide.to_pylist()[1]]
+    assert len(table) == 3
