@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +111,9 @@ class LocalConnector:
         self._database = duckdb.connect(":memory:", config=config)
         self._database.execute("SET parquet_metadata_cache = true")
         self._lock = threading.Lock()
+        # Dataset location -> (device and inode it named, resolved path); bounded by the
+        # locations the configuration names.
+        self._resolved: dict[str, tuple[tuple[int, int], Path]] = {}
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # A DuckDB connection is not safe to share between threads, and a streamed result
@@ -120,11 +124,30 @@ class LocalConnector:
             return self._database.cursor()
 
     def _path(self, table: Table) -> Path:
-        path = (self.root / table.location).resolve()
+        """The resolved path of ``table``, refused when it leaves the store root.
+
+        Resolving walks every component of the path with a system call each; the answer
+        is kept per location together with the identity (device, inode) of the file it
+        named, and reused while one ``stat`` through the unresolved path still reaches
+        that same file. A link changed to point elsewhere names another file, so it is
+        resolved and checked again."""
+        unresolved = self.root / table.location
+        try:
+            found = os.stat(unresolved)
+        except OSError:
+            found = None
+        if found is not None:
+            known = self._resolved.get(table.location)
+            if known is not None and known[0] == (found.st_dev, found.st_ino):
+                return known[1]
+        # Escaping is refused before existence is reported: nothing is told about files
+        # outside the root.
+        path = unresolved.resolve()
         if not path.is_relative_to(self.root):
             raise ConnectorError(f"dataset location {table.location!r} leaves the store root")
-        if not path.exists():
+        if found is None or not path.exists():
             raise DatasetNotFound(table.location)
+        self._resolved[table.location] = ((found.st_dev, found.st_ino), path)
         return path
 
     def _reader(self, table: Table, path: Path, params: _Params) -> str:
@@ -254,7 +277,9 @@ def _slice(
     offset = int(scan.offset or 0)
     length = None if scan.limit is None else int(scan.limit)
     projected = cached.select(list(scan.columns)).slice(offset, length)
-    for batch in projected.to_batches(max_chunksize=batch_size):
+    # Sliced one batch at a time: a read that stops after its first page (the usual
+    # case) does not pay for cutting the rest of the table into batches.
+    for start in range(0, projected.num_rows, batch_size):
         if cancellation is not None:
             cancellation.raise_if_cancelled()
-        yield batch
+        yield from projected.slice(start, batch_size).to_batches()

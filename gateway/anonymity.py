@@ -10,6 +10,7 @@ cannot be read cheaply (S3, PostgreSQL) are re-indexed after ``OPAQUE_TTL_S``.
 from __future__ import annotations
 
 import logging
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -49,7 +50,14 @@ def data_version(config: Config, name: str) -> str:
     store = config.stores[dataset.store]
     if isinstance(store, LocalStore):
         path = config.resolve_path(store.root) / dataset.location
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        try:
+            found = path.stat()
+        except OSError:
+            return repr([])
+        if stat.S_ISREG(found.st_mode):
+            # One file (the common case, checked on every read): one system call.
+            return repr([(str(path), found.st_mtime_ns, found.st_size)])
+        files = sorted(p for p in path.rglob("*") if p.is_file())
         stats = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if _exists(p)]
         return repr(stats)
     return f"ttl:{int(time.time() // OPAQUE_TTL_S)}"

@@ -148,6 +148,25 @@ def test_missing_and_escaping_locations(store: LocalConnector):
         store.schema(Table("../../etc/passwd", format="csv"))
 
 
+def test_a_link_repointed_outside_the_root_is_refused_at_once(
+    store: LocalConnector, tmp_path: Path
+):
+    # Resolved paths are reused while the location names the same file; pointing a
+    # link somewhere else makes the next scan resolve and check it again.
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.parquet"
+    pq.write_table(pa.table({"id": [1]}), outside)
+    link = tmp_path / "linked.parquet"
+    link.symlink_to(tmp_path / "t.parquet")
+    assert len(rows(store, Scan(columns=("id",)), Table("linked.parquet"))) == ROWS
+    link.unlink()
+    link.symlink_to(outside)
+    with pytest.raises(ConnectorError, match="leaves the store root"):
+        rows(store, Scan(columns=("id",)), Table("linked.parquet"))
+    link.unlink()
+    with pytest.raises(DatasetNotFound):
+        rows(store, Scan(columns=("id",)), Table("linked.parquet"))
+
+
 def test_a_stream_may_be_read_from_several_threads(store: LocalConnector):
     """A server reads each chunk of a streamed answer on whichever worker thread is free."""
     from concurrent.futures import ThreadPoolExecutor
