@@ -31,6 +31,7 @@ from gateway.audit_log import AuditLog, Prepared, RequestMeta
 from gateway.config import Config
 from gateway.database import create_state_engine, migrate
 from gateway.decisions import Decider
+from gateway.digest import AnswerDigest
 from gateway.encoders import encoder_for, iter_encoded, negotiate
 from gateway.errors import (
     AccessDenied,
@@ -75,19 +76,24 @@ STREAM_SLICE_ROWS = 8192
 # streaming them costs a thread hop per chunk for no memory saved, and a failure is
 # then a clean problem response rather than a cut stream.
 BUFFERED_READ_ROWS = 1000
-# Rows per scanned (and transformed) batch: per-batch work, such as hashing a pseudonym
-# table, is amortized over more rows; a read holds about one transformed batch at once.
-SCAN_BATCH_ROWS = 262_144
+# Cells (rows x columns) per scanned and transformed batch. Per-batch work, such as
+# building the hash table of a recipient's cached pseudonyms, is paid once per batch, so
+# fewer, bigger batches are faster; a read holds about one scanned and one transformed
+# batch at once, so the size is bounded in cells: 1,048,576 rows of 4 columns, fewer
+# rows of a wider table.
+SCAN_BATCH_CELLS = 4_194_304
+MAX_SCAN_BATCH_ROWS = 1_048_576
 MIN_SCAN_BATCH_ROWS = 256
 AUDIT_READERS = frozenset({"officer"})
 
 
-def scan_batch_rows(limit: int) -> int:
-    """Rows per scanned batch for a read of at most ``limit`` rows. A small page gets
-    a batch about twice its size: a suppressing (k-anonymous) read scans on until the
-    page fills, and a 262,144-row batch would be generalized and checked whole to
-    return 100 rows."""
-    return min(SCAN_BATCH_ROWS, max(MIN_SCAN_BATCH_ROWS, 2 * limit + 1))
+def scan_batch_rows(limit: int, columns: int) -> int:
+    """Rows per scanned batch for a read of at most ``limit`` rows of ``columns``
+    columns. A small page gets a batch about twice its size: a suppressing
+    (k-anonymous) read scans on until the page fills, and a batch of a million rows
+    would be generalized and checked whole to return 100 of them."""
+    by_width = min(MAX_SCAN_BATCH_ROWS, SCAN_BATCH_CELLS // max(columns, 1))
+    return max(MIN_SCAN_BATCH_ROWS, min(by_width, 2 * limit + 1))
 
 
 @dataclass
@@ -675,7 +681,7 @@ class Gateway:
             batches = self.connectors[dataset.store].scan(
                 table_of(dataset),
                 scan,
-                batch_size=scan_batch_rows(plan.limit),
+                batch_size=scan_batch_rows(plan.limit, len(scan.columns)),
                 cancellation=cancellation,
             )
             # Pull the first batch now, so a missing object or a dead store becomes a
@@ -781,7 +787,7 @@ class Gateway:
         cancellation: Cancellation,
         handle: int,
     ) -> Iterator[bytes]:
-        digest = hashlib.sha256()
+        digest = AnswerDigest()
         rows = 0
         consumed = 0  # source rows read past the offset; differs from rows when suppressing
         more = False
@@ -861,6 +867,7 @@ class Gateway:
             # Re-raising aborts the response before its closing chunk: the client can tell.
             raise
         finally:
+            digest.close()
             self.inflight.discard(handle)
             # Release the store cursor (a pooled connection for PostgreSQL) right away.
             close = getattr(rest, "close", None)
