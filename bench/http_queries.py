@@ -321,11 +321,18 @@ _STAGES = (
     ("gateway.transforms.profile", "BatchTransformer", "__call__", "transform"),
     ("gateway.transforms.pseudonyms", "", "pseudonymize", "  of which: pseudonymize"),
     ("gateway.transforms.profile", "", "scrub", "  of which: scrub free text"),
-    ("gateway.transforms.generalization", "", "generalize", "  of which: generalize"),
+    (
+        "gateway.transforms.generalization",
+        "",
+        "generalize",
+        "  of which: generalize (here and in the k-anonymity check)",
+    ),
     ("gateway.encoders", "JsonEncoder", "start", "encode (JSON)"),
     ("gateway.encoders", "JsonEncoder", "batch", "encode (JSON)"),
     ("gateway.encoders", "JsonEncoder", "finish", "encode (JSON)"),
     ("gateway.audit_log", "AuditLog", "append", "audit appends"),
+    ("gateway.audit_log", "AuditLog", "append_linked", "audit appends"),
+    ("gateway.transforms.kanonymity", "ClassIndex", "keep", "k-anonymity check"),
 )
 
 
