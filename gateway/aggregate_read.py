@@ -116,8 +116,8 @@ class AggregateReader:
         headers = {"X-Kiteline-Audit-Seq": str(seq), "X-Kiteline-Profile": "aggregate"}
         headers["X-Kiteline-Epsilon-Spent"] = budgets.fmt(epsilon)
         headers.update(budgets.headers(left))
-        # Already built whole: released group rows, never more than the groups asked for.
-        return ReadResult(media_type, iter(body), headers, max_rows=table.num_rows)
+        # Already built whole.
+        return ReadResult(media_type, iter(body), headers, small=True)
 
 
 def _empty(schema: pa.Schema) -> list[pa.RecordBatch]:

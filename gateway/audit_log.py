@@ -142,32 +142,10 @@ class AuditLog:
 
     # -- appending -----------------------------------------------------------------
 
-    def append(
-        self,
-        action: str,
-        *,
-        meta: RequestMeta | None = None,
-        caller: Caller | None = None,
-        actor: str | None = None,
-        dataset: str | None = None,
-        module: str | None = None,
-        decision: str | None = None,
-        reasons: tuple[str, ...] | list[str] = (),
-        **details: Any,
-    ) -> int:
-        """Append one event and return its sequence number, or raise AuditUnavailable."""
-        prepared = self.prepare(
-            action,
-            meta=meta,
-            caller=caller,
-            actor=actor,
-            dataset=dataset,
-            module=module,
-            decision=decision,
-            reasons=reasons,
-            **details,
-        )
-        return self.append_prepared(prepared)
+    def append(self, action: str, **fields: Any) -> int:
+        """Append one event (``fields`` as for ``prepare``) and return its sequence
+        number, or raise AuditUnavailable."""
+        return self.append_prepared(self.prepare(action, **fields))
 
     def append_prepared(self, prepared: Prepared) -> int:
         """Append an event built by ``prepare``; its sequence number."""

@@ -7,6 +7,7 @@ on the request path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -163,7 +164,9 @@ def key_id_of(token: str) -> str | None:
     return match.group(1) if match else None
 
 
+@functools.cache
 def _authentication_sql(paramstyle: str) -> str:
+    # Built once per driver parameter style: the text is fixed.
     mark = "%s" if paramstyle in ("format", "pyformat") else "?"
     versions = ", ".join(
         f"(SELECT value FROM versions WHERE name = '{name}')" for name in VERSION_NAMES

@@ -101,13 +101,8 @@ class ReadResult:
     media_type: str
     chunks: Iterator[bytes]
     headers: dict[str, str]
-    # At most this many rows can be sent (None: not bounded up front, e.g. aggregates).
-    max_rows: int | None = None
-
-    @property
-    def small(self) -> bool:
-        """Whether the answer is small enough to build whole before sending it."""
-        return self.max_rows is not None and self.max_rows <= BUFFERED_READ_ROWS
+    # Small enough to build whole before sending it (at most BUFFERED_READ_ROWS rows).
+    small: bool = False
 
 
 def _validation_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -673,7 +668,8 @@ class Gateway:
         )
         headers = {"X-Kiteline-Profile": obligations.profile}
         headers.update(budgets.headers(left))
-        record = _QueryRecord(self.audit, query, headers, deferred=plan.limit <= BUFFERED_READ_ROWS)
+        small = plan.limit <= BUFFERED_READ_ROWS
+        record = _QueryRecord(self.audit, query, headers, deferred=small)
         self.usage.touch(obligations.grant_id)
         cancellation = Cancellation()
         handle = self.inflight.add(caller.name, caller.org, cancellation)
@@ -709,7 +705,7 @@ class Gateway:
             cancellation,
             handle,
         )
-        return ReadResult(media_type, chunks, headers, max_rows=plan.limit)
+        return ReadResult(media_type, chunks, headers, small=small)
 
     # -- leak tracing ----------------------------------------------------------------
 
