@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.audit_trail import AuditTrail
 from gateway.config import Config, Settings, load_config
 from gateway.errors import install_error_handlers
+from gateway.read_slots import ReadSlots
 from gateway.routes import (
     audit,
     catalog,
@@ -129,6 +130,7 @@ def create_app(
     app.state.gateway = gateway
     app.state.audit_trail = AuditTrail.from_config(config, gateway.audit)
     app.state.settings = settings
+    app.state.read_slots = ReadSlots(config.gateway.read_threads)
     app.state.metrics_registry = registry
     install_error_handlers(app)
     for module in (health, me, catalog, query, decisions, trace, grants, principals, audit):

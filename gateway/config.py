@@ -105,6 +105,14 @@ class GatewaySection(_Strict):
         description="Pseudonyms kept in memory across reads (per recipient, domain and "
         "key version; about 60 bytes each); 0 keeps none.",
     )
+    read_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Reads prepared (and small answers built) at once, each in a worker "
+        "thread; unset: one per CPU, at least 2. The work is mostly Python, so more "
+        "threads than CPUs only add lock hand-offs; raise it for slow remote stores.",
+    )
 
     @field_validator("master_key", "hr_webhook_secret")
     @classmethod

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from gateway.encoders import MEDIA_TYPES
 from gateway.query import QueryRequest
+from gateway.read_slots import ReadSlots
 from gateway.routes.deps import request_meta_of, service_of
 from gateway.service import MAX_QUERY_BYTES, ReadResult
 from gateway.streaming import GovernedStream
@@ -34,9 +34,10 @@ async def query(name: str, request: Request) -> Response:
     # them as dependencies costs more per request than everything they do.
     gateway, meta = service_of(request), request_meta_of(request)
     # The body is read (bounded) first, then authentication, the read's preparation and,
-    # for a small answer, the whole read run in one worker call: one thread hop. The
-    # service still authenticates before it parses the body, so an unauthenticated
-    # caller learns nothing from validation errors.
+    # for a small answer, the whole read run in one worker call: one thread hop, to one
+    # of a few threads (see ReadSlots). The service still authenticates before it
+    # parses the body, so an unauthenticated caller learns nothing from validation
+    # errors.
     body = await _bounded_body(request)
     authorization = request.headers.get("authorization")
     accept = request.headers.get("accept")
@@ -49,7 +50,8 @@ async def query(name: str, request: Request) -> Response:
         # Draining the chunks runs the whole audited read, data.read event included.
         return result, b"".join(result.chunks)
 
-    result, whole = await run_in_threadpool(run)
+    slots: ReadSlots = request.app.state.read_slots
+    result, whole = await slots.run(run)
     if whole is not None:
         return Response(whole, media_type=result.media_type, headers=result.headers)
     return GovernedStream(result.chunks, media_type=result.media_type, headers=result.headers)

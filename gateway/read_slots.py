@@ -1,0 +1,44 @@
+"""How many governed reads are prepared at once, in worker threads.
+
+Preparing a read (authentication, plan, the scan's start, and the whole of a small
+answer) is mostly Python: the threads take turns on one interpreter lock, and every
+call into DuckDB, Arrow or the state database hands that lock to another waiting
+thread. With many reads in flight on Starlette's shared pool (40 threads) those
+hand-offs cost more CPU than the reads themselves; a few threads, about one per CPU,
+keep the parallel parts (native code that releases the lock) and drop the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+T = TypeVar("T")
+
+
+def default_read_threads() -> int:
+    return max(2, os.cpu_count() or 1)
+
+
+class ReadSlots:
+    """A bound on reads running in worker threads at once; later ones queue in order."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or default_read_threads()
+        # An anyio limiter belongs to the event loop that first waits on it; the app may
+        # be served by more than one loop over its life (test clients start their own).
+        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter]
+        self._limiters = weakref.WeakKeyDictionary()
+
+    async def run(self, work: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(self.threads)
+        return await anyio.to_thread.run_sync(work, limiter=limiter)

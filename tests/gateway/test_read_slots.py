@@ -1,0 +1,52 @@
+"""Reads run in a few worker threads at once; the rest wait their turn."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from gateway.read_slots import ReadSlots, default_read_threads
+
+
+def test_no_more_reads_run_at_once_than_there_are_slots():
+    slots = ReadSlots(2)
+    running = 0
+    most = 0
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def work() -> str:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        release.wait(5)
+        with lock:
+            running -= 1
+        return threading.current_thread().name
+
+    async def main() -> list[str]:
+        tasks = [asyncio.create_task(slots.run(work)) for _ in range(6)]
+        await asyncio.sleep(0.2)
+        with lock:
+            started = running
+        release.set()
+        names = await asyncio.gather(*tasks)
+        assert started == 2
+        return names
+
+    names = asyncio.run(main())
+    assert most == 2
+    assert len(names) == 6
+    assert threading.current_thread().name not in names  # never on the event loop
+
+
+def test_slots_serve_one_event_loop_after_another():
+    # A test client, like a restarted server, brings its own event loop.
+    slots = ReadSlots(1)
+    assert asyncio.run(slots.run(lambda: 1)) == 1
+    assert asyncio.run(slots.run(lambda: 2)) == 2
+
+
+def test_the_default_is_one_slot_per_cpu_and_at_least_two():
+    assert ReadSlots().threads == default_read_threads() >= 2
