@@ -24,6 +24,8 @@ from gateway.transforms import generalization
 COUNT = "__count"
 # Batches up to this many rows are decided with Python dicts instead of Arrow kernels.
 SMALL_BATCH_ROWS = 256
+# Source values whose code term one index remembers, per quasi-identifier column.
+MAX_REMEMBERED_VALUES = 100_000
 _MAX_CODE = 2**62
 
 
@@ -71,7 +73,11 @@ class ClassIndex:
         self.spec = spec
         self._dictionaries = dictionaries
         self._allowed = allowed
-        self._lookups: tuple[list[dict[Any, int]], set[int]] | None = None
+        self._allowed_set: set[int] | None = None
+        self._position_maps: list[dict[Any, int]] | None = None
+        # Per quasi-identifier: source value -> its term of the row's code, so a page's
+        # rows are coded without generalizing them again (see _keep_small).
+        self._terms: list[dict[Any, int]] = [{} for _ in dictionaries]
         # Python's float equality (NaN, -0.0) is not Arrow's: floats stay on Arrow.
         self._exact_in_python = not any(pa.types.is_floating(d.type) for d in dictionaries)
         self._strides: list[int] = []
@@ -130,35 +136,65 @@ class ClassIndex:
         """True for the rows whose combination may be released."""
         if batch.num_rows == 0:
             return pa.array([], pa.bool_())
-        columns = generalized(batch, self.spec)
         if batch.num_rows <= SMALL_BATCH_ROWS and self._exact_in_python:
-            return self._keep_small(columns)
-        codes = self._codes(columns)
+            sources = [batch.column(name) for name in self.spec.names]
+            if not any(pa.types.is_floating(c.type) for c in sources):
+                return self._keep_small(sources)
+        codes = self._codes(generalized(batch, self.spec))
         return pc.fill_null(pc.is_in(codes, value_set=self._allowed), False)
 
-    def _keep_small(self, columns: list[pa.Array]) -> pa.BooleanArray:
-        """``keep`` for a few rows: the same codes from Python dicts, since each of the
-        dozen Arrow calls of the vectorized path costs more than a small batch's work."""
-        lookups = self._lookups
-        if lookups is None:
-            # Built on first use; a race only builds equal tables twice.
-            lookups = self._lookups = (
-                [{value: i for i, value in enumerate(d.to_pylist())} for d in self._dictionaries],
-                set(self._allowed.to_pylist()),
-            )
-        positions, allowed = lookups
-        codes = [0] * len(columns[0])
-        for values, position, dictionary, stride in zip(
-            columns, positions, self._dictionaries, self._strides, strict=True
-        ):
-            unseen = len(dictionary)
-            for row, value in enumerate(values.to_pylist()):
-                codes[row] += position.get(value, unseen) * stride
-        return pa.array([code in allowed for code in codes], pa.bool_())
+    def _keep_small(self, sources: list[pa.Array]) -> pa.BooleanArray:
+        """``keep`` for a few rows, from Python dicts: each of the dozen Arrow calls of
+        the vectorized path costs more than a page's work. Each distinct source value is
+        generalized (by the same function as the vectorized path) once per index, and
+        its term of the code remembered, up to MAX_REMEMBERED_VALUES per column."""
+        allowed = self._allowed_set
+        if allowed is None:
+            # Built on first use; a race only builds equal sets twice.
+            allowed = self._allowed_set = set(self._allowed.to_pylist())
+        per_column = []
+        for i, source in enumerate(sources):
+            terms = self._terms[i]
+            values = _hashable(source).to_pylist()
+            unknown = set(values).difference(terms)
+            if unknown:
+                found = self._new_terms(i, source, {v: values.index(v) for v in unknown})
+                if len(terms) + len(found) > MAX_REMEMBERED_VALUES:
+                    per_column.append([found[v] if v in found else terms[v] for v in values])
+                    continue
+                terms.update(found)  # one dict update: atomic for concurrent readers
+            per_column.append(map(terms.__getitem__, values))
+        codes = map(sum, zip(*per_column, strict=True))
+        return pa.array(list(map(allowed.__contains__, codes)), pa.bool_())
+
+    def _new_terms(self, i: int, source: pa.Array, rows: dict[Any, int]) -> dict[Any, int]:
+        """The code terms of values first seen at ``rows`` (value -> a row holding it)."""
+        _, rule = self.spec.columns[i]
+        picked = source.take(pa.array(list(rows.values()), pa.int64()))
+        labels = generalization.generalize(picked, rule).to_pylist()
+        positions = self._positions(i)
+        unseen, stride = len(self._dictionaries[i]), self._strides[i]
+        return {v: positions.get(g, unseen) * stride for v, g in zip(rows, labels, strict=True)}
+
+    def _positions(self, i: int) -> dict[Any, int]:
+        if self._position_maps is None:
+            self._position_maps = [
+                {value: p for p, value in enumerate(d.to_pylist())} for d in self._dictionaries
+            ]
+        return self._position_maps[i]
 
     @property
     def releasable_classes(self) -> int:
         return len(self._allowed)
+
+
+def _hashable(values: pa.Array) -> pa.Array:
+    """``values`` in a form that turns into Python objects cheaply and compares the same:
+    dates and times as their integer counts (building ``date`` objects costs ~40x more)."""
+    t = values.type
+    if pa.types.is_temporal(t) and t.bit_width in (32, 64):
+        return values.view(pa.int32() if t.bit_width == 32 else pa.int64())
+    return values
 
 
 def take_kept(

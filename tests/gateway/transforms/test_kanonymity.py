@@ -9,6 +9,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from gateway.transforms import kanonymity
 from gateway.transforms.kanonymity import (
     SMALL_BATCH_ROWS,
     ClassIndex,
@@ -164,4 +165,18 @@ def test_small_batches_are_decided_exactly_as_large_ones(l_column: str | None):
     whole = index.keep(batch).to_pylist()
     pieces = [index.keep(batch.slice(i, 50)).to_pylist() for i in range(0, batch.num_rows, 50)]
     assert [kept for piece in pieces for kept in piece] == whole
+    assert 0 < sum(whole) < len(whole)
+
+
+def test_a_page_is_decided_the_same_once_the_remembered_values_are_full(monkeypatch):
+    # Pages remember each source value's code term; past the bound they still compute
+    # it, and decide exactly as the vectorized path does.
+    data = people(3000)
+    index = ClassIndex.build(SPEC, data.to_batches(max_chunksize=1000))
+    batch = data.combine_chunks().to_batches()[0]
+    whole = index.keep(batch).to_pylist()
+    monkeypatch.setattr(kanonymity, "MAX_REMEMBERED_VALUES", 40)
+    pages = [index.keep(batch.slice(i, 100)).to_pylist() for i in range(0, batch.num_rows, 100)]
+    assert [kept for page in pages for kept in page] == whole
+    assert all(len(terms) <= 40 for terms in index._terms)
     assert 0 < sum(whole) < len(whole)
