@@ -366,9 +366,12 @@ class AuditLog:
         """The connection appends go through, kept open (called with the writer lock)."""
         if self._writer is None:
             raw = self._engine.raw_connection()
-            if not self._postgres:
-                # Bound the wait for another process's write lock by the append bound.
-                raw.cursor().execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
+            busy_timeout_ms = int(self._timeout_s * 1000)
+            if not self._postgres and raw.info.get("busy_timeout_ms") != busy_timeout_ms:
+                # Bound the wait for another process's write lock by the append bound;
+                # set once per pooled connection (``info`` lives as long as it does).
+                raw.cursor().execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+                raw.info["busy_timeout_ms"] = busy_timeout_ms
             self._writer = raw
         return self._writer
 

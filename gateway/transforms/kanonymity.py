@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import pyarrow as pa
@@ -152,7 +153,7 @@ class ClassIndex:
         if allowed is None:
             # Built on first use; a race only builds equal sets twice.
             allowed = self._allowed_set = set(self._allowed.to_pylist())
-        per_column = []
+        per_column: list[Iterable[int]] = []
         for i, source in enumerate(sources):
             terms = self._terms[i]
             values = _hashable(source).to_pylist()
@@ -201,10 +202,17 @@ def take_kept(
     batch: pa.RecordBatch, keep: pa.BooleanArray, wanted: int
 ) -> tuple[pa.RecordBatch, int, bool]:
     """The first ``wanted`` kept rows of ``batch``: (rows, source rows consumed, cut short)."""
-    kept = pc.sum(keep).as_py() or 0
-    if kept <= wanted:
-        return batch.filter(keep), batch.num_rows, False
-    running = pc.cumulative_sum(pc.cast(keep, pa.int64()))
-    # The source position of the wanted-th kept row, plus one.
-    cut = pc.index(running, pa.scalar(wanted, pa.int64())).as_py() + 1
+    if len(keep) <= SMALL_BATCH_ROWS:
+        # A page's mask is counted in Python: three Arrow calls cost more than that.
+        flags = keep.to_pylist()
+        if flags.count(True) <= wanted:
+            return batch.filter(keep), batch.num_rows, False
+        running: Iterable[int] = accumulate(map(bool, flags))
+        # The source position of the wanted-th kept row, plus one.
+        cut = next((i + 1 for i, total in enumerate(running) if total == wanted), 0)
+    else:
+        if (pc.sum(keep).as_py() or 0) <= wanted:
+            return batch.filter(keep), batch.num_rows, False
+        totals = pc.cumulative_sum(pc.cast(keep, pa.int64()))
+        cut = pc.index(totals, pa.scalar(wanted, pa.int64())).as_py() + 1
     return batch.slice(0, cut).filter(keep.slice(0, cut)), cut, True

@@ -130,6 +130,18 @@ def test_take_kept_stops_at_the_wanted_row(wanted: int):
         assert not cut and consumed == 8
 
 
+@pytest.mark.parametrize("wanted", [0, 1, 7, 150, 400])
+def test_take_kept_counts_a_page_in_python_as_arrow_does(wanted: int, monkeypatch):
+    rng = random.Random(wanted)
+    batch = pa.record_batch({"x": list(range(300))})
+    keep = pa.array([rng.random() < 0.6 for _ in range(300)])
+    paged = take_kept(batch, keep, wanted)
+    monkeypatch.setattr(kanonymity, "SMALL_BATCH_ROWS", 0)  # the vectorized path
+    bulk = take_kept(batch, keep, wanted)
+    assert paged[0].equals(bulk[0]) and paged[1:] == bulk[1:]
+    assert paged[0].num_rows == min(wanted, sum(keep.to_pylist()))
+
+
 def test_pycanon_agrees_when_installed():
     # pycanon pins typing_extensions==4.15.0, which the web stack cannot use, so it is
     # not a declared dependency; where it is installed (pip install --no-deps pycanon)
