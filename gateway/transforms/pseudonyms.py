@@ -145,13 +145,13 @@ class PseudonymTable:
         """The pseudonym of every value of ``texts`` (strings; nulls stay null)."""
         snapshot = self._snapshot
         known = self._positions
-        if known is not None and known.snapshot is snapshot and known.matches(texts):
+        if remember_positions and known is not None and known.holds_for(snapshot, texts):
             return pc.take(snapshot[1], known.positions)
         keys, values = snapshot
         positions = pc.index_in(texts, value_set=keys)
         if positions.null_count == texts.null_count:
             if remember_positions:
-                self._positions = _Positions(snapshot, texts, positions)
+                self._keep_positions(snapshot, texts, positions)
             return pc.take(values, positions)
         # Values never seen: key each once, and point their rows past the known ones.
         unseen = pc.and_(pc.is_null(positions), pc.is_valid(texts))
@@ -164,7 +164,7 @@ class PseudonymTable:
         positions = pc.replace_with_mask(positions, unseen, moved)
         if remember_positions and grown is not None:
             # The table grew by exactly these values: the positions hold in it as well.
-            self._positions = _Positions(grown, texts, positions)
+            self._keep_positions(grown, texts, positions)
         return pc.take(pa.concat_arrays([values, fresh]), positions)
 
     def _remember(
@@ -182,7 +182,16 @@ class PseudonymTable:
                 pa.concat_arrays([keys, missing.cast(pa.string())]),
                 pa.concat_arrays([values, fresh]),
             )
+            # Positions kept for the old snapshot would keep it in memory, unused.
+            self._positions = None
             return self._snapshot if before is seen else None
+
+    def _keep_positions(
+        self, snapshot: tuple[pa.Array, pa.Array], texts: pa.Array, positions: pa.Array
+    ) -> None:
+        with self._lock:
+            if self._snapshot is snapshot:
+                self._positions = _Positions(snapshot, texts, positions)
 
     def clear(self) -> None:
         with self._lock:
@@ -203,8 +212,10 @@ class _Positions:
         self.texts = texts
         self.positions = positions
 
-    def matches(self, texts: pa.Array) -> bool:
+    def holds_for(self, snapshot: tuple[pa.Array, pa.Array], texts: pa.Array) -> bool:
         mine = self.texts
+        if snapshot is not self.snapshot:
+            return False
         if texts is mine:
             return True
         return (
