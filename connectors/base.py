@@ -71,13 +71,18 @@ class Aggregate:
 
 @dataclass(frozen=True, slots=True)
 class Scan:
-    """What to read: a projection, a conjunction of filters, an order and a window."""
+    """What to read: a projection, a conjunction of filters, an order and a window.
+
+    ``dictionary`` names columns the caller maps value by value and so would rather
+    get dictionary-encoded (each distinct value mapped once). It is a hint: a store
+    may return any of them plain, and a batch's values are the same either way."""
 
     columns: tuple[str, ...]
     filters: tuple[Filter, ...] = ()
     order_by: tuple[OrderBy, ...] = ()
     limit: int | None = None
     offset: int = 0
+    dictionary: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,9 @@ Decoding a small Parquet or CSV file costs more than querying it, and the same f
 files are read by every request. A cached table is keyed by the file's path, size and
 modification time (nanoseconds), checked on every use, so a rewritten file is read
 again on the next request; a file that changes while it is being read is not cached.
+
+Values derived from a cached table (a column dictionary-encoded for bulk reads) are kept
+with that table, counted in its size, and dropped with it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -23,6 +28,14 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_TOTAL_BYTES = 256 * 1024 * 1024
 
 _Stamp = tuple[int, int]  # (st_mtime_ns, st_size)
+
+
+@dataclass
+class _Entry:
+    stamp: _Stamp
+    table: pa.Table
+    nbytes: int
+    derived: dict[Hashable, Any] = field(default_factory=dict)
 
 
 def _stamp(path: Path) -> _Stamp | None:
@@ -42,7 +55,7 @@ class ArrowFileCache:
     ) -> None:
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
-        self._entries: OrderedDict[Hashable, tuple[_Stamp, pa.Table]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._total = 0
         self._lock = threading.Lock()
 
@@ -59,9 +72,9 @@ class ArrowFileCache:
         key = (str(path), variant)
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry[0] == before:
+            if entry is not None and entry.stamp == before:
                 self._entries.move_to_end(key)
-                return entry[1]
+                return entry.table
         table = load()
         if _stamp(path) != before:
             # Rewritten while we read it: use this result once, never keep it.
@@ -70,19 +83,53 @@ class ArrowFileCache:
         self._put(key, before, table)
         return table
 
+    def derive(
+        self,
+        path: Path,
+        variant: Hashable,
+        table: pa.Table,
+        name: Hashable,
+        build: Callable[[pa.Table], Any],
+    ) -> Any:
+        """``build(table)``, kept beside ``table`` under ``name`` while ``table`` is the
+        cached table of ``path`` (as returned by ``get``). The value must have
+        ``nbytes``. Once the file changed or its table was evicted, the value is built
+        for this caller and not kept: it is never paired with another version."""
+        key = (str(path), variant)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.table is table and name in entry.derived:
+                return entry.derived[name]
+        value = build(table)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.table is not table:
+                return value
+            if name in entry.derived:  # built meanwhile by another read: keep one
+                return entry.derived[name]
+            entry.derived[name] = value
+            entry.nbytes += value.nbytes
+            self._total += value.nbytes
+            self._entries.move_to_end(key)
+            self._evict()
+        return value
+
     def _put(self, key: Hashable, stamp: _Stamp, table: pa.Table) -> None:
         size = table.nbytes
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self._total -= old[1].nbytes
+                self._total -= old.nbytes
             if size > self.max_total_bytes:
                 return
-            self._entries[key] = (stamp, table)
+            self._entries[key] = _Entry(stamp, table, size)
             self._total += size
-            while self._total > self.max_total_bytes:
-                _, (_, evicted) = self._entries.popitem(last=False)
-                self._total -= evicted.nbytes
+            self._evict()
+
+    def _evict(self) -> None:
+        while self._total > self.max_total_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._total -= evicted.nbytes
 
     def clear(self) -> None:
         with self._lock:

@@ -11,12 +11,13 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.base import (
     AggregateScan,
@@ -32,6 +33,11 @@ from connectors.file_cache import ArrowFileCache
 log = logging.getLogger(__name__)
 
 _CACHED_VIEW = "kiteline_cached_file"
+# A cached column is dictionary-encoded for a scan (once per file version, kept with the
+# cached table) only when its batches are at least this long, and a batch gets it only
+# when it has at least twice as many rows as the column has distinct values: below that,
+# mapping the whole dictionary costs more than mapping the batch's own values.
+DICTIONARY_MIN_ROWS = 65_536
 _COMPARISONS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
@@ -163,10 +169,14 @@ class LocalConnector:
             return f"read_parquet({target}, hive_partitioning = {'true' if hive else 'false'})"
         raise ConnectorError(f"the local store cannot read format {table.format!r}")
 
+    @staticmethod
+    def _variant(table: Table) -> tuple[str, bool]:
+        return (table.format, bool(table.options.get("hive_partitioning", False)))
+
     def _cached(self, table: Table, path: Path) -> pa.Table | None:
         if path.is_dir() or table.format not in ("parquet", "csv"):
             return None
-        variant = (table.format, bool(table.options.get("hive_partitioning", False)))
+        variant = self._variant(table)
 
         def load() -> pa.Table:
             params = _Params()
@@ -214,7 +224,8 @@ class LocalConnector:
             path = self._path(table)
             cached = self._cached(table, path)
             if cached is not None:
-                yield from _slice(cached, table, scan, batch_size, cancellation)
+                encoded = self._encoded(table, path, cached, scan, batch_size)
+                yield from _slice(cached, table, scan, batch_size, cancellation, encoded)
                 return
         params = _Params()
         columns = ", ".join(quote_identifier(c) for c in scan.columns)
@@ -240,6 +251,27 @@ class LocalConnector:
         finally:
             cursor.close()
 
+    def _encoded(
+        self, table: Table, path: Path, cached: pa.Table, scan: Scan, batch_size: int
+    ) -> dict[str, pa.DictionaryArray]:
+        """The columns of ``scan.dictionary`` worth encoding, whole and dictionary-encoded
+        (built on the first bulk scan of the file version, then kept with it)."""
+        window = cached.num_rows - min(int(scan.offset or 0), cached.num_rows)
+        if scan.limit is not None:
+            window = min(window, int(scan.limit))
+        if min(window, batch_size) < DICTIONARY_MIN_ROWS:
+            return {}
+        encoded = {}
+        for name in scan.dictionary:
+            if name not in scan.columns or name not in cached.column_names:
+                continue
+            if not _encodable(cached.schema.field(name).type):
+                continue
+            encoded[name] = self.file_cache.derive(
+                path, self._variant(table), cached, ("dictionary", name), _dictionary_of(name)
+            )
+        return encoded
+
     def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
         params = _Params()
         groups = [quote_identifier(c) for c in scan.group_by]
@@ -262,15 +294,35 @@ class LocalConnector:
         self._database.close()
 
 
+def _encodable(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_integer(kind)
+    )
+
+
+def _dictionary_of(name: str) -> Callable[[pa.Table], pa.DictionaryArray]:
+    def build(cached: pa.Table) -> pa.DictionaryArray:
+        encoded: pa.DictionaryArray = pc.dictionary_encode(cached.column(name).combine_chunks())
+        return encoded
+
+    return build
+
+
 def _slice(
     cached: pa.Table,
     table: Table,
     scan: Scan,
     batch_size: int,
     cancellation: Cancellation | None,
+    encoded: dict[str, pa.DictionaryArray] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """A scan without filters or order over a cached table: projection and a slice in
-    file order, as DuckDB would return them, without planning a query."""
+    file order, as DuckDB would return them, without planning a query. Columns of
+    ``encoded`` replace their plain values in batches long enough to gain by them."""
     missing = [c for c in scan.columns if c not in cached.column_names]
     if missing:
         raise ConnectorError(f"query on {table.location!r} failed: no column {missing[0]!r}")
@@ -282,4 +334,18 @@ def _slice(
     for start in range(0, projected.num_rows, batch_size):
         if cancellation is not None:
             cancellation.raise_if_cancelled()
-        yield from projected.slice(start, batch_size).to_batches()
+        piece = projected.slice(start, batch_size)
+        swap = {
+            name: column.slice(offset + start, piece.num_rows)
+            for name, column in (encoded or {}).items()
+            if 2 * len(column.dictionary) <= piece.num_rows
+        }
+        if not swap:
+            yield from piece.to_batches()
+            continue
+        piece = piece.combine_chunks()
+        arrays = [
+            swap[name] if name in swap else piece.column(name).chunk(0)
+            for name in piece.column_names
+        ]
+        yield pa.RecordBatch.from_arrays(arrays, names=piece.column_names)

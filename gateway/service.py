@@ -594,6 +594,7 @@ class Gateway:
             scan = dataclasses.replace(
                 plan.scan,
                 columns=tuple(columns),
+                dictionary=transformer.dictionary_columns(spec.source_columns if spec else ()),
                 # Suppressed rows do not count: read on from the offset until the page fills.
                 limit=None if suppress is not None else reserved + 1,
             )

@@ -83,6 +83,18 @@ class BatchTransformer:
             needed += [n for n in self.name_columns if n not in needed]
         return needed
 
+    def dictionary_columns(self, also_read: Sequence[str] = ()) -> tuple[str, ...]:
+        """Columns this read only pseudonymizes, which the store may hand over
+        dictionary-encoded (each distinct value is then mapped once); ``also_read`` are
+        columns the read uses besides, as they are, and so are left out."""
+        other = set(also_read)
+        if any(c.treatment == "scrub" for c in self.output):
+            other.update(self.name_columns)
+        other.update(c.name for c in self.output if c.treatment != "pseudonym")
+        return tuple(
+            c.name for c in self.output if c.treatment == "pseudonym" and c.name not in other
+        )
+
     def _pseudonymize(self, column: ColumnView, values: pa.Array) -> pa.Array:
         domain = column.spec.domain or f"{self.view.name}.{column.name}"
         key = self._keyring.pseudonym_key(self._recipient, domain, self._version)

@@ -122,57 +122,127 @@ class PseudonymTable:
     threads: a lookup reads one consistent snapshot, and additions replace it whole.
 
     ``admit(n)`` (from the owning cache) says whether ``n`` more entries may be kept; a
-    refused batch is still pseudonymized, its new values are just not remembered."""
+    refused batch is still pseudonymized, its new values are just not remembered.
+
+    A lookup with ``remember_positions`` (a column's dictionary, which bulk reads of one
+    file version share) keeps where its values sit in the table: the next lookup of the
+    same array, while the table has not changed, skips the hash lookup. One such array
+    is kept, and only when every value of it is in the table, so it holds no more
+    values than the table does."""
 
     def __init__(self, admit: Callable[[PseudonymTable, int], bool] | None = None) -> None:
         self._snapshot = (pa.array([], pa.string()), pa.array([], pa.string()))
+        self._positions: _Positions | None = None
         self._admit = admit
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._snapshot[0])
 
-    def lookup(self, texts: pa.Array, *, key: bytes, prefix: str) -> pa.Array:
+    def lookup(
+        self, texts: pa.Array, *, key: bytes, prefix: str, remember_positions: bool = False
+    ) -> pa.Array:
         """The pseudonym of every value of ``texts`` (strings; nulls stay null)."""
-        keys, values = self._snapshot
+        snapshot = self._snapshot
+        known = self._positions
+        if remember_positions and known is not None and known.holds_for(snapshot, texts):
+            return pc.take(snapshot[1], known.positions)
+        keys, values = snapshot
         positions = pc.index_in(texts, value_set=keys)
         if positions.null_count == texts.null_count:
+            if remember_positions:
+                self._keep_positions(snapshot, texts, positions)
             return pc.take(values, positions)
         # Values never seen: key each once, and point their rows past the known ones.
         unseen = pc.and_(pc.is_null(positions), pc.is_valid(texts))
         encoded = pc.dictionary_encode(pc.filter(texts, unseen))
         missing = encoded.dictionary
         fresh = keyed(missing, key=key, prefix=prefix)
-        self._remember(missing, fresh)
+        grown = self._remember(snapshot, missing, fresh)
         moved = pc.add(encoded.indices, pa.scalar(len(keys), encoded.indices.type))
         moved = moved.cast(positions.type)
         positions = pc.replace_with_mask(positions, unseen, moved)
+        if remember_positions and grown is not None:
+            # The table grew by exactly these values: the positions hold in it as well.
+            self._keep_positions(grown, texts, positions)
         return pc.take(pa.concat_arrays([values, fresh]), positions)
 
-    def _remember(self, missing: pa.Array, fresh: pa.Array) -> None:
+    def _remember(
+        self, seen: tuple[pa.Array, pa.Array], missing: pa.Array, fresh: pa.Array
+    ) -> tuple[pa.Array, pa.Array] | None:
+        """Add the entries; the new snapshot when it is ``seen`` plus exactly them."""
         with self._lock:
             if self._admit is not None and not self._admit(self, len(missing)):
-                return
-            keys, values = self._snapshot
+                return None
+            before = self._snapshot
+            keys, values = before
             # A concurrent read may have added some of these too: a repeated key is
             # harmless (lookups take the first) and rare.
             self._snapshot = (
                 pa.concat_arrays([keys, missing.cast(pa.string())]),
                 pa.concat_arrays([values, fresh]),
             )
+            # Positions kept for the old snapshot would keep it in memory, unused.
+            self._positions = None
+            return self._snapshot if before is seen else None
+
+    def _keep_positions(
+        self, snapshot: tuple[pa.Array, pa.Array], texts: pa.Array, positions: pa.Array
+    ) -> None:
+        with self._lock:
+            if self._snapshot is snapshot:
+                self._positions = _Positions(snapshot, texts, positions)
 
     def clear(self) -> None:
         with self._lock:
             self._snapshot = (pa.array([], pa.string()), pa.array([], pa.string()))
+            self._positions = None
+
+
+class _Positions:
+    """Where the values of one array sit in one snapshot of a table. The array is held,
+    so its memory cannot be freed and reused while this is kept: an array over the very
+    same buffers (Arrow buffers are never written after they are built) has the very
+    same values."""
+
+    def __init__(
+        self, snapshot: tuple[pa.Array, pa.Array], texts: pa.Array, positions: pa.Array
+    ) -> None:
+        self.snapshot = snapshot
+        self.texts = texts
+        self.positions = positions
+
+    def holds_for(self, snapshot: tuple[pa.Array, pa.Array], texts: pa.Array) -> bool:
+        mine = self.texts
+        if snapshot is not self.snapshot:
+            return False
+        if texts is mine:
+            return True
+        return (
+            len(texts) == len(mine)
+            and texts.offset == mine.offset
+            and texts.type == mine.type
+            and _addresses(texts) == _addresses(mine)
+        )
+
+
+def _addresses(array: pa.Array) -> list[int | None]:
+    return [None if b is None else b.address for b in array.buffers()]
 
 
 def _map_distinct(
-    texts: pa.Array, *, key: bytes, prefix: str, table: PseudonymTable | None
+    texts: pa.Array,
+    *,
+    key: bytes,
+    prefix: str,
+    table: PseudonymTable | None,
+    shared: bool = False,
 ) -> pa.Array:
     """Pseudonyms of ``texts``: through ``table`` when the batch is big enough for its
-    lookup to pay, else keyed directly (each distinct value once)."""
+    lookup to pay, else keyed directly (each distinct value once). ``shared`` says
+    ``texts`` is a dictionary other reads may bring again."""
     if table is not None and len(texts) * TABLE_ENTRIES_PER_KEYED_VALUE >= len(table):
-        return table.lookup(texts, key=key, prefix=prefix)
+        return table.lookup(texts, key=key, prefix=prefix, remember_positions=shared)
     encoded = pc.dictionary_encode(texts)
     return pc.take(keyed(encoded.dictionary, key=key, prefix=prefix), encoded.indices)
 
@@ -203,8 +273,13 @@ def pseudonymize(
             [pa.DictionaryArray.from_arrays(c.indices, mapped) for c in unified.chunks]
         )
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if pa.types.is_dictionary(array.type) and len(array.dictionary) > len(array):
+        # A few rows of a large dictionary (a filtered slice): map the rows' own values.
+        array = array.dictionary.take(array.indices)
     if pa.types.is_dictionary(array.type):
-        mapped = _map_distinct(as_text(array.dictionary), key=key, prefix=prefix, table=table)
+        mapped = _map_distinct(
+            as_text(array.dictionary), key=key, prefix=prefix, table=table, shared=True
+        )
         if as_dictionary:
             return pa.DictionaryArray.from_arrays(array.indices, mapped)
         return pc.take(mapped, array.indices)

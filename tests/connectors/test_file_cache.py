@@ -1,4 +1,4 @@
-"""The small-file Arrow cache behind the local store."""
+"""The small-file Arrow cache behind the local store, and what is derived from it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from connectors import local
 from connectors.base import ConnectorError, Scan, Table
 from connectors.file_cache import ArrowFileCache
 from connectors.local import LocalConnector
@@ -107,3 +109,102 @@ def test_cached_scan_of_unknown_column_fails_cleanly(tmp_path: Path):
 
 def _ids_of(store: LocalConnector, columns: tuple[str, ...]) -> list[object]:
     return [b for b in store.scan(Table("t.parquet"), Scan(columns=columns))]
+
+
+def test_a_derived_value_lives_and_dies_with_its_table(tmp_path: Path):
+    path = tmp_path / "t.parquet"
+    _write(path, list(range(100)))
+    cache = ArrowFileCache()
+    table = cache.get(path, "parquet", lambda: pq.read_table(path))
+    assert table is not None
+    builds: list[int] = []
+
+    def build(t: pa.Table) -> pa.Array:
+        builds.append(1)
+        return pc.dictionary_encode(t.column("id").combine_chunks())
+
+    first = cache.derive(path, "parquet", table, "id", build)
+    assert cache.derive(path, "parquet", table, "id", build) is first
+    assert len(builds) == 1
+    # Another table than the cached one (an older version of the file): built, not kept.
+    other = pa.table({"id": pa.array([5], pa.int64())})
+    assert cache.derive(path, "parquet", other, "id", build).to_pylist() == [5]
+    assert cache.derive(path, "parquet", other, "id", build).to_pylist() == [5]
+    assert len(builds) == 3
+    # The file changes: its new table starts with nothing derived.
+    _write(path, [1, 2])
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    fresh = cache.get(path, "parquet", lambda: pq.read_table(path))
+    assert fresh is not None and fresh is not table
+    assert cache.derive(path, "parquet", fresh, "id", build).to_pylist() == [1, 2]
+    assert len(builds) == 4
+
+
+def test_derived_values_count_toward_the_bound(tmp_path: Path):
+    table = pa.table({"id": pa.array(range(1000), pa.int64())})
+    cache = ArrowFileCache(max_total_bytes=table.nbytes + 10)
+    path = tmp_path / "a.parquet"
+    pq.write_table(table, path)
+    assert cache.get(path, "parquet", lambda: table) is table
+    # Keeping a copy as large as the table would pass the bound: the entry goes.
+    assert cache.derive(path, "parquet", table, "copy", lambda t: t.column("id")) is not None
+    assert len(cache) == 0
+
+
+def _events(path: Path, rows: int, distinct: int) -> pa.Table:
+    ids = [None if i % 13 == 0 else f"U{i % distinct:04d}" for i in range(rows)]
+    table = pa.table({"id": pa.array(ids), "n": pa.array(range(rows), pa.int64())})
+    pq.write_table(table, path)
+    return table
+
+
+def test_a_bulk_scan_may_return_a_hinted_column_dictionary_encoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(local, "DICTIONARY_MIN_ROWS", 100)
+    source = _events(tmp_path / "t.parquet", 1000, 40)
+    store = LocalConnector(tmp_path)
+    try:
+        for scan, size in (
+            (Scan(columns=("n", "id"), dictionary=("id",)), 400),
+            (Scan(columns=("id", "n"), dictionary=("id",), limit=600, offset=123), 250),
+        ):
+            batches = list(store.scan(Table("t.parquet"), scan, batch_size=size))
+            assert all(pa.types.is_dictionary(b.schema.field("id").type) for b in batches[:-1])
+            got = pa.Table.from_batches([b.cast(_plain(b.schema)) for b in batches])
+            want = source.select(list(scan.columns)).slice(scan.offset, scan.limit)
+            assert got == want
+        # Without the hint, in small batches, or for short reads: plain values.
+        for scan, size in (
+            (Scan(columns=("id",)), 400),
+            (Scan(columns=("id",), dictionary=("id",)), 50),
+            (Scan(columns=("id",), dictionary=("id",), limit=60), 400),
+        ):
+            for batch in store.scan(Table("t.parquet"), scan, batch_size=size):
+                assert batch.schema.field("id").type == pa.string()
+    finally:
+        store.close()
+
+
+def test_a_column_with_many_distinct_values_stays_plain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(local, "DICTIONARY_MIN_ROWS", 100)
+    _events(tmp_path / "t.parquet", 1000, 900)
+    store = LocalConnector(tmp_path)
+    try:
+        scan = Scan(columns=("id",), dictionary=("id",))
+        for batch in store.scan(Table("t.parquet"), scan, batch_size=1000):
+            assert batch.schema.field("id").type == pa.string()
+    finally:
+        store.close()
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
+            for f in schema
+        ]
+    )

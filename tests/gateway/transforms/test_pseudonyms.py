@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from gateway.keyring import Keyring
+from gateway.transforms import pseudonyms
 from gateway.transforms.pseudonyms import (
     PseudonymTable,
     prefix_for,
@@ -117,3 +119,74 @@ def test_large_strings_and_integers_share_a_table_with_strings():
     assert wide.to_pylist()[0] == first.to_pylist()[1]
     assert ints.to_pylist() == [first.to_pylist()[0], wide.to_pylist()[1]]
     assert len(table) == 3
+
+
+def _reference(values: list[object], key: bytes, prefix: str) -> list[str | None]:
+    return [None if v is None else pseudonym_of(str(v), key=key, prefix=prefix) for v in values]
+
+
+def test_dictionary_encoded_values_match_the_reference():
+    """A column the store hands over dictionary-encoded: the dictionary is mapped once,
+    every row gets its value's pseudonym, nulls stay null, slices and all."""
+    key = KEYRING.pseudonym_key("user:x", "d", 1)
+    values = [None if i % 7 == 0 else f"U{i % 30:03d}" for i in range(500)]
+    encoded = pa.array(values).dictionary_encode()
+    table = PseudonymTable()
+    for array in (encoded, encoded.slice(100, 300), encoded.slice(3, 5)):
+        out = pseudonymize(array, key=key, prefix="p1_x_", table=table)
+        assert out.type == pa.string()
+        assert out.to_pylist() == _reference(array.to_pylist(), key, "p1_x_")
+    ints = pa.array([5, None, 6, 5] * 10, pa.int64()).dictionary_encode()
+    out = pseudonymize(ints, key=key, prefix="p1_x_", table=table)
+    assert out.to_pylist() == _reference(ints.to_pylist(), key, "p1_x_")
+
+
+def test_a_dictionary_seen_again_reuses_its_positions_only_while_they_hold():
+    key = KEYRING.pseudonym_key("user:x", "d", 1)
+    dictionary = pa.array([f"v{i}" for i in range(200)])
+    indices = pa.array([i % 200 for i in range(1000)], pa.int32())
+    column = pa.DictionaryArray.from_arrays(indices, dictionary)
+    table = PseudonymTable()
+    cold = pseudonymize(column, key=key, prefix="p1_x_", table=table)
+    expected = _reference(column.to_pylist(), key, "p1_x_")
+    assert cold.to_pylist() == expected
+    # The same dictionary again (another slice of the same column, as the next read
+    # of a cached file brings it): same pseudonyms without a lookup.
+    lookups: list[int] = []
+    real = pc.index_in
+
+    def counted(*args: object, **kwargs: object) -> pa.Array:
+        lookups.append(1)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pseudonyms.pc, "index_in", counted)
+        assert pseudonymize(column.slice(0), key=key, prefix="p1_x_", table=table) == cold
+        assert lookups == []
+        # Equal values in other memory are looked up, not assumed.
+        copy = pa.DictionaryArray.from_arrays(indices, pa.array(dictionary.to_pylist()))
+        assert pseudonymize(copy, key=key, prefix="p1_x_", table=table) == cold
+        assert len(lookups) == 1
+        # The table grew since: the positions are recomputed, and still right.
+        pseudonymize(pa.array(["new"] * 40), key=key, prefix="p1_x_", table=table)
+        again = pseudonymize(column, key=key, prefix="p1_x_", table=table)
+        assert again.to_pylist() == expected
+        assert len(lookups) == 3
+        table.clear()
+        assert pseudonymize(column, key=key, prefix="p1_x_", table=table) == cold
+    assert len(table) == 200
+
+
+def test_remembered_positions_never_cross_recipients():
+    dictionary = pa.array([f"v{i}" for i in range(100)])
+    column = pa.DictionaryArray.from_arrays(pa.array([i % 100 for i in range(400)]), dictionary)
+    outs = []
+    for recipient in ("org:a", "org:b"):
+        key = KEYRING.pseudonym_key(recipient, "d", 1)
+        prefix = prefix_for(1, KEYRING.recipient_tag(recipient, 1))
+        table = PseudonymTable()
+        for _ in range(2):
+            out = pseudonymize(column, key=key, prefix=prefix, table=table)
+            assert out.to_pylist() == _reference(column.to_pylist(), key, prefix)
+        outs.append(set(out.to_pylist()))
+    assert not outs[0] & outs[1]
