@@ -75,7 +75,7 @@ class AlertEngine:
     def __init__(self, audit: AuditLog, rules: RulesFile) -> None:
         self._audit = audit
         self.rules = rules
-        self._events: queue.Queue[Any] = queue.Queue(maxsize=100_000)
+        self._events: queue.Queue[Any] = queue.Queue(maxsize=100_000)  # commits' events
         self._deliveries: queue.Queue[Any] = queue.Queue(maxsize=10_000)
         self._threads: list[threading.Thread] = []
         self._evaluator: AlertEvaluator | None = None
@@ -106,18 +106,20 @@ class AlertEngine:
         self._threads = []
 
     def observe(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Called by the audit log after each commit: never blocks the appender."""
-        for event in events:
-            if str(event.get("action", "")).startswith("alert."):
-                continue
+        """Called by the audit log after each commit: never blocks the appender. The
+        commit's events travel together, so the evaluator wakes once per commit."""
+        batch = [e for e in events if not str(e.get("action", "")).startswith("alert.")]
+        if not batch:
+            return
+        with self._idle:
+            self._pending += 1
+        try:
+            self._events.put_nowait(batch)
+        except queue.Full:
             with self._idle:
-                self._pending += 1
-            try:
-                self._events.put_nowait(event)
-            except queue.Full:
-                with self._idle:
-                    self._pending -= 1
-                log.error("alert queue full: event %s was not evaluated", event.get("seq"))
+                self._pending -= 1
+            seqs = ", ".join(str(e.get("seq")) for e in batch)
+            log.error("alert queue full: events %s were not evaluated", seqs)
 
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Block until every observed event has been evaluated (tests and shutdown)."""
@@ -127,14 +129,16 @@ class AlertEngine:
     def _evaluate_loop(self) -> None:
         assert self._evaluator is not None
         while True:
-            event = self._events.get()
-            if event is _STOP:
+            batch = self._events.get()
+            if batch is _STOP:
                 return
             try:
-                for alert in self._evaluator.observe(event):
-                    self._raise(alert)
-            except Exception:
-                log.exception("alert evaluation failed for event %s", event.get("seq"))
+                for event in batch:
+                    try:
+                        for alert in self._evaluator.observe(event):
+                            self._raise(alert)
+                    except Exception:
+                        log.exception("alert evaluation failed for event %s", event.get("seq"))
             finally:
                 with self._idle:
                     self._pending -= 1
