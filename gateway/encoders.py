@@ -92,7 +92,12 @@ class JsonEncoder(Encoder):
     def batch(self, batch: pa.RecordBatch) -> bytes:
         if batch.num_rows == 0:
             return b""
-        rows = orjson.dumps(batch.to_pylist(), default=_json_default)[1:-1]
+        # Rows zipped from whole columns: RecordBatch.to_pylist builds each row's dict
+        # key by key, a third slower for a page.
+        names = batch.schema.names
+        columns = [column.to_pylist() for column in batch.columns]
+        dicts = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+        rows = orjson.dumps(dicts, default=_json_default)[1:-1]
         if self._first:
             self._first = False
             return rows
