@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -45,57 +45,7 @@ REPEATS = 3
 PG_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 BUCKET = "bench"
 
-try:  # the shared result type, where the benchmark runner exists
-    from bench.common import Result, Target, print_table
-except ImportError:  # standalone
-
-    @dataclass(frozen=True)
-    class Target:  # type: ignore[no-redef]
-        on: Literal["value", "ratio"]
-        op: Literal["<=", ">="]
-        bound: float
-        unit: str = ""
-
-        def describe(self) -> str:
-            return f"{self.on} {self.op} {self.bound:g}{' ' + self.unit if self.unit else ''}"
-
-    @dataclass(frozen=True)
-    class Result:  # type: ignore[no-redef]
-        name: str
-        value: float
-        unit: str
-        baseline: float | None = None
-        target: Target | None = None
-        note: str = ""
-        errors: int = 0
-
-        @property
-        def ratio(self) -> float | None:
-            return None if not self.baseline else self.value / self.baseline
-
-        @property
-        def met(self) -> bool | None:
-            if self.target is None:
-                return None
-            measured = self.ratio if self.target.on == "ratio" else self.value
-            if measured is None or self.errors:
-                return False
-            if self.target.op == "<=":
-                return measured <= self.target.bound
-            return measured >= self.target.bound
-
-    def print_table(results: list[Result]) -> None:
-        print(f"{'name':<34}{'value':>14} {'unit':<6}{'baseline':>14}{'ratio':>9}  target")
-        for r in results:
-            ratio = "-" if r.ratio is None else f"{r.ratio:.3f}x"
-            base = "-" if r.baseline is None else f"{r.baseline:,.3f}"
-            met = {True: "yes", False: "NO", None: "-"}[r.met]
-            target = f"{r.target.describe()} ({met})" if r.target else "-"
-            print(f"{r.name:<34}{r.value:>14,.3f} {r.unit:<6}{base:>14}{ratio:>9}  {target}")
-        for r in results:
-            if r.note:
-                print(f"  {r.name}: {r.note}")
-
+from bench.common import Result, Target, lift_row_budgets, print_table  # noqa: E402
 
 CONFIG = """\
 gateway:
@@ -327,13 +277,16 @@ def governed(site: S3Site, pg: tuple[str, str] | None) -> Governed:
         os.environ["KITELINE_BENCH_PG_URL"] = pg[0]
     os.environ["KITELINE_BENCH_S3_KEY"] = site.key
     os.environ["KITELINE_BENCH_S3_SECRET"] = site.secret
+    # A full read of 1M rows, several times over, would spend the default daily budget.
     (root / "kiteline.yaml").write_text(
-        CONFIG.format(
-            rows=ROWS,
-            endpoint=site.endpoint,
-            bucket=BUCKET,
-            pg_store=PG_STORE if pg is not None else "",
-            datasets="".join(datasets),
+        lift_row_budgets(
+            CONFIG.format(
+                rows=ROWS,
+                endpoint=site.endpoint,
+                bucket=BUCKET,
+                pg_store=PG_STORE if pg is not None else "",
+                datasets="".join(datasets),
+            )
         )
     )
     create_master_key(root / "keys/master.key")
@@ -355,7 +308,7 @@ def governed(site: S3Site, pg: tuple[str, str] | None) -> Governed:
         created_by="bench",
     )
     engine.dispose()
-    gateway = Gateway.from_config(config, policy_version="bench")
+    gateway = Gateway.from_config(config)
     meta_caller = gateway.authenticate(f"Bearer {token}", _meta())
     return Governed(gateway, meta_caller)
 
