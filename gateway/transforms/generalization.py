@@ -120,7 +120,9 @@ def _bins(edges: list[float]) -> Callable[[Any], str]:
 
 def _prefix(values: pa.Array, keep: int) -> pa.Array:
     """The first ``keep`` characters, then one star per character hidden."""
-    text = values if _is_text(values.type) else pc.cast(values, pa.string())
+    # The output is ``string`` (see output_type); large_string input is cast up front,
+    # as some of the kernels below have no large_string variant.
+    text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
     lengths = pc.utf8_length(text)
     bounds = pc.min_max(lengths).as_py()
     if bounds["min"] is not None and bounds["min"] == bounds["max"]:

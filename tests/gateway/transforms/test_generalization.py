@@ -37,3 +37,13 @@ def test_rules(values: pa.Array, rule: str, expected: list[object]):
 def test_rules_that_do_not_fit_are_refused(values: pa.Array, rule: str):
     with pytest.raises(GeneralizationError):
         generalize(values, rule)
+
+
+@pytest.mark.parametrize("rows", [3, 300])  # the list path and the vectorized path
+def test_prefix_of_large_strings_matches_strings(rows: int):
+    # Parquet written by pandas or polars often holds large_string columns.
+    codes = (["100085", "12345", "9", None] * rows)[:rows]
+    plain = generalize(pa.array(codes, pa.string()), "prefix:2")
+    large = generalize(pa.array(codes, pa.large_string()), "prefix:2")
+    assert large.equals(plain)
+    assert large.type == output_type("prefix:2", pa.large_string())
