@@ -8,6 +8,7 @@ configured webhooks with retries. Both threads start and stop with the app.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -130,13 +131,18 @@ class AlertEngine:
 
     def _evaluate_loop(self) -> None:
         while True:
-            batch = self._events.get()
-            if batch is _STOP:
-                return
-            self._evaluate(batch)
-            # The first commit after a quiet spell is evaluated at once; under load the
-            # thread then rests a moment and takes what arrived meanwhile, instead of
-            # waking (and taking the interpreter lock from the readers) for every commit.
+            # Everything queued is taken at once: after a quiet spell that is the one
+            # commit that woke the thread; under load, what arrived during the pause.
+            batches = [self._events.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batches.append(self._events.get_nowait())
+            for batch in batches:
+                if batch is _STOP:
+                    return
+                self._evaluate(batch)
+            # Rest a moment rather than wake (and take the interpreter lock from the
+            # readers) for every commit.
             time.sleep(EVALUATION_PAUSE_S)
 
     def _evaluate(self, batch: Sequence[Mapping[str, Any]]) -> None:
