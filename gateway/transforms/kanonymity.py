@@ -25,8 +25,9 @@ from gateway.transforms import generalization
 COUNT = "__count"
 # Batches up to this many rows are decided with Python dicts instead of Arrow kernels.
 SMALL_BATCH_ROWS = 256
-# Source values whose code term one index remembers, per quasi-identifier column.
-MAX_REMEMBERED_VALUES = 100_000
+# Source values whose code term one index remembers, per quasi-identifier column (a
+# few MB per index at most; past it, pages compute the terms they need each time).
+MAX_REMEMBERED_VALUES = 16_384
 _MAX_CODE = 2**62
 
 
@@ -76,9 +77,11 @@ class ClassIndex:
         self._allowed = allowed
         self._allowed_set: set[int] | None = None
         self._position_maps: list[dict[Any, int]] | None = None
-        # Per quasi-identifier: source value -> its term of the row's code, so a page's
-        # rows are coded without generalizing them again (see _keep_small).
-        self._terms: list[dict[Any, int]] = [{} for _ in dictionaries]
+        # Per quasi-identifier and source type: source value -> its term of the row's
+        # code, so a page's rows are coded without generalizing them again (see
+        # _keep_small). The type is part of the key: one instant in two time zones, or
+        # one count in two units, views as the same integer.
+        self._terms: dict[tuple[int, pa.DataType], dict[Any, int]] = {}
         # Python's float equality (NaN, -0.0) is not Arrow's: floats stay on Arrow.
         self._exact_in_python = not any(pa.types.is_floating(d.type) for d in dictionaries)
         self._strides: list[int] = []
@@ -155,7 +158,7 @@ class ClassIndex:
             allowed = self._allowed_set = set(self._allowed.to_pylist())
         per_column: list[Iterable[int]] = []
         for i, source in enumerate(sources):
-            terms = self._terms[i]
+            terms = self._terms.setdefault((i, source.type), {})
             values = _hashable(source).to_pylist()
             unknown = set(values).difference(terms)
             if unknown:

@@ -190,5 +190,19 @@ def test_a_page_is_decided_the_same_once_the_remembered_values_are_full(monkeypa
     monkeypatch.setattr(kanonymity, "MAX_REMEMBERED_VALUES", 40)
     pages = [index.keep(batch.slice(i, 100)).to_pylist() for i in range(0, batch.num_rows, 100)]
     assert [kept for page in pages for kept in page] == whole
-    assert all(len(terms) <= 40 for terms in index._terms)
+    assert all(len(terms) <= 40 for terms in index._terms.values())
     assert 0 < sum(whole) < len(whole)
+
+
+def test_a_page_of_another_time_zone_is_not_decided_from_remembered_values(monkeypatch):
+    # One instant views as the same integer in any time zone, yet may generalize to
+    # another year: what one type's pages left behind must not decide another's.
+    instants = [dt.datetime(2020, 12, 31, 20, 0, tzinfo=dt.UTC)] * 6
+    spec = QiSpec((("at", "year"),), k=5)
+    utc = pa.record_batch({"at": pa.array(instants, pa.timestamp("us", tz="UTC"))})
+    index = ClassIndex.build(spec, [utc])
+    shanghai = pa.record_batch({"at": utc.column(0).cast(pa.timestamp("us", tz="Asia/Shanghai"))})
+    assert index.keep(utc).to_pylist() == [True] * 6  # remembers the UTC terms
+    paged = index.keep(shanghai).to_pylist()
+    monkeypatch.setattr(kanonymity, "SMALL_BATCH_ROWS", 0)  # the vectorized path
+    assert paged == index.keep(shanghai).to_pylist()
