@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
@@ -26,6 +26,10 @@ def default_read_threads() -> int:
     return max(2, os.cpu_count() or 1)
 
 
+class ReadAbandoned(Exception):
+    """The client went away while its read waited for a slot; the read never started."""
+
+
 class ReadSlots:
     """A bound on reads running in worker threads at once; later ones queue in order."""
 
@@ -36,9 +40,17 @@ class ReadSlots:
         self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter]
         self._limiters = weakref.WeakKeyDictionary()
 
-    async def run(self, work: Callable[[], T]) -> T:
+    async def run(
+        self, work: Callable[[], T], *, abandoned: Callable[[], Awaitable[bool]] | None = None
+    ) -> T:
+        """``work()`` in a worker thread once a slot is free. ``abandoned`` is asked when
+        the slot comes: a client that left meanwhile costs no read (servers do not cancel
+        a handler when its client disconnects)."""
         loop = asyncio.get_running_loop()
         limiter = self._limiters.get(loop)
         if limiter is None:
             limiter = self._limiters[loop] = anyio.CapacityLimiter(self.threads)
-        return await anyio.to_thread.run_sync(work, limiter=limiter)
+        async with limiter:
+            if abandoned is not None and await abandoned():
+                raise ReadAbandoned
+            return await anyio.to_thread.run_sync(work)

@@ -33,3 +33,48 @@ def test_scan_batches_fit_the_page_and_the_table_width():
     assert scan_batch_rows(1, 9) == MIN_SCAN_BATCH_ROWS
     assert scan_batch_rows(10_000_000, 4) == MAX_SCAN_BATCH_ROWS  # bulk, narrow
     assert scan_batch_rows(10_000_000, 40) == 104_857  # bulk, wide: bounded in cells
+
+
+def test_a_client_gone_before_its_read_starts_costs_no_read(client: TestClient, workspace):
+    # Servers do not cancel a handler whose client disconnects: the route asks before
+    # the read starts, so a queued read of a departed client is never run or charged.
+    import asyncio
+
+    from tests.gateway.test_api import audit_rows
+
+    app = client.app
+    token = bearer(workspace, "mei")["Authorization"]
+    body = b'{"limit": 5, "purpose": "surgical robot training"}'
+    sent: list[dict[str, object]] = []
+    messages = iter(
+        [
+            {"type": "http.request", "body": body, "more_body": False},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> dict[str, object]:
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/datasets/patients/query",
+        "raw_path": b"/v1/datasets/patients/query",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", token.encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8787),
+        "state": {},
+    }
+    before = len(audit_rows(workspace))
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 499
+    assert len(audit_rows(workspace)) == before  # no query, no read, no refusal

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from gateway.read_slots import ReadSlots, default_read_threads
+from gateway.read_slots import ReadAbandoned, ReadSlots, default_read_threads
 
 
 def test_no_more_reads_run_at_once_than_there_are_slots():
@@ -50,3 +50,21 @@ def test_slots_serve_one_event_loop_after_another():
 
 def test_the_default_is_one_slot_per_cpu_and_at_least_two():
     assert ReadSlots().threads == default_read_threads() >= 2
+
+
+def test_a_read_abandoned_while_queued_never_runs():
+    slots = ReadSlots(1)
+    ran: list[str] = []
+
+    async def gone() -> bool:
+        return True
+
+    async def main() -> None:
+        try:
+            await slots.run(lambda: ran.append("read"), abandoned=gone)
+        except ReadAbandoned:
+            ran.append("abandoned")
+        await slots.run(lambda: ran.append("next"))  # the slot was given back
+
+    asyncio.run(main())
+    assert ran == ["abandoned", "next"]
