@@ -20,6 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gateway.transforms import distinct
+
 
 class GeneralizationError(ValueError):
     """A rule does not fit the column's type."""
@@ -31,27 +33,6 @@ class GeneralizationError(ValueError):
 SMALL_BATCH_ROWS = 128
 
 
-def _per_distinct(values: pa.Array, fn: Callable[[Any], Any], out_type: pa.DataType) -> pa.Array:
-    encoded = pc.dictionary_encode(values)
-    mapped = [None if v is None else fn(v) for v in encoded.dictionary.to_pylist()]
-    return pc.take(pa.array(mapped, out_type), encoded.indices)
-
-
-def _map_list(values: list[Any], fn: Callable[[Any], Any], out_type: pa.DataType) -> pa.Array:
-    """``fn`` over a list, once per distinct value; None stays None."""
-    memo: dict[Any, Any] = {}
-    out: list[Any] = []
-    for v in values:
-        if v is None:
-            out.append(None)
-            continue
-        done = memo.get(v)
-        if done is None:
-            done = memo[v] = fn(v)
-        out.append(done)
-    return pa.array(out, out_type)
-
-
 def _small_generalize(values: pa.Array, kind: str, argument: str) -> pa.Array | None:
     """The rule applied over a Python list, or None for the rules whose Arrow path is one
     cheap kernel call already (year, month; prefix chooses for itself). Dates go through
@@ -59,10 +40,10 @@ def _small_generalize(values: pa.Array, kind: str, argument: str) -> pa.Array | 
     if kind == "band":
         band = _band(int(argument))
         numbers = pc.year(values) if _is_temporal(values.type) else values
-        return _map_list(numbers.to_pylist(), band, pa.string())
+        return distinct.map_list(numbers.to_pylist(), band, pa.string())
     if kind == "bins":
         edges = sorted(float(e) for e in argument.split(","))
-        return _map_list(values.to_pylist(), _bins(edges), pa.string())
+        return distinct.map_list(values.to_pylist(), _bins(edges), pa.string())
     return None
 
 
@@ -131,7 +112,7 @@ def _prefix(values: pa.Array, keep: int) -> pa.Array:
         stars = "*" * max(bounds["max"] - keep, 0)
         return pc.utf8_replace_slice(text, start=keep, stop=bounds["max"], replacement=stars)
     if len(text) <= SMALL_BATCH_ROWS:
-        return _map_list(
+        return distinct.map_list(
             text.to_pylist(), lambda v: v[:keep] + "*" * max(len(v) - keep, 0), pa.string()
         )
     hidden = pc.max_element_wise(pc.subtract(lengths, keep), 0)
@@ -160,9 +141,9 @@ def generalize(values: pa.Array, rule: str) -> pa.Array:
         if _is_temporal(values.type):
             # Dates band by year: band:10 turns 1953-04-02 into "1950-1959".
             values = pc.year(values)
-        return _per_distinct(values, _band(int(argument)), pa.string())
+        return distinct.map_array(values, _band(int(argument)), pa.string())
     if kind == "bins":
-        return _per_distinct(
+        return distinct.map_array(
             values, _bins(sorted(float(e) for e in argument.split(","))), pa.string()
         )
     if kind == "prefix":

@@ -15,7 +15,8 @@ import re
 from collections.abc import Callable
 
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from gateway.transforms import distinct
 
 Mask = Callable[[pa.Array], pa.Array]
 
@@ -56,21 +57,8 @@ def _per_distinct(arr: pa.Array | pa.ChunkedArray, fn: Callable[[str], str]) -> 
     """Apply ``fn`` to each distinct non-null value and spread the results back to rows."""
     values = _as_strings(arr)
     if len(values) <= SMALL_BATCH_ROWS:
-        memo: dict[str, str] = {}
-        out: list[str | None] = []
-        for v in values.to_pylist():
-            if v is None:
-                out.append(None)
-                continue
-            done = memo.get(v)
-            if done is None:
-                done = memo[v] = fn(v)
-            out.append(done)
-        return pa.array(out, pa.string())
-    encoded = pc.dictionary_encode(values)
-    masked = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], pa.string())
-    # Null rows have null indices (dictionary_encode's default), and take keeps them null.
-    return pc.take(masked, encoded.indices)
+        return distinct.map_list(values.to_pylist(), fn, pa.string())
+    return distinct.map_array(values, fn, pa.string())
 
 
 def _stars(n: int) -> str:
