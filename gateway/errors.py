@@ -19,11 +19,14 @@ from starlette.responses import Response
 from audit.errors import AuditError
 from connectors.base import ConnectorError, DatasetNotFound, ScanCancelled, StoreUnavailable
 from gateway.config import ConfigError
+from gateway.read_slots import ReadAbandoned
 from policies.errors import PolicyError
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# nginx's status for a request whose client closed the connection first.
+CLIENT_CLOSED_REQUEST = 499
 
 
 class GatewayError(Exception):
@@ -187,9 +190,18 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(request, error)
 
+    async def on_abandoned(request: Request, _exc: Exception) -> Response:
+        # Never sent (the client is gone); the metrics record it under this status.
+        log.info(
+            "request %s: the client left before its read started",
+            getattr(request.state, "request_id", "-"),
+        )
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
     # Known error families are handled inside the app; a bare Exception handler runs in
     # Starlette's outermost middleware, which re-raises after answering (a true 500).
     for family in (GatewayError, PolicyError, ConnectorError, AuditError, ConfigError, Exception):
         app.add_exception_handler(family, on_any)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ReadAbandoned, on_abandoned)

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.encoders import MEDIA_TYPES
 from gateway.query import QueryRequest
-from gateway.read_slots import ReadAbandoned, ReadSlots
+from gateway.read_slots import ReadSlots
 from gateway.routes.deps import request_meta_of, service_of
 from gateway.service import MAX_QUERY_BYTES, ReadResult
 from gateway.streaming import GovernedStream
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["datasets"])
-# Never sent (the client is gone); recorded in the request metrics under this status.
-CLIENT_CLOSED_REQUEST = 499
 
 
 @router.post(
@@ -56,11 +51,7 @@ async def query(name: str, request: Request) -> Response:
         return result, b"".join(result.chunks)
 
     slots: ReadSlots = request.app.state.read_slots
-    try:
-        result, whole = await slots.run(run, abandoned=request.is_disconnected)
-    except ReadAbandoned:
-        log.info("request %s: the client left before its read started", meta.request_id)
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    result, whole = await slots.run(run, abandoned=request.is_disconnected)
     if whole is not None:
         return Response(whole, media_type=result.media_type, headers=result.headers)
     return GovernedStream(result.chunks, media_type=result.media_type, headers=result.headers)
