@@ -29,6 +29,7 @@ from connectors.base import (
     Table,
 )
 from connectors.file_cache import ArrowFileCache
+from connectors.inline import decline_inline
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +176,12 @@ class LocalConnector:
 
     def _cached(self, table: Table, path: Path) -> pa.Table | None:
         if path.is_dir() or table.format not in ("parquet", "csv"):
+            decline_inline(f"{table.location} is read from disk")
             return None
         variant = self._variant(table)
 
         def load() -> pa.Table:
+            decline_inline(f"{table.location} is not loaded yet")
             params = _Params()
             sql = f"SELECT * FROM {self._reader(table, path, params)}"
             cursor = self._cursor()
@@ -190,7 +193,10 @@ class LocalConnector:
             finally:
                 cursor.close()
 
-        return self.file_cache.get(path, variant, load)
+        cached = self.file_cache.get(path, variant, load)
+        if cached is None:
+            decline_inline(f"{table.location} is too large to keep loaded")
+        return cached
 
     def _source(self, table: Table, params: _Params, cursor: duckdb.DuckDBPyConnection) -> str:
         """The FROM clause for ``table``: its cached Arrow table registered on ``cursor``

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from connectors.base import Connector, Scan
+from connectors.inline import decline_inline
 from gateway.config import Config, LocalStore
 from gateway.stores import table_of
 from gateway.transforms.kanonymity import ClassIndex, QiSpec
@@ -87,6 +88,7 @@ class ClassIndexCache:
                 self._entries.move_to_end(key)
                 return found
             building = self._building.setdefault(key, threading.Lock())
+        decline_inline(f"the class index of {name} is not built")
         # One build per key at a time; concurrent readers of the same version wait for it.
         with building:
             with self._lock:

@@ -130,7 +130,7 @@ def create_app(
     app.state.gateway = gateway
     app.state.audit_trail = AuditTrail.from_config(config, gateway.audit)
     app.state.settings = settings
-    app.state.read_slots = ReadSlots(config.gateway.read_threads)
+    app.state.read_slots = ReadSlots(config.gateway.read_threads, inline=config.reads_inline)
     app.state.metrics_registry = registry
     install_error_handlers(app)
     for module in (health, me, catalog, query, decisions, trace, grants, principals, audit):

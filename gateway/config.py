@@ -113,6 +113,15 @@ class GatewaySection(_Strict):
         "thread; unset: one per CPU, at least 2. The work is mostly Python, so more "
         "threads than CPUs only add lock hand-offs; raise it for slow remote stores.",
     )
+    inline_reads: bool | None = Field(
+        None,
+        description="Try each small read of a local file on the event loop, with no "
+        "thread hand-off; a read that must load a file, build an index, reach a remote "
+        "store or stream a large answer moves to a worker thread. While one runs, the "
+        "server serves nothing else, and a state database write waiting on a lock holds "
+        "every connection. Unset: on when the state database is SQLite (a PostgreSQL "
+        "round trip is a wait too).",
+    )
 
     @field_validator("master_key", "hr_webhook_secret")
     @classmethod
@@ -344,6 +353,11 @@ class Config(_Strict):
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
             return prefix + str(self.resolve_path(url[len(prefix) :]))
         return url
+
+    @property
+    def reads_inline(self) -> bool:
+        chosen = self.gateway.inline_reads
+        return self.state_url.startswith("sqlite") if chosen is None else chosen
 
 
 def semantic_problems(config: Config) -> list[str]:

@@ -6,6 +6,11 @@ call into DuckDB, Arrow or the state database hands that lock to another waiting
 thread. With many reads in flight on Starlette's shared pool (40 threads) those
 hand-offs cost more CPU than the reads themselves; a few threads, about one per CPU,
 keep the parallel parts (native code that releases the lock) and drop the rest.
+
+Cheaper still is no hand-off: with ``inline`` on, a read is first tried on the event
+loop itself, and moves to a worker thread only when it declines there (see
+``connectors.inline``: it would load a file, build an index, reach a remote store or
+stream a large answer).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import TypeVar
 
 import anyio
 import anyio.to_thread
+
+from connectors.inline import NeedsWorkerThread, running_inline
 
 T = TypeVar("T")
 
@@ -33,19 +40,31 @@ class ReadAbandoned(Exception):
 class ReadSlots:
     """A bound on reads running in worker threads at once; later ones queue in order."""
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, *, inline: bool = False) -> None:
         self.threads = threads or default_read_threads()
+        self.inline = inline
         # An anyio limiter belongs to the event loop that first waits on it; the app may
         # be served by more than one loop over its life (test clients start their own).
         self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter]
         self._limiters = weakref.WeakKeyDictionary()
 
     async def run(
-        self, work: Callable[[], T], *, abandoned: Callable[[], Awaitable[bool]] | None = None
+        self,
+        work: Callable[[], T],
+        *,
+        abandoned: Callable[[], Awaitable[bool]] | None = None,
+        may_inline: bool = True,
     ) -> T:
-        """``work()`` in a worker thread once a slot is free. ``abandoned`` is asked when
-        the slot comes: a client that left meanwhile costs no read (servers do not cancel
-        a handler when its client disconnects)."""
+        """``work()``, on the event loop when inline reads are on and ``may_inline``,
+        until it declines; else in a worker thread once a slot is free. ``abandoned`` is
+        asked when the slot comes: a client that left meanwhile costs no read (servers do
+        not cancel a handler when its client disconnects)."""
+        if self.inline and may_inline:
+            try:
+                with running_inline():
+                    return work()
+            except NeedsWorkerThread:
+                pass  # nothing of it remains: run it again where it may wait
         loop = asyncio.get_running_loop()
         limiter = self._limiters.get(loop)
         if limiter is None:

@@ -24,11 +24,12 @@ from sqlalchemy import Engine
 from audit.errors import AuditError
 from audit.redaction import Redactor
 from connectors.base import Cancellation, Connector, Filter
+from connectors.inline import decline_inline
 from gateway import budgets, key_versions, principals, tracing
 from gateway.aggregate_read import AggregateReader
 from gateway.anonymity import ClassIndexCache, qi_spec
 from gateway.audit_log import AuditLog, Prepared, RequestMeta
-from gateway.config import Config
+from gateway.config import Config, LocalStore
 from gateway.database import create_state_engine, migrate
 from gateway.decisions import Decider
 from gateway.digest import AnswerDigest
@@ -524,6 +525,12 @@ class Gateway:
             filters.append(_typed_filter(column, condition, f"grant.row_filter[{i}]"))
         return tuple(filters)
 
+    def reads_locally(self, name: str) -> bool:
+        """Whether a read of ``name`` touches only local files (an unknown name reads
+        nothing): such a read may be tried on the event loop (see ReadSlots)."""
+        dataset = self.config.datasets.get(name)
+        return dataset is None or isinstance(self.config.stores.get(dataset.store), LocalStore)
+
     def read(
         self, caller: Caller, name: str, body: bytes, accept: str | None, meta: RequestMeta
     ) -> ReadResult:
@@ -542,6 +549,8 @@ class Gateway:
             parsed["request"] = request
             self._lookup(name)
             aggregate = bool(request.group_by or request.aggregates)
+            if aggregate:
+                decline_inline("an aggregate query reads the whole dataset")
             decision = self.decider.decide(
                 caller=caller,
                 dataset=name,
@@ -572,6 +581,8 @@ class Gateway:
                 row_filters=self._grant_filters(view, obligations.row_filters),
                 cursors=self.cursors,
             )
+            if plan.limit > BUFFERED_READ_ROWS:
+                decline_inline("a large answer is streamed from worker threads")
             transformer = BatchTransformer(
                 view,
                 plan.output,

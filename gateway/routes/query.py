@@ -34,10 +34,10 @@ async def query(name: str, request: Request) -> Response:
     # them as dependencies costs more per request than everything they do.
     gateway, meta = service_of(request), request_meta_of(request)
     # The body is read (bounded) first, then authentication, the read's preparation and,
-    # for a small answer, the whole read run in one worker call: one thread hop, to one
-    # of a few threads (see ReadSlots). The service still authenticates before it
-    # parses the body, so an unauthenticated caller learns nothing from validation
-    # errors.
+    # for a small answer, the whole read run in one call: on the event loop when it can
+    # run there without waiting, else in one of a few worker threads (see ReadSlots).
+    # The service still authenticates before it parses the body, so an unauthenticated
+    # caller learns nothing from validation errors.
     body = await _bounded_body(request)
     authorization = request.headers.get("authorization")
     accept = request.headers.get("accept")
@@ -51,7 +51,9 @@ async def query(name: str, request: Request) -> Response:
         return result, b"".join(result.chunks)
 
     slots: ReadSlots = request.app.state.read_slots
-    result, whole = await slots.run(run, abandoned=request.is_disconnected)
+    result, whole = await slots.run(
+        run, abandoned=request.is_disconnected, may_inline=gateway.reads_locally(name)
+    )
     if whole is not None:
         return Response(whole, media_type=result.media_type, headers=result.headers)
     return GovernedStream(result.chunks, media_type=result.media_type, headers=result.headers)

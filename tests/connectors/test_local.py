@@ -22,6 +22,8 @@ from connectors.base import (
     ScanCancelled,
     Table,
 )
+from connectors.file_cache import ArrowFileCache
+from connectors.inline import NeedsWorkerThread, running_inline
 from connectors.local import LocalConnector
 
 ROWS = 1000
@@ -179,3 +181,25 @@ def test_a_stream_may_be_read_from_several_threads(store: LocalConnector):
             rows = list(pool.map(lambda it: sum(b.num_rows for b in [next(it, None)] if b), scans))
             counts = [c + r for c, r in zip(counts, rows, strict=True)]
     assert counts == [ROWS] * len(scans)
+
+
+def test_on_the_event_loop_only_a_loaded_file_is_read(tmp_path: Path, store: LocalConnector):
+    # Loading a file, or reading one from disk, would stall every connection of the
+    # server: on the event loop the scan declines, and the caller retries elsewhere.
+    scan = Scan(columns=("id",), limit=3)
+    with running_inline(), pytest.raises(NeedsWorkerThread, match="not loaded"):
+        rows(store, scan)
+    assert len(rows(store, scan)) == 3  # loads it, off the loop
+    with running_inline():
+        assert len(rows(store, scan)) == 3
+        assert len(rows(store, Scan(columns=("id",), filters=(Filter("id", "<", 5),)))) == 5
+        with pytest.raises(NeedsWorkerThread, match="read from disk"):
+            rows(store, scan, Table("parts", options={"hive_partitioning": True}))
+
+    small_cache = LocalConnector(tmp_path, file_cache=ArrowFileCache(max_file_bytes=10))
+    try:
+        assert len(rows(small_cache, scan)) == 3
+        with running_inline(), pytest.raises(NeedsWorkerThread, match="too large"):
+            rows(small_cache, scan)
+    finally:
+        small_cache.close()

@@ -40,9 +40,13 @@ def test_a_client_gone_before_its_read_starts_costs_no_read(client: TestClient, 
     # the read starts, so a queued read of a departed client is never run or charged.
     import asyncio
 
+    from gateway.read_slots import ReadSlots
     from tests.gateway.test_api import audit_rows
 
     app = client.app
+    # Only a read waiting for a worker thread can be abandoned; one on the event loop
+    # starts at once.
+    app.state.read_slots = ReadSlots(1)  # type: ignore[attr-defined]
     token = bearer(workspace, "mei")["Authorization"]
     body = b'{"limit": 5, "purpose": "surgical robot training"}'
     sent: list[dict[str, object]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from connectors.inline import decline_inline
 from gateway.read_slots import ReadAbandoned, ReadSlots, default_read_threads
 
 
@@ -68,3 +69,32 @@ def test_a_read_abandoned_while_queued_never_runs():
 
     asyncio.run(main())
     assert ran == ["abandoned", "next"]
+
+
+def test_inline_work_runs_on_the_event_loop_until_it_declines():
+    slots = ReadSlots(1, inline=True)
+
+    def place() -> str:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return "worker"
+        return "loop"
+
+    attempts: list[str] = []
+
+    def declines_on_the_loop() -> str:
+        attempts.append(place())
+        decline_inline("it would wait")
+        return place()
+
+    async def main() -> tuple[str, str, str]:
+        return (
+            await slots.run(place),
+            await slots.run(place, may_inline=False),
+            await slots.run(declines_on_the_loop),
+        )
+
+    assert asyncio.run(main()) == ("loop", "worker", "worker")
+    assert attempts == ["loop", "worker"]
+    assert asyncio.run(ReadSlots(1).run(place)) == "worker"  # inline is off by default

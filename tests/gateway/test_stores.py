@@ -366,6 +366,13 @@ def test_describe_is_the_same(site: StoreSite, local: StoreSite) -> None:
     assert [d["name"] for d in listed.json()["datasets"]] == ["studies"]
 
 
+def test_only_reads_of_local_files_are_tried_on_the_event_loop(site: StoreSite) -> None:
+    # A remote store's page is a network wait: it runs in a worker thread from the start.
+    gateway = site.client.app.state.gateway  # type: ignore[attr-defined]
+    assert gateway.reads_locally("patients") is (site.kind == "local")
+    assert gateway.reads_locally("no_such_dataset")  # refused at once, reads nothing
+
+
 def test_check_passes_against_the_store(site: StoreSite) -> None:
     result = CliRunner().invoke(cli, ["--config", str(site.workspace.config_path), "check"])
     assert result.exit_code == 0, result.output
