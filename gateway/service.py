@@ -828,9 +828,19 @@ class Gateway:
                     rows += piece.num_rows
                     yield piece
 
+        settled = False
+
+        def settle_once() -> None:
+            # A failure after the budget was settled (the audit append) must not give the
+            # unfilled rows back a second time.
+            nonlocal settled
+            if not settled:
+                settle(rows)
+                settled = True
+
         def settle_quietly() -> None:
             try:
-                settle(rows)
+                settle_once()
             except Exception:
                 log.exception("could not settle the row budget of request %s", meta.request_id)
 
@@ -861,7 +871,7 @@ class Gateway:
                 digest.update(chunk)
                 yield chunk
             next_cursor = self.cursors.encode(offset + consumed, fingerprint) if more else None
-            settle(rows)
+            settle_once()
             record_read(complete=True)
         except GeneratorExit:
             # The response was abandoned (client gone, server shutting down) mid-stream.

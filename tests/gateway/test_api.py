@@ -401,6 +401,37 @@ def test_audit_failure_means_503_and_no_data(client: TestClient, workspace: Work
     assert response.json()["title"] == "Service unavailable"
 
 
+def test_a_read_whose_audit_fails_never_gives_back_more_than_it_reserved(
+    client: TestClient, workspace: Workspace
+):
+    # A page of fewer rows than its limit gives the rest of its reservation back, once:
+    # also when the audit append after it fails.
+    counts = source_patients(workspace).group_by("diagnosis").aggregate([([], "count_all")])
+    rare = min(counts.to_pylist(), key=lambda r: r["count_all"])
+    assert rare["count_all"] < 1000
+    body = {
+        "purpose": SURGICAL_PURPOSE,
+        "columns": ["patient_id", "diagnosis"],
+        "where": [{"column": "diagnosis", "op": "=", "value": rare["diagnosis"]}],
+        "limit": 1000,
+    }
+    today = "X-Kiteline-Rows-Remaining-Today"
+    first = query(client, workspace, "mei", "patients", body)
+    assert first.status_code == 200, first.text
+    with sqlite3.connect(workspace.root / "state.db") as conn:
+        conn.execute("ALTER TABLE audit_events RENAME TO audit_events_moved")
+    assert query(client, workspace, "mei", "patients", body).status_code == 503
+    with sqlite3.connect(workspace.root / "state.db") as conn:
+        conn.execute("ALTER TABLE audit_events_moved RENAME TO audit_events")
+    last = query(client, workspace, "mei", "patients", {**body, "limit": 1})
+    assert last.status_code == 200, last.text
+    # The header counts the request's own reservation as spent. Each 1000-row read gave
+    # back the rows it did not fill, once; the failed one was charged what it built.
+    unfilled = 1000 - len(first.json()["rows"])
+    assert unfilled > 0
+    assert int(last.headers[today]) == int(first.headers[today]) + unfilled - 1000 + unfilled - 1
+
+
 def test_operations_endpoints(client: TestClient):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
