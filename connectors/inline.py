@@ -25,10 +25,6 @@ class NeedsWorkerThread(BaseException):  # noqa: N818 - a signal, not an error
     A BaseException, like GeneratorExit: it is control flow, so handlers that turn an
     Exception into an audited refusal or a 500 must let it pass."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
 
 def decline_inline(reason: str) -> None:
     """Raise NeedsWorkerThread when running on the event loop; otherwise nothing."""

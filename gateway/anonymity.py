@@ -87,8 +87,8 @@ class ClassIndexCache:
             if found is not None:
                 self._entries.move_to_end(key)
                 return found
+            decline_inline(f"the class index of {name} is not built")
             building = self._building.setdefault(key, threading.Lock())
-        decline_inline(f"the class index of {name} is not built")
         # One build per key at a time; concurrent readers of the same version wait for it.
         with building:
             with self._lock:

@@ -3,7 +3,6 @@ moves to a worker thread, and the attempt it abandons leaves nothing behind."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -15,16 +14,9 @@ from gateway.config import load_config
 from gateway.demo import SURGICAL_PURPOSE, Workspace
 from tests.conftest import bearer, client_for
 from tests.gateway.test_api import audit_rows
+from tests.gateway.test_read_slots import place
 
 PAGE = {"columns": ["patient_id", "birth_date", "diagnosis"], "limit": 20}
-
-
-def where() -> str:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return "worker"
-    return "loop"
 
 
 def record_places(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -34,7 +26,7 @@ def record_places(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[s
     read: Callable[..., Any] = gateway.read
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
-        places.append(where())
+        places.append(place())
         return read(*args, **kwargs)
 
     monkeypatch.setattr(gateway, "read", recorded)

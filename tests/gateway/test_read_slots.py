@@ -71,16 +71,17 @@ def test_a_read_abandoned_while_queued_never_runs():
     assert ran == ["abandoned", "next"]
 
 
+def place() -> str:
+    """Where the caller runs: on an event loop, or in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "worker"
+    return "loop"
+
+
 def test_inline_work_runs_on_the_event_loop_until_it_declines():
     slots = ReadSlots(1, inline=True)
-
-    def place() -> str:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return "worker"
-        return "loop"
-
     attempts: list[str] = []
 
     def declines_on_the_loop() -> str:
