@@ -33,6 +33,7 @@ from gateway.routes import (
 )
 from gateway.service import Gateway
 from gateway.sweeper import PeriodicSweep
+from gateway.wal import WalCheckpointer
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,12 @@ def create_app(
             hangup = True
         sweep = PeriodicSweep(app.state.gateway.grants, config.grants.sweep_interval_s)
         sweep.start()
+        wal = WalCheckpointer(app.state.gateway.engine)
+        wal.start()
         app.state.audit_trail.start()
         yield
         app.state.audit_trail.stop()
+        wal.stop()
         sweep.stop()
         if hangup:
             loop.remove_signal_handler(signal.SIGHUP)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from gateway.models import Version
+from gateway.wal import AUTOCHECKPOINT_PAGES
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Checkpoints are the WalCheckpointer's job; this threshold is only the backstop.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
