@@ -30,6 +30,7 @@ from audit.merkle import verify_consistency
 from gateway.audit_log import AuditLog
 from gateway.audit_proofs import ProofSource
 from gateway.models import AuditCheckpoint
+from gateway.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,9 @@ class Checkpointer:
         self._signer = signer
         self.origin = origin
         self.verifier: Verifier = signer.verifier()
-        self._interval_s = interval_s
         self._on_checkpoint = on_checkpoint
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._timer = Periodic("audit-checkpointer", interval_s, self._safely_checkpoint)
 
     # -- reading -------------------------------------------------------------------
 
@@ -181,18 +180,11 @@ class Checkpointer:
     # -- the timer -----------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="audit-checkpointer", daemon=True)
-        self._thread.start()
+        self._timer.start()
 
     def stop(self) -> None:
         """Stop the timer and sign a last checkpoint, so shutdown leaves nothing unsigned."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._timer.stop()
         self._safely_checkpoint()
 
     def _safely_checkpoint(self) -> None:
@@ -200,7 +192,3 @@ class Checkpointer:
             self.checkpoint()
         except (AuditError, SQLAlchemyError, OSError):
             log.exception("could not sign an audit checkpoint")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self._safely_checkpoint()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 from gateway.grant_requests import GrantWorkflow
+from gateway.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -13,32 +13,19 @@ log = logging.getLogger(__name__)
 class PeriodicSweep:
     def __init__(self, workflow: GrantWorkflow, interval_s: float) -> None:
         self._workflow = workflow
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._timer = Periodic("kiteline-sweep", interval_s, self._sweep)
 
     def start(self) -> None:
-        if self._interval_s <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="kiteline-sweep", daemon=True)
-        self._thread.start()
+        self._timer.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._timer.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                result = self._workflow.sweep(actor="sweeper")
-                log.info(
-                    "grant sweep: %d expired, %d unused revoked, %d custodians to re-certify",
-                    len(result["expired"]),
-                    len(result["revoked_unused"]),
-                    len(result["recertify"]),
-                )
-            except Exception:
-                # The next sweep retries; a failed sweep never stops the server.
-                log.exception("grant sweep failed")
+    def _sweep(self) -> None:
+        result = self._workflow.sweep(actor="sweeper")
+        log.info(
+            "grant sweep: %d expired, %d unused revoked, %d custodians to re-certify",
+            len(result["expired"]),
+            len(result["revoked_unused"]),
+            len(result["recertify"]),
+        )
