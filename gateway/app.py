@@ -100,26 +100,25 @@ def create_app(
         # SIGHUP reloads the policy directory, as daemons conventionally do. Signal
         # handlers can only be installed from the main thread (not under a test client).
         loop = asyncio.get_running_loop()
-        hangup = False
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(
-                signal.SIGHUP,
-                lambda: loop.run_in_executor(None, _reload_quietly, app.state.gateway),
-            )
-            hangup = True
-        sweep = PeriodicSweep(app.state.gateway.grants, config.grants.sweep_interval_s)
-        sweep.start()
-        wal = WalCheckpointer(app.state.gateway.engine)
-        wal.start()
-        app.state.audit_trail.start()
-        yield
-        app.state.audit_trail.stop()
-        wal.stop()
-        sweep.stop()
-        if hangup:
-            loop.remove_signal_handler(signal.SIGHUP)
-        if owns_gateway:
-            app.state.gateway.close()
+        # Stopped in reverse order, each even when one before it fails: a failed stop
+        # must not leave the other threads running.
+        with contextlib.ExitStack() as running:
+            if owns_gateway:
+                running.callback(app.state.gateway.close)
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(
+                    signal.SIGHUP,
+                    lambda: loop.run_in_executor(None, _reload_quietly, app.state.gateway),
+                )
+                running.callback(loop.remove_signal_handler, signal.SIGHUP)
+            for background in (
+                PeriodicSweep(app.state.gateway.grants, config.grants.sweep_interval_s),
+                WalCheckpointer(app.state.gateway.engine),
+                app.state.audit_trail,
+            ):
+                background.start()
+                running.callback(background.stop)
+            yield
 
     owns_gateway = gateway is None
     if gateway is None:

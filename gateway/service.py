@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -84,17 +85,20 @@ BUFFERED_READ_ROWS = 1000
 # rows of a wider table.
 SCAN_BATCH_CELLS = 4_194_304
 MAX_SCAN_BATCH_ROWS = 1_048_576
-MIN_SCAN_BATCH_ROWS = 256
+MIN_SCAN_BATCH_ROWS = 64
 AUDIT_READERS = frozenset({"officer"})
 
 
-def scan_batch_rows(limit: int, columns: int) -> int:
+def scan_batch_rows(limit: int, columns: int, released_share: float = 1.0) -> int:
     """Rows per scanned batch for a read of at most ``limit`` rows of ``columns``
-    columns. A small page gets a batch about twice its size: a suppressing
-    (k-anonymous) read scans on until the page fills, and a batch of a million rows
-    would be generalized and checked whole to return 100 of them."""
+    columns, where about ``released_share`` of the rows read may be returned. A page gets
+    one batch that fills it, with a tenth to spare, and one row more to tell whether a
+    next page exists: a suppressing (k-anonymous) read scans on until the page fills, and
+    every row scanned past that is generalized and checked for nothing. A share under 1%
+    counts as 1%: past that, batches are bounded by width alone."""
     by_width = min(MAX_SCAN_BATCH_ROWS, SCAN_BATCH_CELLS // max(columns, 1))
-    return max(MIN_SCAN_BATCH_ROWS, min(by_width, 2 * limit + 1))
+    expected = math.ceil((limit + 1) / max(released_share, 0.01) * 1.1)
+    return max(MIN_SCAN_BATCH_ROWS, min(by_width, expected))
 
 
 @dataclass
@@ -689,7 +693,11 @@ class Gateway:
             batches = self.connectors[dataset.store].scan(
                 table_of(dataset),
                 scan,
-                batch_size=scan_batch_rows(plan.limit, len(scan.columns)),
+                batch_size=scan_batch_rows(
+                    plan.limit,
+                    len(scan.columns),
+                    suppress.released_share if suppress is not None else 1.0,
+                ),
                 cancellation=cancellation,
             )
             # Pull the first batch now, so a missing object or a dead store becomes a

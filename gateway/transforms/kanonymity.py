@@ -71,8 +71,17 @@ def _class_counts(batch: pa.RecordBatch, spec: QiSpec) -> pa.Table:
 class ClassIndex:
     """The releasable quasi-identifier combinations of one dataset version."""
 
-    def __init__(self, spec: QiSpec, dictionaries: list[pa.Array], allowed: pa.Array) -> None:
+    def __init__(
+        self,
+        spec: QiSpec,
+        dictionaries: list[pa.Array],
+        allowed: pa.Array,
+        released_share: float = 1.0,
+    ) -> None:
         self.spec = spec
+        # The share of the dataset's rows that may be released: how many rows a page
+        # should expect to read per row it returns.
+        self.released_share = released_share
         self._dictionaries = dictionaries
         self._allowed = allowed
         self._allowed_set: set[int] | None = None
@@ -110,16 +119,19 @@ class ClassIndex:
             totals = totals.group_by(keys, use_threads=False).aggregate(
                 [("count_all_sum", "sum"), ([], "count_all")]
             )
-            sizes, diversity = totals["count_all_sum_sum"], totals["count_all"]
-            keep = pc.and_(pc.greater_equal(sizes, spec.k), pc.greater_equal(diversity, spec.l))
+            class_sizes, diversity = totals["count_all_sum_sum"], totals["count_all"]
+            keep = pc.and_(
+                pc.greater_equal(class_sizes, spec.k), pc.greater_equal(diversity, spec.l)
+            )
         else:
             keep = pc.greater_equal(totals["count_all_sum"], spec.k)
+        sizes = totals["count_all_sum_sum" if spec.l_column else "count_all_sum"]
+        keep = keep.combine_chunks() if isinstance(keep, pa.ChunkedArray) else keep
+        rows, released = pc.sum(sizes).as_py() or 0, pc.sum(pc.filter(sizes, keep)).as_py() or 0
         dictionaries = [pc.unique(totals[key].combine_chunks()) for key in keys]
-        index = cls(spec, dictionaries, pa.array([], pa.int64()))
+        index = cls(spec, dictionaries, pa.array([], pa.int64()), released / rows if rows else 1.0)
         codes = index._codes([totals[key].combine_chunks() for key in keys])
-        index._allowed = pc.filter(
-            codes, keep.combine_chunks() if isinstance(keep, pa.ChunkedArray) else keep
-        )
+        index._allowed = pc.filter(codes, keep)
         return index
 
     def _codes(self, columns: list[pa.Array]) -> pa.Array:

@@ -29,7 +29,10 @@ def test_unauthenticated_caller_gets_401_whatever_the_body(client: TestClient):
 def test_scan_batches_fit_the_page_and_the_table_width():
     from gateway.service import MAX_SCAN_BATCH_ROWS, MIN_SCAN_BATCH_ROWS, scan_batch_rows
 
-    assert scan_batch_rows(1000, 9) == 2001  # a page: about twice its rows
+    assert scan_batch_rows(1000, 9) == 1102  # a page and the next row, a tenth more
+    # A suppressing read expects to read past the rows it may not return.
+    assert scan_batch_rows(100, 9, released_share=0.5) == 223
+    assert scan_batch_rows(100, 9, released_share=0.0) == 11_110  # counted as 1%
     assert scan_batch_rows(1, 9) == MIN_SCAN_BATCH_ROWS
     assert scan_batch_rows(10_000_000, 4) == MAX_SCAN_BATCH_ROWS  # bulk, narrow
     assert scan_batch_rows(10_000_000, 40) == 104_857  # bulk, wide: bounded in cells

@@ -30,8 +30,8 @@ def _commit_notes(engine: Engine, count: int) -> None:
             conn.execute(text("INSERT INTO notes (body) VALUES (:body)"), {"body": "x" * 2000})
 
 
-def _wal_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "kiteline-wal"]
+def _wal_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "kiteline-wal"}
 
 
 def test_commits_leave_checkpoints_to_the_checkpointer(engine: Engine) -> None:
@@ -62,16 +62,17 @@ def test_the_thread_checkpoints_until_stopped(engine: Engine) -> None:
             rounds.release()
             return done
 
+    others = _wal_threads()  # of servers other tests left running, if any
     checkpointer = Counted(engine, interval_s=0.01)
     checkpointer.start()
     try:
-        assert len(_wal_threads()) == 1
+        (ours,) = _wal_threads() - others
         _commit_notes(engine, 40)
         # Two rounds: at least one began after the last commit.
         assert rounds.acquire(timeout=10) and rounds.acquire(timeout=10)
     finally:
         checkpointer.stop()
-    assert _wal_threads() == []
+    assert not ours.is_alive()
     # The log was copied whole, so this commit starts it over: without the thread's
     # checkpoints it would be page 41 or later.
     _commit_notes(engine, 1)
@@ -84,9 +85,10 @@ def test_nothing_to_checkpoint_without_a_log_file() -> None:
     engine = create_engine("sqlite://")
     try:
         assert not uses_wal(engine)
+        others = _wal_threads()
         checkpointer = WalCheckpointer(engine)
         checkpointer.start()
-        assert _wal_threads() == []
+        assert _wal_threads() == others
         checkpointer.stop()
     finally:
         engine.dispose()
@@ -97,15 +99,16 @@ def test_postgres_runs_no_checkpointer(pg_schema_url: str) -> None:
     engine = create_state_engine(pg_schema_url)
     try:
         assert not uses_wal(engine)
+        others = _wal_threads()
         WalCheckpointer(engine).start()
-        assert _wal_threads() == []
+        assert _wal_threads() == others
     finally:
         engine.dispose()
 
 
 def test_the_server_checkpoints_while_it_runs(workspace: Workspace) -> None:
-    assert _wal_threads() == []
+    others = _wal_threads()
     with client_for(workspace) as client:
         assert client.get("/healthz").status_code == 200
-        assert len(_wal_threads()) == 1
-    assert _wal_threads() == []
+        (ours,) = _wal_threads() - others
+    assert not ours.is_alive()

@@ -70,6 +70,7 @@ def test_released_rows_are_k_anonymous_by_an_independent_count():
         "SELECT sum(n) FROM (SELECT count(*) n FROM t GROUP BY birth, zip, gender) WHERE n >= 5"
     ).fetchone()[0]
     assert out.num_rows == expected
+    assert index.released_share == pytest.approx(expected / data.num_rows)
 
 
 def test_classes_are_counted_over_the_whole_dataset_not_the_batch():
@@ -86,6 +87,7 @@ def test_classes_are_counted_over_the_whole_dataset_not_the_batch():
     assert released(data, index, batch_rows=1).num_rows == 5
     index6 = ClassIndex.build(QiSpec(SPEC.columns, k=6), data.to_batches(max_chunksize=1))
     assert released(data, index6).num_rows == 0
+    assert (index.released_share, index6.released_share) == (1.0, 0.0)
 
 
 def test_l_diversity_suppresses_homogeneous_classes():
@@ -98,8 +100,10 @@ def test_l_diversity_suppresses_homogeneous_classes():
         }
     )
     spec = QiSpec(SPEC.columns, k=5, l_column="diagnosis", l=2)
-    out = released(data, ClassIndex.build(spec, data.to_batches()))
+    index = ClassIndex.build(spec, data.to_batches())
+    out = released(data, index)
     assert out.num_rows == 6
+    assert index.released_share == 0.5
     assert {d.year for d in out.column("birth").to_pylist()} == {1970}
 
 
