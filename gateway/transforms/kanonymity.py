@@ -220,14 +220,21 @@ def take_kept(
     if len(keep) <= SMALL_BATCH_ROWS:
         # A page's mask is counted in Python: three Arrow calls cost more than that.
         flags = keep.to_pylist()
-        if flags.count(True) <= wanted:
-            return batch.filter(keep), batch.num_rows, False
-        running: Iterable[int] = accumulate(map(bool, flags))
-        # The source position of the wanted-th kept row, plus one.
-        cut = next((i + 1 for i, total in enumerate(running) if total == wanted), 0)
+        kept = flags.count(True)
+        if kept > wanted:
+            if 0 < wanted == flags[:wanted].count(True):
+                cut = wanted
+            else:
+                running: Iterable[int] = accumulate(map(bool, flags))
+                # The source position of the wanted-th kept row, plus one.
+                cut = next((i + 1 for i, total in enumerate(running) if total == wanted), 0)
     else:
-        if (pc.sum(keep).as_py() or 0) <= wanted:
-            return batch.filter(keep), batch.num_rows, False
-        totals = pc.cumulative_sum(pc.cast(keep, pa.int64()))
-        cut = pc.index(totals, pa.scalar(wanted, pa.int64())).as_py() + 1
-    return batch.slice(0, cut).filter(keep.slice(0, cut)), cut, True
+        kept = pc.sum(keep).as_py() or 0
+        if kept > wanted:
+            totals = pc.cumulative_sum(pc.cast(keep, pa.int64()))
+            cut = pc.index(totals, pa.scalar(wanted, pa.int64())).as_py() + 1
+    # Rows that are all kept need no filter: a slice of them is free.
+    if kept <= wanted:
+        return (batch if kept == batch.num_rows else batch.filter(keep)), batch.num_rows, False
+    rows = batch.slice(0, cut)
+    return (rows if cut == wanted else rows.filter(keep.slice(0, cut))), cut, True

@@ -134,6 +134,16 @@ def test_take_kept_stops_at_the_wanted_row(wanted: int):
         assert not cut and consumed == 8
 
 
+@pytest.mark.parametrize("size", [8, 300])
+def test_take_kept_of_rows_all_kept_is_their_slice(size: int):
+    batch = pa.record_batch({"x": list(range(size))})
+    keep = pa.array([True] * size)
+    rows, consumed, cut = take_kept(batch, keep, 5)
+    assert (rows.column("x").to_pylist(), consumed, cut) == ([0, 1, 2, 3, 4], 5, True)
+    rows, consumed, cut = take_kept(batch, keep, size)
+    assert rows is batch and (consumed, cut) == (size, False)
+
+
 @pytest.mark.parametrize("wanted", [0, 1, 7, 150, 400])
 def test_take_kept_counts_a_page_in_python_as_arrow_does(wanted: int, monkeypatch):
     rng = random.Random(wanted)
