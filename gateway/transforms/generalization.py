@@ -6,8 +6,9 @@ for numbers (ages into N-wide bands) and dates (birth dates into N-year bands),
 intervals, and ``keep`` for values already
 coarse (gender) that still count as quasi-identifiers. Work is done once per distinct
 value. A small batch (a page of a few hundred rows) is generalized from a Python list,
-which costs less than the Arrow calls' fixed overhead; a large one stays columnar. Both
-paths give the same values (a property test compares them).
+which costs less than the Arrow calls' fixed overhead, and its labels are remembered for
+the next pages; a large one stays columnar. Both paths give the same values (a property
+test compares them).
 """
 
 from __future__ import annotations
@@ -35,16 +36,40 @@ SMALL_BATCH_ROWS = 128
 
 def _small_generalize(values: pa.Array, kind: str, argument: str) -> pa.Array | None:
     """The rule applied over a Python list, or None for the rules whose Arrow path is one
-    cheap kernel call already (year, month; prefix chooses for itself). Dates go through
-    ``pc.year`` first: turning them into ``date`` objects costs more than the rest."""
+    cheap kernel call already (year, month). Dates go through ``pc.year`` first: turning
+    them into ``date`` objects costs more than the rest."""
     if kind == "band":
-        band = _band(int(argument))
         numbers = pc.year(values) if _is_temporal(values.type) else values
-        return distinct.map_list(numbers.to_pylist(), band, pa.string())
+        return _remembered(f"band:{argument}", numbers, _band(int(argument)))
     if kind == "bins":
         edges = sorted(float(e) for e in argument.split(","))
-        return distinct.map_list(values.to_pylist(), _bins(edges), pa.string())
+        return _remembered(f"bins:{argument}", values, _bins(edges))
+    if kind == "prefix" and _is_text(values.type):
+        keep = int(argument)
+        return _remembered(
+            f"prefix:{argument}", values, lambda v: v[:keep] + "*" * max(len(v) - keep, 0)
+        )
     return None
+
+
+# Labels of values seen before, per rule and value type (1955 and 1955.0 band apart):
+# the pages of a dataset bring the same few values again and again. Each memo is
+# bounded; past the bound, new values are computed every time, as on a first read.
+MEMO_ENTRIES = 65_536
+_memos: dict[tuple[str, pa.DataType], dict[Any, str]] = {}
+
+
+def _remembered(rule: str, values: pa.Array, fn: Callable[[Any], str]) -> pa.Array:
+    memo = _memos.setdefault((rule, values.type), {})
+    items = values.to_pylist()
+    labels: list[str | None] = list(map(memo.get, items))
+    if values.null_count != labels.count(None):
+        for i, item in enumerate(items):
+            if labels[i] is None and item is not None:
+                label = labels[i] = fn(item)
+                if len(memo) < MEMO_ENTRIES:
+                    memo[item] = label  # one dict store: safe beside concurrent reads
+    return pa.array(labels, pa.string())
 
 
 def _is_temporal(t: pa.DataType) -> bool:

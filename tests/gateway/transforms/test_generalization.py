@@ -47,3 +47,19 @@ def test_prefix_of_large_strings_matches_strings(rows: int):
     large = generalize(pa.array(codes, pa.large_string()), "prefix:2")
     assert large.equals(plain)
     assert large.type == output_type("prefix:2", pa.large_string())
+
+
+def test_a_page_seen_again_gets_the_same_labels():
+    page = pa.array([dt.date(1955, 3, 1), None, dt.date(1949, 12, 31)], pa.date32())
+    first = generalize(page, "band:10").to_pylist()
+    assert first == ["1950-1959", None, "1940-1949"]
+    assert generalize(page, "band:10").to_pylist() == first  # from remembered labels
+    assert generalize(page, "band:5").to_pylist() == ["1955-1959", None, "1945-1949"]
+
+
+def test_labels_past_the_memo_bound_are_still_computed(monkeypatch):
+    from gateway.transforms import generalization
+
+    monkeypatch.setattr(generalization, "MEMO_ENTRIES", 0)
+    codes = pa.array(["100085", "2000", None])
+    assert generalize(codes, "prefix:2").to_pylist() == ["10****", "20**", None]
