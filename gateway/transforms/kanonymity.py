@@ -28,6 +28,8 @@ SMALL_BATCH_ROWS = 256
 # Source values whose code term one index remembers, per quasi-identifier column (a
 # few MB per index at most; past it, pages compute the terms they need each time).
 MAX_REMEMBERED_VALUES = 16_384
+# Combinations of source values one index remembers the decision for (a few MB at most).
+MAX_REMEMBERED_ROWS = 65_536
 _MAX_CODE = 2**62
 
 
@@ -91,6 +93,8 @@ class ClassIndex:
         # _keep_small). The type is part of the key: one instant in two time zones, or
         # one count in two units, views as the same integer.
         self._terms: dict[tuple[int, pa.DataType], dict[Any, int]] = {}
+        # Per source types: combination of source values -> released or not.
+        self._decided: dict[tuple[pa.DataType, ...], dict[tuple[Any, ...], bool]] = {}
         # Python's float equality (NaN, -0.0) is not Arrow's: floats stay on Arrow.
         self._exact_in_python = not any(pa.types.is_floating(d.type) for d in dictionaries)
         self._strides: list[int] = []
@@ -161,17 +165,33 @@ class ClassIndex:
 
     def _keep_small(self, sources: list[pa.Array]) -> pa.BooleanArray:
         """``keep`` for a few rows, from Python dicts: each of the dozen Arrow calls of
-        the vectorized path costs more than a page's work. Each distinct source value is
+        the vectorized path costs more than a page's work. A row whose combination of
+        source values was decided before is answered from that decision (up to
+        MAX_REMEMBERED_ROWS combinations per index); the others are coded from terms
+        (see ``_keep_by_terms``)."""
+        columns = [_hashable(source).to_pylist() for source in sources]
+        rows = list(zip(*columns, strict=True))
+        # The types are part of the key, as for the terms.
+        decided = self._decided.setdefault(tuple(source.type for source in sources), {})
+        remembered = list(map(decided.get, rows))
+        if None not in remembered:
+            return pa.array(remembered, pa.bool_())
+        flags = self._keep_by_terms(sources, columns)
+        if len(decided) + len(rows) <= MAX_REMEMBERED_ROWS:
+            decided.update(zip(rows, flags, strict=True))  # one update: atomic for readers
+        return pa.array(flags, pa.bool_())
+
+    def _keep_by_terms(self, sources: list[pa.Array], columns: list[list[Any]]) -> list[bool]:
+        """Each row's code, summed from its values' terms; a value first seen is
         generalized (by the same function as the vectorized path) once per index, and
-        its term of the code remembered, up to MAX_REMEMBERED_VALUES per column."""
+        its term remembered, up to MAX_REMEMBERED_VALUES per column."""
         allowed = self._allowed_set
         if allowed is None:
             # Built on first use; a race only builds equal sets twice.
             allowed = self._allowed_set = set(self._allowed.to_pylist())
         per_column: list[Iterable[int]] = []
-        for i, source in enumerate(sources):
+        for i, (source, values) in enumerate(zip(sources, columns, strict=True)):
             terms = self._terms.setdefault((i, source.type), {})
-            values = _hashable(source).to_pylist()
             unknown = set(values).difference(terms)
             if unknown:
                 found = self._new_terms(i, source, {v: values.index(v) for v in unknown})
@@ -181,7 +201,7 @@ class ClassIndex:
                 terms.update(found)  # one dict update: atomic for concurrent readers
             per_column.append(map(terms.__getitem__, values))
         codes = map(sum, zip(*per_column, strict=True))
-        return pa.array(list(map(allowed.__contains__, codes)), pa.bool_())
+        return list(map(allowed.__contains__, codes))
 
     def _new_terms(self, i: int, source: pa.Array, rows: dict[Any, int]) -> dict[Any, int]:
         """The code terms of values first seen at ``rows`` (value -> a row holding it)."""
