@@ -329,7 +329,8 @@ def _slice(
     """A scan without filters or order over a cached table: projection and a slice in
     file order, as DuckDB would return them, without planning a query. Columns of
     ``encoded`` replace their plain values in batches long enough to gain by them."""
-    missing = [c for c in scan.columns if c not in cached.column_names]
+    present = set(cached.column_names)  # a new list at every access: read it once
+    missing = [c for c in scan.columns if c not in present]
     if missing:
         raise ConnectorError(f"query on {table.location!r} failed: no column {missing[0]!r}")
     offset = int(scan.offset or 0)
