@@ -103,7 +103,8 @@ class GatewaySection(_Strict):
         ge=0,
         le=100_000_000,
         description="Pseudonyms kept in memory across reads (per recipient, domain and "
-        "key version; about 60 bytes each); 0 keeps none.",
+        "key version; about 60 bytes each, plus about 175 while a table holds at most "
+        "65,536, which it also keeps in a dict for pages); 0 keeps none.",
     )
     read_threads: int | None = Field(
         None,

@@ -35,8 +35,14 @@ _B32_PAIRS = np.frombuffer(
 )
 _TEN_BIT_SHIFTS = np.array([30, 20, 10, 0], np.uint64)
 # Looking a batch up in a table builds a hash of the whole table first; keying one value
-# costs about as much as hashing this many table entries. Smaller batches key directly.
+# costs about as much as hashing this many table entries. Smaller batches key directly,
+# unless the table can answer them from its dict (below).
 TABLE_ENTRIES_PER_KEYED_VALUE = 32
+# A table of at most this many entries also keeps them in a dict, and answers a batch
+# of at most PAGE_ROWS values (a page) from it: a dict lookup per value, the HMAC only
+# for values it has never seen.
+MIRRORED_ENTRIES = 65_536
+PAGE_ROWS = 256
 
 
 def _b32(data: bytes) -> str:
@@ -133,11 +139,51 @@ class PseudonymTable:
     def __init__(self, admit: Callable[[PseudonymTable, int], bool] | None = None) -> None:
         self._snapshot = (pa.array([], pa.string()), pa.array([], pa.string()))
         self._positions: _Positions | None = None
+        # The snapshot's entries as a dict, and the snapshot they are: pages are looked
+        # up in it. Only ever added to, and a value's pseudonym never changes, so a
+        # reader may use it while it grows.
+        self._mirror: tuple[tuple[pa.Array, pa.Array], dict[str, str]] | None = None
         self._admit = admit
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._snapshot[0])
+
+    def answers_pages(self) -> bool:
+        """Whether a page is looked up in this table's dict (see MIRRORED_ENTRIES)."""
+        return len(self) <= MIRRORED_ENTRIES
+
+    def lookup_page(self, texts: pa.Array, *, key: bytes, prefix: str) -> pa.Array:
+        """``lookup`` for a page (at most PAGE_ROWS values, strings): from the dict,
+        keying only the values not in it, which the table then remembers."""
+        snapshot = self._snapshot
+        mirror = self._mirror_of(snapshot)
+        items = texts.to_pylist()
+        found = list(map(mirror.get, items))
+        if found.count(None) != texts.null_count:
+            # Values never seen: each keyed once, then remembered by the table.
+            pairs = zip(items, found, strict=True)
+            new = list(dict.fromkeys(v for v, f in pairs if f is None and v is not None))
+            new_texts = pa.array(new, pa.string())
+            fresh = keyed(new_texts, key=key, prefix=prefix)
+            self._remember(snapshot, new_texts, fresh)
+            computed = dict(zip(new, fresh.to_pylist(), strict=True))
+            found = [
+                computed[v] if f is None and v is not None else f
+                for v, f in zip(items, found, strict=True)
+            ]
+        return pa.array(found, pa.string())
+
+    def _mirror_of(self, snapshot: tuple[pa.Array, pa.Array]) -> dict[str, str]:
+        held = self._mirror
+        if held is not None and held[0] is snapshot:
+            return held[1]
+        keys, values = snapshot
+        mirror = dict(zip(keys.to_pylist(), values.to_pylist(), strict=True))
+        with self._lock:
+            if self._snapshot is snapshot:
+                self._mirror = (snapshot, mirror)
+        return mirror
 
     def lookup(
         self, texts: pa.Array, *, key: bytes, prefix: str, remember_positions: bool = False
@@ -184,6 +230,14 @@ class PseudonymTable:
             )
             # Positions kept for the old snapshot would keep it in memory, unused.
             self._positions = None
+            held = self._mirror
+            if held is not None and held[0] is before and self.answers_pages():
+                mirror = held[1]
+                new = zip(missing.cast(pa.string()).to_pylist(), fresh.to_pylist(), strict=True)
+                mirror.update(new)
+                self._mirror = (self._snapshot, mirror)
+            else:
+                self._mirror = None  # rebuilt by the next page, if still small enough
             return self._snapshot if before is seen else None
 
     def _keep_positions(
@@ -197,6 +251,7 @@ class PseudonymTable:
         with self._lock:
             self._snapshot = (pa.array([], pa.string()), pa.array([], pa.string()))
             self._positions = None
+            self._mirror = None
 
 
 class _Positions:
@@ -241,6 +296,8 @@ def _map_distinct(
     """Pseudonyms of ``texts``: through ``table`` when the batch is big enough for its
     lookup to pay, else keyed directly (each distinct value once). ``shared`` says
     ``texts`` is a dictionary other reads may bring again."""
+    if table is not None and not shared and len(texts) <= PAGE_ROWS and table.answers_pages():
+        return table.lookup_page(texts, key=key, prefix=prefix)
     if table is not None and len(texts) * TABLE_ENTRIES_PER_KEYED_VALUE >= len(table):
         return table.lookup(texts, key=key, prefix=prefix, remember_positions=shared)
     encoded = pc.dictionary_encode(texts)

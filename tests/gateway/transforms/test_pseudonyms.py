@@ -90,13 +90,49 @@ def test_every_path_matches_the_reference_hmac(key: bytes):
     assert len(table) == len(VALUES) - 1
 
 
-def test_a_small_batch_against_a_big_table_is_keyed_directly():
+def test_a_small_batch_against_a_big_table_is_keyed_directly(monkeypatch):
+    monkeypatch.setattr(pseudonyms, "MIRRORED_ENTRIES", 500)  # too big for its dict
     key = KEYRING.pseudonym_key("user:x", "d", 1)
     table = PseudonymTable()
     pseudonymize(pa.array([f"v{i}" for i in range(1000)]), key=key, prefix="p1_x_", table=table)
     out = pseudonymize(pa.array(["v1", "new"]), key=key, prefix="p1_x_", table=table)
     assert out.to_pylist() == [pseudonym_of(v, key=key, prefix="p1_x_") for v in ["v1", "new"]]
     assert len(table) == 1000  # bypassed: "new" was keyed without a table lookup
+
+
+def test_pages_are_looked_up_in_a_dict_and_only_new_values_keyed(monkeypatch):
+    key = KEYRING.pseudonym_key("user:x", "d", 1)
+    table = PseudonymTable()
+    pseudonymize(pa.array([f"v{i}" for i in range(1000)]), key=key, prefix="p1_x_", table=table)
+    keyed_values: list[str] = []
+    real = pseudonyms.keyed
+
+    def counted(texts: pa.Array, **kwargs: object) -> pa.Array:
+        keyed_values.extend(texts.to_pylist())
+        return real(texts, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pseudonyms, "keyed", counted)
+    monkeypatch.setattr(pseudonyms.pc, "index_in", None)  # no whole-table hash for a page
+    page = ["v1", None, "new", "v999", "new", "newer"]
+    for _ in range(2):
+        out = pseudonymize(pa.array(page), key=key, prefix="p1_x_", table=table)
+        assert out.to_pylist() == _reference(page, key, "p1_x_")
+    assert keyed_values == ["new", "newer"]  # once each, then from the table
+    assert len(table) == 1002
+    table.clear()
+    assert pseudonymize(pa.array(page), key=key, prefix="p1_x_", table=table).to_pylist() == (
+        _reference(page, key, "p1_x_")
+    )
+    assert len(table) == 4
+
+
+def test_a_page_of_a_refused_table_is_keyed_and_not_remembered():
+    key = KEYRING.pseudonym_key("user:x", "d", 1)
+    table = PseudonymTable(admit=lambda _table, _count: False)
+    for _ in range(2):
+        out = pseudonymize(pa.array(["a", "b", "a"]), key=key, prefix="p1_x_", table=table)
+        assert out.to_pylist() == _reference(["a", "b", "a"], key, "p1_x_")
+    assert len(table) == 0
 
 
 def test_a_refused_table_still_pseudonymizes():
@@ -167,11 +203,12 @@ def test_a_dictionary_seen_again_reuses_its_positions_only_while_they_hold():
         copy = pa.DictionaryArray.from_arrays(indices, pa.array(dictionary.to_pylist()))
         assert pseudonymize(copy, key=key, prefix="p1_x_", table=table) == cold
         assert len(lookups) == 1
-        # The table grew since: the positions are recomputed, and still right.
+        # The table grew since (a page, looked up in its dict): the positions are
+        # recomputed, and still right.
         pseudonymize(pa.array(["new"] * 40), key=key, prefix="p1_x_", table=table)
         again = pseudonymize(column, key=key, prefix="p1_x_", table=table)
         assert again.to_pylist() == expected
-        assert len(lookups) == 3
+        assert len(lookups) == 2
         table.clear()
         assert pseudonymize(column, key=key, prefix="p1_x_", table=table) == cold
     assert len(table) == 200
