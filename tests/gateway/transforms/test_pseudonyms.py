@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
+import threading
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -227,3 +229,32 @@ def test_remembered_positions_never_cross_recipients():
             assert out.to_pylist() == _reference(column.to_pylist(), key, prefix)
         outs.append(set(out.to_pylist()))
     assert not outs[0] & outs[1]
+
+
+def test_pages_and_bulk_lookups_share_a_table_across_threads():
+    # Pages (the dict) and bulk reads (Arrow lookups) grow one table concurrently; every
+    # answer must still be each value's own pseudonym.
+    key = KEYRING.pseudonym_key("user:x", "d", 1)
+    table = PseudonymTable()
+    failures: list[str] = []
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(60):
+            size = rng.choice([5, 100, 256, 2000])
+            values = [f"v{rng.randrange(5000)}" for _ in range(size)]
+            out = pseudonymize(pa.array(values), key=key, prefix="p1_x_", table=table)
+            if out.to_pylist() != _reference(values, key, "p1_x_"):
+                failures.append(f"reader {seed}, a batch of {size}")
+
+    threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    # The dict, grown in place beside the table, holds exactly the table's entries.
+    held = table._mirror
+    assert held is not None and held[0] is table._snapshot
+    keys, values = held[0]
+    assert held[1] == dict(zip(keys.to_pylist(), values.to_pylist(), strict=True))
