@@ -44,17 +44,19 @@ def _small_generalize(values: pa.Array, kind: str, argument: str) -> pa.Array | 
     if kind == "bins":
         edges = sorted(float(e) for e in argument.split(","))
         return _remembered(f"bins:{argument}", values, _bins(edges))
-    if kind == "prefix" and _is_text(values.type):
+    if kind == "prefix":
         keep = int(argument)
+        text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
         return _remembered(
-            f"prefix:{argument}", values, lambda v: v[:keep] + "*" * max(len(v) - keep, 0)
+            f"prefix:{argument}", text, lambda v: v[:keep] + "*" * max(len(v) - keep, 0)
         )
     return None
 
 
-# Labels of values seen before, per rule and value type (1955 and 1955.0 band apart):
-# the pages of a dataset bring the same few values again and again. Each memo is
-# bounded; past the bound, new values are computed every time, as on a first read.
+# Labels of values seen before, per rule and value type (equal Python values of two
+# Arrow types never share a label): the pages of a dataset bring the same few values
+# again and again. Each memo is bounded; past the bound, new values are computed every
+# time, as on a first read.
 MEMO_ENTRIES = 65_536
 _memos: dict[tuple[str, pa.DataType], dict[Any, str]] = {}
 
@@ -136,10 +138,6 @@ def _prefix(values: pa.Array, keep: int) -> pa.Array:
         # in every row: one kernel call, whatever the batch size.
         stars = "*" * max(bounds["max"] - keep, 0)
         return pc.utf8_replace_slice(text, start=keep, stop=bounds["max"], replacement=stars)
-    if len(text) <= SMALL_BATCH_ROWS:
-        return distinct.map_list(
-            text.to_pylist(), lambda v: v[:keep] + "*" * max(len(v) - keep, 0), pa.string()
-        )
     hidden = pc.max_element_wise(pc.subtract(lengths, keep), 0)
     stars = pc.binary_repeat(pa.scalar("*"), hidden)
     return pc.binary_join_element_wise(pc.utf8_slice_codeunits(text, 0, keep), stars, "")
