@@ -10,6 +10,7 @@ cannot be read cheaply (S3, PostgreSQL) are re-indexed after ``OPAQUE_TTL_S``.
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import threading
 import time
@@ -46,22 +47,29 @@ def qi_spec(view: DatasetView) -> QiSpec | None:
     return QiSpec(columns, view.dataset.k)
 
 
-def data_version(config: Config, name: str) -> str:
+def data_location(config: Config, name: str) -> str | None:
+    """The file or folder behind ``name`` when its store is local, else None."""
     dataset = config.datasets[name]
     store = config.stores[dataset.store]
     if isinstance(store, LocalStore):
-        path = config.resolve_path(store.root) / dataset.location
-        try:
-            found = path.stat()
-        except OSError:
-            return repr([])
-        if stat.S_ISREG(found.st_mode):
-            # One file (the common case, checked on every read): one system call.
-            return repr([(str(path), found.st_mtime_ns, found.st_size)])
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        stats = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if _exists(p)]
-        return repr(stats)
-    return f"ttl:{int(time.time() // OPAQUE_TTL_S)}"
+        return str(config.resolve_path(store.root) / dataset.location)
+    return None
+
+
+def data_version(location: str | None) -> str:
+    """The version of the data at ``location`` (from ``data_location``)."""
+    if location is None:
+        return f"ttl:{int(time.time() // OPAQUE_TTL_S)}"
+    try:
+        found = os.stat(location)
+    except OSError:
+        return repr([])
+    if stat.S_ISREG(found.st_mode):
+        # One file (the common case, checked on every read): one system call.
+        return repr([(location, found.st_mtime_ns, found.st_size)])
+    files = sorted(p for p in Path(location).rglob("*") if p.is_file())
+    stats = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if _exists(p)]
+    return repr(stats)
 
 
 def _exists(path: Path) -> bool:
@@ -79,9 +87,13 @@ class ClassIndexCache:
         self._entries: OrderedDict[tuple[str, QiSpec, str], ClassIndex] = OrderedDict()
         self._lock = threading.Lock()
         self._building: dict[tuple[str, QiSpec, str], threading.Lock] = {}
+        # Dataset -> its location, built once: paths cost more to build than to stat.
+        self._locations: dict[str, str | None] = {}
 
     def index(self, name: str, spec: QiSpec) -> ClassIndex:
-        key = (name, spec, data_version(self._config, name))
+        if name not in self._locations:
+            self._locations[name] = data_location(self._config, name)
+        key = (name, spec, data_version(self._locations[name]))
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
