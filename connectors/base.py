@@ -9,7 +9,7 @@ values passed as parameters.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -70,12 +70,29 @@ class Aggregate:
 
 
 @dataclass(frozen=True, slots=True)
+class Derived:
+    """A column computed row by row from a whole table: ``build`` maps a table (every
+    column of the source) to an array of one value per row, the same values it would
+    give for any slice of the rows. ``key`` names everything the result depends on
+    besides the data (the rule, the index...): equal keys must mean equal builds."""
+
+    name: str
+    key: Hashable
+    build: Callable[[pa.Table], pa.Array] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Scan:
     """What to read: a projection, a conjunction of filters, an order and a window.
 
     ``dictionary`` names columns the caller maps value by value and so would rather
     get dictionary-encoded (each distinct value mapped once). It is a hint: a store
-    may return any of them plain, and a batch's values are the same either way."""
+    may return any of them plain, and a batch's values are the same either way.
+
+    ``derived`` are columns a store that holds a table whole may compute once per
+    version of it, and then hand over beside the projected ones, under their names,
+    sliced to each batch's rows. Also a hint: a store may leave out any of them, so a
+    caller looks for each in the batch and computes what is missing itself."""
 
     columns: tuple[str, ...]
     filters: tuple[Filter, ...] = ()
@@ -83,6 +100,7 @@ class Scan:
     limit: int | None = None
     offset: int = 0
     dictionary: tuple[str, ...] = ()
+    derived: tuple[Derived, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

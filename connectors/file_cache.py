@@ -5,8 +5,9 @@ files are read by every request. A cached table is keyed by the file's path, siz
 modification time (nanoseconds), checked on every use, so a rewritten file is read
 again on the next request; a file that changes while it is being read is not cached.
 
-Values derived from a cached table (a column dictionary-encoded for bulk reads) are kept
-with that table, counted in its size, and dropped with it.
+Values derived from a cached table (a column dictionary-encoded for bulk reads, columns
+a scan asked to have derived) are kept with that table, counted in its size, and dropped
+with it.
 """
 
 from __future__ import annotations
@@ -82,6 +83,14 @@ class ArrowFileCache:
             return table
         self._put(key, before, table)
         return table
+
+    def derived(self, path: Path, variant: Hashable, table: pa.Table, name: Hashable) -> Any:
+        """The value kept under ``name`` beside ``table`` (see ``derive``), or None."""
+        with self._lock:
+            entry = self._entries.get((str(path), variant))
+            if entry is None or entry.table is not table:
+                return None
+            return entry.derived.get(name)
 
     def derive(
         self,

@@ -610,6 +610,8 @@ class Gateway:
                 plan.scan,
                 columns=tuple(columns),
                 dictionary=transformer.dictionary_columns(spec.source_columns if spec else ()),
+                derived=transformer.derivations()
+                + ((suppress.derivation(),) if suppress is not None else ()),
                 # Suppressed rows do not count: read on from the offset until the page fills.
                 limit=None if suppress is not None else reserved + 1,
             )
@@ -819,7 +821,7 @@ class Gateway:
                         break
                     continue
                 if suppress is not None:
-                    kept, used, cut = take_kept(batch, suppress.keep(batch), limit - rows)
+                    kept, used, cut = take_kept(batch, suppress.kept(batch), limit - rows)
                     more = more or cut
                 else:
                     used = min(batch.num_rows, limit - rows)

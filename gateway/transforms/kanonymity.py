@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.base import Derived
 from gateway.transforms import generalization
 
 COUNT = "__count"
@@ -68,6 +69,10 @@ def _class_counts(batch: pa.RecordBatch, spec: QiSpec) -> pa.Table:
         keys.append("s")
     table = pa.table(columns)
     return table.group_by(keys, use_threads=False).aggregate([([], "count_all")])
+
+
+# The batch column a derived keep mask arrives as: never a store's own name.
+KEPT_COLUMN = "\x00kiteline:kept"
 
 
 class ClassIndex:
@@ -151,6 +156,24 @@ class ClassIndex:
         if code is None:
             raise AnonymityError("no quasi-identifier to index")
         return code
+
+    def derivation(self) -> Derived:
+        """``keep`` over a whole table, for a store to compute once per table version
+        (see ``Scan.derived``); the key is this index itself, so no other index's
+        answer is ever taken for it."""
+
+        def build(table: pa.Table) -> pa.Array:
+            names = self.spec.names
+            return self.keep(
+                pa.RecordBatch.from_arrays([table.column(n).combine_chunks() for n in names], names)
+            )
+
+        return Derived(KEPT_COLUMN, ("kept", self), build)
+
+    def kept(self, batch: pa.RecordBatch) -> pa.BooleanArray:
+        """``keep``, taken from the batch when its store derived it (``derivation``)."""
+        found = batch.schema.get_field_index(KEPT_COLUMN)
+        return batch.column(found) if found >= 0 else self.keep(batch)
 
     def keep(self, batch: pa.RecordBatch) -> pa.BooleanArray:
         """True for the rows whose combination may be released."""

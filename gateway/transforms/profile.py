@@ -6,10 +6,11 @@ not known here is refused rather than passed through (fail closed).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
+from connectors.base import Derived
 from gateway.keyring import Keyring
 from gateway.transforms import generalization, pseudonyms
 from gateway.transforms.masking import mask_for
@@ -18,6 +19,10 @@ from gateway.transforms.scrubbing import ScrubCache, scrub
 from gateway.views import ColumnView, DatasetView
 
 KEY_VERSION = 1
+# Transforms a store may apply once to a whole cached table (see ``Scan.derived``):
+# row by row, the same for every recipient, and cheap enough to run over every row.
+# Scrubbing is left out: over a whole table it costs far more than a page.
+DERIVABLE = ("generalize", "mask")
 
 
 class TransformError(Exception):
@@ -76,6 +81,26 @@ class BatchTransformer:
             and (pa.types.is_string(c.source_type) or pa.types.is_large_string(c.source_type))
         ]
 
+    def derivations(self) -> tuple[Derived, ...]:
+        """The output columns a store may compute once per table version; ``__call__``
+        takes them from the batch when they are there."""
+        return tuple(
+            Derived(derived_name(c), (c.treatment, c.name, self._rule_of(c)), self._builder(c))
+            for c in self.output
+            if c.treatment in DERIVABLE
+        )
+
+    @staticmethod
+    def _rule_of(column: ColumnView) -> str | None:
+        return column.rule if column.treatment == "generalize" else default_mask(column)
+
+    def _builder(self, column: ColumnView) -> Callable[[pa.Table], pa.Array]:
+        def build(table: pa.Table) -> pa.Array:
+            values = table.column(column.name).combine_chunks()
+            return self._column(column, pa.RecordBatch.from_arrays([values], [column.name]))
+
+        return build
+
     @property
     def source_columns(self) -> list[str]:
         needed = [c.name for c in self.output]
@@ -121,8 +146,12 @@ class BatchTransformer:
         return table
 
     def _column(self, column: ColumnView, batch: pa.RecordBatch) -> pa.Array:
-        values = batch.column(column.name)
         how = column.treatment
+        if how in DERIVABLE:
+            found = batch.schema.get_field_index(derived_name(column))
+            if found >= 0:
+                return batch.column(found)
+        values = batch.column(column.name)
         if how == "value":
             return values
         if how == "pseudonym":
@@ -142,3 +171,8 @@ class BatchTransformer:
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         arrays = [self._column(c, batch) for c in self.output]
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def derived_name(column: ColumnView) -> str:
+    """The batch column a derived ``column`` arrives as: never a store's own name."""
+    return f"\x00kiteline:{column.treatment}:{column.name}"

@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors import local
-from connectors.base import ConnectorError, Scan, Table
+from connectors.base import ConnectorError, Derived, Filter, OrderBy, Scan, Table
 from connectors.file_cache import ArrowFileCache
+from connectors.inline import NeedsWorkerThread, running_inline
 from connectors.local import LocalConnector
 
 
@@ -208,3 +209,119 @@ def _plain(schema: pa.Schema) -> pa.Schema:
             for f in schema
         ]
     )
+
+
+def _doubled(builds: list[int]) -> Derived:
+    def build(table: pa.Table) -> pa.Array:
+        builds.append(table.num_rows)
+        return pc.multiply(table.column("n"), 2)
+
+    return Derived("\x00doubled", "doubled", build)
+
+
+def test_a_scan_hands_over_derived_columns_sliced_to_its_rows(tmp_path: Path):
+    _events(tmp_path / "t.parquet", 1000, 40)
+    store = LocalConnector(tmp_path)
+    builds: list[int] = []
+    try:
+        for scan, size in (
+            (Scan(columns=("n",), derived=(_doubled(builds),)), 300),
+            (Scan(columns=("id", "n"), limit=250, offset=613, derived=(_doubled(builds),)), 64),
+            (Scan(columns=("n",), offset=999, derived=(_doubled(builds),)), 64),
+        ):
+            batches = list(store.scan(Table("t.parquet"), scan, batch_size=size))
+            rows = [row for batch in batches for row in batch.to_pylist()]
+            assert [r["n"] for r in rows] == list(range(1000))[scan.offset :][: scan.limit]
+            assert all(r["\x00doubled"] == 2 * r["n"] for r in rows)
+            assert all(b.schema.names[-1] == "\x00doubled" for b in batches)
+        # Built once, over the whole table, and kept with it.
+        assert builds == [1000]
+    finally:
+        store.close()
+
+
+def test_derived_columns_are_built_again_for_a_new_version_of_the_file(tmp_path: Path):
+    path = tmp_path / "t.parquet"
+    _events(path, 100, 10)
+    store = LocalConnector(tmp_path)
+    builds: list[int] = []
+    scan = Scan(columns=("n",), limit=3, derived=(_doubled(builds),))
+    try:
+        assert [b.column(1).to_pylist() for b in store.scan(Table("t.parquet"), scan)] == [
+            [0, 2, 4]
+        ]
+        pq.write_table(pa.table({"n": pa.array([7, 8], pa.int64())}), path)
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        assert [b.column(1).to_pylist() for b in store.scan(Table("t.parquet"), scan)] == [[14, 16]]
+        assert builds == [100, 2]
+    finally:
+        store.close()
+
+
+def test_derived_columns_are_left_out_where_the_table_is_not_held_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _events(tmp_path / "t.parquet", 1000, 40)
+    builds: list[int] = []
+    derived = (_doubled(builds),)
+    store = LocalConnector(tmp_path)
+    uncached = LocalConnector(tmp_path, file_cache=ArrowFileCache(max_file_bytes=0))
+    try:
+        # A filtered or ordered scan goes through DuckDB: rows are not the table's own.
+        for scan in (
+            Scan(columns=("n",), filters=(Filter("n", "<", 10),), derived=derived),
+            Scan(columns=("n",), order_by=(OrderBy("n", descending=True),), derived=derived),
+        ):
+            assert all(b.schema.names == ["n"] for b in store.scan(Table("t.parquet"), scan))
+        scan = Scan(columns=("n",), limit=5, derived=derived)
+        assert all(b.schema.names == ["n"] for b in uncached.scan(Table("t.parquet"), scan))
+        monkeypatch.setattr(local, "DERIVED_MAX_ROWS", 999)
+        assert all(b.schema.names == ["n"] for b in store.scan(Table("t.parquet"), scan))
+        assert builds == []
+    finally:
+        store.close()
+        uncached.close()
+
+
+def test_a_derivation_of_the_wrong_length_is_refused(tmp_path: Path):
+    _events(tmp_path / "t.parquet", 10, 2)
+    store = LocalConnector(tmp_path)
+    short = Derived("\x00short", "short", lambda _table: pa.array([1], pa.int64()))
+    try:
+        with pytest.raises(ConnectorError, match="has 1 rows, not 10"):
+            list(store.scan(Table("t.parquet"), Scan(columns=("n",), derived=(short,))))
+    finally:
+        store.close()
+
+
+def test_on_the_event_loop_a_column_not_derived_yet_declines(tmp_path: Path):
+    _events(tmp_path / "t.parquet", 100, 10)
+    store = LocalConnector(tmp_path)
+    builds: list[int] = []
+    scan = Scan(columns=("n",), limit=2, derived=(_doubled(builds),))
+    try:
+        list(store.scan(Table("t.parquet"), Scan(columns=("n",))))  # the file is loaded
+        with running_inline(), pytest.raises(NeedsWorkerThread):
+            list(store.scan(Table("t.parquet"), scan))
+        assert builds == []
+        list(store.scan(Table("t.parquet"), scan))  # a worker thread derives it
+        with running_inline():
+            batches = list(store.scan(Table("t.parquet"), scan))
+        assert batches[0].column(1).to_pylist() == [0, 2]
+        assert builds == [100]
+    finally:
+        store.close()
+
+
+def test_a_derived_value_is_found_only_beside_its_own_table(tmp_path: Path):
+    path = tmp_path / "t.parquet"
+    _write(path, [1, 2])
+    cache = ArrowFileCache()
+    table = cache.get(path, "parquet", lambda: pq.read_table(path))
+    assert table is not None
+    assert cache.derived(path, "parquet", table, "x") is None
+    kept = cache.derive(path, "parquet", table, "x", lambda t: t.column("id"))
+    assert cache.derived(path, "parquet", table, "x") is kept
+    assert cache.derived(path, "parquet", pa.table({"id": [1, 2]}), "x") is None
+    assert cache.derived(path, "csv", table, "x") is None

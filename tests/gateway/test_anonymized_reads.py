@@ -7,11 +7,14 @@ import io
 import duckdb
 import orjson
 import pyarrow as pa
+import pytest
 from fastapi.testclient import TestClient
 
+from connectors import local
 from gateway import budgets
 from gateway.database import create_state_engine
 from gateway.demo import SURGICAL_PURPOSE, Workspace
+from gateway.transforms.kanonymity import ClassIndex
 from tests.conftest import bearer, client_for
 
 ARROW = "application/vnd.apache.arrow.stream"
@@ -130,3 +133,50 @@ def test_limits_set_while_serving_apply_to_the_next_request(
     set_limits(workspace, rows_per_request=50)
     response = read(client, workspace, {"limit": 60, "purpose": SURGICAL_PURPOSE})
     assert response.status_code == 400 and response.json()["max_rows"] == 50
+
+
+def test_pages_agree_with_and_without_columns_derived_by_the_store(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+):
+    """The local store derives generalized columns and the keep mask once per file
+    version; pages must be exactly what the per-page transforms give."""
+    text = workspace.config_path.read_text().replace("    k: 5\n", "    k: 40\n", 1)
+    workspace.config_path.write_text(text)
+    bodies = [
+        {"limit": 1},
+        {"limit": 100},
+        {"limit": 57, "columns": ["birth_date", "zip", "notes"]},
+        {"limit": 2500},
+    ]
+    kept_rows: list[int] = []
+    keep = ClassIndex.keep
+
+    def counting_keep(self: ClassIndex, batch: pa.RecordBatch) -> pa.BooleanArray:
+        kept_rows.append(batch.num_rows)
+        return keep(self, batch)
+
+    monkeypatch.setattr(ClassIndex, "keep", counting_keep)
+
+    def pages() -> list[object]:
+        answers: list[object] = []
+        with client_for(workspace) as reader:
+            for body in bodies:
+                cursor = None
+                for _ in range(3):
+                    page = read(
+                        reader,
+                        workspace,
+                        {**body, "cursor": cursor, "purpose": SURGICAL_PURPOSE},
+                    )
+                    assert page.status_code == 200, page.text
+                    answers.append(page.json()["rows"])
+                    cursor = page.json()["next_cursor"]
+        return answers
+
+    derived = pages()
+    # Every page took the mask the store derived: keep ran over the whole file only.
+    assert kept_rows == [10_000]
+    monkeypatch.setattr(local, "DERIVED_MAX_ROWS", 0)
+    kept_rows.clear()
+    assert pages() == derived
+    assert kept_rows and max(kept_rows) < 10_000

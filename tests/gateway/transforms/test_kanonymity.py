@@ -225,3 +225,23 @@ def test_a_page_of_another_time_zone_is_not_decided_from_remembered_values(monke
     paged = index.keep(shanghai).to_pylist()
     monkeypatch.setattr(kanonymity, "SMALL_BATCH_ROWS", 0)  # the vectorized path
     assert paged == index.keep(shanghai).to_pylist()
+
+
+def test_a_derived_keep_mask_is_the_index_own_and_is_taken_from_the_batch():
+    table = people(2_000)
+    index = ClassIndex.build(SPEC, table.to_batches(max_chunksize=500))
+    derivation = index.derivation()
+    whole = derivation.build(table)
+    assert whole == index.keep(table.combine_chunks().to_batches()[0])
+    # Keyed by the index itself: an index built again (another data version) never
+    # shares the mask, even with an equal spec.
+    again = ClassIndex.build(SPEC, table.to_batches(max_chunksize=500))
+    assert again.derivation().key != derivation.key
+    assert derivation.key == index.derivation().key
+    page = table.slice(40, 97).combine_chunks().to_batches()[0]
+    flags = pa.array([i % 2 == 0 for i in range(97)])
+    with_mask = pa.RecordBatch.from_arrays(
+        [*page.columns, flags], names=[*page.schema.names, kanonymity.KEPT_COLUMN]
+    )
+    assert index.kept(with_mask) == flags
+    assert index.kept(page) == index.keep(page) == whole.slice(40, 97)

@@ -1,0 +1,95 @@
+"""Profiles applied to batches: columns a store derived ahead are taken as they come."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from gateway.config import Dataset
+from gateway.keyring import Keyring
+from gateway.transforms.profile import BatchTransformer, derived_name
+from gateway.views import build_view
+
+DATASET = Dataset.model_validate(
+    {
+        "module": "m",
+        "store": "s",
+        "location": "x",
+        "columns": {
+            "pid": {"class": "identifier", "domain": "patient"},
+            "phone": {"class": "direct_identifier", "mask": "phone"},
+            "age": {"class": "quasi_identifier", "generalize": "band:10"},
+            "zip": {"class": "quasi_identifier", "generalize": "prefix:2"},
+            "notes": "free_text",
+        },
+    }
+)
+SCHEMA = pa.schema(
+    [
+        ("pid", pa.string()),
+        ("phone", pa.string()),
+        ("age", pa.int64()),
+        ("zip", pa.string()),
+        ("notes", pa.string()),
+    ]
+)
+TABLE = pa.table(
+    {
+        "pid": [f"P{i:04d}" for i in range(300)],
+        "phone": [f"139{i:08d}" for i in range(300)],
+        "age": list(range(300)),
+        "zip": [f"{100000 + 37 * i}" for i in range(300)],
+        "notes": [f"call 139{i:08d}" for i in range(300)],
+    },
+    schema=SCHEMA,
+)
+
+
+def transformer(profile: str) -> BatchTransformer:
+    view = build_view("t", DATASET, SCHEMA, profile)  # type: ignore[arg-type]
+    return BatchTransformer(view, view.returned, keyring=Keyring(b"\x02" * 32), recipient="x")
+
+
+def with_derived(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, *columns.values()], names=[*batch.schema.names, *columns]
+    )
+
+
+def test_generalized_and_masked_columns_may_be_derived_but_nothing_else():
+    anonymized = transformer("anonymized")
+    assert [d.name for d in anonymized.derivations()] == [
+        derived_name(anonymized.view.columns["age"]),
+        derived_name(anonymized.view.columns["zip"]),
+    ]
+    pseudonymized = transformer("pseudonymized")
+    assert [d.name for d in pseudonymized.derivations()] == [
+        derived_name(pseudonymized.view.columns["phone"])
+    ]
+    # The key names the treatment, the column and its rule: another rule, another key.
+    assert [d.key for d in anonymized.derivations()] == [
+        ("generalize", "age", "band:10"),
+        ("generalize", "zip", "prefix:2"),
+    ]
+    assert pseudonymized.derivations()[0].key == ("mask", "phone", "phone")
+
+
+def test_a_derivation_over_the_whole_table_equals_the_transform_of_any_slice():
+    for profile in ("anonymized", "pseudonymized"):
+        apply = transformer(profile)
+        whole = {d.name: d.build(TABLE) for d in apply.derivations()}
+        for offset, length in ((0, 300), (0, 7), (123, 100), (299, 1)):
+            batch = TABLE.slice(offset, length).combine_chunks().to_batches()[0]
+            plain = apply(batch.select(apply.source_columns))
+            sliced = {name: column.slice(offset, length) for name, column in whole.items()}
+            assert apply(with_derived(batch, sliced)) == plain
+
+
+def test_a_derived_column_in_the_batch_is_taken_as_it_is():
+    apply = transformer("anonymized")
+    batch = TABLE.slice(0, 3).combine_chunks().to_batches()[0]
+    marker = pa.array(["a", "b", "c"])
+    out = apply(with_derived(batch, {derived_name(apply.view.columns["age"]): marker}))
+    assert out.column("age") == marker
+    assert out.column("zip").to_pylist() == ["10****", "10****", "10****"]
+    # What leaves has the view's columns only, never the derived ones.
+    assert out.schema == apply.schema
