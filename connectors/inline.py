@@ -26,6 +26,11 @@ class NeedsWorkerThread(BaseException):  # noqa: N818 - a signal, not an error
     Exception into an audited refusal or a 500 must let it pass."""
 
 
+def is_inline() -> bool:
+    """True when running on the event loop (inside ``running_inline``)."""
+    return _on_event_loop.get()
+
+
 def decline_inline(reason: str) -> None:
     """Raise NeedsWorkerThread when running on the event loop; otherwise nothing."""
     if _on_event_loop.get():

@@ -24,11 +24,11 @@ from connectors.base import (
     Cancellation,
     ConnectorError,
     DatasetNotFound,
-    Derived,
     Filter,
     Scan,
     Table,
 )
+from connectors.derived import Deriver
 from connectors.file_cache import ArrowFileCache
 from connectors.inline import decline_inline
 
@@ -40,9 +40,6 @@ _CACHED_VIEW = "kiteline_cached_file"
 # when it has at least twice as many rows as the column has distinct values: below that,
 # mapping the whole dictionary costs more than mapping the batch's own values.
 DICTIONARY_MIN_ROWS = 65_536
-# Derived columns are built for the whole cached table on its first scan that asks for
-# them; past this many rows that first page would wait too long for them.
-DERIVED_MAX_ROWS = 1_000_000
 _COMPARISONS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
@@ -235,7 +232,18 @@ class LocalConnector:
             cached = self._cached(table, path)
             if cached is not None:
                 encoded = self._encoded(table, path, cached, scan, batch_size)
-                derived = self._derived(table, path, cached, scan)
+                derived = (
+                    Deriver(
+                        self.file_cache,
+                        path,
+                        self._variant(table),
+                        cached,
+                        scan.derived,
+                        table.location,
+                    )
+                    if scan.derived
+                    else None
+                )
                 yield from _slice(cached, table, scan, batch_size, cancellation, encoded, derived)
                 return
         params = _Params()
@@ -283,25 +291,6 @@ class LocalConnector:
             )
         return encoded
 
-    def _derived(
-        self, table: Table, path: Path, cached: pa.Table, scan: Scan
-    ) -> dict[str, pa.Array]:
-        """The columns of ``scan.derived``, each built once over the whole cached table
-        and kept with it (none for tables over DERIVED_MAX_ROWS rows: the first page
-        would pay for all of them)."""
-        if not scan.derived or cached.num_rows > DERIVED_MAX_ROWS:
-            return {}
-        variant = self._variant(table)
-        columns = {}
-        for wanted in scan.derived:
-            name = ("derived", wanted.key)
-            column = self.file_cache.derived(path, variant, cached, name)
-            if column is None:
-                decline_inline(f"{wanted.name!r} of {table.location} is not derived yet")
-                column = self.file_cache.derive(path, variant, cached, name, _derivation(wanted))
-            columns[wanted.name] = column
-        return columns
-
     def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
         params = _Params()
         groups = [quote_identifier(c) for c in scan.group_by]
@@ -334,20 +323,6 @@ def _encodable(kind: pa.DataType) -> bool:
     )
 
 
-def _derivation(wanted: Derived) -> Callable[[pa.Table], pa.Array]:
-    def build(cached: pa.Table) -> pa.Array:
-        column = wanted.build(cached)
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
-        if len(column) != cached.num_rows:
-            raise ConnectorError(
-                f"derived column {wanted.name!r} has {len(column)} rows, not {cached.num_rows}"
-            )
-        return column
-
-    return build
-
-
 def _dictionary_of(name: str) -> Callable[[pa.Table], pa.DictionaryArray]:
     def build(cached: pa.Table) -> pa.DictionaryArray:
         encoded: pa.DictionaryArray = pc.dictionary_encode(cached.column(name).combine_chunks())
@@ -363,28 +338,28 @@ def _slice(
     batch_size: int,
     cancellation: Cancellation | None,
     encoded: dict[str, pa.DictionaryArray] | None = None,
-    derived: dict[str, pa.Array] | None = None,
+    derived: Deriver | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """A scan without filters or order over a cached table: projection and a slice in
     file order, as DuckDB would return them, without planning a query. Columns of
     ``encoded`` replace their plain values in batches long enough to gain by them;
-    columns of ``derived`` (whole-table, one value per row) follow the projected ones."""
+    columns of ``derived`` follow the projected ones."""
     present = set(cached.column_names)  # a new list at every access: read it once
     missing = [c for c in scan.columns if c not in present]
     if missing:
         raise ConnectorError(f"query on {table.location!r} failed: no column {missing[0]!r}")
     offset = int(scan.offset or 0)
     length = None if scan.limit is None else int(scan.limit)
-    projected = cached.select(list(scan.columns))
-    for name, column in (derived or {}).items():
-        projected = projected.append_column(name, column)
-    projected = projected.slice(offset, length)
+    projected = cached.select(list(scan.columns)).slice(offset, length)
     # Sliced one batch at a time: a read that stops after its first page (the usual
     # case) does not pay for cutting the rest of the table into batches.
     for start in range(0, projected.num_rows, batch_size):
         if cancellation is not None:
             cancellation.raise_if_cancelled()
         piece = projected.slice(start, batch_size)
+        if derived is not None:
+            for name, column in derived.columns(offset + start, piece.num_rows):
+                piece = piece.append_column(name, column)
         swap = {
             name: column.slice(offset + start, piece.num_rows)
             for name, column in (encoded or {}).items()

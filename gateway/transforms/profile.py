@@ -19,10 +19,9 @@ from gateway.transforms.scrubbing import ScrubCache, scrub
 from gateway.views import ColumnView, DatasetView
 
 KEY_VERSION = 1
-# Transforms a store may apply once to a whole cached table (see ``Scan.derived``):
-# row by row, the same for every recipient, and cheap enough to run over every row.
-# Scrubbing is left out: over a whole table it costs far more than a page.
-DERIVABLE = ("generalize", "mask")
+# Transforms a store may apply ahead to the rows of a table it holds (``Scan.derived``):
+# row by row, and the same for every recipient.
+DERIVABLE = ("generalize", "mask", "scrub")
 
 
 class TransformError(Exception):
@@ -90,14 +89,21 @@ class BatchTransformer:
             if c.treatment in DERIVABLE
         )
 
-    @staticmethod
-    def _rule_of(column: ColumnView) -> str | None:
-        return column.rule if column.treatment == "generalize" else default_mask(column)
+    def _rule_of(self, column: ColumnView) -> str | tuple[str, ...] | None:
+        if column.treatment == "generalize":
+            return column.rule
+        if column.treatment == "scrub":
+            return tuple(self.name_columns)
+        return default_mask(column)
 
     def _builder(self, column: ColumnView) -> Callable[[pa.Table], pa.Array]:
+        names = [column.name]
+        if column.treatment == "scrub":
+            names += [n for n in self.name_columns if n != column.name]
+
         def build(table: pa.Table) -> pa.Array:
-            values = table.column(column.name).combine_chunks()
-            return self._column(column, pa.RecordBatch.from_arrays([values], [column.name]))
+            values = [table.column(n).combine_chunks() for n in names]
+            return self._column(column, pa.RecordBatch.from_arrays(values, names))
 
         return build
 

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from connectors import derived as derived_columns
 from connectors import local
 from connectors.base import ConnectorError, Derived, Filter, OrderBy, Scan, Table
 from connectors.file_cache import ArrowFileCache
@@ -234,7 +235,7 @@ def test_a_scan_hands_over_derived_columns_sliced_to_its_rows(tmp_path: Path):
             assert [r["n"] for r in rows] == list(range(1000))[scan.offset :][: scan.limit]
             assert all(r["\x00doubled"] == 2 * r["n"] for r in rows)
             assert all(b.schema.names[-1] == "\x00doubled" for b in batches)
-        # Built once, over the whole table, and kept with it.
+        # Built once (the table is one block), and kept with it.
         assert builds == [1000]
     finally:
         store.close()
@@ -259,9 +260,7 @@ def test_derived_columns_are_built_again_for_a_new_version_of_the_file(tmp_path:
         store.close()
 
 
-def test_derived_columns_are_left_out_where_the_table_is_not_held_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+def test_derived_columns_are_left_out_where_the_table_is_not_held_whole(tmp_path: Path):
     _events(tmp_path / "t.parquet", 1000, 40)
     builds: list[int] = []
     derived = (_doubled(builds),)
@@ -276,8 +275,6 @@ def test_derived_columns_are_left_out_where_the_table_is_not_held_whole(
             assert all(b.schema.names == ["n"] for b in store.scan(Table("t.parquet"), scan))
         scan = Scan(columns=("n",), limit=5, derived=derived)
         assert all(b.schema.names == ["n"] for b in uncached.scan(Table("t.parquet"), scan))
-        monkeypatch.setattr(local, "DERIVED_MAX_ROWS", 999)
-        assert all(b.schema.names == ["n"] for b in store.scan(Table("t.parquet"), scan))
         assert builds == []
     finally:
         store.close()
@@ -325,3 +322,48 @@ def test_a_derived_value_is_found_only_beside_its_own_table(tmp_path: Path):
     assert cache.derived(path, "parquet", table, "x") is kept
     assert cache.derived(path, "parquet", pa.table({"id": [1, 2]}), "x") is None
     assert cache.derived(path, "csv", table, "x") is None
+
+
+def test_derived_columns_are_built_block_by_block_as_scans_reach_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(derived_columns, "BLOCK_ROWS", 128)
+    _events(tmp_path / "t.parquet", 1000, 40)
+    store = LocalConnector(tmp_path)
+    builds: list[int] = []
+    try:
+        # A page inside the first block builds that block only.
+        page = Scan(columns=("n",), limit=100, offset=10, derived=(_doubled(builds),))
+        batches = list(store.scan(Table("t.parquet"), page))
+        assert batches[0].column(1).to_pylist() == [2 * n for n in range(10, 110)]
+        assert builds == [128]
+        # Batches across block boundaries join the blocks they span; the last is short.
+        scan = Scan(columns=("n",), offset=100, derived=(_doubled(builds),))
+        rows = [
+            r for b in store.scan(Table("t.parquet"), scan, batch_size=300) for r in b.to_pylist()
+        ]
+        assert [r["\x00doubled"] for r in rows] == [2 * n for n in range(100, 1000)]
+        assert builds == [128] * 7 + [104]
+    finally:
+        store.close()
+
+
+def test_on_the_event_loop_a_later_batch_comes_without_blocks_not_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(derived_columns, "BLOCK_ROWS", 128)
+    _events(tmp_path / "t.parquet", 1000, 40)
+    store = LocalConnector(tmp_path)
+    builds: list[int] = []
+    try:
+        first = Scan(columns=("n",), limit=10, derived=(_doubled(builds),))
+        list(store.scan(Table("t.parquet"), first))  # loads the file, builds block 0
+        scan = Scan(columns=("n",), limit=300, derived=(_doubled(builds),))
+        with running_inline():
+            batches = list(store.scan(Table("t.parquet"), scan, batch_size=100))
+        # The first batch lies in the built block; the others reach blocks 1 and 2,
+        # which the event loop never builds: they come plain, and nothing declined.
+        assert [b.num_columns for b in batches] == [2, 1, 1]
+        assert builds == [128]
+    finally:
+        store.close()

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from connectors import local
+from connectors.derived import BLOCK_ROWS, Deriver
 from gateway import budgets
 from gateway.database import create_state_engine
 from gateway.demo import SURGICAL_PURPOSE, Workspace
@@ -174,9 +174,9 @@ def test_pages_agree_with_and_without_columns_derived_by_the_store(
         return answers
 
     derived = pages()
-    # Every page took the mask the store derived: keep ran over the whole file only.
-    assert kept_rows == [10_000]
-    monkeypatch.setattr(local, "DERIVED_MAX_ROWS", 0)
+    # Every page took the mask the store derived: keep ran over its blocks only.
+    assert kept_rows == [BLOCK_ROWS, 10_000 - BLOCK_ROWS]
+    monkeypatch.setattr(Deriver, "columns", lambda *_: [])
     kept_rows.clear()
     assert pages() == derived
     assert kept_rows and max(kept_rows) < 10_000

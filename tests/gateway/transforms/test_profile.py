@@ -55,20 +55,21 @@ def with_derived(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.Reco
     )
 
 
-def test_generalized_and_masked_columns_may_be_derived_but_nothing_else():
+def test_generalized_masked_and_scrubbed_columns_may_be_derived_but_nothing_else():
     anonymized = transformer("anonymized")
     assert [d.name for d in anonymized.derivations()] == [
-        derived_name(anonymized.view.columns["age"]),
-        derived_name(anonymized.view.columns["zip"]),
+        derived_name(anonymized.view.columns[c]) for c in ("age", "zip", "notes")
     ]
     pseudonymized = transformer("pseudonymized")
     assert [d.name for d in pseudonymized.derivations()] == [
-        derived_name(pseudonymized.view.columns["phone"])
+        derived_name(pseudonymized.view.columns[c]) for c in ("phone", "notes")
     ]
-    # The key names the treatment, the column and its rule: another rule, another key.
+    # The key names the treatment, the column and its rule (for free text, the names
+    # scrubbed from it): another rule, another key.
     assert [d.key for d in anonymized.derivations()] == [
         ("generalize", "age", "band:10"),
         ("generalize", "zip", "prefix:2"),
+        ("scrub", "notes", ("phone",)),
     ]
     assert pseudonymized.derivations()[0].key == ("mask", "phone", "phone")
 

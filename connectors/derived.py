@@ -1,0 +1,89 @@
+"""Columns derived from a cached table (``Scan.derived``), built block by block.
+
+A derivation is computed over fixed blocks of the table's rows, on the first scan that
+reaches each block, and kept beside the table in the file cache: a page at the start
+of a big file pays for one block, not for the whole file. On the event loop a block is
+never built: the first batch of a scan declines to a worker thread instead (so the
+next read finds it built), and a later batch simply comes without that column, which
+the caller then computes itself, as the hint contract allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from connectors.base import ConnectorError, Derived
+from connectors.file_cache import ArrowFileCache
+from connectors.inline import decline_inline, is_inline
+
+BLOCK_ROWS = 8_192
+
+
+class Deriver:
+    """The derived columns of one scan over one cached table."""
+
+    def __init__(
+        self,
+        cache: ArrowFileCache,
+        path: Path,
+        variant: Hashable,
+        table: pa.Table,
+        wanted: Sequence[Derived],
+        location: str,
+    ) -> None:
+        self._cache = cache
+        self._path = path
+        self._variant = variant
+        self._table = table
+        self._wanted = wanted
+        self._location = location
+        self._first = True
+
+    def columns(self, start: int, rows: int) -> list[tuple[str, pa.Array]]:
+        """Each derived column's values for rows [start, start + rows) of the table;
+        on the event loop, without the columns whose blocks are not built yet."""
+        first, self._first = self._first, False
+        if rows <= 0:
+            return []
+        blocks = range(start // BLOCK_ROWS, (start + rows - 1) // BLOCK_ROWS + 1)
+        found = []
+        for wanted in self._wanted:
+            parts = []
+            for block in blocks:
+                part = self._block(wanted, block, may_decline=first)
+                if part is None:
+                    break
+                parts.append(part)
+            else:
+                whole = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+                found.append((wanted.name, whole.slice(start - blocks[0] * BLOCK_ROWS, rows)))
+        return found
+
+    def _block(self, wanted: Derived, block: int, *, may_decline: bool) -> pa.Array | None:
+        name = ("derived", wanted.key, block)
+        column = self._cache.derived(self._path, self._variant, self._table, name)
+        if column is not None:
+            return column
+        if is_inline():
+            if may_decline:
+                decline_inline(f"{wanted.name!r} of {self._location} is not derived yet")
+            return None
+        rows = self._table.slice(block * BLOCK_ROWS, BLOCK_ROWS)
+        column = self._cache.derive(
+            self._path, self._variant, self._table, name, lambda _: _built(wanted, rows)
+        )
+        return column
+
+
+def _built(wanted: Derived, rows: pa.Table) -> pa.Array:
+    column = wanted.build(rows)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if len(column) != rows.num_rows:
+        raise ConnectorError(
+            f"derived column {wanted.name!r} has {len(column)} rows, not {rows.num_rows}"
+        )
+    return column
