@@ -49,33 +49,33 @@ class Deriver:
         if rows <= 0:
             return []
         blocks = range(start // BLOCK_ROWS, (start + rows - 1) // BLOCK_ROWS + 1)
+        names = [("derived", wanted.key, block) for wanted in self._wanted for block in blocks]
+        kept = iter(self._cache.derived_values(self._path, self._variant, self._table, names))
         found = []
         for wanted in self._wanted:
             parts = []
             for block in blocks:
-                part = self._block(wanted, block, may_decline=first)
+                part = next(kept)
                 if part is None:
-                    break
-                parts.append(part)
-            else:
-                whole = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
-                found.append((wanted.name, whole.slice(start - blocks[0] * BLOCK_ROWS, rows)))
+                    part = self._build(wanted, block, may_decline=first)
+                if part is not None:
+                    parts.append(part)
+            if len(parts) < len(blocks):
+                continue
+            whole = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+            found.append((wanted.name, whole.slice(start - blocks[0] * BLOCK_ROWS, rows)))
         return found
 
-    def _block(self, wanted: Derived, block: int, *, may_decline: bool) -> pa.Array | None:
-        name = ("derived", wanted.key, block)
-        column = self._cache.derived(self._path, self._variant, self._table, name)
-        if column is not None:
-            return column
+    def _build(self, wanted: Derived, block: int, *, may_decline: bool) -> pa.Array | None:
         if is_inline():
             if may_decline:
                 decline_inline(f"{wanted.name!r} of {self._location} is not derived yet")
             return None
         rows = self._table.slice(block * BLOCK_ROWS, BLOCK_ROWS)
-        column = self._cache.derive(
+        name = ("derived", wanted.key, block)
+        return self._cache.derive(
             self._path, self._variant, self._table, name, lambda _: _built(wanted, rows)
         )
-        return column
 
 
 def _built(wanted: Derived, rows: pa.Table) -> pa.Array:

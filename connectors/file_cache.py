@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,13 +84,16 @@ class ArrowFileCache:
         self._put(key, before, table)
         return table
 
-    def derived(self, path: Path, variant: Hashable, table: pa.Table, name: Hashable) -> Any:
-        """The value kept under ``name`` beside ``table`` (see ``derive``), or None."""
+    def derived_values(
+        self, path: Path, variant: Hashable, table: pa.Table, names: Sequence[Hashable]
+    ) -> list[Any]:
+        """The values kept under ``names`` beside ``table`` (see ``derive``), None for
+        each one not kept; one lock for all of them."""
         with self._lock:
             entry = self._entries.get((str(path), variant))
             if entry is None or entry.table is not table:
-                return None
-            return entry.derived.get(name)
+                return [None] * len(names)
+            return [entry.derived.get(name) for name in names]
 
     def derive(
         self,

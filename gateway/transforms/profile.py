@@ -86,7 +86,8 @@ class BatchTransformer:
         return tuple(
             Derived(derived_name(c), (c.treatment, c.name, self._rule_of(c)), self._builder(c))
             for c in self.output
-            if c.treatment in DERIVABLE
+            # "keep" hands the values over as they are: nothing to derive.
+            if c.treatment in DERIVABLE and not (c.treatment == "generalize" and c.rule == "keep")
         )
 
     def _rule_of(self, column: ColumnView) -> str | tuple[str, ...] | None:

@@ -317,11 +317,11 @@ def test_a_derived_value_is_found_only_beside_its_own_table(tmp_path: Path):
     cache = ArrowFileCache()
     table = cache.get(path, "parquet", lambda: pq.read_table(path))
     assert table is not None
-    assert cache.derived(path, "parquet", table, "x") is None
+    assert cache.derived_values(path, "parquet", table, ["x", "y"]) == [None, None]
     kept = cache.derive(path, "parquet", table, "x", lambda t: t.column("id"))
-    assert cache.derived(path, "parquet", table, "x") is kept
-    assert cache.derived(path, "parquet", pa.table({"id": [1, 2]}), "x") is None
-    assert cache.derived(path, "csv", table, "x") is None
+    assert cache.derived_values(path, "parquet", table, ["y", "x"]) == [None, kept]
+    assert cache.derived_values(path, "parquet", pa.table({"id": [1, 2]}), ["x"]) == [None]
+    assert cache.derived_values(path, "csv", table, ["x"]) == [None]
 
 
 def test_derived_columns_are_built_block_by_block_as_scans_reach_them(

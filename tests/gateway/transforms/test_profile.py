@@ -19,6 +19,7 @@ DATASET = Dataset.model_validate(
             "phone": {"class": "direct_identifier", "mask": "phone"},
             "age": {"class": "quasi_identifier", "generalize": "band:10"},
             "zip": {"class": "quasi_identifier", "generalize": "prefix:2"},
+            "sex": {"class": "quasi_identifier", "generalize": "keep"},
             "notes": "free_text",
         },
     }
@@ -29,6 +30,7 @@ SCHEMA = pa.schema(
         ("phone", pa.string()),
         ("age", pa.int64()),
         ("zip", pa.string()),
+        ("sex", pa.string()),
         ("notes", pa.string()),
     ]
 )
@@ -38,6 +40,7 @@ TABLE = pa.table(
         "phone": [f"139{i:08d}" for i in range(300)],
         "age": list(range(300)),
         "zip": [f"{100000 + 37 * i}" for i in range(300)],
+        "sex": [("F", "M", None)[i % 3] for i in range(300)],
         "notes": [f"call 139{i:08d}" for i in range(300)],
     },
     schema=SCHEMA,
@@ -56,6 +59,7 @@ def with_derived(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.Reco
 
 
 def test_generalized_masked_and_scrubbed_columns_may_be_derived_but_nothing_else():
+    # "sex" is generalized by "keep": its values leave as they are, nothing to derive.
     anonymized = transformer("anonymized")
     assert [d.name for d in anonymized.derivations()] == [
         derived_name(anonymized.view.columns[c]) for c in ("age", "zip", "notes")
