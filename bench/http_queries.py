@@ -7,7 +7,10 @@ FastAPI app under the same uvicorn settings that answers the same POST with a fi
 100-row orjson body (the rows the gateway returned). One load generator, in its own
 process, drives both: httpx clients with keep-alive on a few concurrent connections, a
 warm-up, then a bounded number of requests (or a time bound, whichever comes first).
-Target: >= 1,000 governed queries per second.
+Target: >= 1,000 governed queries per second. The issue measured the bare endpoint at
+about 5,000/s on its machine; on a slower machine the bare endpoint itself may serve
+fewer than 1,000, so the same target is also read independently of the machine: the
+server's CPU time per governed request at most 5x the bare endpoint's (1,000 of 5,000).
 
 Entry points for the subprocesses: ``python -m bench.http_queries bare --port N
 --rows FILE`` and ``python -m bench.http_queries loadgen`` (spec as JSON on stdin).
@@ -45,6 +48,7 @@ WARMUP = 200
 REQUESTS = 3000
 TIME_LIMIT_S = 15.0
 TARGET = Target("value", ">=", 1000.0, "req/s")
+CPU_TARGET = Target("ratio", "<=", 5.0, "x bare")
 WORK = DATA_DIR / "http_queries"
 
 # Filled by run() for profile(): the measured requests per second.
@@ -228,8 +232,11 @@ def run() -> list[Result]:
                     g["cpu_ms"],
                     "ms/req",
                     baseline=b["cpu_ms"],
+                    target=CPU_TARGET if c == CONCURRENCY else None,
                     note="CPU time of the server process (all threads) per request sent, "
-                    "warm-up included; steadier than req/s on a busy machine"
+                    "warm-up included; steadier than req/s on a busy machine. Target: the "
+                    "req/s target read apart from the machine (1,000 governed vs the bare "
+                    "endpoint's 5,000 where the issue measured it)"
                     if c == CONCURRENCY
                     else "",
                 )
