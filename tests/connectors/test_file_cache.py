@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -324,46 +325,43 @@ def test_a_derived_value_is_found_only_beside_its_own_table(tmp_path: Path):
     assert cache.derived_values(path, "csv", table, ["x"]) == [None]
 
 
-def test_derived_columns_are_built_block_by_block_as_scans_reach_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+@pytest.fixture
+def in_small_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalConnector]:
+    """A store over a 1,000-row file whose derived columns come in blocks of 128 rows."""
     monkeypatch.setattr(derived_columns, "BLOCK_ROWS", 128)
     _events(tmp_path / "t.parquet", 1000, 40)
     store = LocalConnector(tmp_path)
+    yield store
+    store.close()
+
+
+def test_derived_columns_are_built_block_by_block_as_scans_reach_them(
+    in_small_blocks: LocalConnector,
+):
     builds: list[int] = []
-    try:
-        # A page inside the first block builds that block only.
-        page = Scan(columns=("n",), limit=100, offset=10, derived=(_doubled(builds),))
-        batches = list(store.scan(Table("t.parquet"), page))
-        assert batches[0].column(1).to_pylist() == [2 * n for n in range(10, 110)]
-        assert builds == [128]
-        # Batches across block boundaries join the blocks they span; the last is short.
-        scan = Scan(columns=("n",), offset=100, derived=(_doubled(builds),))
-        rows = [
-            r for b in store.scan(Table("t.parquet"), scan, batch_size=300) for r in b.to_pylist()
-        ]
-        assert [r["\x00doubled"] for r in rows] == [2 * n for n in range(100, 1000)]
-        assert builds == [128] * 7 + [104]
-    finally:
-        store.close()
+    # A page inside the first block builds that block only.
+    page = Scan(columns=("n",), limit=100, offset=10, derived=(_doubled(builds),))
+    batches = list(in_small_blocks.scan(Table("t.parquet"), page))
+    assert batches[0].column(1).to_pylist() == [2 * n for n in range(10, 110)]
+    assert builds == [128]
+    # Batches across block boundaries join the blocks they span; the last is short.
+    scan = Scan(columns=("n",), offset=100, derived=(_doubled(builds),))
+    batches = list(in_small_blocks.scan(Table("t.parquet"), scan, batch_size=300))
+    rows = [r for b in batches for r in b.to_pylist()]
+    assert [r["\x00doubled"] for r in rows] == [2 * n for n in range(100, 1000)]
+    assert builds == [128] * 7 + [104]
 
 
 def test_on_the_event_loop_a_later_batch_comes_without_blocks_not_built(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    in_small_blocks: LocalConnector,
 ):
-    monkeypatch.setattr(derived_columns, "BLOCK_ROWS", 128)
-    _events(tmp_path / "t.parquet", 1000, 40)
-    store = LocalConnector(tmp_path)
     builds: list[int] = []
-    try:
-        first = Scan(columns=("n",), limit=10, derived=(_doubled(builds),))
-        list(store.scan(Table("t.parquet"), first))  # loads the file, builds block 0
-        scan = Scan(columns=("n",), limit=300, derived=(_doubled(builds),))
-        with running_inline():
-            batches = list(store.scan(Table("t.parquet"), scan, batch_size=100))
-        # The first batch lies in the built block; the others reach blocks 1 and 2,
-        # which the event loop never builds: they come plain, and nothing declined.
-        assert [b.num_columns for b in batches] == [2, 1, 1]
-        assert builds == [128]
-    finally:
-        store.close()
+    first = Scan(columns=("n",), limit=10, derived=(_doubled(builds),))
+    list(in_small_blocks.scan(Table("t.parquet"), first))  # loads the file, builds block 0
+    scan = Scan(columns=("n",), limit=300, derived=(_doubled(builds),))
+    with running_inline():
+        batches = list(in_small_blocks.scan(Table("t.parquet"), scan, batch_size=100))
+    # The first batch lies in the built block; the others reach blocks 1 and 2,
+    # which the event loop never builds: they come plain, and nothing declined.
+    assert [b.num_columns for b in batches] == [2, 1, 1]
+    assert builds == [128]
