@@ -2,7 +2,8 @@
 
 A derivation is computed over fixed blocks of the table's rows, on the first scan that
 reaches each block, and kept beside the table in the file cache: a page at the start
-of a big file pays for one block, not for the whole file. On the event loop a block is
+of a big file pays for one block, not for the whole file. Once the cache keeps no more
+beside a table (see ``ArrowFileCache.has_room``), blocks are no longer built. On the event loop a block is
 never built: the first batch of a scan declines to a worker thread instead (so the
 next read finds it built), and a later batch simply comes without that column, which
 the caller then computes itself, as the hint contract allows.
@@ -67,6 +68,8 @@ class Deriver:
         return found
 
     def _build(self, wanted: Derived, block: int, *, may_decline: bool) -> pa.Array | None:
+        if not self._cache.has_room(self._path, self._variant, self._table):
+            return None  # the caller computes it, as for any store
         if is_inline():
             if may_decline:
                 decline_inline(f"{wanted.name!r} of {self._location} is not derived yet")

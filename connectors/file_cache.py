@@ -37,6 +37,7 @@ class _Entry:
     table: pa.Table
     nbytes: int
     derived: dict[Hashable, Any] = field(default_factory=dict)
+    full: bool = False  # a derived value was refused: keep no more beside this table
 
 
 def _stamp(path: Path) -> _Stamp | None:
@@ -56,6 +57,8 @@ class ArrowFileCache:
     ) -> None:
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
+        # One table with what is derived from it: at most half the bound.
+        self.max_entry_bytes = max_total_bytes // 2
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._total = 0
         self._lock = threading.Lock()
@@ -95,6 +98,17 @@ class ArrowFileCache:
                 return [None] * len(names)
             return [entry.derived.get(name) for name in names]
 
+    def has_room(self, path: Path, variant: Hashable, table: pa.Table) -> bool:
+        """Whether a value derived from ``table`` may still be kept beside it."""
+        with self._lock:
+            entry = self._entries.get((str(path), variant))
+            return (
+                entry is not None
+                and entry.table is table
+                and not entry.full
+                and entry.nbytes < self.max_entry_bytes
+            )
+
     def derive(
         self,
         path: Path,
@@ -106,7 +120,10 @@ class ArrowFileCache:
         """``build(table)``, kept beside ``table`` under ``name`` while ``table`` is the
         cached table of ``path`` (as returned by ``get``). The value must have
         ``nbytes``. Once the file changed or its table was evicted, the value is built
-        for this caller and not kept: it is never paired with another version."""
+        for this caller and not kept: it is never paired with another version. Nor is
+        it kept when the table and what is kept beside it would pass
+        ``max_entry_bytes`` (half the bound): derived values never evict their own
+        table, and after a refusal ``has_room`` says no more."""
         key = (str(path), variant)
         with self._lock:
             entry = self._entries.get(key)
@@ -119,6 +136,9 @@ class ArrowFileCache:
                 return value
             if name in entry.derived:  # built meanwhile by another read: keep one
                 return entry.derived[name]
+            if entry.nbytes + value.nbytes > self.max_entry_bytes:
+                entry.full = True
+                return value
             entry.derived[name] = value
             entry.nbytes += value.nbytes
             self._total += value.nbytes

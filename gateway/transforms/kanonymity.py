@@ -12,6 +12,7 @@ code is looked up in the set of releasable codes.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
@@ -86,6 +87,8 @@ class ClassIndex:
         released_share: float = 1.0,
     ) -> None:
         self.spec = spec
+        # Names this index apart from every other (derived keep masks are keyed by it).
+        self.token = uuid.uuid4().hex
         # The share of the dataset's rows that may be released: how many rows a page
         # should expect to read per row it returns.
         self.released_share = released_share
@@ -159,8 +162,8 @@ class ClassIndex:
 
     def derivation(self) -> Derived:
         """``keep`` over a whole table, for a store to compute once per table version
-        (see ``Scan.derived``); the key is this index itself, so no other index's
-        answer is ever taken for it."""
+        (see ``Scan.derived``); the key is this index's own token, so no other
+        index's answer is ever taken for it, and the store does not hold the index."""
 
         def build(table: pa.Table) -> pa.Array:
             names = self.spec.names
@@ -168,7 +171,7 @@ class ClassIndex:
                 pa.RecordBatch.from_arrays([table.column(n).combine_chunks() for n in names], names)
             )
 
-        return Derived(KEPT_COLUMN, ("kept", self), build)
+        return Derived(KEPT_COLUMN, ("kept", self.token), build)
 
     def kept(self, batch: pa.RecordBatch) -> pa.BooleanArray:
         """``keep``, taken from the batch when its store derived it (``derivation``)."""

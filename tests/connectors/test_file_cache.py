@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -145,14 +145,37 @@ def test_a_derived_value_lives_and_dies_with_its_table(tmp_path: Path):
 
 
 def test_derived_values_count_toward_the_bound(tmp_path: Path):
+    table = pa.table({"id": pa.array(range(1000), pa.int64())})  # 8,000 bytes
+    half = pa.array(range(500), pa.int64())  # 4,000 bytes
+    cache = ArrowFileCache(max_total_bytes=int(3.5 * table.nbytes))
+    paths = [tmp_path / f"{name}.parquet" for name in "abc"]
+    for path in paths:
+        pq.write_table(table, path)
+        assert cache.get(path, "parquet", lambda: table) is table
+    cache.derive(paths[0], "parquet", table, "half", lambda _: half)
+    assert len(cache) == 3  # 28,000 bytes: at the bound
+    cache.derive(paths[2], "parquet", table, "half", lambda _: half)
+    # Past the bound by the derived bytes alone: the least recently used entry goes
+    # (b: deriving from a table uses it).
+    assert len(cache) == 2
+    assert not cache.has_room(paths[1], "parquet", table)
+    assert cache.derived_values(paths[0], "parquet", table, ["half"]) == [half]
+    assert cache.derived_values(paths[2], "parquet", table, ["half"]) == [half]
+
+
+def test_derived_values_never_evict_their_own_table(tmp_path: Path):
     table = pa.table({"id": pa.array(range(1000), pa.int64())})
-    cache = ArrowFileCache(max_total_bytes=table.nbytes + 10)
+    cache = ArrowFileCache(max_total_bytes=2 * table.nbytes + 10)
     path = tmp_path / "a.parquet"
     pq.write_table(table, path)
     assert cache.get(path, "parquet", lambda: table) is table
-    # Keeping a copy as large as the table would pass the bound: the entry goes.
-    assert cache.derive(path, "parquet", table, "copy", lambda t: t.column("id")) is not None
-    assert len(cache) == 0
+    assert cache.has_room(path, "parquet", table)
+    # A copy as large as the table would pass half the bound: built for this caller,
+    # not kept, and nothing more is kept beside the table.
+    copy = cache.derive(path, "parquet", table, "copy", lambda t: t.column("id"))
+    assert copy is not None and len(cache) == 1
+    assert cache.derived_values(path, "parquet", table, ["copy"]) == [None]
+    assert not cache.has_room(path, "parquet", table)
 
 
 def _events(path: Path, rows: int, distinct: int) -> pa.Table:
@@ -365,3 +388,46 @@ def test_on_the_event_loop_a_later_batch_comes_without_blocks_not_built(
     # which the event loop never builds: they come plain, and nothing declined.
     assert [b.num_columns for b in batches] == [2, 1, 1]
     assert builds == [128]
+
+
+class _CountingCache(ArrowFileCache):
+    def __init__(self, **bounds: int) -> None:
+        super().__init__(**bounds)
+        self.loads = 0
+
+    def get(self, path: Path, variant: Hashable, load: Callable[[], pa.Table]) -> pa.Table | None:
+        def counted() -> pa.Table:
+            self.loads += 1
+            return load()
+
+        return super().get(path, variant, counted)
+
+
+def test_derived_columns_stop_where_the_cache_keeps_no_more_and_the_file_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(derived_columns, "BLOCK_ROWS", 128)
+    source = _events(tmp_path / "t.parquet", 1000, 40)
+    cache = _CountingCache(max_total_bytes=3 * source.nbytes)
+    store = LocalConnector(tmp_path, file_cache=cache)
+    builds: list[int] = []
+    wide = Derived("\x00wide", "wide", lambda t: pc.binary_repeat(t.column("id"), 20))
+    scan = Scan(columns=("n",), derived=(_doubled(builds), wide))
+    try:
+        for _ in range(5):
+            batches = list(store.scan(Table("t.parquet"), scan, batch_size=100))
+            rows = [r for b in batches for r in b.to_pylist()]
+            assert [r["n"] for r in rows] == list(range(1000))
+            assert all(r.get("\x00doubled", 2 * r["n"]) == 2 * r["n"] for r in rows)
+        # The wide column filled the table's share after a few blocks: later batches
+        # come without derived columns (the caller computes them), and the file itself
+        # is loaded once and stays.
+        assert cache.loads == 1 and len(cache) == 1
+        cached = cache.get(tmp_path / "t.parquet", ("parquet", False), lambda: source)
+        assert cache.loads == 1 and not cache.has_room(
+            tmp_path / "t.parquet", ("parquet", False), cached
+        )
+        assert "\x00wide" not in batches[-1].schema.names
+        assert len(builds) < 1000 // 128 + 1
+    finally:
+        store.close()

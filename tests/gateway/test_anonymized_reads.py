@@ -14,6 +14,7 @@ from connectors.derived import BLOCK_ROWS, Deriver
 from gateway import budgets
 from gateway.database import create_state_engine
 from gateway.demo import SURGICAL_PURPOSE, Workspace
+from gateway.transforms import profile
 from gateway.transforms.kanonymity import ClassIndex
 from tests.conftest import bearer, client_for
 
@@ -156,6 +157,22 @@ def test_pages_agree_with_and_without_columns_derived_by_the_store(
         return keep(self, batch)
 
     monkeypatch.setattr(ClassIndex, "keep", counting_keep)
+    # The rows each generalization ("keep" hands values over untouched) and each scrub
+    # worked on.
+    transformed_rows: list[int] = []
+    generalize, scrub = profile.generalization.generalize, profile.scrub
+
+    def counting_generalize(values: pa.Array, rule: str) -> pa.Array:
+        if rule != "keep":
+            transformed_rows.append(len(values))
+        return generalize(values, rule)
+
+    def counting_scrub(texts: pa.Array, *args: object, **kwargs: object) -> pa.Array:
+        transformed_rows.append(len(texts))
+        return scrub(texts, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(profile.generalization, "generalize", counting_generalize)
+    monkeypatch.setattr(profile, "scrub", counting_scrub)
 
     def pages() -> list[object]:
         answers: list[object] = []
@@ -174,9 +191,15 @@ def test_pages_agree_with_and_without_columns_derived_by_the_store(
         return answers
 
     derived = pages()
-    # Every page took the mask the store derived: keep ran over its blocks only.
+    # Every page took what the store derived: the mask, the generalized and the
+    # scrubbed columns were computed over its blocks only (and the class index over the
+    # whole file), never over a page.
+    blocks = {BLOCK_ROWS, 10_000 - BLOCK_ROWS}
     assert kept_rows == [BLOCK_ROWS, 10_000 - BLOCK_ROWS]
+    assert transformed_rows and set(transformed_rows) <= blocks | {10_000}
     monkeypatch.setattr(Deriver, "columns", lambda *_: [])
     kept_rows.clear()
+    transformed_rows.clear()
     assert pages() == derived
-    assert kept_rows and max(kept_rows) < 10_000
+    assert kept_rows and not set(kept_rows) & blocks
+    assert transformed_rows and not set(transformed_rows) & blocks
