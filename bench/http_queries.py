@@ -324,7 +324,9 @@ _STAGES = (
     ("gateway.service", "", "plan_rows", "plan"),
     ("gateway.service", "Gateway", "_grant_filters", "plan"),
     ("gateway.transforms.profile", "BatchTransformer", "__init__", "plan"),
-    ("connectors.local", "LocalConnector", "scan", "scan (DuckDB query -> Arrow)"),
+    ("connectors.local", "LocalConnector", "scan", "scan (DuckDB query or cached slice -> Arrow)"),
+    ("connectors.derived", "Deriver", "columns", "  of which: derived columns (lookup, slice)"),
+    ("connectors.derived", "Deriver", "_build", "  of which: derived blocks built"),
     ("gateway.transforms.profile", "BatchTransformer", "__call__", "transform"),
     ("gateway.transforms.pseudonyms", "", "pseudonymize", "  of which: pseudonymize"),
     ("gateway.transforms.profile", "", "scrub", "  of which: scrub free text"),
@@ -339,7 +341,7 @@ _STAGES = (
     ("gateway.encoders", "JsonEncoder", "finish", "encode (JSON)"),
     ("gateway.audit_log", "AuditLog", "append", "audit appends"),
     ("gateway.audit_log", "AuditLog", "append_linked", "audit appends"),
-    ("gateway.transforms.kanonymity", "ClassIndex", "keep", "k-anonymity check"),
+    ("gateway.transforms.kanonymity", "ClassIndex", "kept", "k-anonymity check"),
 )
 
 

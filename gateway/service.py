@@ -837,6 +837,10 @@ class Gateway:
                     piece = out.slice(start, STREAM_SLICE_ROWS)
                     rows += piece.num_rows
                     yield piece
+                if more and rows >= limit:
+                    # The page is full and this batch proved a next one: reading the
+                    # next batch would only prove it again.
+                    break
 
         settled = False
 
