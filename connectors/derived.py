@@ -3,10 +3,12 @@
 A derivation is computed over fixed blocks of the table's rows, on the first scan that
 reaches each block, and kept beside the table in the file cache: a page at the start
 of a big file pays for one block, not for the whole file. Once the cache keeps no more
-beside a table (see ``ArrowFileCache.has_room``), blocks are no longer built. On the event loop a block is
-never built: the first batch of a scan declines to a worker thread instead (so the
-next read finds it built), and a later batch simply comes without that column, which
-the caller then computes itself, as the hint contract allows.
+beside a table (see ``ArrowFileCache.has_room``), blocks are no longer built.
+
+On the event loop a block is never built: the first batch of a scan declines to a
+worker thread instead (so the next read finds it built), and a later batch simply
+comes without that column, which the caller then computes itself, as the hint
+contract allows.
 """
 
 from __future__ import annotations
