@@ -40,6 +40,18 @@ log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+OPENAPI_TAGS = [
+    {"name": "operations", "description": "Liveness and readiness."},
+    {"name": "me", "description": "The caller and the grants it holds."},
+    {"name": "datasets", "description": "The caller's catalog and governed reads."},
+    {"name": "decisions", "description": "Why a read would be allowed or refused."},
+    {"name": "officers", "description": "Tracing a leaked extract to its recipient."},
+    {"name": "grants", "description": "Grant requests, approvals, revocations, who may read."},
+    {"name": "principals", "description": "Offboarding and suspension; the HR hook."},
+    {"name": "audit", "description": "The audit log: checkpoints, proofs, search and export."},
+]
+
+
 class RequestContext:
     """Pure ASGI middleware: assigns the request id and records metrics.
 
@@ -128,6 +140,7 @@ def create_app(
         summary="A data-access governance gateway: governed, anonymized, audited reads.",
         version="0.1.0",
         docs_url="/docs",
+        openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
     )
     app.state.gateway = gateway
@@ -136,7 +149,9 @@ def create_app(
     app.state.read_slots = ReadSlots(config.gateway.read_threads, inline=config.reads_inline)
     app.state.metrics_registry = registry
     install_error_handlers(app)
-    for module in (health, me, catalog, query, decisions, trace, grants, principals, audit):
+    # Routes are matched in order, one router after another: the governed read, by far
+    # the most frequent request, comes first. The documentation keeps OPENAPI_TAGS' order.
+    for module in (query, health, me, catalog, decisions, trace, grants, principals, audit):
         app.include_router(module.router)
     app.add_middleware(RequestContext, requests=requests, latency=latency)
     return app

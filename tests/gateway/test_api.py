@@ -439,6 +439,20 @@ def test_operations_endpoints(client: TestClient):
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert "/v1/datasets/{name}/query" in spec["paths"]
+    # Every operation's tag is documented, in the order the documentation shows them.
+    documented = [tag["name"] for tag in spec["tags"]]
+    used = {t for path in spec["paths"].values() for op in path.values() for t in op["tags"]}
+    assert used == set(documented)
+    assert documented[:3] == ["operations", "me", "datasets"]
+
+
+def test_a_wrong_method_on_the_governed_read_route_is_refused_as_such(
+    client: TestClient, workspace: Workspace
+):
+    # The read's route is matched first: other methods on its path still get 405.
+    response = client.get("/v1/datasets/patients/query", headers=bearer(workspace, "mei"))
+    assert response.status_code == 405
+    assert client.get("/v1/datasets", headers=bearer(workspace, "mei")).status_code == 200
 
 
 def test_unknown_route_is_a_problem(client: TestClient):
