@@ -69,6 +69,22 @@ class Aggregate:
     alias: str
 
 
+# Derived columns travel under names no store can have (see ``Scan.derived``).
+_DERIVED_PREFIX = "\x00kiteline:"
+
+
+def derived_name(*parts: str) -> str:
+    """The batch column name of a derived column, from what it is (``kept``,
+    ``generalize``, a column's name...): never a store's own column name."""
+    return _DERIVED_PREFIX + ":".join(parts)
+
+
+def derived_in(batch: pa.RecordBatch, name: str) -> pa.Array | None:
+    """The derived column ``name`` of ``batch`` when its store handed it over."""
+    found = batch.schema.get_field_index(name)
+    return batch.column(found) if found >= 0 else None
+
+
 @dataclass(frozen=True, slots=True)
 class Derived:
     """A column computed row by row from a whole table: ``build`` maps a table (every

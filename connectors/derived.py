@@ -14,6 +14,7 @@ contract allows.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,25 +26,17 @@ from connectors.inline import decline_inline, is_inline
 BLOCK_ROWS = 8_192
 
 
+@dataclass(eq=False)
 class Deriver:
     """The derived columns of one scan over one cached table."""
 
-    def __init__(
-        self,
-        cache: ArrowFileCache,
-        path: Path,
-        variant: Hashable,
-        table: pa.Table,
-        wanted: Sequence[Derived],
-        location: str,
-    ) -> None:
-        self._cache = cache
-        self._path = path
-        self._variant = variant
-        self._table = table
-        self._wanted = wanted
-        self._location = location
-        self._first = True
+    cache: ArrowFileCache
+    path: Path
+    variant: Hashable
+    table: pa.Table
+    wanted: Sequence[Derived]
+    location: str
+    _first: bool = field(default=True, init=False)
 
     def columns(self, start: int, rows: int) -> list[tuple[str, pa.Array]]:
         """Each derived column's values for rows [start, start + rows) of the table;
@@ -52,10 +45,10 @@ class Deriver:
         if rows <= 0:
             return []
         blocks = range(start // BLOCK_ROWS, (start + rows - 1) // BLOCK_ROWS + 1)
-        names = [("derived", wanted.key, block) for wanted in self._wanted for block in blocks]
-        kept = iter(self._cache.derived_values(self._path, self._variant, self._table, names))
+        names = [("derived", wanted.key, block) for wanted in self.wanted for block in blocks]
+        kept = iter(self.cache.derived_values(self.path, self.variant, self.table, names))
         found = []
-        for wanted in self._wanted:
+        for wanted in self.wanted:
             parts = []
             for block in blocks:
                 part = next(kept)
@@ -70,16 +63,16 @@ class Deriver:
         return found
 
     def _build(self, wanted: Derived, block: int, *, may_decline: bool) -> pa.Array | None:
-        if not self._cache.has_room(self._path, self._variant, self._table):
+        if not self.cache.has_room(self.path, self.variant, self.table):
             return None  # the caller computes it, as for any store
         if is_inline():
             if may_decline:
-                decline_inline(f"{wanted.name!r} of {self._location} is not derived yet")
+                decline_inline(f"{wanted.name!r} of {self.location} is not derived yet")
             return None
-        rows = self._table.slice(block * BLOCK_ROWS, BLOCK_ROWS)
+        rows = self.table.slice(block * BLOCK_ROWS, BLOCK_ROWS)
         name = ("derived", wanted.key, block)
-        return self._cache.derive(
-            self._path, self._variant, self._table, name, lambda _: _built(wanted, rows)
+        return self.cache.derive(
+            self.path, self.variant, self.table, name, lambda _: _built(wanted, rows)
         )
 
 

@@ -93,21 +93,16 @@ class ArrowFileCache:
         """The values kept under ``names`` beside ``table`` (see ``derive``), None for
         each one not kept; one lock for all of them."""
         with self._lock:
-            entry = self._entries.get((str(path), variant))
-            if entry is None or entry.table is not table:
+            entry = self._entry_of(path, variant, table)
+            if entry is None:
                 return [None] * len(names)
             return [entry.derived.get(name) for name in names]
 
     def has_room(self, path: Path, variant: Hashable, table: pa.Table) -> bool:
         """Whether a value derived from ``table`` may still be kept beside it."""
         with self._lock:
-            entry = self._entries.get((str(path), variant))
-            return (
-                entry is not None
-                and entry.table is table
-                and not entry.full
-                and entry.nbytes < self.max_entry_bytes
-            )
+            entry = self._entry_of(path, variant, table)
+            return entry is not None and not entry.full and entry.nbytes < self.max_entry_bytes
 
     def derive(
         self,
@@ -124,15 +119,14 @@ class ArrowFileCache:
         it kept when the table and what is kept beside it would pass
         ``max_entry_bytes`` (half the bound): derived values never evict their own
         table, and after a refusal ``has_room`` says no more."""
-        key = (str(path), variant)
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry.table is table and name in entry.derived:
+            entry = self._entry_of(path, variant, table)
+            if entry is not None and name in entry.derived:
                 return entry.derived[name]
         value = build(table)
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry.table is not table:
+            entry = self._entry_of(path, variant, table)
+            if entry is None:
                 return value
             if name in entry.derived:  # built meanwhile by another read: keep one
                 return entry.derived[name]
@@ -142,9 +136,14 @@ class ArrowFileCache:
             entry.derived[name] = value
             entry.nbytes += value.nbytes
             self._total += value.nbytes
-            self._entries.move_to_end(key)
+            self._entries.move_to_end((str(path), variant))
             self._evict()
         return value
+
+    def _entry_of(self, path: Path, variant: Hashable, table: pa.Table) -> _Entry | None:
+        """The entry of ``path`` while ``table`` is its cached table (lock held)."""
+        entry = self._entries.get((str(path), variant))
+        return entry if entry is not None and entry.table is table else None
 
     def _put(self, key: Hashable, stamp: _Stamp, table: pa.Table) -> None:
         size = table.nbytes

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import Derived
+from connectors.base import Derived, derived_in, derived_name
 from gateway.transforms import generalization
 
 COUNT = "__count"
@@ -73,7 +73,7 @@ def _class_counts(batch: pa.RecordBatch, spec: QiSpec) -> pa.Table:
 
 
 # The batch column a derived keep mask arrives as: never a store's own name.
-KEPT_COLUMN = "\x00kiteline:kept"
+KEPT_COLUMN = derived_name("kept")
 
 
 class ClassIndex:
@@ -175,8 +175,8 @@ class ClassIndex:
 
     def kept(self, batch: pa.RecordBatch) -> pa.BooleanArray:
         """``keep``, taken from the batch when its store derived it (``derivation``)."""
-        found = batch.schema.get_field_index(KEPT_COLUMN)
-        return batch.column(found) if found >= 0 else self.keep(batch)
+        found = derived_in(batch, KEPT_COLUMN)
+        return found if found is not None else self.keep(batch)
 
     def keep(self, batch: pa.RecordBatch) -> pa.BooleanArray:
         """True for the rows whose combination may be released."""

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
-from connectors.base import Derived
+from connectors.base import Derived, derived_in
+from connectors.base import derived_name as _derived_name
 from gateway.keyring import Keyring
 from gateway.transforms import generalization, pseudonyms
 from gateway.transforms.masking import mask_for
@@ -155,9 +156,9 @@ class BatchTransformer:
     def _column(self, column: ColumnView, batch: pa.RecordBatch) -> pa.Array:
         how = column.treatment
         if how in DERIVABLE:
-            found = batch.schema.get_field_index(derived_name(column))
-            if found >= 0:
-                return batch.column(found)
+            found = derived_in(batch, derived_name(column))
+            if found is not None:
+                return found
         values = batch.column(column.name)
         if how == "value":
             return values
@@ -182,4 +183,4 @@ class BatchTransformer:
 
 def derived_name(column: ColumnView) -> str:
     """The batch column a derived ``column`` arrives as: never a store's own name."""
-    return f"\x00kiteline:{column.treatment}:{column.name}"
+    return _derived_name(column.treatment, column.name)
