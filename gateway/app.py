@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,6 +51,9 @@ OPENAPI_TAGS = [
     {"name": "principals", "description": "Offboarding and suspension; the HR hook."},
     {"name": "audit", "description": "The audit log: checkpoints, proofs, search and export."},
 ]
+
+
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 class RequestContext:
@@ -142,6 +146,10 @@ def create_app(
         docs_url="/docs",
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
+        # FastAPI traces requests to any OpenTelemetry provider set up in the process.
+        # kiteline's own record is the audit log and its metrics: request details leave
+        # only through those, and the per-request probe for a provider is saved.
+        telemetry=NO_TELEMETRY,
     )
     app.state.gateway = gateway
     app.state.audit_trail = AuditTrail.from_config(config, gateway.audit)

@@ -438,7 +438,12 @@ def test_operations_endpoints(client: TestClient):
     assert "kiteline_http_requests" in client.get("/metrics").text
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
-    assert "/v1/datasets/{name}/query" in spec["paths"]
+    # The governed read solves no parameters itself, but documents them all the same.
+    read = spec["paths"]["/v1/datasets/{name}/query"]["post"]
+    assert [(p["name"], p["in"], p["required"]) for p in read["parameters"]] == [
+        ("name", "path", True)
+    ]
+    assert "limit" in read["requestBody"]["content"]["application/json"]["schema"]["properties"]
     # Every operation's tag is documented, in the order the documentation shows them.
     documented = [tag["name"] for tag in spec["tags"]]
     used = {t for path in spec["paths"].values() for op in path.values() for t in op["tags"]}
