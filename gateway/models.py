@@ -136,7 +136,11 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
 
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # On SQLite an INTEGER primary key is the row key itself, so every search index is
+    # ordered by seq (revision 0006); elsewhere a BIGINT.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     actor: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)

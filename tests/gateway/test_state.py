@@ -7,14 +7,17 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from alembic import command as alembic_command
+from sqlalchemy import Engine, event, text
 
 from audit.redaction import Redactor
 from gateway.audit_log import AuditLog, RequestMeta
+from gateway.audit_search import EventFilter, search
 from gateway.config import Config
-from gateway.database import create_state_engine, is_current, migrate
+from gateway.database import alembic_config, create_state_engine, is_current, migrate
 from gateway.decisions import Decider
 from gateway.demo import Workspace
 from gateway.grants import GrantError, add_grant, revoke_grant
@@ -215,6 +218,68 @@ def test_audit_tampering_is_detected(engine: Engine, statement: str, problem: st
     report = log.verify()
     assert not report.ok
     assert problem in (report.problem or "")
+
+
+def test_an_audit_search_reads_its_page_off_an_index_in_order(tmp_path: Path):
+    # Newest first, filtered by one column: the index must deliver events in sequence
+    # order, or every match is sorted to find a page (seconds in a large log).
+    engine = create_state_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        migrate(engine)
+        log = _audit(engine)
+        for i in range(30):
+            log.append("data.query", actor="mei" if i % 3 else "sam", decision="allow")
+        statements: list[tuple[str, Any]] = []
+
+        def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+            if statement.startswith("SELECT"):
+                statements.append((statement, params))
+
+        event.listen(engine, "before_cursor_execute", capture)
+        first, cursor = search(engine, EventFilter(actor="mei"), limit=5)
+        later, _ = search(engine, EventFilter(actor="mei"), limit=5, cursor=cursor)
+        event.remove(engine, "before_cursor_execute", capture)
+        assert [e["seq"] for e in first + later] == [30, 29, 27, 26, 24, 23, 21, 20, 18, 17]
+        assert len(statements) == 2
+        with engine.connect() as conn:
+            for statement, params in statements:
+                plan = " / ".join(
+                    row[-1]
+                    for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+                )
+                assert "ix_audit_events_actor" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        engine.dispose()
+
+
+def test_revision_0006_keeps_a_log_written_before_it(tmp_path: Path):
+    engine = create_state_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        alembic_command.upgrade(alembic_config(engine), "0005")
+        log = _audit(engine)
+        for i in range(6):
+            log.append("data.query", actor="mei", decision="allow", reasons=[f"r{i}"])
+        before = log.tail(6)
+
+        def seq_type() -> str:
+            with engine.connect() as conn:
+                columns = conn.exec_driver_sql("PRAGMA table_info(audit_events)").all()
+            return next(str(c[2]) for c in columns if c[1] == "seq")
+
+        assert seq_type() == "BIGINT"
+        migrate(engine)
+        assert seq_type() == "INTEGER"
+        assert log.tail(6) == before
+        assert log.verify().ok
+        assert log.append("data.query", actor="mei", decision="allow") == 7
+        with engine.connect() as conn:
+            indexes = {r[1] for r in conn.exec_driver_sql("PRAGMA index_list(audit_events)")}
+        assert "ix_audit_events_request_id" in indexes and len(indexes) == 7, indexes
+        alembic_command.downgrade(alembic_config(engine), "0005")
+        assert seq_type() == "BIGINT"
+        assert log.verify().ok and log.verify().events == 7
+    finally:
+        engine.dispose()
 
 
 def test_concurrent_appends_stay_gap_free(engine: Engine):
