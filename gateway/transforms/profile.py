@@ -20,9 +20,10 @@ from gateway.transforms.scrubbing import ScrubCache, scrub
 from gateway.views import ColumnView, DatasetView
 
 KEY_VERSION = 1
-# Transforms a store may apply ahead to the rows of a table it holds (``Scan.derived``):
-# row by row, and the same for every recipient.
-DERIVABLE = ("generalize", "mask", "scrub")
+# Transforms a store may apply ahead to the rows of a table it holds (``Scan.derived``),
+# row by row. Pseudonyms differ per recipient and key version, and their derivation's
+# key names both: one recipient's column is never another's.
+DERIVABLE = ("generalize", "mask", "scrub", "pseudonym")
 
 
 class TransformError(Exception):
@@ -91,11 +92,13 @@ class BatchTransformer:
             if c.treatment in DERIVABLE and not (c.treatment == "generalize" and c.rule == "keep")
         )
 
-    def _rule_of(self, column: ColumnView) -> str | tuple[str, ...] | None:
+    def _rule_of(self, column: ColumnView) -> str | tuple[str | int, ...] | None:
         if column.treatment == "generalize":
             return column.rule
         if column.treatment == "scrub":
             return tuple(self.name_columns)
+        if column.treatment == "pseudonym":
+            return (self._domain(column), self._recipient, self._version)
         return default_mask(column)
 
     def _builder(self, column: ColumnView) -> Callable[[pa.Table], pa.Array]:
@@ -105,6 +108,10 @@ class BatchTransformer:
 
         def build(table: pa.Table) -> pa.Array:
             values = [table.column(n).combine_chunks() for n in names]
+            if column.treatment == "pseudonym":
+                # A table of its own: a whole block must not crowd the shared cache,
+                # which serves the pages of reads that come without the column.
+                return self._pseudonymize(column, values[0], pseudonyms.PseudonymTable())
             return self._column(column, pa.RecordBatch.from_arrays(values, names))
 
         return build
@@ -128,15 +135,23 @@ class BatchTransformer:
             c.name for c in self.output if c.treatment == "pseudonym" and c.name not in other
         )
 
-    def _pseudonymize(self, column: ColumnView, values: pa.Array) -> pa.Array:
-        domain = column.spec.domain or f"{self.view.name}.{column.name}"
+    def _domain(self, column: ColumnView) -> str:
+        return column.spec.domain or f"{self.view.name}.{column.name}"
+
+    def _pseudonymize(
+        self,
+        column: ColumnView,
+        values: pa.Array,
+        table: pseudonyms.PseudonymTable | None = None,
+    ) -> pa.Array:
+        domain = self._domain(column)
         key = self._keyring.pseudonym_key(self._recipient, domain, self._version)
         tag = self._keyring.recipient_tag(self._recipient, self._version)
         return pseudonyms.pseudonymize(
             values,
             key=key,
             prefix=pseudonyms.prefix_for(self._version, tag),
-            table=self._table(domain),
+            table=table or self._table(domain),
         )
 
     def _table(self, domain: str) -> pseudonyms.PseudonymTable:

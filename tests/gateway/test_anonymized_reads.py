@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import duckdb
 import orjson
@@ -139,8 +140,8 @@ def test_limits_set_while_serving_apply_to_the_next_request(
 def test_pages_agree_with_and_without_columns_derived_by_the_store(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ):
-    """The local store derives generalized columns and the keep mask once per file
-    version; pages must be exactly what the per-page transforms give."""
+    """The local store derives generalized, scrubbed and pseudonym columns and the keep
+    mask once per file version; pages must be exactly what the per-page transforms give."""
     text = workspace.config_path.read_text().replace("    k: 5\n", "    k: 40\n", 1)
     workspace.config_path.write_text(text)
     bodies = [
@@ -173,6 +174,14 @@ def test_pages_agree_with_and_without_columns_derived_by_the_store(
 
     monkeypatch.setattr(profile.generalization, "generalize", counting_generalize)
     monkeypatch.setattr(profile, "scrub", counting_scrub)
+    # And the rows each pseudonymization worked on (the recipient's own derived column).
+    pseudonymize = profile.pseudonyms.pseudonymize
+
+    def counting_pseudonymize(values: pa.Array, **kwargs: Any) -> pa.Array:
+        transformed_rows.append(len(values))
+        return pseudonymize(values, **kwargs)
+
+    monkeypatch.setattr(profile.pseudonyms, "pseudonymize", counting_pseudonymize)
 
     def pages() -> list[object]:
         answers: list[object] = []
@@ -191,8 +200,8 @@ def test_pages_agree_with_and_without_columns_derived_by_the_store(
         return answers
 
     derived = pages()
-    # Every page took what the store derived: the mask, the generalized and the
-    # scrubbed columns were computed over its blocks only (and the class index over the
+    # Every page took what the store derived: the mask, the generalized, scrubbed and
+    # pseudonym columns were computed over its blocks only (and the class index over the
     # whole file), never over a page.
     blocks = {BLOCK_ROWS, 10_000 - BLOCK_ROWS}
     assert kept_rows and set(kept_rows) <= blocks

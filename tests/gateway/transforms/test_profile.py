@@ -58,24 +58,50 @@ def with_derived(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.Reco
     )
 
 
-def test_generalized_masked_and_scrubbed_columns_may_be_derived_but_nothing_else():
+def transformer_for(profile: str, recipient: str, key_version: int = 1) -> BatchTransformer:
+    view = build_view("t", DATASET, SCHEMA, profile)  # type: ignore[arg-type]
+    return BatchTransformer(
+        view,
+        view.returned,
+        keyring=Keyring(b"\x02" * 32),
+        recipient=recipient,
+        key_version=key_version,
+    )
+
+
+def test_columns_transformed_row_by_row_may_be_derived_but_nothing_else():
     # "sex" is generalized by "keep": its values leave as they are, nothing to derive.
     anonymized = transformer("anonymized")
     assert [d.name for d in anonymized.derivations()] == [
-        derived_name(anonymized.view.columns[c]) for c in ("age", "zip", "notes")
+        derived_name(anonymized.view.columns[c]) for c in ("pid", "age", "zip", "notes")
     ]
     pseudonymized = transformer("pseudonymized")
     assert [d.name for d in pseudonymized.derivations()] == [
-        derived_name(pseudonymized.view.columns[c]) for c in ("phone", "notes")
+        derived_name(pseudonymized.view.columns[c]) for c in ("pid", "phone", "notes")
     ]
     # The key names the treatment, the column and its rule (for free text, the names
-    # scrubbed from it): another rule, another key.
+    # scrubbed from it; for pseudonyms, the domain, recipient and key version): another
+    # rule, another key.
     assert [d.key for d in anonymized.derivations()] == [
+        ("pseudonym", "pid", ("patient", "x", 1)),
         ("generalize", "age", "band:10"),
         ("generalize", "zip", "prefix:2"),
         ("scrub", "notes", ("phone",)),
     ]
-    assert pseudonymized.derivations()[0].key == ("mask", "phone", "phone")
+    assert pseudonymized.derivations()[1].key == ("mask", "phone", "phone")
+
+
+def test_a_pseudonym_column_is_derived_for_one_recipient_and_key_version_only():
+    first, second = transformer_for("anonymized", "x"), transformer_for("anonymized", "y")
+    rotated = transformer_for("anonymized", "x", key_version=2)
+    derived = [t.derivations()[0] for t in (first, second, rotated)]
+    assert len({d.key for d in derived}) == 3
+    built = [d.build(TABLE) for d in derived]
+    assert built[0] != built[1] and built[0] != built[2]
+    # What is built is what the recipient's own pages get, and nobody else's.
+    for apply, column in zip((first, second, rotated), built, strict=True):
+        batch = TABLE.slice(10, 5).combine_chunks().to_batches()[0]
+        assert apply(batch.select(apply.source_columns)).column("pid") == column.slice(10, 5)
 
 
 def test_a_derivation_over_the_whole_table_equals_the_transform_of_any_slice():
