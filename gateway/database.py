@@ -42,7 +42,13 @@ def create_state_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, pool_size=16, max_overflow=16, connect_args={"check_same_thread": False}
+            url,
+            pool_size=16,
+            max_overflow=16,
+            # The connection returned last is handed out next: sequential requests
+            # keep reusing one, whose page cache stays warm.
+            pool_use_lifo=True,
+            connect_args={"check_same_thread": False},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; we issue BEGIN ourselves

@@ -7,13 +7,17 @@ on the request path.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -179,28 +183,42 @@ def _authentication_sql(paramstyle: str) -> str:
     )
 
 
-def authenticate(engine: Engine, token: str) -> Caller | str:
+@contextlib.contextmanager
+def pooled_connection(engine: Engine) -> Iterator[Any]:
+    """A driver connection from ``engine``'s pool, given back (ending its transaction)."""
+    raw = engine.raw_connection()
+    try:
+        yield raw
+    finally:
+        raw.close()
+
+
+def authenticate(
+    engine: Engine,
+    token: str,
+    *,
+    connection: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> Caller | str:
     """The caller behind ``token``, or a short reason why it is refused.
 
     Read from the database on every request: a revocation or suspension applies to the
     very next request, with no cache to outlive it. The same query reads the state
     versions and the current pseudonym key version, so deciding and transforming the
     request need no further round trip. It runs on the driver directly: building and
-    compiling a SQLAlchemy statement per request costs several times the query."""
+    compiling a SQLAlchemy statement per request costs several times the query.
+    ``connection`` lends the driver connection to read on (default: one from the pool);
+    the read ends its own transaction."""
     match = TOKEN.match(token)
     if match is None:
         return "malformed token"
     key_id, secret = match.groups()
-    raw = engine.raw_connection()
-    try:
+    with (connection or functools.partial(pooled_connection, engine))() as raw:
         cursor = raw.cursor()
         try:
             cursor.execute(_authentication_sql(engine.dialect.paramstyle), (key_id,))
             row = cursor.fetchone()
         finally:
             cursor.close()
-    finally:
-        raw.close()  # back to the pool, which ends the read's transaction
     if row is None:
         return "unknown key"
     secret_hash, revoked_at, pid, name, kind, status, org, org_status, key_version = row[:9]

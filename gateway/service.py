@@ -216,6 +216,7 @@ class Gateway:
     def close(self) -> None:
         for connector in self.connectors.values():
             connector.close()
+        self.audit.close()
         self.engine.dispose()
 
     # -- authentication ------------------------------------------------------------
@@ -228,7 +229,7 @@ class Gateway:
             reason = "missing bearer token" if not authorization else "not a bearer token"
             self._audit_auth_failure(meta, reason, None)
             raise Unauthenticated("send 'Authorization: Bearer <token>' with a kiteline API key")
-        outcome = principals.authenticate(self.engine, token)
+        outcome = principals.authenticate(self.engine, token, connection=self.audit.read_connection)
         if isinstance(outcome, str):
             self._audit_auth_failure(meta, outcome, principals.key_id_of(token))
             raise Unauthenticated("the token is invalid, revoked, or its principal is not active")

@@ -159,3 +159,37 @@ def test_linked_events_are_adjacent_and_the_second_names_the_first(engine: Engin
     assert log.event(second)["query_seq"] == first
     assert log.event(first)["action"] == "data.query"
     assert log.verify().ok
+
+
+def test_reads_borrow_the_writers_connection_on_sqlite_while_no_append_holds_it(
+    engine: Engine,
+):
+    log = make_log(engine)
+    log.append("data.query", actor="a", decision="allow")
+    sqlite = engine.dialect.name == "sqlite"
+    # On SQLite the writer's connection stays checked out between appends.
+    assert engine.pool.checkedout() == (1 if sqlite else 0)  # type: ignore[attr-defined]
+    with log.read_connection() as raw:
+        first = raw
+        assert raw.cursor().execute("SELECT 1").fetchone()[0] == 1
+    with log.read_connection() as again:
+        assert (again is first) == sqlite
+        # While a read holds the writer's connection, an append waits for it.
+        appended: list[int] = []
+        writer = threading.Thread(
+            target=lambda: appended.append(log.append("data.query", actor="b", decision="x"))
+        )
+        writer.start()
+        writer.join(0.2)
+        assert appended == ([] if sqlite else [2])
+    writer.join(5)
+    assert appended == [2]
+    # While an append holds it, a read gets a pooled connection instead of waiting.
+    with log._write_lock, log.read_connection() as other:
+        assert other is not first
+        assert other.cursor().execute("SELECT count(*) FROM audit_events").fetchone()[0] == 2
+    log.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert log.append("data.query", actor="c", decision="allow") == 3
+    log.close()
+    assert log.verify().ok
