@@ -348,29 +348,31 @@ def _slice(
     missing = [c for c in scan.columns if c not in present]
     if missing:
         raise ConnectorError(f"query on {table.location!r} failed: no column {missing[0]!r}")
+    names = list(scan.columns)
+    # A batch is put together from slices of whole columns (a cached file is one chunk
+    # per column): cheaper than selecting, slicing and growing a Table per page.
+    arrays = [_whole(cached.column(name)) for name in names]
     offset = int(scan.offset or 0)
-    length = None if scan.limit is None else int(scan.limit)
-    projected = cached.select(list(scan.columns)).slice(offset, length)
+    end = cached.num_rows if scan.limit is None else min(cached.num_rows, offset + scan.limit)
     # Sliced one batch at a time: a read that stops after its first page (the usual
     # case) does not pay for cutting the rest of the table into batches.
-    for start in range(0, projected.num_rows, batch_size):
+    for start in range(offset, end, batch_size):
         if cancellation is not None:
             cancellation.raise_if_cancelled()
-        piece = projected.slice(start, batch_size)
-        if derived is not None:
-            for name, column in derived.columns(offset + start, piece.num_rows):
-                piece = piece.append_column(name, column)
-        swap = {
-            name: column.slice(offset + start, piece.num_rows)
-            for name, column in (encoded or {}).items()
-            if 2 * len(column.dictionary) <= piece.num_rows
-        }
-        if not swap:
-            yield from piece.to_batches()
-            continue
-        piece = piece.combine_chunks()
-        arrays = [
-            swap[name] if name in swap else piece.column(name).chunk(0)
-            for name in piece.column_names
+        rows = min(batch_size, end - start)
+        batch_names = names.copy()
+        batch = [
+            encoded[name].slice(start, rows)
+            if encoded and name in encoded and 2 * len(encoded[name].dictionary) <= rows
+            else array.slice(start, rows)
+            for name, array in zip(names, arrays, strict=True)
         ]
-        yield pa.RecordBatch.from_arrays(arrays, names=piece.column_names)
+        if derived is not None:
+            for name, column in derived.columns(start, rows):
+                batch_names.append(name)
+                batch.append(column)
+        yield pa.RecordBatch.from_arrays(batch, names=batch_names)
+
+
+def _whole(column: pa.ChunkedArray) -> pa.Array:
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
