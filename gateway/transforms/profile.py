@@ -82,14 +82,17 @@ class BatchTransformer:
             and (pa.types.is_string(c.source_type) or pa.types.is_large_string(c.source_type))
         ]
 
-    def derivations(self) -> tuple[Derived, ...]:
+    def derivations(self, *, pseudonyms: bool = True) -> tuple[Derived, ...]:
         """The output columns a store may compute once per table version; ``__call__``
-        takes them from the batch when they are there."""
+        takes them from the batch when they are there. Without ``pseudonyms``, the
+        recipient's pseudonym columns are left out."""
         return tuple(
             Derived(derived_name(c), (c.treatment, c.name, self._rule_of(c)), self._builder(c))
             for c in self.output
             # "keep" hands the values over as they are: nothing to derive.
-            if c.treatment in DERIVABLE and not (c.treatment == "generalize" and c.rule == "keep")
+            if c.treatment in DERIVABLE
+            and not (c.treatment == "generalize" and c.rule == "keep")
+            and (pseudonyms or c.treatment != "pseudonym")
         )
 
     def _rule_of(self, column: ColumnView) -> str | tuple[str | int, ...] | None:
@@ -108,10 +111,6 @@ class BatchTransformer:
 
         def build(table: pa.Table) -> pa.Array:
             values = [table.column(n).combine_chunks() for n in names]
-            if column.treatment == "pseudonym":
-                # A table of its own: a whole block must not crowd the shared cache,
-                # which serves the pages of reads that come without the column.
-                return self._pseudonymize(column, values[0], pseudonyms.PseudonymTable())
             return self._column(column, pa.RecordBatch.from_arrays(values, names))
 
         return build
@@ -138,12 +137,7 @@ class BatchTransformer:
     def _domain(self, column: ColumnView) -> str:
         return column.spec.domain or f"{self.view.name}.{column.name}"
 
-    def _pseudonymize(
-        self,
-        column: ColumnView,
-        values: pa.Array,
-        table: pseudonyms.PseudonymTable | None = None,
-    ) -> pa.Array:
+    def _pseudonymize(self, column: ColumnView, values: pa.Array) -> pa.Array:
         domain = self._domain(column)
         key = self._keyring.pseudonym_key(self._recipient, domain, self._version)
         tag = self._keyring.recipient_tag(self._recipient, self._version)
@@ -151,7 +145,7 @@ class BatchTransformer:
             values,
             key=key,
             prefix=pseudonyms.prefix_for(self._version, tag),
-            table=table or self._table(domain),
+            table=self._table(domain),
         )
 
     def _table(self, domain: str) -> pseudonyms.PseudonymTable:

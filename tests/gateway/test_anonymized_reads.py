@@ -15,6 +15,7 @@ from connectors.derived import BLOCK_ROWS, Deriver
 from gateway import budgets
 from gateway.database import create_state_engine
 from gateway.demo import SURGICAL_PURPOSE, Workspace
+from gateway.service import BUFFERED_READ_ROWS
 from gateway.transforms import profile
 from gateway.transforms.kanonymity import ClassIndex
 from tests.conftest import bearer, client_for
@@ -174,11 +175,13 @@ def test_pages_agree_with_and_without_columns_derived_by_the_store(
 
     monkeypatch.setattr(profile.generalization, "generalize", counting_generalize)
     monkeypatch.setattr(profile, "scrub", counting_scrub)
-    # And the rows each pseudonymization worked on (the recipient's own derived column).
+    # And the rows each pseudonymization worked on: pages take the recipient's own
+    # derived column; a bulk read maps its identifiers batch by batch.
+    pseudonymized_rows: list[int] = []
     pseudonymize = profile.pseudonyms.pseudonymize
 
     def counting_pseudonymize(values: pa.Array, **kwargs: Any) -> pa.Array:
-        transformed_rows.append(len(values))
+        pseudonymized_rows.append(len(values))
         return pseudonymize(values, **kwargs)
 
     monkeypatch.setattr(profile.pseudonyms, "pseudonymize", counting_pseudonymize)
@@ -206,12 +209,16 @@ def test_pages_agree_with_and_without_columns_derived_by_the_store(
     blocks = {BLOCK_ROWS, 10_000 - BLOCK_ROWS}
     assert kept_rows and set(kept_rows) <= blocks
     assert transformed_rows and set(transformed_rows) <= blocks | {10_000}
+    assert all(n in blocks or n > BUFFERED_READ_ROWS for n in pseudonymized_rows)
+    assert BLOCK_ROWS in pseudonymized_rows
     monkeypatch.setattr(Deriver, "columns", lambda *_: [])
     kept_rows.clear()
     transformed_rows.clear()
+    pseudonymized_rows.clear()
     assert pages() == derived
     assert kept_rows and not set(kept_rows) & blocks
     assert transformed_rows and not set(transformed_rows) & blocks
+    assert {1, 100} <= set(pseudonymized_rows) and not set(pseudonymized_rows) & blocks
 
 
 def test_a_page_whose_batch_proves_a_next_page_reads_no_further(
