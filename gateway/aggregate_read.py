@@ -74,9 +74,10 @@ class AggregateReader:
                 epsilon=epsilon,
                 media_type=media_type,
             )
-            batches = g.connectors[dataset.store].scan(
-                table_of(dataset), Scan(columns=tuple(plan.source_columns))
-            )
+            # A count of every row names no column: one is read only for its rows, as
+            # a scan of no columns has no rows to count.
+            columns = tuple(plan.source_columns) or (next(iter(view.columns)),)
+            batches = g.connectors[dataset.store].scan(table_of(dataset), Scan(columns=columns))
             exact = exact_groups(plan, batches)
             group_types = [
                 generalization.output_type(rule, view.columns[col].source_type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -135,3 +136,16 @@ def test_partner_with_anonymized_grant_aggregates_at_the_aggregate_profile(
 def test_epsilon_above_the_per_query_maximum_is_refused(client: TestClient, workspace: Workspace):
     response = aggregate(client, workspace, {**BY_CITY, "epsilon": 5})
     assert response.status_code == 400 and response.json()["rule"] == "epsilon per query"
+
+
+def test_a_count_of_every_row_counts_them(client: TestClient, workspace: Workspace):
+    # No group and no column: the store is still read for its rows.
+    ((rows,),) = duckdb.sql(
+        f"SELECT count(*) FROM '{workspace.root / 'data' / 'crm' / 'customers.parquet'}'"
+    ).fetchall()
+    response = aggregate(
+        client, workspace, {"aggregates": [{"fn": "count"}], "purpose": MARKET_PURPOSE}
+    )
+    assert response.status_code == 200, response.text
+    (answer,) = response.json()["rows"]
+    assert rows > 100 and abs(answer["count"] - rows) < 40
