@@ -170,7 +170,10 @@ def run() -> list[Result]:
                 note=f"{report.events} events from SQLite",
             )
         )
-        latency = _request_latency_ms(_log(f"sqlite:///{root / 'latency.db'}"))
+        timed = _log(f"sqlite:///{root / 'latency.db'}")
+        latency = _request_latency_ms(timed)
+        timed.close()
+        timed.engine.dispose()
         results.append(
             Result(
                 "audit latency added per governed read (p50)",
@@ -181,6 +184,7 @@ def run() -> list[Result]:
                 note="data.query + data.read appends, one caller, SQLite",
             )
         )
+        log.close()
         log.engine.dispose()
     pg = os.environ.get("KITELINE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
     try:
@@ -202,6 +206,7 @@ def run() -> list[Result]:
                     note=f"{THREADS} threads",
                 )
             )
+            log.close()
             log.engine.dispose()
         finally:
             with psycopg.connect(pg, autocommit=True) as conn:

@@ -50,6 +50,9 @@ def _trail(ctx: click.Context) -> Any:
     migrate(engine)
     keyring = Keyring.from_config(config)
     log = AuditLog(engine, Redactor(keyring.audit_redaction_key), policy_version=policy_version())
+    # Called before the engine is disposed (callbacks run last first): the writer's
+    # connection goes back to the pool, which then closes it.
+    ctx.call_on_close(log.close)
     return AuditTrail.from_config(config, log)
 
 

@@ -150,7 +150,7 @@ class AuditEvent(Base):
     body: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
-    # RFC 6962 leaf hash of ``body`` (hex), and more searchable copies (revision 0003).
+    # RFC 6962 leaf hash of ``body`` (hex), and more searchable copies (revision 0005).
     leaf_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     actor_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
     actor_org: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)

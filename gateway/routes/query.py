@@ -35,23 +35,9 @@ class DirectRoute(APIRoute):
         return handle
 
 
-router = APIRouter(prefix="/v1", tags=["datasets"], route_class=DirectRoute)
+router = APIRouter(prefix="/v1", tags=["datasets"])
 
 
-@router.post(
-    "/datasets/{name}/query",
-    summary="Read a dataset under the caller's grant",
-    description="Structured query (never SQL). The answer is streamed as JSON (default), "
-    "CSV, Arrow IPC stream or Parquet, chosen by the Accept header. The "
-    "X-Kiteline-Audit-Seq header names the audit event that recorded the read.",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": QueryRequest.model_json_schema()}},
-        },
-    },
-    responses={200: {"content": {m: {} for m in MEDIA_TYPES}}},
-)
 async def query(name: str, request: Request) -> Response:
     # The hot route takes the service and metadata straight from the request: resolving
     # them as dependencies costs more per request than everything they do.
@@ -80,6 +66,26 @@ async def query(name: str, request: Request) -> Response:
     if whole is not None:
         return Response(whole, media_type=result.media_type, headers=result.headers)
     return GovernedStream(result.chunks, media_type=result.media_type, headers=result.headers)
+
+
+router.add_api_route(
+    "/datasets/{name}/query",
+    query,
+    methods=["POST"],
+    # This route alone: any other on this router keeps FastAPI's parameter solving.
+    route_class_override=DirectRoute,
+    summary="Read a dataset under the caller's grant",
+    description="Structured query (never SQL). The answer is streamed as JSON (default), "
+    "CSV, Arrow IPC stream or Parquet, chosen by the Accept header. The "
+    "X-Kiteline-Audit-Seq header names the audit event that recorded the read.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": QueryRequest.model_json_schema()}},
+        },
+    },
+    responses={200: {"content": {m: {} for m in MEDIA_TYPES}}},
+)
 
 
 async def _bounded_body(request: Request) -> bytes:

@@ -6,6 +6,7 @@ not known here is refused rather than passed through (fail closed).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 import pyarrow as pa
@@ -48,7 +49,8 @@ def default_mask(column: ColumnView) -> str:
 
 
 class BatchTransformer:
-    """Transforms batches of one read for one recipient. Pseudonyms come from
+    """Transforms batches of one read for one recipient. Pseudonyms come from a column
+    the store derived for this recipient (see ``derivations``), else from
     ``pseudonym_cache`` (shared across reads) when given, else from tables private to
     this read; either way each distinct value is keyed at most once per read."""
 
@@ -84,8 +86,10 @@ class BatchTransformer:
 
     def derivations(self, *, pseudonyms: bool = True) -> tuple[Derived, ...]:
         """The output columns a store may compute once per table version; ``__call__``
-        takes them from the batch when they are there. Without ``pseudonyms``, the
-        recipient's pseudonym columns are left out."""
+        takes them from the batch when they are there. The recipient's pseudonym
+        columns are left out without ``pseudonyms``, and where no pseudonym cache keeps
+        them (a store keeps what it derives)."""
+        pseudonyms = pseudonyms and self._cache is not None and self._cache.max_entries > 0
         return tuple(
             Derived(derived_name(c), (c.treatment, c.name, self._rule_of(c)), self._builder(c))
             for c in self.output
@@ -101,7 +105,10 @@ class BatchTransformer:
         if column.treatment == "scrub":
             return tuple(self.name_columns)
         if column.treatment == "pseudonym":
-            return (self._domain(column), self._recipient, self._version)
+            domain = self._domain(column)
+            key = self._keyring.pseudonym_key(self._recipient, domain, self._version)
+            # The key's fingerprint too: pseudonyms under another master key are others.
+            return (domain, self._recipient, self._version, hashlib.sha256(key).hexdigest()[:16])
         return default_mask(column)
 
     def _builder(self, column: ColumnView) -> Callable[[pa.Table], pa.Array]:

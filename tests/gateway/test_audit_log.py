@@ -180,7 +180,7 @@ def test_reads_borrow_the_writers_connection_on_sqlite_while_no_append_holds_it(
             target=lambda: appended.append(log.append("data.query", actor="b", decision="x"))
         )
         writer.start()
-        writer.join(0.2)
+        writer.join(0.2 if sqlite else 10)
         assert appended == ([] if sqlite else [2])
     writer.join(5)
     assert appended == [2]
@@ -188,6 +188,13 @@ def test_reads_borrow_the_writers_connection_on_sqlite_while_no_append_holds_it(
     with log._write_lock, log.read_connection() as other:
         assert other is not first
         assert other.cursor().execute("SELECT count(*) FROM audit_events").fetchone()[0] == 2
+    if sqlite:
+        # A read that left a transaction open does not leave it to the next one.
+        with log.read_connection() as raw:
+            raw.cursor().execute("BEGIN")
+            raw.cursor().execute("SELECT count(*) FROM audit_events").fetchone()
+        with log.read_connection() as raw:
+            assert raw is first and not raw.in_transaction
     log.close()
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert log.append("data.query", actor="c", decision="allow") == 3

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pyarrow as pa
 
 from gateway.config import Dataset
 from gateway.keyring import Keyring
 from gateway.transforms.profile import BatchTransformer, derived_name
+from gateway.transforms.pseudonym_cache import PseudonymCache
 from gateway.views import build_view
 
 DATASET = Dataset.model_validate(
@@ -47,9 +50,19 @@ TABLE = pa.table(
 )
 
 
+def sha256(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
 def transformer(profile: str) -> BatchTransformer:
     view = build_view("t", DATASET, SCHEMA, profile)  # type: ignore[arg-type]
-    return BatchTransformer(view, view.returned, keyring=Keyring(b"\x02" * 32), recipient="x")
+    return BatchTransformer(
+        view,
+        view.returned,
+        keyring=Keyring(b"\x02" * 32),
+        recipient="x",
+        pseudonym_cache=PseudonymCache(10_000),
+    )
 
 
 def with_derived(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.RecordBatch:
@@ -66,6 +79,7 @@ def transformer_for(profile: str, recipient: str, key_version: int = 1) -> Batch
         keyring=Keyring(b"\x02" * 32),
         recipient=recipient,
         key_version=key_version,
+        pseudonym_cache=PseudonymCache(10_000),
     )
 
 
@@ -83,18 +97,26 @@ def test_columns_transformed_row_by_row_may_be_derived_but_nothing_else():
     # scrubbed from it; for pseudonyms, the domain, recipient and key version): another
     # rule, another key.
     assert [d.key for d in anonymized.derivations()] == [
-        ("pseudonym", "pid", ("patient", "x", 1)),
+        (
+            "pseudonym",
+            "pid",
+            ("patient", "x", 1, sha256(Keyring(b"\x02" * 32).pseudonym_key("x", "patient", 1))),
+        ),
         ("generalize", "age", "band:10"),
         ("generalize", "zip", "prefix:2"),
         ("scrub", "notes", ("phone",)),
     ]
     assert pseudonymized.derivations()[1].key == ("mask", "phone", "phone")
-    # A bulk read leaves the recipient's pseudonyms out (it maps whole dictionaries).
-    assert [d.key[0] for d in anonymized.derivations(pseudonyms=False)] == [
-        "generalize",
-        "generalize",
-        "scrub",
-    ]
+    # A bulk read leaves the recipient's pseudonyms out (it maps whole dictionaries),
+    # and so does a gateway that keeps no pseudonyms in memory.
+    shared = ["generalize", "generalize", "scrub"]
+    assert [d.key[0] for d in anonymized.derivations(pseudonyms=False)] == shared
+    for cache in (None, PseudonymCache(0)):
+        view = anonymized.view
+        keeps_none = BatchTransformer(
+            view, view.returned, keyring=Keyring(b"\x02" * 32), recipient="x", pseudonym_cache=cache
+        )
+        assert [d.key[0] for d in keeps_none.derivations()] == shared
 
 
 def test_a_pseudonym_column_is_derived_for_one_recipient_and_key_version_only():
@@ -102,6 +124,14 @@ def test_a_pseudonym_column_is_derived_for_one_recipient_and_key_version_only():
     rotated = transformer_for("anonymized", "x", key_version=2)
     derived = [t.derivations()[0] for t in (first, second, rotated)]
     assert len({d.key for d in derived}) == 3
+    other_master = BatchTransformer(
+        first.view,
+        first.view.returned,
+        keyring=Keyring(b"\x03" * 32),
+        recipient="x",
+        pseudonym_cache=PseudonymCache(10_000),
+    )
+    assert other_master.derivations()[0].key != derived[0].key
     built = [d.build(TABLE) for d in derived]
     assert built[0] != built[1] and built[0] != built[2]
     # What is built is what the recipient's own pages get, and nobody else's.
