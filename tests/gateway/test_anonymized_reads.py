@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from connectors.derived import BLOCK_ROWS, Deriver
 from gateway import budgets
 from gateway.database import create_state_engine
-from gateway.demo import SURGICAL_PURPOSE, Workspace
+from gateway.demo import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
 from gateway.service import BUFFERED_READ_ROWS
 from gateway.transforms import profile
 from gateway.transforms.kanonymity import ClassIndex
@@ -238,3 +238,42 @@ def test_a_page_whose_batch_proves_a_next_page_reads_no_further(
         assert len(page.json()["rows"]) == 100 and page.json()["next_cursor"] is not None
     # One scanned batch per read (more than 100 rows): nothing read past it.
     assert len(batches) == 2 and min(batches) > 100
+
+
+def test_each_recipient_gets_its_own_derived_pseudonyms(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+):
+    # mei reads first, so the blocks exist when lin reads the same rows: lin's page must
+    # carry lin's pseudonyms, exactly those lin's per-page transform gives.
+    purposes = {"mei": SURGICAL_PURPOSE, "lin": ALUMNI_PURPOSE}
+
+    def page(reader: TestClient, who: str) -> list[dict[str, str]]:
+        body = {"limit": 100, "purpose": purposes[who]}
+        response = reader.post(
+            "/v1/datasets/patients/query",
+            content=orjson.dumps(body),
+            headers=bearer(workspace, who),
+        )
+        assert response.status_code == 200, response.text
+        rows: list[dict[str, str]] = response.json()["rows"]
+        return rows
+
+    built: list[int] = []
+    build = Deriver._build
+
+    def counting_build(self: Deriver, *args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(Deriver, "_build", counting_build)
+    with client_for(workspace) as reader:
+        derived = {who: [page(reader, who) for _ in range(2)] for who in ("mei", "lin")}
+    assert built  # the first reads built blocks; the second of each took them
+    monkeypatch.setattr(Deriver, "columns", lambda *_: [])
+    with client_for(workspace) as reader:
+        computed = {who: page(reader, who) for who in ("mei", "lin")}
+    for who in ("mei", "lin"):
+        assert derived[who][0] == derived[who][1] == computed[who]
+    mei, lin = computed["mei"], computed["lin"]
+    assert [r["birth_date"] for r in mei] == [r["birth_date"] for r in lin]
+    assert not {r["patient_id"] for r in mei} & {r["patient_id"] for r in lin}
