@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import time
 
 import orjson
 import pyarrow as pa
@@ -474,3 +475,16 @@ def test_huge_numbers_are_rejected_cleanly(client: TestClient, workspace: Worksp
     response = query(client, workspace, "mei", "patients", body)
     assert response.status_code == 400
     assert audit_rows(workspace)[-1]["where"][0]["value"].startswith("hmac-sha256:")
+
+
+def test_request_ids_are_unique_and_grow_with_time(client: TestClient):
+    # Time first, so that the audit log's request-id index grows at its end.
+    ids = [client.get("/healthz").headers["x-request-id"] for _ in range(50)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    clock = [i[:12] for i in ids]
+    assert clock == sorted(clock)
+    assert abs(int(ids[-1][:12], 16) - time.time_ns() // 1_000_000) < 60_000
+    # A caller's own id is kept when it is safe to log.
+    proposed = client.get("/healthz", headers={"X-Request-ID": "partner-trace-0001"})
+    assert proposed.headers["x-request-id"] == "partner-trace-0001"
