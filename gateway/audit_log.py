@@ -34,8 +34,9 @@ from audit.errors import AuditUnavailable
 from audit.logcheck import ExpectedHead, LogRecord, LogReport, verify_log
 from audit.merkle import HASH_SIZE, TreeBuilder
 from audit.redaction import Redactor
+from gateway.database import pooled_connection
 from gateway.models import AuditEvent, AuditHead
-from gateway.principals import Caller, pooled_connection
+from gateway.principals import Caller
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,16 @@ def create_state_engine(url: str) -> Engine:
         event.listen(engine, "begin", _begin)
         return engine
     return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+
+
+@contextlib.contextmanager
+def pooled_connection(engine: Engine) -> Iterator[Any]:
+    """A driver connection from ``engine``'s pool, given back (ending its transaction)."""
+    raw = engine.raw_connection()
+    try:
+        yield raw
+    finally:
+        raw.close()
 
 
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

@@ -7,13 +7,12 @@ on the request path.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.database import VERSION_NAMES, bump_version
+from gateway.database import VERSION_NAMES, bump_version, pooled_connection
 from gateway.key_versions import FIRST_VERSION
 from gateway.models import ApiKey, Org, Principal, Version
 
@@ -181,16 +180,6 @@ def _authentication_sql(paramstyle: str) -> str:
         "FROM api_keys k JOIN principals p ON p.id = k.principal_id "
         f"LEFT JOIN orgs o ON o.name = p.org WHERE k.key_id = {mark}"
     )
-
-
-@contextlib.contextmanager
-def pooled_connection(engine: Engine) -> Iterator[Any]:
-    """A driver connection from ``engine``'s pool, given back (ending its transaction)."""
-    raw = engine.raw_connection()
-    try:
-        yield raw
-    finally:
-        raw.close()
 
 
 def authenticate(

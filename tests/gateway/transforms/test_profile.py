@@ -54,23 +54,6 @@ def sha256(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-def transformer(profile: str) -> BatchTransformer:
-    view = build_view("t", DATASET, SCHEMA, profile)  # type: ignore[arg-type]
-    return BatchTransformer(
-        view,
-        view.returned,
-        keyring=Keyring(b"\x02" * 32),
-        recipient="x",
-        pseudonym_cache=PseudonymCache(10_000),
-    )
-
-
-def with_derived(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays(
-        [*batch.columns, *columns.values()], names=[*batch.schema.names, *columns]
-    )
-
-
 def transformer_for(profile: str, recipient: str, key_version: int = 1) -> BatchTransformer:
     view = build_view("t", DATASET, SCHEMA, profile)  # type: ignore[arg-type]
     return BatchTransformer(
@@ -80,6 +63,16 @@ def transformer_for(profile: str, recipient: str, key_version: int = 1) -> Batch
         recipient=recipient,
         key_version=key_version,
         pseudonym_cache=PseudonymCache(10_000),
+    )
+
+
+def transformer(profile: str) -> BatchTransformer:
+    return transformer_for(profile, "x")
+
+
+def with_derived(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, *columns.values()], names=[*batch.schema.names, *columns]
     )
 
 
