@@ -24,8 +24,9 @@ from sqlalchemy import select
 
 from audit.alert_rules import Alert, AlertEvaluator, RulesFile, Webhook, parse_rules
 from audit.errors import AuditError
+from gateway.audit_index import catch_up
 from gateway.audit_log import AuditLog
-from gateway.models import AuditEvent
+from gateway.models import AuditEvent, AuditIndexEntry
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +43,28 @@ def load_rules_file(path: Path) -> RulesFile:
 
 def _history(audit: AuditLog) -> tuple[set[tuple[str, str]], dict[str, tuple[int, float]]]:
     """Which principals already read which modules, and their usual rows per read."""
-    table = AuditEvent.__table__
+    index, events = AuditIndexEntry.__table__, AuditEvent.__table__
+    catch_up(audit.engine)
     with audit.engine.connect() as conn:
         seen = {
             (str(actor), str(module))
             for actor, module in conn.execute(
-                select(table.c.actor, table.c.module)
+                select(index.c.actor, index.c.module)
                 .where(
-                    table.c.action == "data.query",
-                    table.c.decision == "allow",
-                    table.c.actor.is_not(None),
-                    table.c.module.is_not(None),
+                    index.c.action == "data.query",
+                    index.c.decision == "allow",
+                    index.c.actor.is_not(None),
+                    index.c.module.is_not(None),
                 )
                 .distinct()
             )
         }
         since = datetime.now(UTC) - timedelta(days=_BASELINE_DAYS)
         bodies = conn.execute(
-            select(table.c.body)
-            .where(table.c.action == "data.read", table.c.ts >= since)
-            .order_by(table.c.seq.desc())
+            select(events.c.body)
+            .select_from(index.join(events, events.c.seq == index.c.seq))
+            .where(index.c.action == "data.read", index.c.ts >= since)
+            .order_by(index.c.seq.desc())
             .limit(_BASELINE_EVENTS)
         ).scalars()
         sums: dict[str, tuple[int, float]] = {}

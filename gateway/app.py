@@ -17,6 +17,7 @@ from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.audit_index import AuditIndexer
 from gateway.audit_trail import AuditTrail
 from gateway.config import Config, Settings, load_config
 from gateway.errors import install_error_handlers
@@ -139,6 +140,7 @@ def create_app(
             for background in (
                 PeriodicSweep(app.state.gateway.grants, config.grants.sweep_interval_s),
                 WalCheckpointer(app.state.gateway.engine),
+                AuditIndexer(app.state.gateway.engine),
                 app.state.audit_trail,
             ):
                 background.start()

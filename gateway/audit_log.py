@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from audit.errors import AuditUnavailable
 from audit.logcheck import ExpectedHead, LogRecord, LogReport, verify_log
 from audit.merkle import HASH_SIZE, TreeBuilder
 from audit.redaction import Redactor
+from gateway.audit_index import first_mismatch
 from gateway.database import pooled_connection
 from gateway.models import AuditEvent, AuditHead
 from gateway.principals import Caller
@@ -509,9 +510,23 @@ class AuditLog:
             after = rows[-1][0]
 
     def verify(self, **kwargs: Any) -> LogReport:
-        """Recompute the chain, the leaves and the tree; see ``audit.logcheck``."""
+        """Recompute the chain, the leaves and the tree (see ``audit.logcheck``), then
+        check the search index against the events: an event it leaves out or misstates
+        is hidden from searches."""
         head = self.head()
-        return verify_log(self.records(), head=ExpectedHead(head.size, head.chain_head), **kwargs)
+        report = verify_log(self.records(), head=ExpectedHead(head.size, head.chain_head), **kwargs)
+        if not report.ok:
+            return report
+        hidden = first_mismatch(self._engine)
+        if hidden is None:
+            return report
+        return replace(
+            report,
+            ok=False,
+            problem=f"the search index leaves out or misstates event {hidden} (the log "
+            "itself is intact: `kiteline audit reindex` rebuilds the index from it)",
+            bad_seq=hidden,
+        )
 
     def event(self, seq: int) -> dict[str, Any] | None:
         with self._engine.connect() as conn:

@@ -1,7 +1,9 @@
 """Searching and exporting the audit log: filters, cursors, CSV and JSON lines.
 
 Filters are validated here and refused with a 400 problem when malformed; cursors are
-opaque to clients (base64 of a sequence number) and checked on the way back in.
+opaque to clients (base64 of a sequence number) and checked on the way back in. Filters
+match the search index (``gateway.audit_index``), which each search first brings up to
+date; the events' bodies come from the log itself.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Engine, Select, func, select
 
+from gateway.audit_index import catch_up
 from gateway.errors import InvalidRequest
-from gateway.models import AuditEvent
+from gateway.models import AuditEvent, AuditIndexEntry
 
 MAX_PAGE = 1000
 _RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
@@ -116,15 +119,16 @@ class EventFilter:
         return cls(**values)
 
     def apply(self, query: Select[Any]) -> Select[Any]:
-        table = AuditEvent.__table__
+        """``query`` (over ``matching()``'s join) narrowed to the matching events."""
+        index = AuditIndexEntry.__table__
         exact = {
-            "actor": table.c.actor,
-            "org": table.c.actor_org,
-            "kind": table.c.actor_kind,
-            "dataset": table.c.dataset,
-            "module": table.c.module,
-            "decision": table.c.decision,
-            "request_id": table.c.request_id,
+            "actor": index.c.actor,
+            "org": index.c.actor_org,
+            "kind": index.c.actor_kind,
+            "dataset": index.c.dataset,
+            "module": index.c.module,
+            "decision": index.c.decision,
+            "request_id": index.c.request_id,
         }
         for key, column in exact.items():
             value = getattr(self, key)
@@ -132,18 +136,34 @@ class EventFilter:
                 query = query.where(column == value)
         if self.action is not None:
             if self.action.endswith("*"):
-                query = query.where(table.c.action.startswith(self.action[:-1], autoescape=True))
+                query = query.where(index.c.action.startswith(self.action[:-1], autoescape=True))
             else:
-                query = query.where(table.c.action == self.action)
+                query = query.where(index.c.action == self.action)
         if self.since is not None:
-            query = query.where(table.c.ts >= self.since)
+            query = query.where(index.c.ts >= self.since)
         if self.until is not None:
-            query = query.where(table.c.ts < self.until)
+            query = query.where(index.c.ts < self.until)
         if self.text is not None:
             # Bodies are JSON: look for the text as JSON spells it inside a string.
             needle = orjson.dumps(self.text).decode()[1:-1]
-            query = query.where(table.c.body.contains(needle, autoescape=True))
+            query = query.where(AuditEvent.__table__.c.body.contains(needle, autoescape=True))
         return query
+
+
+def matching(engine: Engine, where: EventFilter, *columns: Any) -> Select[Any]:
+    """``SELECT columns`` of the events ``where`` matches, once the index has caught
+    up with the log; ``columns`` may name the index's columns and the events'."""
+    catch_up(engine)
+    index, events = AuditIndexEntry.__table__, AuditEvent.__table__
+    joined = index.join(events, events.c.seq == index.c.seq)
+    return where.apply(select(*columns).select_from(joined))
+
+
+def count(engine: Engine, where: EventFilter, *, upto: int) -> int:
+    """How many events ``<= upto`` match."""
+    query = matching(engine, where, func.count()).where(AuditIndexEntry.seq <= upto)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def encode_cursor(seq: int) -> str:
@@ -170,11 +190,12 @@ def search(
     """One page of matching events, newest first, and the cursor of the next page."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
-    table = AuditEvent.__table__
-    query = where.apply(select(table.c.seq, table.c.body))
-    if cursor is not None:
-        query = query.where(table.c.seq < decode_cursor(cursor))
-    query = query.order_by(table.c.seq.desc()).limit(limit + 1)
+    seq = AuditIndexEntry.__table__.c.seq
+    before = decode_cursor(cursor) if cursor is not None else None
+    query = matching(engine, where, seq, AuditEvent.__table__.c.body)
+    if before is not None:
+        query = query.where(seq < before)
+    query = query.order_by(seq.desc()).limit(limit + 1)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     events = [orjson.loads(body) for _, body in rows[:limit]]
@@ -186,13 +207,11 @@ def iter_bodies(
     engine: Engine, where: EventFilter, *, upto: int, batch: int = 5000
 ) -> Iterator[str]:
     """The stored canonical JSON bodies of matching events ``<= upto``, oldest first."""
-    table = AuditEvent.__table__
+    seq, body = AuditIndexEntry.__table__.c.seq, AuditEvent.__table__.c.body
+    matches = matching(engine, where, seq, body)
     after = 0
     while True:
-        query = where.apply(select(table.c.seq, table.c.body))
-        query = (
-            query.where(table.c.seq > after, table.c.seq <= upto).order_by(table.c.seq).limit(batch)
-        )
+        query = matches.where(seq > after, seq <= upto).order_by(seq).limit(batch)
         with engine.connect() as conn:
             rows = conn.execute(query).all()
         if not rows:

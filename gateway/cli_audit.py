@@ -218,19 +218,13 @@ def alerts_command(ctx: click.Context, count: int, as_json: bool) -> None:
 def export_command(ctx: click.Context, fmt: str, out: Path, **filters: Any) -> None:
     """Write matching events, oldest first, with the checkpoint they are consistent with
     (saved beside the export as OUT.checkpoint)."""
-    from sqlalchemy import func, select
-
-    from gateway.audit_search import csv_header, csv_line, iter_bodies
-    from gateway.models import AuditEvent
+    from gateway.audit_search import count, csv_header, csv_line, iter_bodies
 
     where = _event_filter(filters)
     trail = _trail(ctx)
     stored = trail.checkpointer.covering(trail.audit.head().size)
     size = stored.checkpoint.tree_size
-    with trail.audit.engine.connect() as conn:
-        total = conn.execute(
-            where.apply(select(func.count()).select_from(AuditEvent)).where(AuditEvent.seq <= size)
-        ).scalar_one()
+    total = count(trail.audit.engine, where, upto=size)
     written = 0
     with (
         out.open("w", encoding="utf-8", newline="") as handle,
@@ -338,6 +332,15 @@ def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...]) -> No
     click.echo(f"FAILED after {report.events} good events: {report.problem}", err=True)
     code = {TRUNCATED: EXIT_TRUNCATED, FORKED: EXIT_FORKED}.get(report.finding or "", 1)
     raise SystemExit(code)
+
+
+@audit.command("reindex")
+@click.pass_context
+def reindex_command(ctx: click.Context) -> None:
+    """Rebuild the search index from the log, after verify found it wrong."""
+    from gateway.audit_index import rebuild
+
+    click.echo(f"indexed {rebuild(_trail(ctx).audit.engine)} events")
 
 
 @audit.command("witness")

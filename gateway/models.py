@@ -132,29 +132,52 @@ class CustodianRemoval(Base):
 
 class AuditEvent(Base):
     """One hash-chained event. ``body`` is the canonical JSON that the hash covers;
-    the other columns copy fields out of it for search, and verify checks they agree."""
+    the other columns copy fields out of it, and verify checks they agree. Searches
+    go through ``AuditIndexEntry``: an index here would cost every append a page."""
 
     __tablename__ = "audit_events"
 
-    # On SQLite an INTEGER primary key is the row key itself, so every search index is
-    # ordered by seq (revision 0006); elsewhere a BIGINT.
+    # On SQLite an INTEGER primary key is the row key itself (revision 0006); elsewhere
+    # a BIGINT.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(32))
+    dataset: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    # RFC 6962 leaf hash of ``body`` (hex), and more copied fields (revision 0005).
+    leaf_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    actor_org: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    module: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuditIndexEntry(Base):
+    """The searchable fields of one event, copied from ``audit_events`` in batches after
+    the append (see ``gateway.audit_index``), with the search indexes (revision 0007).
+    Each index is ordered by ``seq`` (the row key on SQLite), so a search reads a page
+    of newest events straight off it."""
+
+    __tablename__ = "audit_index"
+
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
     )
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     actor: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    action: Mapped[str] = mapped_column(String(32), index=True)
-    dataset: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    body: Mapped[str] = mapped_column(Text)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
-    # RFC 6962 leaf hash of ``body`` (hex), and more searchable copies (revision 0005).
-    leaf_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     actor_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
     actor_org: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    dataset: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     module: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class AuditHead(Base):

@@ -203,6 +203,28 @@ def test_verify_names_what_was_found(
     assert message in out
 
 
+def test_an_index_that_hides_an_event_fails_verify_until_reindexed(
+    workspace: Workspace, tmp_path: Path
+):
+    _prepare(workspace, tmp_path)
+
+    def found() -> list[int]:
+        code, out = run(workspace, "audit", "search", "--actor", "mei", "--json")
+        assert code == 0, out
+        return [json.loads(line)["seq"] for line in out.splitlines() if line.startswith("{")]
+
+    # Not the newest: an index that merely ends early is only behind, and catches up.
+    hidden = min(found())
+    sql(workspace, f"DELETE FROM audit_index WHERE seq = {hidden}")
+    code, out = run(workspace, "audit", "verify")
+    assert code == 1, out
+    assert f"search index leaves out or misstates event {hidden}" in out
+    code, out = run(workspace, "audit", "reindex")
+    assert code == 0 and "indexed" in out, out
+    assert run(workspace, "audit", "verify")[0] == 0
+    assert hidden in found()
+
+
 def test_a_database_rolled_back_to_an_older_copy_is_caught(workspace: Workspace, tmp_path: Path):
     with client_for(workspace) as client:
         client.get("/v1/datasets", headers=bearer(workspace, "mei"))

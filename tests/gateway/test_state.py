@@ -13,6 +13,7 @@ import pytest
 from alembic import command as alembic_command
 from sqlalchemy import Engine, event, text
 
+from audit.logcheck import ExpectedHead, LogReport, verify_log
 from audit.redaction import Redactor
 from gateway.audit_log import AuditLog, RequestMeta
 from gateway.audit_search import EventFilter, search
@@ -232,7 +233,7 @@ def test_an_audit_search_reads_its_page_off_an_index_in_order(tmp_path: Path):
         statements: list[tuple[str, Any]] = []
 
         def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-            if statement.startswith("SELECT"):
+            if statement.startswith("SELECT") and "audit_events.body" in statement:
                 statements.append((statement, params))
 
         event.listen(engine, "before_cursor_execute", capture)
@@ -247,9 +248,16 @@ def test_an_audit_search_reads_its_page_off_an_index_in_order(tmp_path: Path):
                     row[-1]
                     for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
                 )
-                assert "ix_audit_events_actor" in plan and "TEMP B-TREE" not in plan, plan
+                assert "ix_audit_index_actor" in plan and "TEMP B-TREE" not in plan, plan
     finally:
         engine.dispose()
+
+
+def _chain(log: AuditLog) -> LogReport:
+    """Verify's check of the chain alone: ``verify`` also checks the search index,
+    which revisions before 0007 lack."""
+    head = log.head()
+    return verify_log(log.records(), head=ExpectedHead(head.size, head.chain_head))
 
 
 def test_revision_0006_keeps_a_log_written_before_it(tmp_path: Path):
@@ -267,17 +275,18 @@ def test_revision_0006_keeps_a_log_written_before_it(tmp_path: Path):
             return next(str(c[2]) for c in columns if c[1] == "seq")
 
         assert seq_type() == "BIGINT"
-        migrate(engine)
+        alembic_command.upgrade(alembic_config(engine), "0006")
         assert seq_type() == "INTEGER"
         assert log.tail(6) == before
-        assert log.verify().ok
+        assert _chain(log).ok
         assert log.append("data.query", actor="mei", decision="allow") == 7
         with engine.connect() as conn:
             indexes = {r[1] for r in conn.exec_driver_sql("PRAGMA index_list(audit_events)")}
         assert "ix_audit_events_request_id" in indexes and len(indexes) == 7, indexes
         alembic_command.downgrade(alembic_config(engine), "0005")
         assert seq_type() == "BIGINT"
-        assert log.verify().ok and log.verify().events == 7
+        report = _chain(log)
+        assert report.ok and report.events == 7
     finally:
         engine.dispose()
 
