@@ -67,10 +67,18 @@ class ArrowFileCache:
         with self._lock:
             return len(self._entries)
 
-    def get(self, path: Path, variant: Hashable, load: Callable[[], pa.Table]) -> pa.Table | None:
+    def get(
+        self,
+        path: Path,
+        variant: Hashable,
+        load: Callable[[], pa.Table],
+        *,
+        seen: os.stat_result | None = None,
+    ) -> pa.Table | None:
         """The file's table, loaded with ``load`` when absent or stale; None when the
-        file is too big (or missing, or changing): the caller then reads it directly."""
-        before = _stamp(path)
+        file is too big (or missing, or changing): the caller then reads it directly.
+        ``seen`` is what ``stat`` said of the file just now, if the caller asked."""
+        before = _stamp(path) if seen is None else (seen.st_mtime_ns, seen.st_size)
         if before is None or before[1] > self.max_file_bytes:
             return None
         key = (str(path), variant)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -122,6 +123,7 @@ class LocalConnector:
         # Dataset location -> (device and inode it named, resolved path); bounded by the
         # locations the configuration names.
         self._resolved: dict[str, tuple[tuple[int, int], Path]] = {}
+        self._unresolved: dict[str, str] = {}
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # A DuckDB connection is not safe to share between threads, and a streamed result
@@ -131,15 +133,18 @@ class LocalConnector:
         with self._lock:
             return self._database.cursor()
 
-    def _path(self, table: Table) -> Path:
-        """The resolved path of ``table``, refused when it leaves the store root.
+    def _locate(self, table: Table) -> tuple[Path, os.stat_result]:
+        """The resolved path of ``table``, refused when it leaves the store root, and
+        what ``stat`` says of it now (the caller needs no second look).
 
         Resolving walks every component of the path with a system call each; the answer
         is kept per location together with the identity (device, inode) of the file it
         named, and reused while one ``stat`` through the unresolved path still reaches
         that same file. A link changed to point elsewhere names another file, so it is
         resolved and checked again."""
-        unresolved = self.root / table.location
+        unresolved = self._unresolved.get(table.location)
+        if unresolved is None:
+            unresolved = self._unresolved[table.location] = str(self.root / table.location)
         try:
             found = os.stat(unresolved)
         except OSError:
@@ -147,16 +152,16 @@ class LocalConnector:
         if found is not None:
             known = self._resolved.get(table.location)
             if known is not None and known[0] == (found.st_dev, found.st_ino):
-                return known[1]
+                return known[1], found
         # Escaping is refused before existence is reported: nothing is told about files
         # outside the root.
-        path = unresolved.resolve()
+        path = Path(unresolved).resolve()
         if not path.is_relative_to(self.root):
             raise ConnectorError(f"dataset location {table.location!r} leaves the store root")
         if found is None or not path.exists():
             raise DatasetNotFound(table.location)
         self._resolved[table.location] = ((found.st_dev, found.st_ino), path)
-        return path
+        return path, found
 
     def _reader(self, table: Table, path: Path, params: _Params) -> str:
         hive = bool(table.options.get("hive_partitioning", False))
@@ -175,8 +180,8 @@ class LocalConnector:
     def _variant(table: Table) -> tuple[str, bool]:
         return (table.format, bool(table.options.get("hive_partitioning", False)))
 
-    def _cached(self, table: Table, path: Path) -> pa.Table | None:
-        if path.is_dir() or table.format not in ("parquet", "csv"):
+    def _cached(self, table: Table, path: Path, found: os.stat_result) -> pa.Table | None:
+        if stat.S_ISDIR(found.st_mode) or table.format not in ("parquet", "csv"):
             decline_inline(f"{table.location} is read from disk")
             return None
         variant = self._variant(table)
@@ -194,7 +199,7 @@ class LocalConnector:
             finally:
                 cursor.close()
 
-        cached = self.file_cache.get(path, variant, load)
+        cached = self.file_cache.get(path, variant, load, seen=found)
         if cached is None:
             decline_inline(f"{table.location} is too large to keep loaded")
         return cached
@@ -202,8 +207,8 @@ class LocalConnector:
     def _source(self, table: Table, params: _Params, cursor: duckdb.DuckDBPyConnection) -> str:
         """The FROM clause for ``table``: its cached Arrow table registered on ``cursor``
         when the file is small, else DuckDB's reader over the file."""
-        path = self._path(table)
-        cached = self._cached(table, path)
+        path, found = self._locate(table)
+        cached = self._cached(table, path, found)
         if cached is not None:
             cursor.register(_CACHED_VIEW, cached)
             return quote_identifier(_CACHED_VIEW)
@@ -228,8 +233,8 @@ class LocalConnector:
         cancellation: Cancellation | None = None,
     ) -> Iterator[pa.RecordBatch]:
         if not scan.filters and not scan.order_by:
-            path = self._path(table)
-            cached = self._cached(table, path)
+            path, found = self._locate(table)
+            cached = self._cached(table, path, found)
             if cached is not None:
                 encoded = self._encoded(table, path, cached, scan, batch_size)
                 derived = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -395,12 +396,14 @@ class _CountingCache(ArrowFileCache):
         super().__init__(**bounds)
         self.loads = 0
 
-    def get(self, path: Path, variant: Hashable, load: Callable[[], pa.Table]) -> pa.Table | None:
+    def get(
+        self, path: Path, variant: Hashable, load: Callable[[], pa.Table], **kwargs: Any
+    ) -> pa.Table | None:
         def counted() -> pa.Table:
             self.loads += 1
             return load()
 
-        return super().get(path, variant, counted)
+        return super().get(path, variant, counted, **kwargs)
 
 
 def test_derived_columns_stop_where_the_cache_keeps_no_more_and_the_file_stays(
