@@ -180,6 +180,15 @@ class LocalConnector:
     def _variant(table: Table) -> tuple[str, bool]:
         return (table.format, bool(table.options.get("hive_partitioning", False)))
 
+    def _columns_of(self, table: Table, path: Path, cached: pa.Table) -> dict[str, pa.Array]:
+        """The columns of a cached table, each one array (a cached file is one chunk per
+        column), kept beside it: taking them out of the table again costs a small read
+        more than slicing them does."""
+        columns: dict[str, pa.Array] = self.file_cache.derive(
+            path, self._variant(table), cached, ("columns",), _ColumnArrays.of
+        )
+        return columns
+
     def _cached(self, table: Table, path: Path, found: os.stat_result) -> pa.Table | None:
         if stat.S_ISDIR(found.st_mode) or table.format not in ("parquet", "csv"):
             decline_inline(f"{table.location} is read from disk")
@@ -249,7 +258,8 @@ class LocalConnector:
                     if scan.derived
                     else None
                 )
-                yield from _slice(cached, table, scan, batch_size, cancellation, encoded, derived)
+                arrays = self._columns_of(table, path, cached)
+                yield from _slice(arrays, table, scan, batch_size, cancellation, encoded, derived)
                 return
         params = _Params()
         columns = ", ".join(quote_identifier(c) for c in scan.columns)
@@ -337,7 +347,7 @@ def _dictionary_of(name: str) -> Callable[[pa.Table], pa.DictionaryArray]:
 
 
 def _slice(
-    cached: pa.Table,
+    columns: dict[str, pa.Array],
     table: Table,
     scan: Scan,
     batch_size: int,
@@ -345,20 +355,20 @@ def _slice(
     encoded: dict[str, pa.DictionaryArray] | None = None,
     derived: Deriver | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """A scan without filters or order over a cached table: projection and a slice in
-    file order, as DuckDB would return them, without planning a query. Columns of
-    ``encoded`` replace their plain values in batches long enough to gain by them;
-    columns of ``derived`` follow the projected ones."""
-    present = set(cached.column_names)  # a new list at every access: read it once
-    missing = [c for c in scan.columns if c not in present]
+    """A scan without filters or order over a cached table (``columns``: its columns by
+    name): projection and a slice in file order, as DuckDB would return them, without
+    planning a query. Columns of ``encoded`` replace their plain values in batches long
+    enough to gain by them; columns of ``derived`` follow the projected ones."""
+    missing = [c for c in scan.columns if c not in columns]
     if missing:
         raise ConnectorError(f"query on {table.location!r} failed: no column {missing[0]!r}")
     names = list(scan.columns)
-    # A batch is put together from slices of whole columns (a cached file is one chunk
-    # per column): cheaper than selecting, slicing and growing a Table per page.
-    arrays = [_whole(cached.column(name)) for name in names]
+    # A batch is put together from slices of whole columns: cheaper than selecting,
+    # slicing and growing a Table per page.
+    arrays = [columns[name] for name in names]
+    rows_in_table = len(next(iter(columns.values()))) if columns else 0
     offset = int(scan.offset or 0)
-    end = cached.num_rows if scan.limit is None else min(cached.num_rows, offset + scan.limit)
+    end = rows_in_table if scan.limit is None else min(rows_in_table, offset + scan.limit)
     # Sliced one batch at a time: a read that stops after its first page (the usual
     # case) does not pay for cutting the rest of the table into batches.
     for start in range(offset, end, batch_size):
@@ -377,6 +387,17 @@ def _slice(
                 batch_names.append(name)
                 batch.append(column)
         yield pa.RecordBatch.from_arrays(batch, names=batch_names)
+
+
+class _ColumnArrays(dict[str, pa.Array]):
+    """A cached table's columns by name; views of the table's own buffers."""
+
+    nbytes = 0  # what it adds to the cache's memory
+
+    @classmethod
+    def of(cls, cached: pa.Table) -> _ColumnArrays:
+        names, chunked = cached.column_names, cached.columns
+        return cls((n, _whole(c)) for n, c in zip(names, chunked, strict=True))
 
 
 def _whole(column: pa.ChunkedArray) -> pa.Array:
