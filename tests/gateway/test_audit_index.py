@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command as alembic_command
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 from audit.logcheck import ExpectedHead, verify_log
 from audit.redaction import Redactor
@@ -145,34 +145,41 @@ def test_the_indexer_keeps_up_while_the_server_runs(engine: Engine):
     assert _indexed(engine) == 10
 
 
-def test_revision_0007_moves_the_search_indexes_and_keeps_the_log(tmp_path: Path):
-    engine = create_state_engine(f"sqlite:///{tmp_path / 'state.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])
+def unmigrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = str(request.getfixturevalue("pg_schema_url"))
+    engine = create_state_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def test_revision_0007_moves_the_search_indexes_and_keeps_the_log(unmigrated: Engine):
+    engine = unmigrated
 
     def indexes(table: str) -> set[str]:
-        with engine.connect() as conn:
-            rows = conn.exec_driver_sql(f"PRAGMA index_list({table})").all()
-        return {str(r[1]) for r in rows if str(r[1]).startswith("ix_")}
+        return {str(i["name"]) for i in inspect(engine).get_indexes(table)}
 
-    try:
-        alembic_command.upgrade(alembic_config(engine), "0006")
-        log = _log(engine)
-        for i in range(6):
-            log.append("data.query", actor="mei" if i % 2 else "sam", decision="allow")
-        assert len(indexes("audit_events")) == 7
-        migrate(engine)
-        assert indexes("audit_events") == set()
-        assert len(indexes("audit_index")) == 7 and "ix_audit_index_actor" in indexes("audit_index")
-        assert _indexed(engine) == 6 and first_mismatch(engine) is None
-        assert [e["seq"] for e in search(engine, EventFilter(actor="mei"))[0]] == [6, 4, 2]
-        assert log.verify().ok
-        alembic_command.downgrade(alembic_config(engine), "0006")
-        assert len(indexes("audit_events")) == 7
-        # The chain alone: the code's verify checks the index this revision lacks.
-        head = log.head()
-        report = verify_log(log.records(), head=ExpectedHead(head.size, head.chain_head))
-        assert report.ok and report.events == 6
-    finally:
-        engine.dispose()
+    alembic_command.upgrade(alembic_config(engine), "0006")
+    log = _log(engine)
+    for i in range(6):
+        log.append("data.query", actor="mei" if i % 2 else "sam", decision="allow")
+    assert len(indexes("audit_events")) == 7
+    migrate(engine)
+    assert indexes("audit_events") == set()
+    assert len(indexes("audit_index")) == 7 and "ix_audit_index_actor" in indexes("audit_index")
+    assert _indexed(engine) == 6 and first_mismatch(engine) is None
+    assert [e["seq"] for e in search(engine, EventFilter(actor="mei"))[0]] == [6, 4, 2]
+    assert log.verify().ok
+    alembic_command.downgrade(alembic_config(engine), "0006")
+    assert len(indexes("audit_events")) == 7
+    assert not inspect(engine).has_table("audit_index")
+    # The chain alone: the code's verify checks the index this revision lacks.
+    head = log.head()
+    report = verify_log(log.records(), head=ExpectedHead(head.size, head.chain_head))
+    assert report.ok and report.events == 6
 
 
 def test_rebuild_replaces_a_damaged_index(engine: Engine):
