@@ -29,8 +29,11 @@ COLUMNS = (
     "module",
     "decision",
 )
-# A batch holds the write lock while it is indexed (about 10 ms on SQLite): appends
-# waiting behind it must not wait long.
+# A batch holds the write lock while it is indexed (on SQLite, in a log of a million
+# events, 1,000 took 7 to 15 ms). Smaller, more frequent batches measured worse, as
+# every commit from another connection also empties the appending connection's page
+# cache: 250 every 0.25 s served 1,107-1,141 governed reads/s at p99 10.3-10.5 ms,
+# against 1,182-1,258 at 5.9-7.6 ms.
 BATCH = 1000
 INTERVAL_S = 1.0
 
