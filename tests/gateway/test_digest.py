@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 
 from gateway.digest import AnswerDigest
 
@@ -27,8 +26,11 @@ def test_a_small_answer_hashes_inline():
 
 
 def test_closing_an_abandoned_digest_stops_its_thread():
-    before = threading.active_count()
     digest = AnswerDigest(inline_bytes=0)
     digest.update(b"x" * 10)
+    thread = digest._thread
+    assert thread is not None and thread.is_alive()
     digest.close()
-    assert threading.active_count() == before
+    # Its own thread, not the process's thread count: other tests' pools come and go.
+    assert not thread.is_alive()
+    assert digest._thread is None
