@@ -21,15 +21,20 @@ from gateway.database import alembic_config, create_state_engine, migrate
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+def unmigrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"
     else:
         url = str(request.getfixturevalue("pg_schema_url"))
     engine = create_state_engine(url)
-    migrate(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def engine(unmigrated: Engine) -> Engine:
+    migrate(unmigrated)
+    return unmigrated
 
 
 def _log(engine: Engine) -> AuditLog:
@@ -143,17 +148,6 @@ def test_the_indexer_keeps_up_while_the_server_runs(engine: Engine):
     finally:
         indexer.stop()
     assert _indexed(engine) == 10
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])
-def unmigrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = str(request.getfixturevalue("pg_schema_url"))
-    engine = create_state_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def test_revision_0007_moves_the_search_indexes_and_keeps_the_log(unmigrated: Engine):
