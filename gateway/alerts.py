@@ -20,12 +20,11 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import select
 
 from audit.alert_rules import Alert, AlertEvaluator, RulesFile, Webhook, parse_rules
 from audit.errors import AuditError
-from gateway.audit_index import catch_up
 from gateway.audit_log import AuditLog
+from gateway.audit_search import EventFilter, matching
 from gateway.models import AuditEvent, AuditIndexEntry
 
 log = logging.getLogger(__name__)
@@ -44,29 +43,17 @@ def load_rules_file(path: Path) -> RulesFile:
 def _history(audit: AuditLog) -> tuple[set[tuple[str, str]], dict[str, tuple[int, float]]]:
     """Which principals already read which modules, and their usual rows per read."""
     index, events = AuditIndexEntry.__table__, AuditEvent.__table__
-    catch_up(audit.engine)
+    since = datetime.now(UTC) - timedelta(days=_BASELINE_DAYS)
+    readers = matching(
+        audit.engine,
+        EventFilter(action="data.query", decision="allow"),
+        index.c.actor,
+        index.c.module,
+    ).where(index.c.actor.is_not(None), index.c.module.is_not(None))
+    reads = matching(audit.engine, EventFilter(action="data.read", since=since), events.c.body)
     with audit.engine.connect() as conn:
-        seen = {
-            (str(actor), str(module))
-            for actor, module in conn.execute(
-                select(index.c.actor, index.c.module)
-                .where(
-                    index.c.action == "data.query",
-                    index.c.decision == "allow",
-                    index.c.actor.is_not(None),
-                    index.c.module.is_not(None),
-                )
-                .distinct()
-            )
-        }
-        since = datetime.now(UTC) - timedelta(days=_BASELINE_DAYS)
-        bodies = conn.execute(
-            select(events.c.body)
-            .select_from(index.join(events, events.c.seq == index.c.seq))
-            .where(index.c.action == "data.read", index.c.ts >= since)
-            .order_by(index.c.seq.desc())
-            .limit(_BASELINE_EVENTS)
-        ).scalars()
+        seen = {(str(actor), str(module)) for actor, module in conn.execute(readers.distinct())}
+        bodies = conn.execute(reads.order_by(index.c.seq.desc()).limit(_BASELINE_EVENTS)).scalars()
         sums: dict[str, tuple[int, float]] = {}
         for body in bodies:
             event = orjson.loads(body)
