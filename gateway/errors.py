@@ -19,7 +19,7 @@ from starlette.responses import Response
 from audit.errors import AuditError
 from connectors.base import ConnectorError, DatasetNotFound, ScanCancelled, StoreUnavailable
 from gateway.config import ConfigError
-from gateway.read_slots import ReadAbandoned
+from gateway.read.slots import ReadAbandoned
 from policies.errors import PolicyError
 
 log = logging.getLogger(__name__)
