@@ -21,7 +21,7 @@ from gateway.access.sweeper import PeriodicSweep
 from gateway.auditing.index import AuditIndexer
 from gateway.auditing.trail import AuditTrail
 from gateway.config import Config, Settings, load_config
-from gateway.errors import install_error_handlers
+from gateway.http.problems import install_error_handlers
 from gateway.http.routes import (
     audit,
     catalog,
