@@ -14,7 +14,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -53,6 +52,7 @@ from gateway.read.digest import AnswerDigest
 from gateway.read.encoders import encoder_for, iter_encoded, negotiate
 from gateway.read.inflight import InflightReads
 from gateway.read.query import Condition, CursorCodec, QueryRequest, _typed_filter, plan_rows
+from gateway.read.result import ReadResult
 from gateway.read.stores import build_connectors, table_of
 from gateway.read.views import DatasetView, build_view
 from gateway.state.database import create_state_engine, migrate
@@ -102,15 +102,6 @@ def scan_batch_rows(limit: int, columns: int, released_share: float = 1.0) -> in
     return max(MIN_SCAN_BATCH_ROWS, min(by_width, expected))
 
 
-@dataclass
-class ReadResult:
-    media_type: str
-    chunks: Iterator[bytes]
-    headers: dict[str, str]
-    # Small enough to build whole before sending it (at most BUFFERED_READ_ROWS rows).
-    small: bool = False
-
-
 def _validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     return [
         {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
@@ -153,10 +144,10 @@ class Gateway:
         self._schema_lock = threading.Lock()
         self._views: dict[tuple[Any, ...], tuple[pa.Schema, DatasetView]] = {}
         self.class_indexes = ClassIndexCache(config, connectors)
-        self.aggregates = AggregateReader(self)
+        self.limits = budgets.LimitsCache(engine, config)
+        self.aggregates = AggregateReader(config, engine, connectors, audit, self.limits)
         self.inflight = InflightReads()
         self.usage = GrantUsage(engine)
-        self.limits = budgets.LimitsCache(engine, config)
         self.scrub_cache = ScrubCache()
         self.grants = GrantWorkflow(engine, config, audit)
         self.lifecycle = Lifecycle(self.grants, self.inflight)

@@ -14,6 +14,8 @@ from typing import Any
 import click
 import httpx
 
+from gateway.cli.common import config_of, state_engine
+
 DEFAULT_URL = "http://127.0.0.1:8787"
 
 
@@ -167,8 +169,6 @@ def register(cli: click.Group, grants: click.Group, principals: click.Group) -> 
         """Grants you may see (over HTTP); without KITELINE_TOKEN, active grants in the
         local state database (administrators on the gateway host)."""
         if not os.environ.get("KITELINE_TOKEN"):
-            from gateway.cli.main import local_grants
-
             local_grants(ctx)
             return
         path = "/v1/grants" + (f"?status={status}" if status else "")
@@ -265,4 +265,22 @@ def register(cli: click.Group, grants: click.Group, principals: click.Group) -> 
                     "columns",
                 ),
             )
+        )
+
+
+def local_grants(ctx: click.Context) -> None:
+    """Active grants straight from the state database (administrators on the host)."""
+    from gateway.access.grants import active_grants
+
+    engine = state_engine(config_of(ctx))
+    with engine.connect() as conn:
+        rows = active_grants(conn)
+    click.echo(
+        f"{'ID':<5}{'SUBJECT':<16}{'MODULE':<10}{'DATASET':<13}{'PROFILE':<15}"
+        f"{'EXPIRES':<12}PURPOSE"
+    )
+    for g in rows:
+        click.echo(
+            f"{g.id:<5}{g.subject:<16}{g.module:<10}{g.dataset or '*':<13}"
+            f"{g.profile:<15}{g.expires_at.date().isoformat():<12}{g.purpose or '-'}"
         )

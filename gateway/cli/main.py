@@ -12,36 +12,11 @@ import click
 
 from gateway.cli.admin import register as register_http_commands
 from gateway.cli.audit import audit as audit_commands
-from gateway.config import Config, ConfigError, Settings, load_config
+from gateway.cli.common import config_of, fail, settings_of, state_engine
+from gateway.cli.policy import explain, policy
+from gateway.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
-
-
-def _config(ctx: click.Context) -> Config:
-    try:
-        return load_config(_settings(ctx).config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        raise SystemExit(2) from exc
-
-
-def _engine(config: Config) -> Any:
-    from gateway.state.database import create_state_engine, migrate
-
-    engine = create_state_engine(config.state_url)
-    migrate(engine)
-    return engine
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(code)
 
 
 @click.group()
@@ -79,14 +54,14 @@ def init(ctx: click.Context) -> None:
     """Create the master key (if missing) and migrate the state database."""
     from gateway.access.keyring import create_master_key
 
-    config = _config(ctx)
+    config = config_of(ctx)
     reference = config.gateway.master_key
     if reference.startswith("file:"):
         path = config.resolve_path(reference[len("file:") :])
         if not path.exists():
             create_master_key(path)
             click.echo(f"created master key {path} (mode 0600)")
-    _engine(config).dispose()
+    state_engine(config).dispose()
     click.echo("state database is up to date")
 
 
@@ -100,8 +75,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     from gateway.http.app import create_app
 
-    settings = _settings(ctx)
-    config = _config(ctx)
+    settings = settings_of(ctx)
+    config = config_of(ctx)
     app = create_app(settings, config=config)
     uvicorn.run(
         app,
@@ -159,9 +134,9 @@ def demo(
     from gateway.demo.workspace import create_workspace
 
     if url is not None and store != "postgres":
-        _fail("a URL is only taken with --store postgres", 2)
+        fail("a URL is only taken with --store postgres", 2)
     if store == "postgres" and not url:
-        _fail("--store postgres needs the database URL: kiteline demo --store postgres URL", 2)
+        fail("--store postgres needs the database URL: kiteline demo --store postgres URL", 2)
     if workspace is None:
         workspace = Path(".kiteline-demo" if store == "local" else f".kiteline-demo-{store}")
     click.echo(f"preparing demo workspace in {workspace} ({store} store) ...")
@@ -175,13 +150,13 @@ def demo(
             else:
                 ws = create_workspace(workspace, port=port, reset=reset)
         except DemoStoreError as exc:
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
         _demo_banner(ws.root, ws.config_path, port, store)
         if no_serve:
             if store == "s3":
                 click.echo("note: the local S3 server stops now; run without --no-serve to use it")
             return
-        ctx.obj = Settings(config=ws.config_path, log_level=_settings(ctx).log_level, demo=True)
+        ctx.obj = Settings(config=ws.config_path, log_level=settings_of(ctx).log_level, demo=True)
         ctx.invoke(serve)
 
 
@@ -224,14 +199,14 @@ def check(ctx: click.Context) -> None:
     """Validate kiteline.yaml and the stores behind it; print every problem."""
     from gateway.read.catalog_check import check_stores
 
-    config = _config(ctx)
+    config = config_of(ctx)
     problems = check_stores(config)
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
         raise SystemExit(2)
     click.echo(
-        f"{_settings(ctx).config}: ok ({len(config.datasets)} datasets, "
+        f"{settings_of(ctx).config}: ok ({len(config.datasets)} datasets, "
         f"{len(config.modules)} modules, {len(config.stores)} stores)"
     )
 
@@ -265,13 +240,13 @@ def principals_add(
 ) -> None:
     from gateway.access.principals import PrincipalError, add_principal
 
-    engine = _engine(_config(ctx))
+    engine = state_engine(config_of(ctx))
     try:
         add_principal(
             engine, name=name, kind=kind, org=org, department=department, org_admin=org_admin
         )
     except PrincipalError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     click.echo(f"added {kind} {name}")
 
 
@@ -282,7 +257,7 @@ def principals_list(ctx: click.Context) -> None:
 
     from gateway.state.models import Principal
 
-    engine = _engine(_config(ctx))
+    engine = state_engine(config_of(ctx))
     with engine.connect() as conn:
         rows = conn.execute(
             select(Principal.name, Principal.kind, Principal.status, Principal.org).order_by(
@@ -306,11 +281,11 @@ def keys_issue(ctx: click.Context, name: str) -> None:
     """Issue an API key for NAME and print its token once."""
     from gateway.access.principals import PrincipalError, issue_key
 
-    engine = _engine(_config(ctx))
+    engine = state_engine(config_of(ctx))
     try:
         _key_id, token = issue_key(engine, name)
     except PrincipalError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     click.echo(token)
     click.echo("store this token now: only its hash is kept", err=True)
 
@@ -322,9 +297,9 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
     from gateway.access.principals import PrincipalError, revoke_key
 
     try:
-        revoke_key(_engine(_config(ctx)), key_id)
+        revoke_key(state_engine(config_of(ctx)), key_id)
     except PrincipalError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     click.echo(f"revoked key {key_id}")
 
 
@@ -334,7 +309,7 @@ def keys_rotate(ctx: click.Context) -> None:
     """Start a new pseudonym key version; older versions stay for tracing."""
     from gateway.access.key_versions import rotate
 
-    version = rotate(_engine(_config(ctx)), created_by="cli")
+    version = rotate(state_engine(config_of(ctx)), created_by="cli")
     click.echo(f"pseudonym key version {version} is current; pseudonyms change from now on")
 
 
@@ -367,10 +342,10 @@ def budgets_set(
     from gateway.access.budgets import set_limits
     from gateway.state.models import Grant
 
-    engine = _engine(_config(ctx))
+    engine = state_engine(config_of(ctx))
     with engine.connect() as conn:
         if conn.scalar(select(Grant.id).where(Grant.id == grant_id)) is None:
-            _fail(f"no grant {grant_id}", 2)
+            fail(f"no grant {grant_id}", 2)
     set_limits(
         engine,
         grant_id,
@@ -389,8 +364,8 @@ def budgets_show(ctx: click.Context, grant_id: int) -> None:
     """What remains of one grant's budgets."""
     from gateway.access import budgets as ledger
 
-    config = _config(ctx)
-    engine = _engine(config)
+    config = config_of(ctx)
+    engine = state_engine(config)
     limits = ledger.limits_for(engine, config, grant_id)
     charges = ledger.row_charges(grant_id, limits, 0, ledger.today())
     charges += ledger.epsilon_charges(config, grant_id, limits, None, 0)
@@ -409,13 +384,13 @@ def trace(ctx: click.Context, file: Path, officer: str | None) -> None:
     from gateway.errors import GatewayError
     from gateway.service import Gateway
 
-    gateway = Gateway.from_config(_config(ctx))
+    gateway = Gateway.from_config(config_of(ctx))
     try:
         report = gateway.trace_extract(
             file.read_bytes(), file.name, None, actor=f"cli:{officer or 'local'}"
         )
     except GatewayError as exc:
-        _fail(exc.detail, 2)
+        fail(exc.detail, 2)
     finally:
         gateway.close()
     click.echo(json.dumps(report, ensure_ascii=False, indent=2))
@@ -461,11 +436,11 @@ def grants_add(
     from gateway.access.grants import GrantError, add_grant
 
     if (principal is None) == (org is None):
-        _fail("give exactly one of --principal or --org", 2)
-    config = _config(ctx)
+        fail("give exactly one of --principal or --org", 2)
+    config = config_of(ctx)
     try:
         grant_id = add_grant(
-            _engine(config),
+            state_engine(config),
             config,
             subject_type="principal" if principal else "org",
             subject=principal or org or "",
@@ -479,26 +454,8 @@ def grants_add(
             created_by="cli",
         )
     except GrantError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     click.echo(f"grant {grant_id} active")
-
-
-def local_grants(ctx: click.Context) -> None:
-    """Active grants straight from the state database (administrators on the host)."""
-    from gateway.access.grants import active_grants
-
-    engine = _engine(_config(ctx))
-    with engine.connect() as conn:
-        rows = active_grants(conn)
-    click.echo(
-        f"{'ID':<5}{'SUBJECT':<16}{'MODULE':<10}{'DATASET':<13}{'PROFILE':<15}"
-        f"{'EXPIRES':<12}PURPOSE"
-    )
-    for g in rows:
-        click.echo(
-            f"{g.id:<5}{g.subject:<16}{g.module:<10}{g.dataset or '*':<13}"
-            f"{g.profile:<15}{g.expires_at.date().isoformat():<12}{g.purpose or '-'}"
-        )
 
 
 register_http_commands(cli, grants, principals)
@@ -510,14 +467,8 @@ register_http_commands(cli, grants, principals)
 cli.add_command(audit_commands)
 
 
-def _register() -> None:
-    from gateway.cli.policy import explain, policy
-
-    cli.add_command(policy)
-    cli.add_command(explain)
-
-
-_register()
+cli.add_command(policy)
+cli.add_command(explain)
 
 
 def main() -> None:  # the console script; `python -m gateway.cli` too

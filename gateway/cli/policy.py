@@ -9,13 +9,7 @@ from typing import Any
 
 import click
 
-from gateway.config import Config
-
-
-def _config(ctx: click.Context) -> Config:
-    from gateway.cli.main import _config as load
-
-    return load(ctx)
+from gateway.cli.common import config_of, fail, state_engine
 
 
 @click.group()
@@ -44,7 +38,7 @@ def policy_test(ctx: click.Context, directory: Path | None) -> None:
     if directory is None:
         settings = ctx.obj
         if settings.config.exists():
-            config = _config(ctx)
+            config = config_of(ctx)
             directory, timeout_s = policy_directory(config), config.policy.timeout_s
         else:
             directory = POLICY_DIR
@@ -87,18 +81,17 @@ def policy_reload(ctx: click.Context) -> None:
     refused and the running one stays."""
     from gateway.access.policy_files import policy_version
     from gateway.access.policy_runtime import compile_and_test, policy_directory
-    from gateway.cli.main import _engine
     from gateway.state.database import bump_version
     from policies.errors import PolicyError
 
-    config = _config(ctx)
+    config = config_of(ctx)
     directory = policy_directory(config)
     try:
         compile_and_test(directory, timeout_s=config.policy.timeout_s)
     except PolicyError as exc:
         click.echo(f"refused: {exc}", err=True)
         raise SystemExit(2) from exc
-    engine = _engine(config)
+    engine = state_engine(config)
     with engine.begin() as conn:
         bump_version(conn, "policy")
     click.echo(f"policy version {policy_version(directory)} will be loaded on the next request")
@@ -127,15 +120,14 @@ def explain(
     from gateway.access.decisions import Decider
     from gateway.access.policy_runtime import PolicyRuntime
     from gateway.access.principals import caller_by_name
-    from gateway.cli.main import _engine, _fail
 
-    config = _config(ctx)
+    config = config_of(ctx)
     if dataset not in config.datasets:
-        _fail(f"no dataset named {dataset!r}", 2)
-    engine = _engine(config)
+        fail(f"no dataset named {dataset!r}", 2)
+    engine = state_engine(config)
     caller = caller_by_name(engine, principal)
     if caller is None:
-        _fail(f"no principal named {principal!r}", 2)
+        fail(f"no principal named {principal!r}", 2)
     assert caller is not None
     runtime = PolicyRuntime(config)
     result = Decider(engine, config, runtime.evaluator).explain(

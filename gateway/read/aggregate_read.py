@@ -9,31 +9,42 @@ the computation fails. Nothing is released that did not go through OpenDP.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
+from sqlalchemy.engine import Engine
 
-from connectors.base import Scan
+from connectors.base import Connector, Scan
 from gateway.access import budgets
 from gateway.access.principals import Caller
-from gateway.auditing.log import RequestMeta
+from gateway.auditing.log import AuditLog, RequestMeta
+from gateway.config import Config
 from gateway.read.aggregation import plan_aggregate
 from gateway.read.encoders import encoder_for, iter_encoded
 from gateway.read.query import QueryRequest
+from gateway.read.result import ReadResult
 from gateway.read.stores import table_of
 from gateway.read.views import DatasetView
 from gateway.transforms import generalization
 from gateway.transforms.privacy import exact_groups, release
 from policies.decision import Obligations
 
-if TYPE_CHECKING:
-    from gateway.service import Gateway, ReadResult
-
 
 class AggregateReader:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        connectors: Mapping[str, Connector],
+        audit: AuditLog,
+        limits: budgets.LimitsCache,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.connectors = connectors
+        self.audit = audit
+        self.limits = limits
 
     def read(
         self,
@@ -46,19 +57,16 @@ class AggregateReader:
         meta: RequestMeta,
         reasons: Sequence[str],
     ) -> ReadResult:
-        from gateway.service import ReadResult
-
-        g = self._gateway
-        config = g.config
+        config = self.config
         dataset = config.datasets[name]
         plan = plan_aggregate(request, view)
         epsilon = budgets.check_epsilon(config, request.epsilon)
-        limits = g.limits.get(obligations.grant_id, caller.version("grants"))
+        limits = self.limits.get(obligations.grant_id, caller.version("grants"))
         org = caller.org if caller.kind == "partner" else None
         charges = budgets.epsilon_charges(config, obligations.grant_id, limits, org, epsilon)
-        left = budgets.charge(g.engine, charges)
+        left = budgets.charge(self.engine, charges)
         try:
-            seq = g.audit.append(
+            seq = self.audit.append(
                 "data.query",
                 meta=meta,
                 caller=caller,
@@ -77,7 +85,7 @@ class AggregateReader:
             # A count of every row names no column: one is read only for its rows, as
             # a scan of no columns has no rows to count.
             columns = tuple(plan.source_columns) or (next(iter(view.columns)),)
-            batches = g.connectors[dataset.store].scan(table_of(dataset), Scan(columns=columns))
+            batches = self.connectors[dataset.store].scan(table_of(dataset), Scan(columns=columns))
             exact = exact_groups(plan, batches)
             group_types = [
                 generalization.output_type(rule, view.columns[col].source_type)
@@ -89,7 +97,7 @@ class AggregateReader:
                 plan, exact, epsilon=epsilon, delta=config.budgets.delta, group_types=group_types
             )
         except BaseException:
-            budgets.refund(g.engine, charges)
+            budgets.refund(self.engine, charges)
             raise
         header: dict[str, Any] = {
             "dataset": name,
@@ -103,7 +111,7 @@ class AggregateReader:
         body = list(iter_encoded(encoder, iter(table.to_batches() or _empty(table.schema))))
         body.append(encoder.finish(None))
         digest = hashlib.sha256(b"".join(body)).hexdigest()
-        g.audit.append(
+        self.audit.append(
             "data.read",
             meta=meta,
             caller=caller,

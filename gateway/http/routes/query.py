@@ -13,8 +13,9 @@ from gateway.http.routes.deps import request_meta_of, service_of
 from gateway.http.streaming import GovernedStream
 from gateway.read.encoders import MEDIA_TYPES
 from gateway.read.query import QueryRequest
+from gateway.read.result import ReadResult
 from gateway.read.slots import ReadSlots
-from gateway.service import MAX_QUERY_BYTES, ReadResult
+from gateway.service import MAX_QUERY_BYTES
 
 
 class DirectRoute(APIRoute):
