@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from audit.errors import AuditError
-from connectors.base import ConnectorError, DatasetNotFound, ScanCancelled, StoreUnavailable
+from audit import AuditError
+from connectors import ConnectorError, DatasetNotFound, ScanCancelled, StoreUnavailable
 from gateway.config import ConfigError
-from policies.errors import PolicyError
+from policies import PolicyError
 
 
 class GatewayError(Exception):

@@ -21,10 +21,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
-from audit.errors import AuditError
-from audit.redaction import Redactor
-from connectors.base import Cancellation, Connector, Filter
-from connectors.inline import decline_inline
+from audit import AuditError, Redactor
+from connectors import Cancellation, Connector, Filter, decline_inline
 from gateway.access import budgets, key_versions, principals
 from gateway.access.decisions import Decider
 from gateway.access.grant_requests import GrantWorkflow
@@ -60,9 +58,7 @@ from gateway.transforms.kanonymity import ClassIndex, take_kept
 from gateway.transforms.profile import BatchTransformer
 from gateway.transforms.pseudonym_cache import PseudonymCache
 from gateway.transforms.scrubbing import ScrubCache
-from policies.decision import Decision
-from policies.errors import PolicyError
-from policies.profiles import Profile
+from policies import Decision, PolicyError, Profile
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,7 @@ from gateway.access.grants import GrantIndex, GrantRecord, active_grants
 from gateway.access.principals import Caller
 from gateway.config import Config
 from gateway.state.database import read_versions
-from policies.casbin_engine import CasbinEngine, PolicyLine
-from policies.decision import Decision, Obligations
-from policies.profiles import Profile
+from policies import CasbinEngine, Decision, Obligations, PolicyLine, Profile
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Row
 
-from audit.errors import AuditError
+from audit import AuditError
 from gateway.access.permissions import (
     GrantFacts,
     ensure_may_break_glass,
@@ -49,7 +49,7 @@ from gateway.errors import (
 from gateway.read.query import Condition
 from gateway.state.database import bump_version
 from gateway.state.models import CustodianRemoval, Grant, GrantApproval, GrantEvent, Org, Principal
-from policies.profiles import KIND_CEILING, PROFILE_ORDER, Profile, cap, is_at_most, treatment
+from policies import KIND_CEILING, PROFILE_ORDER, Profile, cap, is_at_most, treatment
 
 log = logging.getLogger(__name__)
 

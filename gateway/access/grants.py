@@ -15,7 +15,7 @@ from gateway.access.principals import now
 from gateway.config import Config
 from gateway.state.database import bump_version
 from gateway.state.models import Grant, Org, Principal
-from policies.profiles import PROFILE_ORDER
+from policies import PROFILE_ORDER
 
 STATUSES = ("requested", "approved", "active", "expired", "revoked", "denied")
 

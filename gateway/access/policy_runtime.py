@@ -16,7 +16,7 @@ from pathlib import Path
 from gateway.access.decisions import RegoEvaluator
 from gateway.access.policy_files import POLICY_DIR, policy_version
 from gateway.config import Config
-from policies.errors import PolicyCompileError, PolicyError
+from policies import PolicyCompileError, PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def compile_and_test(directory: Path, *, timeout_s: float) -> RegoEvaluator:
     A policy set is identified by the digest of its files; one that already passed its
     tests in this process is not tested again (gateways built in tests, reloads of an
     unchanged directory)."""
-    from policies.rego import RegoEngine
+    from policies import RegoEngine
 
     engine = RegoEngine.from_directory(directory, timeout_s=timeout_s)
     if engine.version in _tested_versions:
@@ -69,7 +69,7 @@ class PolicyRuntime:
         embedded = compile_and_test(self.directory, timeout_s=policy.timeout_s)
         if policy.engine == "embedded":
             return embedded
-        from policies.opa import OpaEngine
+        from policies import OpaEngine
 
         assert policy.opa_url is not None
         remote = OpaEngine(policy.opa_url, timeout_s=policy.timeout_s)

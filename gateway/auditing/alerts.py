@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 import orjson
 
-from audit.alert_rules import Alert, AlertEvaluator, RulesFile, Webhook, parse_rules
-from audit.errors import AuditError
+from audit import Alert, AlertEvaluator, AuditError, RulesFile, Webhook, parse_rules
 from gateway.auditing.log import AuditLog
 from gateway.auditing.search import EventFilter, matching
 from gateway.state.models import AuditEvent, AuditIndexEntry

@@ -17,16 +17,19 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from audit.checkpoints import (
+from audit import (
+    AuditError,
+    AuditUnavailable,
     Checkpoint,
+    ConsistencyError,
+    ProofInvalid,
     Signer,
     Verifier,
     load_signer,
     save_signer,
     save_verifier,
+    verify_consistency,
 )
-from audit.errors import AuditError, AuditUnavailable, ConsistencyError, ProofInvalid
-from audit.merkle import verify_consistency
 from gateway.auditing.log import AuditLog
 from gateway.auditing.proofs import ProofSource
 from gateway.periodic import Periodic

@@ -26,7 +26,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from sqlalchemy import Engine, select
 
-from connectors.base import Connector, Scan
+from connectors import Connector, Scan
 from gateway.access.keyring import Keyring
 from gateway.config import Config
 from gateway.read.stores import table_of

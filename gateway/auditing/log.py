@@ -29,11 +29,17 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, select
 
-from audit.chain import canonical
-from audit.errors import AuditUnavailable
-from audit.logcheck import ExpectedHead, LogRecord, LogReport, verify_log
-from audit.merkle import HASH_SIZE, TreeBuilder
-from audit.redaction import Redactor
+from audit import (
+    HASH_SIZE,
+    AuditUnavailable,
+    ExpectedHead,
+    LogRecord,
+    LogReport,
+    Redactor,
+    TreeBuilder,
+    canonical,
+    verify_log,
+)
 from gateway.access.principals import Caller
 from gateway.auditing.index import first_mismatch
 from gateway.state.database import pooled_connection

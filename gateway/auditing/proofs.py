@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import threading
 
-from audit.errors import AuditError
-from audit.merkle import (
+from audit import (
     EMPTY_ROOT,
+    AuditError,
     consistency_proof_ranges,
     inclusion_proof_ranges,
     node_hash,

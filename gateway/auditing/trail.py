@@ -6,8 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from audit.errors import AuditError
-from audit.witness import witness
+from audit import AuditError, witness
 from gateway.auditing.alerts import AlertEngine, load_rules_file
 from gateway.auditing.checkpointer import Checkpointer, StoredCheckpoint, load_or_create_signer
 from gateway.auditing.log import AuditLog

@@ -37,7 +37,7 @@ def _config(ctx: click.Context) -> Config:
 
 
 def _trail(ctx: click.Context) -> Any:
-    from audit.redaction import Redactor
+    from audit import Redactor
     from gateway.access.keyring import Keyring
     from gateway.access.policy_files import policy_version
     from gateway.auditing.log import AuditLog
@@ -268,7 +268,7 @@ def hash_command(ctx: click.Context, value: str, as_json: bool) -> None:
 
 
 def _notes(paths: tuple[Path, ...]) -> Iterator[tuple[str, str]]:
-    from audit.witness import read_notes
+    from audit import read_notes
 
     for path in paths:
         try:
@@ -296,8 +296,7 @@ def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...]) -> No
     is shorter than a checkpoint (truncated, or the database was rolled back). 4: a
     checkpoint's root disagrees with the log (a fork) or its signature is bad.
     """
-    from audit.errors import CheckpointInvalid
-    from audit.logcheck import FORKED, TRUNCATED
+    from audit import FORKED, TRUNCATED, CheckpointInvalid
 
     trail = _trail(ctx)
     checkpointer = trail.checkpointer
@@ -351,8 +350,7 @@ def reindex_command(ctx: click.Context) -> None:
 def witness_command(ctx: click.Context, out: Path | None, follow: bool, interval: float) -> None:
     """Append the newest checkpoint to the witness file after checking that it extends
     the last one there; refuse a fork (exit 4) or a shrunken log (exit 3)."""
-    from audit.errors import AuditError, CheckpointInvalid, ConsistencyError
-    from audit.witness import witness
+    from audit import AuditError, CheckpointInvalid, ConsistencyError, witness
 
     config = _config(ctx)
     target = out or (
@@ -404,9 +402,7 @@ def verify_receipt(receipt: Path, vkey: str) -> None:
     """Check a receipt (the JSON of GET /v1/audit/events/{seq}/proof) offline."""
     import base64
 
-    from audit.checkpoints import Verifier
-    from audit.errors import AuditError
-    from audit.merkle import leaf_hash, verify_inclusion
+    from audit import AuditError, Verifier, leaf_hash, verify_inclusion
 
     try:
         data = orjson.loads(receipt.read_bytes())

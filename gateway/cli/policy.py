@@ -30,9 +30,7 @@ def policy_test(ctx: click.Context, directory: Path | None) -> None:
     """Run the Rego unit tests and the casbin decision table, with coverage."""
     from gateway.access.policy_files import POLICY_DIR
     from gateway.access.policy_runtime import policy_directory
-    from policies.casbin_engine import run_cases
-    from policies.errors import PolicyError
-    from policies.rego import RegoEngine
+    from policies import PolicyError, RegoEngine, run_cases
 
     timeout_s = 0.5
     if directory is None:
@@ -82,7 +80,7 @@ def policy_reload(ctx: click.Context) -> None:
     from gateway.access.policy_files import policy_version
     from gateway.access.policy_runtime import compile_and_test, policy_directory
     from gateway.state.database import bump_version
-    from policies.errors import PolicyError
+    from policies import PolicyError
 
     config = config_of(ctx)
     directory = policy_directory(config)

@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from audit.errors import AuditError
-from connectors.base import ConnectorError
+from audit import AuditError
+from connectors import ConnectorError
 from gateway.config import ConfigError
 from gateway.errors import (
     GatewayError,
@@ -27,7 +27,7 @@ from gateway.errors import (
     log_failure,
 )
 from gateway.read.slots import ReadAbandoned
-from policies.errors import PolicyError
+from policies import PolicyError
 
 log = logging.getLogger(__name__)
 

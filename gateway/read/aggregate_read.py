@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy.engine import Engine
 
-from connectors.base import Connector, Scan
+from connectors import Connector, Scan
 from gateway.access import budgets
 from gateway.access.principals import Caller
 from gateway.auditing.log import AuditLog, RequestMeta
@@ -28,7 +28,7 @@ from gateway.read.stores import table_of
 from gateway.read.views import DatasetView
 from gateway.transforms import generalization
 from gateway.transforms.privacy import exact_groups, release
-from policies.decision import Obligations
+from policies import Obligations
 
 
 class AggregateReader:

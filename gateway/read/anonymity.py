@@ -17,8 +17,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from connectors.base import Connector, Scan
-from connectors.inline import decline_inline
+from connectors import Connector, Scan, decline_inline
 from gateway.config import Config, LocalStore
 from gateway.read.stores import table_of
 from gateway.read.views import DatasetView

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.base import ConnectorError
+from connectors import ConnectorError
 from gateway.config import Config, ConfigError
 from gateway.read.stores import build_connector, table_of
 from gateway.transforms.generalization import GeneralizationError, check_rule

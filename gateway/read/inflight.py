@@ -11,7 +11,7 @@ import itertools
 import threading
 from dataclasses import dataclass
 
-from connectors.base import Cancellation
+from connectors import Cancellation
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,10 @@ import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors.base import FILTER_OPS, Filter, OrderBy, Scan
+from connectors import FILTER_OPS, Filter, OrderBy, Scan
 from gateway.errors import AccessDenied, InvalidRequest
 from gateway.read.views import ColumnView, DatasetView
-from policies.profiles import Profile
+from policies import Profile
 
 MAX_IN_VALUES = 1000
 

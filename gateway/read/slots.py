@@ -24,7 +24,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from connectors.inline import NeedsWorkerThread, running_inline
+from connectors import NeedsWorkerThread, running_inline
 
 T = TypeVar("T")
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.base import Connector, Table
-from connectors.local import LocalConnector
+from connectors import Connector, LocalConnector, Table
 from gateway.config import Config, Dataset, LocalStore, PostgresStore, S3Store, resolve_secret
 
 
@@ -12,7 +11,7 @@ def build_connector(config: Config, name: str) -> Connector:
     if isinstance(store, LocalStore):
         return LocalConnector(config.resolve_path(store.root))
     if isinstance(store, S3Store):
-        from connectors.s3 import S3Connector
+        from connectors import S3Connector
 
         return S3Connector(
             endpoint_url=store.endpoint_url,
@@ -26,7 +25,7 @@ def build_connector(config: Config, name: str) -> Connector:
             ca_bundle=str(config.resolve_path(store.ca_bundle)) if store.ca_bundle else None,
         )
     if isinstance(store, PostgresStore):
-        from connectors.postgres import PostgresConnector
+        from connectors import PostgresConnector
 
         return PostgresConnector(
             resolve_secret(store.url, config.base_dir),

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from gateway.config import Column, Dataset
 from gateway.transforms import generalization
-from policies.profiles import Profile, Treatment, treatment
+from policies import Profile, Treatment, treatment
 
 RETURNED: frozenset[str] = frozenset({"value", "pseudonym", "mask", "generalize", "scrub"})
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
-from connectors.base import Derived, derived_in
-from connectors.base import derived_name as _derived_name
+from connectors import Derived, derived_in
+from connectors import derived_name as _derived_name
 from gateway.access.keyring import Keyring
 from gateway.read.views import ColumnView, DatasetView
 from gateway.transforms import generalization, pseudonyms
