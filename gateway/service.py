@@ -15,19 +15,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+import orjson
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from audit import AuditError, Redactor
 from connectors import Cancellation, Connector, Filter, decline_inline
-from gateway.access import budgets, key_versions, principals
+from gateway.access import budgets, key_versions, policy_bundles, principals
 from gateway.access.decisions import Decider
 from gateway.access.grant_requests import GrantWorkflow
 from gateway.access.grant_usage import GrantUsage
 from gateway.access.keyring import Keyring
+from gateway.access.listing import AccessListing
 from gateway.access.offboarding import Lifecycle
 from gateway.access.policy_runtime import PolicyRuntime
 from gateway.access.principals import Caller
@@ -48,6 +50,7 @@ from gateway.read.aggregate_read import AggregateReader
 from gateway.read.anonymity import ClassIndexCache, qi_spec
 from gateway.read.digest import AnswerDigest
 from gateway.read.encoders import encoder_for, iter_encoded, negotiate
+from gateway.read.explain import Explainer, row_ceiling
 from gateway.read.inflight import InflightReads
 from gateway.read.query import Condition, CursorCodec, QueryRequest, _typed_filter, plan_rows
 from gateway.read.result import ReadResult
@@ -105,16 +108,6 @@ def _validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
-class ExplainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    principal: str | None = Field(None, max_length=64, description="Default: yourself.")
-    dataset: str = Field(max_length=64)
-    action: Literal["read"] = "read"
-    purpose: str | None = Field(None, max_length=256)
-    profile: Profile | None = None
-
-
 class Gateway:
     """The governed-read service, built from the configuration."""
 
@@ -133,7 +126,8 @@ class Gateway:
         self.keyring = keyring
         self.audit = audit
         self.policy = policy
-        self.decider = Decider(engine, config, policy.evaluator)
+        self.decider = Decider(engine, config, policy.evaluator, redact=audit.redactor.hash)
+        policy_bundles.keep(engine, policy.directory)
         self._policy_counter: int | None = None
         self.cursors = CursorCodec(keyring.cursor_key)
         self._schemas: dict[str, tuple[float, pa.Schema]] = {}
@@ -146,8 +140,20 @@ class Gateway:
         self.usage = GrantUsage(engine)
         self.scrub_cache = ScrubCache()
         self.grants = GrantWorkflow(engine, config, audit)
+        self.access = AccessListing(engine, config, self.decider, self.grants)
         self.lifecycle = Lifecycle(self.grants, self.inflight)
         self.pseudonyms = PseudonymCache(config.gateway.pseudonym_cache_entries)
+        self.explainer = Explainer(
+            config=config,
+            engine=engine,
+            decider=self.decider,
+            audit=audit,
+            limits=self.limits,
+            cursors=self.cursors,
+            view=self.view,
+            grant_filters=self._grant_filters,
+            policy_version=lambda: self.policy.version,
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
@@ -180,6 +186,7 @@ class Gateway:
             )
             raise
         self.decider.use_policy(self.policy.evaluator)
+        policy_bundles.keep(self.engine, self.policy.directory)
         self.audit.policy_version = version
         self.audit.append(
             "policy.reloaded", meta=meta, decision="allow", old_version=old, new_version=version
@@ -236,81 +243,17 @@ class Gateway:
     # -- explain -----------------------------------------------------------------------
 
     def explain(self, caller: Caller, body: bytes, meta: RequestMeta) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            try:
-                request = ExplainRequest.model_validate_json(body or b"{}")
-            except ValidationError as exc:
-                raise InvalidRequest(
-                    "the explain request is invalid", errors=_validation_errors(exc)
-                ) from None
-            subject = caller
-            if request.principal not in (None, caller.name):
-                if caller.kind != "officer":
-                    raise AccessDenied(
-                        "only security officers may explain another principal's access",
-                        rule="explain others",
-                    )
-                found = principals.caller_by_name(self.engine, request.principal or "")
-                if found is None:
-                    raise NotFound(f"no principal named {request.principal!r}")
-                subject = found
-            self._lookup(request.dataset)
-            explanation = self.decider.explain(
-                caller=subject,
-                dataset=request.dataset,
-                at=datetime.now(UTC),
-                purpose=request.purpose,
-                profile=request.profile,
-            )
-            decision = explanation.decision
-            obligations = decision.obligations
-            self.audit.append(
-                "decision.explain",
-                meta=meta,
-                caller=caller,
-                dataset=request.dataset,
-                module=self.config.datasets[request.dataset].module,
-                decision="allow",
-                subject=subject.name,
-                outcome="allow" if decision.allowed else "deny",
-            )
-            return {
-                "principal": subject.name,
-                "dataset": request.dataset,
-                "action": request.action,
-                "allowed": decision.allowed,
-                "reasons": list(decision.reasons),
-                "policy_version": self.policy.version,
-                "engines": {
-                    "casbin": {
-                        "allowed": explanation.casbin_allowed,
-                        "matched": list(explanation.casbin_lines),
-                    },
-                    "rego": {
-                        "allowed": explanation.rego_allowed,
-                        "reasons": list(explanation.rego_reasons),
-                        "obligations": explanation.rego_obligations,
-                    },
-                },
-                "obligations": None
-                if obligations is None
-                else {
-                    "profile": obligations.profile,
-                    "grant_id": obligations.grant_id,
-                    "columns": list(obligations.columns) if obligations.columns else None,
-                    "row_cap": obligations.row_cap,
-                    "purpose": obligations.purpose,
-                    "row_filters": len(obligations.row_filters),
-                },
-            }
-
-        request_dataset = None
+        """What a read would get (the full query), or a past decision replayed."""
         try:
-            request_dataset = ExplainRequest.model_validate_json(body or b"{}").dataset
-        except ValidationError:
-            pass
+            dataset = orjson.loads(body or b"{}").get("dataset")
+        except (orjson.JSONDecodeError, AttributeError):
+            dataset = None
         return self._audited(
-            run, caller=caller, meta=meta, dataset=request_dataset, action="decision.explain"
+            lambda: self.explainer.explain(caller, body, meta),
+            caller=caller,
+            meta=meta,
+            dataset=dataset if isinstance(dataset, str) else None,
+            action="decision.explain",
         )
 
     # -- who reads the audit log ---------------------------------------------------
@@ -528,6 +471,7 @@ class Gateway:
         self, caller: Caller, name: str, body: bytes, accept: str | None, meta: RequestMeta
     ) -> ReadResult:
         parsed: dict[str, QueryRequest] = {}
+        decided: list[Decision] = []
 
         def prepare() -> ReadResult:
             media_type = negotiate(accept)
@@ -552,20 +496,25 @@ class Gateway:
                 # An aggregate query asks for the aggregate profile, never more.
                 profile=request.profile or ("aggregate" if aggregate else None),
             )
+            decided.append(decision)
             if not decision.allowed or decision.obligations is None:
                 raise AccessDenied(decision.reasons[0], reasons=list(decision.reasons))
             obligations = decision.obligations
             view = self.view(name, obligations.profile, obligations.columns)
             if aggregate:
                 return self.aggregates.read(
-                    caller, name, request, obligations, view, media_type, meta, decision.reasons
+                    caller,
+                    name,
+                    request,
+                    obligations,
+                    view,
+                    media_type,
+                    meta,
+                    decision.reasons,
+                    basis=decision.basis,
                 )
             limits = self.limits.get(obligations.grant_id, caller.version("grants"))
-            max_rows = min(
-                obligations.row_cap or self.config.gateway.max_rows_per_request,
-                self.config.gateway.max_rows_per_request,
-                limits.rows_per_request or self.config.gateway.max_rows_per_request,
-            )
+            max_rows = row_ceiling(self.config, obligations, limits)
             plan = plan_rows(
                 request,
                 view,
@@ -634,7 +583,11 @@ class Gateway:
             meta=meta,
             dataset=name,
             action="data.query",
-            details=lambda: {"where": self._redacted_where(parsed.get("request"))},
+            details=lambda: {
+                "where": self._redacted_where(parsed.get("request")),
+                # A refused read records what its decision saw, for a later replay.
+                "decision_basis": decided[0].basis if decided else None,
+            },
         )
 
     def _start_read(
@@ -666,6 +619,7 @@ class Gateway:
             purpose=request.purpose,
             profile=obligations.profile,
             grant_id=obligations.grant_id,
+            decision_basis=decision.basis,
             columns=[c.name for c in plan.output],
             where=self._redacted_where(request),
             order_by=[o.model_dump() for o in request.orders()],

@@ -26,3 +26,6 @@ class Decision:
     reasons: tuple[str, ...]
     obligations: Obligations | None = None
     matched: tuple[str, ...] = field(default=())  # the policy lines that matched, for explain
+    # What the decision saw (lines, input document; no secrets), recorded in the audit
+    # log so that the decision can be replayed under the policy version that made it.
+    basis: dict[str, Any] | None = field(default=None, compare=False, repr=False)

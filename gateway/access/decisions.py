@@ -18,21 +18,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from gateway.access.grants import GrantIndex, GrantRecord, active_grants
+from gateway.access.policy_lines import READ, Standing, deny_lines, grant_lines
 from gateway.access.principals import Caller
 from gateway.config import Config
 from gateway.state.database import read_versions
-from policies import CasbinEngine, Decision, Obligations, PolicyLine, Profile
+from gateway.state.models import Org, Principal
+from policies import CasbinEngine, Decision, Obligations, Profile
 
 log = logging.getLogger(__name__)
 
-READ = "read"
 CACHE_SIZE = 65_536
 
 
@@ -47,6 +49,13 @@ class _Snapshot:
     versions: tuple[int, ...]
     casbin: CasbinEngine
     grants: GrantIndex
+    # Explicit deny lines (as text) and the sentence explaining each.
+    denies: dict[str, str]
+    # The lines (as text, without the "p, ") by subject, for the decision's basis.
+    lines: dict[str, tuple[str, ...]]
+    # The separation denies hold while the grants they count do: the snapshot is
+    # rebuilt at the earliest expiry.
+    valid_until: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +71,23 @@ class Explanation:
     input: dict[str, Any] = field(default_factory=dict)
 
 
-def grant_lines(grants: list[GrantRecord]) -> list[PolicyLine]:
-    return [PolicyLine("p", (g.subject, g.module, g.dataset or "*", READ, "allow")) for g in grants]
-
-
 def _next_minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
 class Decider:
-    def __init__(self, engine: Engine, config: Config, rego: RegoEvaluator) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        rego: RegoEvaluator,
+        *,
+        redact: Callable[[Any], str] | None = None,
+    ) -> None:
+        """``redact`` hashes filter literals for the decision basis recorded in audit
+        events; without it decisions carry no basis."""
         self._engine = engine
+        self._redact = redact
         self._config = config
         self._rego = rego
         self._lock = threading.Lock()
@@ -89,18 +104,56 @@ class Decider:
             self._rego = rego
             self._cache.clear()
 
-    def snapshot(self, versions: tuple[int, ...] | None = None) -> _Snapshot:
-        current = self._snapshot
-        if versions is not None and current is not None and current.versions == versions:
-            return current
+    def snapshot(
+        self, versions: tuple[int, ...] | None = None, at: datetime | None = None
+    ) -> _Snapshot:
+        at = at or datetime.now(UTC)
+
+        def fresh(snapshot: _Snapshot | None, versions: tuple[int, ...] | None) -> bool:
+            return (
+                snapshot is not None
+                and versions is not None
+                and snapshot.versions == versions
+                and (snapshot.valid_until is None or at < snapshot.valid_until)
+            )
+
+        if fresh(self._snapshot, versions):
+            assert self._snapshot is not None
+            return self._snapshot
         with self._lock:
             with self._engine.connect() as conn:
                 versions = read_versions(conn)
-                current = self._snapshot
-                if current is not None and current.versions == versions:
-                    return current
+                if fresh(self._snapshot, versions):
+                    assert self._snapshot is not None
+                    return self._snapshot
                 grants = active_grants(conn)
-            snapshot = _Snapshot(versions, CasbinEngine(grant_lines(grants)), GrantIndex(grants))
+                principals = [
+                    Standing(*row)
+                    for row in conn.execute(
+                        select(Principal.name, Principal.kind, Principal.status, Principal.org)
+                    )
+                ]
+                orgs = {name: status for name, status in conn.execute(select(Org.name, Org.status))}
+            index = GrantIndex(grants)
+            denies = deny_lines(
+                principals=principals,
+                orgs=orgs,
+                index=index,
+                separation=self._config.separation,
+                at=at,
+            )
+            lines = grant_lines(grants) + list(denies)
+            by_subject: dict[str, list[str]] = {}
+            for line in lines:
+                by_subject.setdefault(line.values[0], []).append(line.text()[3:])
+            snapshot = _Snapshot(
+                versions,
+                CasbinEngine(lines),
+                index,
+                {line.text()[3:]: reason for line, reason in denies.items()},
+                {subject: tuple(texts) for subject, texts in by_subject.items()},
+                min((g.expires_at for g in grants if g.expires_at > at), default=None),
+            )
             self._snapshot = snapshot
             self._cache.clear()
         log.debug("policy snapshot rebuilt at versions %s (%d grants)", versions, len(grants))
@@ -121,7 +174,7 @@ class Decider:
         ``catalog`` answers "may the caller see this dataset in the catalog": a partner
         lists datasets before choosing a purpose, so any purpose of the caller's grants
         is tried; every read still checks the stated one."""
-        snapshot = self.snapshot(caller.versions)
+        snapshot = self.snapshot(caller.versions, at)
         key = (
             caller.id,
             caller.kind,
@@ -179,9 +232,23 @@ class Decider:
         purpose: str | None = None,
         profile: Profile | None = None,
     ) -> Explanation:
-        snapshot = self.snapshot(caller.versions)
+        snapshot = self.snapshot(caller.versions, at)
         grants = self._candidates(snapshot, caller, dataset, at)
         return self._explain(snapshot, caller, dataset, at, purpose, profile, grants)
+
+    def covering_grants(self, *, caller: Caller, dataset: str, at: datetime) -> list[GrantRecord]:
+        """The unexpired active grants that cover ``dataset`` for ``caller`` (directly
+        or through its org): the grants a decision for them weighs."""
+        return self._candidates(self.snapshot(caller.versions, at), caller, dataset, at)
+
+    def holders(self, dataset: str, at: datetime) -> set[str]:
+        """Subjects (``user:``/``org:``) holding an unexpired grant covering ``dataset``."""
+        module = self._config.datasets[dataset].module
+        return {
+            g.subject
+            for g in self.snapshot(None, at).grants.grants
+            if g.covers(module, dataset) and g.expires_at > at
+        }
 
     def _candidates(
         self, snapshot: _Snapshot, caller: Caller, dataset: str, at: datetime
@@ -204,11 +271,73 @@ class Decider:
         grants: list[GrantRecord],
     ) -> Explanation:
         module = self._config.datasets[dataset].module
-        casbin_allowed, lines = snapshot.casbin.check(
-            subjects=caller.subjects, module=module, dataset=dataset, action=READ
-        )
         document = self._input(snapshot, caller, dataset, module, at, purpose, profile, grants)
-        result = self._rego.evaluate(document)
+        return self._evaluate(
+            snapshot, caller.subjects, dataset, module, document, grants, at, self._rego
+        )
+
+    def replay(
+        self, basis: Mapping[str, Any], *, rego: RegoEvaluator, casbin: CasbinEngine
+    ) -> Explanation:
+        """Decide again from a recorded basis (see ``_basis``), under the given engines:
+        the policy version the decision was made under, with the lines and the input
+        document it saw."""
+        document = dict(basis["input"])
+        at = datetime.fromisoformat(str(document["request"]["now"]).replace("Z", "+00:00"))
+        columns = basis.get("grant_columns") or {}
+        grants = [
+            GrantRecord(
+                id=g["id"],
+                subject=g["subject"],
+                module=g["module"],
+                dataset=g["dataset"],
+                profile=g["profile"],
+                purpose=g["purpose"],
+                approvals=g["approvals"],
+                columns=tuple(columns[str(g["id"])]) if columns.get(str(g["id"])) else None,
+                row_filter=tuple(g.get("row_filter") or ()),
+                row_cap=g["row_cap"],
+                # Recorded grants were in force when the decision was made.
+                expires_at=datetime.max.replace(tzinfo=UTC),
+                window=g.get("window"),
+            )
+            for g in document.get("grants") or []
+        ]
+        snapshot = _Snapshot(
+            (),
+            casbin,
+            GrantIndex(grants),
+            {line: why for line, why in basis.get("denies") or ()},
+            {},
+            None,
+        )
+        return self._evaluate(
+            snapshot,
+            tuple(basis["subjects"]),
+            str(basis["dataset"]),
+            str(basis["module"]),
+            document,
+            grants,
+            at,
+            rego,
+        )
+
+    def _evaluate(
+        self,
+        snapshot: _Snapshot,
+        subjects: tuple[str, ...],
+        dataset: str,
+        module: str,
+        document: dict[str, Any],
+        grants: list[GrantRecord],
+        at: datetime,
+        rego: RegoEvaluator,
+    ) -> Explanation:
+        """Both engines on one request; the decision is the conjunction, deny wins."""
+        casbin_allowed, lines = snapshot.casbin.check(
+            subjects=subjects, module=module, dataset=dataset, action=READ
+        )
+        result = rego.evaluate(document)
         rego_allowed = bool(result.get("allow", False))
         rego_reasons = tuple(str(r) for r in result.get("reasons", ()))
         raw_obligations = result.get("obligations") or {}
@@ -226,30 +355,32 @@ class Decider:
                 f"grant {obligations.grant_id} allows {obligations.profile!r}"
             ]
         else:
-            reasons = [] if rego_allowed else list(rego_reasons)
-            if not grants:
-                expired = [
-                    g
-                    for g in snapshot.grants.for_request(caller.subjects, module, dataset)
-                    if g.expires_at <= at
-                ]
-                if expired:
-                    last = max(g.expires_at for g in expired)
-                    reasons.insert(
-                        0,
-                        f"your grant on {dataset!r} expired at "
-                        f"{last.strftime('%Y-%m-%d %H:%M:%S')} UTC; request a new one",
-                    )
-            if not casbin_allowed and not any("no active grant" in r for r in reasons):
-                reasons.append(
-                    f"no active grant covers dataset {dataset!r} for you or your "
-                    "org; request one from the module's custodians"
-                )
-            # The most specific reason leads: "no grant" is what every other rule implies.
-            reasons.sort(key=lambda r: "no active grant" in r)
-            reasons = reasons or ["denied by default"]
+            reasons = self._refusal(
+                snapshot,
+                subjects,
+                dataset,
+                module,
+                at,
+                grants,
+                lines,
+                casbin_allowed,
+                rego_allowed,
+                rego_reasons,
+            )
+        basis = self._basis(snapshot, subjects, dataset, module, document, grants)
+        if basis is not None:
+            basis["decided"] = {
+                "allowed": allowed,
+                "reasons": list(reasons),
+                "profile": obligations.profile if allowed and obligations else None,
+                "grant_id": obligations.grant_id if allowed and obligations else None,
+            }
         decision = Decision(
-            allowed, tuple(reasons), obligations if allowed else None, matched=tuple(lines)
+            allowed,
+            tuple(reasons),
+            obligations if allowed else None,
+            matched=tuple(lines),
+            basis=basis,
         )
         return Explanation(
             decision,
@@ -260,6 +391,87 @@ class Decider:
             dict(raw_obligations),
             document,
         )
+
+    @staticmethod
+    def _refusal(
+        snapshot: _Snapshot,
+        subjects: tuple[str, ...],
+        dataset: str,
+        module: str,
+        at: datetime,
+        grants: list[GrantRecord],
+        lines: list[str],
+        casbin_allowed: bool,
+        rego_allowed: bool,
+        rego_reasons: tuple[str, ...],
+    ) -> list[str]:
+        reasons = [] if rego_allowed else list(rego_reasons)
+        explicit = [snapshot.denies[line] for line in lines if line in snapshot.denies]
+        if rego_allowed:
+            # The engines disagree: the explicit deny is what refused.
+            reasons.extend(explicit)
+        if not grants:
+            expired = [
+                g
+                for g in snapshot.grants.for_request(subjects, module, dataset)
+                if g.expires_at <= at
+            ]
+            if expired:
+                last = max(g.expires_at for g in expired)
+                reasons.insert(
+                    0,
+                    f"your grant on {dataset!r} expired at "
+                    f"{last.strftime('%Y-%m-%d %H:%M:%S')} UTC; request a new one",
+                )
+        if not casbin_allowed and not explicit and not any("no active grant" in r for r in reasons):
+            reasons.append(
+                f"no active grant covers dataset {dataset!r} for you or your "
+                "org; request one from the module's custodians"
+            )
+        # The most specific reason leads: "no grant" is what every other rule implies.
+        reasons.sort(key=lambda r: "no active grant" in r)
+        return reasons or ["denied by default"]
+
+    def _basis(
+        self,
+        snapshot: _Snapshot,
+        subjects: tuple[str, ...],
+        dataset: str,
+        module: str,
+        document: dict[str, Any],
+        grants: list[GrantRecord],
+    ) -> dict[str, Any] | None:
+        """What the decision saw, free of secrets, for the audit log: the casbin lines
+        that could match, the explicit denies among them, and the Rego input with the
+        grants' filter literals hashed. ``replay`` decides again from it."""
+        if self._redact is None:
+            return None
+        redact = self._redact
+        lines = [
+            line
+            for subject in subjects
+            for line in snapshot.lines.get(subject, ())
+            if line.split(", ")[1] in ("*", module)
+        ]
+        grant_inputs = [
+            {
+                **g,
+                "row_filter": [{**f, "value": redact(f.get("value"))} for f in g["row_filter"]]
+                if g.get("row_filter")
+                else None,
+            }
+            for g in document["grants"]
+        ]
+        return {
+            "subjects": list(subjects),
+            "dataset": dataset,
+            "module": module,
+            "lines": lines,
+            # Pairs, not a mapping: the audit log bounds the length of mapping keys.
+            "denies": [[line, snapshot.denies[line]] for line in lines if line in snapshot.denies],
+            "grant_columns": {str(g.id): list(g.columns) for g in grants if g.columns},
+            "input": {**document, "grants": grant_inputs},
+        }
 
     def _input(
         self,

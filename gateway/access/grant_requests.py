@@ -28,7 +28,6 @@ from gateway.access.permissions import (
     ensure_may_decide,
     ensure_may_request,
     ensure_may_revoke,
-    ensure_may_see_access,
     ensure_role,
     has_role,
     is_custodian,
@@ -49,7 +48,7 @@ from gateway.errors import (
 from gateway.read.query import Condition
 from gateway.state.database import bump_version
 from gateway.state.models import CustodianRemoval, Grant, GrantApproval, GrantEvent, Org, Principal
-from policies import KIND_CEILING, PROFILE_ORDER, Profile, cap, is_at_most, treatment
+from policies import KIND_CEILING, PROFILE_ORDER, is_at_most
 
 log = logging.getLogger(__name__)
 
@@ -788,90 +787,6 @@ class GrantWorkflow:
             "revoked_unused": [g.id for g in unused],
             "recertify": due,
         }
-
-    # -- who can see what --------------------------------------------------------------
-
-    def access(self, caller: Caller, dataset: str, meta: RequestMeta) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            if dataset not in self._config.datasets:
-                raise NotFound(f"no dataset named {dataset!r}", dataset=dataset)
-            spec = self._config.datasets[dataset]
-            at = now()
-            table = Grant.__table__
-            with self._engine.connect() as conn:
-                ensure_may_see_access(caller, spec.module, self.custodians(conn, spec.module))
-                rows = conn.execute(
-                    select(table)
-                    .where(table.c.status == "active", table.c.module == spec.module)
-                    .order_by(table.c.id)
-                ).all()
-                people = {
-                    p.name: p
-                    for p in conn.execute(
-                        select(Principal.name, Principal.kind, Principal.status, Principal.org)
-                    ).all()
-                }
-                orgs = {o.name: o.status for o in conn.execute(select(Org.name, Org.status)).all()}
-            entries = []
-            for g in rows:
-                if g.dataset not in (None, dataset) or (_aware(g.expires_at) or at) <= at:
-                    continue
-                entries.append(self._access_entry(g, dataset, people, orgs))
-            self.record(
-                "access.list",
-                meta=meta,
-                caller=caller,
-                dataset=dataset,
-                module=spec.module,
-                decision="allow",
-                entries=len(entries),
-            )
-            return {"dataset": dataset, "module": spec.module, "access": entries}
-
-        return self.audited("access.list", run, caller=caller, meta=meta)
-
-    def _access_entry(
-        self, g: Row[Any], dataset: str, people: dict[str, Any], orgs: dict[str, str]
-    ) -> dict[str, Any]:
-        granted: Profile = g.profile
-        if granted == "raw" and g.approvals < 2:
-            granted = "pseudonymized"
-        if g.subject_type == "principal":
-            person = people.get(g.subject)
-            kind = person.kind if person else "unknown"
-            status = person.status if person else "unknown"
-            if person is not None and person.org and orgs.get(person.org) != "active":
-                status = f"org {orgs.get(person.org)}"
-            members: list[str] | None = None
-        else:
-            kind, status = "partner", orgs.get(g.subject, "unknown")
-            members = sorted(n for n, p in people.items() if p.org == g.subject)
-        ceiling = KIND_CEILING.get(kind)
-        effective: Profile | None = cap(granted, ceiling) if ceiling else None
-        if status != "active":
-            effective = None
-        columns = list(g.columns) if g.columns else None
-        if effective is not None and columns is None:
-            spec = self._config.datasets[dataset].columns
-            columns = [
-                name
-                for name, column in spec.items()
-                if treatment(column.classification, effective) != "drop"
-            ]
-        entry = {
-            "subject": _subject(g),
-            "kind": kind,
-            "status": status,
-            "grant_id": g.id,
-            "profile": g.profile,
-            "effective_profile": effective,
-            "columns": columns,
-            "purpose": g.purpose,
-            "expires_at": _iso(g.expires_at),
-        }
-        if members is not None:
-            entry["members"] = members
-        return entry
 
 
 __all__ = ["GrantWorkflow", "GrantRequestBody", "ReasonBody", "PROFILE_ORDER"]

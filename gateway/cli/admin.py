@@ -246,26 +246,28 @@ def register(cli: click.Group, grants: click.Group, principals: click.Group) -> 
     status_command("reinstate")
 
     @cli.command("access")
-    @click.argument("dataset")
-    def access(dataset: str) -> None:
-        """Who can read DATASET: every principal and org, effective profile, purpose, expiry."""
-        result = call("GET", f"/v1/datasets/{dataset}/access")
-        click.echo(f"dataset {result['dataset']} (module {result['module']})")
-        click.echo(
-            table(
-                result["access"],
-                (
-                    "subject",
-                    "kind",
-                    "status",
-                    "grant_id",
-                    "effective_profile",
-                    "purpose",
-                    "expires_at",
-                    "columns",
-                ),
-            )
-        )
+    @click.argument("dataset", required=False)
+    @click.option("--principal", default=None, help="Everything this principal can read today.")
+    def access(dataset: str | None, principal: str | None) -> None:
+        """Who can read DATASET, as the decision engine answers: per principal and purpose,
+        the profile and grant a read would get, or why it is refused. With --principal
+        (officers): every dataset that principal holds a grant on."""
+        if (dataset is None) == (principal is None):
+            raise click.UsageError("name a DATASET or --principal NAME")
+        if principal is not None:
+            result = call("GET", f"/v1/principals/{principal}/access")
+            click.echo(f"principal {result['principal']} ({result['kind']}, {result['status']})")
+            heading = "dataset"
+        else:
+            result = call("GET", f"/v1/datasets/{dataset}/access")
+            click.echo(f"dataset {result['dataset']} (module {result['module']})")
+            heading = "principal"
+        rows = [
+            {**e, "answer": e["profile"] if e["allowed"] else "refused: " + e["reasons"][0]}
+            for e in result["access"]
+        ]
+        columns = (heading, "kind", "status", "purpose", "grant_id", "answer", "expires_at")
+        click.echo(table(rows, columns))
 
 
 def local_grants(ctx: click.Context) -> None:

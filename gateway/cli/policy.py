@@ -96,8 +96,15 @@ def policy_reload(ctx: click.Context) -> None:
 
 
 @click.command()
-@click.argument("principal")
-@click.argument("dataset")
+@click.argument("principal", required=False)
+@click.argument("dataset", required=False)
+@click.option(
+    "--event",
+    type=int,
+    default=None,
+    help="Replay the decision of this audit event under the policy version it recorded "
+    "(asks the gateway at KITELINE_URL with the officer token in KITELINE_TOKEN).",
+)
 @click.option("--purpose", default=None)
 @click.option(
     "--profile",
@@ -108,13 +115,20 @@ def policy_reload(ctx: click.Context) -> None:
 @click.pass_context
 def explain(
     ctx: click.Context,
-    principal: str,
-    dataset: str,
+    principal: str | None,
+    dataset: str | None,
+    event: int | None,
     purpose: str | None,
     profile: str | None,
     as_json: bool,
 ) -> None:
-    """Explain whether PRINCIPAL may read DATASET, and why."""
+    """Explain whether PRINCIPAL may read DATASET, and why; or, with --event SEQ, replay
+    a past audited decision."""
+    if event is not None:
+        replay_event(event, as_json)
+        return
+    if principal is None or dataset is None:
+        raise click.UsageError("name a PRINCIPAL and a DATASET, or --event SEQ")
     from gateway.access.decisions import Decider
     from gateway.access.policy_runtime import PolicyRuntime
     from gateway.access.principals import caller_by_name
@@ -164,3 +178,27 @@ def explain(
             f"  obligations: profile={o.profile} grant={o.grant_id} row_cap={o.row_cap} "
             f"purpose={o.purpose!r}"
         )
+
+
+def replay_event(seq: int, as_json: bool) -> None:
+    from gateway.cli.admin import call
+
+    result = call("POST", "/v1/decisions/explain", {"event": seq})
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    recorded, replayed = result["recorded"], result["replayed"]
+    click.echo(
+        f"event {seq}: {result['action']} by {result['actor']} on {result['dataset']} "
+        f"at {result['ts']} (policy {result['policy_version']}, now "
+        f"{result['current_policy_version']})"
+    )
+    click.echo(f"  recorded: {'ALLOW' if recorded.get('allowed') else 'DENY'}")
+    click.echo(f"  replayed: {'ALLOW' if replayed['allowed'] else 'DENY'}")
+    for reason in replayed["reasons"]:
+        click.echo(f"  - {reason}")
+    click.echo(
+        "  the replay matches the record"
+        if result["matches"]
+        else "  the replay DIFFERS from the record"
+    )

@@ -56,6 +56,8 @@ class AggregateReader:
         media_type: str,
         meta: RequestMeta,
         reasons: Sequence[str],
+        *,
+        basis: Mapping[str, Any] | None = None,
     ) -> ReadResult:
         config = self.config
         dataset = config.datasets[name]
@@ -77,6 +79,7 @@ class AggregateReader:
                 purpose=request.purpose,
                 profile="aggregate",
                 grant_id=obligations.grant_id,
+                decision_basis=basis,
                 group_by=list(request.group_by),
                 aggregates=[a.model_dump(by_alias=True) for a in request.aggregates],
                 epsilon=epsilon,

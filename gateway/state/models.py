@@ -246,3 +246,14 @@ class PseudonymKey(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(64))
+
+
+class PolicyBundle(Base):
+    """The policy files of one version, keyed by their digest (the version audit
+    events record): what ``explain --event`` replays a past decision under."""
+
+    __tablename__ = "policy_bundles"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    files: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

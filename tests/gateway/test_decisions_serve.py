@@ -285,6 +285,13 @@ def test_principal_access_view_is_for_officers_and_audited(scene: Scene):
             "/v1/audit/events", params={"action": "access.principal", "actor": "victor"}
         ).json()["events"]
         assert {e.get("subject") for e in events} >= {"mei", "lin"}
+    env = {"KITELINE_URL": scene.url, "KITELINE_TOKEN": scene.workspace.tokens["victor"]}
+    result = CliRunner(env=env).invoke(cli, ["access", "--principal", "lin"])
+    assert result.exit_code == 0, result.output
+    assert "principal lin (alumni, active)" in result.output and "anonymized" in result.output
+    result = CliRunner(env=env).invoke(cli, ["access", "patients"])
+    assert result.exit_code == 0, result.output
+    assert "refused: " in result.output and "mei" in result.output
     with scene.http("alice") as custodian:
         refused = custodian.get("/v1/principals/mei/access")
         assert refused.status_code == 403

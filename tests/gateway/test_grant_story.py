@@ -126,4 +126,4 @@ def test_erin_from_raw_to_alumni(
         == 403
     )
     access = kiteline(server, tokens["victor"], "access", "patients")
-    assert "user:erin" in access and "anonymized" in access
+    assert "\nerin " in access and "anonymized" in access

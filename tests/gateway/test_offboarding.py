@@ -125,12 +125,13 @@ def test_suspending_an_org_denies_every_member(client: TestClient, workspace: Wo
 def test_access_listing(client: TestClient, workspace: Workspace):
     response = call(client, workspace, "alice", "GET", "/v1/datasets/patients/access")
     assert response.status_code == 200
-    entries = {e["subject"]: e for e in response.json()["access"]}
-    assert set(entries) == {"user:lin", "org:surgibot"}
-    surgibot = entries["org:surgibot"]
-    assert surgibot["members"] == ["mei"] and surgibot["effective_profile"] == "anonymized"
-    assert surgibot["purpose"] == SURGICAL_PURPOSE and "name" not in surgibot["columns"]
-    assert entries["user:lin"]["kind"] == "alumni"
+    entries = {e["principal"]: e for e in response.json()["access"]}
+    assert set(entries) == {"lin", "mei"}
+    mei = entries["mei"]
+    assert mei["via"] == ["org:surgibot"] and mei["allowed"] is True
+    assert mei["profile"] == "anonymized"
+    assert mei["purpose"] == SURGICAL_PURPOSE and "name" not in mei["columns"]
+    assert entries["lin"]["kind"] == "alumni"
     assert (
         call(client, workspace, "victor", "GET", "/v1/datasets/patients/access").status_code == 200
     )

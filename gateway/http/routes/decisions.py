@@ -8,15 +8,18 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.http.routes.deps import CallerDep, MetaDep, ServiceDep
 from gateway.http.routes.responses import json_response
-from gateway.service import ExplainRequest
+from gateway.read.explain import ExplainRequest
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
 
 
 @router.post(
     "/decisions/explain",
-    summary="Explain a decision: each engine's verdict, matched lines, reasons, obligations",
-    description="Anyone may explain their own access; officers may explain anyone's.",
+    summary='Explain a read (the full query) or replay a past decision ({"event": SEQ})',
+    description="What the read would get: allowed or not, each refusal (column, filter, "
+    "budget, window, separation...), each engine's verdict and the obligations. Anyone may "
+    "explain their own access; officers may explain anyone's and replay audited decisions "
+    "under the policy version they recorded.",
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -88,7 +88,22 @@ async def sweep(caller: CallerDep, gateway: ServiceDep, meta: MetaDep) -> Respon
 
 @router.get(
     "/datasets/{name}/access",
-    summary="Every principal and org that can read the dataset (custodians, officers)",
+    summary="Who can read the dataset, as the decision engine answers (custodians, officers)",
+    description="For every principal holding a grant that covers the dataset (directly or "
+    "through its org), and every purpose those grants name: what a read would get "
+    "(profile, grant, row filters, time window, columns) or why it is refused.",
 )
 async def access(name: str, caller: CallerDep, gateway: ServiceDep, meta: MetaDep) -> Response:
-    return json_response(await run_in_threadpool(gateway.grants.access, caller, name, meta))
+    return json_response(await run_in_threadpool(gateway.access.for_dataset, caller, name, meta))
+
+
+@router.get(
+    "/principals/{ref}/access",
+    summary="Everything a principal can read today, and why (officers)",
+    description="The decision engine's answer for every dataset the principal holds a grant "
+    "on, per purpose; refusals carry their reasons. Every call is audited.",
+)
+async def principal_access(
+    ref: str, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
+) -> Response:
+    return json_response(await run_in_threadpool(gateway.access.for_principal, caller, ref, meta))
