@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.audit_index import AuditIndexer
 from gateway.audit_trail import AuditTrail
 from gateway.config import Config, Settings, load_config
+from gateway.console import install as install_console
 from gateway.errors import install_error_handlers
 from gateway.read_slots import ReadSlots
 from gateway.routes import (
@@ -172,6 +173,7 @@ def create_app(
     # the most frequent request, comes first. The documentation keeps OPENAPI_TAGS' order.
     for module in (query, health, me, catalog, decisions, trace, grants, principals, audit):
         app.include_router(module.router)
+    install_console(app)
     app.add_middleware(RequestContext, requests=requests, latency=latency)
     return app
 
