@@ -283,7 +283,7 @@ def list_principals(engine: Engine) -> list[dict[str, Any]]:
             "org": row.org,
             "org_status": orgs.get(row.org) if row.org else None,
             "department": row.department,
-            "keys": live.get(row.id, 0),
+            "live_keys": live.get(row.id, 0),
         }
         for row in rows
     ]

@@ -33,7 +33,7 @@ from gateway.console.proofs import check_event
 from gateway.console.sessions import ABSOLUTE_S, COOKIE, LOGIN_COOKIE, same_secret
 from gateway.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated
 from gateway.permissions import ensure_role
-from gateway.principals import list_principals
+from gateway.principals import caller_by_name, list_principals
 from gateway.routes.audit import _shown
 from gateway.routes.deps import request_meta_of, service_of
 
@@ -164,7 +164,9 @@ def audit_explorer(request: Request, cursor: str | None = None) -> Response:
 @page
 def audit_event(request: Request, seq: int) -> Response:
     v = visit(request)
-    v.gateway.authorize_audit(v.caller, v.meta, "audit.view", record=True, seq=seq, via="console")
+    v.gateway.authorize_audit(
+        v.caller, v.meta, "audit.view", record=True, event_seq=seq, via="console"
+    )
     event = v.trail.audit.event(seq) if 0 < seq < 2**62 else None
     if event is None:
         raise NotFound(f"no audit event {seq}")
@@ -294,9 +296,22 @@ def access(request: Request, dataset: str = "", principal: str = "") -> Response
     if dataset:
         by_dataset = v.gateway.grants.access(v.caller, dataset, v.meta)
     if principal:
-        for name in v.gateway.config.datasets:
-            body = orjson.dumps({"principal": principal, "dataset": name})
-            by_principal.append(v.gateway.explain(v.caller, body, v.meta))
+        # Explained under the purpose of the grant that would apply: a purpose-bound
+        # grant allows nothing to a request stating no purpose.
+        person = caller_by_name(v.gateway.engine, principal)
+        held = [
+            g
+            for g in v.gateway.grants.list_grants(v.caller, "active")
+            if person is not None and g["subject"] in person.subjects
+        ]
+        for name, spec in v.gateway.config.datasets.items():
+            purposes = [
+                g["purpose"]
+                for g in held
+                if g["module"] == spec.module and g["dataset"] in (None, name)
+            ]
+            body = {"principal": principal, "dataset": name, "purpose": (purposes or [None])[0]}
+            by_principal.append(v.gateway.explain(v.caller, orjson.dumps(body), v.meta))
     return v.render(
         "access.html",
         title="Who can see what",
@@ -343,7 +358,7 @@ def charts_page(request: Request) -> Response:
         (
             charts.bar_chart(
                 charts.per_day(denials, span=CHART_DAYS, group="rule"),
-                title="Denials per day by rule",
+                title="Denials per day by rule (or action)",
                 unit="denials",
             ),
             "decision=deny",

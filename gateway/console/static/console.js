@@ -28,8 +28,10 @@
       cell(row, (e.actor_kind || "") + (e.actor_org ? " / " + e.actor_org : ""));
       cell(row, e.action);
       cell(row, e.dataset);
-      var decision = cell(row, e.decision);
+      var decision = document.createElement("span");
       decision.className = "decision " + (e.decision || "");
+      decision.textContent = e.decision || "";
+      cell(row, "").appendChild(decision);
       body.insertBefore(row, body.firstChild);
       while (body.rows.length > 500) { body.deleteRow(body.rows.length - 1); }
     };
