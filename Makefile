@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8787
 
-.PHONY: run test lint format typecheck bench stress clean
+.PHONY: run test lint format typecheck bench stress clean chromium
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/kiteline demo --port $(PORT)
 
-test: $(STAMP)
+# The console's browser tests drive Debian's chromium through Playwright, which never
+# downloads a browser of its own: install the system one when it is missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 	$(BIN)/kiteline policy test
 

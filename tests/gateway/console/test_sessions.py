@@ -1,0 +1,118 @@
+"""Console sessions and headers, in process: expiry, cookies, CSP, refusals."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import httpx
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.cli import cli
+from gateway.config import Settings
+from gateway.console.pages import CSP
+from gateway.console.sessions import SessionStore
+from gateway.demo import Workspace
+from gateway.principals import revoke_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_session_ends_after_its_idle_time_and_after_its_absolute_time():
+    clock = Clock()
+    store = SessionStore(idle_s=60, absolute_s=300, clock=clock)
+    cookie, _ = store.open("kl_token")
+    for _ in range(4):
+        clock.now += 59
+        assert store.get(cookie) is not None  # each visit restarts the idle clock
+    clock.now += 61
+    assert store.get(cookie) is None
+
+    cookie, _ = store.open("kl_token")
+    for _ in range(5):
+        clock.now += 59
+        assert store.get(cookie) is not None
+    clock.now += 59
+    assert store.get(cookie) is None  # 354 s after login: past the absolute limit
+
+
+def test_a_closed_or_unknown_session_is_gone():
+    store = SessionStore()
+    cookie, session = store.open("kl_token")
+    assert store.get(cookie) is session
+    assert store.get(cookie + "x") is None
+    store.close(cookie)
+    assert store.get(cookie) is None
+
+
+def login(client: TestClient, token: str) -> httpx.Response:
+    form = client.get("/console/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    return client.post(
+        "/console/login", data={"token": token, "csrf": csrf.group(1)}, follow_redirects=False
+    )
+
+
+def test_the_session_cookie_is_secure_over_tls_and_pages_carry_a_strict_csp(
+    workspace: Workspace,
+):
+    app = create_app(Settings(config=workspace.config_path))
+    with TestClient(app, base_url="https://console.test") as client:
+        response = login(client, workspace.tokens["victor"])
+        assert response.status_code == 303
+        cookie = response.headers["set-cookie"]
+        assert "kl_console=" in cookie
+        for attribute in ("HttpOnly", "Secure", "SameSite=strict", "Path=/console"):
+            assert attribute in cookie
+        page = client.get("/console/audit")
+        assert page.status_code == 200
+        assert page.headers["content-security-policy"] == CSP
+        assert "'unsafe-inline'" not in CSP
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "<script>" not in page.text and " style=" not in page.text
+
+
+def test_a_revoked_key_ends_its_console_session_on_the_next_page(workspace: Workspace):
+    app = create_app(Settings(config=workspace.config_path))
+    with TestClient(app, base_url="http://console.test") as client:
+        login(client, workspace.tokens["admin"])
+        assert client.get("/console/principals").status_code == 200
+        key_id = workspace.tokens["admin"].split("_")[1]
+        revoke_key(app.state.gateway.engine, key_id)
+        page = client.get("/console/principals", follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"] == "/console/login"
+
+
+def test_pages_refuse_what_the_api_refuses(workspace: Workspace):
+    app = create_app(Settings(config=workspace.config_path))
+    with TestClient(app, base_url="http://console.test") as client:
+        login(client, workspace.tokens["alice"])
+        # A custodian is no officer: the audit log and the principals stay closed.
+        assert client.get("/console/audit").status_code == 403
+        assert client.get("/console/principals").status_code == 403
+        assert client.get("/console/requests").status_code == 200
+    with TestClient(app, base_url="http://console.test") as client:
+        refused = login(client, workspace.tokens["sam"])
+        assert refused.status_code == 403
+        assert "kl_console=" not in refused.headers.get("set-cookie", "")
+
+
+def test_the_demo_prints_the_console_and_the_officer_token(tmp_path, demo_template: Workspace):
+    shutil.copytree(demo_template.root, tmp_path / "ws")
+    result = CliRunner().invoke(
+        cli, ["demo", "--workspace", str(tmp_path / "ws"), "--port", "8799", "--no-serve"]
+    )
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if "console:" in line)
+    assert "http://127.0.0.1:8799/console" in line
+    assert demo_template.tokens["victor"] in line
