@@ -33,11 +33,13 @@ run: $(RUN_STAMP)
 	$(BIN)/kiteline demo --port $(PORT)
 
 # The console's browser tests drive Debian's chromium through Playwright, which never
-# downloads a browser of its own: install the system one when it is missing.
+# downloads a browser of its own: install the system one (and a font with Chinese
+# glyphs, for the demo's Chinese data) when either is missing.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && fc-list :lang=zh | grep -q .; } >/dev/null 2>&1 || { \
 	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium fonts-wqy-microhei; }
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q

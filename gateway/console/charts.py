@@ -126,3 +126,52 @@ def _short(value: float) -> str:
     if value >= 10_000:
         return f"{value / 1000:.0f}k"
     return f"{value:.0f}"
+
+
+def approval_latency(
+    requested: Iterable[Mapping[str, Any]], activated: Iterable[Mapping[str, Any]]
+) -> list[tuple[str, float, float | None]]:
+    """Hours from each grant's request to its activation, from the two audit events."""
+    asked = {e.get("grant_id"): e.get("ts") for e in requested if e.get("grant_id") is not None}
+    rows: list[tuple[str, float, float | None]] = []
+    for event in activated:
+        start, end = asked.get(event.get("grant_id")), event.get("ts")
+        if isinstance(start, str) and isinstance(end, str):
+            hours = (
+                datetime.fromisoformat(end) - datetime.fromisoformat(start)
+            ).total_seconds() / 3600
+            rows.append((f"grant {event['grant_id']}", hours, None))
+    return sorted(rows)
+
+
+def bar_list(rows: list[tuple[str, float, float | None]], *, title: str, unit: str) -> str:
+    """Horizontal bars, one per row: a value, against its cap when it has one."""
+    height = 40 + 24 * max(len(rows), 1)
+    label_w, bar_w = 160, WIDTH - 160 - 2 * PAD - 80
+    top = max((cap if cap else value for _, value, cap in rows), default=0.0) or 1.0
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" role="img"'
+        f' aria-label="{escape(title)}" class="chart"><title>{escape(title)}</title>',
+        f'<text x="{PAD}" y="20" class="chart-title">{escape(title)}</text>',
+    ]
+    for i, (label, value, cap) in enumerate(rows):
+        y = 36 + i * 24
+        scale = cap if cap else top
+        width = min(value / scale, 1.0) * bar_w if scale else 0.0
+        parts.append(
+            f'<text x="{PAD}" y="{y + 13}" class="legend">{escape(label)}</text>'
+            f'<rect x="{PAD + label_w}" y="{y}" width="{bar_w}" height="16" class="track"/>'
+            f'<rect x="{PAD + label_w}" y="{y}" width="{width:.1f}" height="16"'
+            f' fill="{PALETTE[0] if not cap or value < cap else PALETTE[1]}"/>'
+            f'<text x="{PAD + label_w + bar_w + 6}" y="{y + 13}" class="legend">'
+            f"{_short_or_fraction(value)}{' of ' + _short(cap) if cap else ''} {escape(unit)}"
+            "</text>"
+        )
+    if not rows:
+        parts.append(f'<text x="{PAD}" y="52" class="axis">nothing to show yet</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _short_or_fraction(value: float) -> str:
+    return f"{value:.2f}" if 0 < value < 10 and value != int(value) else _short(value)

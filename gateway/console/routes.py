@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from gateway import budgets
 from gateway.audit_search import EventFilter, search
 from gateway.console import charts
 from gateway.console.pages import (
@@ -29,7 +30,7 @@ from gateway.console.pages import (
     render,
     visit,
 )
-from gateway.console.proofs import check_event
+from gateway.console.proofs import check_event, checkpoint_status
 from gateway.console.sessions import ABSOLUTE_S, COOKIE, LOGIN_COOKIE, same_secret
 from gateway.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated
 from gateway.permissions import ensure_role
@@ -173,6 +174,17 @@ def audit_event(request: Request, seq: int) -> Response:
     check = check_event(v.trail, seq)
     body = orjson.dumps(event, option=orjson.OPT_INDENT_2).decode()
     return v.render("event.html", title=f"Event {seq}", event=event, body=body, check=check)
+
+
+@router.get("/checkpoints")
+@page
+def checkpoints(request: Request) -> Response:
+    v = visit(request)
+    v.gateway.authorize_audit(v.caller, v.meta, "audit.checkpoints", record=True, via="console")
+    section = v.gateway.config.gateway
+    witness = v.gateway.config.resolve_path(section.witness_file) if section.witness_file else None
+    status = checkpoint_status(v.trail, witness)
+    return v.render("checkpoints.html", title="Checkpoints", status=status)
 
 
 @router.get("/tail")
@@ -364,7 +376,44 @@ def charts_page(request: Request) -> Response:
             "decision=deny",
         ),
     ]
+    requested = charts.events_since(
+        engine, EventFilter(action="grant.requested", since=since), upto=upto
+    )
+    activated = charts.events_since(
+        engine, EventFilter(action="grant.activated", since=since), upto=upto
+    )
+    figures.append(
+        (
+            charts.bar_list(
+                charts.approval_latency(requested, activated),
+                title="Approval latency (request to activation)",
+                unit="h",
+            ),
+            "action=grant.activated",
+        )
+    )
+    figures.append(
+        (
+            charts.bar_list(_budget_use(v), title="Row budget used per active grant", unit="rows"),
+            "action=data.read",
+        )
+    )
     return v.render("charts.html", title="Charts", figures=figures, days=CHART_DAYS)
+
+
+def _budget_use(v: Visit) -> list[tuple[str, float, float | None]]:
+    """Rows released in total per active grant, against its cap (grants without a
+    total cap are left out: their budget is not tracked against anything)."""
+    rows: list[tuple[str, float, float | None]] = []
+    for grant in v.gateway.grants.list_grants(v.caller, "active"):
+        limits = budgets.limits_for(v.gateway.engine, v.gateway.config, grant["id"])
+        if limits.rows_total is None:
+            continue
+        charges = budgets.row_charges(grant["id"], limits, 0, budgets.today())
+        left = budgets.remaining(v.gateway.engine, charges[1:])["rows in total"] or 0.0
+        label = f"{grant['id']} {grant['subject']} {grant['dataset'] or grant['module']}"
+        rows.append((label, limits.rows_total - left, float(limits.rows_total)))
+    return rows
 
 
 # -- custodians: requests and grants -------------------------------------------------------

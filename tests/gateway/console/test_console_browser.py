@@ -147,7 +147,7 @@ def test_custodian_approves_a_request_with_a_reason(
             json={
                 "dataset": "annotations",
                 "profile": "pseudonymized",
-                "purpose": "label quality review",
+                "purpose": "标注质量复核 (label quality review)",
                 "days": 30,
             },
         )
@@ -160,6 +160,7 @@ def test_custodian_approves_a_request_with_a_reason(
     request = page.get_by_role("region", name=re.compile(f"Grant {grant_id}"))
     expect(request.locator(".approvals")).to_have_text("0 of 1")
     expect(request).to_contain_text("no conflict")
+    expect(request).to_contain_text("标注质量复核")
     shot(page, "pending")
     request.get_by_label("Reason (recorded)").fill("reviewed with the labels team")
     request.get_by_role("button", name="Approve").click()
@@ -253,9 +254,14 @@ def test_officer_pages_tail_alerts_trace_access_and_charts(
     shot(page, "access")
 
     page.get_by_role("navigation").get_by_role("link", name="Charts").click()
-    expect(page.locator("svg.chart")).to_have_count(3)
+    expect(page.locator("svg.chart")).to_have_count(5)
     expect(page.locator("svg.chart").first).to_contain_text("surgibot")
+    expect(page.locator("svg.chart").last).to_contain_text("3 org:surgibot patients")
     shot(page, "charts")
+
+    page.get_by_role("navigation").get_by_role("link", name="Checkpoints").click()
+    expect(page.get_by_role("status").first).to_contain_text("Signed checkpoint")
+    shot(page, "checkpoints")
 
     page.get_by_role("navigation").get_by_role("link", name="Grants").click()
     expect(page.locator("tbody tr")).to_have_count(5)

@@ -8,6 +8,7 @@ import shutil
 import httpx
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from gateway.app import create_app
 from gateway.cli import cli
@@ -116,3 +117,35 @@ def test_the_demo_prints_the_console_and_the_officer_token(tmp_path, demo_templa
     line = next(line for line in result.output.splitlines() if "console:" in line)
     assert "http://127.0.0.1:8799/console" in line
     assert demo_template.tokens["victor"] in line
+
+
+def test_the_checkpoints_page_shows_a_witness_that_saw_more_than_the_log_signs(
+    workspace: Workspace,
+):
+    config = workspace.config_path
+    config.write_text(
+        config.read_text().replace(
+            "  key_dir: keys\n", "  key_dir: keys\n  witness_file: witness.jsonl\n"
+        )
+    )
+    app = create_app(Settings(config=config))
+    with TestClient(app, base_url="http://console.test") as client:
+        login(client, workspace.tokens["victor"])
+        checkpointer = app.state.audit_trail.checkpointer
+        first = checkpointer.checkpoint()
+        assert "only grew" in client.get("/console/checkpoints").text
+        last = checkpointer.checkpoint()
+        assert first is not None and last is not None
+        assert last.checkpoint.tree_size > first.checkpoint.tree_size
+        page = client.get("/console/checkpoints").text
+        assert f"Signed checkpoint</strong> of {last.checkpoint.tree_size} events" in page
+        assert "only grew" in page
+        # The state database rolled back to an older checkpoint: the witness shows it.
+        with app.state.gateway.engine.begin() as conn:
+            conn.execute(
+                text("DELETE FROM audit_checkpoints WHERE tree_size > :size"),
+                {"size": first.checkpoint.tree_size},
+            )
+        page = client.get("/console/checkpoints").text
+        assert "Witness disagrees" in page
+        assert "truncated or rolled back" in page
