@@ -32,7 +32,13 @@ from gateway.console.pages import (
 )
 from gateway.console.proofs import check_event, checkpoint_status
 from gateway.console.sessions import ABSOLUTE_S, COOKIE, LOGIN_COOKIE, same_secret
-from gateway.errors import AccessDenied, InvalidRequest, NotFound, Unauthenticated
+from gateway.errors import (
+    AccessDenied,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+)
 from gateway.permissions import ensure_role
 from gateway.principals import caller_by_name, list_principals
 from gateway.routes.audit import _shown
@@ -216,7 +222,7 @@ async def tail_events(request: Request) -> Response:
             try:
                 # Re-authenticated on every poll: a revoked session stops the stream.
                 await run_in_threadpool(visit, request)
-            except (LoginRequired, AccessDenied):
+            except (LoginRequired, GatewayError):
                 return
             events, _ = await run_in_threadpool(
                 search, v.trail.audit.engine, EventFilter(), limit=20

@@ -111,6 +111,9 @@ def test_officer_finds_an_event_whose_proof_verifies_until_the_row_is_edited(
     results = page.locator("#results tbody tr")
     expect(results).to_have_count(1)
     expect(page).to_have_url(re.compile(r"actor=mei"))
+    # htmx keeps no copy of audit pages in the browser's storage for its history.
+    stored = "[sessionStorage.getItem('htmx-history-cache'), localStorage.length]"
+    assert page.evaluate(stored) == [None, 0]
     shot(page, "explorer")
 
     results.get_by_role("link", name=str(seq)).click()
