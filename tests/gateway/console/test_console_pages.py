@@ -1,4 +1,4 @@
-"""Console sessions and headers, in process: expiry, cookies, CSP, refusals."""
+"""The console in process: session expiry, cookies, CSP, refusals, the admin and grant pages."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from gateway.cli import cli
 from gateway.config import Settings
 from gateway.console.pages import CSP
 from gateway.console.sessions import SessionStore
-from gateway.demo import Workspace
+from gateway.demo import SURGICAL_PURPOSE, Workspace
 from gateway.principals import revoke_key
 
 
@@ -149,3 +149,40 @@ def test_the_checkpoints_page_shows_a_witness_that_saw_more_than_the_log_signs(
         page = client.get("/console/checkpoints").text
         assert "Witness disagrees" in page
         assert "truncated or rolled back" in page
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def test_an_admin_suspends_and_reinstates_a_partner_org(workspace: Workspace):
+    app = create_app(Settings(config=workspace.config_path))
+    with TestClient(app, base_url="http://console.test") as client:
+        login(client, workspace.tokens["admin"])
+        csrf = csrf_of(client.get("/console/principals").text)
+        done = client.post(
+            "/console/orgs/surgibot/suspend", data={"reason": "contract paused", "csrf": csrf}
+        )
+        assert done.status_code == 200
+        assert "org surgibot: suspend done" in done.text
+        mei = {"Authorization": f"Bearer {workspace.tokens['mei']}"}
+        query = {"columns": ["patient_id"], "limit": 1, "purpose": SURGICAL_PURPOSE}
+        refused = client.post("/v1/datasets/patients/query", json=query, headers=mei)
+        assert refused.status_code == 403 and "suspended" in refused.json()["detail"]
+        client.post("/console/orgs/surgibot/reinstate", data={"reason": "resumed", "csrf": csrf})
+        assert (
+            client.post("/v1/datasets/patients/query", json=query, headers=mei).status_code == 200
+        )
+
+
+def test_the_grants_page_flags_grants_due_for_recertification(workspace: Workspace):
+    app = create_app(Settings(config=workspace.config_path))
+    with app.state.gateway.engine.begin() as conn:
+        conn.execute(text("UPDATE grants SET activated_at = '2020-01-01 00:00:00' WHERE id = 1"))
+    with TestClient(app, base_url="http://console.test") as client:
+        login(client, workspace.tokens["victor"])
+        rows = client.get("/console/grants").text.split("<tr>")
+        due = [row for row in rows if "re-certification due" in row]
+        assert len(due) == 1 and "/console/grants/1" in due[0]
