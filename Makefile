@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8787
 
-.PHONY: run test lint format typecheck bench stress clean chromium
+.PHONY: run test lint format typecheck bench stress clean docs chromium
 
 RUN_STAMP := $(VENV)/.installed-run
 
@@ -54,11 +54,14 @@ format: $(STAMP)
 	$(BIN)/ruff format gateway policies connectors audit tests bench
 	$(BIN)/ruff check --fix gateway policies connectors audit tests bench
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .kiteline-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .kiteline-demo .pytest_cache .mypy_cache .ruff_cache site
 
 # Kill a real server 500 times under concurrent reads and check the audit log each time.
 stress: $(STAMP)

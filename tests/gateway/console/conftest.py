@@ -26,7 +26,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from gateway.demo import Workspace
+from gateway.demo.workspace import Workspace
 from tests.gateway.test_serve import free_port
 
 CHROMIUM = os.environ.get("KITELINE_CHROMIUM", "/usr/bin/chromium")

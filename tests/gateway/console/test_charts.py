@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from gateway.console.charts import approval_latency, bar_chart, bar_list, per_day
+from gateway.http.console.charts import approval_latency, bar_chart, bar_list, per_day
 
 TODAY = date(2026, 12, 6)
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from gateway.demo import SURGICAL_PURPOSE, Workspace
-from tests.gateway.console.conftest import Shots, sign_in
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
+from tests.gateway.http.console.conftest import Shots, sign_in
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from gateway.demo import Workspace
+from gateway.demo.workspace import Workspace
 from tests.conftest import bearer, client_for
 from tests.gateway.test_cli_audit import Receiver, webhook
 
