@@ -10,11 +10,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from gateway.http.console.pages import HERE, Console
+from gateway.http.console.routes import router
 
 
 def install(app: FastAPI, console: Console | None = None) -> None:
-    from gateway.http.console.routes import router
-
     app.state.console = console or Console()
     app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")

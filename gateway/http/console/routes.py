@@ -27,7 +27,14 @@ from gateway.errors import (
     NotFound,
     Unauthenticated,
 )
-from gateway.http.console import charts
+from gateway.http.console.charts import (
+    approval_latency,
+    bar_chart,
+    bar_list,
+    denial_rule,
+    events_since,
+    per_day,
+)
 from gateway.http.console.pages import (
     SECURITY_HEADERS,
     LoginRequired,
@@ -349,49 +356,43 @@ def charts_page(request: Request) -> Response:
     engine = v.trail.audit.engine
     upto = v.trail.audit.head().size
     since = datetime.now(UTC) - timedelta(days=CHART_DAYS)
-    reads = list(
-        charts.events_since(engine, EventFilter(action="data.read", since=since), upto=upto)
-    )
+    reads = list(events_since(engine, EventFilter(action="data.read", since=since), upto=upto))
     denials = [
-        {**e, "rule": charts.denial_rule(e)}
-        for e in charts.events_since(engine, EventFilter(decision="deny", since=since), upto=upto)
+        {**e, "rule": denial_rule(e)}
+        for e in events_since(engine, EventFilter(decision="deny", since=since), upto=upto)
     ]
     figures = [
         (
-            charts.bar_chart(
-                charts.per_day(reads, span=CHART_DAYS, group="actor_org"),
+            bar_chart(
+                per_day(reads, span=CHART_DAYS, group="actor_org"),
                 title="Reads per day by org",
                 unit="reads",
             ),
             "action=data.read",
         ),
         (
-            charts.bar_chart(
-                charts.per_day(reads, span=CHART_DAYS, group="actor_org", value="rows"),
+            bar_chart(
+                per_day(reads, span=CHART_DAYS, group="actor_org", value="rows"),
                 title="Rows released per day by org",
                 unit="rows",
             ),
             "action=data.read",
         ),
         (
-            charts.bar_chart(
-                charts.per_day(denials, span=CHART_DAYS, group="rule"),
+            bar_chart(
+                per_day(denials, span=CHART_DAYS, group="rule"),
                 title="Denials per day by rule (or action)",
                 unit="denials",
             ),
             "decision=deny",
         ),
     ]
-    requested = charts.events_since(
-        engine, EventFilter(action="grant.requested", since=since), upto=upto
-    )
-    activated = charts.events_since(
-        engine, EventFilter(action="grant.activated", since=since), upto=upto
-    )
+    requested = events_since(engine, EventFilter(action="grant.requested", since=since), upto=upto)
+    activated = events_since(engine, EventFilter(action="grant.activated", since=since), upto=upto)
     figures.append(
         (
-            charts.bar_list(
-                charts.approval_latency(requested, activated),
+            bar_list(
+                approval_latency(requested, activated),
                 title="Approval latency (request to activation)",
                 unit="h",
             ),
@@ -400,7 +401,7 @@ def charts_page(request: Request) -> Response:
     )
     figures.append(
         (
-            charts.bar_list(_budget_use(v), title="Row budget used per active grant", unit="rows"),
+            bar_list(_budget_use(v), title="Row budget used per active grant", unit="rows"),
             "action=data.read",
         )
     )

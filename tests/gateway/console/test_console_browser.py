@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
-from tests.gateway.http.console.conftest import Shots, sign_in
+from tests.gateway.console.conftest import Shots, sign_in
 
 pytestmark = pytest.mark.slow
 

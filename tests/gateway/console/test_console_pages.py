@@ -10,13 +10,13 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from gateway.http.app import create_app
+from gateway.access.principals import revoke_key
 from gateway.cli.main import cli
 from gateway.config import Settings
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
+from gateway.http.app import create_app
 from gateway.http.console.pages import CSP
 from gateway.http.console.sessions import SessionStore
-from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
-from gateway.access.principals import revoke_key
 
 
 class Clock:
