@@ -105,6 +105,8 @@ def test_officer_finds_an_event_whose_proof_verifies_until_the_row_is_edited(
     seq = int(partner_read(server, workspace).headers["X-Kiteline-Audit-Seq"])
     sign_in(page, server, workspace.tokens["victor"])
     page.get_by_role("navigation").get_by_role("link", name="Audit").click()
+    # htmx, shipped in the package, is loaded under the Content-Security-Policy.
+    assert page.evaluate("typeof htmx === 'object' && htmx.version") == "2.0.11"
     page.get_by_label("Actor").fill("mei")
     page.get_by_label("Action (e.g. grant.*)").fill("data.query")
     page.get_by_role("button", name="Search").click()
