@@ -71,11 +71,11 @@ def _secure(request: Request) -> bool:
 
 @router.get("/login")
 @page
-def login_form(request: Request, error: str | None = None) -> Response:
+def login_form(request: Request) -> Response:
     if console_of(request).sessions.get(request.cookies.get(COOKIE)) is not None:
         return redirect("/console")
     nonce = secrets.token_urlsafe(32)
-    response = render(request, console_of(request), "login.html", csrf=nonce, error=error)
+    response = render(request, console_of(request), "login.html", csrf=nonce, error=None)
     response.set_cookie(
         LOGIN_COOKIE,
         nonce,
@@ -94,7 +94,7 @@ def login(request: Request, token: FormText = "", csrf: Csrf = "") -> Response:
     console = console_of(request)
     gateway = service_of(request)
     meta = request_meta_of(request)
-    if not same_secret(csrf, request.cookies.get(LOGIN_COOKIE) or ""):
+    if not same_secret(csrf, request.cookies.get(LOGIN_COOKIE)):
         raise AccessDenied("the login form's CSRF token is missing or wrong", rule="csrf")
     try:
         caller = gateway.authenticate(f"Bearer {token.strip()}", meta)

@@ -37,8 +37,11 @@ def _key(cookie: str) -> str:
     return hashlib.sha256(cookie.encode()).hexdigest()
 
 
-def same_secret(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+def same_secret(given: str | None, expected: str | None) -> bool:
+    """``given`` is the non-empty secret ``expected`` (compared in constant time)."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 class SessionStore:

@@ -82,6 +82,19 @@ def test_the_session_cookie_is_secure_over_tls_and_pages_carry_a_strict_csp(
         assert "<script>" not in page.text and " style=" not in page.text
 
 
+def test_a_login_post_without_the_login_forms_token_is_refused(workspace: Workspace):
+    app = create_app(Settings(config=workspace.config_path))
+    with TestClient(app, base_url="http://console.test") as client:
+        for csrf in ("", "guessed"):
+            refused = client.post(
+                "/console/login",
+                data={"token": workspace.tokens["victor"], "csrf": csrf},
+                follow_redirects=False,
+            )
+            assert refused.status_code == 403
+            assert "kl_console=" not in refused.headers.get("set-cookie", "")
+
+
 def test_a_revoked_key_ends_its_console_session_on_the_next_page(workspace: Workspace):
     app = create_app(Settings(config=workspace.config_path))
     with TestClient(app, base_url="http://console.test") as client:
