@@ -14,6 +14,7 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from gateway.access import budgets
@@ -58,6 +59,8 @@ Csrf = Annotated[str, Form(max_length=128)]
 PAGE_SIZE = 50
 TAIL_POLL_S = 1.0
 TAIL_LIFETIME_S = 300.0
+TAIL_START = 20
+TAIL_MOST = 500
 CHART_DAYS = 14
 MAX_UPLOAD = 64 * 1024 * 1024
 
@@ -216,8 +219,10 @@ async def tail_events(request: Request) -> Response:
         await run_in_threadpool(
             v.gateway.authorize_audit, v.caller, v.meta, "audit.tail", record=True, via="console"
         )
-    except (LoginRequired, AccessDenied):
-        return Response("not signed in as an officer", status_code=403, headers=SECURITY_HEADERS)
+    except LoginRequired:
+        return Response("not signed in", status_code=401, headers=SECURITY_HEADERS)
+    except GatewayError as error:
+        return Response(error.detail, status_code=error.status, headers=SECURITY_HEADERS)
     last = request.headers.get("last-event-id", "")
 
     async def stream() -> AsyncIterator[bytes]:
@@ -231,19 +236,32 @@ async def tail_events(request: Request) -> Response:
                 await run_in_threadpool(visit, request)
             except (LoginRequired, GatewayError):
                 return
-            events, _ = await run_in_threadpool(
-                search, v.trail.audit.engine, EventFilter(), limit=20
-            )
-            for event in reversed(events):
-                if event["seq"] > after:
-                    after = event["seq"]
-                    data = orjson.dumps(_tail_row(event)).decode()
-                    yield f"id: {after}\ndata: {data}\n\n".encode()
+            for event in await run_in_threadpool(_newer, v.trail.audit.engine, after):
+                after = event["seq"]
+                data = orjson.dumps(_tail_row(event)).decode()
+                yield f"id: {after}\ndata: {data}\n\n".encode()
             yield b": keep-alive\n\n"
             await asyncio.sleep(TAIL_POLL_S)
 
     headers = {**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+def _newer(engine: Engine, after: int) -> list[dict[str, Any]]:
+    """Events after ``after``, oldest first: the last TAIL_START when the tail starts
+    (``after`` is 0), else every newer one up to TAIL_MOST per poll."""
+    if not after:
+        events, _ = search(engine, EventFilter(), limit=TAIL_START)
+        return events[::-1]
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while len(found) < TAIL_MOST:
+        events, cursor = search(engine, EventFilter(), limit=100, cursor=cursor)
+        fresh = [e for e in events if e["seq"] > after]
+        found.extend(fresh)
+        if len(fresh) < len(events) or cursor is None:
+            break
+    return found[::-1]
 
 
 def _tail_row(event: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from gateway.config import Settings
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from gateway.http.app import create_app
 from gateway.http.console.pages import CSP
+from gateway.http.console.routes import _newer
 from gateway.http.console.sessions import SessionStore
 
 
@@ -199,3 +200,15 @@ def test_the_grants_page_flags_grants_due_for_recertification(workspace: Workspa
         rows = client.get("/console/grants").text.split("<tr>")
         due = [row for row in rows if "re-certification due" in row]
         assert len(due) == 1 and "/console/grants/1" in due[0]
+
+
+def test_the_tail_sends_every_new_event_in_order_even_past_one_search_page(
+    workspace: Workspace,
+):
+    app = create_app(Settings(config=workspace.config_path))
+    with TestClient(app):
+        audit = app.state.gateway.audit
+        first = audit.append("test.marker", decision="allow")
+        appended = [audit.append("test.burst", decision="allow") for _ in range(150)]
+        assert [e["seq"] for e in _newer(audit.engine, first)] == appended
+        assert [e["seq"] for e in _newer(audit.engine, 0)] == appended[-20:]
