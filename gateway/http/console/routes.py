@@ -288,6 +288,8 @@ def acknowledge(request: Request, seq: int, note: FormText = "", csrf: Csrf = ""
     v.check_csrf(csrf)
     if not note.strip():
         raise InvalidRequest("say what was done about the alert in the note")
+    # Refused (and audited) before the log is read: a non-officer learns nothing of it.
+    v.gateway.authorize_audit(v.caller, v.meta, "audit.alert_acknowledged")
     event = v.trail.audit.event(seq) if 0 < seq < 2**62 else None
     if event is None or not str(event.get("action", "")).startswith("alert."):
         raise NotFound(f"no alert {seq}")
