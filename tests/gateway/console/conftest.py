@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import (
     Browser,
@@ -27,7 +23,7 @@ from playwright.sync_api import (
 )
 
 from gateway.demo.workspace import Workspace
-from tests.gateway.test_serve import free_port
+from tests.serving import free_port, running, serve_command
 
 CHROMIUM = os.environ.get("KITELINE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -93,43 +89,11 @@ def page(context: BrowserContext) -> Iterator[Page]:
 
 
 @pytest.fixture
-def server(workspace: Workspace) -> Iterator[str]:
+def server(workspace: Workspace, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "--config",
-            str(workspace.config_path),
-            "serve",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            process.kill()
-            output = process.communicate()[0].decode(errors="replace")
-            pytest.fail(f"kiteline serve did not become ready:\n{output}")
+    command = serve_command(workspace.config_path, port)
+    with running(command, port, tmp_path / "serve.log") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 class Shots:
