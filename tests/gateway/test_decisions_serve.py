@@ -8,14 +8,8 @@ windowed grant, a grant held by a suspended principal, and a closed window.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,6 +30,7 @@ from gateway.demo.workspace import (
 )
 from gateway.state.database import create_state_engine
 from tests.conftest import copy_workspace
+from tests.serving import free_port, running, serve_command
 
 pytestmark = pytest.mark.slow
 
@@ -61,51 +56,6 @@ class Scene:
             headers={"Authorization": f"Bearer {self.workspace.tokens[who]}"},
             timeout=60,
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _serve(config_path: Path, log_path: Path) -> Iterator[str]:
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "--config",
-                str(config_path),
-                "serve",
-                "--port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            else:
-                pytest.fail(f"kiteline serve did not become ready:\n{log_path.read_text()}")
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +129,9 @@ def scene(demo_template: Workspace, tmp_path_factory: pytest.TempPathFactory) ->
         )
     finally:
         engine.dispose()
-    with _serve(workspace.config_path, workspace.root / "serve.log") as url:
+    port = free_port()
+    command = serve_command(workspace.config_path, port)
+    with running(command, port, workspace.root / "serve.log") as url:
         yield Scene(workspace, url, grants)
 
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.access import budgets
 from gateway.access.permissions import ensure_role
-from gateway.access.principals import caller_by_name, list_principals
+from gateway.access.principals import list_principals
 from gateway.auditing.search import EventFilter, search
 from gateway.errors import (
     AccessDenied,
@@ -338,25 +338,11 @@ def access(request: Request, dataset: str = "", principal: str = "") -> Response
     v = visit(request)
     by_dataset = None
     by_principal: list[dict[str, Any]] = []
+    # Both views are the decision engine's answers (gateway/access/listing.py).
     if dataset:
-        by_dataset = v.gateway.grants.access(v.caller, dataset, v.meta)
+        by_dataset = v.gateway.access.for_dataset(v.caller, dataset, v.meta)
     if principal:
-        # Explained under the purpose of the grant that would apply: a purpose-bound
-        # grant allows nothing to a request stating no purpose.
-        person = caller_by_name(v.gateway.engine, principal)
-        held = [
-            g
-            for g in v.gateway.grants.list_grants(v.caller, "active")
-            if person is not None and g["subject"] in person.subjects
-        ]
-        for name, spec in v.gateway.config.datasets.items():
-            purposes = [
-                g["purpose"]
-                for g in held
-                if g["module"] == spec.module and g["dataset"] in (None, name)
-            ]
-            body = {"principal": principal, "dataset": name, "purpose": (purposes or [None])[0]}
-            by_principal.append(v.gateway.explain(v.caller, orjson.dumps(body), v.meta))
+        by_principal = v.gateway.access.for_principal(v.caller, principal, v.meta)["access"]
     return v.render(
         "access.html",
         title="Who can see what",
