@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8787
 
-.PHONY: run test lint format typecheck bench stress clean
+.PHONY: run test lint format typecheck bench stress clean java
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/kiteline demo --port $(PORT)
 
-test: $(STAMP)
+# The Spark tests and `kiteline demo --store spark` run a local Spark Connect server,
+# which needs a Java 17 runtime.
+java:
+	@command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+
+test: $(STAMP) java
 	$(BIN)/python -m pytest -q
 	$(BIN)/kiteline policy test
 
