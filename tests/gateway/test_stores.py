@@ -3,9 +3,9 @@
 One demo workspace (one master key, one state database, the same principals and keys)
 is copied once per kind; the copies differ only in where the datasets live: the local
 folder, a bucket on a real S3-protocol server (moto, over HTTP on loopback), tables
-in the real PostgreSQL and Parquet files read by a real Spark Connect server. The same query by the same principal must give the same bytes
-back from each, and every failure of a hosted store must become a clear problem that
-the audit log records.
+in the real PostgreSQL and Parquet files read by a real Spark Connect server. The
+same query by the same principal must give the same bytes back from each, and every
+failure of a hosted store must become a clear problem that the audit log records.
 """
 
 from __future__ import annotations
