@@ -27,7 +27,7 @@ import logging
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
@@ -63,6 +63,7 @@ _NOT_FOUND = {"PATH_NOT_FOUND", "TABLE_OR_VIEW_NOT_FOUND", "SCHEMA_NOT_FOUND"}
 # text can quote a filter literal: they are silenced while a connector exists.
 _ECHOING_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 _LOOPBACK_NAMES = ("localhost",)
+_INTERRUPT_EVERY_S = 0.05
 
 
 def _import_pyspark() -> Any:
@@ -141,7 +142,7 @@ class SparkConnector:
     # -- Connector -------------------------------------------------------------------
 
     def schema(self, table: Table) -> pa.Schema:
-        with _spark_errors(table.location), self._deadline() as tag:
+        with _spark_errors(table.location), self._deadline() as (tag, _):
             session = self._open()
             session.addTag(tag)
             try:
@@ -199,7 +200,7 @@ class SparkConnector:
 
     def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
         functions = _import_pyspark()
-        with _spark_errors(table.location), self._deadline() as tag:
+        with _spark_errors(table.location), self._deadline() as (tag, _):
             session = self._open()
             session.addTag(tag)
             try:
@@ -269,32 +270,38 @@ class SparkConnector:
         return session.read.parquet(path)
 
     @contextlib.contextmanager
-    def _deadline(self) -> Iterator[str]:
+    def _deadline(self) -> Iterator[tuple[str, Callable[[], None]]]:
         """A tag for the operations of one call, interrupted on the server when the call
-        outlives the timeout; the timeout is reported as the store being unavailable."""
+        has not answered within the timeout (reported as the store being unavailable),
+        and the function that says it has answered."""
         tag = f"kiteline-{uuid.uuid4().hex}"
         fired = threading.Event()
+        done = threading.Event()
 
         def interrupt() -> None:
+            if done.wait(self._timeout_s):
+                return
             fired.set()
-            session = self._session
-            if session is not None:
-                with contextlib.suppress(Exception):
-                    session.interruptTag(tag)
+            # Again until the call ends: an operation the server has not registered yet
+            # when the time is up would miss a single interruption.
+            while not done.is_set():
+                session = self._session
+                if session is not None:
+                    with contextlib.suppress(Exception):
+                        session.interruptTag(tag)
+                done.wait(_INTERRUPT_EVERY_S)
 
-        timer = threading.Timer(self._timeout_s, interrupt)
-        timer.daemon = True
-        timer.start()
+        watchdog = threading.Thread(target=interrupt, name="kiteline-spark-deadline", daemon=True)
+        watchdog.start()
         try:
-            yield tag
+            yield tag, done.set
         except Exception as exc:
             if fired.is_set():
-                raise StoreUnavailable(
-                    f"Spark did not answer within {self._timeout_s:g} s"
-                ) from exc
+                message = f"Spark did not answer within {self._timeout_s:g} s"
+                raise StoreUnavailable(message) from exc
             raise
         finally:
-            timer.cancel()
+            done.set()
 
     def _stream(
         self,
@@ -311,28 +318,28 @@ class SparkConnector:
         plan = frame._plan.to_proto(client)
         answers = client.to_table_as_iterator(plan, frame._plan.observations)
         exhausted = False
-        with self._deadline() as tag:
+        with self._deadline() as (tag, answered):
             # Tags are per thread and read when the request is built, on the first step.
             session.addTag(tag)
             try:
                 first = next(answers, None)
             finally:
                 session.removeTag(tag)
+            # The schema comes ahead of the rows; the deadline runs until the first rows.
+            while first is not None and not isinstance(first, pa.Table):
+                first = next(answers, None)
+            answered()
         try:
-            pending = [first] if first is not None else []
-            while True:
-                for answer in pending:
-                    if not isinstance(answer, pa.Table):
-                        continue  # the schema, sent ahead of the rows
-                    for batch in _conform(answer, output).to_batches(max_chunksize=batch_size):
-                        if cancellation is not None:
-                            cancellation.raise_if_cancelled()
-                        yield batch
+            answer = first
+            while answer is not None:
+                for batch in _conform(answer, output).to_batches(max_chunksize=batch_size):
+                    if cancellation is not None:
+                        cancellation.raise_if_cancelled()
+                    yield batch
                 answer = next(answers, None)
-                if answer is None:
-                    exhausted = True
-                    return
-                pending = [answer]
+                while answer is not None and not isinstance(answer, pa.Table):
+                    answer = next(answers, None)
+            exhausted = True
         finally:
             if not exhausted:
                 # Stopped early (cancelled, client gone, error): the server stops too.
