@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.config import Settings
-from gateway.demo import Workspace, create_workspace
+from gateway.demo.workspace import Workspace, create_workspace
+from gateway.http.app import create_app
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -97,7 +97,7 @@ def spark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real Spark Connect server (pyspark's own, local[2], 1 GiB heap) for the session.
 
     It is slow to start, so every Spark test shares it; it requires a bearer token."""
-    from gateway.demo_spark import spark_connect_server
+    from gateway.demo.spark import spark_connect_server
 
     with spark_connect_server(tmp_path_factory.mktemp("spark"), cores=2, memory="1g") as server:
         yield server

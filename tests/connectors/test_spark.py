@@ -204,8 +204,8 @@ def test_a_failing_query_logs_no_server_text(
 def test_check_reads_the_schema_through_spark(
     spark_server: Any, data_dir: Path, tmp_path: Path
 ) -> None:
-    from gateway.catalog_check import check_stores
     from gateway.config import Config
+    from gateway.read.catalog_check import check_stores
 
     (tmp_path / "spark.token").write_text(spark_server.token + "\n")
     config = Config.model_validate(
