@@ -136,6 +136,8 @@ class SparkConnector:
         self._lock = threading.Lock()
         self._session: SparkSession | None = None
         self._closed = False
+        # Arrow bytes of the answers received from Spark: what a read moved to the gateway.
+        self.bytes_received = 0
         for name in _ECHOING_LOGGERS:
             logging.getLogger(name).disabled = True
 
@@ -332,6 +334,8 @@ class SparkConnector:
         try:
             answer = first
             while answer is not None:
+                with self._lock:
+                    self.bytes_received += answer.nbytes
                 for batch in _conform(answer, output).to_batches(max_chunksize=batch_size):
                     if cancellation is not None:
                         cancellation.raise_if_cancelled()
