@@ -64,6 +64,7 @@ _NOT_FOUND = {"PATH_NOT_FOUND", "TABLE_OR_VIEW_NOT_FOUND", "SCHEMA_NOT_FOUND"}
 _ECHOING_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 _LOOPBACK_NAMES = ("localhost",)
 _INTERRUPT_EVERY_S = 0.05
+_SERVER_BATCH_ROWS = 65_536
 
 
 def _import_pyspark() -> Any:
@@ -257,6 +258,9 @@ class SparkConnector:
         # The default policy retries an unreachable server for about ten minutes; a
         # request waiting on it should learn it is down in about a second.
         session.client.set_retry_policies([DefaultPolicy(max_retries=self._connect_retries)])
+        # Spark cuts answers into Arrow batches of 10,000 rows by default; the gateway
+        # pays its per-batch costs (transforms, encoding) less often on larger ones.
+        session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(_SERVER_BATCH_ROWS))
         return session
 
     def _frame(self, session: SparkSession, table: Table) -> DataFrame:
