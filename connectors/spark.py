@@ -260,7 +260,14 @@ class SparkConnector:
         session.client.set_retry_policies([DefaultPolicy(max_retries=self._connect_retries)])
         # Spark cuts answers into Arrow batches of 10,000 rows by default; the gateway
         # pays its per-batch costs (transforms, encoding) less often on larger ones.
-        session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(_SERVER_BATCH_ROWS))
+        try:
+            session.conf.set(
+                "spark.sql.execution.arrow.maxRecordsPerBatch", str(_SERVER_BATCH_ROWS)
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                session.stop()
+            raise
         return session
 
     def _frame(self, session: SparkSession, table: Table) -> DataFrame:
