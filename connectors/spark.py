@@ -22,6 +22,7 @@ class, never its text, which can quote a filter literal.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -258,6 +259,12 @@ class SparkConnector:
         # The default policy retries an unreachable server for about ten minutes; a
         # request waiting on it should learn it is down in about a second.
         session.client.set_retry_policies([DefaultPolicy(max_retries=self._connect_retries)])
+        # Schema look-ups are analyze calls, which no interruption reaches: they get a
+        # gRPC deadline of the store's timeout instead (pyspark's default is an hour).
+        client = session.client
+        client._rpc_deadlines = dataclasses.replace(
+            client._rpc_deadlines, analyze_plan=self._timeout_s
+        )
         # Spark cuts answers into Arrow batches of 10,000 rows by default; the gateway
         # pays its per-batch costs (transforms, encoding) less often on larger ones.
         try:
@@ -575,7 +582,9 @@ def _translate(exc: Exception, condition: str | None, code: Any, location: str) 
         return DatasetNotFound(location)
     if condition == "OPERATION_CANCELED" or "OPERATION_CANCELED" in kind:
         return StoreUnavailable(f"Spark interrupted the read of {location!r}")
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return StoreUnavailable(f"Spark Connect timed out reading {location!r}")
+    if code == grpc.StatusCode.UNAVAILABLE:
         return StoreUnavailable(f"Spark Connect unavailable reading {location!r}")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return StoreUnavailable(f"Spark Connect refused access to {location!r}")
