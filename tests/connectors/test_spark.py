@@ -130,7 +130,8 @@ def test_a_timeout_interrupts_the_call_and_is_unavailable(
 ) -> None:
     hasty = connector_for(spark_server, data_dir, timeout_s=0.001)
     try:
-        with pytest.raises(StoreUnavailable, match="did not answer within"):
+        # The schema look-up meets its gRPC deadline, or the query its interruption.
+        with pytest.raises(StoreUnavailable, match="timed out|did not answer within"):
             scan = Scan(columns=("id",), order_by=(OrderBy("kind"),), limit=5)
             list(hasty.scan(Table("many.parquet"), scan))
     finally:
