@@ -139,6 +139,9 @@ def test_plain_install_checks_and_serves_the_demo(plain: Path, tmp_path: Path):
     command = [kiteline, "--config", config, "serve", "--port", str(port)]
     with serving(command, tmp_path, port) as url:
         assert_anonymized(governed_read(url, tokens["mei"]))
+        # The console's templates and static files are in the wheel.
+        assert "API token" in httpx.get(f"{url}/console/login").text
+        assert httpx.get(f"{url}/console/static/htmx.min.js").status_code == 200
     run([kiteline, "--config", config, "audit", "verify"], tmp_path)
 
 

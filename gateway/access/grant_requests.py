@@ -449,6 +449,17 @@ class GrantWorkflow:
                 )
         return None
 
+    def separation_conflict(self, grant_id: int) -> SeparationConflict | None:
+        """What approving pending ``grant_id`` would break, shown before a custodian
+        decides (the approval itself checks again)."""
+        with self._engine.connect() as conn:
+            row = self._load(conn, grant_id)
+            if row.break_glass_hours is not None:
+                return None
+            return self._separation_conflict(
+                conn, row.subject_type, row.subject, row.module, exclude=grant_id
+            )
+
     # -- decisions on a request --------------------------------------------------------
 
     def approve(
