@@ -93,7 +93,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     type=click.Path(path_type=Path),
     default=None,
     help="Folder for the demo's config, data, keys and state "
-    "(default: ./.kiteline-demo, or ./.kiteline-demo-s3, ./.kiteline-demo-postgres).",
+    "(default: ./.kiteline-demo, or ./.kiteline-demo-s3, -postgres, -spark).",
 )
 @click.option("--port", type=int, default=8787, show_default=True)
 @click.option("--reset", is_flag=True, help="Rebuild the workspace from scratch.")
