@@ -7,6 +7,8 @@ decisions per mode (fewer over HTTP when the machine is slow; the note says how 
   as they do on a real request (read in the same query as its API key).
 - uncached: every decision misses the cache (a fresh cache each time), so it runs
   casbin and the embedded Rego engine.
+- uncached with basis: the same, also building the decision basis the gateway records
+  in audit events (filter literals hashed), as a serving gateway's decider does.
 - opa: the Rego half answered by an OPA-compatible server over loopback HTTP. No OPA
   binary can be installed here: the server is the test suite's OPA Data API stand-in,
   backed by the embedded engine, so this measures the HTTP round trip plus evaluation.
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from audit import Redactor
 from bench.common import DATA_DIR, Result, Target
 from gateway.access.decisions import Decider
 from gateway.access.policy_files import POLICY_DIR
@@ -80,6 +83,14 @@ def run() -> list[Result]:
 
     fresh()
     modes["uncached embedded"] = _time(fresh, DECISIONS)
+    recording = Decider(engine, config, runtime.evaluator, redact=Redactor(bytes(32)).hash)
+
+    def fresh_with_basis() -> object:
+        recording._cache.clear()
+        return recording.decide(caller=caller, dataset="patients", at=at, purpose=SURGICAL_PURPOSE)
+
+    fresh_with_basis()
+    modes["uncached with basis"] = _time(fresh_with_basis, DECISIONS)
 
     notes = {"opa over http": ""}
     try:
