@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gateway.transforms.names import default_finder
+
 EMAIL = "[EMAIL]"
 PHONE = "[PHONE]"
 NATIONAL_ID = "[NATIONAL_ID]"
@@ -345,10 +347,18 @@ def find_pii(text: str) -> list[tuple[int, int, str]]:
     return taken
 
 
-def _scrub_structured(text: str) -> str:
+def _scrub_structured(text: str, detect_names: bool = True) -> str:
     spans = find_pii(text)
-    if not spans:
-        return text
+    if spans:
+        text = _replace(text, spans)
+    if detect_names:
+        names = default_finder().spans(text)
+        if names:
+            text = _replace(text, [(a, b, NAME) for a, b in names if not _in_placeholder(text, a, b)])
+    return text
+
+
+def _replace(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
     parts: list[str] = []
     last = 0
     for start, end, placeholder in spans:
@@ -536,7 +546,10 @@ def _names_key(names: Sequence[str | None]) -> tuple[str, ...]:
 
 
 def _scrub_rows(
-    values: pa.Array, name_columns: Sequence[pa.Array], cache: ScrubCache | None
+    values: pa.Array,
+    name_columns: Sequence[pa.Array],
+    cache: ScrubCache | None,
+    detect_names: bool,
 ) -> pa.Array:
     """The small-batch path: the same results as the columnar one, from Python lists.
 
@@ -562,7 +575,7 @@ def _scrub_rows(
             text, row_names = key
             hit = structured.get(text)
             if hit is None:
-                hit = structured[text] = _scrub_structured(text)
+                hit = structured[text] = _scrub_structured(text, detect_names)
             names = _names_key(row_names)
             if names:
                 scrubber = scrubbers.get(names)
@@ -586,12 +599,15 @@ def scrub(
     names: Sequence[pa.Array | pa.ChunkedArray] = (),
     *,
     cache: ScrubCache | None = None,
+    detect_names: bool = True,
 ) -> pa.Array:
     """Replace personal data in free text with typed placeholders.
 
     ``names`` are columns aligned with ``texts`` (the row's ``name``, ``contact_name``...);
-    each row's own names are scrubbed from that row's text. Null texts stay null. A small
-    batch reuses and fills ``cache`` when one is given.
+    each row's own names are scrubbed from that row's text. Other people's names are
+    found by ``gateway.transforms.names`` unless ``detect_names`` is false (a cache is
+    then not used: its entries hold the full scrub). Null texts stay null. A small batch
+    reuses and fills ``cache`` when one is given.
     """
     values = _as_strings(texts)
     name_columns = [_as_strings(n) for n in names]
@@ -601,10 +617,12 @@ def scrub(
                 f"name column has {len(column)} rows, the text column has {len(values)}"
             )
     if len(values) <= SMALL_BATCH_ROWS:
-        return _scrub_rows(values, name_columns, cache)
+        return _scrub_rows(values, name_columns, cache if detect_names else None, detect_names)
 
     encoded = pc.dictionary_encode(values)
-    scrubbed = pa.array([_scrub_structured(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    scrubbed = pa.array(
+        [_scrub_structured(v, detect_names) for v in encoded.dictionary.to_pylist()], pa.string()
+    )
     result = pc.take(scrubbed, encoded.indices)
     if not name_columns:
         return result
