@@ -201,9 +201,11 @@ class _People:
         if roll < 0.83:
             return [first[0], ". ", last]
         if roll < 0.93:  # a Chinese name in pinyin, as English notes write them
-            return str(self.zh.romanized_name()).split(" ", 1)[:1] + [" "] + str(
-                self.zh.romanized_name()
-            ).split(" ")[-1:]
+            return (
+                str(self.zh.romanized_name()).split(" ", 1)[:1]
+                + [" "]
+                + str(self.zh.romanized_name()).split(" ")[-1:]
+            )
         return [first, " ", rng.choice(("O'Brien", "McDonald", "Smith-Jones", "van Dyke"))]
 
     def titled(self, lang: str) -> list[str]:

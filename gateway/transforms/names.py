@@ -86,9 +86,7 @@ _EN_TITLE = re.compile(
     r"\b\.?[ ]+"
 )
 _CAPITAL = re.compile("[A-Z]")
-_EN_WORD = re.compile(
-    r"[A-Z](?:[a-z]+(?:['\u2019\-](?!s\b)[A-Z]?[a-z]+)*|\.)|(?:Mc|O')[A-Z][a-z]+"
-)
+_EN_WORD = re.compile(r"[A-Z](?:[a-z]+(?:['\u2019\-](?!s\b)[A-Z]?[a-z]+)*|\.)|(?:Mc|O')[A-Z][a-z]+")
 _EN_CUE_BEFORE = frozenset(
     """with by to ask asked call called contact cc hi hello hey dear thanks thank regards best
     cheers sincerely patient wife husband daughter son mother father brother sister friend
@@ -277,10 +275,14 @@ class NameFinder:
         compact = text[i] + "".join(text[c] for c in chars)
         # Three characters unless the third one opens a word of its own (王芳负责) or
         # rarely ends a name.
-        if len(chars) == 2 and compact not in zh.names and (
-            text[chars[1] : chars[1] + 2] in zh.words
-            or zh.middle.get(compact[1], _NEVER) + zh.last.get(compact[2], _NEVER)
-            < 2 * _ZH_LAST_MIN
+        if (
+            len(chars) == 2
+            and compact not in zh.names
+            and (
+                text[chars[1] : chars[1] + 2] in zh.words
+                or zh.middle.get(compact[1], _NEVER) + zh.last.get(compact[2], _NEVER)
+                < 2 * _ZH_LAST_MIN
+            )
         ):
             chars = chars[:1]
             compact = compact[:2]
@@ -311,9 +313,9 @@ class NameFinder:
             return []
         found: list[_Span] = []
         for m in _EN_TITLE.finditer(text):
-            run = _capitalised_run(text, m.end())
-            if run is not None:
-                found.append(run)
+            titled = _capitalised_run(text, m.end())
+            if titled is not None:
+                found.append(titled)
             elif _CJK_CHAR.match(text, m.end()):
                 cjk = re.match(f"[{_CJK}]{{1,3}}", text[m.end() :])
                 assert cjk is not None

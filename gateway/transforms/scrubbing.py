@@ -354,7 +354,9 @@ def _scrub_structured(text: str, detect_names: bool = True) -> str:
     if detect_names:
         names = default_finder().spans(text)
         if names:
-            text = _replace(text, [(a, b, NAME) for a, b in names if not _in_placeholder(text, a, b)])
+            text = _replace(
+                text, [(a, b, NAME) for a, b in names if not _in_placeholder(text, a, b)]
+            )
     return text
 
 
