@@ -74,6 +74,8 @@ _ZH_STOP = frozenset("的了说在和与是也都就已将把被给向对从于�
 _ZH_FIRST_MIN = -9.0
 _ZH_LAST_MIN = -9.0
 _ZH_WEAK_SLACK = 2.0
+# A character that ends this many of the dictionary's names may end a name.
+_ZH_NAME_ENDS_MIN = 20
 _NEVER = -100.0
 # A dictionary word seen this many times is an ordinary word, not a chance pairing; a
 # character this frequent on its own (有, 和, 大) is not taken for a surname.
@@ -86,11 +88,16 @@ _EN_TITLE = re.compile(
     r"\b\.?[ ]+"
 )
 _CAPITAL = re.compile("[A-Z]")
-_EN_WORD = re.compile(r"[A-Z](?:[a-z]+(?:['\u2019\-](?!s\b)[A-Z]?[a-z]+)*|\.)|(?:Mc|O')[A-Z][a-z]+")
+_EN_WORD = re.compile(
+    r"(?:Mc|Mac|O')[A-Z][a-z]+|[A-Z](?:[a-z]+(?:['\u2019\-](?!s\b)[A-Z]?[a-z]+)*|\.)"
+)
 _EN_CUE_BEFORE = frozenset(
     """with by to ask asked call called contact cc hi hello hey dear thanks thank regards best
     cheers sincerely patient wife husband daughter son mother father brother sister friend
-    colleague manager contact per from for and or told tell ping @ nurse doctor dr""".split()
+    colleague manager contact per from for and or told tell ping @ nurse doctor dr reach
+    reached meet met see saw visit visited email emailed message messaged text texted
+    assigned escalated forward forwarded page paged notify notified inform informed remind
+    reminded""".split()
 )
 _EN_CUE_AFTER = frozenset(
     """said says told asked called reports reported will is was has had here wrote replied
@@ -99,7 +106,7 @@ _EN_CUE_AFTER = frozenset(
 # Capitalised words that are not names even where a name could stand.
 _EN_NOT_NAMES = frozenset(
     """I I'm I've I'll The A An This That These Those It We You He She They My Our Your His Her
-    Their Please Thanks Thank Hi Hello Dear Regards Best Cheers Per Can Could Would Will Is
+    Their Please Thanks Thank Hi Hello Dear Regards Best Cheers Per Can Could Would Is
     Are Was Were Do Does Did Has Have Had If When Where What Who Why How And Or But So Not
     No Yes Ok OK Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February
     March April May June July August September October November December Patient Ticket
@@ -132,6 +139,24 @@ class _ChineseModel:
     words: frozenset[str]
     names: frozenset[str]
     name_words: frozenset[str]
+    name_ends: dict[str, int]
+
+    def given(self, chars: str, slack: float) -> bool:
+        """Whether one or two characters look like a given name.
+
+        jieba's HMM has never seen some common name characters where they stand (娟 at
+        the end of a name, 淑 anywhere in one), so its dictionary is asked too: a
+        two-character given name it lists as a name (淑英), or a last character that
+        ends many of its names."""
+        limit = _ZH_LAST_MIN - slack
+        last = self.last.get(chars[-1], _NEVER)
+        if self.name_ends.get(chars[-1], 0) >= _ZH_NAME_ENDS_MIN:
+            last = max(last, limit)
+        if len(chars) == 1:
+            return last >= limit
+        if chars in self.name_words:
+            return True
+        return self.middle.get(chars[0], _NEVER) + last >= 2 * limit
 
 
 def _load_chinese_model() -> _ChineseModel:
@@ -145,6 +170,7 @@ def _load_chinese_model() -> _ChineseModel:
     words: set[str] = set()
     names: set[str] = set()
     name_words: set[str] = set()
+    name_ends: dict[str, int] = {}
     common_chars: set[str] = set()
     dictionary = importlib.resources.files(jieba).joinpath("dict.txt")
     with dictionary.open(encoding="utf-8") as lines:
@@ -153,6 +179,7 @@ def _load_chinese_model() -> _ChineseModel:
             freq = int(freq_text)
             if 2 <= len(word) <= 3 and tag in _ZH_NAME_TAGS:
                 name_words.add(word)
+                name_ends[word[-1]] = name_ends.get(word[-1], 0) + 1
             if len(word) == 1:
                 if freq >= _ZH_COMMON_CHAR and tag not in _ZH_NAME_TAGS:
                     common_chars.add(word)
@@ -160,8 +187,11 @@ def _load_chinese_model() -> _ChineseModel:
                 words.add(word)
             elif len(word) <= 3 and tag in _ZH_NAME_TAGS and freq:
                 names.add(word)
+    # Nor are the words that stand before a name (由, 与) taken for its surname.
     surnames = sorted(
-        c for c, p in emission[("B", "nr")].items() if p > _ZH_FIRST_MIN and c not in common_chars
+        c
+        for c, p in emission[("B", "nr")].items()
+        if p > _ZH_FIRST_MIN and c not in common_chars and c not in _ZH_WEAK_BEFORE
     )
     return _ChineseModel(
         surname=re.compile("[" + "".join(surnames) + "]"),
@@ -171,6 +201,7 @@ def _load_chinese_model() -> _ChineseModel:
         words=frozenset(words),
         names=frozenset(names),
         name_words=frozenset(name_words),
+        name_ends=name_ends,
     )
 
 
@@ -274,15 +305,11 @@ class NameFinder:
             return None
         compact = text[i] + "".join(text[c] for c in chars)
         # Three characters unless the third one opens a word of its own (王芳负责) or
-        # rarely ends a name.
+        # the pair does not look like a given name.
         if (
             len(chars) == 2
             and compact not in zh.names
-            and (
-                text[chars[1] : chars[1] + 2] in zh.words
-                or zh.middle.get(compact[1], _NEVER) + zh.last.get(compact[2], _NEVER)
-                < 2 * _ZH_LAST_MIN
-            )
+            and (text[chars[1] : chars[1] + 2] in zh.words or not zh.given(compact[1:], 0.0))
         ):
             chars = chars[:1]
             compact = compact[:2]
@@ -290,21 +317,15 @@ class NameFinder:
         if compact in zh.names or end in titles:
             return i, end
         if text[i] not in zh.surnames:
-            # A given name alone after a role word (家属丽丽): it must look like one.
-            fits = len(chars) == 1 and zh.middle.get(text[i], _NEVER) >= _ZH_LAST_MIN
-            fits = fits and zh.last.get(compact[1], _NEVER) >= _ZH_LAST_MIN
-            return (i, end) if fits and cue == _STRONG else None
+            # After a role word, a name whose surname jieba does not know (覃玉兰), or a
+            # given name alone (家属丽丽): what follows must look like a given name.
+            given = compact[1:] if len(compact) == 3 else compact
+            return (i, end) if cue == _STRONG and zh.given(given, 0.0) else None
         if cue == _STRONG:
             return i, end
-        # After a word that often comes before a name (和, 由, 请) the given name may look
+        # After a word that often comes before a name (和, 由, 跟) the given name may look
         # less like one.
-        limit = _ZH_LAST_MIN - (_ZH_WEAK_SLACK if cue else 0.0)
-        if len(chars) == 2:
-            score = zh.middle.get(compact[1], _NEVER) + zh.last.get(compact[2], _NEVER)
-            fits = score >= 2 * limit
-        else:
-            fits = zh.last.get(compact[1], _NEVER) >= limit
-        return (i, end) if fits else None
+        return (i, end) if zh.given(compact[1:], _ZH_WEAK_SLACK if cue else 0.0) else None
 
     # English --------------------------------------------------------------------------
 
@@ -333,10 +354,11 @@ class NameFinder:
             first, last = named[0], named[-1]
             if last.group() in _EN_ORG_HEADS:
                 continue
-            if len(named) >= 2 and not _sentence_start(text, first.start()):
-                found.append((first.start(), last.end()))
-            elif _cue_before(text, first.start()) or _cue_after(text, last.end()):
-                found.append((first.start(), last.end()))
+            if (len(named) >= 2 and not _sentence_start(text, first.start())) or (
+                _cue_before(text, first.start()) or _cue_after(text, last.end())
+            ):
+                start = _inverted_start(text, first.start())
+                found.append((start, _inverted_end(text, last.end())))
         return found
 
 
@@ -356,9 +378,31 @@ def _capitalised_run(text: str, at: int) -> _Span | None:
     return at, end
 
 
+_EN_GIVEN_AFTER_COMMA = re.compile(r", ([A-Z][a-z]+)\b(?![ ]?[A-Z])")
+_EN_SURNAME_BEFORE_COMMA = re.compile(r"(?:^|(?<=[ (]))([A-Z][a-z]+), $")
+# Lower-case words inside a surname: Dana van Dyke, Ana de la Cruz.
+_EN_PARTICLE = re.compile(r" (?:(?:van|von|de|da|del|der|di|du|la|le|bin|ibn|al|ter) )+")
+
+
+def _inverted_start(text: str, start: int) -> int:
+    """Where a name written surname first starts: "Turner, Kim said" takes in Turner."""
+    m = _EN_SURNAME_BEFORE_COMMA.search(text, max(0, start - 30), start)
+    if m is None or m.group(1) in _EN_NOT_NAMES or m.group(1) in _EN_ORG_HEADS:
+        return start
+    return m.start(1)
+
+
+def _inverted_end(text: str, end: int) -> int:
+    """Where a name written surname first ends: "Smith, David" goes on past the comma."""
+    m = _EN_GIVEN_AFTER_COMMA.match(text, end)
+    if m is None or m.group(1) in _EN_NOT_NAMES or m.group(1) in _EN_ORG_HEADS:
+        return end
+    return m.end()
+
+
 def _joins(text: str, left: re.Match[str], right: re.Match[str]) -> bool:
     gap = text[left.end() : right.start()]
-    return gap in (" ", "-") or (left.group().endswith(".") and gap == " ")
+    return gap in (" ", "-") or _EN_PARTICLE.fullmatch(gap) is not None
 
 
 def _sentence_start(text: str, at: int) -> bool:
