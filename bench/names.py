@@ -42,6 +42,10 @@ try:
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from gateway.transforms.scrubbing import NAME, scrub
+try:
+    from bench import scrub_corpus
+except ImportError:  # run as a script: bench/ itself is on the path
+    import scrub_corpus  # type: ignore[no-redef]
 
 _Span = tuple[int, int]
 
@@ -365,6 +369,18 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{label:<8} {lang:<4} {split:<8} {s.names:>6} {s.recall:>7.3f} {s.precision:>9.3f}"
             )
+    structured = scrub_corpus.generate_corpus(4000, args.seed)
+    texts, columns = scrub_corpus._columns(structured)
+    for label, detect in (("today", False), ("new", True)):
+        outputs = [str(v) for v in scrub(texts, columns, detect_names=detect).to_pylist()]
+        scores = scrub_corpus.evaluate(structured, outputs)
+        print(
+            f"structured kinds, {label}: "
+            + ", ".join(
+                f"{kind} recall {scores[kind].recall:.3f} precision {scores[kind].precision:.3f}"
+                for kind in scrub_corpus.STRUCTURED_KINDS
+            )
+        )
     for lang in ("zh", "en"):
         padded = notes_of_about(200, [n for n in notes if n.lang == lang])
         size = sum(len(n.text) for n in padded) / len(padded)

@@ -269,12 +269,16 @@ class NameFinder:
         first_dot = _NAME_DOT.search(text, start, end)
         last_dot = max(d.start() for d in _NAME_DOT.finditer(text, start, end))
         assert first_dot is not None
-        while True:  # a role word glued to the front (家属彼得·帕克)
-            cue = _ZH_STRONG_CUE.match(text, start, first_dot.start() - 1)
-            cue = cue or _ZH_WEAK_CUE.match(text, start, first_dot.start() - 1)
-            if cue is None:
+        # What the pattern took on in front: a role word (家属彼得·帕克), or anything up
+        # to a character that ends a name (已联系约翰·史密斯).
+        head = first_dot.start() - 1
+        for pattern in (_ZH_STRONG_CUE, _ZH_WEAK_CUE):
+            for cue in pattern.finditer(text, start, head):
+                start = max(start, cue.end())
+        for j in range(head - 1, start - 1, -1):
+            if text[j] in _ZH_STOP:
+                start = j + 1
                 break
-            start = cue.end()
         for j in range(last_dot + 3, end):
             if text[j : j + 2] in self._zh.words or text[j] in _ZH_STOP:
                 end = j
