@@ -34,9 +34,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from gateway.database import create_state_engine
-from gateway.demo import ALUMNI_PURPOSE, MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
-from gateway.grants import add_grant
+from gateway.access.grants import add_grant
+from gateway.demo.workspace import ALUMNI_PURPOSE, MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.state.database import create_state_engine
 from tests.conftest import bearer, client_for, copy_workspace
 
 ARROW = "application/vnd.apache.arrow.stream"

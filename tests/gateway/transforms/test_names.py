@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.demo import SURGICAL_PURPOSE, Workspace
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from gateway.transforms.names import NameFinder, default_finder
 from gateway.transforms.scrubbing import scrub
 from tests.conftest import bearer
