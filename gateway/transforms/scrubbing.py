@@ -14,11 +14,13 @@ Chinese text has no spaces between words, so boundaries are never ``\\b``: a num
 where the digits end, whatever script surrounds it (``联系电话13812345678请`` matches).
 Full-width digits and signs, common in Chinese input, are folded to ASCII before matching.
 
-Structured work is done once per distinct text. Names are per row (the names to look for
-are the row's own direct identifiers), so that part runs only on rows with a name and is
-memoized per (text, names) pair. Small batches (a page of a few hundred rows) are scrubbed
-from Python lists, which costs less than a dozen Arrow kernel calls, and may share a
-``ScrubCache`` of recent results across reads; large batches stay columnar.
+Other people's names (a doctor, a relative) are found in the text itself by
+``gateway.transforms.names``. That and the structured work are done once per distinct
+text. The row's own names are per row (its direct identifiers are a deny list), so that
+part runs only on rows with a name and is memoized per (text, names) pair. Small batches
+(a page of a few hundred rows) are scrubbed from Python lists, which costs less than a
+dozen Arrow kernel calls, and may share a ``ScrubCache`` of recent results across reads;
+large batches stay columnar.
 """
 
 from __future__ import annotations
@@ -347,7 +349,8 @@ def find_pii(text: str) -> list[tuple[int, int, str]]:
     return taken
 
 
-def _scrub_structured(text: str, detect_names: bool = True) -> str:
+def _scrub_text(text: str, detect_names: bool = True) -> str:
+    """What depends on the text alone: structured kinds, then names no column lists."""
     spans = find_pii(text)
     if spans:
         text = _replace(text, spans)
@@ -577,7 +580,7 @@ def _scrub_rows(
             text, row_names = key
             hit = structured.get(text)
             if hit is None:
-                hit = structured[text] = _scrub_structured(text, detect_names)
+                hit = structured[text] = _scrub_text(text, detect_names)
             names = _names_key(row_names)
             if names:
                 scrubber = scrubbers.get(names)
@@ -623,7 +626,7 @@ def scrub(
 
     encoded = pc.dictionary_encode(values)
     scrubbed = pa.array(
-        [_scrub_structured(v, detect_names) for v in encoded.dictionary.to_pylist()], pa.string()
+        [_scrub_text(v, detect_names) for v in encoded.dictionary.to_pylist()], pa.string()
     )
     result = pc.take(scrubbed, encoded.indices)
     if not name_columns:

@@ -221,13 +221,13 @@ def test_name_columns_must_line_up() -> None:
 
 def test_structured_work_is_done_once_per_distinct_text(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
-    original = scrubbing._scrub_structured
+    original = scrubbing._scrub_text
 
     def counting(text: str, detect_names: bool = True) -> str:
         seen.append(text)
         return original(text, detect_names)
 
-    monkeypatch.setattr(scrubbing, "_scrub_structured", counting)
+    monkeypatch.setattr(scrubbing, "_scrub_text", counting)
     out = scrub(pa.array(["call 13812345678", "hello", None] * 500))
     assert sorted(seen) == ["call 13812345678", "hello"]
     assert out.to_pylist()[:3] == ["call [PHONE]", "hello", None]
@@ -377,13 +377,13 @@ def test_cache_answers_a_repeated_page_without_scrubbing_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seen: list[str] = []
-    original = scrubbing._scrub_structured
+    original = scrubbing._scrub_text
 
     def counting(text: str, detect_names: bool = True) -> str:
         seen.append(text)
         return original(text, detect_names)
 
-    monkeypatch.setattr(scrubbing, "_scrub_structured", counting)
+    monkeypatch.setattr(scrubbing, "_scrub_text", counting)
     cache = scrubbing.ScrubCache()
     texts = pa.array(["call 13812345678", "王小明来了", None])
     names = [pa.array(["Li Na", "王小明", "x"])]
