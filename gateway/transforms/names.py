@@ -31,6 +31,13 @@ _Span = tuple[int, int]
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_CHAR = re.compile(f"[{_CJK}]")
 _NAME_DOT = re.compile("[·•・]")
+
+
+def _is_cjk(ch: str) -> bool:
+    """The ranges of ``_CJK``, compared rather than matched: this runs per character."""
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
+
+
 _TRANSLITERATED = re.compile(f"[{_CJK}]{{1,6}}(?:[·•・][{_CJK}]{{1,6}})+")
 
 # Words after which a Chinese note names a person (strong: a role; weak: a word that
@@ -74,7 +81,8 @@ _ZH_STOP = frozenset("的了说在和与是也都就已将把被给向对从于�
 _ZH_FIRST_MIN = -9.0
 _ZH_LAST_MIN = -9.0
 _ZH_WEAK_SLACK = 2.0
-# A character that ends this many of the dictionary's names may end a name.
+# A character that ends (or stands in the middle of) this many of the dictionary's names
+# may end (or continue) a name.
 _ZH_NAME_ENDS_MIN = 20
 _NEVER = -100.0
 # A dictionary word seen this many times is an ordinary word, not a chance pairing; a
@@ -140,14 +148,15 @@ class _ChineseModel:
     names: frozenset[str]
     name_words: frozenset[str]
     name_ends: dict[str, int]
+    name_middles: dict[str, int]
 
     def given(self, chars: str, slack: float) -> bool:
         """Whether one or two characters look like a given name.
 
         jieba's HMM has never seen some common name characters where they stand (娟 at
         the end of a name, 淑 anywhere in one), so its dictionary is asked too: a
-        two-character given name it lists as a name (淑英), or a last character that
-        ends many of its names."""
+        two-character given name it lists as a name (淑英), or characters that stand in
+        the middle or at the end of many of its names."""
         limit = _ZH_LAST_MIN - slack
         last = self.last.get(chars[-1], _NEVER)
         if self.name_ends.get(chars[-1], 0) >= _ZH_NAME_ENDS_MIN:
@@ -156,7 +165,10 @@ class _ChineseModel:
             return last >= limit
         if chars in self.name_words:
             return True
-        return self.middle.get(chars[0], _NEVER) + last >= 2 * limit
+        first = self.middle.get(chars[0], _NEVER)
+        if self.name_middles.get(chars[0], 0) >= _ZH_NAME_ENDS_MIN:
+            first = max(first, limit)
+        return first + last >= 2 * limit
 
 
 def _load_chinese_model() -> _ChineseModel:
@@ -171,6 +183,7 @@ def _load_chinese_model() -> _ChineseModel:
     names: set[str] = set()
     name_words: set[str] = set()
     name_ends: dict[str, int] = {}
+    name_middles: dict[str, int] = {}
     common_chars: set[str] = set()
     dictionary = importlib.resources.files(jieba).joinpath("dict.txt")
     with dictionary.open(encoding="utf-8") as lines:
@@ -180,6 +193,8 @@ def _load_chinese_model() -> _ChineseModel:
             if 2 <= len(word) <= 3 and tag in _ZH_NAME_TAGS:
                 name_words.add(word)
                 name_ends[word[-1]] = name_ends.get(word[-1], 0) + 1
+                if len(word) == 3:
+                    name_middles[word[1]] = name_middles.get(word[1], 0) + 1
             if len(word) == 1:
                 if freq >= _ZH_COMMON_CHAR and tag not in _ZH_NAME_TAGS:
                     common_chars.add(word)
@@ -202,6 +217,7 @@ def _load_chinese_model() -> _ChineseModel:
         names=frozenset(names),
         name_words=frozenset(name_words),
         name_ends=name_ends,
+        name_middles=name_middles,
     )
 
 
@@ -244,7 +260,7 @@ class NameFinder:
             if i < taken or i in inside:
                 continue
             cue = cues.get(i, 0)
-            if not cue and text.startswith(" ", i + 1) and not (i and _CJK_CHAR.match(text, i - 1)):
+            if not cue and text.startswith(" ", i + 1) and not (i and _is_cjk(text[i - 1])):
                 cue = _STRONG  # characters spaced out one by one (张 伟) are a name
             if text[i] in _ZH_STOP or (i and text[i - 1 : i + 1] in words and not cue):
                 continue  # the end of a word: 紧张, 人马
@@ -287,7 +303,7 @@ class NameFinder:
 
     def _chinese_name_at(self, text: str, i: int, cue: int, titles: set[int]) -> _Span | None:
         zh = self._zh
-        if not _CJK_CHAR.match(text, i):
+        if not _is_cjk(text[i]):
             return None
         # The given name: up to two CJK characters, single spaces allowed between them
         # (张 伟), never a character that ends a name rather than continuing it.
@@ -299,7 +315,7 @@ class NameFinder:
                 if text[j] != " ":
                     break
                 j += 1
-            if j >= len(text) or not _CJK_CHAR.match(text, j) or text[j] in _ZH_STOP:
+            if j >= len(text) or not _is_cjk(text[j]) or text[j] in _ZH_STOP:
                 break
             if j in titles:
                 break
