@@ -21,6 +21,7 @@ from gateway.access.sweeper import PeriodicSweep
 from gateway.auditing.index import AuditIndexer
 from gateway.auditing.trail import AuditTrail
 from gateway.config import Config, Settings, load_config
+from gateway.http.console import install as install_console
 from gateway.http.problems import install_error_handlers
 from gateway.http.routes import (
     audit,
@@ -172,6 +173,7 @@ def create_app(
     # the most frequent request, comes first. The documentation keeps OPENAPI_TAGS' order.
     for module in (query, health, me, catalog, decisions, trace, grants, principals, audit):
         app.include_router(module.router)
+    install_console(app)
     app.add_middleware(RequestContext, requests=requests, latency=latency)
     return app
 
