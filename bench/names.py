@@ -12,8 +12,8 @@ with a surname character (高血压, 方案, 金额), capitalised words that are
 The detector never reads Faker's name lists or the hard-case lists below: what it knows
 comes from jieba's model and from context words. The templates come in two sets: ``dev``
 ones were visible while the detector's context words and thresholds were chosen,
-``heldout`` ones were written once that work stopped looking at errors and are never
-shown by ``--show``, so their score is the honest one.
+``heldout`` ones were written before most of that work and their errors are never
+shown (``--show`` lists dev notes only), so their score is the honest one.
 
 Scoring is per name span: a name counts as found when every letter of it is inside a
 ``[NAME]`` the scrubber put in (a half-scrubbed name is a miss), and a ``[NAME]`` counts as
