@@ -226,14 +226,11 @@ FILTER_CASES: list[tuple[Filter, Callable[[Row], bool]]] = [
     ids=[f"{c[0].op}-{c[0].column}" + ("-empty" if c[0].value == () else "") for c in FILTER_CASES],
 )
 def test_each_filter_operator(
-    request: pytest.FixtureRequest,
     store: Store,
     people: pa.Table,
     item: Filter,
     test: Callable[[Row], bool],
 ) -> None:
-    if item.op == "in" and not item.value:
-        known_deviation(request, store, {"s3": "an empty 'in' list fails in the Arrow filter"})
     expected = [row["id"] for row in people.to_pylist() if test(row)]
     result = read(store, Scan(columns=("id",), filters=(item,)))
     assert sorted(column(result)) == expected
@@ -304,10 +301,7 @@ def test_results_keep_the_tables_types(store: Store, people: pa.Table) -> None:
     assert result.to_pylist() == people.select(list(columns)).slice(0, 3).to_pylist()
 
 
-def test_limit_zero_and_empty_results_still_carry_the_schema(
-    request: pytest.FixtureRequest, store: Store
-) -> None:
-    known_deviation(request, store, {"local": "an empty answer yields no batch at all"})
+def test_limit_zero_and_empty_results_still_carry_the_schema(store: Store) -> None:
     empty = list(store.connector.scan(store.people, Scan(columns=("id", "name"), limit=0)))
     none_match = Scan(columns=("id", "name"), filters=(Filter("id", "<", -1),))
     nothing = list(store.connector.scan(store.people, none_match))
@@ -337,8 +331,7 @@ def test_cancellation_stops_a_scan(store: Store) -> None:
 # --- aggregates ------------------------------------------------------------------------
 
 
-def test_grouped_aggregate(request: pytest.FixtureRequest, store: Store, people: pa.Table) -> None:
-    known_deviation(request, store, {"local": "sum over integers is decimal128(38, 0)"})
+def test_grouped_aggregate(store: Store, people: pa.Table) -> None:
     scan = AggregateScan(
         group_by=("city",),
         aggregates=(
@@ -389,8 +382,7 @@ def test_aggregate_without_groups(store: Store, people: pa.Table) -> None:
     ]
 
 
-def test_sum_of_text_is_refused(request: pytest.FixtureRequest, store: Store) -> None:
-    known_deviation(request, store, {"local": "DuckDB's binder error, with its text, instead"})
+def test_sum_of_text_is_refused(store: Store) -> None:
     scan = AggregateScan(group_by=(), aggregates=(Aggregate("sum", "name", "s"),))
     with pytest.raises(ConnectorError, match="numeric"):
         store.connector.aggregate(store.people, scan)
