@@ -7,7 +7,6 @@ state database before it starts, and each test only sends requests.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest

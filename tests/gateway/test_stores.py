@@ -53,7 +53,7 @@ from gateway.demo.workspace import (
     config_text,
 )
 from gateway.http.app import create_app
-from gateway.service import BUFFERED_READ_ROWS
+from gateway.read.rows import BUFFERED_READ_ROWS
 from tests.conftest import bearer, copy_workspace
 
 pytestmark = [pytest.mark.slow]

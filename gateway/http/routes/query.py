@@ -15,7 +15,7 @@ from gateway.read.encoders import MEDIA_TYPES
 from gateway.read.query import QueryRequest
 from gateway.read.result import ReadResult
 from gateway.read.slots import ReadSlots
-from gateway.service import MAX_QUERY_BYTES
+from gateway.read.chokepoint import MAX_QUERY_BYTES
 
 
 class DirectRoute(APIRoute):
