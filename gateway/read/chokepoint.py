@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors import Filter, decline_inline
+from connectors import decline_inline
 from gateway.access import budgets, key_versions
 from gateway.access.decisions import Decider
 from gateway.access.keyring import Keyring
@@ -156,7 +156,8 @@ class Chokepoint:
         limits = self.limits.get(grant_id, caller.version("grants"))
         org = caller.org if caller.kind == "partner" else None
         charges = budgets.epsilon_charges(self.config, grant_id, limits, org, epsilon)
-        filters: tuple[Filter, ...] = ()
+        # The grant's row filters bound what is counted, exactly as they bound rows.
+        filters = grant_filters(reader.view, reader.obligations)
         left = budgets.charge(self.rows.engine, charges)
         plan = aggregate_plan(
             reader, aggregate, filters=filters, epsilon=epsilon, charges=tuple(charges)
