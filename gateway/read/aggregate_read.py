@@ -81,6 +81,7 @@ class AggregateReader:
             meta=meta,
             caller=caller,
             dataset=plan.dataset,
+            module=plan.module,
             decision="allow",
             query_seq=seq,
             rows=released.table.num_rows,

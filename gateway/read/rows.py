@@ -278,6 +278,7 @@ class RowStream:
                 meta=self.read.meta,
                 caller=self.read.caller,
                 dataset=plan.dataset,
+                module=plan.module,
                 decision="allow" if complete else "error",
                 query_seq=self.record.seq,
                 rows=self.rows,
