@@ -108,7 +108,9 @@ class Gateway:
             views=self.views,
             keyring=keyring,
             outcomes=self.outcomes,
-            rows=RowReader(engine, connectors, audit, self.cursors, self.usage, self.inflight),
+            rows=RowReader(
+                engine, connectors, audit, self.cursors, self.usage, self.inflight, self.decider
+            ),
             aggregates=AggregateReader(engine, connectors, audit, delta=config.budgets.delta),
             class_indexes=self.class_indexes,
             limits=self.limits,

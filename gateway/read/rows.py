@@ -19,22 +19,26 @@ from sqlalchemy import Engine
 from audit import AuditError
 from connectors import Cancellation, Connector
 from gateway.access import budgets
+from gateway.access.decisions import Decider
 from gateway.access.grant_usage import GrantUsage
 from gateway.access.principals import Caller
 from gateway.auditing.log import AuditLog, Prepared, RequestMeta
 from gateway.errors import as_gateway_error, log_failure
+from gateway.read.delivery import Delivery
 from gateway.read.digest import AnswerDigest
 from gateway.read.encoders import encoder_for, iter_encoded
 from gateway.read.inflight import InflightReads
 from gateway.read.plan import ReadPlan, scan_of
 from gateway.read.query import CursorCodec
 from gateway.read.result import ReadResult
+from gateway.read.watch import ReadWatch
 from gateway.transforms.kanonymity import ClassIndex, take_kept
 from gateway.transforms.profile import BatchTransformer
 
 log = logging.getLogger(__name__)
 
-# Rows per streamed slice: a cancelled read (offboarding, suspension) stops at the next one.
+# Rows per streamed slice: a cancelled read (offboarding, suspension) stops at the next
+# one, and a cut read's event counts the rows of the slices that reached the client.
 STREAM_SLICE_ROWS = 8192
 # Answers of at most this many rows are built whole and sent with a Content-Length:
 # streaming them costs a thread hop per chunk for no memory saved, and a failure is
@@ -85,7 +89,9 @@ class RowReader:
         cursors: CursorCodec,
         usage: GrantUsage,
         inflight: InflightReads,
+        decider: Decider,
     ) -> None:
+        self.decider = decider
         self.engine = engine
         self.connectors = connectors
         self.audit = audit
@@ -156,8 +162,20 @@ class RowReader:
             self.inflight.discard(handle)
             raise
         stream = RowStream(self, read, record, cancellation, handle)
+        delivery = None if small else stream.delivery(self.watch(read))
         chunks = stream.chunks(first, batches)
-        return ReadResult(plan.media_type, chunks, headers, small=small)
+        return ReadResult(plan.media_type, chunks, headers, small=small, delivery=delivery)
+
+    def watch(self, read: RowRead) -> ReadWatch:
+        return ReadWatch(
+            self.engine,
+            self.decider,
+            caller=read.caller,
+            dataset=read.plan.dataset,
+            purpose=read.query_details.get("purpose"),
+            profile=read.plan.profile,
+            grant_id=read.plan.grant_id,
+        )
 
     def settle(self, plan: ReadPlan, sent: int) -> None:
         budgets.settle_rows(self.engine, list(plan.charges), plan.rows_reserved, sent)
@@ -184,6 +202,17 @@ class RowStream:
         self.consumed = 0  # source rows read past the offset; differs from rows when suppressing
         self.more = False
         self.settled = False
+        # Set for a streamed answer: the sender then records what was delivered.
+        self._delivery: Delivery | None = None
+
+    def delivery(self, watch: ReadWatch) -> Delivery:
+        self._delivery = Delivery(
+            cancellation=self.cancellation,
+            watch=watch,
+            record=self.record_delivered,
+            settle=self.settle_delivered,
+        )
+        return self._delivery
 
     def transformed(
         self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
@@ -222,17 +251,54 @@ class RowStream:
     def chunks(
         self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
     ) -> Iterator[bytes]:
-        plan, meta = self.read.plan, self.read.meta
+        if self._delivery is not None:
+            return self._streamed(first, rest, self._delivery)
+        return self._whole(first, rest)
+
+    def _encoded(
+        self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
+    ) -> tuple[Any, Iterator[bytes]]:
+        plan = self.read.plan
         header = {"dataset": plan.dataset, "profile": plan.profile}
         encoder = encoder_for(plan.media_type, self.read.transformer.schema, header)
+        return encoder, iter_encoded(encoder, self.transformed(first, rest))
+
+    def _next_cursor(self) -> str | None:
+        if not self.more:
+            return None
+        plan = self.read.plan
+        return self.reader.cursors.encode(plan.offset + self.consumed, plan.fingerprint)
+
+    def _streamed(
+        self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch], delivery: Delivery
+    ) -> Iterator[bytes]:
+        """The chunks of a streamed answer; the sender records what it delivered."""
+        plan, meta = self.read.plan, self.read.meta
         try:
-            for chunk in iter_encoded(encoder, self.transformed(first, rest)):
+            encoder, chunks = self._encoded(first, rest)
+            for chunk in chunks:
+                delivery.produced(chunk, self.rows)
+                yield chunk
+            last = encoder.finish(self._next_cursor())
+            delivery.produced(last, self.rows)
+        except Exception as exc:
+            log_failure(log, f"read of {plan.dataset} for request {meta.request_id} stopped", exc)
+            raise
+        finally:
+            self.release(rest)
+        yield last
+
+    def _whole(
+        self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
+    ) -> Iterator[bytes]:
+        """The chunks of an answer built whole before it is sent, recorded as built."""
+        plan, meta = self.read.plan, self.read.meta
+        try:
+            encoder, chunks = self._encoded(first, rest)
+            for chunk in chunks:
                 self.digest.update(chunk)
                 yield chunk
-            offset = plan.offset + self.consumed
-            next_cursor = (
-                self.reader.cursors.encode(offset, plan.fingerprint) if self.more else None
-            )
+            next_cursor = self._next_cursor()
             self.settle_once()
             self.record_read(complete=True)
         except GeneratorExit:
@@ -247,13 +313,48 @@ class RowStream:
             # Re-raising aborts the response before its closing chunk: the client can tell.
             raise
         finally:
-            self.digest.close()
-            self.reader.inflight.discard(self.handle)
-            # Release the store cursor (a pooled connection for PostgreSQL) right away.
-            close = getattr(rest, "close", None)
-            if close is not None:
-                close()
+            self.release(rest)
         yield encoder.finish(next_cursor)
+
+    def release(self, rest: Iterator[pa.RecordBatch]) -> None:
+        self.digest.close()
+        self.reader.inflight.discard(self.handle)
+        # Release the store cursor (a pooled connection for PostgreSQL) right away.
+        close = getattr(rest, "close", None)
+        if close is not None:
+            close()
+
+    def settle_delivered(self, rows: int) -> None:
+        if not self.settled:
+            self.reader.settle(self.read.plan, rows)
+            self.settled = True
+
+    def record_delivered(
+        self,
+        *,
+        complete: bool,
+        rows: int,
+        bytes_delivered: int,
+        digest: str,
+        reasons: tuple[str, ...],
+    ) -> None:
+        plan = self.read.plan
+        self.record.record_read(
+            self.reader.audit.prepare(
+                "data.read",
+                meta=self.read.meta,
+                caller=self.read.caller,
+                dataset=plan.dataset,
+                module=plan.module,
+                decision="allow" if complete else "error",
+                query_seq=self.record.seq,
+                rows=rows,
+                bytes=bytes_delivered,
+                digest=digest,
+                complete=complete,
+                reasons=reasons,
+            )
+        )
 
     def settle_once(self) -> None:
         # A failure after the budget was settled (the audit append) must not give the
