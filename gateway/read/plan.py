@@ -145,8 +145,8 @@ def row_plan(
     """The plan of a row read: ``rows`` already holds the grant's filters then the caller's."""
     return reader.plan(
         columns=columns,
-        filters=rows.scan.filters,
-        order_by=rows.scan.order_by,
+        filters=rows.filters,
+        order_by=rows.order_by,
         limit=reserved,
         offset=rows.offset,
         fingerprint=rows.fingerprint,

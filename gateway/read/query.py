@@ -19,7 +19,7 @@ import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors import FILTER_OPS, Filter, OrderBy, Scan
+from connectors import FILTER_OPS, Filter, OrderBy
 from gateway.errors import AccessDenied, InvalidRequest
 from gateway.read.views import ColumnView, DatasetView
 from policies import Profile
@@ -87,8 +87,12 @@ class QueryRequest(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """A validated row query: what is returned, and the filters (the grant's, then the
+    caller's) and order the scan applies (see ``gateway.read.plan.scan_of``)."""
+
     output: list[ColumnView]
-    scan: Scan  # source columns, filters, order; window of limit+1 to detect a next page
+    filters: tuple[Filter, ...]
+    order_by: tuple[OrderBy, ...]
     limit: int
     offset: int
     fingerprint: str
@@ -210,7 +214,6 @@ def plan_rows(
     default_limit: int,
     row_filters: tuple[Filter, ...],
     cursors: CursorCodec,
-    source_columns: Any = None,
 ) -> Plan:
     """Validate a row query against the caller's view and turn it into a scan."""
     if view.profile == "aggregate":
@@ -263,12 +266,11 @@ def plan_rows(
         )
     fingerprint = request.fingerprint(view.name, view.profile)
     offset = cursors.decode(request.cursor, fingerprint) if request.cursor else 0
-    columns = tuple(source_columns if source_columns is not None else (c.name for c in output))
-    scan = Scan(
-        columns=columns,
+    return Plan(
+        output=output,
         filters=tuple(filters),
         order_by=tuple(orders),
-        limit=limit + 1,
+        limit=limit,
         offset=offset,
+        fingerprint=fingerprint,
     )
-    return Plan(output=output, scan=scan, limit=limit, offset=offset, fingerprint=fingerprint)
