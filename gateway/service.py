@@ -10,17 +10,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
 from audit import AuditError, Redactor
 from connectors import Connector
 from gateway.access import budgets, key_versions, principals
 from gateway.access.decisions import Decider
+from gateway.access.explaining import Explainer
 from gateway.access.grant_requests import GrantWorkflow
 from gateway.access.grant_usage import GrantUsage
 from gateway.access.keyring import Keyring
@@ -35,13 +34,13 @@ from gateway.errors import (
     AccessDenied,
     GatewayError,
     InvalidRequest,
-    NotFound,
     Unauthenticated,
     Unavailable,
 )
 from gateway.read.aggregate_read import AggregateReader
 from gateway.read.anonymity import ClassIndexCache
-from gateway.read.chokepoint import Chokepoint, validation_errors
+from gateway.read.catalog import Catalog
+from gateway.read.chokepoint import Chokepoint
 from gateway.read.inflight import InflightReads
 from gateway.read.query import CursorCodec
 from gateway.read.result import ReadResult
@@ -52,23 +51,13 @@ from gateway.read.views import DatasetView
 from gateway.state.database import create_state_engine, migrate
 from gateway.transforms.pseudonym_cache import PseudonymCache
 from gateway.transforms.scrubbing import ScrubCache
-from policies import Decision, PolicyError, Profile
+from policies import PolicyError, Profile
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_TRACE_BYTES = 64 * 1024 * 1024
 AUDIT_READERS = frozenset({"officer"})
-
-
-class ExplainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    principal: str | None = Field(None, max_length=64, description="Default: yourself.")
-    dataset: str = Field(max_length=64)
-    action: Literal["read"] = "read"
-    purpose: str | None = Field(None, max_length=256)
-    profile: Profile | None = None
 
 
 class Gateway:
@@ -102,6 +91,16 @@ class Gateway:
         self.grants = GrantWorkflow(engine, config, audit)
         self.lifecycle = Lifecycle(self.grants, self.inflight)
         self.pseudonyms = PseudonymCache(config.gateway.pseudonym_cache_entries)
+        self.catalog = Catalog(
+            config=config, decider=self.decider, views=self.views, outcomes=self.outcomes
+        )
+        self.explainer = Explainer(
+            config=config,
+            engine=engine,
+            decider=self.decider,
+            outcomes=self.outcomes,
+            policy_version=lambda: self.policy.version,
+        )
         self.chokepoint = Chokepoint(
             config=config,
             decider=self.decider,
@@ -206,82 +205,7 @@ class Gateway:
     # -- explain -----------------------------------------------------------------------
 
     def explain(self, caller: Caller, body: bytes, meta: RequestMeta) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            try:
-                request = ExplainRequest.model_validate_json(body or b"{}")
-            except ValidationError as exc:
-                raise InvalidRequest(
-                    "the explain request is invalid", errors=validation_errors(exc)
-                ) from None
-            subject = caller
-            if request.principal not in (None, caller.name):
-                if caller.kind != "officer":
-                    raise AccessDenied(
-                        "only security officers may explain another principal's access",
-                        rule="explain others",
-                    )
-                found = principals.caller_by_name(self.engine, request.principal or "")
-                if found is None:
-                    raise NotFound(f"no principal named {request.principal!r}")
-                subject = found
-            self._lookup(request.dataset)
-            explanation = self.decider.explain(
-                caller=subject,
-                dataset=request.dataset,
-                at=datetime.now(UTC),
-                purpose=request.purpose,
-                profile=request.profile,
-            )
-            decision = explanation.decision
-            obligations = decision.obligations
-            self.audit.append(
-                "decision.explain",
-                meta=meta,
-                caller=caller,
-                dataset=request.dataset,
-                module=self.config.datasets[request.dataset].module,
-                decision="allow",
-                subject=subject.name,
-                outcome="allow" if decision.allowed else "deny",
-            )
-            return {
-                "principal": subject.name,
-                "dataset": request.dataset,
-                "action": request.action,
-                "allowed": decision.allowed,
-                "reasons": list(decision.reasons),
-                "policy_version": self.policy.version,
-                "engines": {
-                    "casbin": {
-                        "allowed": explanation.casbin_allowed,
-                        "matched": list(explanation.casbin_lines),
-                    },
-                    "rego": {
-                        "allowed": explanation.rego_allowed,
-                        "reasons": list(explanation.rego_reasons),
-                        "obligations": explanation.rego_obligations,
-                    },
-                },
-                "obligations": None
-                if obligations is None
-                else {
-                    "profile": obligations.profile,
-                    "grant_id": obligations.grant_id,
-                    "columns": list(obligations.columns) if obligations.columns else None,
-                    "row_cap": obligations.row_cap,
-                    "purpose": obligations.purpose,
-                    "row_filters": len(obligations.row_filters),
-                },
-            }
-
-        request_dataset = None
-        try:
-            request_dataset = ExplainRequest.model_validate_json(body or b"{}").dataset
-        except ValidationError:
-            pass
-        return self._audited(
-            run, caller=caller, meta=meta, dataset=request_dataset, action="decision.explain"
-        )
+        return self.explainer.explain(caller, body, meta)
 
     # -- who reads the audit log ---------------------------------------------------
 
@@ -330,74 +254,15 @@ class Gateway:
     ) -> DatasetView:
         return self.views.view(name, profile, columns)
 
-    def _lookup(self, name: str) -> None:
-        if name not in self.config.datasets:
-            raise NotFound(f"no dataset named {name!r}", dataset=name)
-
-    def _describe(self, name: str, decision: Decision) -> dict[str, Any]:
-        assert decision.obligations is not None
-        dataset = self.config.datasets[name]
-        view = self.view(name, decision.obligations.profile, decision.obligations.columns)
-        return {
-            "name": name,
-            "module": dataset.module,
-            "description": dataset.description,
-            "profile": view.profile,
-            "grant_id": decision.obligations.grant_id,
-            "purpose": decision.obligations.purpose,
-            "columns": [c.describe() for c in view.returned]
-            if view.profile != "aggregate"
-            else [c.describe() for c in view.columns.values() if c.treatment != "drop"],
-        }
-
     def list_datasets(
         self, caller: Caller, meta: RequestMeta, purpose: str | None = None
     ) -> list[dict[str, Any]]:
-        def run() -> list[dict[str, Any]]:
-            at = datetime.now(UTC)
-            visible = []
-            for name in self.config.datasets:
-                decision = self.decider.decide(
-                    caller=caller, dataset=name, at=at, purpose=purpose, catalog=True
-                )
-                if decision.allowed:
-                    visible.append(self._describe(name, decision))
-            self.audit.append(
-                "catalog.list",
-                meta=meta,
-                caller=caller,
-                decision="allow",
-                datasets=[d["name"] for d in visible],
-            )
-            return visible
-
-        # A store that cannot describe a dataset fails the listing (closed) and is audited.
-        return self._audited(run, caller=caller, meta=meta, dataset=None, action="catalog.list")
+        return self.catalog.list_datasets(caller, meta, purpose)
 
     def describe(
         self, caller: Caller, name: str, meta: RequestMeta, purpose: str | None = None
     ) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            self._lookup(name)
-            decision = self.decider.decide(
-                caller=caller, dataset=name, at=datetime.now(UTC), purpose=purpose, catalog=True
-            )
-            if not decision.allowed:
-                raise AccessDenied(decision.reasons[0], reasons=list(decision.reasons))
-            description = self._describe(name, decision)
-            self.audit.append(
-                "catalog.describe",
-                meta=meta,
-                caller=caller,
-                dataset=name,
-                module=self.config.datasets[name].module,
-                decision="allow",
-                reasons=decision.reasons,
-                profile=description["profile"],
-            )
-            return description
-
-        return self._audited(run, caller=caller, meta=meta, dataset=name, action="catalog.describe")
+        return self.catalog.describe(caller, name, meta, purpose)
 
     # -- the governed read ---------------------------------------------------------
 

@@ -20,7 +20,7 @@ from gateway.access.principals import Caller
 from gateway.auditing.log import RequestMeta
 from gateway.auditing.outcomes import Outcomes
 from gateway.config import Config
-from gateway.errors import AccessDenied, InvalidRequest, NotFound
+from gateway.errors import AccessDenied, InvalidRequest, NotFound, validation_errors
 from gateway.read.aggregate_read import AggregateReader
 from gateway.read.aggregation import plan_aggregate
 from gateway.read.anonymity import ClassIndexCache, qi_spec
@@ -37,13 +37,6 @@ from gateway.transforms.scrubbing import ScrubCache
 from policies import Decision
 
 MAX_QUERY_BYTES = 256 * 1024
-
-
-def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
-    return [
-        {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-        for e in exc.errors()
-    ]
 
 
 def parse_query(body: bytes) -> QueryRequest:

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from gateway.access.explaining import ExplainRequest
 from gateway.http.routes.deps import CallerDep, MetaDep, ServiceDep
 from gateway.http.routes.responses import json_response
-from gateway.service import ExplainRequest
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
 
