@@ -206,6 +206,41 @@ class CursorCodec:
         return int(data["o"])
 
 
+def _output(request: QueryRequest, view: DatasetView) -> list[ColumnView]:
+    """The columns returned: those asked for, each one the profile returns."""
+    if request.columns is None:
+        output = list(view.returned)
+    else:
+        output = []
+        for i, name in enumerate(request.columns):
+            column = _column(view, name, f"columns[{i}]")
+            if not column.returned:
+                raise _hidden(view, column, f"columns[{i}]")
+            if column not in output:
+                output.append(column)
+    if not output:
+        raise AccessDenied(
+            f"no column of {view.name!r} is returned under the {view.profile!r} profile"
+        )
+    return output
+
+
+def _orders(request: QueryRequest, view: DatasetView) -> tuple[OrderBy, ...]:
+    orders = []
+    for i, order in enumerate(request.orders()):
+        where = f"order_by[{i}]"
+        column = _column(view, order.column, where)
+        if not column.filterable:
+            raise AccessDenied(
+                f"{where}: column {column.name!r} is {column.treatment} under the "
+                f"{view.profile!r} profile; ordering applies only to columns returned unchanged",
+                column=column.name,
+                rule="order on transformed column",
+            )
+        orders.append(OrderBy(column.name, order.desc))
+    return tuple(orders)
+
+
 def plan_rows(
     request: QueryRequest,
     view: DatasetView,
@@ -221,20 +256,7 @@ def plan_rows(
             "the aggregate profile returns no rows; send group_by and aggregates",
             rule="aggregate profile",
         )
-    if request.columns is None:
-        output = view.returned
-    else:
-        output = []
-        for i, name in enumerate(request.columns):
-            column = _column(view, name, f"columns[{i}]")
-            if not column.returned:
-                raise _hidden(view, column, f"columns[{i}]")
-            if column not in output:
-                output.append(column)
-    if not output:
-        raise AccessDenied(
-            f"no column of {view.name!r} is returned under the {view.profile!r} profile"
-        )
+    output = _output(request, view)
     filters = list(row_filters)
     for i, condition in enumerate(request.where):
         where = f"where[{i}]"
@@ -247,18 +269,7 @@ def plan_rows(
                 rule="filter on transformed column",
             )
         filters.append(_typed_filter(column, condition, where))
-    orders = []
-    for i, order in enumerate(request.orders()):
-        where = f"order_by[{i}]"
-        column = _column(view, order.column, where)
-        if not column.filterable:
-            raise AccessDenied(
-                f"{where}: column {column.name!r} is {column.treatment} under the "
-                f"{view.profile!r} profile; ordering applies only to columns returned unchanged",
-                column=column.name,
-                rule="order on transformed column",
-            )
-        orders.append(OrderBy(column.name, order.desc))
+    orders = _orders(request, view)
     limit = request.limit if request.limit is not None else min(default_limit, max_rows)
     if limit > max_rows:
         raise InvalidRequest(
@@ -269,7 +280,7 @@ def plan_rows(
     return Plan(
         output=output,
         filters=tuple(filters),
-        order_by=tuple(orders),
+        order_by=orders,
         limit=limit,
         offset=offset,
         fingerprint=fingerprint,
