@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import ValidationError
+
 from audit import AuditError
 from connectors import ConnectorError, DatasetNotFound, ScanCancelled, StoreUnavailable
 from gateway.config import ConfigError
@@ -112,3 +114,11 @@ def connector_cause(exc: BaseException) -> ConnectorError | None:
             return seen
         seen = seen.__cause__
     return None
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """A pydantic validation error as the fields and messages of a problem response."""
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+        for e in exc.errors()
+    ]

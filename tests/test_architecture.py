@@ -245,3 +245,36 @@ def test_a_leaf_reached_behind_its_face_is_found(tmp_path: Path):
         "gateway/read/b.py imports connectors.base",
         "gateway/read/b.py imports connectors.base.Scan",
     ]
+
+
+# Scans that release nothing: they count classes or compare a leak with the source.
+SCANS_RELEASING_NOTHING = {"gateway/read/anonymity.py", "gateway/auditing/leak_tracing.py"}
+THE_SCAN_BUILDER = "gateway/read/plan.py"
+
+
+def scans_built_outside_the_plan(root: Path) -> list[str]:
+    """Modules of the gateway that build a connector ``Scan`` other than ``scan_of``."""
+    found = []
+    for path in sources(root, "gateway"):
+        name = path.relative_to(root).as_posix()
+        if name == THE_SCAN_BUILDER or name in SCANS_RELEASING_NOTHING:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Scan":
+                found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_released_data_is_scanned_only_from_the_decided_plan():
+    assert not scans_built_outside_the_plan(ROOT)
+
+
+def test_a_scan_built_outside_the_plan_is_found(tmp_path: Path):
+    root = _tree(
+        tmp_path,
+        {
+            "gateway/read/plan.py": "def scan_of(plan):\n    return Scan(columns=())\n",
+            "gateway/read/export.py": "def f():\n    return Scan(columns=('a',))\n",
+        },
+    )
+    assert scans_built_outside_the_plan(root) == ["gateway/read/export.py:2"]

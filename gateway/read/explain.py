@@ -25,7 +25,6 @@ import orjson
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Engine
 
-from connectors import Filter
 from gateway.access import budgets
 from gateway.access.decisions import Decider, Explanation
 from gateway.access.policy_bundles import ReplayEngines
@@ -35,9 +34,11 @@ from gateway.config import Config
 from gateway.errors import AccessDenied, GatewayError, InvalidRequest, NotFound
 from gateway.read.aggregation import plan_aggregate
 from gateway.read.anonymity import qi_spec
+from gateway.read.plan import grant_filters, row_ceiling
 from gateway.read.query import Aggregation, CursorCodec, QueryRequest, plan_rows
+from gateway.read.view_cache import ViewCache
 from gateway.read.views import DatasetView
-from policies import Decision, Obligations, PolicyLine, Profile
+from policies import Decision, Obligations, PolicyLine
 
 EXPLAIN_FIELDS = frozenset({"principal", "dataset", "action", "event"})
 # A planner's refusal names the part of the query it refers to: "where[0]: ...".
@@ -64,13 +65,6 @@ class ExplainRequest(QueryRequest):
         return self
 
 
-def row_ceiling(config: Config, obligations: Obligations, limits: budgets.Limits) -> int:
-    """The most rows one read may return under a grant: its row cap, the gateway's
-    maximum and the grant's per-request limit, whichever is least."""
-    most = config.gateway.max_rows_per_request
-    return min(obligations.row_cap or most, most, limits.rows_per_request or most)
-
-
 class Explainer:
     def __init__(
         self,
@@ -81,8 +75,7 @@ class Explainer:
         audit: AuditLog,
         limits: budgets.LimitsCache,
         cursors: CursorCodec,
-        view: Callable[[str, Profile, tuple[str, ...] | None], DatasetView],
-        grant_filters: Callable[[DatasetView, tuple[dict[str, Any], ...]], tuple[Filter, ...]],
+        views: ViewCache,
         policy_version: Callable[[], str],
     ) -> None:
         self._config = config
@@ -91,8 +84,7 @@ class Explainer:
         self._audit = audit
         self._limits = limits
         self._cursors = cursors
-        self._view = view
-        self._grant_filters = grant_filters
+        self._views = views
         self._policy_version = policy_version
         self._replays = ReplayEngines(engine, timeout_s=config.policy.timeout_s)
 
@@ -194,7 +186,7 @@ class Explainer:
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         granted = decision.obligations
         assert granted is not None
-        view = self._view(name, granted.profile, granted.columns)
+        view = self._views.view(name, granted.profile, granted.columns)
         limits = self._limits.get(granted.grant_id, subject.version("grants"))
         grant = next(
             (
@@ -228,7 +220,7 @@ class Explainer:
         max_rows = row_ceiling(self._config, granted, limits)
         refusals: list[dict[str, Any]] = []
         try:
-            row_filters = self._grant_filters(view, granted.row_filters)
+            row_filters = grant_filters(view, granted)
         except GatewayError as error:
             return [_refusal("grant", error)]
 

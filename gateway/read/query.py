@@ -19,7 +19,7 @@ import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors import FILTER_OPS, Filter, OrderBy, Scan
+from connectors import FILTER_OPS, Filter, OrderBy
 from gateway.errors import AccessDenied, InvalidRequest
 from gateway.read.views import ColumnView, DatasetView
 from policies import Profile
@@ -87,8 +87,12 @@ class QueryRequest(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """A validated row query: what is returned, and the filters (the grant's, then the
+    caller's) and order the scan applies (see ``gateway.read.plan.scan_of``)."""
+
     output: list[ColumnView]
-    scan: Scan  # source columns, filters, order; window of limit+1 to detect a next page
+    filters: tuple[Filter, ...]
+    order_by: tuple[OrderBy, ...]
     limit: int
     offset: int
     fingerprint: str
@@ -202,24 +206,10 @@ class CursorCodec:
         return int(data["o"])
 
 
-def plan_rows(
-    request: QueryRequest,
-    view: DatasetView,
-    *,
-    max_rows: int,
-    default_limit: int,
-    row_filters: tuple[Filter, ...],
-    cursors: CursorCodec,
-    source_columns: Any = None,
-) -> Plan:
-    """Validate a row query against the caller's view and turn it into a scan."""
-    if view.profile == "aggregate":
-        raise AccessDenied(
-            "the aggregate profile returns no rows; send group_by and aggregates",
-            rule="aggregate profile",
-        )
+def _output(request: QueryRequest, view: DatasetView) -> list[ColumnView]:
+    """The columns returned: those asked for, each one the profile returns."""
     if request.columns is None:
-        output = view.returned
+        output = list(view.returned)
     else:
         output = []
         for i, name in enumerate(request.columns):
@@ -232,18 +222,10 @@ def plan_rows(
         raise AccessDenied(
             f"no column of {view.name!r} is returned under the {view.profile!r} profile"
         )
-    filters = list(row_filters)
-    for i, condition in enumerate(request.where):
-        where = f"where[{i}]"
-        column = _column(view, condition.column, where)
-        if not column.filterable:
-            raise AccessDenied(
-                f"{where}: column {column.name!r} is {column.treatment} under the "
-                f"{view.profile!r} profile; filters apply only to columns returned unchanged",
-                column=column.name,
-                rule="filter on transformed column",
-            )
-        filters.append(_typed_filter(column, condition, where))
+    return output
+
+
+def _orders(request: QueryRequest, view: DatasetView) -> tuple[OrderBy, ...]:
     orders = []
     for i, order in enumerate(request.orders()):
         where = f"order_by[{i}]"
@@ -256,6 +238,38 @@ def plan_rows(
                 rule="order on transformed column",
             )
         orders.append(OrderBy(column.name, order.desc))
+    return tuple(orders)
+
+
+def plan_rows(
+    request: QueryRequest,
+    view: DatasetView,
+    *,
+    max_rows: int,
+    default_limit: int,
+    row_filters: tuple[Filter, ...],
+    cursors: CursorCodec,
+) -> Plan:
+    """Validate a row query against the caller's view and turn it into a scan."""
+    if view.profile == "aggregate":
+        raise AccessDenied(
+            "the aggregate profile returns no rows; send group_by and aggregates",
+            rule="aggregate profile",
+        )
+    output = _output(request, view)
+    filters = list(row_filters)
+    for i, condition in enumerate(request.where):
+        where = f"where[{i}]"
+        column = _column(view, condition.column, where)
+        if not column.filterable:
+            raise AccessDenied(
+                f"{where}: column {column.name!r} is {column.treatment} under the "
+                f"{view.profile!r} profile; filters apply only to columns returned unchanged",
+                column=column.name,
+                rule="filter on transformed column",
+            )
+        filters.append(_typed_filter(column, condition, where))
+    orders = _orders(request, view)
     limit = request.limit if request.limit is not None else min(default_limit, max_rows)
     if limit > max_rows:
         raise InvalidRequest(
@@ -263,12 +277,11 @@ def plan_rows(
         )
     fingerprint = request.fingerprint(view.name, view.profile)
     offset = cursors.decode(request.cursor, fingerprint) if request.cursor else 0
-    columns = tuple(source_columns if source_columns is not None else (c.name for c in output))
-    scan = Scan(
-        columns=columns,
+    return Plan(
+        output=output,
         filters=tuple(filters),
-        order_by=tuple(orders),
-        limit=limit + 1,
+        order_by=orders,
+        limit=limit,
         offset=offset,
+        fingerprint=fingerprint,
     )
-    return Plan(output=output, scan=scan, limit=limit, offset=offset, fingerprint=fingerprint)

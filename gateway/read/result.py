@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from gateway.read.delivery import Delivery
+
 
 @dataclass
 class ReadResult:
@@ -13,3 +15,5 @@ class ReadResult:
     headers: dict[str, str]
     # Small enough to build whole before sending it (at most BUFFERED_READ_ROWS rows).
     small: bool = False
+    # A streamed answer's delivery: whoever sends the chunks reports to it and finishes it.
+    delivery: Delivery | None = None

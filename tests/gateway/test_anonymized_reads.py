@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from connectors.derived import BLOCK_ROWS, Deriver
 from gateway.access import budgets
 from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
-from gateway.service import BUFFERED_READ_ROWS
+from gateway.read.rows import BUFFERED_READ_ROWS
 from gateway.state.database import create_state_engine
 from gateway.transforms import profile
 from gateway.transforms.kanonymity import ClassIndex

@@ -198,18 +198,21 @@ def test_offboarding_cuts_off_a_read_under_way(client: TestClient, workspace: Wo
     caller = authenticate(gateway.engine, workspace.tokens["erin"])
     meta = RequestMeta(request_id="stream-cut-off-test")
     result = gateway.read(caller, "studies", orjson.dumps({"limit": 10000}), None, meta)
-    chunks = iter(result.chunks)
-    next(chunks)  # the response has started
-    next(chunks)  # and the first rows are out
+    chunks, delivery = iter(result.chunks), result.delivery
+    delivery.handed_over(next(chunks))  # the response has started
+    delivery.handed_over(next(chunks))  # and the first rows are out
     assert len(gateway.inflight) == 1
     outcome = gateway.lifecycle.offboard("erin", reason="left", actor="test")
     assert outcome["reads_cancelled"] == 1
+    assert delivery.stop_reason() is not None
     with pytest.raises(ScanCancelled):
-        for _ in chunks:
-            pass
+        for chunk in chunks:
+            delivery.handed_over(chunk)
+    delivery.finish(complete=False, reason="cut")
     assert len(gateway.inflight) == 0
     reads = [e for e in audit_rows(workspace) if e["action"] == "data.read"]
     assert reads[-1]["complete"] is False and reads[-1]["rows"] < 10000
+    assert reads[-1]["bytes"] == delivery.delivered
 
 
 def test_grant_changes_fail_closed_without_audit(

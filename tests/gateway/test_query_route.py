@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from gateway.demo.workspace import Workspace
-from gateway.service import MAX_QUERY_BYTES
+from gateway.read.chokepoint import MAX_QUERY_BYTES
 from tests.conftest import bearer
 
 OVERSIZED = b"{" + b" " * (MAX_QUERY_BYTES + 10) + b"}"
@@ -27,7 +27,7 @@ def test_unauthenticated_caller_gets_401_whatever_the_body(client: TestClient):
 
 
 def test_scan_batches_fit_the_page_and_the_table_width():
-    from gateway.service import MAX_SCAN_BATCH_ROWS, MIN_SCAN_BATCH_ROWS, scan_batch_rows
+    from gateway.read.rows import MAX_SCAN_BATCH_ROWS, MIN_SCAN_BATCH_ROWS, scan_batch_rows
 
     assert scan_batch_rows(1000, 9) == 1102  # a page and the next row, a tenth more
     # A suppressing read expects to read past the rows it may not return.

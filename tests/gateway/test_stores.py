@@ -54,7 +54,7 @@ from gateway.demo.workspace import (
     config_text,
 )
 from gateway.http.app import create_app
-from gateway.service import BUFFERED_READ_ROWS
+from gateway.read.rows import BUFFERED_READ_ROWS
 from tests.conftest import bearer, copy_workspace
 
 pytestmark = [pytest.mark.slow]
@@ -571,9 +571,12 @@ def test_abandoned_stream_returns_the_connection(sites: dict[str, StoreSite]) ->
     assert first.startswith(b'{"dataset":"studies"')
     # The scan is suspended mid-stream, holding its connection and server-side cursor.
     assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"] - 1
+    result.delivery.handed_over(first)
     result.chunks.close()
     stats = pool.get_stats()
     assert stats["pool_available"] == stats["pool_size"]
+    # The sender of an abandoned stream records what it delivered.
+    result.delivery.finish(complete=False, reason="abandoned")
     event = audit_events(site.workspace)[-1]
     assert event["action"] == "data.read"
     assert event["complete"] is False and event["decision"] == "error"

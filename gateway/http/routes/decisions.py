@@ -15,11 +15,8 @@ router = APIRouter(prefix="/v1", tags=["decisions"])
 
 @router.post(
     "/decisions/explain",
-    summary='Explain a read (the full query) or replay a past decision ({"event": SEQ})',
-    description="What the read would get: allowed or not, each refusal (column, filter, "
-    "budget, window, separation...), each engine's verdict and the obligations. Anyone may "
-    "explain their own access; officers may explain anyone's and replay audited decisions "
-    "under the policy version they recorded.",
+    summary="Explain a decision: each engine's verdict, matched lines, reasons, obligations",
+    description="Anyone may explain their own access; officers may explain anyone's.",
     openapi_extra={
         "requestBody": {
             "required": True,

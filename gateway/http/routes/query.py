@@ -11,11 +11,11 @@ from starlette.responses import Response
 
 from gateway.http.routes.deps import request_meta_of, service_of
 from gateway.http.streaming import GovernedStream
+from gateway.read.chokepoint import MAX_QUERY_BYTES
 from gateway.read.encoders import MEDIA_TYPES
 from gateway.read.query import QueryRequest
 from gateway.read.result import ReadResult
 from gateway.read.slots import ReadSlots
-from gateway.service import MAX_QUERY_BYTES
 
 
 class DirectRoute(APIRoute):
@@ -66,7 +66,13 @@ async def query(name: str, request: Request) -> Response:
     )
     if whole is not None:
         return Response(whole, media_type=result.media_type, headers=result.headers)
-    return GovernedStream(result.chunks, media_type=result.media_type, headers=result.headers)
+    assert result.delivery is not None, "a streamed answer has a delivery to report to"
+    return GovernedStream(
+        result.chunks,
+        delivery=result.delivery,
+        media_type=result.media_type,
+        headers=result.headers,
+    )
 
 
 router.add_api_route(

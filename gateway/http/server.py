@@ -1,0 +1,22 @@
+"""The HTTP server's protocol, lending each request the connection it arrived on.
+
+ASGI has no way for an application to reset a connection or to ask how much of what
+it sent is still buffered. A governed stream needs both (see ``streaming``), so
+``kiteline serve`` runs uvicorn with this protocol, which puts a small handle on the
+connection's socket into each request's scope extensions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.http.streaming import SOCKET_EXTENSION, TransportSocket
+
+
+class GovernedHttpProtocol(HttpToolsProtocol):
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        extensions: dict[str, Any] = {SOCKET_EXTENSION: TransportSocket(self.transport)}
+        self.scope["extensions"] = extensions

@@ -1,0 +1,432 @@
+"""The row read: scan the decided plan, transform batch by batch, stream, audit.
+
+Called by the chokepoint with a :class:`ReadPlan` whose rows are already reserved. The
+``data.query`` event is durable before the first byte; the closing ``data.read`` event
+records the rows and the digest of the bytes, or ``complete: false`` and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import Engine
+
+from audit import AuditError
+from connectors import Cancellation, Connector
+from gateway.access import budgets
+from gateway.access.decisions import Decider
+from gateway.access.grant_usage import GrantUsage
+from gateway.access.principals import Caller
+from gateway.auditing.log import AuditLog, Prepared, RequestMeta
+from gateway.errors import as_gateway_error, log_failure
+from gateway.read.delivery import Delivery
+from gateway.read.digest import AnswerDigest
+from gateway.read.encoders import encoder_for, iter_encoded
+from gateway.read.inflight import InflightReads
+from gateway.read.plan import ReadPlan, scan_of
+from gateway.read.query import CursorCodec
+from gateway.read.result import ReadResult
+from gateway.read.watch import ReadWatch
+from gateway.transforms.kanonymity import ClassIndex, take_kept
+from gateway.transforms.profile import BatchTransformer
+
+log = logging.getLogger(__name__)
+
+# Rows per streamed slice: a cancelled read (offboarding, suspension) stops at the next
+# one, and a cut read's event counts the rows of the slices that reached the client.
+STREAM_SLICE_ROWS = 8192
+# Answers of at most this many rows are built whole and sent with a Content-Length:
+# streaming them costs a thread hop per chunk for no memory saved, and a failure is
+# then a clean problem response rather than a cut stream.
+BUFFERED_READ_ROWS = 1000
+# Cells (rows x columns) per scanned and transformed batch. Per-batch work, such as
+# building the hash table of a recipient's cached pseudonyms, is paid once per batch, so
+# fewer, bigger batches are faster; a read holds about one scanned and one transformed
+# batch at once, so the size is bounded in cells: 1,048,576 rows of 4 columns, fewer
+# rows of a wider table.
+SCAN_BATCH_CELLS = 4_194_304
+MAX_SCAN_BATCH_ROWS = 1_048_576
+MIN_SCAN_BATCH_ROWS = 64
+
+
+def scan_batch_rows(limit: int, columns: int, released_share: float = 1.0) -> int:
+    """Rows per scanned batch for a read of at most ``limit`` rows of ``columns``
+    columns, where about ``released_share`` of the rows read may be returned. A page gets
+    one batch that fills it, with a tenth to spare, and one row more to tell whether a
+    next page exists: a suppressing (k-anonymous) read scans on until the page fills, and
+    every row scanned past that is generalized and checked for nothing. A share under 1%
+    counts as 1%: past that, batches are bounded by width alone."""
+    by_width = min(MAX_SCAN_BATCH_ROWS, SCAN_BATCH_CELLS // max(columns, 1))
+    expected = math.ceil((limit + 1) / max(released_share, 0.01) * 1.1)
+    return max(MIN_SCAN_BATCH_ROWS, min(by_width, expected))
+
+
+@dataclass(frozen=True, slots=True)
+class RowRead:
+    """A planned row read with what it runs on: the transformer and the k-anonymity
+    index built for its plan, and what its budgets left (for the response headers)."""
+
+    plan: ReadPlan
+    caller: Caller
+    meta: RequestMeta
+    transformer: BatchTransformer
+    suppress: ClassIndex | None
+    left: Mapping[str, float | None]
+    query_details: Mapping[str, Any]
+
+
+class RowReader:
+    def __init__(
+        self,
+        engine: Engine,
+        connectors: Mapping[str, Connector],
+        audit: AuditLog,
+        cursors: CursorCodec,
+        usage: GrantUsage,
+        inflight: InflightReads,
+        decider: Decider,
+    ) -> None:
+        self.decider = decider
+        self.engine = engine
+        self.connectors = connectors
+        self.audit = audit
+        self.cursors = cursors
+        self.usage = usage
+        self.inflight = inflight
+
+    def scan(self, read: RowRead, cancellation: Cancellation) -> Iterator[pa.RecordBatch]:
+        plan, transformer, suppress = read.plan, read.transformer, read.suppress
+        spec = suppress.spec if suppress is not None else None
+        scan = scan_of(
+            plan,
+            dictionary=transformer.dictionary_columns(spec.source_columns if spec else ()),
+            # A bulk read maps each distinct identifier of a dictionary-encoded column
+            # once, far cheaper than keying block after block (figures in
+            # docs/performance.md).
+            derived=transformer.derivations(pseudonyms=plan.limit <= BUFFERED_READ_ROWS)
+            + ((suppress.derivation(),) if suppress is not None else ()),
+            # Suppressed rows do not count: read on from the offset until the page fills.
+            windowed=suppress is None,
+        )
+        return self.connectors[plan.store].scan(
+            plan.table,
+            scan,
+            batch_size=scan_batch_rows(
+                plan.limit,
+                len(scan.columns),
+                suppress.released_share if suppress is not None else 1.0,
+            ),
+            cancellation=cancellation,
+        )
+
+    def start(self, read: RowRead) -> ReadResult:
+        plan = read.plan
+        query = self.audit.prepare(
+            "data.query",
+            meta=read.meta,
+            caller=read.caller,
+            dataset=plan.dataset,
+            module=plan.module,
+            decision="allow",
+            reasons=plan.reasons,
+            purpose=read.query_details.get("purpose"),
+            profile=plan.profile,
+            grant_id=plan.grant_id,
+            decision_basis=plan.decision_basis,
+            columns=[c.name for c in plan.output],
+            where=read.query_details.get("where"),
+            order_by=read.query_details.get("order_by"),
+            limit=plan.limit,
+            offset=plan.offset,
+            media_type=plan.media_type,
+            rows_reserved=plan.rows_reserved,
+            key_version=read.transformer.key_version,
+            k=plan.k,
+        )
+        headers: dict[str, str] = {"X-Kiteline-Profile": plan.profile}
+        headers.update(budgets.headers(dict(read.left)))
+        small = plan.limit <= BUFFERED_READ_ROWS
+        record = QueryRecord(self.audit, query, headers, deferred=small)
+        self.usage.touch(plan.grant_id)
+        cancellation = Cancellation()
+        handle = self.inflight.add(read.caller.name, read.caller.org, cancellation)
+        try:
+            batches = self.scan(read, cancellation)
+            # Pull the first batch now, so a missing object or a dead store becomes a
+            # clean problem response instead of a truncated stream.
+            first = next(batches, None)
+        except BaseException:
+            self.inflight.discard(handle)
+            raise
+        stream = RowStream(self, read, record, cancellation, handle)
+        delivery = None if small else stream.delivery(self.watch(read))
+        chunks = stream.chunks(first, batches)
+        return ReadResult(plan.media_type, chunks, headers, small=small, delivery=delivery)
+
+    def watch(self, read: RowRead) -> ReadWatch:
+        return ReadWatch(
+            self.engine,
+            self.decider,
+            caller=read.caller,
+            dataset=read.plan.dataset,
+            purpose=read.query_details.get("purpose"),
+            profile=read.plan.profile,
+            grant_id=read.plan.grant_id,
+        )
+
+    def settle(self, plan: ReadPlan, sent: int) -> None:
+        budgets.settle_rows(self.engine, list(plan.charges), plan.rows_reserved, sent)
+
+
+class RowStream:
+    """One row read's answer, produced batch by batch as it is sent."""
+
+    def __init__(
+        self,
+        reader: RowReader,
+        read: RowRead,
+        record: QueryRecord,
+        cancellation: Cancellation,
+        handle: int,
+    ) -> None:
+        self.reader = reader
+        self.read = read
+        self.record = record
+        self.cancellation = cancellation
+        self.handle = handle
+        self.digest = AnswerDigest()
+        self.rows = 0
+        self.consumed = 0  # source rows read past the offset; differs from rows when suppressing
+        self.more = False
+        self.settled = False
+        # Set for a streamed answer: the sender then records what was delivered.
+        self._delivery: Delivery | None = None
+
+    def delivery(self, watch: ReadWatch) -> Delivery:
+        self._delivery = Delivery(
+            cancellation=self.cancellation,
+            watch=watch,
+            record=self.record_delivered,
+            settle=self.settle_delivered,
+        )
+        return self._delivery
+
+    def transformed(
+        self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
+    ) -> Iterator[pa.RecordBatch]:
+        limit, suppress = self.read.plan.limit, self.read.suppress
+        pending = [first] if first is not None else []
+        for batch in _chain(pending, rest):
+            if self.rows >= limit:
+                if batch.num_rows:
+                    # A row past the window proves a next page; stop reading there.
+                    self.more = True
+                    break
+                continue
+            if suppress is not None:
+                kept, used, cut = take_kept(batch, suppress.kept(batch), limit - self.rows)
+                self.more = self.more or cut
+            else:
+                used = min(batch.num_rows, limit - self.rows)
+                self.more = self.more or used < batch.num_rows
+                kept = batch.slice(0, used)
+            self.consumed += used
+            # Transform whole scanned batches (per-batch work such as dictionary
+            # encoding is amortized), then hand them out in slices: an offboarded
+            # principal's read stops at the next slice.
+            out = self.read.transformer(kept)
+            for start in range(0, out.num_rows, STREAM_SLICE_ROWS):
+                self.cancellation.raise_if_cancelled()
+                piece = out.slice(start, STREAM_SLICE_ROWS)
+                self.rows += piece.num_rows
+                yield piece
+            if self.more and self.rows >= limit:
+                # The page is full and this batch proved a next one: reading the next
+                # batch would only prove it again.
+                break
+
+    def chunks(
+        self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
+    ) -> Iterator[bytes]:
+        if self._delivery is not None:
+            return self._streamed(first, rest, self._delivery)
+        return self._whole(first, rest)
+
+    def _encoded(
+        self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
+    ) -> tuple[Any, Iterator[bytes]]:
+        plan = self.read.plan
+        header = {"dataset": plan.dataset, "profile": plan.profile}
+        encoder = encoder_for(plan.media_type, self.read.transformer.schema, header)
+        return encoder, iter_encoded(encoder, self.transformed(first, rest))
+
+    def _next_cursor(self) -> str | None:
+        if not self.more:
+            return None
+        plan = self.read.plan
+        return self.reader.cursors.encode(plan.offset + self.consumed, plan.fingerprint)
+
+    def _streamed(
+        self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch], delivery: Delivery
+    ) -> Iterator[bytes]:
+        """The chunks of a streamed answer; the sender records what it delivered."""
+        plan, meta = self.read.plan, self.read.meta
+        try:
+            encoder, chunks = self._encoded(first, rest)
+            for chunk in chunks:
+                delivery.produced(chunk, self.rows)
+                yield chunk
+            last = encoder.finish(self._next_cursor())
+            delivery.produced(last, self.rows)
+        except Exception as exc:
+            log_failure(log, f"read of {plan.dataset} for request {meta.request_id} stopped", exc)
+            raise
+        finally:
+            self.release(rest)
+        yield last
+
+    def _whole(
+        self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
+    ) -> Iterator[bytes]:
+        """The chunks of an answer built whole before it is sent, recorded as built."""
+        plan, meta = self.read.plan, self.read.meta
+        try:
+            encoder, chunks = self._encoded(first, rest)
+            for chunk in chunks:
+                self.digest.update(chunk)
+                yield chunk
+            next_cursor = self._next_cursor()
+            self.settle_once()
+            self.record_read(complete=True)
+        except GeneratorExit:
+            # The response was abandoned (client gone, server shutting down) mid-stream.
+            self.settle_quietly()
+            self.incomplete("the response was abandoned before it was complete")
+            raise
+        except Exception as exc:
+            log_failure(log, f"read of {plan.dataset} for request {meta.request_id} stopped", exc)
+            self.settle_quietly()
+            self.incomplete(as_gateway_error(exc).detail)
+            # Re-raising aborts the response before its closing chunk: the client can tell.
+            raise
+        finally:
+            self.release(rest)
+        yield encoder.finish(next_cursor)
+
+    def release(self, rest: Iterator[pa.RecordBatch]) -> None:
+        self.digest.close()
+        self.reader.inflight.discard(self.handle)
+        # Release the store cursor (a pooled connection for PostgreSQL) right away.
+        close = getattr(rest, "close", None)
+        if close is not None:
+            close()
+
+    def settle_delivered(self, rows: int) -> None:
+        if not self.settled:
+            self.reader.settle(self.read.plan, rows)
+            self.settled = True
+
+    def record_delivered(
+        self,
+        *,
+        complete: bool,
+        rows: int,
+        bytes_delivered: int,
+        digest: str,
+        reasons: tuple[str, ...],
+    ) -> None:
+        plan = self.read.plan
+        self.record.record_read(
+            self.reader.audit.prepare(
+                "data.read",
+                meta=self.read.meta,
+                caller=self.read.caller,
+                dataset=plan.dataset,
+                module=plan.module,
+                decision="allow" if complete else "error",
+                query_seq=self.record.seq,
+                rows=rows,
+                bytes=bytes_delivered,
+                digest=digest,
+                complete=complete,
+                reasons=reasons,
+            )
+        )
+
+    def settle_once(self) -> None:
+        # A failure after the budget was settled (the audit append) must not give the
+        # unfilled rows back a second time.
+        if not self.settled:
+            self.reader.settle(self.read.plan, self.rows)
+            self.settled = True
+
+    def settle_quietly(self) -> None:
+        try:
+            self.settle_once()
+        except Exception:
+            log.exception(
+                "could not settle the row budget of request %s", self.read.meta.request_id
+            )
+
+    def record_read(self, *, complete: bool, reasons: tuple[str, ...] = ()) -> None:
+        plan = self.read.plan
+        self.record.record_read(
+            self.reader.audit.prepare(
+                "data.read",
+                meta=self.read.meta,
+                caller=self.read.caller,
+                dataset=plan.dataset,
+                module=plan.module,
+                decision="allow" if complete else "error",
+                query_seq=self.record.seq,
+                rows=self.rows,
+                digest="sha256:" + self.digest.hexdigest(),
+                complete=complete,
+                reasons=reasons,
+            )
+        )
+
+    def incomplete(self, reason: str) -> None:
+        try:
+            self.record_read(complete=False, reasons=(reason,))
+        except AuditError:
+            log.error(
+                "could not record the incomplete read of request %s", self.read.meta.request_id
+            )
+
+
+class QueryRecord:
+    """A read's ``data.query`` event, always durable before the answer's first byte.
+
+    A streamed answer writes it before the scan. A small answer is built whole before
+    anything is sent, so its query event waits and is written together with its
+    ``data.read`` event: one commit instead of two, and still before any byte leaves.
+    ``headers`` gets the query event's sequence number once it is known."""
+
+    def __init__(
+        self, audit: AuditLog, query: Prepared, headers: dict[str, str], *, deferred: bool
+    ) -> None:
+        self._audit = audit
+        self._headers = headers
+        self._pending: Prepared | None = query if deferred else None
+        self.seq: int | None = None if deferred else audit.append_prepared(query)
+        if self.seq is not None:
+            headers["X-Kiteline-Audit-Seq"] = str(self.seq)
+
+    def record_read(self, read: Prepared) -> None:
+        if self._pending is None:
+            self._audit.append_prepared(read)
+            return
+        self.seq, _ = self._audit.append_linked(self._pending, read, link="query_seq")
+        self._pending = None
+        self._headers["X-Kiteline-Audit-Seq"] = str(self.seq)
+
+
+def _chain(first: list[pa.RecordBatch], rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield from first
+    yield from rest

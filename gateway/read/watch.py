@@ -1,0 +1,90 @@
+"""While an answer is delivered, keep asking whether its reader may still receive it.
+
+Revocation, offboarding and suspension bump a version row in the state database
+(``versions``), whichever gateway process made the change. A delivered read compares
+those versions with the ones it was decided under, one small query per check; only
+when they moved does it look again at the key, the principal, its org and the decision.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select
+
+from gateway.access.decisions import Decider
+from gateway.access.principals import Caller
+from gateway.state.database import read_versions
+from gateway.state.models import ApiKey, Org, Principal
+from policies import Profile
+
+
+class ReadWatch:
+    def __init__(
+        self,
+        engine: Engine,
+        decider: Decider,
+        *,
+        caller: Caller,
+        dataset: str,
+        purpose: str | None,
+        profile: Profile,
+        grant_id: int,
+    ) -> None:
+        self.engine = engine
+        self.decider = decider
+        self.caller = caller
+        self.dataset = dataset
+        self.purpose = purpose
+        self.profile = profile
+        self.grant_id = grant_id
+        self._versions = caller.versions
+
+    def check(self) -> str | None:
+        """Why the read must stop now, or None while it may go on."""
+        with self.engine.connect() as conn:
+            versions = read_versions(conn)
+            if versions == self._versions:
+                return None
+            row = conn.execute(
+                select(ApiKey.revoked_at, Principal.status, Org.status, Principal.kind)
+                .join(Principal, Principal.id == ApiKey.principal_id)
+                .outerjoin(Org, Org.name == Principal.org)
+                .where(ApiKey.key_id == self.caller.key_id)
+            ).first()
+        if self.caller.key_id is not None:
+            if row is None or row[0] is not None:
+                return "the reader's API key was revoked during the read"
+            if row[1] != "active":
+                return f"the reader became {row[1]} during the read"
+            if row[2] is not None and row[2] != "active":
+                return f"the reader's org became {row[2]} during the read"
+        kind = row[3] if row is not None else self.caller.kind
+        return self._decided_again(versions, kind)
+
+    def _decided_again(self, versions: tuple[int, ...], kind: str) -> str | None:
+        # Offboarding changes the kind (an employee becomes alumni): decide as it is now.
+        caller = Caller(
+            id=self.caller.id,
+            name=self.caller.name,
+            kind=kind,
+            status=self.caller.status,
+            org=self.caller.org,
+            org_status=self.caller.org_status,
+            key_id=self.caller.key_id,
+            versions=versions,
+            key_version=self.caller.key_version,
+        )
+        decision = self.decider.decide(
+            caller=caller,
+            dataset=self.dataset,
+            at=datetime.now(UTC),
+            purpose=self.purpose,
+            profile=self.profile,
+        )
+        if not decision.allowed or decision.obligations is None:
+            return "the read is no longer allowed: " + (decision.reasons or ("denied",))[0]
+        if decision.obligations.grant_id != self.grant_id:
+            return "the grant the read was decided under no longer applies"
+        self._versions = versions
+        return None
