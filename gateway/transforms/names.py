@@ -99,6 +99,11 @@ _ZH_WORD_NAME_MAX = 6_000
 _ZH_NOUN_TAGS = frozenset({"n", "ns", "nz", "t", "nr", "nrfg", "nrt", "an"})
 _ZH_VERB_TAGS = frozenset({"v", "vn", "vd", "a", "ad", "d"})
 _WEAK, _STRONG = 1, 2
+# A candidate's decision reads at most this far to its right (a title after a spaced
+# name, a role word after a name that is also a word).
+_ZH_WINDOW = 10
+_ZH_CACHE_SIZE = 200_000
+_UNDECIDED = object()
 
 _EN_TITLE = re.compile(
     r"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Professor|Doctor|Nurse|Sister|Father|Sir|Dame|Madam)"
@@ -245,6 +250,13 @@ class NameFinder:
 
     def __init__(self) -> None:
         self._zh = _load_chinese_model()
+        # (characters around a candidate, its place among them, the cue before it): the
+        # name found there, if any.
+        self._candidates: dict[tuple[str, int, int], tuple[_Span, bool] | None] = {}
+
+    def forget(self) -> None:
+        """Drops the decisions remembered so far, as a new process starts."""
+        self._candidates.clear()
 
     def spans(self, text: str) -> list[_Span]:
         found = self._english(text)
@@ -263,7 +275,6 @@ class NameFinder:
         inside = {i for a, b in found for i in range(a, b)}
         cues = {m.end(): _STRONG for m in _ZH_STRONG_CUE.finditer(text)}
         cues.update((m.end(), _WEAK) for m in _ZH_WEAK_CUE.finditer(text) if m.end() not in cues)
-        titles = {m.start() for m in _ZH_TITLE.finditer(text)}
         for m in _ZH_SPEAKER.finditer(text):
             # A speaker's label opens a chat line (唐娟：我明天到), unless it is a word
             # (备注：, 经办人：).
@@ -275,33 +286,49 @@ class NameFinder:
         starts = {m.start() for m in zh.surname.finditer(text)}
         starts.update(m.end() for m in _ZH_ROLE.finditer(text) if m.end() < len(text))
         taken = 0
+        cache = self._candidates
         for i in sorted(starts):
             if i < taken or i in inside:
                 continue
-            cue = cues.get(i, 0)
-            if not cue and text.startswith(" ", i + 1) and not (i and _is_cjk(text[i - 1])):
-                cue = _STRONG  # characters spaced out one by one (张 伟) are a name
-            word_name = self._word_name(text, i, cue)
-            if (text[i] in _ZH_STOP and not word_name) or (
-                i and text[i - 1 : i + 1] in words and not cue
-            ):
-                continue  # the end of a word: 紧张, 人马
-            if i + 1 in titles:
-                found.append((i, i + 1))  # 王医生, 李主任: the surname names the person
-                continue
-            # The start of a word (方案, 金额, 马上), unless a role word stands before
-            # a word that is also a name (家属高明).
-            head = text[i : i + 2]
-            if head in words and not (cue == _STRONG and head in zh.name_words):
-                if word_name:
-                    found.append((i, i + 2))
-                    taken = i + 2
-                continue
-            span = self._chinese_name_at(text, i, cue, titles)
-            if span is not None:
-                found.append(span)
-                taken = span[1]
+            # What is decided at a candidate depends on a few characters around it only,
+            # and the same few characters recur across notes: decide once per window.
+            lo = max(0, i - 1)
+            key = (text[lo : i + _ZH_WINDOW], i - lo, cues.get(i, 0))
+            decided = cache.get(key, _UNDECIDED)
+            if decided is _UNDECIDED:
+                decided = self._candidate(key[0], key[1], key[2])
+                if len(cache) >= _ZH_CACHE_SIZE:
+                    cache.clear()
+                cache[key] = decided
+            if decided is not None:
+                (a, b), takes = decided
+                found.append((a + lo, b + lo))
+                if takes:
+                    taken = b + lo
         return found
+
+    def _candidate(self, text: str, i: int, cue: int) -> tuple[_Span, bool] | None:
+        """The name starting at ``i`` of a window of text, if any, and whether it takes
+        the characters it covers (a surname before a title does not)."""
+        zh = self._zh
+        words = zh.words
+        if not cue and text.startswith(" ", i + 1) and not (i and _is_cjk(text[i - 1])):
+            cue = _STRONG  # characters spaced out one by one (张 伟) are a name
+        word_name = self._word_name(text, i, cue)
+        if (text[i] in _ZH_STOP and not word_name) or (
+            i and text[i - 1 : i + 1] in words and not cue
+        ):
+            return None  # the end of a word: 紧张, 人马
+        titles = {m.start() for m in _ZH_TITLE.finditer(text, i + 1)}
+        if i + 1 in titles:
+            return (i, i + 1), False  # 王医生, 李主任: the surname names the person
+        # The start of a word (方案, 金额, 马上), unless a role word stands before
+        # a word that is also a name (家属高明).
+        head = text[i : i + 2]
+        if head in words and not (cue == _STRONG and head in zh.name_words):
+            return ((i, i + 2), True) if word_name else None
+        span = self._chinese_name_at(text, i, cue, titles)
+        return None if span is None else (span, True)
 
     def _word_name(self, text: str, i: int, cue: int) -> bool:
         """Whether the word at ``i`` is a name that is also a word.
@@ -473,6 +500,8 @@ _EN_PARTICLE = re.compile(r" (?:(?:van|von|de|da|del|der|di|du|la|le|bin|ibn|al|
 
 def _inverted_start(text: str, start: int) -> int:
     """Where a name written surname first starts: "Turner, Kim said" takes in Turner."""
+    if not text.startswith(", ", start - 2):
+        return start
     m = _EN_SURNAME_BEFORE_COMMA.search(text, max(0, start - 30), start)
     if m is None or m.group(1) in _EN_NOT_NAMES or m.group(1) in _EN_ORG_HEADS:
         return start
@@ -488,13 +517,17 @@ def _inverted_end(text: str, end: int) -> int:
 
 
 def _joins(text: str, left: re.Match[str], right: re.Match[str]) -> bool:
-    gap = text[left.end() : right.start()]
-    return gap in (" ", "-") or _EN_PARTICLE.fullmatch(gap) is not None
+    a, b = left.end(), right.start()
+    if b - a == 1:
+        return text[a] in " -"
+    return _EN_PARTICLE.fullmatch(text, a, b) is not None
 
 
 def _sentence_start(text: str, at: int) -> bool:
-    before = text[:at].rstrip(" \"'(")
-    return not before or before[-1] in ".!?:;\n"
+    j = at - 1
+    while j >= 0 and text[j] in " \"'(":
+        j -= 1
+    return j < 0 or text[j] in ".!?:;\n"
 
 
 def _cue_before(text: str, at: int) -> bool:

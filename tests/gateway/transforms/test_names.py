@@ -80,6 +80,12 @@ def test_detection_can_be_left_to_the_deny_list() -> None:
     assert scrub(texts, names).to_pylist() == ["[NAME]医生说[NAME]来了"]
 
 
+def test_the_rows_own_name_takes_in_what_the_finder_left_of_it() -> None:
+    # Alone, the finder stops before 强 (强记 is a word); the row's name column knows better.
+    assert _scrub("护士赵志强记录：体温正常") == "护士[NAME]强记录：体温正常"
+    assert _scrub("护士赵志强记录：体温正常", "赵志强") == "护士[NAME]记录：体温正常"
+
+
 def test_the_finder_is_built_once_and_from_the_package_alone() -> None:
     assert default_finder() is default_finder()
     # A second finder is independent and finds the same: nothing is fetched or trained.
