@@ -70,6 +70,10 @@ _ZH_STRONG_CUE = _any_of(_ZH_STRONG_BEFORE, _ZH_CUE_GAP)
 # as 医生 are left out, since after 李医生 comes a verb, not a name.
 _ZH_ROLE = _any_of([c for c in _ZH_STRONG_BEFORE if c not in _ZH_AFTER], _ZH_CUE_GAP)
 _ZH_SPEAKER = re.compile(f"(?:^|\n)([{_CJK}]{{2,3}})(?=[：:])")
+_ZH_ROLE_WORDS = frozenset(_ZH_STRONG_BEFORE + _ZH_AFTER)
+# What shows the word before it names a person: 的 and a relative or role (夏天的女儿).
+_ZH_KIN = _any_of([f"的{w}" for w in _ZH_STRONG_BEFORE if len(w) == 2 and w != "联系"])
+_ZH_CLAUSE_END = frozenset("，。；：！？、,.;:!?\n ")
 _ZH_WEAK_CUE = _any_of(_ZH_WEAK_BEFORE, _ZH_CUE_GAP)
 # A title, unless it is the first character of a longer word (总结, 工作 are not titles).
 _ZH_TITLE = _any_of(_ZH_AFTER, "(?![结是共])")
@@ -89,6 +93,11 @@ _NEVER = -100.0
 # character this frequent on its own (有, 和, 大) is not taken for a surname.
 _ZH_WORD_MIN = 5
 _ZH_COMMON_CHAR = 100_000
+# An ordinary noun (安宁, 夏天, 江南) is taken for a name after a role word only when it is
+# no commoner than this, opens with a surname and is followed by what follows a person.
+_ZH_WORD_NAME_MAX = 6_000
+_ZH_NOUN_TAGS = frozenset({"n", "ns", "nz", "t", "nr", "nrfg", "nrt", "an"})
+_ZH_VERB_TAGS = frozenset({"v", "vn", "vd", "a", "ad", "d"})
 _WEAK, _STRONG = 1, 2
 
 _EN_TITLE = re.compile(
@@ -149,6 +158,8 @@ class _ChineseModel:
     name_words: frozenset[str]
     name_ends: dict[str, int]
     name_middles: dict[str, int]
+    nouns: frozenset[str]
+    verbs: frozenset[str]
 
     def given(self, chars: str, slack: float) -> bool:
         """Whether one or two characters look like a given name.
@@ -185,6 +196,8 @@ def _load_chinese_model() -> _ChineseModel:
     name_ends: dict[str, int] = {}
     name_middles: dict[str, int] = {}
     common_chars: set[str] = set()
+    nouns: set[str] = set()
+    verbs: set[str] = set()
     dictionary = importlib.resources.files(jieba).joinpath("dict.txt")
     with dictionary.open(encoding="utf-8") as lines:
         for line in lines:
@@ -195,6 +208,10 @@ def _load_chinese_model() -> _ChineseModel:
                 name_ends[word[-1]] = name_ends.get(word[-1], 0) + 1
                 if len(word) == 3:
                     name_middles[word[1]] = name_middles.get(word[1], 0) + 1
+            if len(word) <= 2 and tag in _ZH_VERB_TAGS:
+                verbs.add(word)
+            if len(word) == 2 and tag in _ZH_NOUN_TAGS and freq <= _ZH_WORD_NAME_MAX:
+                nouns.add(word)
             if len(word) == 1:
                 if freq >= _ZH_COMMON_CHAR and tag not in _ZH_NAME_TAGS:
                     common_chars.add(word)
@@ -218,6 +235,8 @@ def _load_chinese_model() -> _ChineseModel:
         name_words=frozenset(name_words),
         name_ends=name_ends,
         name_middles=name_middles,
+        nouns=frozenset(nouns),
+        verbs=frozenset(verbs),
     )
 
 
@@ -259,24 +278,70 @@ class NameFinder:
         for i in sorted(starts):
             if i < taken or i in inside:
                 continue
-            cue = cues.get(i, 0)
-            if not cue and text.startswith(" ", i + 1) and not (i and _is_cjk(text[i - 1])):
-                cue = _STRONG  # characters spaced out one by one (张 伟) are a name
-            if text[i] in _ZH_STOP or (i and text[i - 1 : i + 1] in words and not cue):
-                continue  # the end of a word: 紧张, 人马
-            if i + 1 in titles:
-                found.append((i, i + 1))  # 王医生, 李主任: the surname names the person
-                continue
-            # The start of a word (方案, 金额, 马上), unless a role word stands before
-            # a word that is also a name (家属高明).
-            head = text[i : i + 2]
-            if head in words and not (cue == _STRONG and head in zh.name_words):
-                continue
-            span = self._chinese_name_at(text, i, cue, titles)
-            if span is not None:
+            decided = self._candidate(text, i, cues.get(i, 0), titles)
+            if decided is not None:
+                span, takes = decided
                 found.append(span)
-                taken = span[1]
+                if takes:
+                    taken = span[1]
         return found
+
+    def _candidate(
+        self, text: str, i: int, cue: int, titles: set[int]
+    ) -> tuple[_Span, bool] | None:
+        """The name starting at ``i``, if any, and whether it takes the characters it
+        covers (a surname before a title does not)."""
+        zh = self._zh
+        words = zh.words
+        if not cue and text.startswith(" ", i + 1) and not (i and _is_cjk(text[i - 1])):
+            cue = _STRONG  # characters spaced out one by one (张 伟) are a name
+        if (i and text[i - 1 : i + 1] in words and not cue) or (
+            text[i] in _ZH_STOP and not self._word_name(text, i, cue)
+        ):
+            return None  # the end of a word: 紧张, 人马
+        if i + 1 in titles:
+            return (i, i + 1), False  # 王医生, 李主任: the surname names the person
+        # The start of a word (方案, 金额, 马上), unless a role word stands before
+        # a word that is also a name (家属高明).
+        head = text[i : i + 2]
+        if head in words and not (cue == _STRONG and head in zh.name_words):
+            return ((i, i + 2), True) if self._word_name(text, i, cue) else None
+        span = self._chinese_name_at(text, i, cue, titles)
+        return None if span is None else (span, True)
+
+    def _word_name(self, text: str, i: int, cue: int) -> bool:
+        """Whether the word at ``i`` is a name that is also a word.
+
+        After a role word: a rare enough noun opening with a surname (家属安宁, 客户夏天),
+        not the start of a longer word, followed by what follows a person (punctuation,
+        a verb or adverb, a role word: 安宁代诉, 夏天来电). After a word that often comes
+        before a name (和, 由), or at the start of a clause, only a word jieba tags as a
+        name (由常青随访, ，高明负责). Anywhere, a word followed by 的 and a role word
+        (夏天的女儿)."""
+        zh = self._zh
+        head = text[i : i + 2]
+        if head in _ZH_ROLE_WORDS:
+            return False
+        kin = _ZH_KIN.match(text, i + 2) is not None
+        if not kin and cue != _STRONG:
+            opens_clause = not i or text[i - 1] in _ZH_CLAUSE_END
+            if head not in zh.name_words or not (cue or opens_clause):
+                return False
+        if head not in zh.name_words and head not in zh.nouns:
+            return False
+        if text[i] not in zh.surnames and head not in zh.name_words:
+            return False
+        if text[i : i + 3] in zh.words or text[i : i + 4] in zh.words:
+            return False
+        after = text[i + 2 : i + 3]
+        return (
+            not after
+            or not _is_cjk(after)
+            or after in _ZH_STOP
+            or after in zh.verbs
+            or text[i + 2 : i + 4] in zh.verbs
+            or _ZH_STRONG_CUE.match(text, i + 2) is not None
+        )
 
     def _transliterated(self, text: str, m: re.Match[str]) -> _Span:
         """A dotted name without the words the pattern took on either side of it
@@ -306,7 +371,8 @@ class NameFinder:
         if not _is_cjk(text[i]):
             return None
         # The given name: up to two CJK characters, single spaces allowed between them
-        # (张 伟), never a character that ends a name rather than continuing it.
+        # (张 伟, 张 秀 英) or after the surname only (刘 秀珍), never a character that ends
+        # a name rather than continuing it.
         chars: list[int] = []
         spaced = text.startswith(" ", i + 1)
         j = i + 1
@@ -321,15 +387,22 @@ class NameFinder:
                 break
             chars.append(j)
             j += 1
+            if spaced and not text.startswith(" ", j):
+                spaced = False
         if not chars:
             return None
         compact = text[i] + "".join(text[c] for c in chars)
-        # Three characters unless the third one opens a word of its own (王芳负责) or
+        # Three characters unless the third one opens a word of its own (王芳负责) or a
+        # role word (丽丽代诉), or
         # the pair does not look like a given name.
         if (
             len(chars) == 2
             and compact not in zh.names
-            and (text[chars[1] : chars[1] + 2] in zh.words or not zh.given(compact[1:], 0.0))
+            and (
+                (text[chars[1] : chars[1] + 2] in zh.words and chars[1] + 1 not in titles)
+                or _ZH_STRONG_CUE.match(text, chars[1]) is not None
+                or not zh.given(compact[1:], 0.0)
+            )
         ):
             chars = chars[:1]
             compact = compact[:2]
@@ -406,6 +479,8 @@ _EN_PARTICLE = re.compile(r" (?:(?:van|von|de|da|del|der|di|du|la|le|bin|ibn|al|
 
 def _inverted_start(text: str, start: int) -> int:
     """Where a name written surname first starts: "Turner, Kim said" takes in Turner."""
+    if not text.startswith(", ", start - 2):
+        return start
     m = _EN_SURNAME_BEFORE_COMMA.search(text, max(0, start - 30), start)
     if m is None or m.group(1) in _EN_NOT_NAMES or m.group(1) in _EN_ORG_HEADS:
         return start
@@ -421,13 +496,17 @@ def _inverted_end(text: str, end: int) -> int:
 
 
 def _joins(text: str, left: re.Match[str], right: re.Match[str]) -> bool:
-    gap = text[left.end() : right.start()]
-    return gap in (" ", "-") or _EN_PARTICLE.fullmatch(gap) is not None
+    a, b = left.end(), right.start()
+    if b - a == 1:
+        return text[a] in " -"
+    return _EN_PARTICLE.fullmatch(text, a, b) is not None
 
 
 def _sentence_start(text: str, at: int) -> bool:
-    before = text[:at].rstrip(" \"'(")
-    return not before or before[-1] in ".!?:;\n"
+    j = at - 1
+    while j >= 0 and text[j] in " \"'(":
+        j -= 1
+    return j < 0 or text[j] in ".!?:;\n"
 
 
 def _cue_before(text: str, at: int) -> bool:

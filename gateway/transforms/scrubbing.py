@@ -460,6 +460,10 @@ def _cjk_literals(name: str) -> list[str]:
         return literals
     run = runs[0]
     literals += [run, " ".join(run)]
+    # What the name finder may have left of it when it took a part for a name
+    # (赵志强记录 can become [NAME]强记录): the rest goes into the same placeholder.
+    literals += [NAME + run[k:] for k in range(1, len(run))]
+    literals += [run[:k] + NAME for k in range(1, len(run))]
     surname = 2 if len(run) > 2 and run[:2] in _COMPOUND_SURNAMES else 1
     given = run[surname:]
     if len(given) >= 2:

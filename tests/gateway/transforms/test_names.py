@@ -39,7 +39,18 @@ def _scrub(text: str, *names: str | None) -> str:
         ("工单已分配给覃玉兰，明天上门。", "工单已分配给[NAME]，明天上门。"),
         ("Ask Nurse Brown to call Mrs. O'Neil.", "Ask Nurse [NAME] to call Mrs. [NAME]."),
         ("Spoke with his wife, Rose, today.", "Spoke with his wife, [NAME], today."),
+        # names that are also words, after a role word, 由 or 的 and a relative
+        ("家属安宁代诉患者夜间咳嗽。", "家属[NAME]代诉患者夜间咳嗽。"),
+        ("客户夏天来电反映订单有误。", "客户[NAME]来电反映订单有误。"),
+        ("感谢向阳耐心解答。", "感谢[NAME]耐心解答。"),
+        ("白天多饮水，由常青随访。", "白天多饮水，由[NAME]随访。"),
+        ("术后第二天，夏天的女儿前来探视。", "术后第二天，[NAME]的女儿前来探视。"),
+        # a role word after the name is not swallowed, a title after three characters
+        # keeps the third
+        ("家属丽丽代诉患者夜间咳嗽。", "家属[NAME]代诉患者夜间咳嗽。"),
+        ("请郑建国大夫审批这份文件。", "请[NAME]大夫审批这份文件。"),
         # transliterations, spaced and inverted names, speaker labels
+        ("家属刘 秀珍代诉患者夜间咳嗽。", "家属[NAME]代诉患者夜间咳嗽。"),
         ("已联系约翰·史密斯核实。", "已联系[NAME]核实。"),
         ("联系人：张 伟，电话稍后给。", "联系人：[NAME]，电话稍后给。"),
         ("Could not reach Smith, David; retry.", "Could not reach [NAME]; retry."),
@@ -51,6 +62,7 @@ def _scrub(text: str, *names: str | None) -> str:
         ("Chrome crashes on Windows in London on Monday.", None),
         ("Escalated to Customer Service via the Emergency Department.", None),
         ("Please retry later. Thanks!", None),
+        ("客户服务中心已告知患者家属，联系电话稍后给，联系方式见附件，谢谢配合。", None),
     ],
 )
 def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
@@ -66,6 +78,12 @@ def test_detection_can_be_left_to_the_deny_list() -> None:
     names = [pa.array(["张伟"])]
     assert scrub(texts, names, detect_names=False).to_pylist() == ["李医生说[NAME]来了"]
     assert scrub(texts, names).to_pylist() == ["[NAME]医生说[NAME]来了"]
+
+
+def test_the_rows_own_name_takes_in_what_the_finder_left_of_it() -> None:
+    # Alone, the finder stops before 强 (强记 is a word); the row's name column knows better.
+    assert _scrub("护士赵志强记录：体温正常") == "护士[NAME]强记录：体温正常"
+    assert _scrub("护士赵志强记录：体温正常", "赵志强") == "护士[NAME]记录：体温正常"
 
 
 def test_the_finder_is_built_once_and_from_the_package_alone() -> None:
@@ -108,8 +126,8 @@ def bench() -> ModuleType:
 # detector are deterministic): a change that loses names, or takes words for names,
 # fails here. "heldout" templates were not used to choose the detector's rules.
 FLOORS = {
-    ("zh", "dev"): (0.88, 0.98),
-    ("zh", "heldout"): (0.84, 0.85),
+    ("zh", "dev"): (0.94, 0.98),
+    ("zh", "heldout"): (0.89, 0.85),
     ("en", "dev"): (0.98, 0.98),
     ("en", "heldout"): (0.85, 0.9),
 }
