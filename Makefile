@@ -8,10 +8,11 @@ PORT ?= 8787
 
 .PHONY: run test lint format typecheck bench stress clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml proofs/pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The server depends on the two small distributions beside it in this repository.
+	$(BIN)/python -m pip install --quiet -e ./proofs -e ./client -e '.[dev]'
 	# pycanon (an independent k-anonymity check for the tests) pins an older
 	# typing_extensions than anyio needs; its own code runs fine with the newer one.
 	$(BIN)/python -m pip install --quiet --no-deps 'pycanon>=1.3'

@@ -690,6 +690,12 @@ class Gateway:
         )
         headers = {"X-Kiteline-Profile": obligations.profile}
         headers.update(budgets.headers(left))
+        if suppress is None:
+            # Where the next page starts if this one fills (a CSV body has no room for a
+            # cursor after its rows); under k-suppression it is known only at the end.
+            headers["X-Kiteline-Resume-Cursor"] = self.cursors.encode(
+                plan.offset + plan.limit, plan.fingerprint
+            )
         small = plan.limit <= BUFFERED_READ_ROWS
         record = _QueryRecord(self.audit, query, headers, deferred=small)
         self.usage.touch(obligations.grant_id)
