@@ -377,9 +377,11 @@ class Client:
         result: dict[str, Any] = self._json("GET", f"/v1/datasets/{name}")
         return result
 
-    def request_grant(self, dataset: str, *, purpose: str, **fields: Any) -> dict[str, Any]:
-        """Ask for a grant (``profile``, ``expires_at``, ``justification``, ...)."""
-        body = {"dataset": dataset, "purpose": purpose, **fields}
+    def request_grant(
+        self, dataset: str, *, profile: str, days: int, purpose: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Ask for a grant on ``dataset`` (other fields: ``columns``, ``org``, ...)."""
+        body = {"dataset": dataset, "profile": profile, "days": days, "purpose": purpose, **fields}
         result: dict[str, Any] = self._json("POST", "/v1/grants", body=body, safe=False)
         return result
 
