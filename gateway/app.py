@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.audit_index import AuditIndexer
+from gateway import docs_pages, openapi
 from gateway.audit_trail import AuditTrail
 from gateway.config import Config, Settings, load_config
 from gateway.errors import install_error_handlers
@@ -154,7 +155,9 @@ def create_app(
         title="kiteline",
         summary="A data-access governance gateway: governed, anonymized, audited reads.",
         version="0.1.0",
-        docs_url="/docs",
+        # Served from installed files by docs_pages, not from FastAPI's CDN.
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
         # FastAPI traces requests to any OpenTelemetry provider set up in the process.
@@ -172,6 +175,8 @@ def create_app(
     # the most frequent request, comes first. The documentation keeps OPENAPI_TAGS' order.
     for module in (query, health, me, catalog, decisions, trace, grants, principals, audit):
         app.include_router(module.router)
+    openapi.install(app)
+    docs_pages.install(app)
     app.add_middleware(RequestContext, requests=requests, latency=latency)
     return app
 

@@ -89,3 +89,11 @@ def client(workspace: Workspace) -> Iterator[TestClient]:
 
 def bearer(workspace: Workspace, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {workspace.tokens[name]}"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def record_responses() -> Iterator[None]:
+    """Record what the in-process apps answer, for tests/test_openapi.py."""
+    from tests.openapi_record import recording
+
+    yield from recording()
