@@ -67,6 +67,9 @@ def cli(ctx: click.Context, config_path: Path | None, log_level: str | None) -> 
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("casbin").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: noise on a terminal, and the URL may carry a query.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     ctx.obj = settings
 
 
@@ -512,9 +515,11 @@ cli.add_command(audit_commands)
 
 def _register() -> None:
     from gateway.cli_policy import explain, policy
+    from gateway.cli_query import register as register_query
 
     cli.add_command(policy)
     cli.add_command(explain)
+    register_query(cli)
 
 
 _register()
