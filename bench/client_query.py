@@ -12,9 +12,11 @@ client itself adds to the HTTP transfer. ``query.paged`` is the same extract in 
 of 100,000 rows (ten decisions, audit records and budget charges), for scale.
 
 ``export_rss``: a bulk Parquet export through the client (``kiteline query -o
-out.parquet`` does the same), pages of 100,000 rows, of 1,000,000 and of 4,000,000
-rows, each from a freshly started server; the server's peak resident memory
-(VmHWM) after each. Target: the 4M export's peak at most 1.2x the 1M export's.
+out.parquet`` does the same), pages of 100,000 rows, of 1,000,000, 4,000,000 and
+8,000,000 rows, each from a freshly started server; the server's peak resident memory
+(VmHWM) after each. Target: each peak at most 1.2x the one before. The 1M file is
+small enough for the local connector's bounded file cache (it is held decoded in
+memory), the larger ones are scanned by DuckDB: 8M against 4M compares one path.
 """
 
 from __future__ import annotations
@@ -145,22 +147,26 @@ def _export_peak(workspace: LargeWorkspace, out: Path) -> float:
 
 
 def _export() -> list[Result]:
-    small = common.large_workspace("client_export_1m", rows=1_000_000)
-    large = common.large_workspace("client_export_4m", rows=4_000_000)
+    sizes = (1_000_000, 4_000_000, 8_000_000)
+    peaks = []
     with tempfile.TemporaryDirectory() as folder:
-        peak_1m = _export_peak(small, Path(folder) / "1m.parquet")
-        peak_4m = _export_peak(large, Path(folder) / "4m.parquet")
-    return [
-        Result("client_export.parquet_1M.server_peak_rss", peak_1m, "MiB"),
-        Result(
-            "client_export.parquet_4M.server_peak_rss",
-            peak_4m,
-            "MiB",
-            baseline=peak_1m,
-            target=RSS_TARGET,
-            note=f"pages of {PAGE_ROWS:,} rows; baseline = the 1M export's peak",
-        ),
-    ]
+        for rows in sizes:
+            workspace = common.large_workspace(f"client_export_{rows // 1_000_000}m", rows=rows)
+            peaks.append(_export_peak(workspace, Path(folder) / f"{rows}.parquet"))
+    results = [Result("client_export.parquet_1M.server_peak_rss", peaks[0], "MiB")]
+    for i in (1, 2):
+        results.append(
+            Result(
+                f"client_export.parquet_{sizes[i] // 1_000_000}M.server_peak_rss",
+                peaks[i],
+                "MiB",
+                baseline=peaks[i - 1],
+                target=RSS_TARGET,
+                note=f"pages of {PAGE_ROWS:,} rows; baseline = the "
+                f"{sizes[i - 1] // 1_000_000}M export's peak",
+            )
+        )
+    return results
 
 
 def run() -> list[Result]:

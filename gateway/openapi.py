@@ -12,6 +12,8 @@ result against the statuses and bodies the test suite actually receives.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -129,7 +131,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 _GRANT = _ref("Grant")
-_LIST = {"type": "array"}
+_LIST = _list({})
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/healthz"): _ref("Status"),
     ("get", "/readyz"): _ref("Status"),
@@ -334,6 +336,28 @@ def _describe(path: str, method: str, operation: dict[str, Any]) -> None:
         )
 
 
+def _hoist_definitions(operation: dict[str, Any], schemas: dict[str, Any], name: str) -> None:
+    """Move a request body's inline JSON schema (pydantic's, with ``$defs``) into the
+    components, where OpenAPI tools resolve references."""
+    body = operation["requestBody"]["content"]["application/json"]
+    schema = dict(body["schema"])
+    for key, definition in schema.pop("$defs", {}).items():
+        schemas.setdefault(key, definition)
+    schemas[name] = schema
+    body["schema"] = _ref(name)
+
+
+def _rewrite_refs(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (v.replace("#/$defs/", "#/components/schemas/") if k == "$ref" else _rewrite_refs(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_rewrite_refs(v) for v in value]
+    return value
+
+
 def _describe_query(operation: dict[str, Any]) -> None:
     content = operation["responses"]["200"]["content"]
     content["application/json"] = {"schema": _ref("QueryPage")}
@@ -418,7 +442,29 @@ def build(app: FastAPI) -> dict[str, Any]:
             special = _SPECIAL.get((method, path))
             if special is not None:
                 special(operation)
-    return spec
+    _hoist_definitions(spec["paths"]["/v1/datasets/{name}/query"]["post"], schemas, "QueryRequest")
+    _name_operations(spec)
+    rewritten: dict[str, Any] = _rewrite_refs(spec)
+    return rewritten
+
+
+def _name_operations(spec: dict[str, Any]) -> None:
+    """Operation ids are the handlers' names (``request_grant``), not FastAPI's
+    ``request_grant_v1_grants_post``: generated clients name their functions by them."""
+    operations = [
+        (path, method, operation)
+        for path, by_method in spec["paths"].items()
+        for method, operation in by_method.items()
+    ]
+    short = {}
+    for path, method, operation in operations:
+        suffix = re.sub(r"\W", "_", path) + "_" + method
+        current = operation.get("operationId", "")
+        short[(path, method)] = current.removesuffix(suffix) or current
+    counts = Counter(short.values())
+    for path, method, operation in operations:
+        if counts[short[(path, method)]] == 1:
+            operation["operationId"] = short[(path, method)]
 
 
 def install(app: FastAPI) -> None:
