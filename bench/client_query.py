@@ -28,11 +28,11 @@ from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
+from kiteline_client import Client
 
 from bench import common
 from bench.common import DATA_DIR, LargeWorkspace, Result, Target
 from bench.governed_read import COLUMNS, governed_reader, open_gateway
-from kiteline_client import Client
 
 ARROW = "application/vnd.apache.arrow.stream"
 REPEATS = 3
@@ -41,7 +41,9 @@ QUERY_TARGET = Target("ratio", "<=", 1.2)
 RSS_TARGET = Target("ratio", "<=", 1.2)
 
 
-def _serve(workspace: LargeWorkspace, name: str) -> contextlib.AbstractContextManager[common.Served]:
+def _serve(
+    workspace: LargeWorkspace, name: str
+) -> contextlib.AbstractContextManager[common.Served]:
     port = common.free_port()
     command = [
         sys.executable, "-m", "gateway.cli", "--config", str(workspace.config_path),

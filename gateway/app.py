@@ -17,8 +17,8 @@ from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.audit_index import AuditIndexer
 from gateway import docs_pages, openapi
+from gateway.audit_index import AuditIndexer
 from gateway.audit_trail import AuditTrail
 from gateway.config import Config, Settings, load_config
 from gateway.errors import install_error_handlers

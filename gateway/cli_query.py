@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
-
 from kiteline_client import (
     AccessDenied,
     BudgetExhausted,
@@ -156,7 +155,9 @@ def _filters(where: tuple[str, ...]) -> list[dict[str, Any]]:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Default: from the suffix.")
 @click.option("--columns", help="Comma-separated columns (default: all you may see).")
 @click.option(
-    "--where", multiple=True, help='A JSON condition, e.g. {"column":"modality","op":"=","value":"CT"}.'
+    "--where",
+    multiple=True,
+    help='A JSON condition, e.g. {"column":"modality","op":"=","value":"CT"}.',
 )
 @click.option("--order-by", "order_by", multiple=True, help="Column, or -column for descending.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many rows in all.")

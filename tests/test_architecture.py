@@ -53,10 +53,11 @@ def test_the_client_imports_none_of_the_servers_packages():
 
 def test_the_proof_check_has_one_implementation():
     # audit.merkle and audit.checkpoints re-export kiteline_proofs; no second copy.
-    import audit.checkpoints
-    import audit.merkle
     import kiteline_proofs.checkpoints
     import kiteline_proofs.merkle
+
+    import audit.checkpoints
+    import audit.merkle
 
     assert audit.merkle.verify_inclusion is kiteline_proofs.merkle.verify_inclusion
     assert audit.checkpoints.Verifier is kiteline_proofs.checkpoints.Verifier

@@ -73,7 +73,9 @@ def test_query_writes_whole_extracts_in_each_format(
 
 def test_query_exit_codes_tell_outcomes_apart(served: Server, workspace: Workspace, tmp_path: Path):
     sam = {"KITELINE_URL": served.url, "KITELINE_TOKEN": workspace.tokens["sam"]}
-    refused = kiteline("query", "patients", "-o", "x.csv", "--purpose", MARKET_PURPOSE, env=sam, cwd=tmp_path)
+    refused = kiteline(
+        "query", "patients", "-o", "x.csv", "--purpose", MARKET_PURPOSE, env=sam, cwd=tmp_path
+    )
     assert refused.returncode == 3, refused.stderr
     assert not (tmp_path / "x.csv").exists()  # no half-written extract
     missing = kiteline("query", "nope", "--purpose", MARKET_PURPOSE, env=sam, cwd=tmp_path)
@@ -91,7 +93,11 @@ def test_login_saves_a_private_profile_that_query_uses(
     served: Server, workspace: Workspace, tmp_path: Path
 ):
     profile = tmp_path / "config" / "profile.json"
-    env = {"KITELINE_PROFILE": str(profile), "KITELINE_TOKEN": "", "MEI_TOKEN": workspace.tokens["mei"]}
+    env = {
+        "KITELINE_PROFILE": str(profile),
+        "KITELINE_TOKEN": "",
+        "MEI_TOKEN": workspace.tokens["mei"],
+    }
     login = kiteline(
         "login", "--url", served.url, "--token-env", "MEI_TOKEN", "--json", env=env, cwd=tmp_path
     )

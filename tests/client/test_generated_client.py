@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kiteline_client import Receipt, verify_receipt
 
 from gateway.demo import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
-from kiteline_client import Receipt, verify_receipt
 from tests.client.conftest import Server
 
 pytestmark = pytest.mark.slow

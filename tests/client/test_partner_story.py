@@ -8,8 +8,6 @@ import time
 
 import pyarrow as pa
 import pytest
-
-from gateway.demo import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from kiteline_client import (
     AccessDenied,
     BudgetExhausted,
@@ -24,6 +22,8 @@ from kiteline_client import (
     read_info,
     verify_receipt,
 )
+
+from gateway.demo import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from tests.client.conftest import BIG_STUDIES, Server
 
 pytestmark = pytest.mark.slow
@@ -72,7 +72,9 @@ def test_iterating_100k_rows_follows_cursors_in_pages(served: Server, workspace:
 
 def test_a_limit_smaller_than_the_extract_stops_there(served: Server, workspace: Workspace):
     with client_for(served, workspace, page_rows=7_000) as client:
-        table = client.query("studies", columns=["modality"], limit=25_000, purpose=SURGICAL_PURPOSE)
+        table = client.query(
+            "studies", columns=["modality"], limit=25_000, purpose=SURGICAL_PURPOSE
+        )
         assert table.num_rows == 25_000
         assert read_info(table).pages == 4
 
@@ -80,7 +82,9 @@ def test_a_limit_smaller_than_the_extract_stops_there(served: Server, workspace:
 def test_the_client_learns_a_lower_per_request_cap(served: Server, workspace: Workspace):
     # The gateway caps a request at 10,000 rows; a larger page is refused with the cap.
     with client_for(served, workspace, page_rows=50_000) as client:
-        table = client.query("studies", columns=["modality"], limit=30_000, purpose=SURGICAL_PURPOSE)
+        table = client.query(
+            "studies", columns=["modality"], limit=30_000, purpose=SURGICAL_PURPOSE
+        )
         assert table.num_rows == 30_000 and client.page_rows == 10_000
 
 

@@ -1,8 +1,8 @@
 """The partners' client for a kiteline gateway.
 
->>> from kiteline_client import Client                               # doctest: +SKIP
->>> client = Client.from_profile()                                   # doctest: +SKIP
->>> frame = client.query("patients", purpose="surgical outcomes study").to_pandas()  # doctest: +SKIP
+``Client.from_profile().query("patients", purpose=...)`` returns a ``pyarrow.Table``
+of the whole extract your grant allows; see docs/partner-client.md for the guide,
+whose examples the test suite runs against a real gateway.
 """
 
 from kiteline_client.client import (

@@ -144,10 +144,7 @@ def query_body(
 
 
 class Client:
-    """A connection to one gateway as one principal.
-
-    >>> client = Client("http://127.0.0.1:8787", token)            # doctest: +SKIP
-    >>> table = client.query("patients", purpose="surgical outcomes study")  # doctest: +SKIP
+    """A connection to one gateway as one principal: ``Client(url, token)``.
 
     Reads go in pages of at most ``page_rows`` rows (each its own decision, audit
     record and budget charge) and follow the gateway's cursors until the grant's

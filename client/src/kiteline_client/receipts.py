@@ -14,10 +14,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kiteline_client.errors import KitelineError
 from kiteline_proofs.checkpoints import Checkpoint, Verifier
 from kiteline_proofs.errors import AuditError
 from kiteline_proofs.merkle import leaf_hash, verify_inclusion
+
+from kiteline_client.errors import KitelineError
 
 DEFAULT_ORIGIN = "kiteline/audit"
 

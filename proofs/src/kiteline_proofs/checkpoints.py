@@ -411,6 +411,7 @@ def load_verifier(path: PathLike) -> Verifier:
     """Read a verifier key written by `save_verifier` (or any signed-note Ed25519 vkey)."""
     return Verifier.from_vkey(Path(path).read_text(encoding="utf-8"))
 
+
 __all__ = [
     "ROOT_HASH_SIZE",
     "MAX_TREE_SIZE",

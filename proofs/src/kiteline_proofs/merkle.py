@@ -377,6 +377,7 @@ def verify_consistency(
     if new_computed != new:
         raise ProofInvalid(f"consistency proof does not lead to the new root (size {new_size})")
 
+
 __all__ = [
     "HASH_SIZE",
     "EMPTY_ROOT",
