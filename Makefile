@@ -6,19 +6,34 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8787
 
-.PHONY: run test lint format typecheck bench stress clean
+.PHONY: run test lint format typecheck bench stress clean docs
 
-$(STAMP): pyproject.toml client/pyproject.toml proofs/pyproject.toml
-	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+RUN_STAMP := $(VENV)/.installed-run
+
+$(BIN)/python:
+	@echo "creating $(VENV) ..."
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# The server depends on the two small distributions beside it in this repository.
-	$(BIN)/python -m pip install --quiet -e ./proofs -e ./client -e '.[dev]'
+
+# What running needs: the server and its demo extra, nothing of the dev toolchain.
+# The server depends on the two small distributions beside it in this repository
+# (proofs/: the audit log's proof checks; client/: the partners' client).
+LOCAL_DISTS := -e ./proofs -e ./client
+
+$(RUN_STAMP): pyproject.toml client/pyproject.toml proofs/pyproject.toml | $(BIN)/python
+	@echo "installing kiteline with its demo extra into $(VENV) (the first time takes a minute or two) ..."
+	$(BIN)/python -m pip install --progress-bar on $(LOCAL_DISTS) -e '.[demo]'
+	@touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml client/pyproject.toml proofs/pyproject.toml | $(BIN)/python
+	@echo "installing kiteline with its dev extra into $(VENV) (the first time takes a minute or two) ..."
+	$(BIN)/python -m pip install --quiet $(LOCAL_DISTS) -e '.[dev]'
 	# pycanon (an independent k-anonymity check for the tests) pins an older
 	# typing_extensions than anyio needs; its own code runs fine with the newer one.
 	$(BIN)/python -m pip install --quiet --no-deps 'pycanon>=1.3'
 	@touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/kiteline demo --port $(PORT)
 
 test: $(STAMP)
@@ -34,11 +49,14 @@ format: $(STAMP)
 	$(BIN)/ruff format gateway policies connectors audit tests bench
 	$(BIN)/ruff check --fix gateway policies connectors audit tests bench
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .kiteline-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .kiteline-demo .pytest_cache .mypy_cache .ruff_cache site
 
 # Kill a real server 500 times under concurrent reads and check the audit log each time.
 stress: $(STAMP)

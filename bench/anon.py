@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.keyring import Keyring  # noqa: E402
+from gateway.access.keyring import Keyring  # noqa: E402
 from gateway.transforms import generalization  # noqa: E402
 from gateway.transforms.kanonymity import ClassIndex, QiSpec  # noqa: E402
 from gateway.transforms.privacy import (  # noqa: E402

@@ -21,9 +21,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from audit.redaction import Redactor  # noqa: E402
-from gateway.audit_log import AuditLog  # noqa: E402
-from gateway.database import create_state_engine, migrate  # noqa: E402
-from gateway.wal import WalCheckpointer  # noqa: E402
+from gateway.auditing.log import AuditLog  # noqa: E402
+from gateway.state.database import create_state_engine, migrate  # noqa: E402
+from gateway.state.wal import WalCheckpointer  # noqa: E402
 
 try:  # the shared result type, when bench/common.py is present
     from bench.common import Result, Target

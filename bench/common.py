@@ -236,6 +236,7 @@ def state_fingerprint() -> str:
     older schema is rebuilt rather than reused (migrations may be edited in place)."""
     import gateway
 
+    package = Path(gateway.__file__).parent / "state"
     package = Path(gateway.__file__).parent
     digest = hashlib.sha256()
     for path in sorted(package.glob("migrations/versions/*.py")) + [package / "models.py"]:
@@ -318,11 +319,11 @@ def large_workspace(
         if stored.get("recipe") == recipe:
             return _large(root, parquet, stored["token"], rows)
 
+    from gateway.access.grants import add_grant
+    from gateway.access.keyring import create_master_key, write_secret_file
+    from gateway.access.principals import add_principal, issue_key
     from gateway.config import load_config
-    from gateway.database import create_state_engine, migrate
-    from gateway.grants import add_grant
-    from gateway.keyring import create_master_key, write_secret_file
-    from gateway.principals import add_principal, issue_key
+    from gateway.state.database import create_state_engine, migrate
 
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)

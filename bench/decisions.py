@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import DATA_DIR, Result, Target
-from gateway.database import create_state_engine
-from gateway.decisions import Decider
-from gateway.demo import SURGICAL_PURPOSE, create_workspace
-from gateway.policy_files import POLICY_DIR
-from gateway.policy_runtime import PolicyRuntime
-from gateway.principals import Caller, authenticate
+from gateway.access.decisions import Decider
+from gateway.access.policy_files import POLICY_DIR
+from gateway.access.policy_runtime import PolicyRuntime
+from gateway.access.principals import Caller, authenticate
+from gateway.demo.workspace import SURGICAL_PURPOSE, create_workspace
+from gateway.state.database import create_state_engine
 
 DECISIONS = 10_000
 HTTP_DECISIONS = 2_000

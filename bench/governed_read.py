@@ -27,9 +27,9 @@ import pyarrow as pa
 
 from bench import common
 from bench.common import LargeWorkspace, Result, StageTimer, Target
-from gateway.app import create_app
-from gateway.audit_log import RequestMeta
+from gateway.auditing.log import RequestMeta
 from gateway.config import Settings
+from gateway.http.app import create_app
 from gateway.service import Gateway
 
 COLUMNS = ("identifier", "event_date", "category", "amount")
@@ -146,18 +146,18 @@ def run() -> list[Result]:
 
 # (module, owner or "", function, stage): disjoint leaves, "of which" details indented.
 _STAGES = (
-    ("gateway.principals", "", "authenticate", "auth lookup"),
-    ("gateway.decisions", "Decider", "decide", "decision"),
-    ("gateway.audit_log", "AuditLog", "append", "audit appends"),
-    ("gateway.budgets", "", "limits_for", "row budget (SQL)"),
-    ("gateway.budgets", "", "reserve_rows", "row budget (SQL)"),
-    ("gateway.budgets", "", "settle_rows", "row budget (SQL)"),
+    ("gateway.access.principals", "", "authenticate", "auth lookup"),
+    ("gateway.access.decisions", "Decider", "decide", "decision"),
+    ("gateway.auditing.log", "AuditLog", "append", "audit appends"),
+    ("gateway.access.budgets", "", "limits_for", "row budget (SQL)"),
+    ("gateway.access.budgets", "", "reserve_rows", "row budget (SQL)"),
+    ("gateway.access.budgets", "", "settle_rows", "row budget (SQL)"),
     ("connectors.local", "LocalConnector", "scan", "scan (DuckDB -> Arrow batches)"),
     ("gateway.transforms.profile", "BatchTransformer", "__call__", "transform"),
     ("gateway.transforms.pseudonyms", "", "pseudonymize", "  of which: pseudonymize"),
     ("gateway.transforms.pseudonyms", "", "keyed", "    of which: keying (HMAC)"),
-    ("gateway.encoders", "ArrowEncoder", "batch", "encode (Arrow IPC)"),
-    ("gateway.encoders", "ArrowEncoder", "finish", "encode (Arrow IPC)"),
+    ("gateway.read.encoders", "ArrowEncoder", "batch", "encode (Arrow IPC)"),
+    ("gateway.read.encoders", "ArrowEncoder", "finish", "encode (Arrow IPC)"),
 )
 
 

@@ -56,7 +56,7 @@ LAST: dict[str, float] = {}
 
 
 def query_body() -> bytes:
-    from gateway.demo import SURGICAL_PURPOSE
+    from gateway.demo.workspace import SURGICAL_PURPOSE
 
     return orjson.dumps({"purpose": SURGICAL_PURPOSE, "limit": ROWS})
 
@@ -65,7 +65,7 @@ def demo_workspace() -> Any:
     """A fresh copy of the demo workspace (the template is built once, then reused), so
     every run starts from the same state; its row budgets are lifted, since a load test
     of ~1,000 reads of 100 rows would otherwise spend the default daily budget."""
-    from gateway.demo import Workspace, create_workspace
+    from gateway.demo.workspace import Workspace, create_workspace
 
     stamp = DATA_DIR / "demo.state"
     fingerprint = common.state_fingerprint()
@@ -313,14 +313,14 @@ _STAGES = (
     ("gateway.service", "Gateway", "authenticate", "service: authenticate"),
     ("gateway.service", "Gateway", "read", "service: read (prepare)"),
     ("gateway.service", "Gateway", "_stream", "service: stream"),
-    ("gateway.principals", "", "authenticate", "auth lookup (API key + principal, SQL)"),
-    ("gateway.query", "QueryRequest", "model_validate_json", "parse + validate body"),
-    ("gateway.decisions", "Decider", "decide", "decision (casbin + grants)"),
-    ("gateway.decisions", "Decider", "snapshot", "  of which: policy version check (SQL)"),
+    ("gateway.access.principals", "", "authenticate", "auth lookup (API key + principal, SQL)"),
+    ("gateway.read.query", "QueryRequest", "model_validate_json", "parse + validate body"),
+    ("gateway.access.decisions", "Decider", "decide", "decision (casbin + grants)"),
+    ("gateway.access.decisions", "Decider", "snapshot", "  of which: policy version check (SQL)"),
     ("gateway.service", "Gateway", "view", "schema + view"),
-    ("gateway.budgets", "", "limits_for", "row budget (limits, reserve, settle: SQL)"),
-    ("gateway.budgets", "", "reserve_rows", "row budget (limits, reserve, settle: SQL)"),
-    ("gateway.budgets", "", "settle_rows", "row budget (limits, reserve, settle: SQL)"),
+    ("gateway.access.budgets", "", "limits_for", "row budget (limits, reserve, settle: SQL)"),
+    ("gateway.access.budgets", "", "reserve_rows", "row budget (limits, reserve, settle: SQL)"),
+    ("gateway.access.budgets", "", "settle_rows", "row budget (limits, reserve, settle: SQL)"),
     ("gateway.service", "", "plan_rows", "plan"),
     ("gateway.service", "Gateway", "_grant_filters", "plan"),
     ("gateway.transforms.profile", "BatchTransformer", "__init__", "plan"),
@@ -336,11 +336,11 @@ _STAGES = (
         "generalize",
         "  of which: generalize (here and in the k-anonymity check)",
     ),
-    ("gateway.encoders", "JsonEncoder", "start", "encode (JSON)"),
-    ("gateway.encoders", "JsonEncoder", "batch", "encode (JSON)"),
-    ("gateway.encoders", "JsonEncoder", "finish", "encode (JSON)"),
-    ("gateway.audit_log", "AuditLog", "append", "audit appends"),
-    ("gateway.audit_log", "AuditLog", "append_linked", "audit appends"),
+    ("gateway.read.encoders", "JsonEncoder", "start", "encode (JSON)"),
+    ("gateway.read.encoders", "JsonEncoder", "batch", "encode (JSON)"),
+    ("gateway.read.encoders", "JsonEncoder", "finish", "encode (JSON)"),
+    ("gateway.auditing.log", "AuditLog", "append", "audit appends"),
+    ("gateway.auditing.log", "AuditLog", "append_linked", "audit appends"),
     ("gateway.transforms.kanonymity", "ClassIndex", "kept", "k-anonymity check"),
 )
 
@@ -386,9 +386,9 @@ def profile() -> None:
     """A breakdown of one governed 100-row request, in-process and sequential."""
     import anyio.to_thread
 
-    from gateway.app import create_app
     from gateway.config import Settings
-    from gateway.wal import WalCheckpointer
+    from gateway.http.app import create_app
+    from gateway.state.wal import WalCheckpointer
 
     workspace = demo_workspace()
     body = query_body()
@@ -456,7 +456,7 @@ def _print_cprofile(app: Any, body: bytes, authorization: str) -> None:
 
     import starlette.responses
 
-    import gateway.routes
+    import gateway.http.routes
 
     async def inline(func: Any, *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
@@ -466,8 +466,8 @@ def _print_cprofile(app: Any, body: bytes, authorization: str) -> None:
             yield item
 
     routes = [
-        importlib.import_module(f"gateway.routes.{m.name}")
-        for m in pkgutil.iter_modules(gateway.routes.__path__)
+        importlib.import_module(f"gateway.http.routes.{m.name}")
+        for m in pkgutil.iter_modules(gateway.http.routes.__path__)
     ]
     saved: list[tuple[Any, str, Any]] = [
         (m, "run_in_threadpool", m.run_in_threadpool)

@@ -172,7 +172,7 @@ class S3Site:
 
 @contextmanager
 def s3_site(single: Path, partitioned: Path) -> Iterator[S3Site]:
-    from gateway.demo_stores import s3_server
+    from gateway.demo.hosted_stores import s3_server
 
     with s3_server(DATA_DIR / "moto.log") as endpoint:
         site = S3Site(endpoint, "bench-key", "bench-secret", 0)
@@ -243,7 +243,7 @@ class Governed:
         """Drain one governed read as an Arrow IPC stream; returns the bytes sent."""
         import orjson
 
-        from gateway.audit_log import RequestMeta
+        from gateway.auditing.log import RequestMeta
 
         meta = RequestMeta(request_id=uuid.uuid4().hex, client="bench", user_agent="bench")
         result = self.gateway.read(
@@ -253,12 +253,12 @@ class Governed:
 
 
 def governed(site: S3Site, pg: tuple[str, str] | None) -> Governed:
+    from gateway.access.grants import add_grant
+    from gateway.access.keyring import create_master_key
+    from gateway.access.principals import add_principal, issue_key
     from gateway.config import load_config
-    from gateway.database import create_state_engine, migrate
-    from gateway.grants import add_grant
-    from gateway.keyring import create_master_key
-    from gateway.principals import add_principal, issue_key
     from gateway.service import Gateway
+    from gateway.state.database import create_state_engine, migrate
 
     root = DATA_DIR / "workspace"
     shutil.rmtree(root, ignore_errors=True)
@@ -314,7 +314,7 @@ def governed(site: S3Site, pg: tuple[str, str] | None) -> Governed:
 
 
 def _meta() -> Any:
-    from gateway.audit_log import RequestMeta
+    from gateway.auditing.log import RequestMeta
 
     return RequestMeta(request_id=uuid.uuid4().hex, client="bench", user_agent="bench")
 

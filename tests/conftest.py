@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.config import Settings
-from gateway.demo import Workspace, create_workspace
+from gateway.demo.workspace import Workspace, create_workspace
+from gateway.http.app import create_app
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway.app import RequestContext
+from gateway.http.app import RequestContext
 
 MAX_SAMPLES = 3
 MAX_BODY = 256 * 1024

@@ -1,9 +1,10 @@
-"""The shape of the code: a star, not a web (STYLE.md)."""
+"""The shape of the code: a star, not a web (STYLE.md), and wings inside the gateway."""
 
 from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,19 +12,130 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LEAVES = ("policies", "connectors", "audit")
 OWN = {"gateway", *LEAVES}
+# The wings that face the outside world; everything else in gateway/ is the core.
+EDGES = ("http", "cli", "demo")
+WEB_FRAMEWORKS = {"fastapi", "starlette"}
+# The two small distributions beside the server: the audit log's proof checks, shared
+# by audit/ and the partners' client, and the client itself.
 PROOFS = ROOT / "proofs" / "src" / "kiteline_proofs"
 CLIENT = ROOT / "client" / "src" / "kiteline_client"
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 
 
 def imported_packages(path: Path) -> set[str]:
+    return {name.split(".")[0] for name in imported_modules(path)}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth (function-level imports included):
+    ``from a.b import c`` yields ``a.b`` and ``a.b.c`` (``c`` may be a module)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def sources(root: Path, package: str) -> Iterator[Path]:
+    yield from sorted((root / package).rglob("*.py"))
+
+
+def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """Module -> the modules of ``packages`` it imports (a package's own ``__init__``
+    importing its submodules counts; the implicit import of a parent does not)."""
+    paths = {module_name(p, root): p for package in packages for p in sources(root, package)}
+    return {name: (imported_modules(path) & paths.keys()) - {name} for name, path in paths.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def core_sources(root: Path) -> Iterator[Path]:
+    for path in sources(root, "gateway"):
+        if path.relative_to(root / "gateway").parts[0] not in EDGES:
+            yield path
+
+
+def core_reaching_edges(root: Path) -> list[str]:
+    edges = tuple(f"gateway.{wing}" for wing in EDGES)
+    return [
+        f"{path.relative_to(root)} imports {module}"
+        for path in core_sources(root)
+        for module in sorted(imported_modules(path))
+        if module in edges or module.startswith(tuple(e + "." for e in edges))
+    ]
+
+
+def web_outside_http(root: Path) -> list[str]:
+    return [
+        f"{path.relative_to(root)} imports {sorted(imported_packages(path) & WEB_FRAMEWORKS)}"
+        for package in sorted(OWN)
+        for path in sources(root, package)
+        if imported_packages(path) & WEB_FRAMEWORKS
+        and not path.relative_to(root).parts[:2] == ("gateway", "http")
+    ]
+
+
+def leaves_behind_faces(root: Path) -> list[str]:
+    return [
+        f"{path.relative_to(root)} imports {module}"
+        for path in sources(root, "gateway")
+        for module in sorted(imported_modules(path))
+        if module.split(".")[0] in LEAVES
+        and module.count(".") >= 1
+        # ``from connectors import Scan`` also yields "connectors.Scan": a name of the face
+        and module.split(".")[1] not in face_names(root, module.split(".")[0])
+    ]
+
+
+def face_names(root: Path, package: str) -> set[str]:
+    tree = ast.parse((root / package / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    return set()
 
 
 @pytest.mark.parametrize("package", LEAVES)
@@ -76,3 +188,100 @@ def test_no_print_outside_the_cli():
                 if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"
             ]
             assert not calls, f"print() in {path.relative_to(ROOT)}"
+
+
+def test_the_core_never_imports_the_http_cli_or_demo_wings():
+    assert not core_reaching_edges(ROOT)
+
+
+def test_only_the_http_wing_imports_the_web_framework():
+    assert not web_outside_http(ROOT)
+
+
+@pytest.mark.parametrize("package", LEAVES)
+def test_each_leaf_package_has_a_public_face(package: str):
+    names = face_names(ROOT, package)
+    assert names, f"{package}/__init__.py has no __all__"
+    face = ast.parse((ROOT / package / "__init__.py").read_text(encoding="utf-8"))
+    bound = {
+        alias.asname or alias.name
+        for node in ast.walk(face)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert names <= bound, f"{package}.__all__ names what it does not import"
+
+
+def test_the_gateway_reaches_the_leaf_packages_only_through_their_faces():
+    assert not leaves_behind_faces(ROOT)
+
+
+def test_no_import_cycles():
+    assert not cycles(import_graph(ROOT, ("gateway", *LEAVES)))
+
+
+# The rules above must be able to fail: each is run once on a tree that breaks it.
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for package in OWN:
+        (root / package).mkdir(exist_ok=True)
+        (root / package / "__init__.py").touch()
+    return root
+
+
+def test_a_cycle_hidden_in_a_function_is_found(tmp_path: Path):
+    root = _tree(
+        tmp_path,
+        {
+            "gateway/a.py": "from gateway.b import thing\n",
+            "gateway/b.py": "def thing():\n    from gateway import a\n",
+            "gateway/c.py": "import gateway.a\n",
+        },
+    )
+    assert cycles(import_graph(root, ("gateway",))) == [["gateway.a", "gateway.b"]]
+
+
+def test_a_core_module_importing_the_http_wing_is_found(tmp_path: Path):
+    root = _tree(
+        tmp_path,
+        {
+            "gateway/read/plan.py": "def f():\n    from gateway.http.app import create_app\n",
+            "gateway/http/app.py": "from gateway.read import plan\n",
+            "gateway/cli/main.py": "from gateway.http.app import create_app\n",
+        },
+    )
+    assert core_reaching_edges(root) == [
+        "gateway/read/plan.py imports gateway.http.app",
+        "gateway/read/plan.py imports gateway.http.app.create_app",
+    ]
+
+
+def test_the_web_framework_outside_the_http_wing_is_found(tmp_path: Path):
+    root = _tree(
+        tmp_path,
+        {
+            "gateway/http/app.py": "import fastapi\n",
+            "gateway/errors.py": "from starlette.responses import Response\n",
+        },
+    )
+    assert web_outside_http(root) == ["gateway/errors.py imports ['starlette']"]
+
+
+def test_a_leaf_reached_behind_its_face_is_found(tmp_path: Path):
+    root = _tree(
+        tmp_path,
+        {
+            "connectors/__init__.py": "from connectors.base import Scan\n__all__ = ['Scan']\n",
+            "gateway/read/a.py": "from connectors import Scan\n",
+            "gateway/read/b.py": "from connectors.base import Scan\n",
+        },
+    )
+    assert leaves_behind_faces(root) == [
+        "gateway/read/b.py imports connectors.base",
+        "gateway/read/b.py imports connectors.base.Scan",
+    ]

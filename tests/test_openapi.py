@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.demo import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
-from gateway.errors import CLIENT_CLOSED_REQUEST
+from gateway.demo.workspace import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.http.problems import CLIENT_CLOSED_REQUEST
 from tests.conftest import bearer
 from tests.openapi_record import seen
 

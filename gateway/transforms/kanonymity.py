@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import Derived, derived_in, derived_name
+from connectors import Derived, derived_in, derived_name
 from gateway.transforms import generalization
 
 COUNT = "__count"

@@ -11,14 +11,14 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
-from connectors.base import Derived, derived_in
-from connectors.base import derived_name as _derived_name
-from gateway.keyring import Keyring
+from connectors import Derived, derived_in
+from connectors import derived_name as _derived_name
+from gateway.access.keyring import Keyring
+from gateway.read.views import ColumnView, DatasetView
 from gateway.transforms import generalization, pseudonyms
 from gateway.transforms.masking import mask_for
 from gateway.transforms.pseudonym_cache import PseudonymCache
 from gateway.transforms.scrubbing import ScrubCache, scrub
-from gateway.views import ColumnView, DatasetView
 
 KEY_VERSION = 1
 # Transforms a store may apply ahead to the rows of a table it holds (``Scan.derived``),

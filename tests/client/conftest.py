@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from gateway.demo import Workspace
+from gateway.demo.workspace import Workspace
 
 BIG_STUDIES = 120_000
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import SURGICAL_PURPOSE, Workspace
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from tests.client.conftest import Server
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 
-from gateway.demo import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.demo.workspace import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from tests.client.conftest import BIG_STUDIES, Server, free_port
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import Workspace
+from gateway.demo.workspace import Workspace
 from tests.client.conftest import Server
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from kiteline_client import Receipt, verify_receipt
 
-from gateway.demo import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.demo.workspace import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from tests.client.conftest import Server
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from kiteline_client import (
     verify_receipt,
 )
 
-from gateway.demo import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.demo.workspace import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from tests.client.conftest import BIG_STUDIES, Server
 
 pytestmark = pytest.mark.slow

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from gateway.demo import SURGICAL_PURPOSE, Workspace, create_workspace
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace, create_workspace
 
 QUERY = orjson.dumps(
     {"columns": ["patient_id", "diagnosis"], "limit": 3, "purpose": SURGICAL_PURPOSE}
@@ -191,7 +191,7 @@ def main() -> None:  # the stress target
     args = parser.parse_args()
     from click.testing import CliRunner
 
-    from gateway.cli import cli
+    from gateway.cli.main import cli
 
     with tempfile.TemporaryDirectory() as tmp:
         ws = create_workspace(Path(tmp) / "ws")

@@ -7,7 +7,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.demo import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.demo.workspace import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from tests.conftest import bearer
 
 BY_CITY = {

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.alerts import _STOP, EVALUATION_PAUSE_S, AlertEngine
+from gateway.auditing.alerts import _STOP, EVALUATION_PAUSE_S, AlertEngine
 
 
 class _Evaluator:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.anonymity import data_location, data_version
-from gateway.demo import Workspace
+from gateway.demo.workspace import Workspace
+from gateway.read.anonymity import data_location, data_version
 from gateway.transforms.kanonymity import QiSpec
 from tests.conftest import client_for
 

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from connectors.derived import BLOCK_ROWS, Deriver
-from gateway import budgets
-from gateway.database import create_state_engine
-from gateway.demo import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.access import budgets
+from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
 from gateway.service import BUFFERED_READ_ROWS
+from gateway.state.database import create_state_engine
 from gateway.transforms import profile
 from gateway.transforms.kanonymity import ClassIndex
 from tests.conftest import bearer, client_for

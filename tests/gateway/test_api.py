@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.demo import ALUMNI_PURPOSE, MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.demo.workspace import ALUMNI_PURPOSE, MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from tests.conftest import bearer
 
 PATIENT_QUERY = {
@@ -379,9 +379,9 @@ def test_every_outcome_is_audited_and_filter_literals_are_hashed(
 
 
 def test_revocation_applies_to_the_next_request(client: TestClient, workspace: Workspace):
-    from gateway.database import create_state_engine
-    from gateway.grants import revoke_grant
-    from gateway.principals import set_status
+    from gateway.access.grants import revoke_grant
+    from gateway.access.principals import set_status
+    from gateway.state.database import create_state_engine
 
     assert query(client, workspace, "erin", "studies", {"limit": 1}).status_code == 200
     engine = create_state_engine(workspace.config.state_url)

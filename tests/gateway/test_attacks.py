@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway import budgets
-from gateway.database import create_state_engine, migrate
-from gateway.demo import ALUMNI_PURPOSE, MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.access import budgets
+from gateway.demo.workspace import ALUMNI_PURPOSE, MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from gateway.errors import BudgetExhausted
+from gateway.state.database import create_state_engine, migrate
 from gateway.transforms.privacy import AggregatePlan, Measure, Output, exact_groups, release
 from tests.conftest import bearer
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from audit.checkpoints import Verifier
 from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
-from gateway.demo import SURGICAL_PURPOSE, Workspace
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from tests.conftest import bearer
 
 PATIENT_QUERY = {"columns": ["patient_id", "diagnosis"], "limit": 3, "purpose": SURGICAL_PURPOSE}

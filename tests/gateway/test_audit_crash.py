@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import cli
-from gateway.demo import Workspace
+from gateway.cli.main import cli
+from gateway.demo.workspace import Workspace
 from tests.gateway.audit_crash import crash_cycles, missing_events
 
 pytestmark = pytest.mark.slow

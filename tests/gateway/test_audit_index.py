@@ -14,10 +14,10 @@ from sqlalchemy import Engine, inspect, text
 
 from audit.logcheck import ExpectedHead, verify_log
 from audit.redaction import Redactor
-from gateway.audit_index import AuditIndexer, catch_up, first_mismatch, rebuild
-from gateway.audit_log import AuditLog, RequestMeta
-from gateway.audit_search import EventFilter, count, search
-from gateway.database import alembic_config, create_state_engine, migrate
+from gateway.auditing.index import AuditIndexer, catch_up, first_mismatch, rebuild
+from gateway.auditing.log import AuditLog, RequestMeta
+from gateway.auditing.search import EventFilter, count, search
+from gateway.state.database import alembic_config, create_state_engine, migrate
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])

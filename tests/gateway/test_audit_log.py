@@ -15,10 +15,10 @@ from audit.checkpoints import Signer
 from audit.errors import AuditUnavailable, ConsistencyError
 from audit.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
 from audit.redaction import Redactor
-from gateway.audit_log import AuditLog
-from gateway.audit_proofs import ProofSource
-from gateway.checkpointer import Checkpointer
-from gateway.database import create_state_engine, migrate
+from gateway.auditing.checkpointer import Checkpointer
+from gateway.auditing.log import AuditLog
+from gateway.auditing.proofs import ProofSource
+from gateway.state.database import create_state_engine, migrate
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import budgets
-from gateway.database import create_state_engine, migrate
+from gateway.access import budgets
 from gateway.errors import BudgetExhausted
+from gateway.state.database import create_state_engine, migrate
 
 CAP = 50
 

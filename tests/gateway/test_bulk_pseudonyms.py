@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from connectors import local
-from gateway.demo import ALUMNI_PURPOSE, Workspace
+from gateway.demo.workspace import ALUMNI_PURPOSE, Workspace
 from gateway.transforms.pseudonyms import prefix_for, pseudonym_of
 from tests.conftest import bearer, client_for
 

@@ -6,8 +6,8 @@ import sqlite3
 
 from click.testing import CliRunner
 
-from gateway.cli import cli
-from gateway.demo import Workspace
+from gateway.cli.main import cli
+from gateway.demo.workspace import Workspace
 
 
 def run(ws: Workspace, *args: str) -> tuple[int, str]:

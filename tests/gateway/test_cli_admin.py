@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from gateway import cli_admin
-from gateway.cli import cli
-from gateway.demo import Workspace
+from gateway.cli import admin as cli_admin
+from gateway.cli.main import cli
+from gateway.demo.workspace import Workspace
 
 
 @pytest.fixture

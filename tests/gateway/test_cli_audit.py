@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from gateway.cli import cli
-from gateway.demo import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.cli.main import cli
+from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
 from tests.conftest import bearer, client_for
 
 

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import cli
+from gateway.cli.main import cli
 from gateway.config import ConfigError, load_config, resolve_secret
-from gateway.demo import Workspace
+from gateway.demo.workspace import Workspace
 
 BASE = """\
 gateway:
@@ -120,7 +120,7 @@ def test_check_passes_on_the_demo(workspace: Workspace):
 
 
 def test_master_key_must_be_private(workspace: Workspace):
-    from gateway.keyring import Keyring
+    from gateway.access.keyring import Keyring
 
     key = workspace.root / "keys/master.key"
     assert key.stat().st_mode & 0o777 == 0o600

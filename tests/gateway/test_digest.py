@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from gateway.digest import AnswerDigest
+from gateway.read.digest import AnswerDigest
 
 
 def test_a_large_answer_hashes_on_a_thread_in_order():

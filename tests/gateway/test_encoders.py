@@ -8,7 +8,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from gateway.encoders import JSON, encoder_for, row_builder
+from gateway.read.encoders import JSON, encoder_for, row_builder
 
 AWKWARD_NAMES = [
     "patient_id",

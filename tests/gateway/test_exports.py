@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.demo import SURGICAL_PURPOSE, Workspace
-from gateway.encoders import NEXT_CURSOR_KEY
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
+from gateway.read.encoders import NEXT_CURSOR_KEY
 from tests.conftest import bearer, client_for
 
 ROWS = 50_000  # the demo's studies

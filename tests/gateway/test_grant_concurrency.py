@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from gateway.audit_log import RequestMeta
+from gateway.access.grant_requests import GrantRequestBody
+from gateway.access.principals import Caller, authenticate
+from gateway.auditing.log import RequestMeta
 from gateway.config import load_config
-from gateway.demo import Workspace, seed_state
+from gateway.demo.workspace import Workspace, seed_state
 from gateway.errors import Conflict
-from gateway.grant_requests import GrantRequestBody
-from gateway.models import Grant, GrantApproval, GrantEvent
-from gateway.principals import Caller, authenticate
 from gateway.service import Gateway
+from gateway.state.models import Grant, GrantApproval, GrantEvent
 from tests.conftest import copy_workspace
 
 pytestmark = pytest.mark.pg

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.demo import ALUMNI_PURPOSE, Workspace
-from gateway.principals import add_principal, issue_key
+from gateway.access.principals import add_principal, issue_key
+from gateway.demo.workspace import ALUMNI_PURPOSE, Workspace
 from tests.conftest import bearer, client_for
 from tests.gateway.test_api import audit_rows
 
@@ -42,7 +42,7 @@ def read(client: TestClient, ws: Workspace, who: str, dataset: str, **body: Any)
 
 
 def newcomer(ws: Workspace, name: str, kind: str = "employee", org: str | None = None) -> None:
-    from gateway.database import create_state_engine
+    from gateway.state.database import create_state_engine
 
     engine = create_state_engine(ws.config.state_url)
     try:

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import cli
-from gateway.database import create_state_engine
-from gateway.demo import Workspace
-from gateway.principals import issue_key
+from gateway.access.principals import issue_key
+from gateway.cli.main import cli
+from gateway.demo.workspace import Workspace
+from gateway.state.database import create_state_engine
 from tests.gateway.test_serve import server  # noqa: F401  (the real server fixture)
 
 pytestmark = pytest.mark.slow

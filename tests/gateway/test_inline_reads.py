@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.config import load_config
-from gateway.demo import SURGICAL_PURPOSE, Workspace
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from tests.conftest import bearer, client_for
 from tests.gateway.test_api import audit_rows
 from tests.gateway.test_read_slots import place

@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.access.grants import add_grant
+from gateway.access.keyring import Keyring
 from gateway.config import Dataset
-from gateway.database import create_state_engine
-from gateway.demo import Workspace
-from gateway.grants import add_grant
-from gateway.keyring import Keyring
+from gateway.demo.workspace import Workspace
+from gateway.read.views import build_view
+from gateway.state.database import create_state_engine
 from gateway.transforms.profile import BatchTransformer
-from gateway.views import build_view
 from tests.conftest import bearer
 
 DIRECT = ("name", "national_id", "phone")

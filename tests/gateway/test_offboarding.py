@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from audit.errors import AuditError
 from connectors.base import ScanCancelled
-from gateway.audit_log import RequestMeta
-from gateway.demo import SURGICAL_PURPOSE, Workspace
-from gateway.hr_hook import sign
-from gateway.principals import authenticate, issue_key
+from gateway.access.hr_hook import sign
+from gateway.access.principals import authenticate, issue_key
+from gateway.auditing.log import RequestMeta
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from tests.conftest import client_for
 from tests.gateway.test_api import audit_rows
 from tests.gateway.test_grant_requests import ask, call, decide, read
@@ -57,7 +57,7 @@ def test_offboarding_a_custodian_flags_their_modules(client: TestClient, workspa
     assert events[0]["alert"] is True
     # With a new (alumni) key, alice is no longer a custodian of imaging.
     engine_url = workspace.config.state_url
-    from gateway.database import create_state_engine
+    from gateway.state.database import create_state_engine
 
     engine = create_state_engine(engine_url)
     try:

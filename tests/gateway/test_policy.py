@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from gateway.cli import cli
-from gateway.database import create_state_engine
-from gateway.demo import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
-from gateway.grants import add_grant
-from gateway.policy_files import POLICY_DIR
-from gateway.principals import add_principal, issue_key, set_status
+from gateway.access.grants import add_grant
+from gateway.access.policy_files import POLICY_DIR
+from gateway.access.principals import add_principal, issue_key, set_status
+from gateway.cli.main import cli
+from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.state.database import create_state_engine
 from tests.conftest import bearer, client_for
 
 

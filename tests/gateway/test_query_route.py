@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from gateway.demo import Workspace
+from gateway.demo.workspace import Workspace
 from gateway.service import MAX_QUERY_BYTES
 from tests.conftest import bearer
 
@@ -43,7 +43,7 @@ def test_a_client_gone_before_its_read_starts_costs_no_read(client: TestClient, 
     # the read starts, so a queued read of a departed client is never run or charged.
     import asyncio
 
-    from gateway.read_slots import ReadSlots
+    from gateway.read.slots import ReadSlots
     from tests.gateway.test_api import audit_rows
 
     app = client.app

@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from connectors.inline import decline_inline
-from gateway.read_slots import ReadAbandoned, ReadSlots, default_read_threads
+from gateway.read.slots import ReadAbandoned, ReadSlots, default_read_threads
 
 
 def test_no_more_reads_run_at_once_than_there_are_slots():

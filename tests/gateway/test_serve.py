@@ -12,7 +12,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from gateway.demo import SURGICAL_PURPOSE, Workspace
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 
 pytestmark = pytest.mark.slow
 

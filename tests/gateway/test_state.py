@@ -15,15 +15,10 @@ from sqlalchemy import Engine, event, text
 
 from audit.logcheck import ExpectedHead, LogReport, verify_log
 from audit.redaction import Redactor
-from gateway.audit_log import AuditLog, RequestMeta
-from gateway.audit_search import EventFilter, search
-from gateway.config import Config
-from gateway.database import alembic_config, create_state_engine, is_current, migrate
-from gateway.decisions import Decider
-from gateway.demo import Workspace
-from gateway.grants import GrantError, add_grant, revoke_grant
-from gateway.policy_runtime import PolicyRuntime
-from gateway.principals import (
+from gateway.access.decisions import Decider
+from gateway.access.grants import GrantError, add_grant, revoke_grant
+from gateway.access.policy_runtime import PolicyRuntime
+from gateway.access.principals import (
     Caller,
     PrincipalError,
     add_principal,
@@ -32,6 +27,11 @@ from gateway.principals import (
     revoke_key,
     set_status,
 )
+from gateway.auditing.log import AuditLog, RequestMeta
+from gateway.auditing.search import EventFilter, search
+from gateway.config import Config
+from gateway.demo.workspace import Workspace
+from gateway.state.database import alembic_config, create_state_engine, is_current, migrate
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])

@@ -34,11 +34,17 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from psycopg import sql
 
-from gateway.app import create_app
-from gateway.audit_log import RequestMeta
-from gateway.cli import cli
+from gateway.auditing.log import RequestMeta
+from gateway.cli.main import cli
 from gateway.config import Settings
-from gateway.demo import (
+from gateway.demo.hosted_stores import (
+    load_postgres,
+    postgres_store,
+    s3_server,
+    s3_store,
+    upload_seed,
+)
+from gateway.demo.workspace import (
     ALUMNI_PURPOSE,
     LOCAL_STORE,
     SURGICAL_PURPOSE,
@@ -46,13 +52,7 @@ from gateway.demo import (
     Workspace,
     config_text,
 )
-from gateway.demo_stores import (
-    load_postgres,
-    postgres_store,
-    s3_server,
-    s3_store,
-    upload_seed,
-)
+from gateway.http.app import create_app
 from gateway.service import BUFFERED_READ_ROWS
 from tests.conftest import bearer, copy_workspace
 

@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from gateway.cli import cli
+from gateway.access.keyring import Keyring
+from gateway.auditing.leak_tracing import source_reader, trace
+from gateway.cli.main import cli
 from gateway.config import load_config
-from gateway.demo import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
-from gateway.keyring import Keyring
-from gateway.stores import build_connectors
-from gateway.tracing import source_reader, trace
+from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
+from gateway.read.stores import build_connectors
 from tests.conftest import bearer, client_for
 
 

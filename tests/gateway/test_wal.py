@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from gateway.database import create_state_engine
-from gateway.demo import Workspace
-from gateway.wal import AUTOCHECKPOINT_PAGES, WalCheckpointer, uses_wal
+from gateway.demo.workspace import Workspace
+from gateway.state.database import create_state_engine
+from gateway.state.wal import AUTOCHECKPOINT_PAGES, WalCheckpointer, uses_wal
 from tests.conftest import client_for
 
 

@@ -6,11 +6,11 @@ import hashlib
 
 import pyarrow as pa
 
+from gateway.access.keyring import Keyring
 from gateway.config import Dataset
-from gateway.keyring import Keyring
+from gateway.read.views import build_view
 from gateway.transforms.profile import BatchTransformer, derived_name
 from gateway.transforms.pseudonym_cache import PseudonymCache
-from gateway.views import build_view
 
 DATASET = Dataset.model_validate(
     {

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from gateway.access.keyring import Keyring
 from gateway.config import Dataset
-from gateway.keyring import Keyring
+from gateway.read.views import build_view
 from gateway.transforms.profile import BatchTransformer
 from gateway.transforms.pseudonym_cache import PseudonymCache
 from gateway.transforms.pseudonyms import prefix_for, pseudonym_of, pseudonymize
-from gateway.views import build_view
 
 KEYRING = Keyring(bytes(range(32)))
 SCHEMA = pa.schema([("patient_id", pa.string()), ("age", pa.int64())])

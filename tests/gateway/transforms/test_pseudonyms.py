@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from gateway.keyring import Keyring
+from gateway.access.keyring import Keyring
 from gateway.transforms import pseudonyms
 from gateway.transforms.pseudonyms import (
     PseudonymTable,

@@ -1,0 +1,1 @@
+"""The access wing: principals and keys, grants and their workflow, decisions, budgets."""

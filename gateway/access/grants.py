@@ -1,0 +1,197 @@
+"""Grants: who may read which dataset (or whole module), under which profile, until when."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.engine import Connection
+
+from gateway.access.principals import now
+from gateway.config import Config
+from gateway.state.database import bump_version
+from gateway.state.models import Grant, Org, Principal
+from policies import PROFILE_ORDER
+
+STATUSES = ("requested", "approved", "active", "expired", "revoked", "denied")
+
+
+class GrantError(ValueError):
+    """A grant operation was refused; the message names the field or rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    id: int
+    subject: str  # "user:<name>" or "org:<name>"
+    module: str
+    dataset: str | None
+    profile: str
+    purpose: str | None
+    approvals: int
+    columns: tuple[str, ...] | None
+    row_filter: tuple[dict[str, Any], ...]
+    row_cap: int | None
+    expires_at: datetime
+    window: dict[str, Any] | None = None
+    # A time-boxed exception approved by an admin and an officer together: it does not
+    # count against the module-separation rules it was granted to bypass.
+    break_glass: bool = False
+
+    def covers(self, module: str, dataset: str) -> bool:
+        return self.module == module and self.dataset in (None, dataset)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "subject": self.subject,
+            "module": self.module,
+            "dataset": self.dataset,
+            "profile": self.profile,
+            "purpose": self.purpose,
+            "approvals": self.approvals,
+            "columns": list(self.columns) if self.columns else None,
+            "row_filter": list(self.row_filter) or None,
+            "row_cap": self.row_cap,
+            "expires_at": self.expires_at.isoformat(),
+            "window": self.window,
+        }
+
+
+def add_grant(
+    engine: Engine,
+    config: Config,
+    *,
+    subject_type: str,
+    subject: str,
+    profile: str,
+    days: int,
+    created_by: str,
+    dataset: str | None = None,
+    module: str | None = None,
+    purpose: str | None = None,
+    approvals: int = 0,
+    columns: list[str] | None = None,
+    row_filter: list[dict[str, Any]] | None = None,
+    row_cap: int | None = None,
+    window: dict[str, Any] | None = None,
+    status: str = "active",
+) -> int:
+    """Record a grant directly (administrative path; requests and approvals build on it)."""
+    if subject_type not in ("principal", "org"):
+        raise GrantError("subject_type must be 'principal' or 'org'")
+    if profile not in PROFILE_ORDER:
+        raise GrantError(f"profile must be one of {', '.join(PROFILE_ORDER)}")
+    if dataset is not None:
+        if dataset not in config.datasets:
+            raise GrantError(f"unknown dataset {dataset!r}")
+        ds_module = config.datasets[dataset].module
+        if module is not None and module != ds_module:
+            raise GrantError(f"dataset {dataset!r} belongs to module {ds_module!r}, not {module!r}")
+        module = ds_module
+        if columns:
+            unknown = sorted(set(columns) - set(config.datasets[dataset].columns))
+            if unknown:
+                raise GrantError(f"unknown column(s) in grant: {', '.join(unknown)}")
+    if module is None or module not in config.modules:
+        raise GrantError(f"unknown module {module!r}")
+    if not 0 < days <= 3660:
+        raise GrantError("days must be between 1 and 3660")
+    if status not in STATUSES:
+        raise GrantError(f"status must be one of {', '.join(STATUSES)}")
+    created = now()
+    with engine.begin() as conn:
+        table = Principal.name if subject_type == "principal" else Org.name
+        if conn.scalar(select(table).where(table == subject)) is None:
+            raise GrantError(f"unknown {subject_type} {subject!r}")
+        result = conn.execute(
+            insert(Grant).values(
+                subject_type=subject_type,
+                subject=subject,
+                module=module,
+                dataset=dataset,
+                profile=profile,
+                purpose=purpose,
+                status=status,
+                columns=columns,
+                row_filter=row_filter,
+                row_cap=row_cap,
+                window=window,
+                approvals=approvals,
+                created_by=created_by,
+                created_at=created,
+                expires_at=created + timedelta(days=days),
+            )
+        )
+        bump_version(conn, "grants")
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+
+def revoke_grant(engine: Engine, grant_id: int) -> None:
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(Grant)
+            .where(Grant.id == grant_id, Grant.status == "active")
+            .values(status="revoked")
+        )
+        if done.rowcount == 0:
+            raise GrantError(f"no active grant {grant_id}")
+        bump_version(conn, "grants")
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes for timezone-aware columns; we only ever store UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def active_grants(conn: Connection) -> list[GrantRecord]:
+    table = Grant.__table__
+    rows = conn.execute(select(table).where(table.c.status == "active")).all()
+    return [
+        GrantRecord(
+            id=g.id,
+            subject=("user:" if g.subject_type == "principal" else "org:") + g.subject,
+            module=g.module,
+            dataset=g.dataset,
+            profile=g.profile,
+            purpose=g.purpose,
+            approvals=g.approvals,
+            columns=tuple(g.columns) if g.columns else None,
+            row_filter=tuple(g.row_filter or ()),
+            row_cap=g.row_cap,
+            expires_at=_aware(g.expires_at),
+            window=g.window,
+            break_glass=g.break_glass_hours is not None,
+        )
+        for g in rows
+    ]
+
+
+class GrantIndex:
+    """Active grants by subject, built once per grants version."""
+
+    def __init__(self, grants: Iterable[GrantRecord]) -> None:
+        self._by_subject: dict[str, list[GrantRecord]] = defaultdict(list)
+        self.grants = list(grants)
+        for grant in self.grants:
+            self._by_subject[grant.subject].append(grant)
+
+    def for_request(self, subjects: Iterable[str], module: str, dataset: str) -> list[GrantRecord]:
+        return [
+            g for s in subjects for g in self._by_subject.get(s, ()) if g.covers(module, dataset)
+        ]
+
+    def modules_held(self, subjects: Iterable[str], at: datetime) -> set[str]:
+        """Modules held through ordinary grants; break-glass exceptions do not count."""
+        return {
+            g.module
+            for s in subjects
+            for g in self._by_subject.get(s, ())
+            if g.expires_at > at and not g.break_glass
+        }

@@ -1,0 +1,1 @@
+"""The auditing wing: the audit log, its index and search, proofs, checkpoints, alerts."""

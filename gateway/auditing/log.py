@@ -1,0 +1,554 @@
+"""The audit log's storage in the state database.
+
+Each event is a row holding its canonical JSON body, its hash-chain link and its
+RFC 6962 leaf hash; one ``audit_head`` row holds the log's size, the chain's last
+hash and the Merkle frontier, so the tree root is known without rereading events.
+
+Appends use group commit: concurrent requests queue their events, and whichever
+thread holds the writer lock writes every queued event in one transaction. Each
+caller still returns only once its own event is durable, so no data leaves before
+its record. Writers are serialized across processes too (``BEGIN IMMEDIATE`` on
+SQLite, a transaction-scoped advisory lock on PostgreSQL), so several gateway
+processes keep one gap-free log. An append that fails or exceeds its time bound
+raises ``AuditUnavailable``: the caller must fail closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, select
+
+from audit import (
+    HASH_SIZE,
+    AuditUnavailable,
+    ExpectedHead,
+    LogRecord,
+    LogReport,
+    Redactor,
+    TreeBuilder,
+    canonical,
+    verify_log,
+)
+from gateway.access.principals import Caller
+from gateway.auditing.index import first_mismatch
+from gateway.state.database import pooled_connection
+from gateway.state.models import AuditEvent, AuditHead
+
+log = logging.getLogger(__name__)
+
+_ADVISORY_LOCK_ID = 0x6B6C_6175  # "klau": one lock for the whole log
+_MAX_TEXT = 512
+_MAX_ITEMS = 1000
+_MAX_NAME = 64
+_MAX_BATCH = 2000
+
+Listener = Callable[[Sequence[Mapping[str, Any]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    request_id: str
+    client: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    size: int
+    chain_head: str
+    frontier: tuple[bytes, ...]
+
+    def root(self) -> bytes:
+        return TreeBuilder.from_frontier(self.size, self.frontier).root()
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An event built but not yet appended (see ``AuditLog.append_linked``)."""
+
+    event: dict[str, Any]
+    moment: datetime
+
+
+@dataclass(eq=False)
+class _Pending:
+    # Appended together, in this order; each event after the first gets the first's
+    # sequence number under ``link``.
+    events: list[Prepared]
+    link: str | None = None
+    # Set when the events are written (or failed), or when this caller must lead.
+    signal: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    promoted: bool = False
+    seqs: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def _clip(value: str | None, limit: int = _MAX_TEXT) -> str | None:
+    # Anything a client controls is bounded; JSON encoding keeps newlines and escapes inert.
+    return None if value is None else value[:limit]
+
+
+def _bounded(value: Any) -> Any:
+    """Bound every string and list a caller may have supplied, however deeply nested."""
+    if isinstance(value, str):
+        return value[:_MAX_TEXT]
+    if isinstance(value, list | tuple):
+        return [_bounded(item) for item in value[:_MAX_ITEMS]]
+    if isinstance(value, dict):
+        return {str(k)[:_MAX_NAME]: _bounded(v) for k, v in list(value.items())[:_MAX_ITEMS]}
+    return value
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _parse_frontier(text_value: str) -> tuple[bytes, ...]:
+    raw = bytes.fromhex(text_value)
+    return tuple(raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE))
+
+
+class AuditLog:
+    def __init__(
+        self, engine: Engine, redactor: Redactor, *, policy_version: str, timeout_s: float = 2.0
+    ) -> None:
+        self._engine = engine
+        self.redactor = redactor
+        self.policy_version = policy_version
+        self._timeout_s = timeout_s
+        self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._postgres = engine.dialect.name == "postgresql"
+        self._listeners: list[Listener] = []
+        self._writer: Any = None
+        self._leading = False
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(events)`` after each commit; it must be quick and not raise."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # -- appending -----------------------------------------------------------------
+
+    def append(self, action: str, **fields: Any) -> int:
+        """Append one event (``fields`` as for ``prepare``) and return its sequence
+        number, or raise AuditUnavailable."""
+        return self.append_prepared(self.prepare(action, **fields))
+
+    def append_prepared(self, prepared: Prepared) -> int:
+        """Append an event built by ``prepare``; its sequence number."""
+        return self._submit(_Pending([prepared]))[0]
+
+    def append_linked(self, first: Prepared, second: Prepared, *, link: str) -> tuple[int, int]:
+        """Append two events in one transaction, adjacent, with ``second[link]`` set to
+        the first's sequence number; their sequence numbers, or AuditUnavailable.
+
+        One commit instead of two for a pair that belongs together (a small read's
+        query and its result), and neither is ever stored without the other."""
+        first_seq, second_seq = self._submit(_Pending([first, second], link=link))
+        return first_seq, second_seq
+
+    def prepare(
+        self,
+        action: str,
+        *,
+        meta: RequestMeta | None = None,
+        caller: Caller | None = None,
+        actor: str | None = None,
+        dataset: str | None = None,
+        module: str | None = None,
+        decision: str | None = None,
+        reasons: tuple[str, ...] | list[str] = (),
+        **details: Any,
+    ) -> Prepared:
+        """Build an event (stamped now) without appending it."""
+        moment = datetime.now(UTC)
+        event: dict[str, Any] = {k: _bounded(v) for k, v in details.items()}
+        # The searchable columns have fixed widths: clip before hashing, so the stored
+        # column and the hashed body always agree.
+        event.update(
+            {
+                "ts": moment.isoformat(),
+                "request_id": _clip(meta.request_id, _MAX_NAME) if meta else None,
+                "actor": _clip(caller.name if caller else actor, _MAX_NAME),
+                "actor_kind": _clip(caller.kind, 16) if caller else None,
+                "actor_org": _clip(caller.org, _MAX_NAME) if caller else None,
+                "action": action[:32],
+                "dataset": _clip(dataset, _MAX_NAME),
+                "module": _clip(module, _MAX_NAME),
+                "decision": _clip(decision, 16),
+                "reasons": [_clip(r) for r in list(reasons)[:_MAX_ITEMS]],
+                "policy_version": self.policy_version,
+                "client": _clip(meta.client) if meta else None,
+                "user_agent": _clip(meta.user_agent) if meta else None,
+            }
+        )
+        return Prepared(event, moment)
+
+    def _submit(self, item: _Pending) -> list[int]:
+        """Queue the event; the one leading caller writes whatever is queued in a single
+        transaction (group commit) while the others wait for their own event."""
+        deadline = time.monotonic() + self._timeout_s
+        with self._queue_lock:
+            self._queue.append(item)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            if not item.signal.wait(max(0.0, deadline - time.monotonic())):
+                with self._queue_lock:
+                    if not item.promoted and item in self._queue:
+                        self._queue.remove(item)
+                        raise AuditUnavailable("timed out waiting to append to the audit log")
+                # Either a writer has taken the event and is writing it right now, or
+                # this caller was just made the leader: finish rather than report a
+                # failure for an event that may well commit.
+                item.signal.wait(self._timeout_s)
+            if not item.done and not item.promoted:
+                raise AuditUnavailable("timed out waiting to append to the audit log")
+        if not item.done:
+            self._lead()
+        if item.error is not None:
+            raise AuditUnavailable("the audit log could not be written") from item.error
+        return item.seqs
+
+    def _lead(self) -> None:
+        """Write one batch, then hand the lead to the oldest waiting caller, if any."""
+        try:
+            with self._write_lock:
+                self._flush()
+                if self._postgres:
+                    with self._queue_lock:
+                        idle = not self._queue
+                    if idle:
+                        # A PostgreSQL connection goes back to the pool when nobody
+                        # waits, so that disposing of the engine closes it.
+                        self._release_writer()
+        finally:
+            with self._queue_lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.promoted = True
+                    successor.signal.set()
+                else:
+                    self._leading = False
+
+    def _flush(self) -> None:
+        """Write every queued event in one transaction (called with the writer lock)."""
+        with self._queue_lock:
+            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+        if not batch:
+            return
+        try:
+            events = self._write(batch)
+        except BaseException as exc:
+            log.error("audit append failed: %s", type(exc).__name__)
+            for item in batch:
+                item.error = exc
+                item.done = True
+                item.signal.set()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for item in batch:
+            item.done = True
+            item.signal.set()
+        for listener in list(self._listeners):
+            try:
+                listener(events)
+            except Exception:
+                log.exception("an audit listener failed")
+
+    def _write(self, batch: list[_Pending]) -> list[dict[str, Any]]:
+        # The hot path speaks to the driver directly: SQLAlchemy's per-statement work
+        # costs more than the append itself. The SQL is fixed text with bound values.
+        mark = "%s" if self._postgres else "?"
+        raw = self._writer_connection()
+        healthy = False
+        try:
+            cursor = raw.cursor()
+            timeout_ms = int(self._timeout_s * 1000)
+            if self._postgres:
+                cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
+                cursor.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_ID,))
+            else:
+                cursor.execute("BEGIN IMMEDIATE")
+            try:
+                cursor.execute("SELECT size, chain_head, frontier FROM audit_head WHERE id = 1")
+                found = cursor.fetchone()
+                if found is None:
+                    # Without its head the log cannot continue its chain: never restart it.
+                    raise AuditUnavailable("the audit log's head record is missing")
+                size = int(found[0])
+                builder = TreeBuilder.from_frontier(size, _parse_frontier(found[2]))
+                prev, seq = str(found[1]), size
+                rows = []
+                sha256 = hashlib.sha256
+                for item in batch:
+                    item.seqs.clear()
+                for item, prepared in ((i, p) for i in batch for p in i.events):
+                    seq += 1
+                    event = prepared.event
+                    if item.seqs and item.link is not None:
+                        event[item.link] = item.seqs[0]
+                    event["seq"] = seq
+                    body = canonical(event)
+                    chained = sha256(bytes.fromhex(prev) + body).hexdigest()
+                    leaf = sha256(b"\x00" + body).digest()
+                    builder.append(leaf)
+                    moment: Any = prepared.moment
+                    if not self._postgres:
+                        # SQLAlchemy's SQLite DateTime text form, so its reads agree.
+                        moment = moment.replace(tzinfo=None).isoformat(" ", "microseconds")
+                    rows.append(
+                        (
+                            seq,
+                            moment,
+                            event["request_id"],
+                            event["actor"],
+                            event["action"],
+                            event["dataset"],
+                            event["decision"],
+                            body.decode(),
+                            prev,
+                            chained,
+                            leaf.hex(),
+                            event["actor_kind"],
+                            event["actor_org"],
+                            event["module"],
+                        )
+                    )
+                    item.seqs.append(seq)
+                    prev = chained
+                cursor.executemany(
+                    "INSERT INTO audit_events (seq, ts, request_id, actor, action, dataset, "
+                    "decision, body, prev_hash, hash, leaf_hash, actor_kind, actor_org, module) "
+                    f"VALUES ({', '.join([mark] * 14)})",
+                    rows,
+                )
+                cursor.execute(
+                    f"UPDATE audit_head SET size = {mark}, chain_head = {mark}, "
+                    f"frontier = {mark} WHERE id = 1 AND size = {mark}",
+                    (seq, prev, b"".join(builder.frontier).hex(), size),
+                )
+                if cursor.rowcount != 1:
+                    raise AuditUnavailable("the audit head moved during an append")
+                if self._postgres:
+                    raw.commit()
+                else:
+                    cursor.execute("COMMIT")
+                healthy = True
+            except BaseException:
+                if self._postgres:
+                    raw.rollback()
+                else:
+                    with contextlib.suppress(sqlite3.Error):
+                        cursor.execute("ROLLBACK")
+                raise
+        finally:
+            if not healthy:
+                # After any failure start over on a fresh connection.
+                self._drop_writer_connection()
+        return [prepared.event for item in batch for prepared in item.events]
+
+    @contextlib.contextmanager
+    def read_connection(self) -> Iterator[Any]:
+        """A driver connection for one short read that ends its own transaction.
+
+        On SQLite, the writer's own while no append needs it: every append by another
+        connection makes SQLite drop a connection's cached pages, so a read on any
+        other connection starts cold (about twice the cost per authentication,
+        docs/performance.md). Otherwise, and while an append runs, one from the pool."""
+        # Appends come first: a read steps aside while any is queued (a racy look at
+        # the queue is good enough for that).
+        busy = self._leading or self._queue
+        if self._postgres or busy or not self._write_lock.acquire(blocking=False):
+            with pooled_connection(self._engine) as raw:
+                yield raw
+            return
+        try:
+            raw = self._writer_connection()
+            yield raw
+            if raw.in_transaction:
+                # Never leave the writer inside a read: it would keep serving that
+                # snapshot (an old revocation state) to the next read.
+                raw.rollback()
+        except sqlite3.Error:
+            self._drop_writer_connection()
+            raise
+        finally:
+            self._write_lock.release()
+
+    def close(self) -> None:
+        """Give the writer's connection back to the pool, so that disposing of the engine
+        closes it; a later append checks one out again."""
+        with self._write_lock:
+            self._release_writer()
+
+    def _writer_connection(self) -> Any:
+        """The connection appends go through (called with the writer lock). On SQLite it
+        stays checked out between appends, until ``close``: a checkout and return per
+        append cost more than the append's own statements, and the connection keeps
+        its page cache, which its own writes never invalidate."""
+        if self._writer is None:
+            raw = self._engine.raw_connection()
+            busy_timeout_ms = int(self._timeout_s * 1000)
+            if not self._postgres and raw.info.get("busy_timeout_ms") != busy_timeout_ms:
+                # Bound the wait for another process's write lock by the append bound;
+                # set once per pooled connection (``info`` lives as long as it does).
+                raw.cursor().execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+                raw.info["busy_timeout_ms"] = busy_timeout_ms
+            self._writer = raw
+        return self._writer
+
+    def _drop_writer_connection(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.invalidate()
+            self._writer = None
+
+    def _release_writer(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+    @staticmethod
+    def _read_head(conn: Connection) -> Head:
+        row = conn.execute(
+            select(AuditHead.size, AuditHead.chain_head, AuditHead.frontier).where(
+                AuditHead.id == 1
+            )
+        ).first()
+        if row is None:
+            # Without its head the log cannot continue its chain: refuse, never restart.
+            raise AuditUnavailable("the audit log's head record is missing")
+        return Head(int(row.size), row.chain_head, _parse_frontier(row.frontier))
+
+    # -- reading -------------------------------------------------------------------
+
+    def head(self) -> Head:
+        with self._engine.connect() as conn:
+            return self._read_head(conn)
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """Leaf hashes of tree indices [start, end) (events start+1 .. end)."""
+        with self._engine.connect() as conn:
+            values = conn.execute(
+                select(AuditEvent.leaf_hash)
+                .where(AuditEvent.seq > start, AuditEvent.seq <= end)
+                .order_by(AuditEvent.seq)
+            ).scalars()
+            return [bytes.fromhex(v) if v else b"" for v in values]
+
+    def records(self, *, batch: int = 20_000, upto: int | None = None) -> Iterator[LogRecord]:
+        """Every event in sequence order, streamed in batches, as verify needs them."""
+        # The driver's cursor, not SQLAlchemy's rows: verify reads every event, and
+        # per-row type processing would cost more than the hashing.
+        mark = "%s" if self._postgres else "?"
+        sql = (
+            "SELECT seq, ts, request_id, actor, action, dataset, decision, body, prev_hash, "
+            "hash, leaf_hash, actor_kind, actor_org, module FROM audit_events "
+            f"WHERE seq > {mark} AND seq <= {mark} ORDER BY seq LIMIT {int(batch)}"
+        )
+        last = upto if upto is not None else 2**62
+        after = -(2**62)
+        while True:
+            raw = self._engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute(sql, (after, last))
+                rows = cursor.fetchall()
+                raw.rollback()
+            finally:
+                raw.close()
+            if not rows:
+                return
+            for row in rows:
+                ts = row[1]
+                if isinstance(ts, str):
+                    # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (UTC); spell it as the
+                    # body does (isoformat, which leaves out a zero fraction).
+                    fraction = ts[19:]
+                    ts = f"{ts[:10]}T{ts[11:19]}{'' if fraction == '.000000' else fraction}+00:00"
+                else:
+                    ts = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+                body = row[7]
+                yield LogRecord(
+                    row[0],
+                    body.encode() if isinstance(body, str) else bytes(body),
+                    row[8],
+                    row[9],
+                    row[10],
+                    {
+                        "ts": ts,
+                        "request_id": row[2],
+                        "actor": row[3],
+                        "action": row[4],
+                        "dataset": row[5],
+                        "decision": row[6],
+                        "actor_kind": row[11],
+                        "actor_org": row[12],
+                        "module": row[13],
+                    },
+                )
+            after = rows[-1][0]
+
+    def verify(self, **kwargs: Any) -> LogReport:
+        """Recompute the chain, the leaves and the tree (see ``audit.logcheck``), then
+        check the search index against the events: an event it leaves out or misstates
+        is hidden from searches."""
+        head = self.head()
+        report = verify_log(self.records(), head=ExpectedHead(head.size, head.chain_head), **kwargs)
+        if not report.ok:
+            return report
+        hidden = first_mismatch(self._engine)
+        if hidden is None:
+            return report
+        return replace(
+            report,
+            ok=False,
+            problem=f"the search index leaves out or misstates event {hidden} (the log "
+            "itself is intact: `kiteline audit reindex` rebuilds the index from it)",
+            bad_seq=hidden,
+        )
+
+    def event(self, seq: int) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            body = conn.execute(select(AuditEvent.body).where(AuditEvent.seq == seq)).scalar()
+        return None if body is None else orjson.loads(body)
+
+    def body(self, seq: int) -> str | None:
+        """The stored canonical JSON of one event, exactly as its hashes cover it."""
+        with self._engine.connect() as conn:
+            body = conn.execute(select(AuditEvent.body).where(AuditEvent.seq == seq)).scalar()
+        return None if body is None else str(body)
+
+    def tail(self, count: int = 20) -> list[Mapping[str, Any]]:
+        with self._engine.connect() as conn:
+            rows = (
+                conn.execute(select(AuditEvent.body).order_by(AuditEvent.seq.desc()).limit(count))
+                .scalars()
+                .all()
+            )
+        return [orjson.loads(body) for body in reversed(rows)]

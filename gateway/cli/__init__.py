@@ -1,0 +1,5 @@
+"""The ``kiteline`` command."""
+
+from gateway.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,286 @@
+"""CLI commands that talk to a running gateway over HTTP (``KITELINE_URL``, ``KITELINE_TOKEN``).
+
+Grant requests and approvals, offboarding, suspension and access listings go through
+the API, so they are authorized and audited exactly as they are for any other client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import httpx
+
+from gateway.cli.common import config_of, state_engine
+
+DEFAULT_URL = "http://127.0.0.1:8787"
+
+
+def http_client() -> httpx.Client:
+    """The API client; the token comes from the environment, never from a flag (shell history)."""
+    token = os.environ.get("KITELINE_TOKEN")
+    if not token:
+        raise click.UsageError("set KITELINE_TOKEN to your kiteline API token")
+    return httpx.Client(
+        base_url=os.environ.get("KITELINE_URL", DEFAULT_URL),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+
+def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    try:
+        with http_client() as client:
+            response = client.request(method, path, json=body)
+    except httpx.TransportError as exc:
+        click.echo(f"error: cannot reach the gateway: {exc}", err=True)
+        raise SystemExit(1) from exc
+    if response.status_code >= 400:
+        _problem(response)
+    return response.json()
+
+
+def _problem(response: httpx.Response) -> None:
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {"detail": response.text}
+    click.echo(f"error {response.status_code}: {problem.get('detail', '')}", err=True)
+    if problem.get("rule"):
+        click.echo(f"  rule: {problem['rule']}", err=True)
+    if problem.get("conflicting_grant"):
+        click.echo(f"  conflicting grant: {problem['conflicting_grant']}", err=True)
+    for error in problem.get("errors") or []:
+        click.echo(f"  {error.get('field')}: {error.get('message')}", err=True)
+    raise SystemExit(2 if response.status_code < 500 else 1)
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value) or "-"
+        text = str(value)
+        # Timestamps: the date and minute are what a reader scans for.
+        if len(text) > 19 and text[10:11] == "T":
+            return text[:16].replace("T", " ")
+        return text
+
+    cells = [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+GRANT_COLUMNS = (
+    "id",
+    "subject",
+    "module",
+    "dataset",
+    "profile",
+    "status",
+    "approvals",
+    "approvals_needed",
+    "expires_at",
+    "purpose",
+)
+
+
+def _show(grant: dict[str, Any]) -> None:
+    for key in (*GRANT_COLUMNS, "requested_by", "created_at", "activated_at", "columns"):
+        value = grant.get(key)
+        click.echo(f"{key + ':':<18}{'-' if value is None else value}")
+    if grant.get("approved_by"):
+        names = ", ".join(f"{a['name']} ({a['as']})" for a in grant["approved_by"])
+        click.echo(f"{'approved_by:':<18}{names}")
+    if "history" in grant:
+        click.echo("")
+        click.echo(table(grant["history"], ("at", "actor", "action", "reason")))
+
+
+# -- grants ---------------------------------------------------------------------------
+
+
+def register(cli: click.Group, grants: click.Group, principals: click.Group) -> None:
+    """Attach the HTTP commands to the ``kiteline`` command groups."""
+
+    @grants.command("request")
+    @click.option("--dataset", default=None)
+    @click.option("--module", default=None, help="Request a whole module.")
+    @click.option(
+        "--profile",
+        required=True,
+        type=click.Choice(["raw", "pseudonymized", "anonymized", "aggregate"]),
+    )
+    @click.option("--purpose", default=None)
+    @click.option("--days", type=int, required=True)
+    @click.option("--columns", default=None, help="Comma-separated columns to restrict to.")
+    @click.option("--row-filter", default=None, help='JSON list, e.g. [{"column":..,"op":..}]')
+    @click.option("--org", default=None, help="Request for your partner org (org admins).")
+    @click.option("--break-glass-hours", type=int, default=None)
+    def grants_request(
+        dataset: str | None,
+        module: str | None,
+        profile: str,
+        purpose: str | None,
+        days: int,
+        columns: str | None,
+        row_filter: str | None,
+        org: str | None,
+        break_glass_hours: int | None,
+    ) -> None:
+        """Request a grant; custodians of the module approve it."""
+        body: dict[str, Any] = {"profile": profile, "days": days}
+        for key, value in (
+            ("dataset", dataset),
+            ("module", module),
+            ("purpose", purpose),
+            ("org", org),
+            ("break_glass_hours", break_glass_hours),
+        ):
+            if value is not None:
+                body[key] = value
+        if columns:
+            body["columns"] = [c.strip() for c in columns.split(",") if c.strip()]
+        if row_filter:
+            try:
+                body["row_filter"] = json.loads(row_filter)
+            except ValueError as exc:
+                raise click.BadParameter("must be a JSON list", param_hint="--row-filter") from exc
+        grant = call("POST", "/v1/grants", body)
+        click.echo(
+            f"grant {grant['id']} {grant['status']}: {grant['approvals']}/"
+            f"{grant['approvals_needed']} approvals"
+        )
+
+    @grants.command("list")
+    @click.option(
+        "--status",
+        default=None,
+        type=click.Choice(["requested", "active", "expired", "revoked", "denied"]),
+    )
+    @click.pass_context
+    def grants_list(ctx: click.Context, status: str | None) -> None:
+        """Grants you may see (over HTTP); without KITELINE_TOKEN, active grants in the
+        local state database (administrators on the gateway host)."""
+        if not os.environ.get("KITELINE_TOKEN"):
+            local_grants(ctx)
+            return
+        path = "/v1/grants" + (f"?status={status}" if status else "")
+        click.echo(table(call("GET", path)["grants"], GRANT_COLUMNS))
+
+    @grants.command("show")
+    @click.argument("grant_id", type=int)
+    def grants_show(grant_id: int) -> None:
+        """One grant with its full history."""
+        _show(call("GET", f"/v1/grants/{grant_id}"))
+
+    def decision(verb: str, path: str, summary: str) -> None:
+        @grants.command(verb, help=summary)
+        @click.argument("grant_id", type=int)
+        @click.option("--reason", required=True)
+        def command(grant_id: int, reason: str) -> None:
+            grant = call("POST", f"/v1/grants/{grant_id}/{path}", {"reason": reason})
+            click.echo(
+                f"grant {grant['id']} {grant['status']}: {grant['approvals']}/"
+                f"{grant['approvals_needed']} approvals, expires {grant['expires_at'][:16]}"
+            )
+
+    decision("approve", "approve", "Approve a pending request (custodians).")
+    decision("deny", "deny", "Deny a pending request (custodians).")
+    decision("revoke", "revoke", "Revoke a grant.")
+    decision("break-glass", "break-glass", "Approve a separation exception (admin, officer).")
+
+    @grants.command("sweep")
+    def grants_sweep() -> None:
+        """Expire grants, revoke unused ones, list re-certifications due."""
+        result = call("POST", "/v1/grants/sweep")
+        click.echo(f"expired: {', '.join(map(str, result['expired'])) or '-'}")
+        click.echo(f"revoked (unused): {', '.join(map(str, result['revoked_unused'])) or '-'}")
+        for custodian, ids in sorted(result["recertify"].items()):
+            click.echo(f"re-certify ({custodian}): {', '.join(map(str, ids))}")
+
+    # -- principals ---------------------------------------------------------------------
+
+    @principals.command("offboard")
+    @click.argument("name")
+    @click.option("--reason", default="left the company", show_default=True)
+    def principals_offboard(name: str, reason: str) -> None:
+        """Turn an employee into alumni: revoke raw/pseudonymized grants, keys, custodianships."""
+        result = call("POST", f"/v1/principals/{name}/offboard", {"reason": reason})
+        click.echo(f"{result['principal']} is now alumni")
+        for key in (
+            "grants_revoked",
+            "grants_downgraded",
+            "requests_denied",
+            "custodianships_removed",
+            "keys_revoked",
+            "reads_cancelled",
+        ):
+            value = result[key]
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            click.echo(f"  {key.replace('_', ' ')}: {shown or '-'}")
+        for module, left in result["modules_below_two_custodians"].items():
+            click.echo(
+                f"  WARNING: module {module} has {len(left)} custodian(s) left: "
+                f"{', '.join(left) or 'none'}"
+            )
+
+    def status_command(verb: str) -> None:
+        @principals.command(verb, help=f"{verb.capitalize()} a principal, or with --org an org.")
+        @click.argument("name")
+        @click.option("--org", "is_org", is_flag=True, help="NAME is a partner org.")
+        @click.option("--reason", required=True)
+        def command(name: str, is_org: bool, reason: str) -> None:
+            path = f"/v1/{'orgs' if is_org else 'principals'}/{name}/{verb}"
+            result = call("POST", path, {"reason": reason})
+            who = result.get("org") or result.get("principal")
+            click.echo(f"{who} is {result['status']}")
+
+    status_command("suspend")
+    status_command("reinstate")
+
+    @cli.command("access")
+    @click.argument("dataset")
+    def access(dataset: str) -> None:
+        """Who can read DATASET: every principal and org, effective profile, purpose, expiry."""
+        result = call("GET", f"/v1/datasets/{dataset}/access")
+        click.echo(f"dataset {result['dataset']} (module {result['module']})")
+        click.echo(
+            table(
+                result["access"],
+                (
+                    "subject",
+                    "kind",
+                    "status",
+                    "grant_id",
+                    "effective_profile",
+                    "purpose",
+                    "expires_at",
+                    "columns",
+                ),
+            )
+        )
+
+
+def local_grants(ctx: click.Context) -> None:
+    """Active grants straight from the state database (administrators on the host)."""
+    from gateway.access.grants import active_grants
+
+    engine = state_engine(config_of(ctx))
+    with engine.connect() as conn:
+        rows = active_grants(conn)
+    click.echo(
+        f"{'ID':<5}{'SUBJECT':<16}{'MODULE':<10}{'DATASET':<13}{'PROFILE':<15}"
+        f"{'EXPIRES':<12}PURPOSE"
+    )
+    for g in rows:
+        click.echo(
+            f"{g.id:<5}{g.subject:<16}{g.module:<10}{g.dataset or '*':<13}"
+            f"{g.profile:<15}{g.expires_at.date().isoformat():<12}{g.purpose or '-'}"
+        )

@@ -1,0 +1,426 @@
+"""``kiteline audit ...``: the officer's commands, reading the state database directly.
+
+Output is for people: one line per event, with every control character a client may
+have sent shown escaped, never interpreted by the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from gateway.config import Config, ConfigError, Settings, load_config
+
+# Exit codes of `audit verify` and `audit witness`; the README lists them.
+EXIT_OK = 0
+EXIT_TAMPERED = 1
+EXIT_USAGE = 2
+EXIT_TRUNCATED = 3
+EXIT_FORKED = 4
+
+
+def _config(ctx: click.Context) -> Config:
+    settings: Settings = ctx.obj
+    try:
+        return load_config(settings.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        raise SystemExit(EXIT_USAGE) from exc
+
+
+def _trail(ctx: click.Context) -> Any:
+    from audit import Redactor
+    from gateway.access.keyring import Keyring
+    from gateway.access.policy_files import policy_version
+    from gateway.auditing.log import AuditLog
+    from gateway.auditing.trail import AuditTrail
+    from gateway.state.database import create_state_engine, migrate
+
+    config = _config(ctx)
+    engine = create_state_engine(config.state_url)
+    ctx.call_on_close(engine.dispose)
+    migrate(engine)
+    keyring = Keyring.from_config(config)
+    log = AuditLog(engine, Redactor(keyring.audit_redaction_key), policy_version=policy_version())
+    # Called before the engine is disposed (callbacks run last first): the writer's
+    # connection goes back to the pool, which then closes it.
+    ctx.call_on_close(log.close)
+    return AuditTrail.from_config(config, log)
+
+
+class _Quiet:
+    """A progress bar that shows nothing (output is not a terminal)."""
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def update(self, _steps: int) -> None:
+        return None
+
+
+def _progress(length: int, label: str) -> Any:
+    # Bars only on a terminal: scripts and pipes get clean output.
+    if sys.stderr.isatty():
+        return click.progressbar(length=max(length, 1), label=label, file=sys.stderr)
+    return _Quiet()
+
+
+def _inert(value: Any) -> str:
+    """Text with control characters escaped, so nothing a client sent can drive the terminal."""
+    text = "" if value is None else str(value)
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
+def _line(event: dict[str, Any]) -> str:
+    who = _inert(event.get("actor") or "-")
+    if event.get("actor_org"):
+        who += f"@{_inert(event['actor_org'])}"
+    parts = [
+        f"{event.get('seq', '?'):>7}",
+        _inert(str(event.get("ts", ""))[:19]),
+        f"{who:<16}",
+        f"{_inert(event.get('action')):<18}",
+        f"{_inert(event.get('dataset') or '-'):<12}",
+        f"{_inert(event.get('decision') or '-'):<6}",
+    ]
+    if "rows" in event:
+        parts.append(f"rows={event['rows']}")
+    reasons = event.get("reasons") or []
+    if reasons:
+        parts.append(_inert("; ".join(str(r) for r in reasons))[:160])
+    return " ".join(parts)
+
+
+def _emit(events: list[dict[str, Any]], as_json: bool) -> None:
+    for event in events:
+        if as_json:
+            # JSON escapes every control character: one event, one line, always.
+            click.echo(json.dumps(event, ensure_ascii=False))
+        else:
+            click.echo(_line(event))
+
+
+def _filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--actor", help="Principal name."),
+        click.option("--org", help="Partner org of the actor."),
+        click.option("--kind", help="Principal kind (partner, alumni, employee...)."),
+        click.option("--dataset"),
+        click.option("--module"),
+        click.option("--action", help="An action, or a prefix ending in '*' (data.*)."),
+        click.option("--decision", help="allow, deny, reject, error, alert."),
+        click.option("--since", help="ISO 8601 time or an age: 7d, 24h, 30m."),
+        click.option("--until", help="ISO 8601 time or an age."),
+        click.option("--request-id", "request_id"),
+        click.option("--text", help="Text inside the event (e.g. a reason or an audit hash)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _event_filter(params: dict[str, Any]) -> Any:
+    from gateway.auditing.search import FILTER_KEYS, EventFilter
+    from gateway.errors import InvalidRequest
+
+    try:
+        return EventFilter.parse({k: params.get(k) for k in FILTER_KEYS})
+    except InvalidRequest as exc:
+        click.echo(f"error: {exc.detail}", err=True)
+        raise SystemExit(EXIT_USAGE) from exc
+
+
+@click.group()
+def audit() -> None:
+    """Search, export, verify and witness the audit log; list alerts."""
+
+
+@audit.command("tail")
+@click.option("-n", "count", type=int, default=20, show_default=True)
+@click.option("-f", "follow", is_flag=True, help="Keep printing new events as they arrive.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@click.pass_context
+def tail(ctx: click.Context, count: int, follow: bool, as_json: bool) -> None:
+    """Print the newest events."""
+    trail = _trail(ctx)
+    events = [dict(e) for e in trail.audit.tail(count)]
+    _emit(events, as_json)
+    last = events[-1]["seq"] if events else 0
+    while follow:
+        time.sleep(0.5)
+        newer = [dict(e) for e in trail.audit.tail(1000) if e["seq"] > last]
+        _emit(newer, as_json)
+        if newer:
+            last = newer[-1]["seq"]
+
+
+@audit.command("search")
+@_filter_options
+@click.option("--limit", type=int, default=100, show_default=True, help="Most events shown.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@click.pass_context
+def search_command(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> None:
+    """Events matching every filter given, newest first."""
+    from gateway.auditing.search import MAX_PAGE, search
+
+    where = _event_filter(filters)
+    trail = _trail(ctx)
+    cursor, shown = None, 0
+    while shown < limit:
+        events, cursor = search(
+            trail.audit.engine, where, limit=min(MAX_PAGE, limit - shown), cursor=cursor
+        )
+        _emit(events, as_json)
+        shown += len(events)
+        if cursor is None:
+            break
+    click.echo(f"{shown} event(s)", err=True)
+
+
+@audit.command("alerts")
+@click.option("-n", "count", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alerts_command(ctx: click.Context, count: int, as_json: bool) -> None:
+    """Alerts raised by the rules, newest first."""
+    from gateway.auditing.search import EventFilter, search
+
+    events, _ = search(_trail(ctx).audit.engine, EventFilter(action="alert.*"), limit=count)
+    for event in events:
+        if as_json:
+            click.echo(json.dumps(event, ensure_ascii=False))
+        else:
+            click.echo(
+                f"{event['seq']:>7} {_inert(event['ts'][:19])} {_inert(event.get('severity')):<8} "
+                f"{_inert(event.get('rule')):<22} {_inert('; '.join(event.get('reasons') or []))}"
+            )
+    click.echo(f"{len(events)} alert(s)", err=True)
+
+
+@audit.command("export")
+@_filter_options
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file.")
+@click.pass_context
+def export_command(ctx: click.Context, fmt: str, out: Path, **filters: Any) -> None:
+    """Write matching events, oldest first, with the checkpoint they are consistent with
+    (saved beside the export as OUT.checkpoint)."""
+    from gateway.auditing.search import count, csv_header, csv_line, iter_bodies
+
+    where = _event_filter(filters)
+    trail = _trail(ctx)
+    stored = trail.checkpointer.covering(trail.audit.head().size)
+    size = stored.checkpoint.tree_size
+    total = count(trail.audit.engine, where, upto=size)
+    written = 0
+    with (
+        out.open("w", encoding="utf-8", newline="") as handle,
+        _progress(total, f"exporting {total} events") as bar,
+    ):
+        if fmt == "csv":
+            handle.write(csv_header())
+        for body in iter_bodies(trail.audit.engine, where, upto=size):
+            handle.write(csv_line(body) if fmt == "csv" else body + "\n")
+            written += 1
+            if written % 1000 == 0:
+                bar.update(1000)
+        bar.update(written % 1000)
+    checkpoint_file = out.with_name(out.name + ".checkpoint")
+    checkpoint_file.write_text(stored.note, encoding="utf-8")
+    click.echo(f"wrote {written} events to {out}; checkpoint (size {size}) in {checkpoint_file}")
+
+
+@audit.command("checkpoint")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Save the note here.")
+@click.pass_context
+def checkpoint_command(ctx: click.Context, out: Path | None) -> None:
+    """Sign a checkpoint of the log as it is now and print (or save) it."""
+    stored = _trail(ctx).checkpointer.checkpoint()
+    if stored is None:
+        raise SystemExit(EXIT_USAGE)
+    if out is not None:
+        out.write_text(stored.note, encoding="utf-8")
+        click.echo(f"saved checkpoint of {stored.checkpoint.tree_size} events to {out}")
+    else:
+        click.echo(stored.note, nl=False)
+
+
+@audit.command("hash")
+@click.argument("value")
+@click.option("--json", "as_json", is_flag=True, help="Hash VALUE parsed as JSON (e.g. 42).")
+@click.pass_context
+def hash_command(ctx: click.Context, value: str, as_json: bool) -> None:
+    """The keyed hash of VALUE, as filter literals appear in the log (search --text it)."""
+    click.echo(_trail(ctx).audit.redactor.hash(json.loads(value) if as_json else value))
+
+
+def _notes(paths: tuple[Path, ...]) -> Iterator[tuple[str, str]]:
+    from audit import read_notes
+
+    for path in paths:
+        try:
+            notes = read_notes(path)
+        except (OSError, ValueError) as exc:
+            click.echo(f"error: cannot read checkpoint file {path}: {exc}", err=True)
+            raise SystemExit(EXIT_USAGE) from exc
+        for index, note in enumerate(notes, 1):
+            yield (f"{path}" if len(notes) == 1 else f"{path}#{index}"), note
+
+
+@audit.command("verify")
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="A checkpoint saved earlier (a signed note or a witness file); repeatable.",
+)
+@click.pass_context
+def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...]) -> None:
+    """Recompute the chain, every Merkle leaf and root, and check every checkpoint.
+
+    Exit 0: intact. 1: an event was edited, deleted, inserted or reordered. 3: the log
+    is shorter than a checkpoint (truncated, or the database was rolled back). 4: a
+    checkpoint's root disagrees with the log (a fork) or its signature is bad.
+    """
+    from audit import FORKED, TRUNCATED, CheckpointInvalid
+
+    trail = _trail(ctx)
+    checkpointer = trail.checkpointer
+    pairs = []
+    for label, note in [
+        *((f"stored #{i}", n) for i, n in enumerate(checkpointer.all_notes(), 1)),
+        *_notes(checkpoint_files),
+    ]:
+        try:
+            pairs.append((label, checkpointer.verifier.verify(note, origin=checkpointer.origin)))
+        except CheckpointInvalid as exc:
+            click.echo(f"FAILED: checkpoint {label} is not validly signed: {exc}", err=True)
+            raise SystemExit(EXIT_FORKED) from exc
+    head = trail.audit.head()
+    started = time.perf_counter()
+    with _progress(head.size, f"verifying {head.size} events") as bar:
+        done = [0]
+
+        def progress(count: int) -> None:
+            bar.update(count - done[0])
+            done[0] = count
+
+        report = trail.audit.verify(checkpoints=pairs, progress=progress)
+    elapsed = time.perf_counter() - started
+    if report.ok:
+        click.echo(
+            f"ok: {report.events} events, root {report.root.hex()[:16]}, "
+            f"{report.checkpoints_checked} checkpoint(s) consistent "
+            f"({report.events / max(elapsed, 1e-9):,.0f} events/s)"
+        )
+        return
+    click.echo(f"FAILED after {report.events} good events: {report.problem}", err=True)
+    code = {TRUNCATED: EXIT_TRUNCATED, FORKED: EXIT_FORKED}.get(report.finding or "", 1)
+    raise SystemExit(code)
+
+
+@audit.command("reindex")
+@click.pass_context
+def reindex_command(ctx: click.Context) -> None:
+    """Rebuild the search index from the log, after verify found it wrong."""
+    from gateway.auditing.index import rebuild
+
+    click.echo(f"indexed {rebuild(_trail(ctx).audit.engine)} events")
+
+
+@audit.command("witness")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Witness file.")
+@click.option("--follow", is_flag=True, help="Keep witnessing every --interval seconds.")
+@click.option("--interval", type=float, default=10.0, show_default=True)
+@click.pass_context
+def witness_command(ctx: click.Context, out: Path | None, follow: bool, interval: float) -> None:
+    """Append the newest checkpoint to the witness file after checking that it extends
+    the last one there; refuse a fork (exit 4) or a shrunken log (exit 3)."""
+    from audit import AuditError, CheckpointInvalid, ConsistencyError, witness
+
+    config = _config(ctx)
+    target = out or (
+        config.resolve_path(config.gateway.witness_file) if config.gateway.witness_file else None
+    )
+    if target is None:
+        click.echo("error: give --out FILE or set gateway.witness_file", err=True)
+        raise SystemExit(EXIT_USAGE)
+    trail = _trail(ctx)
+    while True:
+        try:
+            stored = trail.checkpointer.checkpoint()
+            if stored is None:
+                raise SystemExit(EXIT_USAGE)
+            outcome = witness(
+                target,
+                stored.note,
+                verifier=trail.checkpointer.verifier,
+                origin=trail.checkpointer.origin,
+                consistency=trail.proofs.consistency,
+            )
+        except ConsistencyError as exc:
+            click.echo(f"REFUSED: {exc}", err=True)
+            shrunk = "truncated or rolled back" in str(exc)
+            raise SystemExit(EXIT_TRUNCATED if shrunk else EXIT_FORKED) from exc
+        except CheckpointInvalid as exc:
+            click.echo(f"REFUSED: {exc}", err=True)
+            raise SystemExit(EXIT_FORKED) from exc
+        except AuditError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(1) from exc
+        size = outcome.checkpoint.tree_size
+        if outcome.appended:
+            since = f" (consistent with {outcome.previous.tree_size})" if outcome.previous else ""
+            click.echo(f"witnessed checkpoint of {size} events{since} in {target}")
+        else:
+            click.echo(f"no new events since the checkpoint of {size} events")
+        if not follow:
+            return
+        time.sleep(interval)
+
+
+@audit.command("verify-receipt")
+@click.argument("receipt", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--key", "vkey", required=True, help="The log's public key (GET /v1/audit/public-key)."
+)
+def verify_receipt(receipt: Path, vkey: str) -> None:
+    """Check a receipt (the JSON of GET /v1/audit/events/{seq}/proof) offline."""
+    import base64
+
+    from audit import AuditError, Verifier, leaf_hash, verify_inclusion
+
+    try:
+        data = orjson.loads(receipt.read_bytes())
+        checkpoint = Verifier.from_vkey(vkey).verify(data["checkpoint"])
+        body = str(data["body"]).encode()
+        verify_inclusion(
+            leaf_hash(body),
+            int(data["seq"]) - 1,
+            checkpoint.tree_size,
+            [base64.b64decode(node) for node in data["proof"]],
+            checkpoint.root_hash,
+        )
+        if orjson.loads(body).get("seq") != int(data["seq"]):
+            raise AuditError("the event body names another sequence number")
+    except (AuditError, KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
+        click.echo(f"INVALID: {exc}", err=True)
+        raise SystemExit(1) from exc
+    click.echo(
+        f"ok: event {data['seq']} is in the log {checkpoint.origin} of "
+        f"{checkpoint.tree_size} events (root {checkpoint.root_hash.hex()[:16]})"
+    )

@@ -1,0 +1,489 @@
+"""The ``kiteline`` command. The only place, with ``create_app``, that configures logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.cli.admin import register as register_http_commands
+from gateway.cli.audit import audit as audit_commands
+from gateway.cli.common import config_of, fail, settings_of, state_engine
+from gateway.cli.policy import explain, policy
+from gateway.cli.query import register as register_query
+from gateway.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Path of kiteline.yaml (default: $KITELINE_CONFIG or ./kiteline.yaml).",
+)
+@click.option("--log-level", default=None, help="Operational log level (default INFO).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, log_level: str | None) -> None:
+    """kiteline: governed, anonymized, audited access to hosted data."""
+    overrides: dict[str, Any] = {}
+    if config_path is not None:
+        overrides["config"] = config_path
+    if log_level is not None:
+        overrides["log_level"] = log_level
+    settings = Settings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("casbin").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: noise on a terminal, and the URL may carry a query.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    ctx.obj = settings
+
+
+# -- setup and serving -----------------------------------------------------------------
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the master key (if missing) and migrate the state database."""
+    from gateway.access.keyring import create_master_key
+
+    config = config_of(ctx)
+    reference = config.gateway.master_key
+    if reference.startswith("file:"):
+        path = config.resolve_path(reference[len("file:") :])
+        if not path.exists():
+            create_master_key(path)
+            click.echo(f"created master key {path} (mode 0600)")
+    state_engine(config).dispose()
+    click.echo("state database is up to date")
+
+
+@cli.command()
+@click.option("--host", default=None, help="Override gateway.listen's host.")
+@click.option("--port", type=int, default=None, help="Override gateway.listen's port.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the API."""
+    import uvicorn
+
+    from gateway.http.app import create_app
+
+    settings = settings_of(ctx)
+    config = config_of(ctx)
+    app = create_app(settings, config=config)
+    uvicorn.run(
+        app,
+        host=host or config.gateway.host,
+        port=port or config.gateway.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@cli.command()
+@click.option(
+    "--workspace",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the demo's config, data, keys and state "
+    "(default: ./.kiteline-demo, or ./.kiteline-demo-s3, ./.kiteline-demo-postgres).",
+)
+@click.option("--port", type=int, default=8787, show_default=True)
+@click.option("--reset", is_flag=True, help="Rebuild the workspace from scratch.")
+@click.option("--no-serve", is_flag=True, help="Prepare the workspace and exit.")
+@click.option(
+    "--store",
+    type=click.Choice(["local", "s3", "postgres"]),
+    default="local",
+    show_default=True,
+    help="Where the demo data lives: local files, a local S3-protocol server started "
+    "for the demo, or the PostgreSQL database named by URL.",
+)
+@click.option(
+    "--pg-schema",
+    default="kiteline_demo",
+    show_default=True,
+    help="With --store postgres: the schema the demo tables are loaded into.",
+)
+@click.argument("url", required=False, envvar="KITELINE_DEMO_PG_URL")
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    workspace: Path | None,
+    port: int,
+    reset: bool,
+    no_serve: bool,
+    store: str,
+    pg_schema: str,
+    url: str | None,
+) -> None:
+    """Build the Deepview Medical demo workspace and serve it on 127.0.0.1.
+
+    With --store postgres, URL (or $KITELINE_DEMO_PG_URL) names the database.
+    """
+    from contextlib import ExitStack
+
+    from gateway.demo.hosted_stores import DemoStoreError, postgres_demo, s3_demo
+    from gateway.demo.workspace import create_workspace
+
+    if url is not None and store != "postgres":
+        fail("a URL is only taken with --store postgres", 2)
+    if store == "postgres" and not url:
+        fail("--store postgres needs the database URL: kiteline demo --store postgres URL", 2)
+    if workspace is None:
+        workspace = Path(".kiteline-demo" if store == "local" else f".kiteline-demo-{store}")
+    click.echo(f"preparing demo workspace in {workspace} ({store} store) ...")
+    with ExitStack() as stack:
+        try:
+            if store == "s3":
+                ws = stack.enter_context(s3_demo(workspace, port=port, reset=reset))
+            elif store == "postgres":
+                assert url is not None
+                ws = postgres_demo(workspace, url, schema=pg_schema, port=port, reset=reset)
+            else:
+                ws = create_workspace(workspace, port=port, reset=reset)
+        except DemoStoreError as exc:
+            fail(str(exc), 2)
+        _demo_banner(ws.root, ws.config_path, port, store)
+        if no_serve:
+            if store == "s3":
+                click.echo("note: the local S3 server stops now; run without --no-serve to use it")
+            return
+        ctx.obj = Settings(config=ws.config_path, log_level=settings_of(ctx).log_level, demo=True)
+        ctx.invoke(serve)
+
+
+def _demo_banner(root: Path, config_path: Path, port: int, store: str) -> None:
+    from gateway.demo.workspace import SURGICAL_PURPOSE
+
+    url = f"http://127.0.0.1:{port}"
+    tokens = root / "tokens.json"
+    token = f"$(jq -r .mei {tokens})"
+    body = json.dumps(
+        {
+            "columns": ["patient_id", "birth_date", "diagnosis"],
+            "limit": 5,
+            "purpose": SURGICAL_PURPOSE,
+        },
+        ensure_ascii=False,
+    )
+    denied = json.dumps(
+        {"columns": ["patient_id", "name"], "limit": 5, "purpose": SURGICAL_PURPOSE},
+        ensure_ascii=False,
+    )
+    click.echo(f"""
+kiteline demo (Deepview Medical, {store} store) at {url}
+  API docs:  {url}/docs
+  tokens:    {tokens} (mode 0600)
+
+Try:
+  curl -s -H "Authorization: Bearer {token}" {url}/v1/datasets
+  curl -s -H "Authorization: Bearer {token}" -X POST {url}/v1/datasets/patients/query \\
+       -d '{body}'
+  curl -s -H "Authorization: Bearer {token}" -X POST {url}/v1/datasets/patients/query \\
+       -d '{denied}'
+  kiteline --config {config_path} audit verify
+""")
+
+
+@cli.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate kiteline.yaml and the stores behind it; print every problem."""
+    from gateway.read.catalog_check import check_stores
+
+    config = config_of(ctx)
+    problems = check_stores(config)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(2)
+    click.echo(
+        f"{settings_of(ctx).config}: ok ({len(config.datasets)} datasets, "
+        f"{len(config.modules)} modules, {len(config.stores)} stores)"
+    )
+
+
+# -- principals and keys --------------------------------------------------------------
+
+
+@cli.group()
+def principals() -> None:
+    """Manage principals."""
+
+
+@principals.command("add")
+@click.argument("name")
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(["employee", "alumni", "partner", "officer", "admin", "service"]),
+)
+@click.option("--org", default=None, help="Partner org (required for partners).")
+@click.option("--department", default=None)
+@click.option("--org-admin", is_flag=True, help="A partner who may request grants for the org.")
+@click.pass_context
+def principals_add(
+    ctx: click.Context,
+    name: str,
+    kind: str,
+    org: str | None,
+    department: str | None,
+    org_admin: bool,
+) -> None:
+    from gateway.access.principals import PrincipalError, add_principal
+
+    engine = state_engine(config_of(ctx))
+    try:
+        add_principal(
+            engine, name=name, kind=kind, org=org, department=department, org_admin=org_admin
+        )
+    except PrincipalError as exc:
+        fail(str(exc), 2)
+    click.echo(f"added {kind} {name}")
+
+
+@principals.command("list")
+@click.pass_context
+def principals_list(ctx: click.Context) -> None:
+    from sqlalchemy import select
+
+    from gateway.state.models import Principal
+
+    engine = state_engine(config_of(ctx))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Principal.name, Principal.kind, Principal.status, Principal.org).order_by(
+                Principal.name
+            )
+        ).all()
+    click.echo(f"{'NAME':<16}{'KIND':<10}{'STATUS':<11}ORG")
+    for name, kind, status, org in rows:
+        click.echo(f"{name:<16}{kind:<10}{status:<11}{org or '-'}")
+
+
+@cli.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("issue")
+@click.argument("name")
+@click.pass_context
+def keys_issue(ctx: click.Context, name: str) -> None:
+    """Issue an API key for NAME and print its token once."""
+    from gateway.access.principals import PrincipalError, issue_key
+
+    engine = state_engine(config_of(ctx))
+    try:
+        _key_id, token = issue_key(engine, name)
+    except PrincipalError as exc:
+        fail(str(exc), 2)
+    click.echo(token)
+    click.echo("store this token now: only its hash is kept", err=True)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    from gateway.access.principals import PrincipalError, revoke_key
+
+    try:
+        revoke_key(state_engine(config_of(ctx)), key_id)
+    except PrincipalError as exc:
+        fail(str(exc), 2)
+    click.echo(f"revoked key {key_id}")
+
+
+@keys.command("rotate")
+@click.pass_context
+def keys_rotate(ctx: click.Context) -> None:
+    """Start a new pseudonym key version; older versions stay for tracing."""
+    from gateway.access.key_versions import rotate
+
+    version = rotate(state_engine(config_of(ctx)), created_by="cli")
+    click.echo(f"pseudonym key version {version} is current; pseudonyms change from now on")
+
+
+# -- budgets and leak tracing -----------------------------------------------------------
+
+
+@cli.group()
+def budgets() -> None:
+    """Egress and privacy budgets per grant."""
+
+
+@budgets.command("set")
+@click.argument("grant_id", type=int)
+@click.option("--rows-per-request", type=click.IntRange(min=1), default=None)
+@click.option("--rows-per-day", type=click.IntRange(min=1), default=None)
+@click.option("--rows-total", type=click.IntRange(min=1), default=None)
+@click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.pass_context
+def budgets_set(
+    ctx: click.Context,
+    grant_id: int,
+    rows_per_request: int | None,
+    rows_per_day: int | None,
+    rows_total: int | None,
+    epsilon: float | None,
+) -> None:
+    """Override the configured budgets of one grant."""
+    from sqlalchemy import select
+
+    from gateway.access.budgets import set_limits
+    from gateway.state.models import Grant
+
+    engine = state_engine(config_of(ctx))
+    with engine.connect() as conn:
+        if conn.scalar(select(Grant.id).where(Grant.id == grant_id)) is None:
+            fail(f"no grant {grant_id}", 2)
+    set_limits(
+        engine,
+        grant_id,
+        rows_per_request=rows_per_request,
+        rows_per_day=rows_per_day,
+        rows_total=rows_total,
+        epsilon=epsilon,
+    )
+    click.echo(f"budgets of grant {grant_id} updated")
+
+
+@budgets.command("show")
+@click.argument("grant_id", type=int)
+@click.pass_context
+def budgets_show(ctx: click.Context, grant_id: int) -> None:
+    """What remains of one grant's budgets."""
+    from gateway.access import budgets as ledger
+
+    config = config_of(ctx)
+    engine = state_engine(config)
+    limits = ledger.limits_for(engine, config, grant_id)
+    charges = ledger.row_charges(grant_id, limits, 0, ledger.today())
+    charges += ledger.epsilon_charges(config, grant_id, limits, None, 0)
+    left = ledger.remaining(engine, charges)
+    click.echo(json.dumps({"grant": grant_id, "remaining": left}))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--officer", default=None, help="Who runs the trace (recorded in the audit log).")
+@click.pass_context
+def trace(ctx: click.Context, file: Path, officer: str | None) -> None:
+    """Name the recipient whose pseudonyms appear in a leaked FILE (CSV, Parquet, JSON lines).
+
+    Exits 0 when the extract is attributed, 1 when it is not."""
+    from gateway.errors import GatewayError
+    from gateway.service import Gateway
+
+    gateway = Gateway.from_config(config_of(ctx))
+    try:
+        report = gateway.trace_extract(
+            file.read_bytes(), file.name, None, actor=f"cli:{officer or 'local'}"
+        )
+    except GatewayError as exc:
+        fail(exc.detail, 2)
+    finally:
+        gateway.close()
+    click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    if not report["attributed"]:
+        raise SystemExit(1)
+
+
+# -- grants ---------------------------------------------------------------------------
+
+
+@cli.group()
+def grants() -> None:
+    """Request, approve and manage grants (`add` writes the state database directly)."""
+
+
+@grants.command("add")
+@click.option("--principal", "principal", default=None, help="Grant to this principal ...")
+@click.option("--org", default=None, help="... or to every member of this partner org.")
+@click.option("--dataset", default=None)
+@click.option("--module", default=None, help="Grant a whole module.")
+@click.option(
+    "--profile",
+    required=True,
+    type=click.Choice(["raw", "pseudonymized", "anonymized", "aggregate"]),
+)
+@click.option("--purpose", default=None)
+@click.option("--days", type=int, default=90, show_default=True)
+@click.option("--approvals", type=int, default=1, show_default=True)
+@click.option("--row-cap", type=int, default=None)
+@click.pass_context
+def grants_add(
+    ctx: click.Context,
+    principal: str | None,
+    org: str | None,
+    dataset: str | None,
+    module: str | None,
+    profile: str,
+    purpose: str | None,
+    days: int,
+    approvals: int,
+    row_cap: int | None,
+) -> None:
+    from gateway.access.grants import GrantError, add_grant
+
+    if (principal is None) == (org is None):
+        fail("give exactly one of --principal or --org", 2)
+    config = config_of(ctx)
+    try:
+        grant_id = add_grant(
+            state_engine(config),
+            config,
+            subject_type="principal" if principal else "org",
+            subject=principal or org or "",
+            dataset=dataset,
+            module=module,
+            profile=profile,
+            purpose=purpose,
+            days=days,
+            approvals=approvals,
+            row_cap=row_cap,
+            created_by="cli",
+        )
+    except GrantError as exc:
+        fail(str(exc), 2)
+    click.echo(f"grant {grant_id} active")
+
+
+register_http_commands(cli, grants, principals)
+
+
+# -- audit ----------------------------------------------------------------------------
+
+
+cli.add_command(audit_commands)
+
+
+cli.add_command(policy)
+cli.add_command(explain)
+register_query(cli)
+
+
+def main() -> None:  # the console script; `python -m gateway.cli` too
+    try:
+        cli(prog_name="kiteline")
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

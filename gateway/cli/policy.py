@@ -1,0 +1,166 @@
+"""``kiteline policy test|reload`` and ``kiteline explain``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.cli.common import config_of, fail, state_engine
+
+
+@click.group()
+def policy() -> None:
+    """Test and reload the policy set (casbin model + Rego)."""
+
+
+@policy.command("test")
+@click.option(
+    "--directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Policy folder (default: policy.directory of the configuration, or the "
+    "packaged policies when there is no configuration file).",
+)
+@click.pass_context
+def policy_test(ctx: click.Context, directory: Path | None) -> None:
+    """Run the Rego unit tests and the casbin decision table, with coverage."""
+    from gateway.access.policy_files import POLICY_DIR
+    from gateway.access.policy_runtime import policy_directory
+    from policies import PolicyError, RegoEngine, run_cases
+
+    timeout_s = 0.5
+    if directory is None:
+        settings = ctx.obj
+        if settings.config.exists():
+            config = config_of(ctx)
+            directory, timeout_s = policy_directory(config), config.policy.timeout_s
+        else:
+            directory = POLICY_DIR
+    click.echo(f"policy directory {directory}")
+    failures = 0
+    try:
+        engine = RegoEngine.from_directory(directory, timeout_s=timeout_s)
+        report = engine.run_tests()
+    except PolicyError as exc:
+        click.echo(f"rego: {exc}", err=True)
+        raise SystemExit(2) from exc
+    for name in report.passed:
+        click.echo(f"  PASS  {name}")
+    for name in report.failed:
+        click.echo(f"  FAIL  {name}")
+    failures += len(report.failed)
+    coverage = getattr(report, "coverage", None)
+    suffix = f", rule coverage {coverage:.0%}" if isinstance(coverage, float) else ""
+    click.echo(f"rego: {len(report.passed)} passed, {len(report.failed)} failed{suffix}")
+    table = directory / "model_test.yaml"
+    if table.exists():
+        results, line_coverage = run_cases(table)
+        for result in results:
+            if not result.passed:
+                click.echo(f"  FAIL  casbin case {result.case}")
+        bad = sum(not r.passed for r in results)
+        failures += bad
+        click.echo(
+            f"casbin: {len(results) - bad} passed, {bad} failed, line coverage {line_coverage:.0%}"
+        )
+    if failures:
+        raise SystemExit(1)
+
+
+@policy.command("reload")
+@click.pass_context
+def policy_reload(ctx: click.Context) -> None:
+    """Check the policy directory, then make every gateway sharing the state database
+    load it on its next request. A policy that fails to compile or to pass its tests is
+    refused and the running one stays."""
+    from gateway.access.policy_files import policy_version
+    from gateway.access.policy_runtime import compile_and_test, policy_directory
+    from gateway.state.database import bump_version
+    from policies import PolicyError
+
+    config = config_of(ctx)
+    directory = policy_directory(config)
+    try:
+        compile_and_test(directory, timeout_s=config.policy.timeout_s)
+    except PolicyError as exc:
+        click.echo(f"refused: {exc}", err=True)
+        raise SystemExit(2) from exc
+    engine = state_engine(config)
+    with engine.begin() as conn:
+        bump_version(conn, "policy")
+    click.echo(f"policy version {policy_version(directory)} will be loaded on the next request")
+
+
+@click.command()
+@click.argument("principal")
+@click.argument("dataset")
+@click.option("--purpose", default=None)
+@click.option(
+    "--profile",
+    default=None,
+    type=click.Choice(["raw", "pseudonymized", "anonymized", "aggregate"]),
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full explanation as JSON.")
+@click.pass_context
+def explain(
+    ctx: click.Context,
+    principal: str,
+    dataset: str,
+    purpose: str | None,
+    profile: str | None,
+    as_json: bool,
+) -> None:
+    """Explain whether PRINCIPAL may read DATASET, and why."""
+    from gateway.access.decisions import Decider
+    from gateway.access.policy_runtime import PolicyRuntime
+    from gateway.access.principals import caller_by_name
+
+    config = config_of(ctx)
+    if dataset not in config.datasets:
+        fail(f"no dataset named {dataset!r}", 2)
+    engine = state_engine(config)
+    caller = caller_by_name(engine, principal)
+    if caller is None:
+        fail(f"no principal named {principal!r}", 2)
+    assert caller is not None
+    runtime = PolicyRuntime(config)
+    result = Decider(engine, config, runtime.evaluator).explain(
+        caller=caller,
+        dataset=dataset,
+        at=datetime.now(UTC),
+        purpose=purpose,
+        profile=profile,  # type: ignore[arg-type]
+    )
+    decision = result.decision
+    if as_json:
+        out: dict[str, Any] = {
+            "allowed": decision.allowed,
+            "reasons": list(decision.reasons),
+            "casbin": {"allowed": result.casbin_allowed, "matched": list(result.casbin_lines)},
+            "rego": {
+                "allowed": result.rego_allowed,
+                "reasons": list(result.rego_reasons),
+                "obligations": result.rego_obligations,
+            },
+        }
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    verdict = "ALLOW" if decision.allowed else "DENY"
+    click.echo(f"{verdict}: {principal} reading {dataset} (policy {runtime.version})")
+    click.echo(
+        f"  casbin: {'allow' if result.casbin_allowed else 'deny'}"
+        + (f"  [{'; '.join(result.casbin_lines)}]" if result.casbin_lines else "")
+    )
+    click.echo(f"  rego:   {'allow' if result.rego_allowed else 'deny'}")
+    for reason in decision.reasons:
+        click.echo(f"  - {reason}")
+    if decision.obligations is not None:
+        o = decision.obligations
+        click.echo(
+            f"  obligations: profile={o.profile} grant={o.grant_id} row_cap={o.row_cap} "
+            f"purpose={o.purpose!r}"
+        )

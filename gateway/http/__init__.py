@@ -1,0 +1,1 @@
+"""The HTTP wing: the app factory, the routes, problem responses and streamed bodies."""

@@ -1,0 +1,115 @@
+"""The one place that maps any error to an HTTP problem.
+
+Responses follow RFC 9457 (``application/problem+json``) and always carry the request
+id. Unexpected errors are logged in full and answered with a generic 500: internal
+text never reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from audit import AuditError
+from connectors import ConnectorError
+from gateway.config import ConfigError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    as_gateway_error,
+    connector_cause,
+    log_failure,
+)
+from gateway.read.slots import ReadAbandoned
+from policies import PolicyError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+# nginx's status for a request whose client closed the connection first.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def problem_body(
+    *,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    request_id: str,
+    extensions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"urn:kiteline:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "request_id": request_id,
+    }
+    body.update(extensions or {})
+    return body
+
+
+def problem_response(request: Request, error: GatewayError) -> Response:
+    request_id = getattr(request.state, "request_id", "-")
+    body = problem_body(
+        status=error.status,
+        slug=error.slug,
+        title=error.title,
+        detail=error.detail,
+        request_id=request_id,
+        extensions=error.extensions,
+    )
+    headers = {"X-Request-ID": request_id}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="kiteline"'
+    return Response(
+        orjson.dumps(body), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_any(request: Request, exc: Exception) -> Response:
+        error = as_gateway_error(exc)
+        if error.status >= 500 or connector_cause(exc) is not None:
+            log_failure(log, f"request {getattr(request.state, 'request_id', '-')} failed", exc)
+        return problem_response(request, error)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        return problem_response(request, InvalidRequest("the request is invalid", errors=errors))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error = GatewayError(str(exc.detail))
+        error.status, error.title = exc.status_code, str(exc.detail)
+        error.slug = {404: "not-found", 405: "method-not-allowed"}.get(
+            exc.status_code, "http-error"
+        )
+        return problem_response(request, error)
+
+    async def on_abandoned(request: Request, _exc: Exception) -> Response:
+        # Never sent (the client is gone); the metrics record it under this status.
+        log.info(
+            "request %s: the client left before its read started",
+            getattr(request.state, "request_id", "-"),
+        )
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    # Known error families are handled inside the app; a bare Exception handler runs in
+    # Starlette's outermost middleware, which re-raises after answering (a true 500).
+    for family in (GatewayError, PolicyError, ConnectorError, AuditError, ConfigError, Exception):
+        app.add_exception_handler(family, on_any)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ReadAbandoned, on_abandoned)

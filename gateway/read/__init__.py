@@ -1,0 +1,1 @@
+"""The read wing: query, view, plan, scan, anonymity, aggregates, encoding, digest."""

@@ -1,0 +1,1 @@
+"""The state wing: the state database's engine, tables, migrations and WAL checkpoints."""

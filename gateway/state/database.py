@@ -1,0 +1,112 @@
+"""Engine construction and schema migrations for the state database."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from gateway.state.models import Version
+from gateway.state.wal import AUTOCHECKPOINT_PAGES
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_NAMES = ("principals", "grants", "policy")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # WAL lets readers run beside the single writer; NORMAL sync is durable across
+    # process crashes (the audit crash test relies on this), and busy_timeout turns
+    # writer contention between gateway processes into waiting instead of errors.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # Checkpoints are the WalCheckpointer's job; this threshold is only the backstop.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+    cursor.close()
+
+
+def create_state_engine(url: str) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            pool_size=16,
+            max_overflow=16,
+            # The connection returned last is handed out next: sequential requests
+            # keep reusing one, whose page cache stays warm.
+            pool_use_lifo=True,
+            connect_args={"check_same_thread": False},
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; we issue BEGIN ourselves
+        # so that writers can take the lock up front (BEGIN IMMEDIATE).
+        event.listen(engine, "connect", _disable_pysqlite_begin)
+        event.listen(engine, "begin", _begin)
+        return engine
+    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+
+
+@contextlib.contextmanager
+def pooled_connection(engine: Engine) -> Iterator[Any]:
+    """A driver connection from ``engine``'s pool, given back (ending its transaction)."""
+    raw = engine.raw_connection()
+    try:
+        yield raw
+    finally:
+        raw.close()
+
+
+def _disable_pysqlite_begin(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; safe to run on every start."""
+    command.upgrade(alembic_config(engine), "head")
+    with engine.begin() as conn:
+        present = set(conn.scalars(select(Version.name)))
+        for name in VERSION_NAMES:
+            if name not in present:
+                conn.execute(insert(Version).values(name=name, value=0))
+
+
+def is_current(engine: Engine) -> bool:
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() == script.get_current_head()
+
+
+def bump_version(conn: Connection, name: str) -> None:
+    conn.execute(update(Version).where(Version.name == name).values(value=Version.value + 1))
+
+
+def read_versions(conn: Connection) -> tuple[int, ...]:
+    rows = {name: value for name, value in conn.execute(select(Version.name, Version.value))}
+    return tuple(int(rows.get(name, 0)) for name in VERSION_NAMES)

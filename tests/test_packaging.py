@@ -1,0 +1,193 @@
+"""The built wheel, installed the way an operator installs it, serves a governed read.
+
+Each case builds the wheel from a copy of the source tree, installs it into a fresh
+virtual environment (with no extras, then with each declared extra) and drives the
+installed `kiteline` command from outside the repository, so nothing of the checkout or
+of the dev extra can stand in for a missing dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PURPOSE = "surgical robot training"
+#: What each extra adds that the plain install cannot do; a new extra needs a row here.
+EXTRA_CHECKS = {"demo": "s3 demo", "dev": "not shipped to operators"}
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without anything pointing Python at this checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(ROOT))
+    )
+    return env
+
+
+def run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        args, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    source = tmp_path_factory.mktemp("source") / "kiteline"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "*.egg-info", "build", "dist", "__pycache__", ".*cache", ".kiteline*"
+        ),
+    )
+    out = tmp_path_factory.mktemp("wheel")
+    # The server depends on the two small distributions beside it in the repository;
+    # they are built beside its wheel, where `install` finds them.
+    distributions = [str(source), str(source / "proofs"), str(source / "client")]
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), *distributions], out)
+    (built,) = out.glob("kiteline-0*.whl")
+    return built
+
+
+def install(wheel: Path, where: Path, extras: str = "") -> Path:
+    """A fresh virtual environment holding the wheel; returns its bin folder."""
+    run([sys.executable, "-m", "venv", str(where)], where.parent)
+    bin_dir = where / "bin"
+    target = f"kiteline[{extras}] @ {wheel.as_uri()}" if extras else str(wheel)
+    run(
+        [
+            str(bin_dir / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+            "--find-links", str(wheel.parent), target,
+        ],  # fmt: skip
+        where.parent,
+    )
+    return bin_dir
+
+
+@pytest.fixture(scope="module")
+def plain(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(wheel, tmp_path_factory.mktemp("plain") / "venv")
+
+
+@contextmanager
+def serving(command: list[str], cwd: Path, port: int) -> Iterator[str]:
+    """Start an installed `kiteline` serving on `port`; yield its URL once ready."""
+    log = (cwd / f"serve-{port}.log").open("w")
+    process = subprocess.Popen(command, cwd=cwd, env=clean_env(), stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, (cwd / f"serve-{port}.log").read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (cwd / f"serve-{port}.log").read_text()
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def governed_read(url: str, token: str) -> dict:
+    answer = httpx.post(
+        f"{url}/v1/datasets/patients/query",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"columns": ["patient_id", "birth_date"], "limit": 5, "purpose": PURPOSE},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def assert_anonymized(body: dict) -> None:
+    assert body["profile"] == "anonymized"
+    assert body["rows"], body
+    for row in body["rows"]:
+        assert row["patient_id"].startswith("p1_")  # a keyed pseudonym, not the id
+        assert len(row["birth_date"]) == len("1950-1959")  # a band, not a date
+
+
+def test_every_extra_has_a_check():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert set(project["optional-dependencies"]) == set(EXTRA_CHECKS)
+
+
+def test_plain_install_leaves_out_the_dev_tools(plain: Path):
+    for module in ("pytest", "hypothesis", "moto", "pandas"):
+        found = subprocess.run(
+            [str(plain / "python"), "-c", f"import {module}"],
+            env=clean_env(),
+            capture_output=True,
+            cwd=plain,
+        )
+        assert found.returncode != 0, f"{module} came with the plain install"
+
+
+def test_plain_install_checks_and_serves_the_demo(plain: Path, tmp_path: Path):
+    kiteline = str(plain / "kiteline")
+    assert "serve" in run([kiteline, "--help"], tmp_path).stdout
+    port = free_port()
+    workspace = tmp_path / "ws"
+    run(
+        [kiteline, "demo", "--workspace", str(workspace), "--port", str(port), "--no-serve"],
+        tmp_path,
+    )
+    config = str(workspace / "kiteline.yaml")
+    assert ": ok (" in run([kiteline, "--config", config, "check"], tmp_path).stdout
+    tokens = json.loads((workspace / "tokens.json").read_text())
+    command = [kiteline, "--config", config, "serve", "--port", str(port)]
+    with serving(command, tmp_path, port) as url:
+        assert_anonymized(governed_read(url, tokens["mei"]))
+    run([kiteline, "--config", config, "audit", "verify"], tmp_path)
+
+
+def test_demo_extra_serves_from_a_local_s3_server(wheel: Path, tmp_path: Path):
+    bin_dir = install(wheel, tmp_path / "venv", extras="demo")
+    port = free_port()
+    workspace = tmp_path / "ws"
+    command = [
+        str(bin_dir / "kiteline"),
+        "demo",
+        "--store",
+        "s3",
+        "--workspace",
+        str(workspace),
+        "--port",
+        str(port),
+    ]
+    with serving(command, tmp_path, port) as url:
+        tokens = json.loads((workspace / "tokens.json").read_text())
+        assert_anonymized(governed_read(url, tokens["mei"]))
