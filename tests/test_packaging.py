@@ -80,9 +80,15 @@ def install(wheel: Path, where: Path, extras: str = "") -> Path:
     target = f"kiteline[{extras}] @ {wheel.as_uri()}" if extras else str(wheel)
     run(
         [
-            str(bin_dir / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-            "--find-links", str(wheel.parent), target,
-        ],  # fmt: skip
+            str(bin_dir / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--find-links",
+            str(wheel.parent),
+            target,
+        ],
         where.parent,
     )
     return bin_dir
