@@ -193,7 +193,6 @@ def query_command(
     client.page_rows = page_rows
     out: IO[bytes] = sys.stdout.buffer if to_stdout else open(output, "wb")  # noqa: SIM115
     sink = _Sink(out, fmt)
-    schema = None
     try:
         with client, _progress(sys.stderr.isatty() and not to_stdout, info) as tick:
             for batch in client.iter_pages(
@@ -206,12 +205,9 @@ def query_command(
                 profile=access_profile,
                 info=info,
             ):
-                schema = batch.schema
                 sink.write(batch)
                 tick()
-            if schema is None:
-                schema = client.schema(dataset, columns=columns.split(",") if columns else None)
-        sink.close(schema)
+        sink.close(info.schema)
     except KitelineError as exc:
         if not to_stdout:
             out.close()

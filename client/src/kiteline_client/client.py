@@ -67,6 +67,7 @@ class ReadInfo:
     pages: int = 0
     rows: int = 0
     bytes: int = 0
+    schema: pa.Schema | None = None  # of the extract, known after the first page
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,8 +202,9 @@ class Client:
     ) -> httpx.Response:
         """Send one request, waiting out "not now" answers; raise the typed problem.
 
-        ``safe`` requests (reads) are retried on any transport failure; others only
-        when the connection was never made, so a write is never sent twice."""
+        ``safe`` requests (reads) are retried on a 503, a 429 with a short Retry-After
+        and any transport failure; others only when the connection was never made, so
+        a write is never sent twice."""
         attempt = 0
         while True:
             try:
@@ -223,7 +225,12 @@ class Client:
                 if response.status_code < 400:
                     return response
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
-                wait = self.retry.wait_for(response.status_code, retry_after, attempt)
+                # A write that reached the gateway is never sent again.
+                wait = (
+                    self.retry.wait_for(response.status_code, retry_after, attempt)
+                    if safe
+                    else None
+                )
                 if wait is None:
                     raise problem_error(response.status_code, _problem(response), retry_after)
                 log.info(
@@ -289,6 +296,7 @@ class Client:
             cursor = None
             try:
                 reader = pa.ipc.open_stream(pa.py_buffer(data))
+                info.schema = reader.schema
                 while True:
                     try:
                         batch, metadata = reader.read_next_batch_with_custom_metadata()
@@ -316,10 +324,7 @@ class Client:
         numbers, profile and remaining budgets the gateway sent."""
         info = ReadInfo()
         batches = list(self.iter_pages(dataset, info=info, **query))
-        if batches:
-            table = pa.Table.from_batches(batches)
-        else:
-            table = self.schema(dataset, columns=query.get("columns")).empty_table()
+        table = pa.Table.from_batches(batches, schema=info.schema)
         metadata = dict(table.schema.metadata or {})
         metadata[META_KEY] = json.dumps(info.to_json()).encode()
         return table.replace_schema_metadata(metadata)
@@ -353,12 +358,6 @@ class Client:
         return AggregateResult(
             table, Budget.from_headers(response.headers), int(seq) if seq else None
         )
-
-    def schema(self, dataset: str, columns: Sequence[str] | None = None) -> pa.Schema:
-        """The schema of an empty extract, from one zero-budget page of one row."""
-        body = {**query_body(columns=columns), "limit": 1}
-        response = self._request("POST", f"/v1/datasets/{dataset}/query", body=body, accept=ARROW)
-        return pa.ipc.open_stream(pa.py_buffer(response.content)).schema
 
     # -- catalog, grants, decisions --------------------------------------------------
 
