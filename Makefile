@@ -41,13 +41,13 @@ test: $(STAMP)
 	$(BIN)/kiteline policy test
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway policies connectors audit tests bench
-	$(BIN)/ruff format --check gateway policies connectors audit tests bench
-	$(BIN)/mypy gateway policies connectors audit
+	$(BIN)/ruff check gateway policies connectors audit tests bench client proofs
+	$(BIN)/ruff format --check gateway policies connectors audit tests bench client proofs
+	$(BIN)/mypy gateway policies connectors audit client/src proofs/src
 
 format: $(STAMP)
-	$(BIN)/ruff format gateway policies connectors audit tests bench
-	$(BIN)/ruff check --fix gateway policies connectors audit tests bench
+	$(BIN)/ruff format gateway policies connectors audit tests bench client proofs
+	$(BIN)/ruff check --fix gateway policies connectors audit tests bench client proofs
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
