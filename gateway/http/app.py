@@ -22,6 +22,7 @@ from gateway.auditing.index import AuditIndexer
 from gateway.auditing.trail import AuditTrail
 from gateway.config import Config, Settings, load_config
 from gateway.http import docs_pages, openapi
+from gateway.http.console import install as install_console
 from gateway.http.problems import install_error_handlers
 from gateway.http.routes import (
     audit,
@@ -177,6 +178,7 @@ def create_app(
         app.include_router(module.router)
     openapi.install(app)
     docs_pages.install(app)
+    install_console(app)
     app.add_middleware(RequestContext, requests=requests, latency=latency)
     return app
 
