@@ -16,14 +16,18 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # What running needs: the server and its demo extra, nothing of the dev toolchain.
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
+# The server depends on the two small distributions beside it in this repository
+# (proofs/: the audit log's proof checks; client/: the partners' client).
+LOCAL_DISTS := -e ./proofs -e ./client
+
+$(RUN_STAMP): pyproject.toml client/pyproject.toml proofs/pyproject.toml | $(BIN)/python
 	@echo "installing kiteline with its demo extra into $(VENV) (the first time takes a minute or two) ..."
-	$(BIN)/python -m pip install --progress-bar on -e '.[demo]'
+	$(BIN)/python -m pip install --progress-bar on $(LOCAL_DISTS) -e '.[demo]'
 	@touch $(RUN_STAMP)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml client/pyproject.toml proofs/pyproject.toml | $(BIN)/python
 	@echo "installing kiteline with its dev extra into $(VENV) (the first time takes a minute or two) ..."
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $(LOCAL_DISTS) -e '.[dev]'
 	# pycanon (an independent k-anonymity check for the tests) pins an older
 	# typing_extensions than anyio needs; its own code runs fine with the newer one.
 	$(BIN)/python -m pip install --quiet --no-deps 'pycanon>=1.3'
@@ -54,13 +58,13 @@ test: $(STAMP) chromium java
 	$(BIN)/kiteline policy test
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway policies connectors audit tests bench
-	$(BIN)/ruff format --check gateway policies connectors audit tests bench
-	$(BIN)/mypy gateway policies connectors audit
+	$(BIN)/ruff check gateway policies connectors audit tests bench client proofs
+	$(BIN)/ruff format --check gateway policies connectors audit tests bench client proofs
+	$(BIN)/mypy gateway policies connectors audit client/src proofs/src
 
 format: $(STAMP)
-	$(BIN)/ruff format gateway policies connectors audit tests bench
-	$(BIN)/ruff check --fix gateway policies connectors audit tests bench
+	$(BIN)/ruff format gateway policies connectors audit tests bench client proofs
+	$(BIN)/ruff check --fix gateway policies connectors audit tests bench client proofs
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

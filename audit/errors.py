@@ -1,21 +1,24 @@
-"""Errors raised by the audit package."""
+"""Errors raised by the audit package.
 
+The root and the proof and checkpoint errors come from ``kiteline_proofs``, which
+holds the proof checks shared with the partners' client.
+"""
 
-class AuditError(Exception):
-    """Root of every audit-package error."""
-
-
-class ProofInvalid(AuditError):
-    """An inclusion or consistency proof does not verify."""
+from kiteline_proofs.errors import AuditError, CheckpointInvalid, ProofInvalid
 
 
 class ConsistencyError(AuditError):
     """Two views of the log cannot both be true (a fork, a rollback or a truncation)."""
 
 
-class CheckpointInvalid(AuditError):
-    """A checkpoint is malformed, or its signature does not verify."""
-
-
 class AuditUnavailable(AuditError):
     """The log could not record an event in time: the request must fail closed."""
+
+
+__all__ = [
+    "AuditError",
+    "AuditUnavailable",
+    "CheckpointInvalid",
+    "ConsistencyError",
+    "ProofInvalid",
+]

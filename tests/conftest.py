@@ -92,6 +92,14 @@ def bearer(workspace: Workspace, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {workspace.tokens[name]}"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def record_responses() -> Iterator[None]:
+    """Record what the in-process apps answer, for tests/test_openapi.py."""
+    from tests.openapi_record import recording
+
+    yield from recording()
+
+
 @pytest.fixture(scope="session")
 def spark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real Spark Connect server (pyspark's own, local[2], 1 GiB heap) for the session.

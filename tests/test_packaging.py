@@ -59,8 +59,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ),
     )
     out = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(source)], out)
-    (built,) = out.glob("kiteline-*.whl")
+    # The server depends on the two small distributions beside it in the repository;
+    # they are built beside its wheel, where `install` finds them.
+    distributions = [str(source), str(source / "proofs"), str(source / "client")]
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), *distributions], out)
+    (built,) = out.glob("kiteline-0*.whl")
     return built
 
 
@@ -70,7 +73,16 @@ def install(wheel: Path, where: Path, extras: str = "") -> Path:
     bin_dir = where / "bin"
     target = f"kiteline[{extras}] @ {wheel.as_uri()}" if extras else str(wheel)
     run(
-        [str(bin_dir / "python"), "-m", "pip", "install", "--disable-pip-version-check", target],
+        [
+            str(bin_dir / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--find-links",
+            str(wheel.parent),
+            target,
+        ],
         where.parent,
     )
     return bin_dir

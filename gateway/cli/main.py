@@ -14,6 +14,7 @@ from gateway.cli.admin import register as register_http_commands
 from gateway.cli.audit import audit as audit_commands
 from gateway.cli.common import config_of, fail, settings_of, state_engine
 from gateway.cli.policy import explain, policy
+from gateway.cli.query import register as register_query
 from gateway.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ def cli(ctx: click.Context, config_path: Path | None, log_level: str | None) -> 
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("casbin").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: noise on a terminal, and the URL may carry a query.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     ctx.obj = settings
 
 
@@ -479,6 +483,7 @@ cli.add_command(audit_commands)
 
 cli.add_command(policy)
 cli.add_command(explain)
+register_query(cli)
 
 
 def main() -> None:  # the console script; `python -m gateway.cli` too

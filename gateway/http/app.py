@@ -21,6 +21,7 @@ from gateway.access.sweeper import PeriodicSweep
 from gateway.auditing.index import AuditIndexer
 from gateway.auditing.trail import AuditTrail
 from gateway.config import Config, Settings, load_config
+from gateway.http import docs_pages, openapi
 from gateway.http.console import install as install_console
 from gateway.http.problems import install_error_handlers
 from gateway.http.routes import (
@@ -155,7 +156,9 @@ def create_app(
         title="kiteline",
         summary="A data-access governance gateway: governed, anonymized, audited reads.",
         version="0.1.0",
-        docs_url="/docs",
+        # Served from installed files by docs_pages, not from FastAPI's CDN.
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
         # FastAPI traces requests to any OpenTelemetry provider set up in the process.
@@ -173,6 +176,8 @@ def create_app(
     # the most frequent request, comes first. The documentation keeps OPENAPI_TAGS' order.
     for module in (query, health, me, catalog, decisions, trace, grants, principals, audit):
         app.include_router(module.router)
+    openapi.install(app)
+    docs_pages.install(app)
     install_console(app)
     app.add_middleware(RequestContext, requests=requests, latency=latency)
     return app

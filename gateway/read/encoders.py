@@ -4,6 +4,10 @@ Each encoder turns transformed record batches into byte chunks as they arrive, s
 large read never sits in memory whole. The closing chunk (JSON's ``next_cursor``,
 Arrow's end-of-stream marker, Parquet's footer) is produced only after the read was
 audited: a client that did not get it knows the response is incomplete.
+
+The next page's cursor travels in that closing chunk for every format that has one:
+JSON's ``next_cursor`` field, the custom metadata of a last, empty Arrow batch, and
+the Parquet footer's key-value metadata, each under ``kiteline.next_cursor``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ CSV = "text/csv"
 ARROW = "application/vnd.apache.arrow.stream"
 PARQUET = "application/vnd.apache.parquet"
 MEDIA_TYPES = (JSON, CSV, ARROW, PARQUET)
+NEXT_CURSOR_KEY = "kiteline.next_cursor"
 _ALIASES = {"application/x-parquet": PARQUET, "application/*": JSON, "text/*": CSV, "*/*": JSON}
 
 
@@ -135,7 +140,7 @@ class CsvEncoder(Encoder):
         pacsv.write_csv(pa.Table.from_batches([batch], schema=self.schema), sink, options)
         return sink.getvalue()
 
-    def finish(self, next_cursor: str | None) -> bytes:  # noqa: ARG002 - cursor is a header
+    def finish(self, next_cursor: str | None) -> bytes:  # noqa: ARG002 - no trailer in CSV
         if not self._wrote_header:
             return (",".join(self.schema.names) + "\n").encode()
         return b""
@@ -157,7 +162,13 @@ class ArrowEncoder(Encoder):
         self._writer.write_batch(batch)
         return self._drain()
 
-    def finish(self, next_cursor: str | None) -> bytes:  # noqa: ARG002 - cursor is a header
+    def finish(self, next_cursor: str | None) -> bytes:
+        if next_cursor is not None:
+            # Readers that ignore batch metadata see one more batch of no rows.
+            self._writer.write_batch(
+                pa.RecordBatch.from_pylist([], schema=self.schema),
+                custom_metadata={NEXT_CURSOR_KEY: next_cursor},
+            )
         self._writer.close()
         return self._drain()
 
@@ -170,6 +181,12 @@ class ParquetEncoder(ArrowEncoder):
 
     def batch(self, batch: pa.RecordBatch) -> bytes:
         self._writer.write_batch(batch)
+        return self._drain()
+
+    def finish(self, next_cursor: str | None) -> bytes:
+        if next_cursor is not None:
+            self._writer.add_key_value_metadata({NEXT_CURSOR_KEY: next_cursor})
+        self._writer.close()
         return self._drain()
 
 

@@ -150,6 +150,12 @@ class RowReader:
         )
         headers: dict[str, str] = {"X-Kiteline-Profile": plan.profile}
         headers.update(budgets.headers(dict(read.left)))
+        if read.suppress is None:
+            # Where the next page starts if this one fills (a CSV body has no room for a
+            # cursor after its rows); under k-suppression it is known only at the end.
+            headers["X-Kiteline-Resume-Cursor"] = self.cursors.encode(
+                plan.offset + plan.limit, plan.fingerprint
+            )
         small = plan.limit <= BUFFERED_READ_ROWS
         record = QueryRecord(self.audit, query, headers, deferred=small)
         self.usage.touch(plan.grant_id)

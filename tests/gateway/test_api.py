@@ -442,9 +442,12 @@ def test_operations_endpoints(client: TestClient):
     # The governed read solves no parameters itself, but documents them all the same.
     read = spec["paths"]["/v1/datasets/{name}/query"]["post"]
     assert [(p["name"], p["in"], p["required"]) for p in read["parameters"]] == [
-        ("name", "path", True)
+        ("name", "path", True),
+        ("Accept", "header", False),
     ]
-    assert "limit" in read["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    body = read["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/QueryRequest"}
+    assert "limit" in spec["components"]["schemas"]["QueryRequest"]["properties"]
     # Every operation's tag is documented, in the order the documentation shows them.
     documented = [tag["name"] for tag in spec["tags"]]
     used = {t for path in spec["paths"].values() for op in path.values() for t in op["tags"]}

@@ -17,7 +17,11 @@ router = APIRouter(prefix="/v1", tags=["grants"])
 Status = Literal["requested", "active", "expired", "revoked", "denied"]
 
 
-@router.post("/grants", summary="Request a grant (for yourself, or as org admin for your org)")
+@router.post(
+    "/grants",
+    status_code=201,
+    summary="Request a grant (for yourself, or as org admin for your org)",
+)
 async def request_grant(
     body: GrantRequestBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
 ) -> Response:
