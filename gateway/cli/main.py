@@ -70,22 +70,43 @@ def init(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Override gateway.listen's host.")
 @click.option("--port", type=int, default=None, help="Override gateway.listen's port.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Gateway processes sharing the port and the state database (use PostgreSQL "
+    "for more than one).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) -> None:
     """Serve the API."""
+    import os
+
     import uvicorn
 
     from gateway.http.app import create_app
 
     settings = settings_of(ctx)
     config = config_of(ctx)
-    app = create_app(settings, config=config)
+    listen = {
+        "host": host or config.gateway.host,
+        "port": port or config.gateway.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings, config=config), **listen)  # type: ignore[arg-type]
+        return
+    # Each worker process builds its own app from the same settings.
+    os.environ["KITELINE_CONFIG"] = str(settings.config.resolve())
+    os.environ["KITELINE_LOG_LEVEL"] = settings.log_level
+    os.environ["KITELINE_DEMO"] = "1" if settings.demo else "0"
     uvicorn.run(
-        app,
-        host=host or config.gateway.host,
-        port=port or config.gateway.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
+        "gateway.http.app:app_from_environment",
+        factory=True,
+        workers=workers,
+        **listen,  # type: ignore[arg-type]
     )
 
 

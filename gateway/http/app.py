@@ -176,6 +176,11 @@ def create_app(
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one ``kiteline serve --workers N`` process, from ``KITELINE_*`` settings."""
+    return create_app(Settings())
+
+
 def _reload_quietly(gateway: Gateway) -> None:
     with contextlib.suppress(Exception):  # refusals are logged and audited by the service
         gateway.reload_policy()
