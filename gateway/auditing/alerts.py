@@ -199,15 +199,15 @@ class AlertEngine:
 
     def _take_lease(self) -> bool:
         moment = _now()
-        table = AlertCursor.__table__
+        table = AlertCursor
         with self._audit.engine.begin() as conn:
             taken = conn.execute(
                 update(table)
                 .where(
-                    table.c.name == _CURSOR,
-                    (table.c.holder == self._holder)
-                    | table.c.holder.is_(None)
-                    | (table.c.lease_until < moment),
+                    table.name == _CURSOR,
+                    (table.holder == self._holder)
+                    | table.holder.is_(None)
+                    | (table.lease_until < moment),
                 )
                 .values(holder=self._holder, lease_until=moment + timedelta(seconds=self._lease_s))
             ).rowcount
@@ -226,11 +226,11 @@ class AlertEngine:
     def _release(self) -> None:
         if not self.leading:
             return
-        table = AlertCursor.__table__
+        table = AlertCursor
         with self._audit.engine.begin() as conn:
             conn.execute(
                 update(table)
-                .where(table.c.name == _CURSOR, table.c.holder == self._holder)
+                .where(table.name == _CURSOR, table.holder == self._holder)
                 .values(holder=None, lease_until=None)
             )
         self.leading = False
@@ -269,11 +269,11 @@ class AlertEngine:
             except Exception:
                 log.exception("alert evaluation failed for event %s", seq)
         self._enqueue(alert_seqs)
-        table = AlertCursor.__table__
+        table = AlertCursor
         with self._audit.engine.begin() as conn:
             moved = conn.execute(
                 update(table)
-                .where(table.c.name == _CURSOR, table.c.holder == self._holder)
+                .where(table.name == _CURSOR, table.holder == self._holder)
                 .values(last_seq=int(rows[-1][0]))
             ).rowcount
         if moved != 1:
@@ -368,7 +368,11 @@ class AlertEngine:
                         "next_attempt_at": _now() + timedelta(seconds=wait),
                     }
                 with self._audit.engine.begin() as conn:
-                    conn.execute(update(table).where(table.c.id == delivery_id).values(**values))
+                    conn.execute(
+                        update(WebhookDelivery)
+                        .where(WebhookDelivery.id == delivery_id)
+                        .values(**values)
+                    )
 
     def _post(self, http: httpx.Client, signed: SignedWebhook, seq: int) -> str | None:
         """Post one alert; None when the receiver accepted it, else what went wrong."""

@@ -1,4 +1,5 @@
-"""The ``kiteline`` command. The only place, with ``create_app``, that configures logging."""
+"""The ``kiteline`` command. The only place, with ``app_from_environment``, that configures
+logging (see ``gateway.logs``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gateway.cli.common import config_of, fail, settings_of, state_engine
 from gateway.cli.operator import ADMINS, OFFICERS, authenticate_operator, operator_session
 from gateway.cli.policy import explain, policy
 from gateway.config import ConfigError, Settings
+from gateway.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +32,26 @@ log = logging.getLogger(__name__)
     help="Path of kiteline.yaml (default: $KITELINE_CONFIG or ./kiteline.yaml).",
 )
 @click.option("--log-level", default=None, help="Operational log level (default INFO).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Operational log lines as text (default) or JSON ($KITELINE_LOG_FORMAT).",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, log_level: str | None) -> None:
+def cli(
+    ctx: click.Context, config_path: Path | None, log_level: str | None, log_format: str | None
+) -> None:
     """kiteline: governed, anonymized, audited access to hosted data."""
     overrides: dict[str, Any] = {}
     if config_path is not None:
         overrides["config"] = config_path
     if log_level is not None:
         overrides["log_level"] = log_level
+    if log_format is not None:
+        overrides["log_format"] = log_format
     settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("casbin").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     ctx.obj = settings
 
 
@@ -94,6 +102,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
         "port": port or config.gateway.port,
         "log_level": settings.log_level.lower(),
         "access_log": False,
+        # Logging is configured here (and in each worker), the same for uvicorn's lines.
+        "log_config": None,
     }
     if workers == 1:
         uvicorn.run(create_app(settings, config=config), **listen)  # type: ignore[arg-type]
@@ -101,6 +111,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
     # Each worker process builds its own app from the same settings.
     os.environ["KITELINE_CONFIG"] = str(settings.config.resolve())
     os.environ["KITELINE_LOG_LEVEL"] = settings.log_level
+    os.environ["KITELINE_LOG_FORMAT"] = settings.log_format
     os.environ["KITELINE_DEMO"] = "1" if settings.demo else "0"
     uvicorn.run(
         "gateway.http.app:app_from_environment",
@@ -179,7 +190,12 @@ def demo(
             if store == "s3":
                 click.echo("note: the local S3 server stops now; run without --no-serve to use it")
             return
-        ctx.obj = Settings(config=ws.config_path, log_level=settings_of(ctx).log_level, demo=True)
+        ctx.obj = Settings(
+            config=ws.config_path,
+            log_level=settings_of(ctx).log_level,
+            log_format=settings_of(ctx).log_format,
+            demo=True,
+        )
         ctx.invoke(serve)
 
 
