@@ -53,6 +53,8 @@ _CURSOR = "alerts"
 _PAGE = 500
 _DELIVERIES = 50
 FIRST_BACKOFF_S = 1.0
+# The shortest time between two evaluation rounds of the leading process.
+EVALUATION_PAUSE_S = 0.05
 
 
 def load_rules_file(path: Path) -> RulesFile:
@@ -130,6 +132,8 @@ class AlertEngine:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.leading = False
+        self._renew_at = _now()
+        self._last_seq = 0  # how far the rules have read (while leading)
         # Counted for /metrics: failed webhook attempts, and deliveries made.
         self.webhook_failures = 0
         self.webhook_deliveries = 0
@@ -181,7 +185,14 @@ class AlertEngine:
                     self._deliver_due()
             except Exception:
                 log.exception("alert evaluation failed; retrying")
-            self._wake.wait(self._poll_s)
+            if self.leading:
+                # Woken by this process's commits, but at most once per pause: under load
+                # one round reads what many commits wrote.
+                self._wake.wait(self._poll_s)
+                self._stopping.wait(EVALUATION_PAUSE_S)
+            else:
+                # Only the lease is watched; the leader reads every process's events.
+                self._stopping.wait(self._poll_s)
             self._wake.clear()
 
     def _ensure_cursor(self) -> None:
@@ -199,6 +210,8 @@ class AlertEngine:
 
     def _take_lease(self) -> bool:
         moment = _now()
+        if self.leading and moment < self._renew_at:
+            return True
         table = AlertCursor
         with self._audit.engine.begin() as conn:
             taken = conn.execute(
@@ -212,8 +225,11 @@ class AlertEngine:
                 .values(holder=self._holder, lease_until=moment + timedelta(seconds=self._lease_s))
             ).rowcount
         leading = taken == 1
+        # Renewed when a third of the lease has passed: one write per few seconds.
+        self._renew_at = moment + timedelta(seconds=self._lease_s / 3)
         if leading and not self.leading:
             seen, baselines = _history(self._audit)
+            self._last_seq = self._cursor()
             self._evaluator = AlertEvaluator(
                 self.rules.rules, seen_modules=seen, baselines=baselines
             )
@@ -243,7 +259,7 @@ class AlertEngine:
 
     def _catch_up(self) -> bool:
         """Evaluate the next page of events; True when a full page was read."""
-        start = self._cursor()
+        start = self._last_seq
         events = AuditEvent.__table__
         with self._audit.engine.connect() as conn:
             rows = conn.execute(
@@ -279,6 +295,7 @@ class AlertEngine:
         if moved != 1:
             self.leading = False  # the lease passed on while this page was evaluated
             return False
+        self._last_seq = int(rows[-1][0])
         return len(rows) == _PAGE
 
     def _raise(self, alert: Alert) -> None:
