@@ -5,8 +5,11 @@ all on one private schema of the PostgreSQL at ``KITELINE_TEST_PG_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``), serving the demo workspace. Partner
 ``mei`` asks ``patients`` for 10 rows as JSON. Baseline: one process under the same
 load. The load is the same for every N: ``wrk`` (Debian's package) with CONNECTIONS
-connections in all, split evenly over the processes, for DURATION_S seconds after a
-warm-up. No target: the ratio (the scaling factor) is reported. Every process shares
+connections in all, split evenly over the first N of three running processes, for
+DURATION_S seconds after a short warm-up. The three configurations take turns for
+ROUNDS rounds and each reports its median, so a neighbour's burst of CPU on a shared
+machine skews every configuration alike. No target: the ratio (the scaling factor)
+is reported. Every process shares
 the host's cores with the load generator and PostgreSQL, and every request appends to
 the one audit log under one lock, so the factor is bounded by the cores and by that
 serialized append.
@@ -18,6 +21,7 @@ import contextlib
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import uuid
@@ -30,8 +34,9 @@ from bench.common import DATA_DIR, Result
 
 PROCESSES = (1, 2, 3)
 CONNECTIONS = 6
-DURATION_S = 8
-WARMUP_S = 2
+DURATION_S = 4
+WARMUP_S = 1
+ROUNDS = 3
 ROWS = 10
 WORK = DATA_DIR / "many_gateways"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -126,23 +131,25 @@ def run() -> list[Result]:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: apt-get install wrk")
     body = orjson.dumps({"purpose": SURGICAL_PURPOSE, "limit": ROWS}).decode()
-    rates: dict[int, tuple[float, int]] = {}
-    with pg_schema() as url:
+    samples: dict[int, list[tuple[float, int]]] = {count: [] for count in PROCESSES}
+    with pg_schema() as url, contextlib.ExitStack() as stack:
         ws = workspace(url)
         script = WORK / "query.lua"
         script.write_text(LUA.format(body=repr(body), token=ws.tokens["mei"]))
-        for count in PROCESSES:
-            with contextlib.ExitStack() as stack:
-                servers = []
-                for i in range(count):
-                    port = common.free_port()
-                    log = WORK / "logs" / f"serve-{count}-{i}.log"
-                    command = serve_command(ws.config_path, port)
-                    servers.append(
-                        stack.enter_context(common.served(command, port=port, log_path=log))
-                    )
-                path = "/v1/datasets/patients/query"
-                rates[count] = measure([s.url + path for s in servers], script)
+        urls = []
+        for i in range(max(PROCESSES)):
+            port = common.free_port()
+            log = WORK / "logs" / f"serve-{i}.log"
+            command = serve_command(ws.config_path, port)
+            served = stack.enter_context(common.served(command, port=port, log_path=log))
+            urls.append(served.url + "/v1/datasets/patients/query")
+        for _ in range(ROUNDS):
+            for count in PROCESSES:
+                samples[count].append(measure(urls[:count], script))
+    rates = {
+        count: (statistics.median(r for r, _ in runs), sum(bad for _, bad in runs))
+        for count, runs in samples.items()
+    }
     base = rates[1][0]
     results = []
     for count in PROCESSES:
@@ -154,7 +161,8 @@ def run() -> list[Result]:
                 "req/s",
                 baseline=base if count > 1 else None,
                 errors=failed,
-                note=f"wrk, {CONNECTIONS} connections in all, {DURATION_S}s; "
+                note=f"wrk, {CONNECTIONS} connections in all, median of {ROUNDS} turns of "
+                f"{DURATION_S}s ({', '.join(f'{r:.0f}' for r, _ in samples[count])} req/s); "
                 f"ratio = scaling factor over 1 process; {os.cpu_count()} cores shared "
                 "with wrk and PostgreSQL",
             )
