@@ -489,6 +489,7 @@ class Gateway:
                     reasons=[error.detail],
                     attempted=action,
                     status=error.status,
+                    rule=error.extensions.get("rule"),
                     **(details() if details else {}),
                 )
             except AuditError as audit_exc:
