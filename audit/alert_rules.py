@@ -287,5 +287,5 @@ class AlertEvaluator:
             subject,
             f"{action} by {subject or 'an unknown caller'}",
             [int(event.get("seq") or 0)],
-            trigger=action,
+            action=action,
         )

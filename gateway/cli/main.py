@@ -185,7 +185,7 @@ def demo(
                 ws = create_workspace(workspace, port=port, reset=reset)
         except DemoStoreError as exc:
             fail(str(exc), 2)
-        _demo_banner(ws.root, ws.config_path, port, store)
+        _demo_banner(ws.root, ws.config_path, port, store, officer=ws.tokens["victor"])
         if no_serve:
             if store == "s3":
                 click.echo("note: the local S3 server stops now; run without --no-serve to use it")
@@ -199,7 +199,7 @@ def demo(
         ctx.invoke(serve)
 
 
-def _demo_banner(root: Path, config_path: Path, port: int, store: str) -> None:
+def _demo_banner(root: Path, config_path: Path, port: int, store: str, *, officer: str) -> None:
     from gateway.demo.workspace import SURGICAL_PURPOSE
 
     url = f"http://127.0.0.1:{port}"
@@ -220,6 +220,7 @@ def _demo_banner(root: Path, config_path: Path, port: int, store: str) -> None:
     click.echo(f"""
 kiteline demo (Deepview Medical, {store} store) at {url}
   API docs:  {url}/docs
+  console:   {url}/console  (sign in as the officer victor with {officer})
   tokens:    {tokens} (mode 0600)
 
 Try:

@@ -27,7 +27,7 @@ from gateway.config import load_config
 from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace, seed_state
 from gateway.state.database import create_state_engine
 from tests.conftest import copy_workspace
-from tests.servers import Server, serving
+from tests.serving import serve_gateway
 from tests.webhooks import Receiver, point_rules_at, receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.pg]
@@ -48,11 +48,13 @@ def pg_workspace(demo_template: Workspace, tmp_path: Path, pg_schema_url: str) -
 
 
 @pytest.fixture
-def gateways(pg_workspace: Workspace, tmp_path: Path) -> Iterator[tuple[list[Server], Receiver]]:
+def gateways(pg_workspace: Workspace, tmp_path: Path) -> Iterator[tuple[list[str], Receiver]]:
     with receiver() as hook, ExitStack() as stack:
         point_rules_at(pg_workspace.root, hook)
         servers = [
-            stack.enter_context(serving(pg_workspace.config_path, tmp_path / f"serve-{i}.log"))
+            stack.enter_context(
+                serve_gateway(pg_workspace.config_path, tmp_path / f"serve-{i}.log")
+            )
             for i in range(PROCESSES)
         ]
         yield servers, hook
@@ -92,7 +94,7 @@ def events(ws: Workspace) -> list[dict[str, Any]]:
 
 
 def test_three_gateways_on_one_postgres_stay_consistent(
-    pg_workspace: Workspace, gateways: tuple[list[Server], Receiver]
+    pg_workspace: Workspace, gateways: tuple[list[str], Receiver]
 ):
     ws = pg_workspace
     servers, hook = gateways
@@ -101,9 +103,9 @@ def test_three_gateways_on_one_postgres_stay_consistent(
     assert code == 0, out
     served: list[tuple[str, int]] = []  # (request id, status) of every read answered
 
-    def read(server: Server, who: str, body: dict[str, Any], dataset: str = "patients") -> int:
+    def read(server: str, who: str, body: dict[str, Any], dataset: str = "patients") -> int:
         response = httpx.post(
-            f"{server.url}/v1/datasets/{dataset}/query",
+            f"{server}/v1/datasets/{dataset}/query",
             json=body,
             headers={"Authorization": f"Bearer {ws.tokens[who]}", "Accept": ARROW},
             timeout=60,
@@ -128,7 +130,7 @@ def test_three_gateways_on_one_postgres_stay_consistent(
     erin = grant_id(ws, "erin", "studies")
     assert [read(s, "erin", studies, "studies") for s in servers] == [3, 3, 3]
     revoked = httpx.post(
-        f"{servers[0].url}/v1/grants/{erin}/revoke",
+        f"{servers[0]}/v1/grants/{erin}/revoke",
         json={"reason": "project over"},
         headers={"Authorization": f"Bearer {ws.tokens['admin']}"},
     )
@@ -163,13 +165,14 @@ def test_serve_with_workers_shares_one_port_and_one_log(pg_workspace: Workspace,
     ws = pg_workspace
     body = {"columns": ["patient_id"], "limit": 5, "purpose": SURGICAL_PURPOSE}
     headers = {"Authorization": f"Bearer {ws.tokens['mei']}"}
-    with serving(ws.config_path, tmp_path / "serve.log", args=("--workers", "2")) as server:
+    log = tmp_path / "serve.log"
+    with serve_gateway(ws.config_path, log, "--workers", "2") as url:
         with ThreadPoolExecutor(max_workers=4) as pool:
             statuses = list(
                 pool.map(
                     lambda _: (
                         httpx.post(
-                            f"{server.url}/v1/datasets/patients/query",
+                            f"{url}/v1/datasets/patients/query",
                             json=body,
                             headers=headers,
                             timeout=60,
@@ -179,7 +182,7 @@ def test_serve_with_workers_shares_one_port_and_one_log(pg_workspace: Workspace,
                 )
             )
         assert statuses == [200] * 12
-        assert server.output().count("Started server process") == 2
+        assert log.read_text().count("Started server process") == 2
     code, out = cli_as(ws, "victor", "audit", "verify")
     assert code == 0 and out.startswith("ok:"), out
     reads = [e for e in events(ws) if e["action"] == "data.read"]

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli.main import cli
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
-from tests.servers import serving
+from tests.serving import serve_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +45,8 @@ def test_metrics_json_logs_and_no_secret_in_them(workspace: Workspace, tmp_path:
     env = {"KITELINE_LOG_FORMAT": "json"}
     mei = {"Authorization": f"Bearer {workspace.tokens['mei']}"}
     with (
-        serving(workspace.config_path, log, env=env) as server,
-        httpx.Client(base_url=server.url, timeout=60) as http,
+        serve_gateway(workspace.config_path, log, env=env) as url,
+        httpx.Client(base_url=url, timeout=60) as http,
     ):
         read = {"columns": ["patient_id", "diagnosis"], "limit": 40, "purpose": SURGICAL_PURPOSE}
         ok = http.post("/v1/datasets/patients/query", json=read, headers=mei)
