@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,7 +69,7 @@ class SignedWebhook:
     key: bytes
 
     @classmethod
-    def resolve(cls, hook: Webhook, dereference: Any) -> SignedWebhook:
+    def resolve(cls, hook: Webhook, dereference: Callable[[str], str]) -> SignedWebhook:
         return cls(hook, secret_key(dereference(hook.secret)))
 
 
@@ -116,14 +116,17 @@ class AlertEngine:
         self,
         audit: AuditLog,
         rules: RulesFile,
-        webhooks: Sequence[SignedWebhook] = (),
+        dereference: Callable[[str], str] | None = None,
         *,
         poll_s: float = 0.25,
         lease_s: float = 10.0,
     ) -> None:
         self._audit = audit
         self.rules = rules
-        self._webhooks = list(webhooks)
+        # Secrets are read when the engine starts (a gateway that cannot sign its
+        # webhooks does not start), never by the CLI's commands that only read the log.
+        self._dereference = dereference
+        self._webhooks: list[SignedWebhook] = []
         self._poll_s = poll_s
         self._lease_s = lease_s
         self._holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self) % 10_000}"
@@ -143,6 +146,11 @@ class AlertEngine:
     def start(self) -> None:
         if self._thread is not None:
             return
+        if self.rules.webhooks:
+            if self._dereference is None:
+                raise AuditError("webhooks are configured but their secrets cannot be read")
+            resolve = self._dereference
+            self._webhooks = [SignedWebhook.resolve(h, resolve) for h in self.rules.webhooks]
         self._ensure_cursor()
         self._stopping.clear()
         self._audit.add_listener(self.observe)

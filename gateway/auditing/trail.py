@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 
 from audit import AuditError, witness
-from gateway.auditing.alerts import AlertEngine, SignedWebhook, load_rules_file
+from gateway.auditing.alerts import AlertEngine, load_rules_file
 from gateway.auditing.checkpointer import Checkpointer, StoredCheckpoint, load_or_create_signer
 from gateway.auditing.log import AuditLog
 from gateway.auditing.proofs import ProofSource
@@ -66,8 +66,7 @@ class AuditTrail:
             def dereference(reference: str) -> str:
                 return resolve_secret(reference, config.base_dir)
 
-            hooks = [SignedWebhook.resolve(hook, dereference) for hook in rules.webhooks]
-            alerts = AlertEngine(audit, rules, hooks)
+            alerts = AlertEngine(audit, rules, dereference)
         return cls(audit, checkpointer, proofs, alerts)
 
     def start(self) -> None:

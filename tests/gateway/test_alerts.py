@@ -203,3 +203,21 @@ def test_json_bodies_are_what_the_signature_covers():
         verify_delivery(key, headers, body + b" ")
     with pytest.raises(SignatureInvalid):
         verify_delivery(key, headers, body, now=time.time() + 3600)
+
+
+def test_an_unreadable_webhook_secret_stops_the_gateway_not_the_cli(workspace: Workspace):
+    rules = workspace.root / "alerts.yaml"
+    rules.write_text(
+        rules.read_text().replace(
+            "webhooks: []",
+            "webhooks:\n  - url: http://127.0.0.1:9/x\n"
+            "    secret: env:KITELINE_TEST_UNSET_SECRET\n",
+        )
+    )
+    from gateway.config import ConfigError
+    from tests.conftest import client_for
+
+    with pytest.raises(ConfigError, match="KITELINE_TEST_UNSET_SECRET"), client_for(workspace):
+        pass
+    # An officer's search never needs the webhook secrets.
+    assert "0 event(s)" in cli_as(workspace, "victor", "audit", "search", "--actor", "nobody")
