@@ -76,6 +76,7 @@ ADMIN_ACTS = [
     (("grants", "list", "--local"), "grants.list"),
     (("budgets", "show", "1"), "budget.shown"),
     (("audit", "reindex"), "audit.reindexed"),
+    (("policy", "reload"), "policy.reload_requested"),
 ]
 OFFICER_ACTS = [
     (("audit", "search", "--actor", "mei"), "audit.search"),
