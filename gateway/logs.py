@@ -18,7 +18,7 @@ from pythonjsonlogger.json import JsonFormatter
 request_id_var: ContextVar[str | None] = ContextVar("kiteline_request_id", default=None)
 
 _TOKEN = re.compile(r"\b(kl_[a-z0-9]{12})_[A-Za-z0-9_-]{43}")
-_QUIET = ("alembic", "casbin", "httpx", "httpcore")
+_QUIET = ("alembic", "casbin", "httpx", "httpx2", "httpcore")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -35,7 +35,14 @@ class RequestContextFilter(logging.Filter):
 
 
 def configure_logging(level: str, fmt: str = "text") -> None:
-    """Send every record to stderr as JSON (``fmt="json"``) or as text."""
+    """Send every record to stderr as JSON (``fmt="json"``) or as text. Like
+    ``logging.basicConfig``, it leaves a root logger that already has handlers (a host
+    application's, a test runner's) as it is."""
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    root = logging.getLogger()
+    if root.handlers:
+        return
     handler = logging.StreamHandler(sys.stderr)
     formatter: logging.Formatter
     if fmt == "json":
@@ -48,13 +55,8 @@ def configure_logging(level: str, fmt: str = "text") -> None:
         formatter = logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)
     handler.addFilter(RequestContextFilter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in _QUIET:
-        logging.getLogger(name).setLevel(logging.WARNING)
     # uvicorn's loggers go through the same handler.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
