@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8787
 
-.PHONY: run test lint format typecheck bench stress clean docs chromium java
+.PHONY: run test lint format typecheck bench stress clean docs wrk chromium java
 
 RUN_STAMP := $(VENV)/.installed-run
 
@@ -69,7 +69,14 @@ format: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-bench: $(STAMP)
+# bench/many_gateways.py drives the gateways with Debian's wrk.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq wrk; }
+
+bench: $(STAMP) wrk
 	$(BIN)/python -m bench
 
 clean:

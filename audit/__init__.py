@@ -26,6 +26,13 @@ from audit.merkle import (
     verify_inclusion,
 )
 from audit.redaction import Redactor
+from audit.webhooks import (
+    SignatureInvalid,
+    WebhookSecretInvalid,
+    secret_key,
+    signed_headers,
+    verify_delivery,
+)
 from audit.witness import read_notes, witness
 
 __all__ = [
@@ -45,11 +52,13 @@ __all__ = [
     "ProofInvalid",
     "Redactor",
     "RulesFile",
+    "SignatureInvalid",
     "Signer",
     "TRUNCATED",
     "TreeBuilder",
     "Verifier",
     "Webhook",
+    "WebhookSecretInvalid",
     "canonical",
     "consistency_proof_ranges",
     "inclusion_proof_ranges",
@@ -58,6 +67,9 @@ __all__ = [
     "node_hash",
     "parse_rules",
     "read_notes",
+    "secret_key",
+    "signed_headers",
+    "verify_delivery",
     "root_from_leaf_hashes",
     "save_signer",
     "save_verifier",

@@ -12,7 +12,8 @@ webhooks. Rule kinds:
   times the principal's own running mean (after ``min_history`` reads).
 - ``first_module_access``: the first data read by a principal from a module.
 - ``actions``: any event whose action matches one of ``actions`` (shell patterns),
-  e.g. ``grant.break_glass`` or ``trace.hit``.
+  e.g. ``grant.break_glass`` (a separation exception took effect) or ``trace.hit`` (a
+  leaked extract was attributed to a recipient).
 """
 
 from __future__ import annotations
@@ -77,11 +78,16 @@ class Rule(BaseModel):
 
 
 class Webhook(BaseModel):
+    """A receiver of alerts. Every delivery is signed (Standard Webhooks) with the
+    ``whsec_...`` secret that ``secret`` references (``env:NAME`` or ``file:PATH``), and
+    retried with doubling waits up to ``max_backoff_s`` until the receiver accepts it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(pattern=r"^https?://")
+    secret: str = Field(pattern=r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$")
     timeout_s: float = Field(2.0, gt=0, le=30)
-    attempts: int = Field(3, ge=1, le=10)
+    max_backoff_s: float = Field(300.0, ge=1, le=86_400)
 
 
 class RulesFile(BaseModel):

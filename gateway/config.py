@@ -58,6 +58,9 @@ class Settings(BaseSettings):
 
     config: Path = Field(Path("kiteline.yaml"), description="Path of kiteline.yaml.")
     log_level: str = Field("INFO", description="Operational log level (not the audit log).")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Operational log lines: text for people, json for collectors."
+    )
     demo: bool = Field(False, description="Set by `kiteline demo`: allows demo-only defaults.")
 
 

@@ -354,8 +354,9 @@ class Gateway:
             source_values=values,
         ).as_dict()
         report["extract_sha256"] = hashlib.sha256(body).hexdigest()
+        # An attributed extract is a `trace.hit`, which the shipped `trace-hit` rule watches.
         self.audit.append(
-            "trace.run",
+            "trace.hit" if report["attributed"] else "trace.run",
             meta=meta,
             caller=caller,
             actor=actor,

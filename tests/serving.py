@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -76,3 +77,22 @@ def running(
         yield url
     finally:
         stop(process, timeout=20)
+
+
+def serve_gateway(
+    config: Path,
+    log: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> AbstractContextManager[str]:
+    """`kiteline serve` (with extra ``args``, e.g. ``--workers 2``) on a free port, its
+    output in ``log``, with ``env`` added to this process's environment; yields its URL."""
+    port = free_port()
+    return running(
+        [*serve_command(config, port), *args],
+        port,
+        log,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )

@@ -40,9 +40,16 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        args, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout
+        args,
+        cwd=cwd,
+        env={**clean_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done
@@ -154,7 +161,12 @@ def test_plain_install_checks_and_serves_the_demo(plain: Path, tmp_path: Path):
         # The console's templates and static files are in the wheel.
         assert "API token" in httpx.get(f"{url}/console/login").text
         assert httpx.get(f"{url}/console/static/htmx.min.js").status_code == 200
-    run([kiteline, "--config", config, "audit", "verify"], tmp_path)
+    # The officer's key: the command is audited as hers.
+    run(
+        [kiteline, "--config", config, "audit", "verify"],
+        tmp_path,
+        env={"KITELINE_TOKEN": tokens["victor"]},
+    )
 
 
 def test_demo_extra_serves_from_a_local_s3_server(wheel: Path, tmp_path: Path):

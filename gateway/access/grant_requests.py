@@ -603,13 +603,12 @@ class GrantWorkflow:
             **common,
         )
         if row.break_glass_hours:
-            # An alert event: officers watch for these.
+            # The shipped `break-glass` alert rule watches for this event.
             self.record(
-                "alert.break_glass",
+                "grant.break_glass",
                 decision="allow",
                 reasons=[f"separation exception for {_subject(row)} on {row.module!r}"],
                 hours=row.break_glass_hours,
-                alert=True,
                 **common,
             )
 

@@ -140,6 +140,12 @@ class AuditLog:
     def engine(self) -> Engine:
         return self._engine
 
+    @property
+    def backlog(self) -> int:
+        """Events queued in this process, waiting for their commit."""
+        with self._queue_lock:
+            return sum(len(item.events) for item in self._queue)
+
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(events)`` after each commit; it must be quick and not raise."""
         self._listeners.append(listener)

@@ -72,6 +72,7 @@ class Outcomes:
                 reasons=[error.detail],
                 attempted=action,
                 status=error.status,
+                rule=error.extensions.get("rule"),
                 **(details() if details else {}),
             )
         except AuditError as audit_exc:

@@ -244,3 +244,20 @@ def csv_line(body: str) -> str:
     buffer = io.StringIO()
     csv.writer(buffer).writerow([_cell(event.get(column)) for column in CSV_COLUMNS])
     return buffer.getvalue()
+
+
+def shown_filters(where: EventFilter) -> dict[str, Any]:
+    """The filters of an officer's search as the audit log records them."""
+    shown: dict[str, Any] = {}
+    for key in ("actor", "org", "kind", "dataset", "module", "action", "decision", "request_id"):
+        value = getattr(where, key)
+        if value is not None:
+            shown[key] = value
+    for key in ("since", "until"):
+        value = getattr(where, key)
+        if value is not None:
+            shown[key] = value.isoformat()
+    if where.text is not None:
+        # Free text may be a secret the officer is looking for: record only that it was given.
+        shown["text"] = "(given)"
+    return shown

@@ -11,7 +11,7 @@ from gateway.auditing.alerts import AlertEngine, load_rules_file
 from gateway.auditing.checkpointer import Checkpointer, StoredCheckpoint, load_or_create_signer
 from gateway.auditing.log import AuditLog
 from gateway.auditing.proofs import ProofSource
-from gateway.config import Config
+from gateway.config import Config, resolve_secret
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,12 @@ class AuditTrail:
         )
         alerts = None
         if section.alert_rules:
-            alerts = AlertEngine(audit, load_rules_file(config.resolve_path(section.alert_rules)))
+            rules = load_rules_file(config.resolve_path(section.alert_rules))
+
+            def dereference(reference: str) -> str:
+                return resolve_secret(reference, config.base_dir)
+
+            alerts = AlertEngine(audit, rules, dereference)
         return cls(audit, checkpointer, proofs, alerts)
 
     def start(self) -> None:
@@ -71,6 +76,7 @@ class AuditTrail:
 
     def stop(self) -> None:
         if self.alerts is not None:
-            self.alerts.wait_idle(5.0)
+            if self.alerts.leading:
+                self.alerts.wait_idle(5.0)
             self.alerts.stop()
         self.checkpointer.stop()

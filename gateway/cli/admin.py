@@ -14,8 +14,6 @@ from typing import Any
 import click
 import httpx
 
-from gateway.cli.common import config_of, state_engine
-
 DEFAULT_URL = "http://127.0.0.1:8787"
 
 
@@ -164,11 +162,16 @@ def register(cli: click.Group, grants: click.Group, principals: click.Group) -> 
         default=None,
         type=click.Choice(["requested", "active", "expired", "revoked", "denied"]),
     )
+    @click.option(
+        "--local",
+        is_flag=True,
+        help="Active grants read from the state database on this host (admins, officers; "
+        "works while the gateway is stopped).",
+    )
     @click.pass_context
-    def grants_list(ctx: click.Context, status: str | None) -> None:
-        """Grants you may see (over HTTP); without KITELINE_TOKEN, active grants in the
-        local state database (administrators on the gateway host)."""
-        if not os.environ.get("KITELINE_TOKEN"):
+    def grants_list(ctx: click.Context, status: str | None, local: bool) -> None:
+        """Grants you may see, over HTTP (or with --local from the state database)."""
+        if local:
             local_grants(ctx)
             return
         path = "/v1/grants" + (f"?status={status}" if status else "")
@@ -273,8 +276,10 @@ def register(cli: click.Group, grants: click.Group, principals: click.Group) -> 
 def local_grants(ctx: click.Context) -> None:
     """Active grants straight from the state database (administrators on the host)."""
     from gateway.access.grants import active_grants
+    from gateway.cli.operator import ADMINS, OFFICERS, operator_session
 
-    engine = state_engine(config_of(ctx))
+    _config, engine, operator = operator_session(ctx, "grants list", ADMINS | OFFICERS)
+    operator.record("grants.list", decision="allow", status="active")
     with engine.connect() as conn:
         rows = active_grants(conn)
     click.echo(

@@ -1,4 +1,8 @@
-"""``kiteline audit ...``: the officer's commands, reading the state database directly.
+"""``kiteline audit ...``: the officer's commands, on the state database of this host.
+
+Each command authenticates the officer by the key in ``KITELINE_TOKEN`` and records what
+it read or did as one audit event naming that officer (see ``gateway.cli.operator``), so
+the commands work while the gateway is stopped and are audited all the same.
 
 Output is for people: one line per event, with every control character a client may
 have sent shown escaped, never interpreted by the terminal.
@@ -16,6 +20,7 @@ from typing import Any
 import click
 import orjson
 
+from gateway.cli.operator import ADMINS, OFFICERS, authenticate_operator
 from gateway.config import Config, ConfigError, Settings, load_config
 
 # Exit codes of `audit verify` and `audit witness`; the README lists them.
@@ -36,24 +41,21 @@ def _config(ctx: click.Context) -> Config:
         raise SystemExit(EXIT_USAGE) from exc
 
 
-def _trail(ctx: click.Context) -> Any:
-    from audit import Redactor
-    from gateway.access.keyring import Keyring
-    from gateway.access.policy_files import policy_version
-    from gateway.auditing.log import AuditLog
+def _trail(ctx: click.Context, command: str, roles: frozenset[str] = OFFICERS) -> Any:
+    """The audit trail of this host and the operator running ``command``."""
     from gateway.auditing.trail import AuditTrail
+    from gateway.cli.operator import open_audit_log
     from gateway.state.database import create_state_engine, migrate
 
     config = _config(ctx)
     engine = create_state_engine(config.state_url)
     ctx.call_on_close(engine.dispose)
     migrate(engine)
-    keyring = Keyring.from_config(config)
-    log = AuditLog(engine, Redactor(keyring.audit_redaction_key), policy_version=policy_version())
-    # Called before the engine is disposed (callbacks run last first): the writer's
+    # Closed before the engine is disposed (callbacks run last first): the writer's
     # connection goes back to the pool, which then closes it.
-    ctx.call_on_close(log.close)
-    return AuditTrail.from_config(config, log)
+    log = open_audit_log(ctx, config, engine)
+    operator = authenticate_operator(log, command, roles)
+    return AuditTrail.from_config(config, log), operator
 
 
 class _Quiet:
@@ -155,7 +157,8 @@ def audit() -> None:
 @click.pass_context
 def tail(ctx: click.Context, count: int, follow: bool, as_json: bool) -> None:
     """Print the newest events."""
-    trail = _trail(ctx)
+    trail, operator = _trail(ctx, "audit tail")
+    operator.record("audit.tail", decision="allow", count=count, follow=follow)
     events = [dict(e) for e in trail.audit.tail(count)]
     _emit(events, as_json)
     last = events[-1]["seq"] if events else 0
@@ -174,10 +177,11 @@ def tail(ctx: click.Context, count: int, follow: bool, as_json: bool) -> None:
 @click.pass_context
 def search_command(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> None:
     """Events matching every filter given, newest first."""
-    from gateway.auditing.search import MAX_PAGE, search
+    from gateway.auditing.search import MAX_PAGE, search, shown_filters
 
     where = _event_filter(filters)
-    trail = _trail(ctx)
+    trail, operator = _trail(ctx, "audit search")
+    operator.record("audit.search", decision="allow", filters=shown_filters(where), limit=limit)
     cursor, shown = None, 0
     while shown < limit:
         events, cursor = search(
@@ -198,7 +202,9 @@ def alerts_command(ctx: click.Context, count: int, as_json: bool) -> None:
     """Alerts raised by the rules, newest first."""
     from gateway.auditing.search import EventFilter, search
 
-    events, _ = search(_trail(ctx).audit.engine, EventFilter(action="alert.*"), limit=count)
+    trail, operator = _trail(ctx, "audit alerts")
+    operator.record("audit.alerts", decision="allow", count=count)
+    events, _ = search(trail.audit.engine, EventFilter(action="alert.*"), limit=count)
     for event in events:
         if as_json:
             click.echo(json.dumps(event, ensure_ascii=False))
@@ -218,10 +224,11 @@ def alerts_command(ctx: click.Context, count: int, as_json: bool) -> None:
 def export_command(ctx: click.Context, fmt: str, out: Path, **filters: Any) -> None:
     """Write matching events, oldest first, with the checkpoint they are consistent with
     (saved beside the export as OUT.checkpoint)."""
-    from gateway.auditing.search import count, csv_header, csv_line, iter_bodies
+    from gateway.auditing.search import count, csv_header, csv_line, iter_bodies, shown_filters
 
     where = _event_filter(filters)
-    trail = _trail(ctx)
+    trail, operator = _trail(ctx, "audit export")
+    operator.record("audit.export", decision="allow", filters=shown_filters(where), format=fmt)
     stored = trail.checkpointer.covering(trail.audit.head().size)
     size = stored.checkpoint.tree_size
     total = count(trail.audit.engine, where, upto=size)
@@ -248,7 +255,9 @@ def export_command(ctx: click.Context, fmt: str, out: Path, **filters: Any) -> N
 @click.pass_context
 def checkpoint_command(ctx: click.Context, out: Path | None) -> None:
     """Sign a checkpoint of the log as it is now and print (or save) it."""
-    stored = _trail(ctx).checkpointer.checkpoint()
+    trail, operator = _trail(ctx, "audit checkpoint")
+    operator.record("audit.checkpoint", decision="allow")
+    stored = trail.checkpointer.checkpoint()
     if stored is None:
         raise SystemExit(EXIT_USAGE)
     if out is not None:
@@ -264,7 +273,10 @@ def checkpoint_command(ctx: click.Context, out: Path | None) -> None:
 @click.pass_context
 def hash_command(ctx: click.Context, value: str, as_json: bool) -> None:
     """The keyed hash of VALUE, as filter literals appear in the log (search --text it)."""
-    click.echo(_trail(ctx).audit.redactor.hash(json.loads(value) if as_json else value))
+    trail, operator = _trail(ctx, "audit hash")
+    # The value is never recorded: only that an officer asked for a hash.
+    operator.record("audit.hash", decision="allow")
+    click.echo(trail.audit.redactor.hash(json.loads(value) if as_json else value))
 
 
 def _notes(paths: tuple[Path, ...]) -> Iterator[tuple[str, str]]:
@@ -298,7 +310,7 @@ def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...]) -> No
     """
     from audit import FORKED, TRUNCATED, CheckpointInvalid
 
-    trail = _trail(ctx)
+    trail, operator = _trail(ctx, "audit verify")
     checkpointer = trail.checkpointer
     pairs = []
     for label, note in [
@@ -308,6 +320,7 @@ def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...]) -> No
         try:
             pairs.append((label, checkpointer.verifier.verify(note, origin=checkpointer.origin)))
         except CheckpointInvalid as exc:
+            _record_verify(operator, "forked", 0)
             click.echo(f"FAILED: checkpoint {label} is not validly signed: {exc}", err=True)
             raise SystemExit(EXIT_FORKED) from exc
     head = trail.audit.head()
@@ -321,6 +334,8 @@ def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...]) -> No
 
         report = trail.audit.verify(checkpoints=pairs, progress=progress)
     elapsed = time.perf_counter() - started
+    # Recorded after the verification, so the event never changes what was verified.
+    _record_verify(operator, "ok" if report.ok else report.finding or "tampered", report.events)
     if report.ok:
         click.echo(
             f"ok: {report.events} events, root {report.root.hex()[:16]}, "
@@ -333,13 +348,20 @@ def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...]) -> No
     raise SystemExit(code)
 
 
+def _record_verify(operator: Any, outcome: str, events: int) -> None:
+    operator.record("audit.verify", decision="allow", outcome=outcome, events=events)
+
+
 @audit.command("reindex")
 @click.pass_context
 def reindex_command(ctx: click.Context) -> None:
-    """Rebuild the search index from the log, after verify found it wrong."""
+    """Rebuild the search index from the log, after verify found it wrong (officers, admins)."""
     from gateway.auditing.index import rebuild
 
-    click.echo(f"indexed {rebuild(_trail(ctx).audit.engine)} events")
+    trail, operator = _trail(ctx, "audit reindex", OFFICERS | ADMINS)
+    indexed = rebuild(trail.audit.engine)
+    operator.record("audit.reindexed", decision="allow", events=indexed)
+    click.echo(f"indexed {indexed} events")
 
 
 @audit.command("witness")
@@ -359,7 +381,8 @@ def witness_command(ctx: click.Context, out: Path | None, follow: bool, interval
     if target is None:
         click.echo("error: give --out FILE or set gateway.witness_file", err=True)
         raise SystemExit(EXIT_USAGE)
-    trail = _trail(ctx)
+    trail, operator = _trail(ctx, "audit witness")
+    operator.record("audit.witness", decision="allow", target=str(target), follow=follow)
     while True:
         try:
             stored = trail.checkpointer.checkpoint()

@@ -1,10 +1,12 @@
-"""The ``kiteline`` command. The only place, with ``create_app``, that configures logging."""
+"""The ``kiteline`` command. The only place, with ``app_from_environment``, that configures
+logging (see ``gateway.logs``)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,11 @@ import click
 from gateway.cli.admin import register as register_http_commands
 from gateway.cli.audit import audit as audit_commands
 from gateway.cli.common import config_of, fail, settings_of, state_engine
+from gateway.cli.operator import ADMINS, OFFICERS, authenticate_operator, operator_session
 from gateway.cli.policy import explain, policy
 from gateway.cli.query import register as register_query
 from gateway.config import ConfigError, Settings
+from gateway.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +33,26 @@ log = logging.getLogger(__name__)
     help="Path of kiteline.yaml (default: $KITELINE_CONFIG or ./kiteline.yaml).",
 )
 @click.option("--log-level", default=None, help="Operational log level (default INFO).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Operational log lines as text (default) or JSON ($KITELINE_LOG_FORMAT).",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, log_level: str | None) -> None:
+def cli(
+    ctx: click.Context, config_path: Path | None, log_level: str | None, log_format: str | None
+) -> None:
     """kiteline: governed, anonymized, audited access to hosted data."""
     overrides: dict[str, Any] = {}
     if config_path is not None:
         overrides["config"] = config_path
     if log_level is not None:
         overrides["log_level"] = log_level
+    if log_format is not None:
+        overrides["log_format"] = log_format
     settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("casbin").setLevel(logging.WARNING)
-    # httpx logs every request at INFO: noise on a terminal, and the URL may carry a query.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     ctx.obj = settings
 
 
@@ -72,9 +79,19 @@ def init(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Override gateway.listen's host.")
 @click.option("--port", type=int, default=None, help="Override gateway.listen's port.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Gateway processes sharing the port and the state database (use PostgreSQL "
+    "for more than one).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) -> None:
     """Serve the API."""
+    import os
+
     import uvicorn
 
     from gateway.http.app import create_app
@@ -82,15 +99,29 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     settings = settings_of(ctx)
     config = config_of(ctx)
-    app = create_app(settings, config=config)
-    uvicorn.run(
-        app,
-        host=host or config.gateway.host,
-        port=port or config.gateway.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
+    listen = {
+        "host": host or config.gateway.host,
+        "port": port or config.gateway.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        # Logging is configured here (and in each worker), the same for uvicorn's lines.
+        "log_config": None,
         # Lends governed streams their socket, so a cut read is reset at once.
-        http=GovernedHttpProtocol,
+        "http": GovernedHttpProtocol,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings, config=config), **listen)  # type: ignore[arg-type]
+        return
+    # Each worker process builds its own app from the same settings.
+    os.environ["KITELINE_CONFIG"] = str(settings.config.resolve())
+    os.environ["KITELINE_LOG_LEVEL"] = settings.log_level
+    os.environ["KITELINE_LOG_FORMAT"] = settings.log_format
+    os.environ["KITELINE_DEMO"] = "1" if settings.demo else "0"
+    uvicorn.run(
+        "gateway.http.app:app_from_environment",
+        factory=True,
+        workers=workers,
+        **listen,  # type: ignore[arg-type]
     )
 
 
@@ -169,7 +200,12 @@ def demo(
                     f"note: the local {store} server stops now; run without --no-serve to use it"
                 )
             return
-        ctx.obj = Settings(config=ws.config_path, log_level=settings_of(ctx).log_level, demo=True)
+        ctx.obj = Settings(
+            config=ws.config_path,
+            log_level=settings_of(ctx).log_level,
+            log_format=settings_of(ctx).log_format,
+            demo=True,
+        )
         ctx.invoke(serve)
 
 
@@ -203,7 +239,7 @@ Try:
        -d '{body}'
   curl -s -H "Authorization: Bearer {token}" -X POST {url}/v1/datasets/patients/query \\
        -d '{denied}'
-  kiteline --config {config_path} audit verify
+  KITELINE_TOKEN=$(jq -r .victor {tokens}) kiteline --config {config_path} audit verify
 """)
 
 
@@ -252,26 +288,40 @@ def principals_add(
     department: str | None,
     org_admin: bool,
 ) -> None:
+    """Add a principal (admins; without a token, only the first admin)."""
     from gateway.access.principals import PrincipalError, add_principal
 
-    engine = state_engine(config_of(ctx))
+    _config, engine, operator = operator_session(
+        ctx, "principals add", ADMINS, allow_bootstrap=kind == "admin"
+    )
     try:
         add_principal(
             engine, name=name, kind=kind, org=org, department=department, org_admin=org_admin
         )
     except PrincipalError as exc:
         fail(str(exc), 2)
+    operator.record(
+        "principal.added",
+        decision="allow",
+        principal=name,
+        kind=kind,
+        org=org,
+        department=department,
+        org_admin=org_admin,
+    )
     click.echo(f"added {kind} {name}")
 
 
 @principals.command("list")
 @click.pass_context
 def principals_list(ctx: click.Context) -> None:
+    """Every principal (admins, officers)."""
     from sqlalchemy import select
 
     from gateway.state.models import Principal
 
-    engine = state_engine(config_of(ctx))
+    _config, engine, operator = operator_session(ctx, "principals list", ADMINS | OFFICERS)
+    operator.record("principals.list", decision="allow")
     with engine.connect() as conn:
         rows = conn.execute(
             select(Principal.name, Principal.kind, Principal.status, Principal.org).order_by(
@@ -292,14 +342,27 @@ def keys() -> None:
 @click.argument("name")
 @click.pass_context
 def keys_issue(ctx: click.Context, name: str) -> None:
-    """Issue an API key for NAME and print its token once."""
-    from gateway.access.principals import PrincipalError, issue_key
+    """Issue an API key for NAME and print its token once (admins; without a token, only
+    the first admin's key)."""
+    from sqlalchemy import select
 
-    engine = state_engine(config_of(ctx))
+    from gateway.access.principals import PrincipalError, issue_key
+    from gateway.state.models import Principal
+
+    config = config_of(ctx)
+    probe = state_engine(config)
+    with probe.connect() as conn:
+        kind = conn.scalar(select(Principal.kind).where(Principal.name == name))
+    probe.dispose()
+    _config, engine, operator = operator_session(
+        ctx, "keys issue", ADMINS, allow_bootstrap=kind == "admin"
+    )
     try:
-        _key_id, token = issue_key(engine, name)
+        key_id, token = issue_key(engine, name)
     except PrincipalError as exc:
         fail(str(exc), 2)
+    # The key id is public by design; the token never reaches the log.
+    operator.record("key.issued", decision="allow", principal=name, key_id=key_id)
     click.echo(token)
     click.echo("store this token now: only its hash is kept", err=True)
 
@@ -308,22 +371,27 @@ def keys_issue(ctx: click.Context, name: str) -> None:
 @click.argument("key_id")
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke an API key (admins)."""
     from gateway.access.principals import PrincipalError, revoke_key
 
+    _config, engine, operator = operator_session(ctx, "keys revoke", ADMINS)
     try:
-        revoke_key(state_engine(config_of(ctx)), key_id)
+        revoke_key(engine, key_id)
     except PrincipalError as exc:
         fail(str(exc), 2)
+    operator.record("key.revoked", decision="allow", key_id=key_id)
     click.echo(f"revoked key {key_id}")
 
 
 @keys.command("rotate")
 @click.pass_context
 def keys_rotate(ctx: click.Context) -> None:
-    """Start a new pseudonym key version; older versions stay for tracing."""
+    """Start a new pseudonym key version; older versions stay for tracing (admins)."""
     from gateway.access.key_versions import rotate
 
-    version = rotate(state_engine(config_of(ctx)), created_by="cli")
+    _config, engine, operator = operator_session(ctx, "keys rotate", ADMINS)
+    version = rotate(engine, created_by=operator.name)
+    operator.record("pseudonym_key.rotated", decision="allow", version=version)
     click.echo(f"pseudonym key version {version} is current; pseudonyms change from now on")
 
 
@@ -350,19 +418,28 @@ def budgets_set(
     rows_total: int | None,
     epsilon: float | None,
 ) -> None:
-    """Override the configured budgets of one grant."""
+    """Override the configured budgets of one grant (admins)."""
     from sqlalchemy import select
 
     from gateway.access.budgets import set_limits
     from gateway.state.models import Grant
 
-    engine = state_engine(config_of(ctx))
+    _config, engine, operator = operator_session(ctx, "budgets set", ADMINS)
     with engine.connect() as conn:
         if conn.scalar(select(Grant.id).where(Grant.id == grant_id)) is None:
             fail(f"no grant {grant_id}", 2)
     set_limits(
         engine,
         grant_id,
+        rows_per_request=rows_per_request,
+        rows_per_day=rows_per_day,
+        rows_total=rows_total,
+        epsilon=epsilon,
+    )
+    operator.record(
+        "budget.set",
+        decision="allow",
+        grant_id=grant_id,
         rows_per_request=rows_per_request,
         rows_per_day=rows_per_day,
         rows_total=rows_total,
@@ -375,11 +452,11 @@ def budgets_set(
 @click.argument("grant_id", type=int)
 @click.pass_context
 def budgets_show(ctx: click.Context, grant_id: int) -> None:
-    """What remains of one grant's budgets."""
+    """What remains of one grant's budgets (admins, officers)."""
     from gateway.access import budgets as ledger
 
-    config = config_of(ctx)
-    engine = state_engine(config)
+    config, engine, operator = operator_session(ctx, "budgets show", ADMINS | OFFICERS)
+    operator.record("budget.shown", decision="allow", grant_id=grant_id)
     limits = ledger.limits_for(engine, config, grant_id)
     charges = ledger.row_charges(grant_id, limits, 0, ledger.today())
     charges += ledger.epsilon_charges(config, grant_id, limits, None, 0)
@@ -389,19 +466,26 @@ def budgets_show(ctx: click.Context, grant_id: int) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--officer", default=None, help="Who runs the trace (recorded in the audit log).")
 @click.pass_context
-def trace(ctx: click.Context, file: Path, officer: str | None) -> None:
+def trace(ctx: click.Context, file: Path) -> None:
     """Name the recipient whose pseudonyms appear in a leaked FILE (CSV, Parquet, JSON lines).
 
+    Officers, with their key in KITELINE_TOKEN; the trace is audited as theirs.
     Exits 0 when the extract is attributed, 1 when it is not."""
+    from gateway.auditing.log import RequestMeta
     from gateway.errors import GatewayError
     from gateway.service import Gateway
 
     gateway = Gateway.from_config(config_of(ctx))
     try:
-        report = gateway.trace_extract(
-            file.read_bytes(), file.name, None, actor=f"cli:{officer or 'local'}"
+        operator = authenticate_operator(gateway.audit, "trace", OFFICERS)
+        assert operator.caller is not None
+        report = gateway.trace(
+            operator.caller,
+            file.read_bytes(),
+            file.name,
+            None,
+            RequestMeta(request_id=f"cli-{uuid.uuid4().hex}", client="cli", user_agent="kiteline"),
         )
     except GatewayError as exc:
         fail(exc.detail, 2)
@@ -417,7 +501,7 @@ def trace(ctx: click.Context, file: Path, officer: str | None) -> None:
 
 @cli.group()
 def grants() -> None:
-    """Request, approve and manage grants (`add` writes the state database directly)."""
+    """Request, approve and manage grants."""
 
 
 @grants.command("add")
@@ -434,6 +518,7 @@ def grants() -> None:
 @click.option("--days", type=int, default=90, show_default=True)
 @click.option("--approvals", type=int, default=1, show_default=True)
 @click.option("--row-cap", type=int, default=None)
+@click.option("--reason", required=True, help="Why this grant skips the approval workflow.")
 @click.pass_context
 def grants_add(
     ctx: click.Context,
@@ -446,15 +531,20 @@ def grants_add(
     days: int,
     approvals: int,
     row_cap: int | None,
+    reason: str,
 ) -> None:
+    """Add an active grant without the approval workflow: an audited admin act that
+    names its reason. Everyone else requests grants (`grants request`)."""
     from gateway.access.grants import GrantError, add_grant
 
     if (principal is None) == (org is None):
         fail("give exactly one of --principal or --org", 2)
-    config = config_of(ctx)
+    if not reason.strip():
+        fail("--reason must say why", 2)
+    config, engine, operator = operator_session(ctx, "grants add", ADMINS)
     try:
         grant_id = add_grant(
-            state_engine(config),
+            engine,
             config,
             subject_type="principal" if principal else "org",
             subject=principal or org or "",
@@ -465,10 +555,23 @@ def grants_add(
             days=days,
             approvals=approvals,
             row_cap=row_cap,
-            created_by="cli",
+            created_by=operator.name,
         )
     except GrantError as exc:
         fail(str(exc), 2)
+    operator.record(
+        "grant.added",
+        decision="allow",
+        reasons=[reason],
+        grant_id=grant_id,
+        subject=f"user:{principal}" if principal else f"org:{org}",
+        dataset=dataset,
+        module=module or config.datasets[dataset or ""].module,
+        profile=profile,
+        purpose=purpose,
+        days=days,
+        row_cap=row_cap,
+    )
     click.echo(f"grant {grant_id} active")
 
 

@@ -75,23 +75,28 @@ def policy_test(ctx: click.Context, directory: Path | None) -> None:
 @click.pass_context
 def policy_reload(ctx: click.Context) -> None:
     """Check the policy directory, then make every gateway sharing the state database
-    load it on its next request. A policy that fails to compile or to pass its tests is
-    refused and the running one stays."""
+    load it on its next request (admins, with their key in KITELINE_TOKEN; audited). A
+    policy that fails to compile or to pass its tests is refused and the running one
+    stays."""
     from gateway.access.policy_files import policy_version
     from gateway.access.policy_runtime import compile_and_test, policy_directory
+    from gateway.cli.operator import ADMINS, operator_session
     from gateway.state.database import bump_version
     from policies import PolicyError
 
-    config = config_of(ctx)
+    config, engine, operator = operator_session(ctx, "policy reload", ADMINS)
     directory = policy_directory(config)
     try:
         compile_and_test(directory, timeout_s=config.policy.timeout_s)
     except PolicyError as exc:
+        operator.record("policy.reload_refused", decision="deny", reasons=[str(exc)[:500]])
         click.echo(f"refused: {exc}", err=True)
         raise SystemExit(2) from exc
-    engine = state_engine(config)
     with engine.begin() as conn:
         bump_version(conn, "policy")
+    operator.record(
+        "policy.reload_requested", decision="allow", policy_version=policy_version(directory)
+    )
     click.echo(f"policy version {policy_version(directory)} will be loaded on the next request")
 
 

@@ -396,7 +396,10 @@ def seed_state(config: Config) -> dict[str, str]:
 
 
 ALERT_RULES = """\
-# Audit alert rules (see the README's officer guide). Alerts are audit events too.
+# Audit alert rules (see the officer guide). Alerts are audit events too. Every webhook
+# names a Standard Webhooks secret (whsec_...) by reference, e.g.
+#   webhooks:
+#     - {url: "https://siem.example/hooks/kiteline", secret: "env:KITELINE_WEBHOOK_SECRET"}
 rules:
   - name: repeated-denials
     kind: repeated_denials
@@ -405,7 +408,7 @@ rules:
   - name: break-glass
     kind: actions
     severity: critical
-    actions: ["grant.break_glass", "*.break_glass"]
+    actions: ["grant.break_glass"]
   - name: trace-hit
     kind: actions
     actions: ["trace.hit"]

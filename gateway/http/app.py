@@ -9,12 +9,14 @@ import re
 import secrets
 import signal
 import time
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.access.sweeper import PeriodicSweep
@@ -23,6 +25,7 @@ from gateway.auditing.trail import AuditTrail
 from gateway.config import Config, Settings, load_config
 from gateway.http import docs_pages, openapi
 from gateway.http.console import install as install_console
+from gateway.http.metrics import GatewayMetrics
 from gateway.http.problems import install_error_handlers
 from gateway.http.routes import (
     audit,
@@ -35,6 +38,7 @@ from gateway.http.routes import (
     query,
     trace,
 )
+from gateway.logs import configure_logging, request_id_var
 from gateway.read.slots import ReadSlots
 from gateway.service import Gateway
 from gateway.state.wal import WalCheckpointer
@@ -42,6 +46,8 @@ from gateway.state.wal import WalCheckpointer
 log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# The governed read: its response bytes are the data released.
+DATA_ROUTE = "/v1/datasets/{name}/query"
 
 
 OPENAPI_TAGS = [
@@ -74,10 +80,31 @@ class RequestContext:
     A caller may propose ``X-Request-ID`` (8-64 safe characters); anything else is
     replaced, so the id can be logged and audited without escaping."""
 
-    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        requests: Counter,
+        latency: Histogram,
+        routes: Sequence[BaseRoute] = (),
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self.app = app
         self.requests = requests
         self.latency = latency
+        self.routes = routes
+        self.metrics = metrics
+
+    def _template(self, scope: Scope) -> str:
+        """The route template of a request FastAPI did not tag (its own /docs and
+        /openapi.json pages); anything no route matches is ``unmatched``."""
+        route = scope.get("route")
+        if route is not None:
+            return str(getattr(route, "path", "unmatched"))
+        for candidate in self.routes:
+            match, _ = candidate.matches(scope)
+            if match is Match.FULL:
+                return str(getattr(candidate, "path", "unmatched"))
+        return "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,12 +115,17 @@ class RequestContext:
         )
         request_id = proposed if _REQUEST_ID.match(proposed) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        # Log records written for this request carry its id (the task's own context).
+        request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        sent = 0
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
+            nonlocal status, sent
+            if message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [
                     (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
@@ -105,10 +137,27 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = self._template(scope)
+            elapsed = time.perf_counter() - started
             self.requests.labels(scope.get("method", ""), path, str(status)).inc()
-            self.latency.labels(path).observe(time.perf_counter() - started)
+            self.latency.labels(path).observe(elapsed)
+            # One line per refused or failed request (every request at DEBUG); the path
+            # is the route template, never the URL (it may name a principal).
+            level = logging.INFO if status >= 400 else logging.DEBUG
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "%s %s %d in %.1f ms",
+                    scope.get("method", ""),
+                    path,
+                    status,
+                    elapsed * 1000,
+                    extra={"route": path, "status": status},
+                )
+            if path == DATA_ROUTE and status == 200 and self.metrics is not None:
+                state = scope.get("state", {})
+                dataset = scope.get("path_params", {}).get("name")
+                self.metrics.count_bytes(state.get("caller_org"), dataset, sent)
 
 
 def create_app(
@@ -139,6 +188,8 @@ def create_app(
                     lambda: loop.run_in_executor(None, _reload_quietly, app.state.gateway),
                 )
                 running.callback(loop.remove_signal_handler, signal.SIGHUP)
+            app.state.gateway.audit.add_listener(metrics.observe)
+            running.callback(app.state.gateway.audit.remove_listener, metrics.observe)
             for background in (
                 PeriodicSweep(app.state.gateway.grants, config.grants.sweep_interval_s),
                 WalCheckpointer(app.state.gateway.engine),
@@ -171,6 +222,8 @@ def create_app(
     app.state.settings = settings
     app.state.read_slots = ReadSlots(config.gateway.read_threads, inline=config.reads_inline)
     app.state.metrics_registry = registry
+    metrics = GatewayMetrics(registry, gateway, app.state.audit_trail)
+    metrics.time_stores()
     install_error_handlers(app)
     # Routes are matched in order, one router after another: the governed read, by far
     # the most frequent request, comes first. The documentation keeps OPENAPI_TAGS' order.
@@ -179,8 +232,22 @@ def create_app(
     openapi.install(app)
     docs_pages.install(app)
     install_console(app)
-    app.add_middleware(RequestContext, requests=requests, latency=latency)
+    app.add_middleware(
+        RequestContext,
+        requests=requests,
+        latency=latency,
+        routes=app.router.routes,
+        metrics=metrics,
+    )
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one ``kiteline serve --workers N`` process, from ``KITELINE_*`` settings."""
+    from_environment: dict[str, Any] = {}
+    settings = Settings(**from_environment)
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 def _reload_quietly(gateway: Gateway) -> None:

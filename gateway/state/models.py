@@ -257,3 +257,33 @@ class PolicyBundle(Base):
     version: Mapped[str] = mapped_column(String(64), primary_key=True)
     files: Mapped[dict[str, str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AlertCursor(Base):
+    """How far the alert rules have read the audit log, and which gateway process holds
+    the lease to read on (revision 0009): one evaluator per state database."""
+
+    __tablename__ = "alert_cursor"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WebhookDelivery(Base):
+    """One alert event to one webhook, kept until the receiver accepts it."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("seq", "url", name="uq_webhook_deliveries_seq_url"),
+        Index("ix_webhook_deliveries_pending", "delivered_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    url: Mapped[str] = mapped_column(String(500))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)

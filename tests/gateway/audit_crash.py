@@ -191,7 +191,9 @@ def main() -> None:  # the stress target
         ws = create_workspace(Path(tmp) / "ws")
         outcome = crash_cycles(ws, args.kills, readers=args.readers, seed=args.seed)
         missing = missing_events(ws, outcome)
-        result = CliRunner().invoke(cli, ["--config", str(ws.config_path), "audit", "verify"])
+        result = CliRunner(env={"KITELINE_TOKEN": ws.tokens["victor"]}).invoke(
+            cli, ["--config", str(ws.config_path), "audit", "verify"]
+        )
         print(  # noqa: T201
             f"kills={outcome.kills} responses={len(outcome.received)} "
             f"client errors={outcome.failures} missing events={len(missing)}"

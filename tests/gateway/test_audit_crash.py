@@ -17,5 +17,7 @@ def test_every_response_has_its_event_after_50_kills(workspace: Workspace):
     assert outcome.kills == 50
     assert outcome.received, "no read completed: the harness measured nothing"
     assert missing_events(workspace, outcome) == []
-    result = CliRunner().invoke(cli, ["--config", str(workspace.config_path), "audit", "verify"])
+    result = CliRunner(env={"KITELINE_TOKEN": workspace.tokens["victor"]}).invoke(
+        cli, ["--config", str(workspace.config_path), "audit", "verify"]
+    )
     assert result.exit_code == 0, result.output

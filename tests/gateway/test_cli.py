@@ -10,8 +10,12 @@ from gateway.cli.main import cli
 from gateway.demo.workspace import Workspace
 
 
-def run(ws: Workspace, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(ws.config_path), *args])
+def run(ws: Workspace, *args: str, who: str | None = None) -> tuple[int, str]:
+    """Run a command as ``who`` (default: the officer for audit commands, else the admin)."""
+    who = who or ("victor" if args[0] == "audit" else "admin")
+    result = CliRunner(env={"KITELINE_TOKEN": ws.tokens[who]}).invoke(
+        cli, ["--config", str(ws.config_path), *args]
+    )
     return result.exit_code, result.output
 
 
@@ -19,7 +23,7 @@ def test_audit_verify_detects_an_edited_row(client, workspace: Workspace):
     client.get("/v1/datasets", headers={"Authorization": f"Bearer {workspace.tokens['mei']}"})
     client.get("/v1/datasets", headers={"Authorization": "Bearer nope"})
     code, out = run(workspace, "audit", "verify")
-    assert code == 0 and out.startswith("ok: 2 events")
+    assert code == 0 and out.startswith("ok: 2 events")  # its own audit.verify comes after
     with sqlite3.connect(workspace.root / "state.db") as conn:
         conn.execute("UPDATE audit_events SET body = replace(body, 'deny', 'allow') WHERE seq = 2")
     code, out = run(workspace, "audit", "verify")
@@ -48,12 +52,24 @@ def test_principals_keys_and_grants(workspace: Workspace):
         "research",
         "--days",
         "5",
+        "--reason",
+        "pilot agreed with newco",
     )
     assert code == 0 and "active" in out
-    code, out = run(workspace, "grants", "list")
+    code, out = run(workspace, "grants", "list", "--local")
     assert "org:newco" in out
     code, out = run(
-        workspace, "grants", "add", "--org", "newco", "--dataset", "nope", "--profile", "anonymized"
+        workspace,
+        "grants",
+        "add",
+        "--org",
+        "newco",
+        "--dataset",
+        "nope",
+        "--profile",
+        "anonymized",
+        "--reason",
+        "x",
     )
     assert code == 2 and "unknown dataset" in out
     code, out = run(workspace, "principals", "list")

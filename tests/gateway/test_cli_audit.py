@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator
 from contextlib import closing
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
@@ -18,10 +15,13 @@ from fastapi.testclient import TestClient
 from gateway.cli.main import cli
 from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
 from tests.conftest import bearer, client_for
+from tests.webhooks import Receiver, point_rules_at, receiver
 
 
-def run(ws: Workspace, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(ws.config_path), *args])
+def run(ws: Workspace, *args: str, who: str = "victor") -> tuple[int, str]:
+    result = CliRunner(env={"KITELINE_TOKEN": ws.tokens[who]}).invoke(
+        cli, ["--config", str(ws.config_path), *args]
+    )
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
@@ -36,42 +36,13 @@ def read(
     return response.status_code
 
 
-class Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, object]] = []
-    arrived = threading.Event()
-
-    def do_POST(self) -> None:  # noqa: N802 (the http.server API)
-        length = int(self.headers["Content-Length"])
-        type(self).received.append(json.loads(self.rfile.read(length)))
-        self.send_response(204)
-        self.end_headers()
-        type(self).arrived.set()
-
-    def log_message(self, *_args: object) -> None:
-        return
+def test_the_officer_story_from_the_cli(workspace: Workspace, tmp_path: Path):
+    with receiver() as hook:
+        point_rules_at(workspace.root, hook)
+        _officer_story(workspace, tmp_path, hook)
 
 
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, type[Receiver]]]:
-    handler = type("Handler", (Receiver,), {"received": [], "arrived": threading.Event()})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_the_officer_story_from_the_cli(
-    workspace: Workspace, tmp_path: Path, webhook: tuple[str, type[Receiver]]
-):
-    url, receiver = webhook
-    rules = (workspace.root / "alerts.yaml").read_text()
-    (workspace.root / "alerts.yaml").write_text(
-        rules.replace("webhooks: []", f"webhooks:\n  - url: {url}\n")
-    )
+def _officer_story(workspace: Workspace, tmp_path: Path, hook: Receiver) -> None:
     surgical = {"columns": ["patient_id", "diagnosis"], "limit": 2, "purpose": SURGICAL_PURPOSE}
     with client_for(workspace) as client:
         for _ in range(3):
@@ -143,10 +114,10 @@ def test_the_officer_story_from_the_cli(
     # The alert raised when lin was denied five times within a minute.
     code, out = run(workspace, "audit", "alerts")
     assert code == 0 and "repeated-denials" in out and "lin was denied 5 times" in out
-    assert receiver.arrived.wait(10)
-    posted = receiver.received[0]["alert"]
-    assert posted["action"] == "alert.repeated_denials"  # type: ignore[index]
-    assert posted["subject"] == "lin"  # type: ignore[index]
+    assert hook.wait_for(1)
+    posted = hook.deliveries[0]
+    assert posted["type"] == "alert.repeated_denials"
+    assert posted["data"]["subject"] == "lin"
 
 
 def _prepare(workspace: Workspace, tmp_path: Path, events: int = 6) -> Path:

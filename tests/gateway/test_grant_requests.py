@@ -289,7 +289,7 @@ def test_break_glass_needs_an_admin_and_an_officer(client: TestClient, workspace
     assert done["status"] == "active"
     expires = datetime.fromisoformat(done["expires_at"])
     assert expires <= datetime.fromisoformat(done["activated_at"]) + timedelta(hours=4)
-    alerts = [e for e in audit_rows(workspace) if e["action"] == "alert.break_glass"]
+    alerts = [e for e in audit_rows(workspace) if e["action"] == "grant.break_glass"]
     assert len(alerts) == 1 and alerts[0]["grant_id"] == grant["id"]
     assert read(client, workspace, "zed", "customers").status_code == 200
 

@@ -189,7 +189,7 @@ def own_policies(workspace: Workspace) -> Path:
 def test_reload_changes_the_next_decision_and_refuses_broken_files(
     workspace: Workspace, own_policies: Path
 ):
-    runner = CliRunner()
+    runner = CliRunner(env={"KITELINE_TOKEN": workspace.tokens["admin"]})
     args = ["--config", str(workspace.config_path)]
     with client_for(workspace) as client:
         assert read(client, workspace.tokens["erin"], "studies", limit=1).status_code == 200

@@ -44,8 +44,10 @@ def leaked_rows(
     return table.take(pa.array(picks))
 
 
-def run_cli(ws: Workspace, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", str(ws.config_path), *args])
+def run_cli(ws: Workspace, *args: str, who: str = "victor") -> tuple[int, str]:
+    result = CliRunner(env={"KITELINE_TOKEN": ws.tokens[who]}).invoke(
+        cli, ["--config", str(ws.config_path), *args]
+    )
     return result.exit_code, result.output
 
 
@@ -62,7 +64,7 @@ def test_cli_trace_names_surgibot_for_rows_of_meis_response(
     client: TestClient, workspace: Workspace, tmp_path: Path
 ):
     leak = write_csv(leaked_rows(client, workspace), tmp_path / "leak.csv")
-    code, out = run_cli(workspace, "trace", str(leak), "--officer", "victor")
+    code, out = run_cli(workspace, "trace", str(leak))
     assert code == 0, out
     report = report_of(out)
     assert report["verdict"] == "attributed to org:surgibot"
@@ -71,8 +73,12 @@ def test_cli_trace_names_surgibot_for_rows_of_meis_response(
     assert evidence["domains"] == {"patient": 20}
     assert evidence["columns"] == ["patient_id"]
     code, out = run_cli(workspace, "audit", "tail", "-n", "1", "--json")
-    event = json.loads(out)
-    assert event["action"] == "trace.run" and event["verdict"] == "attributed to org:surgibot"
+    event = json.loads(out.splitlines()[-1])
+    assert event["action"] == "audit.tail"
+    code, out = run_cli(workspace, "audit", "search", "--action", "trace.*", "--json")
+    [event] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert event["actor"] == "victor"
+    assert event["action"] == "trace.hit" and event["verdict"] == "attributed to org:surgibot"
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet", "jsonl"])
@@ -133,7 +139,7 @@ def test_rotation_changes_pseudonyms_and_old_extracts_stay_traceable(
     client: TestClient, workspace: Workspace, tmp_path: Path
 ):
     before = leaked_rows(client, workspace)
-    code, out = run_cli(workspace, "keys", "rotate")
+    code, out = run_cli(workspace, "keys", "rotate", who="admin")
     assert code == 0 and "version 2" in out
     with client_for(workspace) as fresh:
         after = leaked_rows(fresh, workspace)

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.access import budgets
 from gateway.access.permissions import ensure_role
 from gateway.access.principals import list_principals
-from gateway.auditing.search import EventFilter, search
+from gateway.auditing.search import EventFilter, search, shown_filters
 from gateway.errors import (
     AccessDenied,
     GatewayError,
@@ -49,7 +49,6 @@ from gateway.http.console.pages import (
 )
 from gateway.http.console.proofs import check_event, checkpoint_status
 from gateway.http.console.sessions import ABSOLUTE_S, COOKIE, LOGIN_COOKIE, same_secret
-from gateway.http.routes.audit import _shown
 from gateway.http.routes.deps import request_meta_of, service_of
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -162,7 +161,7 @@ def audit_explorer(request: Request, cursor: str | None = None) -> Response:
     params = {k: val for k, val in request.query_params.items() if k != "cursor"}
     where = EventFilter.parse(params)
     v.gateway.authorize_audit(
-        v.caller, v.meta, "audit.search", record=True, filters=_shown(where), via="console"
+        v.caller, v.meta, "audit.search", record=True, filters=shown_filters(where), via="console"
     )
     events, next_cursor = search(v.trail.audit.engine, where, limit=PAGE_SIZE, cursor=cursor)
     query = "&".join(f"{k}={_q(val)}" for k, val in params.items() if val)

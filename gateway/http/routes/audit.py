@@ -15,7 +15,14 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, JsonValue
 from starlette.concurrency import run_in_threadpool
 
-from gateway.auditing.search import EventFilter, csv_header, csv_line, iter_bodies, search
+from gateway.auditing.search import (
+    EventFilter,
+    csv_header,
+    csv_line,
+    iter_bodies,
+    search,
+    shown_filters,
+)
 from gateway.auditing.trail import AuditTrail
 from gateway.errors import InvalidRequest, NotFound
 from gateway.http.routes.deps import CallerDep, MetaDep, ServiceDep
@@ -153,7 +160,9 @@ async def search_events(
 
     def run() -> dict[str, Any]:
         where = _filter(request)
-        gateway.authorize_audit(caller, meta, "audit.search", record=True, filters=_shown(where))
+        gateway.authorize_audit(
+            caller, meta, "audit.search", record=True, filters=shown_filters(where)
+        )
         events, next_cursor = search(trail.audit.engine, where, limit=limit, cursor=cursor)
         return {"events": events, "next_cursor": next_cursor}
 
@@ -193,7 +202,7 @@ async def export(
     def prepare() -> tuple[Iterator[str], str]:
         where = _filter(request)
         gateway.authorize_audit(
-            caller, meta, "audit.export", record=True, filters=_shown(where), format=format
+            caller, meta, "audit.export", record=True, filters=shown_filters(where), format=format
         )
         # Pin the export to a checkpoint: every line is an event it covers.
         stored = trail.checkpointer.covering(trail.audit.head().size)
@@ -234,19 +243,3 @@ async def audit_hash(
         return gateway.audit.redactor.hash(body.value)
 
     return json_response({"hash": await run_in_threadpool(run)})
-
-
-def _shown(where: EventFilter) -> dict[str, Any]:
-    shown = {}
-    for key in ("actor", "org", "kind", "dataset", "module", "action", "decision", "request_id"):
-        value = getattr(where, key)
-        if value is not None:
-            shown[key] = value
-    for key in ("since", "until"):
-        value = getattr(where, key)
-        if value is not None:
-            shown[key] = value.isoformat()
-    if where.text is not None:
-        # Free text may be a secret the officer is looking for: record only its hash.
-        shown["text"] = "(given)"
-    return shown

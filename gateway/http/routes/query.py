@@ -54,6 +54,7 @@ async def query(name: str, request: Request) -> Response:
 
     def run() -> tuple[ReadResult, bytes | None]:
         caller = gateway.authenticate(authorization, meta)
+        request.state.caller_org = caller.org  # the bytes released are counted by org
         result = gateway.read(caller, name, body, accept, meta)
         if not result.small:
             return result, None
