@@ -53,8 +53,12 @@ chromium:
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq chromium fonts-wqy-microhei; }
 
+# Two workers, one per core; a test file stays on one worker, since module-scoped
+# servers and browsers must not outlive their own file's tests.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) chromium java
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 	$(BIN)/kiteline policy test
 
 lint: $(STAMP)
