@@ -355,7 +355,6 @@ def state_fingerprint() -> str:
     import gateway
 
     package = Path(gateway.__file__).parent / "state"
-    package = Path(gateway.__file__).parent
     digest = hashlib.sha256()
     for path in sorted(package.glob("migrations/versions/*.py")) + [package / "models.py"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
