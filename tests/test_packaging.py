@@ -26,7 +26,7 @@ from tests.serving import free_port, running
 ROOT = Path(__file__).resolve().parent.parent
 PURPOSE = "surgical robot training"
 #: What each extra adds that the plain install cannot do; a new extra needs a row here.
-EXTRA_CHECKS = {"demo": "s3 demo", "dev": "not shipped to operators"}
+EXTRA_CHECKS = {"demo": "s3 demo", "spark": "spark demo", "dev": "not shipped to operators"}
 
 pytestmark = pytest.mark.slow
 
@@ -89,12 +89,12 @@ def serving(command: list[str], cwd: Path, port: int) -> Iterator[str]:
         yield url
 
 
-def governed_read(url: str, token: str) -> dict:
+def governed_read(url: str, token: str, timeout: float = 30) -> dict:
     answer = httpx.post(
         f"{url}/v1/datasets/patients/query",
         headers={"Authorization": f"Bearer {token}"},
         json={"columns": ["patient_id", "birth_date"], "limit": 5, "purpose": PURPOSE},
-        timeout=30,
+        timeout=timeout,
     )
     assert answer.status_code == 200, answer.text
     return answer.json()
@@ -162,3 +162,26 @@ def test_demo_extra_serves_from_a_local_s3_server(wheel: Path, tmp_path: Path):
     with serving(command, tmp_path, port) as url:
         tokens = json.loads((workspace / "tokens.json").read_text())
         assert_anonymized(governed_read(url, tokens["mei"]))
+
+
+def test_spark_extra_serves_from_a_local_spark_connect_server(wheel: Path, tmp_path: Path):
+    # The extra carries the Spark Connect client and, in the same package, the server
+    # the demo starts (Java comes from the system).
+    bin_dir = install(wheel, tmp_path / "venv", extras="spark")
+    port = free_port()
+    workspace = tmp_path / "ws"
+    command = [
+        str(bin_dir / "kiteline"),
+        "demo",
+        "--store",
+        "spark",
+        "--workspace",
+        str(workspace),
+        "--port",
+        str(port),
+    ]
+    log = tmp_path / f"serve-{port}.log"
+    with running(command, port, log, cwd=tmp_path, env=clean_env(), timeout=240) as url:
+        tokens = json.loads((workspace / "tokens.json").read_text())
+        # The first read warms the Spark server's JVM up: give it longer.
+        assert_anonymized(governed_read(url, tokens["mei"], timeout=180))
