@@ -12,7 +12,16 @@ from audit.errors import (
     ConsistencyError,
     ProofInvalid,
 )
-from audit.logcheck import FORKED, TRUNCATED, ExpectedHead, LogRecord, LogReport, verify_log
+from audit.logcheck import (
+    FORKED,
+    TRUNCATED,
+    ExpectedHead,
+    LogBatch,
+    LogRecord,
+    LogReport,
+    verify_log,
+    verify_log_batches,
+)
 from audit.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -47,6 +56,7 @@ __all__ = [
     "ExpectedHead",
     "FORKED",
     "HASH_SIZE",
+    "LogBatch",
     "LogRecord",
     "LogReport",
     "ProofInvalid",
@@ -76,5 +86,6 @@ __all__ = [
     "verify_consistency",
     "verify_inclusion",
     "verify_log",
+    "verify_log_batches",
     "witness",
 ]

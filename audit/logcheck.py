@@ -11,7 +11,7 @@ root at its size means history was rewritten (a fork).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,8 @@ import orjson
 from audit.chain import GENESIS
 from audit.checkpoints import Checkpoint
 from audit.merkle import EMPTY_ROOT, TreeBuilder
+
+_PARSED_AT_ONCE = 256
 
 # What a failed verification found; the CLI maps each to an exit code.
 TAMPERED = "tampered"  # an event was edited, deleted, inserted or reordered
@@ -36,6 +38,73 @@ class LogRecord:
     leaf_hash: str | None
     # Searchable copies kept beside the body; they must agree with it.
     columns: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    """Consecutive events as columns: the fields of `LogRecord`, one list per field,
+    so that a batch is checked with one pass per check instead of one per event."""
+
+    seqs: list[int]
+    bodies: list[bytes]
+    prev_hashes: list[str]
+    hashes: list[str]
+    leaf_hashes: list[str | None]
+    columns: Mapping[str, list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def records(self) -> Iterator[LogRecord]:
+        names = list(self.columns)
+        values = [self.columns[name] for name in names]
+        for i, seq in enumerate(self.seqs):
+            yield LogRecord(
+                seq,
+                self.bodies[i],
+                self.prev_hashes[i],
+                self.hashes[i],
+                self.leaf_hashes[i],
+                {name: column[i] for name, column in zip(names, values, strict=True)},
+            )
+
+    def slice(self, start: int, end: int) -> LogBatch:
+        return LogBatch(
+            self.seqs[start:end],
+            self.bodies[start:end],
+            self.prev_hashes[start:end],
+            self.hashes[start:end],
+            self.leaf_hashes[start:end],
+            {name: column[start:end] for name, column in self.columns.items()},
+        )
+
+
+def batches_of(records: Iterable[LogRecord], size: int = 4096) -> Iterator[LogBatch]:
+    """`records` regrouped as batches; a record whose searchable columns differ from
+    its predecessor's starts a new batch."""
+    pending: list[LogRecord] = []
+    names: tuple[str, ...] = ()
+    for record in records:
+        own = tuple(record.columns)
+        if pending and (len(pending) >= size or own != names):
+            yield _batch(pending)
+            pending = []
+        names = own
+        pending.append(record)
+    if pending:
+        yield _batch(pending)
+
+
+def _batch(records: list[LogRecord]) -> LogBatch:
+    names = list(records[0].columns)
+    return LogBatch(
+        [r.seq for r in records],
+        [r.body for r in records],
+        [r.prev_hash for r in records],
+        [r.hash for r in records],
+        [r.leaf_hash for r in records],
+        {name: [r.columns[name] for r in records] for name in names},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,102 +140,231 @@ def verify_log(
     `checkpoints` are (label, checkpoint) pairs whose signatures the caller has
     already checked; the label names them in messages (a file, "stored #12"...).
     """
-    pending = sorted(checkpoints, key=lambda item: item[1].tree_size)
-    builder = TreeBuilder()
-    prev = GENESIS
-    count = 0
-    checked = 0
-    sha256 = hashlib.sha256
-    loads = orjson.loads
+    return verify_log_batches(
+        batches_of(records),
+        checkpoints=checkpoints,
+        head=head,
+        progress=progress,
+        progress_every=progress_every,
+    )
 
-    leaves: list[bytes] = []
 
-    def failed(problem: str, seq: int | None, finding: str = TAMPERED) -> LogReport:
-        builder.extend(leaves)
-        leaves.clear()
-        return LogReport(False, count, prev, builder.root(), problem, seq, finding, checked)
+def verify_log_batches(
+    batches: Iterable[LogBatch],
+    *,
+    checkpoints: Sequence[tuple[str, Checkpoint]] = (),
+    head: ExpectedHead | None = None,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 50_000,
+) -> LogReport:
+    """`verify_log` over events already grouped in batches (as a database hands them
+    out): the same checks and the same first problem reported."""
+    verifier = _Verifier(checkpoints, progress, progress_every)
+    report = verifier.start()
+    if report is not None:
+        return report
+    for batch in batches:
+        report = verifier.check_batch(batch)
+        if report is not None:
+            return report
+    return verifier.finish(head)
 
-    # Empty-tree checkpoints are checked before the first event.
-    while pending and pending[0][1].tree_size == 0:
-        label, checkpoint = pending.pop(0)
-        if checkpoint.root_hash != EMPTY_ROOT:
-            return failed(f"checkpoint {label} claims a non-empty root for size 0", None, FORKED)
-        checked += 1
 
-    boundary = pending[0][1].tree_size if pending else -1
-    for record in records:
+class _Verifier:
+    """The state of one verification: the chain's last hash, the tree so far, and the
+    checkpoints still to compare."""
+
+    def __init__(
+        self,
+        checkpoints: Sequence[tuple[str, Checkpoint]],
+        progress: Callable[[int], None] | None,
+        progress_every: int,
+    ) -> None:
+        self.pending = sorted(checkpoints, key=lambda item: item[1].tree_size)
+        self.builder = TreeBuilder()
+        self.prev = GENESIS
+        self.count = 0
+        self.checked = 0
+        self.leaves: list[bytes] = []
+        self.progress = progress
+        self.progress_every = progress_every
+        self.boundary = -1
+
+    def failed(self, problem: str, seq: int | None, finding: str = TAMPERED) -> LogReport:
+        self.flush()
+        return LogReport(
+            False, self.count, self.prev, self.builder.root(), problem, seq, finding, self.checked
+        )
+
+    def flush(self) -> None:
+        self.builder.extend(self.leaves)
+        self.leaves.clear()
+
+    def start(self) -> LogReport | None:
+        # Empty-tree checkpoints are checked before the first event.
+        pending = self.pending
+        while pending and pending[0][1].tree_size == 0:
+            label, checkpoint = pending.pop(0)
+            if checkpoint.root_hash != EMPTY_ROOT:
+                return self.failed(
+                    f"checkpoint {label} claims a non-empty root for size 0", None, FORKED
+                )
+            self.checked += 1
+        self.boundary = pending[0][1].tree_size if pending else -1
+        return None
+
+    def check_batch(self, batch: LogBatch) -> LogReport | None:
+        done = 0
+        total = len(batch)
+        while done < total:
+            # A segment never crosses a checkpoint: its root is compared at its size.
+            end = total
+            if self.boundary > self.count:
+                end = min(total, done + self.boundary - self.count)
+            segment = batch if (done, end) == (0, total) else batch.slice(done, end)
+            if not self._segment_intact(segment):
+                # Something is wrong in here: find and name it event by event.
+                for record in segment.records():
+                    report = self.check_record(record)
+                    if report is not None:
+                        return report
+            report = self._after_events(end - done)
+            if report is not None:
+                return report
+            done = end
+        return None
+
+    def _segment_intact(self, segment: LogBatch) -> bool:
+        """Every check of `check_record` over the whole segment, one pass per check; on
+        success the segment's leaves are in the tree and the chain has moved on."""
+        seqs = segment.seqs
+        first = self.count + 1
+        if seqs != list(range(first, first + len(seqs))):
+            return False
+        prevs = segment.prev_hashes
+        hashes = segment.hashes
+        if prevs[0] != self.prev or prevs[1:] != hashes[:-1]:
+            return False
+        bodies = segment.bodies
+        sha256 = hashlib.sha256
+        fromhex = bytes.fromhex
+        if [
+            sha256(fromhex(p) + b).hexdigest() for p, b in zip(prevs, bodies, strict=True)
+        ] != hashes:
+            return False
+        leaves = [sha256(b"\x00" + body).digest() for body in bodies]
+        if [leaf.hex() for leaf in leaves] != segment.leaf_hashes:
+            return False
+        columns = list(segment.columns.items())
+        # The bodies are parsed a slice at a time: parsed events are large, and a few
+        # hundred of them stay in the processor's caches while they are compared.
+        for start in range(0, len(bodies), _PARSED_AT_ONCE):
+            end = start + _PARSED_AT_ONCE
+            try:
+                events = list(map(orjson.loads, bodies[start:end]))
+            except orjson.JSONDecodeError:
+                return False
+            if not all(type(event) is dict for event in events):
+                return False
+            if [event.get("seq") for event in events] != seqs[start:end]:
+                return False
+            for column, values in columns:
+                if [event.get(column) for event in events] != values[start:end]:
+                    return False
+        self.flush()
+        self.builder.extend(leaves)
+        self.prev = hashes[-1]
+        self.count += len(seqs)
+        return True
+
+    def check_record(self, record: LogRecord) -> LogReport | None:
+        """One event's checks, in the order their problems are reported."""
         seq = record.seq
-        expected = count + 1
+        expected = self.count + 1
         if seq != expected:
             what = "missing" if seq > expected else "duplicated or reordered"
-            return failed(f"event {expected} is {what}", expected)
+            return self.failed(f"event {expected} is {what}", expected)
         body = record.body
-        if record.prev_hash != prev:
-            return failed(
+        if record.prev_hash != self.prev:
+            return self.failed(
                 f"event {seq} does not link to its predecessor "
                 "(an earlier event was changed or removed)",
                 seq,
             )
-        if sha256(bytes.fromhex(prev) + body).hexdigest() != record.hash:
-            return failed(f"event {seq} was edited (its body no longer matches its hash)", seq)
-        leaf = sha256(b"\x00" + body).digest()
+        if hashlib.sha256(bytes.fromhex(self.prev) + body).hexdigest() != record.hash:
+            return self.failed(f"event {seq} was edited (its body no longer matches its hash)", seq)
+        leaf = hashlib.sha256(b"\x00" + body).digest()
         if record.leaf_hash != leaf.hex():
-            return failed(f"event {seq}: its stored Merkle leaf hash is missing or edited", seq)
+            return self.failed(
+                f"event {seq}: its stored Merkle leaf hash is missing or edited", seq
+            )
         try:
-            event = loads(body)
+            event = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return failed(f"event {seq} is not valid JSON", seq)
+            return self.failed(f"event {seq} is not valid JSON", seq)
         if not isinstance(event, dict) or event.get("seq") != seq:
-            return failed(f"event {seq}: the signed body names another sequence number", seq)
+            return self.failed(f"event {seq}: the signed body names another sequence number", seq)
         for column, value in record.columns.items():
             if event.get(column) != value:
-                return failed(
+                return self.failed(
                     f"event {seq}: column {column!r} was edited (it disagrees with the "
                     "hashed body)",
                     seq,
                 )
-        leaves.append(leaf)
-        prev = record.hash
-        count = expected
-        if count == boundary or len(leaves) >= 4096:
-            # Leaves go into the tree in chunks; a checkpoint's size is always a chunk end.
-            builder.extend(leaves)
-            leaves.clear()
+        self.leaves.append(leaf)
+        self.prev = record.hash
+        self.count = expected
+        return None
+
+    def _after_events(self, added: int) -> LogReport | None:
+        """Compare the checkpoints that end here and report progress."""
+        count = self.count
+        pending = self.pending
+        if pending and pending[0][1].tree_size == count:
+            # Leaves go into the tree in segments; a checkpoint's size is a segment end.
+            self.flush()
         while pending and pending[0][1].tree_size == count:
             label, checkpoint = pending.pop(0)
-            if builder.root() != checkpoint.root_hash:
-                return failed(
+            if self.builder.root() != checkpoint.root_hash:
+                return self.failed(
                     f"checkpoint {label} signed a different root for the first {count} "
                     "events: the log was rewritten after it was signed (a fork)",
                     None,
                     FORKED,
                 )
-            checked += 1
-            boundary = pending[0][1].tree_size if pending else -1
-        if progress is not None and count % progress_every == 0:
-            progress(count)
+            self.checked += 1
+            self.boundary = pending[0][1].tree_size if pending else -1
+        every = self.progress_every
+        if self.progress is not None and count // every > (count - added) // every:
+            self.progress(count)
+        return None
 
-    builder.extend(leaves)
-    leaves.clear()
-    if progress is not None:
-        progress(count)
-    if pending:
-        label, checkpoint = pending[-1]
-        return failed(
-            f"the log holds {count} events but checkpoint {label} covers "
-            f"{checkpoint.tree_size}: events were deleted from the end, or the database "
-            "was rolled back to an older copy",
-            count + 1,
-            TRUNCATED,
-        )
-    if head is not None:
-        if head.size != count:
-            finding = TRUNCATED if head.size > count else TAMPERED
-            return failed(
-                f"the log holds {count} events but its head record says {head.size}",
+    def finish(self, head: ExpectedHead | None) -> LogReport:
+        self.flush()
+        count = self.count
+        if self.progress is not None:
+            self.progress(count)
+        if self.pending:
+            label, checkpoint = self.pending[-1]
+            return self.failed(
+                f"the log holds {count} events but checkpoint {label} covers "
+                f"{checkpoint.tree_size}: events were deleted from the end, or the database "
+                "was rolled back to an older copy",
                 count + 1,
-                finding,
+                TRUNCATED,
             )
-        if head.chain_head != prev:
-            return failed("the head record's chain hash does not match the last event", count)
-    return LogReport(True, count, prev, builder.root(), checkpoints_checked=checked)
+        if head is not None:
+            if head.size != count:
+                finding = TRUNCATED if head.size > count else TAMPERED
+                return self.failed(
+                    f"the log holds {count} events but its head record says {head.size}",
+                    count + 1,
+                    finding,
+                )
+            if head.chain_head != self.prev:
+                return self.failed(
+                    "the head record's chain hash does not match the last event", count
+                )
+        return LogReport(
+            True, count, self.prev, self.builder.root(), checkpoints_checked=self.checked
+        )

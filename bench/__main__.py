@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import os
 import sys
 import time
 import traceback
@@ -45,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also print where the time goes, per benchmark"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes only (a few minutes in all)"
+    )
+    parser.add_argument(
+        "--markdown", metavar="FILE", help="also write the target rows as a Markdown table"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        os.environ["KITELINE_BENCH_QUICK"] = "1"
     available = discover()
     if args.list:
         print("\n".join(available))
@@ -78,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
 
     common.section(f"results ({time.perf_counter() - started:.0f}s)")
     common.print_table(results)
+    common.section("targets")
+    common.print_targets(results)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as handle:
+            handle.write(common.markdown_targets(results))
     if failed:
         print(f"\ncould not measure: {', '.join(failed)}")
         return 1

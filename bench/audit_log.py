@@ -132,9 +132,30 @@ def _request_latency_ms(log: AuditLog, requests: int = 2000) -> float:
     return statistics.median(samples) * 1000
 
 
+def _row(key: str) -> dict[str, str]:
+    """The target row a result measures, when the shared result type has the field."""
+    return {"row": key} if "row" in getattr(Result, "__dataclass_fields__", {}) else {}
+
+
+def _sha256_events_per_second(log: AuditLog) -> float:
+    """Events per second that one SHA-256 stream over the same bodies would allow."""
+    bodies = [body for batch in log.record_batches() for body in batch.bodies]
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        digest = hashlib.sha256()
+        for body in bodies:
+            digest.update(body)
+        digest.digest()
+        runs.append(time.perf_counter() - started)
+    return len(bodies) / statistics.median(runs)
+
+
 def run() -> list[Result]:
     results = []
-    total = int(os.environ.get("KITELINE_BENCH_AUDIT_EVENTS", "60000"))
+    quick = os.environ.get("KITELINE_BENCH_QUICK", "") not in ("", "0")
+    default = "60000" if quick else "1000000"
+    total = int(os.environ.get("KITELINE_BENCH_AUDIT_EVENTS", default))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         baseline = _bare_sqlite_chain(root / "bare.db", min(total, 20000))
@@ -152,22 +173,28 @@ def run() -> list[Result]:
                 rate,
                 "events/s",
                 baseline,
-                Target("value", ">=", 20_000, "events/s"),
+                Target("value", ">=", 30_000, "events/s"),
                 note=f"{THREADS} threads; baseline: bare hash-chained sqlite3",
+                **_row("audit_append"),
             )
         )
-        started = time.perf_counter()
-        report = log.verify()
-        verify_rate = report.events / (time.perf_counter() - started)
-        assert report.ok
+        verify_runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            report = log.verify()
+            verify_runs.append(time.perf_counter() - started)
+            assert report.ok
+        verify_rate = report.events / statistics.median(verify_runs)
         results.append(
             Result(
                 "audit verify (chain, leaves, tree, columns)",
                 verify_rate,
                 "events/s",
-                None,
-                Target("value", ">=", 200_000, "events/s"),
-                note=f"{report.events} events from SQLite",
+                _sha256_events_per_second(log),
+                Target("value", ">=", 300_000, "events/s"),
+                note=f"{report.events} events from SQLite, median of 3; baseline: one "
+                "SHA-256 over the same bodies, streamed (the physical limit)",
+                **_row("audit_verify"),
             )
         )
         timed = _log(f"sqlite:///{root / 'latency.db'}")
@@ -180,8 +207,9 @@ def run() -> list[Result]:
                 latency,
                 "ms",
                 None,
-                Target("value", "<=", 0.5, "ms"),
+                Target("value", "<=", 0.3, "ms"),
                 note="data.query + data.read appends, one caller, SQLite",
+                **_row("audit_append"),
             )
         )
         log.close()
@@ -202,8 +230,9 @@ def run() -> list[Result]:
                     rate,
                     "events/s",
                     None,
-                    Target("value", ">=", 5_000, "events/s"),
+                    Target("value", ">=", 10_000, "events/s"),
                     note=f"{THREADS} threads",
+                    **_row("audit_append"),
                 )
             )
             log.close()

@@ -375,8 +375,9 @@ def run() -> list[Result]:
                     times["governed"],
                     "s",
                     baseline=times["plain"],
-                    target=Target("ratio", "<=", 2.0),
+                    target=Target("ratio", "<=", 1.5),
                     note="baseline: pyarrow.parquet.read_table over pyarrow's S3 client",
+                    row="s3_read",
                 )
             )
 
@@ -433,8 +434,10 @@ def run() -> list[Result]:
                         times["governed"],
                         "s",
                         baseline=times["plain"],
-                        target=Target("ratio", "<=", 2.0),
-                        note="baseline: psycopg COPY (SELECT *) TO STDOUT, text format",
+                        target=Target("ratio", "<=", 1.5),
+                        note="baseline: psycopg COPY (SELECT *) TO STDOUT, text format, "
+                        "bytes only (not yet the fastest plain Arrow read)",
+                        row="pg_read",
                     )
                 )
                 results.append(

@@ -35,9 +35,10 @@ Domains are read as their base type.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,12 @@ from connectors.base import (
     Scan,
     StoreUnavailable,
     Table,
+)
+from connectors.postgres_arrow import (
+    UnnamedServerError,
+    arrow_batches,
+    bindable,
+    read_only_conninfo,
 )
 from connectors.sqlrender import aggregate_schema, check_aggregate_scan, check_scan
 
@@ -175,6 +182,12 @@ class PostgresConnector:
         self._lock = threading.Lock()
         self._opened = False
         self._closed = False
+        try:
+            self._arrow_conninfo: str | None = read_only_conninfo(
+                dsn, statement_timeout_ms, connect_timeout
+            )
+        except psycopg.ProgrammingError:
+            self._arrow_conninfo = None  # not a DSN libpq reads: psycopg alone says why
         self._pool = ConnectionPool(
             conninfo=dsn,
             min_size=pool_min,
@@ -205,6 +218,27 @@ class PostgresConnector:
         """Stream the matching rows; always yields at least one (possibly empty) batch."""
         if batch_size < 1:
             raise ConnectorError("batch_size must be positive")
+        produced = False
+        try:
+            for batch in self._scan(table, scan, batch_size, cancellation, arrow=True):
+                produced = True
+                yield batch
+        except UnnamedServerError:
+            if produced:
+                raise
+            # The driver relayed a server error without its SQLSTATE; psycopg names it
+            # (the transaction was read only, so running the statement again is safe).
+            yield from self._scan(table, scan, batch_size, cancellation, arrow=False)
+
+    def _scan(
+        self,
+        table: Table,
+        scan: Scan,
+        batch_size: int,
+        cancellation: Cancellation | None,
+        *,
+        arrow: bool,
+    ) -> Iterator[pa.RecordBatch]:
         _check_cancelled(cancellation)
         with _database_errors(table.location), self._transaction() as connection:
             relation, columns = _describe(connection, table)
@@ -222,8 +256,29 @@ class PostgresConnector:
                 yield _empty(output)
                 return
             query, params = _select(relation, projected, by_name, scan)
+            arrow_query = None
+            if arrow and self._arrow_conninfo is not None and bindable(params):
+                numbered, _ = _select(relation, projected, by_name, scan, _numbered())
+                arrow_query = numbered.as_string(connection)
+            else:
+                produced = False
+                for batch in _stream(connection, query, params, output, batch_size, cancellation):
+                    produced = True
+                    yield batch
+                if not produced:
+                    yield _empty(output)
+        if arrow_query is not None and self._arrow_conninfo is not None:
+            # The catalog's transaction is over: the rows come on a connection of their own.
             produced = False
-            for batch in _stream(connection, query, params, output, batch_size, cancellation):
+            for batch in arrow_batches(
+                self._arrow_conninfo,
+                arrow_query,
+                params,
+                output,
+                min(batch_size, MAX_FETCH_ROWS),
+                lambda: _check_cancelled(cancellation),
+                table.location,
+            ):
                 produced = True
                 yield batch
             if not produced:
@@ -320,15 +375,26 @@ def _describe(
 # --- query composition -----------------------------------------------------------------
 
 
+Placeholders = Callable[[], sql.Composable]
+
+
+def _numbered() -> Placeholders:
+    """``$1``, ``$2``...: the ADBC driver's parameter markers, in order of use."""
+    counter = itertools.count(1)
+    return lambda: sql.SQL(f"${next(counter)}")
+
+
 def _where(
-    filters: Sequence[Filter], by_name: dict[str, _Column]
+    filters: Sequence[Filter],
+    by_name: dict[str, _Column],
+    placeholder: Placeholders = sql.Placeholder,
 ) -> tuple[sql.Composable, list[Any]]:
     if not filters:
         return sql.SQL(""), []
     conditions: list[sql.Composable] = []
     params: list[Any] = []
     for item in filters:
-        condition, values = _condition(item, by_name[item.column])
+        condition, values = _condition(item, by_name[item.column], placeholder)
         conditions.append(condition)
         params.extend(values)
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions), params
@@ -337,23 +403,25 @@ def _where(
 _COMPARISONS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
-def _condition(item: Filter, column: _Column) -> tuple[sql.Composable, list[Any]]:
+def _condition(
+    item: Filter, column: _Column, placeholder: Placeholders = sql.Placeholder
+) -> tuple[sql.Composable, list[Any]]:
     target = column.compared()
     value = item.value
     if item.op in _COMPARISONS:
         operator = sql.SQL(_COMPARISONS[item.op])
-        return sql.SQL("{} {} {}").format(target, operator, sql.Placeholder()), [value]
+        return sql.SQL("{} {} {}").format(target, operator, placeholder()), [value]
     if item.op == "in":
         # One array parameter, however many values: the statement text never varies
         # with the list, and NULLs are dropped because IN never matches them anyway.
         values = [element for element in value if element is not None]
-        return sql.SQL("{} = ANY({})").format(target, sql.Placeholder()), [values]
+        return sql.SQL("{} = ANY({})").format(target, placeholder()), [values]
     if item.op == "between":
         low, high = value
-        placeholder = sql.Placeholder()
-        return sql.SQL("{} BETWEEN {} AND {}").format(target, placeholder, placeholder), [low, high]
+        between = sql.SQL("{} BETWEEN {} AND {}").format(target, placeholder(), placeholder())
+        return between, [low, high]
     if item.op == "like":
-        return sql.SQL("{} LIKE {}").format(target, sql.Placeholder()), [value]
+        return sql.SQL("{} LIKE {}").format(target, placeholder()), [value]
     if item.op == "is_null":
         test = sql.SQL("IS NULL" if value else "IS NOT NULL")
         return sql.SQL("{} {}").format(sql.Identifier(column.name), test), []
@@ -365,12 +433,13 @@ def _select(
     projected: Sequence[_Column],
     by_name: dict[str, _Column],
     scan: Scan,
+    placeholder: Placeholders = sql.Placeholder,
 ) -> tuple[sql.Composed, list[Any]]:
     outputs = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(column.value(), sql.Identifier(column.name))
         for column in projected
     )
-    where, params = _where(scan.filters, by_name)
+    where, params = _where(scan.filters, by_name, placeholder)
     query = sql.SQL("SELECT {} FROM {}").format(outputs, relation) + where
     if scan.order_by:
         # Ordering by the presented value keeps every store ordering the same values.
@@ -382,10 +451,10 @@ def _select(
         ]
         query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(keys)
     if scan.limit is not None:
-        query += sql.SQL(" LIMIT {}").format(sql.Placeholder())
+        query += sql.SQL(" LIMIT {}").format(placeholder())
         params.append(scan.limit)
     if scan.offset:
-        query += sql.SQL(" OFFSET {}").format(sql.Placeholder())
+        query += sql.SQL(" OFFSET {}").format(placeholder())
         params.append(scan.offset)
     return query, params
 

@@ -33,12 +33,13 @@ from audit import (
     HASH_SIZE,
     AuditUnavailable,
     ExpectedHead,
+    LogBatch,
     LogRecord,
     LogReport,
     Redactor,
     TreeBuilder,
     canonical,
-    verify_log,
+    verify_log_batches,
 )
 from gateway.access.principals import Caller
 from gateway.auditing.index import first_mismatch
@@ -469,12 +470,19 @@ class AuditLog:
 
     def records(self, *, batch: int = 20_000, upto: int | None = None) -> Iterator[LogRecord]:
         """Every event in sequence order, streamed in batches, as verify needs them."""
+        for rows in self.record_batches(batch=batch, upto=upto):
+            yield from rows.records()
+
+    def record_batches(self, *, batch: int = 20_000, upto: int | None = None) -> Iterator[LogBatch]:
+        """Every event in sequence order, as columns of ``batch`` events at a time."""
         # The driver's cursor, not SQLAlchemy's rows: verify reads every event, and
-        # per-row type processing would cost more than the hashing.
+        # per-row type processing would cost more than the hashing. SQLite hands the
+        # body over as the bytes it stores, not as text to encode again.
         mark = "%s" if self._postgres else "?"
+        body = "body" if self._postgres else "CAST(body AS BLOB)"
         sql = (
-            "SELECT seq, ts, request_id, actor, action, dataset, decision, body, prev_hash, "
-            "hash, leaf_hash, actor_kind, actor_org, module FROM audit_events "
+            f"SELECT seq, ts, request_id, actor, action, dataset, decision, {body}, "
+            "prev_hash, hash, leaf_hash, actor_kind, actor_org, module FROM audit_events "
             f"WHERE seq > {mark} AND seq <= {mark} ORDER BY seq LIMIT {int(batch)}"
         )
         last = upto if upto is not None else 2**62
@@ -490,34 +498,25 @@ class AuditLog:
                 raw.close()
             if not rows:
                 return
-            for row in rows:
-                ts = row[1]
-                if isinstance(ts, str):
-                    # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (UTC); spell it as the
-                    # body does (isoformat, which leaves out a zero fraction).
-                    fraction = ts[19:]
-                    ts = f"{ts[:10]}T{ts[11:19]}{'' if fraction == '.000000' else fraction}+00:00"
-                else:
-                    ts = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
-                body = row[7]
-                yield LogRecord(
-                    row[0],
-                    body.encode() if isinstance(body, str) else bytes(body),
-                    row[8],
-                    row[9],
-                    row[10],
-                    {
-                        "ts": ts,
-                        "request_id": row[2],
-                        "actor": row[3],
-                        "action": row[4],
-                        "dataset": row[5],
-                        "decision": row[6],
-                        "actor_kind": row[11],
-                        "actor_org": row[12],
-                        "module": row[13],
-                    },
-                )
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            yield LogBatch(
+                columns[0],
+                [b.encode() if isinstance(b, str) else bytes(b) for b in columns[7]],
+                columns[8],
+                columns[9],
+                columns[10],
+                {
+                    "ts": [_body_timestamp(ts) for ts in columns[1]],
+                    "request_id": columns[2],
+                    "actor": columns[3],
+                    "action": columns[4],
+                    "dataset": columns[5],
+                    "decision": columns[6],
+                    "actor_kind": columns[11],
+                    "actor_org": columns[12],
+                    "module": columns[13],
+                },
+            )
             after = rows[-1][0]
 
     def verify(self, **kwargs: Any) -> LogReport:
@@ -525,7 +524,9 @@ class AuditLog:
         check the search index against the events: an event it leaves out or misstates
         is hidden from searches."""
         head = self.head()
-        report = verify_log(self.records(), head=ExpectedHead(head.size, head.chain_head), **kwargs)
+        report = verify_log_batches(
+            self.record_batches(), head=ExpectedHead(head.size, head.chain_head), **kwargs
+        )
         if not report.ok:
             return report
         hidden = first_mismatch(self._engine)
@@ -558,3 +559,13 @@ class AuditLog:
                 .all()
             )
         return [orjson.loads(body) for body in reversed(rows)]
+
+
+def _body_timestamp(ts: Any) -> Any:
+    """A stored ``ts`` spelled as the event's body spells it (isoformat, UTC)."""
+    if isinstance(ts, str):
+        # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (UTC); isoformat leaves out a zero
+        # fraction.
+        fraction = ts[19:]
+        return f"{ts[:10]}T{ts[11:19]}{'' if fraction == '.000000' else fraction}+00:00"
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat()

@@ -25,6 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from gateway.errors import NotAcceptable
+from gateway.read.json_rows import rows_json
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -116,9 +117,11 @@ class JsonEncoder(Encoder):
     def batch(self, batch: pa.RecordBatch) -> bytes:
         if batch.num_rows == 0:
             return b""
-        columns = [column.to_pylist() for column in batch.columns]
-        dicts = row_builder(tuple(batch.schema.names))(columns)
-        rows = orjson.dumps(dicts, default=_json_default)[1:-1]
+        rows = rows_json(batch, _json_default)
+        if rows is None:  # a column type written row by row
+            columns = [column.to_pylist() for column in batch.columns]
+            dicts = row_builder(tuple(batch.schema.names))(columns)
+            rows = orjson.dumps(dicts, default=_json_default)[1:-1]
         if self._first:
             self._first = False
             return rows
