@@ -152,7 +152,7 @@ class Gateway:
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
         policy = PolicyRuntime(config)
-        engine = create_state_engine(config.state_url)
+        engine = create_state_engine(config.state_url, timeout_s=config.gateway.state_timeout_s)
         migrate(engine)
         keyring = Keyring.from_config(config)
         audit = AuditLog(

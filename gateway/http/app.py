@@ -21,6 +21,7 @@ from gateway.access.sweeper import PeriodicSweep
 from gateway.auditing.index import AuditIndexer
 from gateway.auditing.trail import AuditTrail
 from gateway.config import Config, Settings, load_config
+from gateway.http.edge import Edge
 from gateway.http.problems import install_error_handlers
 from gateway.http.routes import (
     audit,
@@ -172,6 +173,8 @@ def create_app(
     # the most frequent request, comes first. The documentation keeps OPENAPI_TAGS' order.
     for module in (query, health, me, catalog, decisions, trace, grants, principals, audit):
         app.include_router(module.router)
+    # The edge runs inside RequestContext, which names the request first.
+    app.add_middleware(Edge, routes=lambda: app.router.routes)
     app.add_middleware(RequestContext, requests=requests, latency=latency)
     return app
 
