@@ -238,7 +238,7 @@ class Gateway:
     def explain(self, caller: Caller, body: bytes, meta: RequestMeta) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             try:
-                request = ExplainRequest.model_validate_json(body or b"{}")
+                request = ExplainRequest.model_validate_json(body or b"{}", strict=True)
             except ValidationError as exc:
                 raise InvalidRequest(
                     "the explain request is invalid", errors=_validation_errors(exc)
@@ -534,7 +534,8 @@ class Gateway:
             if len(body) > MAX_QUERY_BYTES:
                 raise InvalidRequest(f"the query body exceeds {MAX_QUERY_BYTES} bytes")
             try:
-                request = QueryRequest.model_validate_json(body or b"{}")
+                # Strict: "10" is not a limit, and no other value is coerced either.
+                request = QueryRequest.model_validate_json(body or b"{}", strict=True)
             except ValidationError as exc:
                 raise InvalidRequest(
                     "the query is invalid", errors=_validation_errors(exc)

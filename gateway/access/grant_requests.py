@@ -62,7 +62,8 @@ DEFAULT_MAX_DAYS = 365
 class GrantRequestBody(BaseModel):
     """``POST /v1/grants``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a number is never taken from a string ("days": "30" is refused).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     dataset: str | None = Field(None, max_length=64)
     module: str | None = Field(None, max_length=64)
@@ -70,10 +71,12 @@ class GrantRequestBody(BaseModel):
     columns: list[str] | None = Field(None, max_length=200)
     row_filter: list[dict[str, Any]] | None = Field(None, max_length=20)
     purpose: str | None = Field(None, max_length=256)
-    days: int
+    # The bound keeps any value within date arithmetic; the module's limit is checked later.
+    days: int = Field(le=36_500)
     org: str | None = Field(None, max_length=64, description="Request for this partner org.")
     break_glass_hours: int | None = Field(
         None,
+        le=10_000,
         description="Ask for a time-boxed (at most 24 h) exception to the separation rules; "
         "it needs an admin's and an officer's approval besides the custodians'.",
     )
@@ -82,7 +85,7 @@ class GrantRequestBody(BaseModel):
 class ReasonBody(BaseModel):
     """``POST /v1/grants/{id}/approve | deny | revoke | break-glass``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: str = Field(min_length=1, max_length=512)
 

@@ -22,6 +22,7 @@ from gateway.auditing.index import AuditIndexer
 from gateway.auditing.trail import AuditTrail
 from gateway.config import Config, Settings, load_config
 from gateway.http.edge import Edge
+from gateway.http.openapi import install_openapi
 from gateway.http.problems import install_error_handlers
 from gateway.http.routes import (
     audit,
@@ -169,6 +170,7 @@ def create_app(
     app.state.read_slots = ReadSlots(config.gateway.read_threads, inline=config.reads_inline)
     app.state.metrics_registry = registry
     install_error_handlers(app)
+    install_openapi(app)
     # Routes are matched in order, one router after another: the governed read, by far
     # the most frequent request, comes first. The documentation keeps OPENAPI_TAGS' order.
     for module in (query, health, me, catalog, decisions, trace, grants, principals, audit):

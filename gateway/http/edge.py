@@ -11,6 +11,7 @@ recorded is turned into a 503: nothing leaves unaudited.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from gateway.errors import (
     as_gateway_error,
     log_failure,
 )
-from gateway.http.problems import problem_for
+from gateway.http.problems import CLIENT_CLOSED_REQUEST, problem_for
 from gateway.http.rate_limits import RateLimiter
 from gateway.service import MAX_QUERY_BYTES, MAX_TRACE_BYTES, Gateway
 
@@ -75,6 +76,8 @@ class RouteRule:
     public: bool
     max_body: int
     json_body: bool
+    # Set when the path is known but not for this method: the methods it allows.
+    allow: tuple[str, ...] = ()
 
 
 UNMATCHED = RouteRule("unmatched", public=True, max_body=DEFAULT_MAX_BODY, json_body=False)
@@ -97,6 +100,14 @@ def flat_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
         included = getattr(route, "original_router", None)
         flat.extend(flat_routes(list(included.routes)) if included is not None else [route])
     return flat
+
+
+class MethodNotAllowed(GatewayError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+    def __init__(self, allow: tuple[str, ...]) -> None:
+        super().__init__(f"this resource allows {', '.join(allow)}")
+        self.allow = allow
 
 
 class _Refused(Exception):
@@ -122,7 +133,9 @@ def strict_json(body: bytes) -> None:
         raise InvalidRequest(f"{name} is not a JSON value")
 
     try:
-        json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constant)
+        json.loads(
+            body.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constant
+        )
     except UnicodeDecodeError:
         raise InvalidRequest("the body is not UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -179,15 +192,20 @@ class Edge:
             self._recorded[request_id] = True
 
     def _match(self, scope: Scope) -> RouteRule:
-        partial = None
+        partial: RouteRule | None = None
+        allowed: set[str] = set()
         for route, rule in self._route_rules():
             match, _ = route.matches(scope)
             if match is Match.FULL:
                 return rule
-            if match is Match.PARTIAL and partial is None:
-                partial = rule
-        # A known path with another method: the router answers 405 with Allow.
-        return partial or UNMATCHED
+            if match is Match.PARTIAL:
+                partial = partial or rule
+                allowed.update(getattr(route, "methods", None) or ())
+        if partial is None:
+            return UNMATCHED
+        # A known path with another method: 405, naming every method any of its routes
+        # allows (the router alone would name only the first route's).
+        return dataclasses.replace(partial, allow=tuple(sorted(allowed)))
 
     # -- the request ---------------------------------------------------------------
 
@@ -207,7 +225,6 @@ class Edge:
         )
         rule = self._match(scope)
         self._recorded[request_id] = False
-        caller: Caller | None = None
         started = False
         reasons: list[str] = []
 
@@ -216,13 +233,13 @@ class Edge:
             if message["type"] == "http.response.start":
                 if not self._recorded.get(request_id, True):
                     status = int(message["status"])
+                    caller = state.get("caller")
                     await self._record(gateway, meta, caller, scope, rule, status, reasons)
                 started = True
             await send(message)
 
         try:
-            receive_checked, caller = await self._admit(gateway, scope, receive, rule, meta)
-            state["caller"] = caller
+            receive_checked = await self._admit(gateway, scope, receive, rule, meta)
             await self.app(scope, receive_checked, send_recorded)
         except _Refused as refused:
             if started:
@@ -241,14 +258,14 @@ class Edge:
 
     async def _admit(
         self, gateway: Gateway, scope: Scope, receive: Receive, rule: RouteRule, meta: RequestMeta
-    ) -> tuple[Receive, Caller | None]:
+    ) -> Receive:
+        """``receive`` for the app once the request is admitted; the authenticated
+        caller is left in the scope's state (FastAPI's ``request.state.caller``)."""
         per_ip, per_principal = self._limits or (None, None)
         if per_ip is not None and rule.path not in OPERATIONS and meta.client:
             self._limit(per_ip, f"ip:{meta.client}", "this address")
-        declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > rule.max_body):
-            raise _Refused(PayloadTooLarge(f"the body exceeds {rule.max_body} bytes"))
-        caller = None
+        state = scope["state"]
+        state["caller"] = None
         if not rule.public:
             try:
                 caller = await run_in_threadpool(
@@ -256,10 +273,17 @@ class Edge:
                 )
             except Exception as exc:
                 raise _Refused(as_gateway_error(exc)) from exc
+            state["caller"] = caller
             if per_principal is not None:
                 self._limit(per_principal, f"principal:{caller.name}", "this principal")
+        if rule.allow:
+            raise _Refused(MethodNotAllowed(rule.allow))
+        # The body is never read for a caller refused above: an oversized one either.
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > rule.max_body):
+            raise _Refused(PayloadTooLarge(f"the body exceeds {rule.max_body} bytes"))
         if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
-            return receive, caller
+            return receive
         body = await self._read_body(receive, rule.max_body)
         if body and rule.json_body:
             # No Content-Type is taken as JSON (what a bare HTTP client sends); any other
@@ -272,7 +296,7 @@ class Edge:
                 strict_json(body)
             except InvalidRequest as exc:
                 raise _Refused(exc) from None
-        return _replay(body, receive), caller
+        return _replay(body, receive)
 
     def _limit(self, limiter: RateLimiter, key: str, whose: str) -> None:
         wait = limiter.retry_after(key)
@@ -298,10 +322,14 @@ class Edge:
         return b"".join(chunks)
 
     async def _answer(self, send: Send, request_id: str, error: GatewayError) -> None:
-        response = problem_for(request_id, error)
+        allow = getattr(error, "allow", None)
+        response = problem_for(request_id, error, {"Allow": ", ".join(allow)} if allow else None)
         await send(
-            {"type": "http.response.start", "status": response.status_code,
-             "headers": response.raw_headers}
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
         )
         await send({"type": "http.response.body", "body": response.body})
 
@@ -316,6 +344,8 @@ class Edge:
         reasons: list[str],
     ) -> None:
         if status < 400 and (not rule.path.startswith("/v1/") or rule.path in OPERATIONS):
+            return
+        if status == CLIENT_CLOSED_REQUEST:  # nobody was answered, nothing was done
             return
         # A log known to be failing cannot record its own 503: it is not tried again.
         if status >= 500 and gateway.audit.failing:

@@ -220,7 +220,7 @@ async def export(
 
 
 class HashRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     value: JsonValue
 
 
