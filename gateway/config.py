@@ -71,12 +71,15 @@ class RateLimit(_Strict):
 
 
 class RateLimits(_Strict):
+    # The defaults sit above what one gateway process serves, so that they cut off a
+    # flood (a token-guessing loop, a runaway client) and nothing a client could do
+    # usefully; deployments with several gateways behind one address lower them.
     per_ip: RateLimit | None = Field(
-        default_factory=lambda: RateLimit(per_s=200, burst=1000),
+        default_factory=lambda: RateLimit(per_s=5000, burst=10_000),
         description="Per client address, before authentication; null: no limit.",
     )
     per_principal: RateLimit | None = Field(
-        default_factory=lambda: RateLimit(per_s=100, burst=500),
+        default_factory=lambda: RateLimit(per_s=2000, burst=4000),
         description="Per authenticated principal; null: no limit.",
     )
 
