@@ -74,6 +74,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from gateway.http.app import create_app
+    from gateway.http.server_protocol import uvicorn_options
 
     settings = settings_of(ctx)
     config = config_of(ctx)
@@ -84,6 +85,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         port=port or config.gateway.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        **uvicorn_options(),
     )
 
 

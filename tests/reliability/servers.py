@@ -25,10 +25,16 @@ def configure(workspace: Workspace, lines: str) -> None:
 @contextlib.contextmanager
 def serving(workspace: Workspace) -> Iterator[str]:
     """A real server on a free port; its base URL. Stopped (and waited for) after."""
+    with server_process(workspace) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(workspace: Workspace) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     process: subprocess.Popen[bytes] = start_server(workspace, port)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         process.terminate()
         try:
