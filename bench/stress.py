@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             schema = f"kl_stress_{uuid.uuid4().hex[:10]}"
             with psycopg.connect(args.state, autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA "{schema}"')
-            state_url = f"{args.state}{'&' if '?' in args.state else '?'}options=-csearch_path%3D{schema}"
+            state_url = (
+                f"{args.state}{'&' if '?' in args.state else '?'}options=-csearch_path%3D{schema}"
+            )
             text = text.replace("state_url: sqlite:///state.db", f'state_url: "{state_url}"', 1)
         # Load from one address as a few principals: the defaults' rate limits are lifted.
         text = text.replace(

@@ -574,6 +574,7 @@ class Gateway:
                 default_limit=self.config.gateway.default_limit,
                 row_filters=self._grant_filters(view, obligations.row_filters),
                 cursors=self.cursors,
+                principal=caller.name,
             )
             if plan.limit > BUFFERED_READ_ROWS:
                 decline_inline("a large answer is streamed from worker threads")

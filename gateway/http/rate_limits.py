@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from gateway.config import RateLimit
 
@@ -15,12 +16,12 @@ MAX_KEYS = 100_000
 
 
 class RateLimiter:
-    def __init__(self, limit: RateLimit, *, clock: type[time.monotonic] | None = None) -> None:
+    def __init__(self, limit: RateLimit, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_s = limit.per_s
         self.burst = float(limit.burst)
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
-        self._clock = clock or time.monotonic
+        self._clock = clock
 
     def retry_after(self, key: str) -> int | None:
         """Take one request from ``key``'s bucket: None when allowed, else the whole

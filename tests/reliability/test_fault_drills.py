@@ -24,7 +24,9 @@ from tests.conftest import bearer, client_for, copy_workspace
 from tests.gateway.test_api import audit_rows
 from tests.reliability.servers import UNLIMITED, Proxy, configure, serving
 
-READ = orjson.dumps({"columns": ["patient_id", "diagnosis"], "limit": 5, "purpose": SURGICAL_PURPOSE})
+READ = orjson.dumps(
+    {"columns": ["patient_id", "diagnosis"], "limit": 5, "purpose": SURGICAL_PURPOSE}
+)
 GRANT = {"dataset": "patients", "profile": "anonymized", "days": 7, "purpose": SURGICAL_PURPOSE}
 # The drills run with one-second bounds: a request may wait for the state database
 # once and for the audit log once, and the machine may be slow.
@@ -140,7 +142,9 @@ def test_postgresql_refusing_connections_mid_load_is_a_503_never_a_500(
     copied.config_path.write_text(
         text.replace("state_url: sqlite:///state.db", f'state_url: "{via_proxy}"', 1)
     )
-    workspace = Workspace(copied.root, copied.config_path, seed_state(load_config(copied.config_path)))
+    workspace = Workspace(
+        copied.root, copied.config_path, seed_state(load_config(copied.config_path))
+    )
     configure(workspace, UNLIMITED.removeprefix("gateway:\n") + TIMEOUTS)
     try:
         with serving(workspace) as base:
@@ -169,7 +173,9 @@ def test_postgresql_refusing_connections_mid_load_is_a_503_never_a_500(
     finally:
         proxy.refuse()
     with psycopg.connect(pg_schema_url) as conn:
-        recorded = {r[0] for r in conn.execute("SELECT body::json->>'request_id' FROM audit_events")}
+        recorded = {
+            r[0] for r in conn.execute("SELECT body::json->>'request_id' FROM audit_events")
+        }
     missing = [rid for rid in tally.served() if rid not in recorded]
     assert not missing, f"served without an audit event: {missing[:5]}"
 
@@ -236,5 +242,7 @@ def test_a_stalled_policy_engine_is_a_503_within_its_timeout(workspace: Workspac
         assert response.status_code == 503, response.text
         assert response.headers["content-type"] == "application/problem+json"
         assert elapsed < 0.5 + 1.5, elapsed
-        [event_] = [e for e in audit_rows(workspace) if e["request_id"] == response.headers["x-request-id"]]
+        [event_] = [
+            e for e in audit_rows(workspace) if e["request_id"] == response.headers["x-request-id"]
+        ]
         assert event_["decision"] == "deny"

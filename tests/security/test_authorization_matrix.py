@@ -73,14 +73,9 @@ def expected(route: tuple[str, str]) -> tuple[int, ...]:
     return row if len(row) == len(CALLERS) else row + (401,) * len(TOKENLESS)
 
 
-@pytest.fixture(scope="module")
-def template(demo_template: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    return demo_template
-
-
 @pytest.fixture
-def fresh(template: Workspace, tmp_path: Path) -> Iterator[tuple[TestClient, Workspace]]:
-    workspace = copy_workspace(template, tmp_path / "ws")
+def fresh(demo_template: Workspace, tmp_path: Path) -> Iterator[tuple[TestClient, Workspace]]:
+    workspace = copy_workspace(demo_template, tmp_path / "ws")
     with client_for(workspace) as client:
         yield client, workspace
 
@@ -118,7 +113,5 @@ def test_each_caller_gets_exactly_its_answer_and_each_answer_is_audited(
             request_id = response.headers["x-request-id"]
             if not any(e.get("request_id") == request_id for e in audit_rows(workspace)):
                 unaudited.append(who)
-    assert dict(zip(CALLERS, got, strict=True)) == dict(
-        zip(CALLERS, expected(route), strict=True)
-    )
+    assert dict(zip(CALLERS, got, strict=True)) == dict(zip(CALLERS, expected(route), strict=True))
     assert not unaudited, f"answers with no audit event: {unaudited}"

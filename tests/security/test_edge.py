@@ -235,3 +235,56 @@ def test_an_address_over_its_rate_is_refused_before_authentication(workspace: Wo
         assert codes == [401, 401, 429]
         # Health checks are never limited.
         assert client.get("/healthz").status_code == 200
+
+
+# -- finding 6: lesser holes ----------------------------------------------------------------
+
+
+def test_a_cursor_issued_to_one_principal_is_refused_from_another(
+    client: TestClient, workspace: Workspace
+):
+    body = {"columns": ["patient_id"], "limit": 2, "purpose": SURGICAL_PURPOSE}
+    first = client.post(
+        "/v1/datasets/patients/query", content=orjson.dumps(body), headers=bearer(workspace, "mei")
+    )
+    assert first.status_code == 200, first.text
+    cursor = first.json()["next_cursor"]
+    assert cursor
+    again = {**body, "cursor": cursor}
+    own = client.post(
+        "/v1/datasets/patients/query", content=orjson.dumps(again), headers=bearer(workspace, "mei")
+    )
+    assert own.status_code == 200, own.text
+    # lin reads patients too (for her own purpose): the cursor is still not hers.
+    hers = {**again, "purpose": "imaging model maintenance"}
+    other = client.post(
+        "/v1/datasets/patients/query", content=orjson.dumps(hers), headers=bearer(workspace, "lin")
+    )
+    assert other.status_code == 400, other.text
+    assert "cursor" in other.text
+    # Bound to the principal itself, not only to what differs between their views.
+    from gateway.read.query import QueryRequest
+
+    request = QueryRequest.model_validate(body)
+    assert request.fingerprint("patients", "anonymized", "mei") != request.fingerprint(
+        "patients", "anonymized", "lin"
+    )
+
+
+def test_the_state_database_file_is_private(workspace: Workspace):
+    import stat
+
+    db = workspace.root / "state.db"
+    db.chmod(0o644)
+    with client_for(workspace) as client:
+        assert client.get("/healthz").status_code == 200
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_the_query_schema_references_resolve(client: TestClient):
+    spec = client.get("/openapi.json").json()
+    text = orjson.dumps(spec).decode()
+    assert "#/$defs/" not in text
+    schemas = spec["components"]["schemas"]
+    for name in ("Condition", "Aggregation", "Order"):
+        assert name in schemas

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -35,7 +34,9 @@ SENT: list[int] = []
 
 
 @pytest.fixture(scope="module")
-def fuzzed(demo_template: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Workspace]]:
+def fuzzed(
+    demo_template: Workspace, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, Workspace]]:
     workspace = copy_workspace(demo_template, tmp_path_factory.mktemp("fuzz") / "ws")
     text = workspace.config_path.read_text(encoding="utf-8")
     # The fuzzer sends thousands of requests from one address as a few principals.
