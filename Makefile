@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8787
 
-.PHONY: run test lint format typecheck bench stress crash-drill clean docs
+.PHONY: run test lint format typecheck bench stress crash-drill clean docs chromium java
 
 RUN_STAMP := $(VENV)/.installed-run
 
@@ -32,7 +32,24 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP)
 	$(BIN)/kiteline demo --port $(PORT)
 
-test: $(STAMP)
+# The Spark tests and `kiteline demo --store spark` run a local Spark Connect server,
+# which needs a Java 17 runtime.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq openjdk-17-jre-headless; }
+
+# The console's browser tests drive Debian's chromium through Playwright, which never
+# downloads a browser of its own: install the system one (and a font with Chinese
+# glyphs, for the demo's Chinese data) when either is missing.
+chromium:
+	@{ command -v chromium && fc-list :lang=zh | grep -q .; } >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium fonts-wqy-microhei; }
+
+test: $(STAMP) chromium java
 	$(BIN)/python -m pytest -q
 	$(BIN)/kiteline policy test
 

@@ -30,8 +30,13 @@ from connectors.local import LocalConnector
 if TYPE_CHECKING:
     from connectors.postgres import PostgresConnector
     from connectors.s3 import S3Connector
+    from connectors.spark import SparkConnector
 
-_LAZY = {"PostgresConnector": "connectors.postgres", "S3Connector": "connectors.s3"}
+_LAZY = {
+    "PostgresConnector": "connectors.postgres",
+    "S3Connector": "connectors.s3",
+    "SparkConnector": "connectors.spark",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -55,6 +60,7 @@ __all__ = [
     "S3Connector",
     "Scan",
     "ScanCancelled",
+    "SparkConnector",
     "StoreUnavailable",
     "Table",
     "decline_inline",

@@ -32,6 +32,7 @@ from connectors.base import (
 from connectors.derived import Deriver
 from connectors.file_cache import ArrowFileCache
 from connectors.inline import decline_inline
+from connectors.sqlrender import aggregate_schema, check_aggregate_scan, conform_table
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +89,15 @@ def render_where(filters: tuple[Filter, ...], params: _Params) -> str:
 def _map_duckdb_errors(location: str) -> Iterator[None]:
     try:
         yield
+    # Only DuckDB's error class goes into the message: its text can quote filter
+    # literals, and messages end up in logs and problems. The text stays on the chained
+    # cause for whoever debugs the store.
     except duckdb.IOException as exc:
         if "No files found" in str(exc) or "No such file" in str(exc):
             raise DatasetNotFound(location) from exc
-        raise ConnectorError(f"cannot read {location!r}: {exc}") from exc
+        raise ConnectorError(f"cannot read {location!r} ({type(exc).__name__})") from exc
     except duckdb.Error as exc:
-        raise ConnectorError(f"query on {location!r} failed: {exc}") from exc
+        raise ConnectorError(f"query on {location!r} failed ({type(exc).__name__})") from exc
 
 
 class LocalConnector:
@@ -278,10 +282,14 @@ class LocalConnector:
                 sql += f" OFFSET {int(scan.offset)}"
             with _map_duckdb_errors(table.location):
                 reader = cursor.sql(sql, params=params.values).to_arrow_reader(batch_size)
+                empty = True
                 for batch in reader:
                     if cancellation is not None:
                         cancellation.raise_if_cancelled()
+                    empty = False
                     yield batch
+                if empty:  # an empty answer still carries its schema
+                    yield pa.RecordBatch.from_pylist([], schema=reader.schema)
         finally:
             cursor.close()
 
@@ -307,6 +315,8 @@ class LocalConnector:
         return encoded
 
     def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
+        schema = self.schema(table)
+        check_aggregate_scan(scan, schema)
         params = _Params()
         groups = [quote_identifier(c) for c in scan.group_by]
         selected = list(groups)
@@ -319,10 +329,12 @@ class LocalConnector:
             sql += render_where(scan.filters, params)
             if groups:
                 sql += " GROUP BY " + ", ".join(groups)
+                sql += " ORDER BY " + ", ".join(f"{key} ASC NULLS LAST" for key in groups)
             with _map_duckdb_errors(table.location):
-                return cursor.sql(sql, params=params.values).to_arrow_table()
+                answer = cursor.sql(sql, params=params.values).to_arrow_table()
         finally:
             cursor.close()
+        return conform_table(answer, aggregate_schema(scan, schema))
 
     def close(self) -> None:
         self._database.close()
@@ -370,11 +382,13 @@ def _slice(
     offset = int(scan.offset or 0)
     end = rows_in_table if scan.limit is None else min(rows_in_table, offset + scan.limit)
     # Sliced one batch at a time: a read that stops after its first page (the usual
-    # case) does not pay for cutting the rest of the table into batches.
-    for start in range(offset, end, batch_size):
+    # case) does not pay for cutting the rest of the table into batches. An empty answer
+    # is one empty batch, so that it still carries its schema.
+    offset = min(offset, rows_in_table)
+    for start in range(offset, end, batch_size) or (offset,):
         if cancellation is not None:
             cancellation.raise_if_cancelled()
-        rows = min(batch_size, end - start)
+        rows = max(0, min(batch_size, end - start))
         batch_names = names.copy()
         batch = [
             encoded[name].slice(start, rows)

@@ -42,6 +42,7 @@ from connectors.sqlrender import (
     aggregate_schema,
     check_aggregate_scan,
     check_scan,
+    conform_table,
     duckdb_aggregate,
     duckdb_select,
     needed_columns,
@@ -240,7 +241,7 @@ class S3Connector:
                 table_out = _relation(connection, query, None).to_arrow_table()
         finally:
             connection.close()
-        return _conform_table(table_out, target)
+        return conform_table(table_out, target)
 
     def close(self) -> None:
         """Nothing to release: the S3 client holds no pooled state we own."""
@@ -386,7 +387,9 @@ def _expression(item: Filter) -> pc.Expression:
         return field >= value
     if item.op == "in":
         # SQL never matches NULL through IN; Arrow's isin would, so drop NULLs here.
-        return field.isin([element for element in value if element is not None])
+        elements = [element for element in value if element is not None]
+        # An empty list matches nothing (Arrow cannot type an empty value set).
+        return field.isin(elements) if elements else pc.scalar(False)
     if item.op == "between":
         low, high = value
         return (field >= low) & (field <= high)
@@ -495,14 +498,6 @@ def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         for column, field in zip(batch.columns, schema, strict=True)
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-def _conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    columns = [
-        column if column.type == field.type else column.cast(field.type)
-        for column, field in zip(table.columns, schema, strict=True)
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
 
 
 # --- byte counting ---------------------------------------------------------------------

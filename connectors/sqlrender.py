@@ -219,3 +219,12 @@ def needed_columns(names: Iterable[str | None]) -> list[str]:
         if name is not None:
             seen.setdefault(name, None)
     return list(seen)
+
+
+def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with each column cast to the type ``schema`` promises."""
+    columns = [
+        column if column.type == field.type else column.cast(field.type)
+        for column, field in zip(table.columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)

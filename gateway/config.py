@@ -232,7 +232,24 @@ class PostgresStore(_Strict):
         return value
 
 
-Store = Annotated[LocalStore | S3Store | PostgresStore, Field(discriminator="kind")]
+class SparkStore(_Strict):
+    kind: Literal["spark"]
+    url: str = Field(description="Spark Connect endpoint, sc://host:15002, without parameters.")
+    token: str | None = Field(None, description="Bearer token reference: env:NAME or file:PATH.")
+    tls: bool = Field(True, description="Speak TLS to the server (a token needs it off loopback).")
+    ca_bundle: str | None = Field(None, description="PEM file of the CAs that sign the server.")
+    root: str = Field("", description="Prefix of relative Parquet/CSV dataset locations.")
+    timeout_s: float = Field(300.0, gt=0, description="Longest wait for Spark's first answer.")
+
+    @field_validator("token")
+    @classmethod
+    def _is_reference(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET_REF.match(value):
+            raise ValueError("the token must be a reference (env:NAME or file:PATH)")
+        return value
+
+
+Store = Annotated[LocalStore | S3Store | PostgresStore | SparkStore, Field(discriminator="kind")]
 
 
 class Module(_Strict):

@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -89,3 +90,14 @@ def client(workspace: Workspace) -> Iterator[TestClient]:
 
 def bearer(workspace: Workspace, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {workspace.tokens[name]}"}
+
+
+@pytest.fixture(scope="session")
+def spark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real Spark Connect server (pyspark's own, local[2], 1 GiB heap) for the session.
+
+    It is slow to start, so every Spark test shares it; it requires a bearer token."""
+    from gateway.demo.spark import spark_connect_server
+
+    with spark_connect_server(tmp_path_factory.mktemp("spark"), cores=2, memory="1g") as server:
+        yield server

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,18 +21,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.serving import free_port, running
+
 ROOT = Path(__file__).resolve().parent.parent
 PURPOSE = "surgical robot training"
 #: What each extra adds that the plain install cannot do; a new extra needs a row here.
-EXTRA_CHECKS = {"demo": "s3 demo", "dev": "not shipped to operators"}
+EXTRA_CHECKS = {"demo": "s3 demo", "spark": "spark demo", "dev": "not shipped to operators"}
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env() -> dict[str, str]:
@@ -89,38 +83,18 @@ def plain(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextmanager
 def serving(command: list[str], cwd: Path, port: int) -> Iterator[str]:
-    """Start an installed `kiteline` serving on `port`; yield its URL once ready."""
-    log = (cwd / f"serve-{port}.log").open("w")
-    process = subprocess.Popen(command, cwd=cwd, env=clean_env(), stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, (cwd / f"serve-{port}.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (cwd / f"serve-{port}.log").read_text()
-            time.sleep(0.3)
+    """Run an installed `kiteline` from outside the checkout, serving on ``port``."""
+    log = cwd / f"serve-{port}.log"
+    with running(command, port, log, cwd=cwd, env=clean_env(), timeout=90) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
-def governed_read(url: str, token: str) -> dict:
+def governed_read(url: str, token: str, timeout: float = 30) -> dict:
     answer = httpx.post(
         f"{url}/v1/datasets/patients/query",
         headers={"Authorization": f"Bearer {token}"},
         json={"columns": ["patient_id", "birth_date"], "limit": 5, "purpose": PURPOSE},
-        timeout=30,
+        timeout=timeout,
     )
     assert answer.status_code == 200, answer.text
     return answer.json()
@@ -165,6 +139,9 @@ def test_plain_install_checks_and_serves_the_demo(plain: Path, tmp_path: Path):
     command = [kiteline, "--config", config, "serve", "--port", str(port)]
     with serving(command, tmp_path, port) as url:
         assert_anonymized(governed_read(url, tokens["mei"]))
+        # The console's templates and static files are in the wheel.
+        assert "API token" in httpx.get(f"{url}/console/login").text
+        assert httpx.get(f"{url}/console/static/htmx.min.js").status_code == 200
     run([kiteline, "--config", config, "audit", "verify"], tmp_path)
 
 
@@ -185,3 +162,26 @@ def test_demo_extra_serves_from_a_local_s3_server(wheel: Path, tmp_path: Path):
     with serving(command, tmp_path, port) as url:
         tokens = json.loads((workspace / "tokens.json").read_text())
         assert_anonymized(governed_read(url, tokens["mei"]))
+
+
+def test_spark_extra_serves_from_a_local_spark_connect_server(wheel: Path, tmp_path: Path):
+    # The extra carries the Spark Connect client and, in the same package, the server
+    # the demo starts (Java comes from the system).
+    bin_dir = install(wheel, tmp_path / "venv", extras="spark")
+    port = free_port()
+    workspace = tmp_path / "ws"
+    command = [
+        str(bin_dir / "kiteline"),
+        "demo",
+        "--store",
+        "spark",
+        "--workspace",
+        str(workspace),
+        "--port",
+        str(port),
+    ]
+    log = tmp_path / f"serve-{port}.log"
+    with running(command, port, log, cwd=tmp_path, env=clean_env(), timeout=240) as url:
+        tokens = json.loads((workspace / "tokens.json").read_text())
+        # The first read warms the Spark server's JVM up: give it longer.
+        assert_anonymized(governed_read(url, tokens["mei"], timeout=180))

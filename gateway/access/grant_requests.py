@@ -122,6 +122,19 @@ class SeparationConflict:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A custodian's or an admin's move of a grant from one status to another."""
+
+    attempted: str
+    ensure: Callable[[Caller, GrantFacts, list[str]], None]
+    allowed_from: tuple[str, ...]
+    refusal: str
+    to: str
+    audit_action: str
+    changes_access: bool = False
+
+
 class GrantWorkflow:
     """The request/approval workflow and grant hygiene, on the state database."""
 
@@ -439,6 +452,17 @@ class GrantWorkflow:
                 )
         return None
 
+    def separation_conflict(self, grant_id: int) -> SeparationConflict | None:
+        """What approving pending ``grant_id`` would break, shown before a custodian
+        decides (the approval itself checks again)."""
+        with self._engine.connect() as conn:
+            row = self._load(conn, grant_id)
+            if row.break_glass_hours is not None:
+                return None
+            return self._separation_conflict(
+                conn, row.subject_type, row.subject, row.module, exclude=grant_id
+            )
+
     # -- decisions on a request --------------------------------------------------------
 
     def approve(
@@ -468,156 +492,186 @@ class GrantWorkflow:
     ) -> dict[str, Any]:
         with self.transaction() as conn:
             row = self._load(conn, grant_id, lock=True)
-            if kind == "custodian":
-                ensure_may_decide(caller, _facts(row), self.custodians(conn, row.module))
-            else:
-                ensure_may_break_glass(caller, _facts(row))
-            if row.status != "requested":
-                raise Conflict(
-                    f"grant {grant_id} is {row.status}, no longer pending", status_now=row.status
-                )
-            if kind != "custodian" and row.break_glass_hours is None:
-                raise _invalid(
-                    "reason", f"grant {grant_id} did not ask for a break-glass exception"
-                )
-            if row.break_glass_hours is None:
-                conflict = self._separation_conflict(
-                    conn, row.subject_type, row.subject, row.module, exclude=grant_id
-                )
-                if conflict is not None:
-                    raise AccessDenied(
-                        conflict.detail, rule=conflict.rule, conflicting_grant=conflict.grant_id
-                    )
-            approvals = GrantApproval.__table__
-            already = conn.scalar(
-                select(approvals.c.id).where(
-                    approvals.c.grant_id == grant_id,
-                    approvals.c.approver == caller.name,
-                    approvals.c.kind == kind,
-                )
-            )
-            if already is None:
-                conn.execute(
-                    insert(GrantApproval).values(
-                        grant_id=grant_id, approver=caller.name, kind=kind, at=now()
-                    )
-                )
-                self.event(
-                    conn,
-                    grant_id,
-                    caller.name,
-                    "approved" if kind == "custodian" else f"break_glass_{kind}",
-                    reason,
-                )
-            count = int(
-                conn.scalar(
-                    select(func.count())
-                    .select_from(approvals)
-                    .where(approvals.c.grant_id == grant_id, approvals.c.kind == "custodian")
-                )
-                or 0
-            )
-            glass = set(
-                conn.scalars(
-                    select(approvals.c.kind).where(
-                        approvals.c.grant_id == grant_id, approvals.c.kind != "custodian"
-                    )
-                )
-            )
-            needed = self.approvals_needed(row.module, row.profile)
-            ready = count >= needed and (
-                row.break_glass_hours is None or {"admin", "officer"} <= glass
-            )
+            self._ensure_approvable(conn, caller, row, kind)
+            added = self._add_approval(conn, caller, row, reason, kind)
+            count, ready = self._tally(conn, row)
             values: dict[str, Any] = {"approvals": count}
             if ready:
-                activated = now()
-                span = (
-                    timedelta(hours=row.break_glass_hours)
-                    if row.break_glass_hours
-                    else timedelta(days=row.days or 1)
-                )
-                values.update(status="active", activated_at=activated, expires_at=activated + span)
+                values.update(self._activation(row))
                 self.event(conn, grant_id, caller.name, "activated", None, approvals=count)
                 bump_version(conn, "grants")
             conn.execute(update(Grant).where(Grant.id == grant_id).values(**values))
         common = dict(
             meta=meta, caller=caller, dataset=row.dataset, module=row.module, grant_id=grant_id
         )
-        if already is None:
+        if added:
             self.record(
                 "grant.approved" if kind == "custodian" else "grant.break_glass_approved",
                 decision="allow",
                 reasons=[reason],
                 approvals=count,
-                approvals_needed=needed,
+                approvals_needed=self.approvals_needed(row.module, row.profile),
                 **common,
             )
         if ready:
-            self.record(
-                "grant.activated",
-                decision="allow",
-                subject=_subject(row),
-                profile=row.profile,
-                approvals=count,
-                expires_at=_iso(values["expires_at"]),
-                **common,
-            )
-            if row.break_glass_hours:
-                # An alert event: officers watch for these.
-                self.record(
-                    "alert.break_glass",
-                    decision="allow",
-                    reasons=[f"separation exception for {_subject(row)} on {row.module!r}"],
-                    hours=row.break_glass_hours,
-                    alert=True,
-                    **common,
-                )
+            self._record_activation(row, count, values["expires_at"], common)
         return self.show(caller, grant_id)
 
-    def deny(self, caller: Caller, grant_id: int, reason: str, meta: RequestMeta) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            with self.transaction() as conn:
-                row = self._load(conn, grant_id, lock=True)
-                ensure_may_decide(caller, _facts(row), self.custodians(conn, row.module))
-                if row.status != "requested":
-                    raise Conflict(
-                        f"grant {grant_id} is {row.status}, no longer pending",
-                        status_now=row.status,
-                    )
-                conn.execute(update(Grant).where(Grant.id == grant_id).values(status="denied"))
-                self.event(conn, grant_id, caller.name, "denied", reason)
-            self.record(
-                "grant.denied",
-                meta=meta,
-                caller=caller,
-                dataset=row.dataset,
-                module=row.module,
-                decision="deny",
-                reasons=[reason],
-                grant_id=grant_id,
+    def _ensure_approvable(
+        self, conn: Connection, caller: Caller, row: Row[Any], kind: str
+    ) -> None:
+        """Refuse an approval this caller may not give, or that this grant cannot take."""
+        if kind == "custodian":
+            ensure_may_decide(caller, _facts(row), self.custodians(conn, row.module))
+        else:
+            ensure_may_break_glass(caller, _facts(row))
+        if row.status != "requested":
+            raise Conflict(
+                f"grant {row.id} is {row.status}, no longer pending", status_now=row.status
             )
-            return self.show(caller, grant_id)
+        if kind != "custodian" and row.break_glass_hours is None:
+            raise _invalid("reason", f"grant {row.id} did not ask for a break-glass exception")
+        if row.break_glass_hours is None:
+            conflict = self._separation_conflict(
+                conn, row.subject_type, row.subject, row.module, exclude=row.id
+            )
+            if conflict is not None:
+                raise AccessDenied(
+                    conflict.detail, rule=conflict.rule, conflicting_grant=conflict.grant_id
+                )
 
-        return self.audited("grant.deny", run, caller=caller, meta=meta, grant_id=grant_id)
+    def _add_approval(
+        self, conn: Connection, caller: Caller, row: Row[Any], reason: str, kind: str
+    ) -> bool:
+        """Record the caller's approval once; whether it was new."""
+        approvals = GrantApproval.__table__
+        already = conn.scalar(
+            select(approvals.c.id).where(
+                approvals.c.grant_id == row.id,
+                approvals.c.approver == caller.name,
+                approvals.c.kind == kind,
+            )
+        )
+        if already is not None:
+            return False
+        conn.execute(
+            insert(GrantApproval).values(grant_id=row.id, approver=caller.name, kind=kind, at=now())
+        )
+        action = "approved" if kind == "custodian" else f"break_glass_{kind}"
+        self.event(conn, row.id, caller.name, action, reason)
+        return True
+
+    def _tally(self, conn: Connection, row: Row[Any]) -> tuple[int, bool]:
+        """Custodian approvals so far, and whether the grant may now become active."""
+        approvals = GrantApproval.__table__
+        count = int(
+            conn.scalar(
+                select(func.count())
+                .select_from(approvals)
+                .where(approvals.c.grant_id == row.id, approvals.c.kind == "custodian")
+            )
+            or 0
+        )
+        glass = set(
+            conn.scalars(
+                select(approvals.c.kind).where(
+                    approvals.c.grant_id == row.id, approvals.c.kind != "custodian"
+                )
+            )
+        )
+        ready = count >= self.approvals_needed(row.module, row.profile) and (
+            row.break_glass_hours is None or {"admin", "officer"} <= glass
+        )
+        return count, ready
+
+    @staticmethod
+    def _activation(row: Row[Any]) -> dict[str, Any]:
+        activated = now()
+        span = (
+            timedelta(hours=row.break_glass_hours)
+            if row.break_glass_hours
+            else timedelta(days=row.days or 1)
+        )
+        return {"status": "active", "activated_at": activated, "expires_at": activated + span}
+
+    def _record_activation(
+        self, row: Row[Any], count: int, expires_at: datetime, common: dict[str, Any]
+    ) -> None:
+        self.record(
+            "grant.activated",
+            decision="allow",
+            subject=_subject(row),
+            profile=row.profile,
+            approvals=count,
+            expires_at=_iso(expires_at),
+            **common,
+        )
+        if row.break_glass_hours:
+            # An alert event: officers watch for these.
+            self.record(
+                "alert.break_glass",
+                decision="allow",
+                reasons=[f"separation exception for {_subject(row)} on {row.module!r}"],
+                hours=row.break_glass_hours,
+                alert=True,
+                **common,
+            )
+
+    def deny(self, caller: Caller, grant_id: int, reason: str, meta: RequestMeta) -> dict[str, Any]:
+        return self._transition(
+            caller,
+            grant_id,
+            reason,
+            meta,
+            Transition(
+                attempted="grant.deny",
+                ensure=ensure_may_decide,
+                allowed_from=("requested",),
+                refusal=", no longer pending",
+                to="denied",
+                audit_action="grant.denied",
+            ),
+        )
 
     def revoke(
         self, caller: Caller, grant_id: int, reason: str, meta: RequestMeta
     ) -> dict[str, Any]:
+        return self._transition(
+            caller,
+            grant_id,
+            reason,
+            meta,
+            Transition(
+                attempted="grant.revoke",
+                ensure=ensure_may_revoke,
+                allowed_from=("active", "requested"),
+                refusal="; only active or pending grants can be revoked",
+                to="revoked",
+                audit_action="grant.revoked",
+                changes_access=True,
+            ),
+        )
+
+    def _transition(
+        self, caller: Caller, grant_id: int, reason: str, meta: RequestMeta, move: Transition
+    ) -> dict[str, Any]:
+        """Move one grant to ``move.to``: check, change, record in its history, audit."""
+
         def run() -> dict[str, Any]:
             with self.transaction() as conn:
                 row = self._load(conn, grant_id, lock=True)
-                ensure_may_revoke(caller, _facts(row), self.custodians(conn, row.module))
-                if row.status not in ("active", "requested"):
+                move.ensure(caller, _facts(row), self.custodians(conn, row.module))
+                if row.status not in move.allowed_from:
                     raise Conflict(
-                        f"grant {grant_id} is {row.status}; only active or pending grants "
-                        "can be revoked",
+                        f"grant {grant_id} is {row.status}{move.refusal}",
                         status_now=row.status,
                     )
-                conn.execute(update(Grant).where(Grant.id == grant_id).values(status="revoked"))
-                self.event(conn, grant_id, caller.name, "revoked", reason)
-                bump_version(conn, "grants")
+                conn.execute(update(Grant).where(Grant.id == grant_id).values(status=move.to))
+                self.event(conn, grant_id, caller.name, move.to, reason)
+                if move.changes_access:
+                    bump_version(conn, "grants")
             self.record(
-                "grant.revoked",
+                move.audit_action,
                 meta=meta,
                 caller=caller,
                 dataset=row.dataset,
@@ -628,7 +682,7 @@ class GrantWorkflow:
             )
             return self.show(caller, grant_id)
 
-        return self.audited("grant.revoke", run, caller=caller, meta=meta, grant_id=grant_id)
+        return self.audited(move.attempted, run, caller=caller, meta=meta, grant_id=grant_id)
 
     # -- reading -----------------------------------------------------------------------
 

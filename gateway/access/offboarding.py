@@ -102,15 +102,7 @@ class Lifecycle:
                 .where(Principal.id == person.id)
                 .values(kind="alumni", departed_at=at)
             )
-            table = Grant.__table__
-            grants = conn.execute(
-                select(table).where(
-                    table.c.subject_type == "principal",
-                    table.c.subject == name,
-                    table.c.status.in_(("active", "requested")),
-                    table.c.profile.in_(ABOVE_ALUMNI),
-                )
-            ).all()
+            grants = self._grants_above_alumni(conn, name)
             for g in grants:
                 if g.status == "requested":
                     values, action, bucket = {"status": "denied"}, "denied", withdrawn
@@ -133,13 +125,7 @@ class Lifecycle:
                 left = self._workflow.custodians(conn, module)
                 if len(left) < MIN_CUSTODIANS:
                     flagged[module] = left
-            keys = list(
-                conn.scalars(
-                    select(ApiKey.key_id).where(
-                        ApiKey.principal_id == person.id, ApiKey.revoked_at.is_(None)
-                    )
-                )
-            )
+            keys = self._live_keys(conn, person.id)
             conn.execute(
                 update(ApiKey)
                 .where(ApiKey.principal_id == person.id, ApiKey.revoked_at.is_(None))
@@ -173,6 +159,56 @@ class Lifecycle:
         if flagged:
             log.warning("modules below two custodians after offboarding: %s", sorted(flagged))
         return result
+
+    def offboard_preview(self, caller: Caller, ref: str) -> dict[str, Any]:
+        """What offboarding ``ref`` would change, for a confirmation (admins); changes
+        nothing. The same queries as the offboarding itself."""
+        ensure_role(caller, "principals.offboard")
+        downgrade = self._config.grants.downgrade_on_offboarding
+        with self._workflow.transaction() as conn:
+            person = self._principal(conn, ref)
+            grants = self._grants_above_alumni(conn, person.name)
+            modules = [
+                m for m in self._config.modules if person.name in self._workflow.custodians(conn, m)
+            ]
+            keys = self._live_keys(conn, person.id)
+        return {
+            "principal": person.name,
+            "kind": person.kind,
+            "grants_revoked": [
+                g.id for g in grants if g.status == "active" and not (downgrade and g.purpose)
+            ],
+            "grants_downgraded": [
+                g.id for g in grants if g.status == "active" and downgrade and g.purpose
+            ],
+            "requests_denied": [g.id for g in grants if g.status == "requested"],
+            "custodianships_removed": modules,
+            "keys_revoked": keys,
+        }
+
+    @staticmethod
+    def _grants_above_alumni(conn: Connection, name: str) -> list[Row[Any]]:
+        table = Grant.__table__
+        return list(
+            conn.execute(
+                select(table).where(
+                    table.c.subject_type == "principal",
+                    table.c.subject == name,
+                    table.c.status.in_(("active", "requested")),
+                    table.c.profile.in_(ABOVE_ALUMNI),
+                )
+            ).all()
+        )
+
+    @staticmethod
+    def _live_keys(conn: Connection, principal_id: int) -> list[str]:
+        return list(
+            conn.scalars(
+                select(ApiKey.key_id).where(
+                    ApiKey.principal_id == principal_id, ApiKey.revoked_at.is_(None)
+                )
+            )
+        )
 
     # -- suspension --------------------------------------------------------------------
 

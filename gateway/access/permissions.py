@@ -22,6 +22,9 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "grants.break_glass": frozenset({"admin", "officer"}),
     "grants.see_all": frozenset({"admin", "officer"}),
     "access.see_all": frozenset({"officer"}),
+    # The web console: officers, admins and employees (custodians are employees);
+    # partners, alumni and services use the API only.
+    "console.use": frozenset({"officer", "admin", "employee"}),
 }
 
 

@@ -262,3 +262,28 @@ def caller_by_name(engine: Engine, name: str) -> Caller | None:
         org_status=org_status,
         versions=tuple(int(v or 0) for v in row[6:]),
     )
+
+
+def list_principals(engine: Engine) -> list[dict[str, Any]]:
+    """Every principal with its org's status and its live key count, by name."""
+    table = Principal.__table__
+    with engine.connect() as conn:
+        orgs = {o.name: o.status for o in conn.execute(select(Org.name, Org.status)).all()}
+        live: dict[int, int] = {}
+        for principal_id in conn.scalars(
+            select(ApiKey.principal_id).where(ApiKey.revoked_at.is_(None))
+        ):
+            live[principal_id] = live.get(principal_id, 0) + 1
+        rows = conn.execute(select(table).order_by(table.c.name)).all()
+    return [
+        {
+            "name": row.name,
+            "kind": row.kind,
+            "status": row.status,
+            "org": row.org,
+            "org_status": orgs.get(row.org) if row.org else None,
+            "department": row.department,
+            "live_keys": live.get(row.id, 0),
+        }
+        for row in rows
+    ]

@@ -159,7 +159,13 @@ class AlertEngine:
                 severity=alert.severity,
                 subject=alert.subject,
                 related_seqs=list(alert.seqs),
-                **{k: v for k, v in alert.details.items() if k not in ("seq", "ts")},
+                # An "actions" rule names the action it matched: kept apart from the
+                # alert's own action.
+                **{
+                    ("matched_action" if k == "action" else k): v
+                    for k, v in alert.details.items()
+                    if k not in ("seq", "ts")
+                },
             )
         except AuditError:
             log.error("could not record alert %s for %s", alert.rule, alert.subject)

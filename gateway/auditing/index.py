@@ -1,13 +1,12 @@
 """The audit log's search index: ``audit_index``, filled in batches after the append.
 
-An index on the event table would cost every append one more page written at commit
-(on SQLite about 10 us per index per append: seven of them were an eighth of a small
-governed read's CPU). The searchable fields are copied to ``audit_index`` instead,
-up to ``BATCH`` events per transaction, by a thread of the server every second and by
-every search before it runs: a search sees every event appended before it began. The
-copy holds no body; a search joins the log for it. ``verify`` checks the copy against
-the log (``first_mismatch``), since a search that misses an event hides it, and
-``kiteline audit reindex`` rebuilds it.
+An index on the event table would cost every append one more page written at commit,
+a sizable share of a small governed read (docs/performance.md). The searchable fields
+are copied to ``audit_index`` instead, up to ``BATCH`` events per transaction, by a
+thread of the server every second and by every search before it runs: a search sees
+every event appended before it began. The copy holds no body; a search joins the log
+for it. ``verify`` checks the copy against the log (``first_mismatch``), since a search
+that misses an event hides it, and ``kiteline audit reindex`` rebuilds it.
 """
 
 from __future__ import annotations
@@ -29,11 +28,9 @@ COLUMNS = (
     "module",
     "decision",
 )
-# A batch holds the write lock while it is indexed (on SQLite, in a log of a million
-# events, 1,000 took 7 to 15 ms). Smaller, more frequent batches measured worse, as
-# every commit from another connection also empties the appending connection's page
-# cache: 250 every 0.25 s served 1,107-1,141 governed reads/s at p99 10.3-10.5 ms,
-# against 1,182-1,258 at 5.9-7.6 ms.
+# A batch holds the write lock while it is indexed. Smaller, more frequent batches
+# measured worse (docs/performance.md), as every commit from another connection also
+# empties the appending connection's page cache.
 BATCH = 1000
 INTERVAL_S = 1.0
 

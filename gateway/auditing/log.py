@@ -400,9 +400,8 @@ class AuditLog:
 
         On SQLite, the writer's own while no append needs it: every append by another
         connection makes SQLite drop a connection's cached pages, so a read on any
-        other connection starts cold (measured in process: authenticating a request
-        took 77 us on a pooled connection, 39 us on the writer's). Otherwise, and while
-        an append runs, one from the pool."""
+        other connection starts cold (about twice the cost per authentication,
+        docs/performance.md). Otherwise, and while an append runs, one from the pool."""
         # Appends come first: a read steps aside while any is queued (a racy look at
         # the queue is good enough for that).
         busy = self._leading or self._queue

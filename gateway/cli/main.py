@@ -95,18 +95,18 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     type=click.Path(path_type=Path),
     default=None,
     help="Folder for the demo's config, data, keys and state "
-    "(default: ./.kiteline-demo, or ./.kiteline-demo-s3, ./.kiteline-demo-postgres).",
+    "(default: ./.kiteline-demo, or ./.kiteline-demo-s3, -postgres, -spark).",
 )
 @click.option("--port", type=int, default=8787, show_default=True)
 @click.option("--reset", is_flag=True, help="Rebuild the workspace from scratch.")
 @click.option("--no-serve", is_flag=True, help="Prepare the workspace and exit.")
 @click.option(
     "--store",
-    type=click.Choice(["local", "s3", "postgres"]),
+    type=click.Choice(["local", "s3", "postgres", "spark"]),
     default="local",
     show_default=True,
-    help="Where the demo data lives: local files, a local S3-protocol server started "
-    "for the demo, or the PostgreSQL database named by URL.",
+    help="Where the demo data lives: local files, a local S3-protocol server or a local "
+    "Spark Connect server started for the demo, or the PostgreSQL database named by URL.",
 )
 @click.option(
     "--pg-schema",
@@ -146,6 +146,10 @@ def demo(
         try:
             if store == "s3":
                 ws = stack.enter_context(s3_demo(workspace, port=port, reset=reset))
+            elif store == "spark":
+                from gateway.demo.spark import spark_demo
+
+                ws = stack.enter_context(spark_demo(workspace, port=port, reset=reset))
             elif store == "postgres":
                 assert url is not None
                 ws = postgres_demo(workspace, url, schema=pg_schema, port=port, reset=reset)
@@ -153,16 +157,18 @@ def demo(
                 ws = create_workspace(workspace, port=port, reset=reset)
         except DemoStoreError as exc:
             fail(str(exc), 2)
-        _demo_banner(ws.root, ws.config_path, port, store)
+        _demo_banner(ws.root, ws.config_path, port, store, officer=ws.tokens["victor"])
         if no_serve:
-            if store == "s3":
-                click.echo("note: the local S3 server stops now; run without --no-serve to use it")
+            if store in ("s3", "spark"):
+                click.echo(
+                    f"note: the local {store} server stops now; run without --no-serve to use it"
+                )
             return
         ctx.obj = Settings(config=ws.config_path, log_level=settings_of(ctx).log_level, demo=True)
         ctx.invoke(serve)
 
 
-def _demo_banner(root: Path, config_path: Path, port: int, store: str) -> None:
+def _demo_banner(root: Path, config_path: Path, port: int, store: str, *, officer: str) -> None:
     from gateway.demo.workspace import SURGICAL_PURPOSE
 
     url = f"http://127.0.0.1:{port}"
@@ -183,6 +189,7 @@ def _demo_banner(root: Path, config_path: Path, port: int, store: str) -> None:
     click.echo(f"""
 kiteline demo (Deepview Medical, {store} store) at {url}
   API docs:  {url}/docs
+  console:   {url}/console  (sign in as the officer victor with {officer})
   tokens:    {tokens} (mode 0600)
 
 Try:

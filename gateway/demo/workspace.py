@@ -414,6 +414,13 @@ rules:
     factor: 10
     min_rows: 1000
     min_history: 5
+  # Custodians learn of a new grant request without watching the console: the alert
+  # is posted to every webhook below (and shows in the console's alerts inbox).
+  - name: grant-requested
+    kind: actions
+    severity: low
+    actions: ["grant.requested"]
+    cooldown_s: 0
   # Uncomment to watch alumni and partners outside office hours, and first reads of a
   # module by anyone:
   # - name: off-hours

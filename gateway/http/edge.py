@@ -83,7 +83,20 @@ class RouteRule:
 UNMATCHED = RouteRule("unmatched", public=True, max_body=DEFAULT_MAX_BODY, json_body=False)
 
 
+# The web console authenticates by its own session cookie and takes HTML forms: the
+# edge leaves both to it, and bounds its bodies (a leaked extract may be uploaded).
+CONSOLE = "/console"
+CONSOLE_MAX_BODY = {"/console/trace": MAX_TRACE_BYTES}
+
+
 def rule_for(path: str) -> RouteRule:
+    if path == CONSOLE or path.startswith(CONSOLE + "/"):
+        return RouteRule(
+            path,
+            public=True,
+            max_body=CONSOLE_MAX_BODY.get(path, DEFAULT_MAX_BODY),
+            json_body=False,
+        )
     return RouteRule(
         path,
         public=path in PUBLIC,

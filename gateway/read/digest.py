@@ -1,7 +1,7 @@
 """The SHA-256 of an answer, computed beside the work that produces it.
 
 Every read's ``data.read`` event records the digest of the bytes sent. For a bulk read
-hashing is a sizable share of the work (about 40 ms per 50 MB), and hashlib releases
+hashing is a sizable share of the work (docs/performance.md), and hashlib releases
 the GIL while it hashes a large buffer, so a large answer is hashed on a thread of its
 own while the next chunk is transformed and encoded. Small answers are hashed inline:
 a thread would cost more than it saves.

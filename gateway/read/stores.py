@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from connectors import Connector, LocalConnector, Table
-from gateway.config import Config, Dataset, LocalStore, PostgresStore, S3Store, resolve_secret
+from gateway.config import (
+    Config,
+    ConfigError,
+    Dataset,
+    LocalStore,
+    PostgresStore,
+    S3Store,
+    SparkStore,
+    resolve_secret,
+)
 
 
 def build_connector(config: Config, name: str) -> Connector:
@@ -31,7 +40,25 @@ def build_connector(config: Config, name: str) -> Connector:
             resolve_secret(store.url, config.base_dir),
             statement_timeout_ms=store.statement_timeout_ms,
         )
+    if isinstance(store, SparkStore):
+        from connectors import SparkConnector
+
+        return SparkConnector(
+            store.url,
+            token=resolve_secret(store.token, config.base_dir) if store.token else None,
+            tls=store.tls,
+            ca_bundle=_read_ca_bundle(config, store.ca_bundle) if store.ca_bundle else None,
+            root=store.root,
+            timeout_s=store.timeout_s,
+        )
     raise TypeError(f"unknown store kind for {name!r}")
+
+
+def _read_ca_bundle(config: Config, path: str) -> bytes:
+    try:
+        return config.resolve_path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"ca_bundle {path!r}: {exc.strerror}") from exc
 
 
 def build_connectors(config: Config) -> dict[str, Connector]:

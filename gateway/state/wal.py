@@ -4,8 +4,7 @@ In WAL mode a commit appends pages to the log; now and then the log must be copi
 into the database file (a checkpoint), which waits for the disk twice. Left to SQLite,
 the checkpoint runs inside whichever commit pushes the log past 1,000 pages: steady
 appends then stall one commit in a hundred for milliseconds, and with it the event loop
-or read slot that made it (measured: mean commit 173 us, median 46 us; checkpoints were
-69% of commit time).
+or read slot that made it (docs/performance.md has the measurement).
 
 Here a thread of its own copies the log every ``interval_s`` (PASSIVE: it never waits
 for readers or writers, and copies what it can). Under continuous writes it rarely finds

@@ -29,8 +29,9 @@ class GeneralizationError(ValueError):
 
 
 # Up to this many values a column is generalized from a Python list. Low on purpose: the
-# Arrow path costs a fixed ~50 us and then next to nothing per value, the list path ~0.5 us
-# per value, so past a page or so (the k-anonymity check reads whole row groups) Arrow wins.
+# Arrow path has a fixed cost and then next to nothing per value, the list path a cost per
+# value, so past a page or so (the k-anonymity check reads whole row groups) Arrow wins
+# (docs/performance.md has the figures).
 SMALL_BATCH_ROWS = 128
 
 

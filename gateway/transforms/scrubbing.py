@@ -14,11 +14,13 @@ Chinese text has no spaces between words, so boundaries are never ``\\b``: a num
 where the digits end, whatever script surrounds it (``联系电话13812345678请`` matches).
 Full-width digits and signs, common in Chinese input, are folded to ASCII before matching.
 
-Structured work is done once per distinct text. Names are per row (the names to look for
-are the row's own direct identifiers), so that part runs only on rows with a name and is
-memoized per (text, names) pair. Small batches (a page of a few hundred rows) are scrubbed
-from Python lists, which costs less than a dozen Arrow kernel calls, and may share a
-``ScrubCache`` of recent results across reads; large batches stay columnar.
+Other people's names (a doctor, a relative) are found in the text itself by
+``gateway.transforms.names``. That and the structured work are done once per distinct
+text. The row's own names are per row (its direct identifiers are a deny list), so that
+part runs only on rows with a name and is memoized per (text, names) pair. Small batches
+(a page of a few hundred rows) are scrubbed from Python lists, which costs less than a
+dozen Arrow kernel calls, and may share a ``ScrubCache`` of recent results across reads;
+large batches stay columnar.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from gateway.transforms.names import default_finder
 
 EMAIL = "[EMAIL]"
 PHONE = "[PHONE]"
@@ -345,10 +349,21 @@ def find_pii(text: str) -> list[tuple[int, int, str]]:
     return taken
 
 
-def _scrub_structured(text: str) -> str:
+def _scrub_text(text: str, detect_names: bool = True) -> str:
+    """What depends on the text alone: structured kinds, then names no column lists."""
     spans = find_pii(text)
-    if not spans:
-        return text
+    if spans:
+        text = _replace(text, spans)
+    if detect_names:
+        names = default_finder().spans(text)
+        if names:
+            text = _replace(
+                text, [(a, b, NAME) for a, b in names if not _in_placeholder(text, a, b)]
+            )
+    return text
+
+
+def _replace(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
     parts: list[str] = []
     last = 0
     for start, end, placeholder in spans:
@@ -536,7 +551,10 @@ def _names_key(names: Sequence[str | None]) -> tuple[str, ...]:
 
 
 def _scrub_rows(
-    values: pa.Array, name_columns: Sequence[pa.Array], cache: ScrubCache | None
+    values: pa.Array,
+    name_columns: Sequence[pa.Array],
+    cache: ScrubCache | None,
+    detect_names: bool,
 ) -> pa.Array:
     """The small-batch path: the same results as the columnar one, from Python lists.
 
@@ -562,7 +580,7 @@ def _scrub_rows(
             text, row_names = key
             hit = structured.get(text)
             if hit is None:
-                hit = structured[text] = _scrub_structured(text)
+                hit = structured[text] = _scrub_text(text, detect_names)
             names = _names_key(row_names)
             if names:
                 scrubber = scrubbers.get(names)
@@ -586,12 +604,15 @@ def scrub(
     names: Sequence[pa.Array | pa.ChunkedArray] = (),
     *,
     cache: ScrubCache | None = None,
+    detect_names: bool = True,
 ) -> pa.Array:
     """Replace personal data in free text with typed placeholders.
 
     ``names`` are columns aligned with ``texts`` (the row's ``name``, ``contact_name``...);
-    each row's own names are scrubbed from that row's text. Null texts stay null. A small
-    batch reuses and fills ``cache`` when one is given.
+    each row's own names are scrubbed from that row's text. Other people's names are
+    found by ``gateway.transforms.names`` unless ``detect_names`` is false (a cache is
+    then not used: its entries hold the full scrub). Null texts stay null. A small batch
+    reuses and fills ``cache`` when one is given.
     """
     values = _as_strings(texts)
     name_columns = [_as_strings(n) for n in names]
@@ -601,10 +622,12 @@ def scrub(
                 f"name column has {len(column)} rows, the text column has {len(values)}"
             )
     if len(values) <= SMALL_BATCH_ROWS:
-        return _scrub_rows(values, name_columns, cache)
+        return _scrub_rows(values, name_columns, cache if detect_names else None, detect_names)
 
     encoded = pc.dictionary_encode(values)
-    scrubbed = pa.array([_scrub_structured(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    scrubbed = pa.array(
+        [_scrub_text(v, detect_names) for v in encoded.dictionary.to_pylist()], pa.string()
+    )
     result = pc.take(scrubbed, encoded.indices)
     if not name_columns:
         return result

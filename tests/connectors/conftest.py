@@ -30,16 +30,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from tests.serving import free_port, stop
+
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BUCKET = "kiteline-test"
 EVENT_DAYS = 8
 EVENTS_PER_DAY = 20_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -114,12 +110,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             bucket=BUCKET,
         )
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def people_table(rows: int = 2_000) -> pa.Table:

@@ -1,4 +1,5 @@
-"""PostgresConnector against a real PostgreSQL server (see conftest for the URL)."""
+"""PostgresConnector against a real PostgreSQL server (see conftest for the URL): its own
+types, catalog, transactions and failures; the shared behaviour is in test_contract.py."""
 
 from __future__ import annotations
 
@@ -115,14 +116,6 @@ def test_unqualified_location_resolves_through_search_path(
 # --- projection, values and filters ----------------------------------------------------
 
 
-def test_projection_returns_only_requested_columns_in_order(
-    connector: PostgresConnector, people: Table, pg_people: list[Row]
-) -> None:
-    result = read(connector, people, Scan(columns=("name", "id"), order_by=(OrderBy("id"),)))
-    assert result.column_names == ["name", "id"]
-    assert result.to_pylist()[:2] == [{"name": r["name"], "id": r["id"]} for r in pg_people[:2]]
-
-
 def test_values_keep_their_types(
     connector: PostgresConnector, people: Table, pg_people: list[Row]
 ) -> None:
@@ -220,19 +213,6 @@ def test_each_filter_operator(
     assert sorted(ids(result)) == expected
 
 
-def test_filters_are_a_conjunction(
-    connector: PostgresConnector, people: Table, pg_people: list[Row]
-) -> None:
-    filters = (Filter("city", "=", "Lyon"), Filter("age", ">", 50), Filter("active", "=", True))
-    expected = [
-        row["id"]
-        for row in pg_people
-        if row["city"] == "Lyon" and row["age"] is not None and row["age"] > 50 and row["active"]
-    ]
-    result = read(connector, people, Scan(columns=("id",), filters=filters))
-    assert sorted(ids(result)) == expected
-
-
 # --- injection and read-only -----------------------------------------------------------
 
 
@@ -283,51 +263,6 @@ def test_wrongly_typed_filter_value_is_an_error_that_does_not_echo_it(
 
 
 # --- order, limit, offset --------------------------------------------------------------
-
-
-def test_order_limit_offset(
-    connector: PostgresConnector, people: Table, pg_people: list[Row]
-) -> None:
-    scan = Scan(
-        columns=("id", "city"),
-        order_by=(OrderBy("city"), OrderBy("id", descending=True)),
-        limit=15,
-        offset=5,
-    )
-    expected = sorted(pg_people, key=lambda r: (r["city"] is None, r["city"] or "", -r["id"]))
-    result = read(connector, people, scan)
-    assert result.column_names == ["id", "city"]
-    assert ids(result) == [row["id"] for row in expected[5:20]]
-
-
-def test_order_by_a_column_outside_the_projection(
-    connector: PostgresConnector, people: Table, pg_people: list[Row]
-) -> None:
-    scan = Scan(columns=("id",), order_by=(OrderBy("big", descending=True),), limit=3)
-    expected = sorted(pg_people, key=lambda r: -r["big"])[:3]
-    assert ids(read(connector, people, scan)) == [row["id"] for row in expected]
-
-
-def test_nulls_sort_last_in_both_directions(connector: PostgresConnector, people: Table) -> None:
-    for descending in (False, True):
-        scan = Scan(columns=("age",), order_by=(OrderBy("age", descending=descending),))
-        ages = ids(read(connector, people, scan), "age")
-        present = [age for age in ages if age is not None]
-        assert ages[len(present) :] == [None] * (len(ages) - len(present))
-        assert present == sorted(present, reverse=descending)
-
-
-def test_limit_zero_and_empty_results_still_carry_the_schema(
-    connector: PostgresConnector, people: Table
-) -> None:
-    empty = list(connector.scan(people, Scan(columns=("id", "name"), limit=0)))
-    nothing = list(
-        connector.scan(people, Scan(columns=("id", "name"), filters=(Filter("id", "<", -1),)))
-    )
-    for batches in (empty, nothing):
-        assert len(batches) == 1
-        assert batches[0].num_rows == 0
-        assert batches[0].schema.names == ["id", "name"]
 
 
 # --- aggregates ------------------------------------------------------------------------
@@ -388,12 +323,6 @@ def test_count_without_groups(connector: PostgresConnector, people: Table) -> No
         group_by=(), aggregates=(Aggregate("count", None, "n"),), filters=(Filter("id", "<", 10),)
     )
     assert connector.aggregate(people, scan).to_pylist() == [{"n": 10}]
-
-
-def test_sum_of_text_is_refused(connector: PostgresConnector, people: Table) -> None:
-    scan = AggregateScan(group_by=(), aggregates=(Aggregate("sum", "name", "s"),))
-    with pytest.raises(ConnectorError, match="numeric"):
-        connector.aggregate(people, scan)
 
 
 # --- errors ----------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import argparse
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import httpx
 import orjson
 
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace, create_workspace
+from tests.serving import free_port
 
 QUERY = orjson.dumps(
     {"columns": ["patient_id", "diagnosis"], "limit": 3, "purpose": SURGICAL_PURPOSE}
@@ -38,12 +38,6 @@ class Outcome:
     kills: int = 0
     received: dict[int, str] = field(default_factory=dict)  # audit seq -> request id
     failures: int = 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(ws: Workspace, port: int) -> subprocess.Popen[bytes]:

@@ -1,11 +1,11 @@
-"""The governed read, the same on every store kind: local files, S3 and PostgreSQL.
+"""The governed read, the same on every store kind: local files, S3, PostgreSQL, Spark.
 
 One demo workspace (one master key, one state database, the same principals and keys)
-is copied three times; the copies differ only in where the datasets live: the local
-folder, a bucket on a real S3-protocol server (moto, over HTTP on loopback) and tables
-in the real PostgreSQL. The same query by the same principal must give the same bytes
-back from each, and every failure of a hosted store must become a clear problem that
-the audit log records.
+is copied once per kind; the copies differ only in where the datasets live: the local
+folder, a bucket on a real S3-protocol server (moto, over HTTP on loopback), tables
+in the real PostgreSQL and Parquet files read by a real Spark Connect server. The
+same query by the same principal must give the same bytes back from each, and every
+failure of a hosted store must become a clear problem that the audit log records.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from gateway.demo.hosted_stores import (
     s3_store,
     upload_seed,
 )
+from gateway.demo.spark import SPARK_TOKEN_FILE, spark_store
 from gateway.demo.workspace import (
     ALUMNI_PURPOSE,
     LOCAL_STORE,
@@ -58,7 +59,7 @@ from tests.conftest import bearer, copy_workspace
 
 pytestmark = [pytest.mark.slow]
 
-KINDS = ("local", "s3", "postgres")
+KINDS = ("local", "s3", "postgres", "spark")
 
 
 @dataclass
@@ -117,6 +118,12 @@ def _site(
         endpoint = request.getfixturevalue("s3_endpoint")
         workspace = _as_store(template, root, s3_store(endpoint))
         upload_seed(workspace.root, endpoint)
+    elif kind == "spark":
+        server = request.getfixturevalue("spark_server")
+        workspace = copy_workspace(template, root)
+        _rewrite(workspace, spark_store(workspace.root / "data", server.url))
+        (workspace.root / SPARK_TOKEN_FILE).write_text(server.token + "\n")
+        (workspace.root / SPARK_TOKEN_FILE).chmod(0o600)
     else:
         postgres_url = request.getfixturevalue("postgres_url")
         schema = request.getfixturevalue("demo_schema")
@@ -442,6 +449,9 @@ def _unreachable(site: StoreSite, tmp_path: Path, port: int) -> Workspace:
         return broken_copy(
             site, tmp_path, f"endpoint_url: {endpoint}", f"endpoint_url: http://127.0.0.1:{port}"
         )
+    if site.kind == "spark":
+        url = site.workspace.config.stores["demo"].url  # type: ignore[union-attr]
+        return broken_copy(site, tmp_path, f"url: {url}", f"url: sc://127.0.0.1:{port}")
     workspace = copy_workspace(site.workspace, tmp_path / "broken")
     (workspace.root / "keys/postgres.url").write_text(
         f"postgresql://postgres:not-the-password@127.0.0.1:{port}/test\n"
@@ -449,7 +459,7 @@ def _unreachable(site: StoreSite, tmp_path: Path, port: int) -> Workspace:
     return workspace
 
 
-@pytest.mark.parametrize("kind", ["s3", "postgres"])
+@pytest.mark.parametrize("kind", ["s3", "postgres", "spark"])
 def test_unreachable_store_is_503_and_audited(
     kind: str,
     sites: dict[str, StoreSite],

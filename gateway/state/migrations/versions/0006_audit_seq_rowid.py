@@ -6,9 +6,8 @@ Revises: 0005
 A ``BIGINT`` primary key is not SQLite's row key: the events were stored by a hidden
 rowid, with a separate unique index on ``seq``, and every search index ended in that
 rowid. A search such as ``actor = ? ORDER BY seq DESC LIMIT 101`` then had to sort every
-matching event (1.2 s for a common actor in a log of a million events). Declared
-``INTEGER``, ``seq`` is the row key itself, each search index is ordered by it, and the
-same page is read straight off the index (0.3 ms). PostgreSQL is unaffected.
+matching event. Declared ``INTEGER``, ``seq`` is the row key itself, each search index
+is ordered by it, and the same page is read straight off the index. PostgreSQL is unaffected.
 """
 
 import sqlalchemy as sa

@@ -4,7 +4,7 @@ Revision ID: 0007
 Revises: 0006
 
 Each index on ``audit_events`` cost every append one more page written at its commit
-(on SQLite about 10 us each; the seven were an eighth of a governed read's CPU). The
+(a sizable share of a small governed read on SQLite). The
 searchable fields now go to ``audit_index``, which holds the indexes and is filled in
 batches, many events per transaction (see ``gateway.auditing.index``). The upgrade copies
 every event logged so far.

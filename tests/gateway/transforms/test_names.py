@@ -1,0 +1,137 @@
+"""Other people's names in free text: the doctor, the relative, the colleague a note names."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
+from gateway.transforms.names import NameFinder, default_finder
+from gateway.transforms.scrubbing import scrub
+from tests.conftest import bearer
+
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "names.py"
+
+
+def _scrub(text: str, *names: str | None) -> str:
+    columns = [pa.array([n], pa.string()) for n in names]
+    return str(scrub(pa.array([text], pa.string()), columns).to_pylist()[0])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # titles and roles, in both languages and across them
+        ("Patient referred by Dr. 李; call back.", "Patient referred by Dr. [NAME]; call back."),
+        ("今日由王医生接诊，李主任会诊。", "今日由[NAME]医生接诊，[NAME]主任会诊。"),
+        ("主治医生张海燕查房：白细胞偏高。", "主治医生[NAME]查房：白细胞偏高。"),
+        ("家属丽丽说患者夜间咳嗽。", "家属[NAME]说患者夜间咳嗽。"),
+        ("工单已分配给覃玉兰，明天上门。", "工单已分配给[NAME]，明天上门。"),
+        ("Ask Nurse Brown to call Mrs. O'Neil.", "Ask Nurse [NAME] to call Mrs. [NAME]."),
+        ("Spoke with his wife, Rose, today.", "Spoke with his wife, [NAME], today."),
+        # transliterations, spaced and inverted names, speaker labels
+        ("已联系约翰·史密斯核实。", "已联系[NAME]核实。"),
+        ("联系人：张 伟，电话稍后给。", "联系人：[NAME]，电话稍后给。"),
+        ("Could not reach Smith, David; retry.", "Could not reach [NAME]; retry."),
+        ("Meeting with Dana van Dyke moved.", "Meeting with [NAME] moved."),
+        ("唐娟：我明天下午到", "[NAME]：我明天下午到"),
+        # what is not a name stays
+        ("高血压病史十年，建议调整用药方案，金额不变，马上安排。", None),
+        ("经办人：备注江苏分公司常规检查，华为手机无法登录。", None),
+        ("Chrome crashes on Windows in London on Monday.", None),
+        ("Escalated to Customer Service via the Emergency Department.", None),
+        ("Please retry later. Thanks!", None),
+    ],
+)
+def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
+    assert _scrub(text) == (text if expected is None else expected)
+
+
+def test_structured_placeholders_are_not_names() -> None:
+    assert _scrub("Mr. Li at 13812345678, IP 10.0.0.1") == "Mr. [NAME] at [PHONE], IP [IP]"
+
+
+def test_detection_can_be_left_to_the_deny_list() -> None:
+    texts = pa.array(["李医生说张伟来了"])
+    names = [pa.array(["张伟"])]
+    assert scrub(texts, names, detect_names=False).to_pylist() == ["李医生说[NAME]来了"]
+    assert scrub(texts, names).to_pylist() == ["[NAME]医生说[NAME]来了"]
+
+
+def test_the_finder_is_built_once_and_from_the_package_alone() -> None:
+    assert default_finder() is default_finder()
+    # A second finder is independent and finds the same: nothing is fetched or trained.
+    text = "患者李秀英由王医生接诊"
+    assert NameFinder().spans(text) == default_finder().spans(text) == [(2, 5), (6, 7)]
+
+
+def test_the_demo_no_longer_leaks_the_referring_doctor(client: TestClient, workspace: Workspace):
+    """The note that started this: "Dr. 李" came back verbatim in an anonymized read."""
+    doctor = re.compile(r"Dr\. [\u4e00-\u9fff]")
+    source = pq.read_table(workspace.root / "data/imaging/patients.parquet")
+    assert sum(bool(doctor.search(n)) for n in source.column("notes").to_pylist()) > 1000
+    response = client.post(
+        "/v1/datasets/patients/query",
+        headers={**bearer(workspace, "mei"), "Accept": "application/vnd.apache.arrow.stream"},
+        content=orjson.dumps({"limit": 10_000, "purpose": SURGICAL_PURPOSE}),
+    )
+    assert response.status_code == 200, response.text
+    notes = pa.ipc.open_stream(io.BytesIO(response.content)).read_all().column("notes")
+    assert not [n for n in notes.to_pylist() if doctor.search(n)]
+    assert sum("Dr. [NAME]" in n for n in notes.to_pylist()) > 1000
+
+
+# --- the labelled corpus ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("names_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["names_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# Floors a little under what a 1000-note corpus of seed 5 measures (the corpus and the
+# detector are deterministic): a change that loses names, or takes words for names,
+# fails here. "heldout" templates were not used to choose the detector's rules.
+FLOORS = {
+    ("zh", "dev"): (0.88, 0.98),
+    ("zh", "heldout"): (0.84, 0.85),
+    ("en", "dev"): (0.98, 0.98),
+    ("en", "heldout"): (0.85, 0.9),
+}
+
+
+def test_corpus_recall_and_precision(bench: ModuleType) -> None:
+    notes = bench.generate_notes(1000, seed=5)
+    today = bench.score(notes, bench.scrub_notes(notes, detect_names=False))
+    new = bench.score(notes, bench.scrub_notes(notes))
+    for key, (recall, precision) in FLOORS.items():
+        assert new[key].names > 300, key
+        assert new[key].recall >= recall, (key, new[key])
+        assert new[key].precision >= precision, (key, new[key])
+        # The deny list alone finds only the row's own names.
+        assert today[key].recall < 0.5, (key, today[key])
+
+
+def test_corpus_is_reproducible_and_labels_line_up(bench: ModuleType) -> None:
+    notes = bench.generate_notes(200, seed=3)
+    assert notes == bench.generate_notes(200, seed=3)
+    for note in notes:
+        assert note.names and all(note.text[a:b].strip() for a, b in note.names)
+    # Scoring the input itself: nothing scrubbed, nothing found.
+    untouched = bench.score(notes, [n.text for n in notes])
+    assert all(s.found == 0 and s.flagged == 0 for s in untouched.values())
