@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -283,16 +285,34 @@ def keys() -> None:
     """Manage API keys."""
 
 
+def _lifetime(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    match = re.fullmatch(r"([1-9][0-9]{0,5})([dh])", value.strip())
+    if match is None:
+        raise click.BadParameter("a number of days or hours, such as 90d or 12h")
+    count, unit = int(match[1]), match[2]
+    return timedelta(days=count) if unit == "d" else timedelta(hours=count)
+
+
 @keys.command("issue")
 @click.argument("name")
+@click.option(
+    "--expires",
+    callback=_lifetime,
+    default=None,
+    help="Lifetime of the key, such as 90d or 12h; past it the key is refused "
+    "(issue the next key before, then revoke the old one). Default: no expiry.",
+)
 @click.pass_context
-def keys_issue(ctx: click.Context, name: str) -> None:
+def keys_issue(ctx: click.Context, name: str, expires: Any) -> None:
     """Issue an API key for NAME and print its token once."""
-    from gateway.access.principals import PrincipalError, issue_key
+    from gateway.access.principals import PrincipalError, issue_key, now
 
     engine = state_engine(config_of(ctx))
     try:
-        _key_id, token = issue_key(engine, name)
+        expires_at = now() + expires if expires is not None else None
+        _key_id, token = issue_key(engine, name, expires_at=expires_at)
     except PrincipalError as exc:
         fail(str(exc), 2)
     click.echo(token)

@@ -18,6 +18,8 @@ PATH_VALUES = {
     "ref": "carol",
     "org": "stellar",
     "seq": "1",
+    "verdict": "approve",
+    "verb": "suspend",
 }
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/datasets/{name}/query"): {"limit": 2, "purpose": SURGICAL_PURPOSE},
@@ -49,9 +51,16 @@ def request_for(method: str, path: str) -> dict[str, Any]:
     url = path
     for key, value in PATH_VALUES.items():
         url = url.replace("{" + key + "}", value)
-    kwargs: dict[str, Any] = {"method": method, "url": url, "params": QUERIES.get(path)}
+    kwargs: dict[str, Any] = {
+        "method": method,
+        "url": url,
+        "params": QUERIES.get(path),
+        "follow_redirects": False,
+    }
     if method == "POST":
-        if path == "/v1/trace":
+        if path.startswith("/console"):
+            kwargs["data"] = {"reason": "matrix"}
+        elif path == "/v1/trace":
             kwargs["content"] = b"patient_id\nabc\n"
             kwargs["headers"] = {"Content-Type": "text/csv"}
         else:

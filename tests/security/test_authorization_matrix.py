@@ -65,6 +65,38 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/v1/alerts"): (403, 403, 403, 200, 403),
     ("GET", "/v1/audit/export"): (403, 403, 403, 200, 403),
     ("POST", "/v1/audit/hash"): (403, 403, 403, 200, 403),
+    # The console authenticates by its session cookie, never by a bearer token: without
+    # a session every page sends the caller to the login form, whatever the token.
+    ("GET", "/console/login"): (200,) * 8,
+    ("POST", "/console/login"): (403,) * 8,  # no CSRF cookie
+    ("GET", "/console/tail/events"): (401,) * 8,
+    **{
+        route: (303,) * 8
+        for route in [
+            ("POST", "/console/logout"),
+            ("GET", "/console"),
+            ("GET", "/console/audit"),
+            ("GET", "/console/audit/{seq}"),
+            ("GET", "/console/checkpoints"),
+            ("GET", "/console/tail"),
+            ("GET", "/console/alerts"),
+            ("POST", "/console/alerts/{seq}/acknowledge"),
+            ("GET", "/console/trace"),
+            ("POST", "/console/trace"),
+            ("GET", "/console/access"),
+            ("GET", "/console/charts"),
+            ("GET", "/console/requests"),
+            ("POST", "/console/requests/{grant_id}/{verdict}"),
+            ("GET", "/console/grants"),
+            ("GET", "/console/grants/{grant_id}"),
+            ("POST", "/console/grants/{grant_id}/revoke"),
+            ("GET", "/console/principals"),
+            ("POST", "/console/orgs/{org}/{verb}"),
+            ("GET", "/console/principals/{name}/offboard"),
+            ("POST", "/console/principals/{name}/offboard"),
+            ("POST", "/console/principals/{name}/{verb}"),
+        ]
+    },
 }
 
 
