@@ -21,9 +21,9 @@ from gateway.access.sweeper import PeriodicSweep
 from gateway.auditing.index import AuditIndexer
 from gateway.auditing.trail import AuditTrail
 from gateway.config import Config, Settings, load_config
+from gateway.http.console import install as install_console
 from gateway.http.edge import Edge
 from gateway.http.openapi import install_openapi
-from gateway.http.console import install as install_console
 from gateway.http.problems import install_error_handlers
 from gateway.http.routes import (
     audit,
