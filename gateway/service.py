@@ -146,6 +146,7 @@ class Gateway:
         self.usage = GrantUsage(engine)
         self.scrub_cache = ScrubCache()
         self.grants = GrantWorkflow(engine, config, audit)
+        self.grants.schema_of = self.schema
         self.lifecycle = Lifecycle(self.grants, self.inflight)
         self.pseudonyms = PseudonymCache(config.gateway.pseudonym_cache_entries)
 

@@ -47,6 +47,8 @@ from gateway.errors import (
     Unavailable,
 )
 from gateway.read.query import Condition
+from gateway.read.query import _typed_filter as typed_filter
+from gateway.read.views import ColumnView
 from gateway.state.database import bump_version
 from gateway.state.models import CustodianRemoval, Grant, GrantApproval, GrantEvent, Org, Principal
 from policies import KIND_CEILING, PROFILE_ORDER, Profile, cap, is_at_most, treatment
@@ -143,6 +145,9 @@ class GrantWorkflow:
         self._config = config
         self._audit = audit
         self._postgres = engine.dialect.name == "postgresql"
+        # The source schema of a dataset, to check a row filter's values against its
+        # columns' types when a grant is requested (set by the service).
+        self.schema_of: Callable[[str], Any] | None = None
 
     @property
     def config(self) -> Config:
@@ -392,6 +397,13 @@ class GrantWorkflow:
                     f"row_filter[{i}].column",
                     f"unknown column {condition.column!r} in dataset {dataset!r}",
                 )
+            if self.schema_of is not None:
+                # A value that cannot match the column's type would fail every read
+                # under the grant: refused now, with the field named.
+                source = self.schema_of(dataset).field(condition.column).type
+                spec = known[condition.column]
+                column = ColumnView(condition.column, spec, "value", source, source)
+                typed_filter(column, condition, f"row_filter[{i}]")
 
     # -- separation of modules ---------------------------------------------------------
 

@@ -288,3 +288,26 @@ def test_the_query_schema_references_resolve(client: TestClient):
     schemas = spec["components"]["schemas"]
     for name in ("Condition", "Aggregation", "Order"):
         assert name in schemas
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"column": "birth_date", "op": "=", "value": "not a date"},
+        {"column": "birth_date", "op": "between", "value": [1, "x"]},
+        {"column": "patient_id", "op": "in", "value": [{"nested": 1}]},
+    ],
+)
+def test_a_grant_row_filter_of_the_wrong_type_is_refused_at_request(
+    client: TestClient, workspace: Workspace, condition: dict
+):
+    body = {
+        "dataset": "patients",
+        "profile": "anonymized",
+        "days": 7,
+        "purpose": SURGICAL_PURPOSE,
+        "row_filter": [condition],
+    }
+    response = client.post("/v1/grants", json=body, headers=bearer(workspace, "lin"))
+    assert response.status_code == 400, response.text
+    assert "row_filter[0]" in response.text
