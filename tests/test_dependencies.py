@@ -19,6 +19,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ("gateway", "policies", "connectors", "audit")
+#: Modules loaded only when an optional store is configured, and the extra that brings
+#: their imports. The plain-install test (tests/test_packaging.py) proves nothing else
+#: loads them.
+OPTIONAL_MODULES = {
+    "connectors/spark.py": "spark",
+    "gateway/demo/spark.py": "spark",
+}
 
 
 def _normalize(name: str) -> str:
@@ -31,9 +38,16 @@ def _requirement_name(requirement: str) -> str:
     return _normalize(match.group(1))
 
 
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
 def declared_runtime() -> set[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return {_requirement_name(r) for r in project["dependencies"]}
+    return {_requirement_name(r) for r in _project()["dependencies"]}
+
+
+def declared_extra(extra: str) -> set[str]:
+    return {_requirement_name(r) for r in _project()["optional-dependencies"][extra]}
 
 
 def top_level_imports(path: Path) -> set[str]:
@@ -46,11 +60,14 @@ def top_level_imports(path: Path) -> set[str]:
     return found
 
 
-def third_party_imports() -> dict[str, set[str]]:
-    """Import name -> the shipped files importing it (stdlib and own packages left out)."""
+def third_party_imports(*, optional: bool = False) -> dict[str, set[str]]:
+    """Import name -> the shipped files importing it (stdlib and own packages left out):
+    of the modules every install loads, or with ``optional`` of the optional ones."""
     imports: dict[str, set[str]] = {}
     for package in SHIPPED:
         for path in (ROOT / package).rglob("*.py"):
+            if (str(path.relative_to(ROOT)) in OPTIONAL_MODULES) != optional:
+                continue
             for name in top_level_imports(path):
                 if name in sys.stdlib_module_names or name in SHIPPED:
                     continue
@@ -69,6 +86,22 @@ def test_every_runtime_import_is_a_declared_dependency():
         elif not providers & declared:
             undeclared.append(f"{name} ({sorted(providers)}) imported by {sorted(files)}")
     assert not undeclared, "imports missing from [project].dependencies:\n" + "\n".join(undeclared)
+
+
+def test_optional_modules_import_only_their_extra_and_the_runtime():
+    distributions = packages_distributions()
+    undeclared = []
+    for name, files in sorted(third_party_imports(optional=True).items()):
+        providers = {_normalize(d) for d in distributions.get(name, [])}
+        allowed = declared_runtime().union(*(declared_extra(OPTIONAL_MODULES[f]) for f in files))
+        if not providers & allowed:
+            undeclared.append(f"{name} ({sorted(providers)}) imported by {sorted(files)}")
+    assert not undeclared, "\n".join(undeclared)
+
+
+def test_optional_modules_exist():
+    for module in OPTIONAL_MODULES:
+        assert (ROOT / module).is_file(), module
 
 
 @pytest.mark.parametrize(
