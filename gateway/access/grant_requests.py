@@ -402,8 +402,8 @@ class GrantWorkflow:
                 # under the grant: refused now, with the field named.
                 source = self.schema_of(dataset).field(condition.column).type
                 spec = known[condition.column]
-                column = ColumnView(condition.column, spec, "value", source, source)
-                typed_filter(column, condition, f"row_filter[{i}]")
+                view = ColumnView(condition.column, spec, "value", source, source)
+                typed_filter(view, condition, f"row_filter[{i}]")
 
     # -- separation of modules ---------------------------------------------------------
 

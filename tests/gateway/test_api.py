@@ -439,7 +439,9 @@ def test_operations_endpoints(client: TestClient, workspace: Workspace):
     # Metrics describe who uses what: officers and service principals only.
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers=bearer(workspace, "mei")).status_code == 403
-    assert "kiteline_http_requests" in client.get("/metrics", headers=bearer(workspace, "victor")).text
+    assert (
+        "kiteline_http_requests" in client.get("/metrics", headers=bearer(workspace, "victor")).text
+    )
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     # The governed read solves no parameters itself, but documents them all the same.
