@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8787
 
-.PHONY: run test lint format typecheck bench stress clean docs wrk chromium java
+.PHONY: run test lint format typecheck bench stress crash-drill clean docs wrk chromium java
 
 RUN_STAMP := $(VENV)/.installed-run
 
@@ -86,6 +86,14 @@ bench: $(STAMP) wrk
 clean:
 	rm -rf $(VENV) .kiteline-demo .pytest_cache .mypy_cache .ruff_cache site
 
-# Kill a real server 500 times under concurrent reads and check the audit log each time.
+# A bounded loopback load test (at most 60 s per state database): mixed reads, grant
+# requests and audit searches at 16 and 64 concurrent, every answer checked against
+# the audit log; on SQLite, then on the test PostgreSQL.
+PG_URL ?= $(or $(KITELINE_TEST_PG_URL),postgresql://postgres@127.0.0.1:5432/test)
 stress: $(STAMP)
+	$(BIN)/python -m bench.stress
+	$(BIN)/python -m bench.stress --state '$(PG_URL)'
+
+# Kill a real server 500 times under concurrent reads and check the audit log each time.
+crash-drill: $(STAMP)
 	$(BIN)/python -m tests.gateway.audit_crash --kills 500

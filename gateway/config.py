@@ -68,6 +68,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RateLimit(_Strict):
+    per_s: float = Field(gt=0, description="Requests per second, on average.")
+    burst: int = Field(ge=1, description="Requests allowed at once above the average.")
+
+
+class RateLimits(_Strict):
+    # The defaults sit above what one gateway process serves, so that they cut off a
+    # flood (a token-guessing loop, a runaway client) and nothing a client could do
+    # usefully; deployments with several gateways behind one address lower them.
+    per_ip: RateLimit | None = Field(
+        default_factory=lambda: RateLimit(per_s=5000, burst=10_000),
+        description="Per client address, before authentication; null: no limit.",
+    )
+    per_principal: RateLimit | None = Field(
+        default_factory=lambda: RateLimit(per_s=2000, burst=4000),
+        description="Per authenticated principal; null: no limit.",
+    )
+
+
 class GatewaySection(_Strict):
     listen: str = Field("127.0.0.1:8787", description="host:port the API listens on.")
     state_url: str = Field(
@@ -83,6 +102,17 @@ class GatewaySection(_Strict):
     max_rows_per_request: int = Field(10_000, ge=1, le=10_000_000)
     default_limit: int = Field(100, ge=1)
     audit_timeout_s: float = Field(2.0, gt=0, description="Bound on one audit append.")
+    state_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Bound on one wait for the state database (a SQLite lock held by "
+        "another process, a PostgreSQL connection or lock); past it the request is a 503.",
+    )
+    rate_limits: RateLimits = Field(
+        default_factory=lambda: RateLimits(),
+        description="Requests per second per client address and per principal.",
+    )
     hr_webhook_secret: str | None = Field(
         None, description="Reference to the HR webhook's HMAC secret; unset disables the hook."
     )
@@ -123,8 +153,7 @@ class GatewaySection(_Strict):
         "thread hand-off; a read that must load a file, build an index, reach a remote "
         "store or stream a large answer moves to a worker thread. While one runs, the "
         "server serves nothing else, and a state database write waiting on a lock holds "
-        "every connection. Unset: on when the state database is SQLite (a PostgreSQL "
-        "round trip is a wait too).",
+        "every connection. Unset: off.",
     )
 
     @field_validator("master_key", "hr_webhook_secret")
@@ -378,7 +407,9 @@ class Config(_Strict):
     @property
     def reads_inline(self) -> bool:
         chosen = self.gateway.inline_reads
-        return self.state_url.startswith("sqlite") if chosen is None else chosen
+        # Off unless asked for: a read on the event loop waits there for the state
+        # database, and then the server answers nothing else (/healthz included).
+        return bool(chosen)
 
 
 def semantic_problems(config: Config) -> list[str]:

@@ -7,9 +7,12 @@ records; the HTTP wing (``gateway.http.problems``) turns them into RFC 9457 resp
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
+import psycopg
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 
 from audit import AuditError
 from connectors import ConnectorError, DatasetNotFound, ScanCancelled, StoreUnavailable
@@ -66,6 +69,39 @@ class Unavailable(GatewayError):
     status, slug, title = 503, "unavailable", "Service unavailable"
 
 
+class PayloadTooLarge(GatewayError):
+    status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class TooManyRequests(GatewayError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s)
+        self.retry_after_s = retry_after_s
+
+
+# A state database that cannot answer: locked by another process, out of disk, refusing
+# connections, or slower than the pool's wait. Its callers see a 503, never a 500.
+STATE_FAILURES: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.TimeoutError,
+    sa_exc.InterfaceError,
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+)
+
+
+def is_state_failure(exc: BaseException) -> bool:
+    if isinstance(exc, STATE_FAILURES):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
 def as_gateway_error(exc: BaseException) -> GatewayError:
     """Translate errors of the other packages into gateway errors (one mapping, here)."""
     if isinstance(exc, GatewayError):
@@ -84,6 +120,8 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
         return Unavailable("the audit log could not record this request; no data was returned")
     if isinstance(exc, ConfigError):
         return Unavailable("the gateway is misconfigured")
+    if is_state_failure(exc):
+        return Unavailable("the state database is unavailable; nothing was changed or returned")
     return GatewayError("an unexpected error occurred; quote the request id when reporting it")
 
 

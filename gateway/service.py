@@ -93,6 +93,7 @@ class Gateway:
         self.scrub_cache = ScrubCache()
         self.grants = GrantWorkflow(engine, config, audit)
         self.access = AccessListing(engine, config, self.decider, self.grants)
+        self.grants.schema_of = self.schema
         self.lifecycle = Lifecycle(self.grants, self.inflight)
         self.pseudonyms = PseudonymCache(config.gateway.pseudonym_cache_entries)
         self.catalog = Catalog(
@@ -128,7 +129,7 @@ class Gateway:
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
         policy = PolicyRuntime(config)
-        engine = create_state_engine(config.state_url)
+        engine = create_state_engine(config.state_url, timeout_s=config.gateway.state_timeout_s)
         migrate(engine)
         keyring = Keyring.from_config(config)
         audit = AuditLog(

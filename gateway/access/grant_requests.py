@@ -46,6 +46,8 @@ from gateway.errors import (
     Unavailable,
 )
 from gateway.read.query import Condition
+from gateway.read.query import _typed_filter as typed_filter
+from gateway.read.views import ColumnView
 from gateway.state.database import bump_version
 from gateway.state.models import CustodianRemoval, Grant, GrantApproval, GrantEvent, Org, Principal
 from policies import KIND_CEILING, PROFILE_ORDER, is_at_most
@@ -61,7 +63,8 @@ DEFAULT_MAX_DAYS = 365
 class GrantRequestBody(BaseModel):
     """``POST /v1/grants``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a number is never taken from a string ("days": "30" is refused).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     dataset: str | None = Field(None, max_length=64)
     module: str | None = Field(None, max_length=64)
@@ -69,10 +72,12 @@ class GrantRequestBody(BaseModel):
     columns: list[str] | None = Field(None, max_length=200)
     row_filter: list[dict[str, Any]] | None = Field(None, max_length=20)
     purpose: str | None = Field(None, max_length=256)
-    days: int
+    # The bound keeps any value within date arithmetic; the module's limit is checked later.
+    days: int = Field(le=36_500)
     org: str | None = Field(None, max_length=64, description="Request for this partner org.")
     break_glass_hours: int | None = Field(
         None,
+        le=10_000,
         description="Ask for a time-boxed (at most 24 h) exception to the separation rules; "
         "it needs an admin's and an officer's approval besides the custodians'.",
     )
@@ -81,7 +86,7 @@ class GrantRequestBody(BaseModel):
 class ReasonBody(BaseModel):
     """``POST /v1/grants/{id}/approve | deny | revoke | break-glass``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: str = Field(min_length=1, max_length=512)
 
@@ -139,6 +144,9 @@ class GrantWorkflow:
         self._config = config
         self._audit = audit
         self._postgres = engine.dialect.name == "postgresql"
+        # The source schema of a dataset, to check a row filter's values against its
+        # columns' types when a grant is requested (set by the service).
+        self.schema_of: Callable[[str], Any] | None = None
 
     @property
     def config(self) -> Config:
@@ -388,6 +396,13 @@ class GrantWorkflow:
                     f"row_filter[{i}].column",
                     f"unknown column {condition.column!r} in dataset {dataset!r}",
                 )
+            if self.schema_of is not None:
+                # A value that cannot match the column's type would fail every read
+                # under the grant: refused now, with the field named.
+                source = self.schema_of(dataset).field(condition.column).type
+                spec = known[condition.column]
+                view = ColumnView(condition.column, spec, "value", source, source)
+                typed_filter(view, condition, f"row_filter[{i}]")
 
     # -- separation of modules ---------------------------------------------------------
 

@@ -43,7 +43,10 @@ class Lifecycle:
 
     def _principal(self, conn: Connection, ref: str) -> Row[Any]:
         table = Principal.__table__
-        where = table.c.id == int(ref) if ref.isdigit() else table.c.name == ref
+        # A number is an id only within the database's 64-bit range; anything else
+        # (2**63, or digits of another script) can only be a name.
+        numeric = ref.isascii() and ref.isdigit() and len(ref) <= 19 and int(ref) < 2**63
+        where = table.c.id == int(ref) if numeric else table.c.name == ref
         row = conn.execute(select(table).where(where)).first()
         if row is None:
             raise NotFound(f"no principal {ref!r}", principal=ref)

@@ -130,8 +130,9 @@ def set_status(engine: Engine, name: str, status: str) -> None:
         bump_version(conn, "principals")
 
 
-def issue_key(engine: Engine, name: str) -> tuple[str, str]:
-    """Create an API key for ``name``; returns (key id, token). The token is shown once."""
+def issue_key(engine: Engine, name: str, *, expires_at: datetime | None = None) -> tuple[str, str]:
+    """Create an API key for ``name``, valid until ``expires_at`` if given; returns
+    (key id, token). The token is shown once."""
     key_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(12))
     secret = secrets.token_urlsafe(32)
     with engine.begin() as conn:
@@ -144,6 +145,7 @@ def issue_key(engine: Engine, name: str) -> tuple[str, str]:
                 principal_id=principal_id,
                 secret_hash=_hash_secret(secret),
                 created_at=now(),
+                expires_at=expires_at,
             )
         )
     return key_id, f"kl_{key_id}_{secret}"
@@ -176,7 +178,7 @@ def _authentication_sql(paramstyle: str) -> str:
     )
     return (
         "SELECT k.secret_hash, k.revoked_at, p.id, p.name, p.kind, p.status, p.org, o.status, "
-        f"(SELECT max(version) FROM pseudonym_keys), {versions} "
+        f"(SELECT max(version) FROM pseudonym_keys), {versions}, k.expires_at "
         "FROM api_keys k JOIN principals p ON p.id = k.principal_id "
         f"LEFT JOIN orgs o ON o.name = p.org WHERE k.key_id = {mark}"
     )
@@ -215,6 +217,8 @@ def authenticate(
         return "wrong secret"
     if revoked_at is not None:
         return "revoked key"
+    if _expired(row[-1]):
+        return "expired key"
     if status != "active":
         return f"principal is {status}"
     return Caller(
@@ -225,9 +229,17 @@ def authenticate(
         org=org,
         org_status=org_status,
         key_id=key_id,
-        versions=tuple(int(v or 0) for v in row[9:]),
+        versions=tuple(int(v or 0) for v in row[9:-1]),
         key_version=int(key_version) if key_version is not None else FIRST_VERSION,
     )
+
+
+def _expired(expires_at: datetime | str | None) -> bool:
+    if expires_at is None:
+        return False
+    # The driver is read directly: SQLite hands back the stored text.
+    moment = expires_at if isinstance(expires_at, datetime) else datetime.fromisoformat(expires_at)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) <= now()
 
 
 def caller_by_name(engine: Engine, name: str) -> Caller | None:

@@ -136,6 +136,10 @@ class AuditLog:
         self._listeners: list[Listener] = []
         self._writer: Any = None
         self._leading = False
+        self._request_observers: list[Callable[[str], None]] = []
+        # Whether the newest append failed: readiness reports the log unable to write
+        # until an append succeeds again.
+        self.failing = False
 
     @property
     def engine(self) -> Engine:
@@ -154,6 +158,16 @@ class AuditLog:
     def remove_listener(self, listener: Listener) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+    def observe_requests(self, observer: Callable[[str], None]) -> None:
+        """Call ``observer(request_id)`` for each durable event that names a request, in
+        the appending thread before ``append`` returns (so a response that follows the
+        append is known to be recorded); it must be quick and not raise."""
+        self._request_observers.append(observer)
+
+    def unobserve_requests(self, observer: Callable[[str], None]) -> None:
+        if observer in self._request_observers:
+            self._request_observers.remove(observer)
 
     # -- appending -----------------------------------------------------------------
 
@@ -225,17 +239,26 @@ class AuditLog:
                 with self._queue_lock:
                     if not item.promoted and item in self._queue:
                         self._queue.remove(item)
+                        self.failing = True
                         raise AuditUnavailable("timed out waiting to append to the audit log")
                 # Either a writer has taken the event and is writing it right now, or
                 # this caller was just made the leader: finish rather than report a
                 # failure for an event that may well commit.
                 item.signal.wait(self._timeout_s)
             if not item.done and not item.promoted:
+                self.failing = True
                 raise AuditUnavailable("timed out waiting to append to the audit log")
         if not item.done:
             self._lead()
         if item.error is not None:
+            self.failing = True
             raise AuditUnavailable("the audit log could not be written") from item.error
+        self.failing = False
+        for observer in self._request_observers:
+            for prepared in item.events:
+                request_id = prepared.event.get("request_id")
+                if request_id:
+                    observer(request_id)
         return item.seqs
 
     def _lead(self) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -95,22 +97,23 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
     import uvicorn
 
     from gateway.http.app import create_app
-    from gateway.http.server import GovernedHttpProtocol
+    from gateway.http.server import uvicorn_options
 
     settings = settings_of(ctx)
     config = config_of(ctx)
-    listen = {
+    listen: dict[str, Any] = {
         "host": host or config.gateway.host,
         "port": port or config.gateway.port,
         "log_level": settings.log_level.lower(),
         "access_log": False,
         # Logging is configured here (and in each worker), the same for uvicorn's lines.
         "log_config": None,
-        # Lends governed streams their socket, so a cut read is reset at once.
-        "http": GovernedHttpProtocol,
+        # Lends governed streams their socket, so a cut read is reset at once, and
+        # bounds the request head.
+        **uvicorn_options(),
     }
     if workers == 1:
-        uvicorn.run(create_app(settings, config=config), **listen)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings, config=config), **listen)
         return
     # Each worker process builds its own app from the same settings.
     os.environ["KITELINE_CONFIG"] = str(settings.config.resolve())
@@ -121,7 +124,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
         "gateway.http.app:app_from_environment",
         factory=True,
         workers=workers,
-        **listen,  # type: ignore[arg-type]
+        **listen,
     )
 
 
@@ -338,15 +341,32 @@ def keys() -> None:
     """Manage API keys."""
 
 
+def _lifetime(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    match = re.fullmatch(r"([1-9][0-9]{0,5})([dh])", value.strip())
+    if match is None:
+        raise click.BadParameter("a number of days or hours, such as 90d or 12h")
+    count, unit = int(match[1]), match[2]
+    return timedelta(days=count) if unit == "d" else timedelta(hours=count)
+
+
 @keys.command("issue")
 @click.argument("name")
+@click.option(
+    "--expires",
+    callback=_lifetime,
+    default=None,
+    help="Lifetime of the key, such as 90d or 12h; past it the key is refused "
+    "(issue the next key before, then revoke the old one). Default: no expiry.",
+)
 @click.pass_context
-def keys_issue(ctx: click.Context, name: str) -> None:
+def keys_issue(ctx: click.Context, name: str, expires: Any) -> None:
     """Issue an API key for NAME and print its token once (admins; without a token, only
     the first admin's key)."""
     from sqlalchemy import select
 
-    from gateway.access.principals import PrincipalError, issue_key
+    from gateway.access.principals import PrincipalError, issue_key, now
     from gateway.state.models import Principal
 
     config = config_of(ctx)
@@ -358,7 +378,8 @@ def keys_issue(ctx: click.Context, name: str) -> None:
         ctx, "keys issue", ADMINS, allow_bootstrap=kind == "admin"
     )
     try:
-        key_id, token = issue_key(engine, name)
+        expires_at = now() + expires if expires is not None else None
+        key_id, token = issue_key(engine, name, expires_at=expires_at)
     except PrincipalError as exc:
         fail(str(exc), 2)
     # The key id is public by design; the token never reaches the log.

@@ -25,6 +25,7 @@ from gateway.auditing.trail import AuditTrail
 from gateway.config import Config, Settings, load_config
 from gateway.http import docs_pages, openapi
 from gateway.http.console import install as install_console
+from gateway.http.edge import Edge
 from gateway.http.metrics import GatewayMetrics
 from gateway.http.problems import install_error_handlers
 from gateway.http.routes import (
@@ -231,6 +232,8 @@ def create_app(
         app.include_router(module.router)
     openapi.install(app)
     docs_pages.install(app)
+    # The edge runs inside RequestContext, which names the request first.
+    app.add_middleware(Edge, routes=lambda: app.router.routes)
     install_console(app)
     app.add_middleware(
         RequestContext,

@@ -467,12 +467,45 @@ def _name_operations(spec: dict[str, Any]) -> None:
             operation["operationId"] = short[(path, method)]
 
 
+_LOCAL = "#/$defs/"
+_COMPONENTS = "#/components/schemas/"
+
+
+def _localized(node: Any, found: dict[str, Any]) -> Any:
+    """``node`` with every ``#/$defs/`` reference pointed at the components; the local
+    definitions it held are collected in ``found``."""
+    if isinstance(node, dict):
+        found.update(node.pop("$defs", None) or {})
+        return {
+            k: (_COMPONENTS + v[len(_LOCAL) :])
+            if k == "$ref" and isinstance(v, str) and v.startswith(_LOCAL)
+            else _localized(v, found)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_localized(item, found) for item in node]
+    return node
+
+
+def hoist_defs(spec: dict[str, Any]) -> dict[str, Any]:
+    """Move every local ``$defs`` (a hand-documented body's nested models) to the
+    components, where ``#/$defs/...`` references could not reach them from the root."""
+    found: dict[str, Any] = {}
+    spec = _localized(spec, found)
+    while found:  # definitions may themselves hold $defs
+        pending, found = found, {}
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in pending.items():
+            schemas.setdefault(name, _localized(schema, found))
+    return spec
+
+
 def install(app: FastAPI) -> None:
     """Serve the truthful document at ``/openapi.json`` (built once, on first use)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = build(app)
+            app.openapi_schema = hoist_defs(build(app))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

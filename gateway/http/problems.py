@@ -56,8 +56,15 @@ def problem_body(
     return body
 
 
-def problem_response(request: Request, error: GatewayError) -> Response:
-    request_id = getattr(request.state, "request_id", "-")
+def problem_response(
+    request: Request, error: GatewayError, headers: dict[str, str] | None = None
+) -> Response:
+    return problem_for(getattr(request.state, "request_id", "-"), error, headers)
+
+
+def problem_for(
+    request_id: str, error: GatewayError, extra_headers: dict[str, str] | None = None
+) -> Response:
     body = problem_body(
         status=error.status,
         slug=error.slug,
@@ -66,9 +73,12 @@ def problem_response(request: Request, error: GatewayError) -> Response:
         request_id=request_id,
         extensions=error.extensions,
     )
-    headers = {"X-Request-ID": request_id}
+    headers = {"X-Request-ID": request_id, **(extra_headers or {})}
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="kiteline"'
+    retry_after = getattr(error, "retry_after_s", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return Response(
         orjson.dumps(body), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
     )
@@ -96,7 +106,8 @@ def install_error_handlers(app: FastAPI) -> None:
         error.slug = {404: "not-found", 405: "method-not-allowed"}.get(
             exc.status_code, "http-error"
         )
-        return problem_response(request, error)
+        # A 405 names the methods the resource allows (RFC 9110, 15.5.6).
+        return problem_response(request, error, dict(exc.headers or {}))
 
     async def on_abandoned(request: Request, _exc: Exception) -> Response:
         # Never sent (the client is gone); the metrics record it under this status.

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
+from gateway.http.server_protocol import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
 from gateway.http.streaming import SOCKET_EXTENSION, TransportSocket
 
 
-class GovernedHttpProtocol(HttpToolsProtocol):
+def uvicorn_options() -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.run``: this protocol, and the head bound for h11."""
+    return {"h11_max_incomplete_event_size": MAX_HEAD_BYTES, "http": GovernedHttpProtocol}
+
+
+class GovernedHttpProtocol(BoundedHttpToolsProtocol):
+    """Bounded request heads (``server_protocol``), and the socket lent to each request."""
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         extensions: dict[str, Any] = {SOCKET_EXTENSION: TransportSocket(self.transport)}

@@ -43,7 +43,8 @@ def parse_query(body: bytes) -> QueryRequest:
     if len(body) > MAX_QUERY_BYTES:
         raise InvalidRequest(f"the query body exceeds {MAX_QUERY_BYTES} bytes")
     try:
-        return QueryRequest.model_validate_json(body or b"{}")
+        # Strict: "10" is not a limit, and no other value is coerced either.
+        return QueryRequest.model_validate_json(body or b"{}", strict=True)
     except ValidationError as exc:
         raise InvalidRequest("the query is invalid", errors=validation_errors(exc)) from None
 
@@ -185,6 +186,7 @@ class Chokepoint:
             default_limit=gateway.default_limit,
             row_filters=grant_filters(view, obligations),
             cursors=self.cursors,
+            principal=reader.caller.name,
         )
         if rows.limit > BUFFERED_READ_ROWS:
             decline_inline("a large answer is streamed from worker threads")

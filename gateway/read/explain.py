@@ -94,7 +94,7 @@ class Explainer:
     def parse(body: bytes) -> tuple[ExplainRequest, QueryRequest]:
         """The explain request, and the query in it validated as the read validates it."""
         try:
-            request = ExplainRequest.model_validate_json(body or b"{}")
+            request = ExplainRequest.model_validate_json(body or b"{}", strict=True)
             raw = orjson.loads(body or b"{}")
             query = QueryRequest.model_validate(
                 {k: v for k, v in raw.items() if k not in EXPLAIN_FIELDS}

@@ -78,10 +78,12 @@ class QueryRequest(BaseModel):
             for o in self.order_by
         ]
 
-    def fingerprint(self, dataset: str, profile: str) -> str:
-        """What a cursor is bound to: everything but the window."""
+    def fingerprint(self, dataset: str, profile: str, principal: str = "") -> str:
+        """What a cursor is bound to: everything but the window, and whom it was issued
+        to (another principal's cursor is refused, not resumed)."""
         shape = self.model_dump(exclude={"limit", "cursor", "purpose"}, mode="json")
         shape["_dataset"], shape["_profile"] = dataset, profile
+        shape["_principal"] = principal
         return hashlib.sha256(orjson.dumps(shape, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
@@ -249,8 +251,10 @@ def plan_rows(
     default_limit: int,
     row_filters: tuple[Filter, ...],
     cursors: CursorCodec,
+    principal: str = "",
 ) -> Plan:
-    """Validate a row query against the caller's view and turn it into a scan."""
+    """Validate a row query against the caller's view and turn it into a scan; a cursor
+    is honoured only from the ``principal`` it was issued to."""
     if view.profile == "aggregate":
         raise AccessDenied(
             "the aggregate profile returns no rows; send group_by and aggregates",
@@ -275,7 +279,7 @@ def plan_rows(
         raise InvalidRequest(
             f"limit: at most {max_rows} rows per request under your grant", max_rows=max_rows
         )
-    fingerprint = request.fingerprint(view.name, view.profile)
+    fingerprint = request.fingerprint(view.name, view.profile, principal)
     offset = cursors.decode(request.cursor, fingerprint) if request.cursor else 0
     return Plan(
         output=output,

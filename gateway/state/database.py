@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,40 +28,88 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_NAMES = ("principals", "grants", "policy")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+DEFAULT_TIMEOUT_S = 5.0
+
+
+def _sqlite_pragmas(
+    dbapi_connection: Any, _record: ConnectionPoolEntry, *, busy_timeout_ms: int
+) -> None:
     # WAL lets readers run beside the single writer; NORMAL sync is durable across
     # process crashes (the audit crash test relies on this), and busy_timeout turns
-    # writer contention between gateway processes into waiting instead of errors.
+    # writer contention between gateway processes into waiting instead of errors, for
+    # a bounded time: a lock held longer is an unavailable database (a 503).
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     # Checkpoints are the WalCheckpointer's job; this threshold is only the backstop.
     cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
-def create_state_engine(url: str) -> Engine:
+def _postgres_lock_timeout(
+    dbapi_connection: Any, _record: ConnectionPoolEntry, *, lock_timeout_ms: int
+) -> None:
+    # A lock held elsewhere (the audit log's advisory lock, a row) is waited for within
+    # the bound, then the statement fails and the request answers 503.
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = {lock_timeout_ms}")
+    dbapi_connection.commit()
+
+
+def create_state_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Engine:
+    """The state database's engine; ``timeout_s`` bounds each wait for a lock or a
+    connection, so an unavailable database is reported rather than waited on."""
+    timeout_ms = max(1, int(timeout_s * 1000))
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
+        _create_private_file(url)
         engine = create_engine(
             url,
             pool_size=16,
             max_overflow=16,
+            pool_timeout=timeout_s,
             # The connection returned last is handed out next: sequential requests
             # keep reusing one, whose page cache stays warm.
             pool_use_lifo=True,
             connect_args={"check_same_thread": False},
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(
+            engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout_ms=timeout_ms)
+        )
         # pysqlite's own transaction handling defers BEGIN; we issue BEGIN ourselves
         # so that writers can take the lock up front (BEGIN IMMEDIATE).
         event.listen(engine, "connect", _disable_pysqlite_begin)
         event.listen(engine, "begin", _begin)
         return engine
-    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+    engine = create_engine(
+        url,
+        pool_size=16,
+        max_overflow=16,
+        pool_pre_ping=True,
+        pool_timeout=timeout_s,
+        connect_args={"connect_timeout": max(1, math.ceil(timeout_s))},
+    )
+    event.listen(
+        engine, "connect", functools.partial(_postgres_lock_timeout, lock_timeout_ms=timeout_ms)
+    )
+    return engine
+
+
+def _create_private_file(url: str) -> None:
+    """Create a SQLite state file readable by its owner only (it holds key hashes, the
+    audit log and grants); an existing file is narrowed to 0600 too. SQLite's WAL and
+    shared-memory files take the main file's mode."""
+    path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
 
 
 @contextlib.contextmanager

@@ -433,10 +433,15 @@ def test_a_read_whose_audit_fails_never_gives_back_more_than_it_reserved(
     assert int(last.headers[today]) == int(first.headers[today]) + unfilled - 1000 + unfilled - 1
 
 
-def test_operations_endpoints(client: TestClient):
+def test_operations_endpoints(client: TestClient, workspace: Workspace):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
-    assert "kiteline_http_requests" in client.get("/metrics").text
+    # Metrics describe who uses what: officers and service principals only.
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=bearer(workspace, "mei")).status_code == 403
+    assert (
+        "kiteline_http_requests" in client.get("/metrics", headers=bearer(workspace, "victor")).text
+    )
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     # The governed read solves no parameters itself, but documents them all the same.

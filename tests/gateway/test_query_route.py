@@ -11,11 +11,11 @@ from tests.conftest import bearer
 OVERSIZED = b"{" + b" " * (MAX_QUERY_BYTES + 10) + b"}"
 
 
-def test_oversized_body_is_refused_as_a_bad_request(client: TestClient, workspace: Workspace):
+def test_oversized_body_is_refused_as_too_large(client: TestClient, workspace: Workspace):
     response = client.post(
         "/v1/datasets/studies/query", content=OVERSIZED, headers=bearer(workspace, "erin")
     )
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
     assert "exceeds" in response.json()["detail"]
 

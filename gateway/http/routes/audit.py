@@ -55,7 +55,11 @@ async def public_key(request: Request) -> Response:
     )
 
 
-@router.get("/audit/checkpoints/latest", summary="The newest signed checkpoint")
+@router.get(
+    "/audit/checkpoints/latest",
+    summary="The newest signed checkpoint",
+    responses={200: {"content": {"application/json": {}, "text/plain": {}}}},
+)
 async def latest_checkpoint(request: Request, caller: CallerDep) -> Response:
     del caller  # any authenticated caller may see the tree head
     trail = _trail(request)
@@ -189,7 +193,12 @@ async def alerts(
     return json_response(await run_in_threadpool(run))
 
 
-@router.get("/audit/export", summary="Export matching events (officers), streamed")
+@router.get(
+    "/audit/export",
+    summary="Export matching events (officers), streamed",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+)
 async def export(
     request: Request,
     caller: CallerDep,
@@ -229,7 +238,7 @@ async def export(
 
 
 class HashRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     value: JsonValue
 
 

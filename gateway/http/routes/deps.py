@@ -37,6 +37,10 @@ async def request_meta(request: Request) -> RequestMeta:
 
 
 async def caller(request: Request) -> Caller:
+    # The edge authenticates every non-public route before the body is read.
+    authenticated: Caller | None = getattr(request.state, "caller", None)
+    if authenticated is not None:
+        return authenticated
     gateway = service_of(request)
     return await run_in_threadpool(
         gateway.authenticate, request.headers.get("authorization"), request_meta_of(request)

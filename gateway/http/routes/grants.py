@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -15,6 +15,8 @@ from gateway.http.routes.responses import json_response
 router = APIRouter(prefix="/v1", tags=["grants"])
 
 Status = Literal["requested", "active", "expired", "revoked", "denied"]
+# Ids are 64-bit in the state database: a larger number names no grant (400, not 500).
+GrantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 @router.post(
@@ -38,13 +40,13 @@ async def list_grants(
 
 
 @router.get("/grants/{grant_id}", summary="One grant with its full history")
-async def show_grant(grant_id: int, caller: CallerDep, gateway: ServiceDep) -> Response:
+async def show_grant(grant_id: GrantId, caller: CallerDep, gateway: ServiceDep) -> Response:
     return json_response(await run_in_threadpool(gateway.grants.show, caller, grant_id))
 
 
 @router.post("/grants/{grant_id}/approve", summary="Approve a pending request (custodians)")
 async def approve(
-    grant_id: int, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
+    grant_id: GrantId, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
 ) -> Response:
     grant = await run_in_threadpool(gateway.grants.approve, caller, grant_id, body.reason, meta)
     return json_response(grant)
@@ -52,7 +54,7 @@ async def approve(
 
 @router.post("/grants/{grant_id}/deny", summary="Deny a pending request (custodians)")
 async def deny(
-    grant_id: int, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
+    grant_id: GrantId, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
 ) -> Response:
     grant = await run_in_threadpool(gateway.grants.deny, caller, grant_id, body.reason, meta)
     return json_response(grant)
@@ -60,7 +62,7 @@ async def deny(
 
 @router.post("/grants/{grant_id}/revoke", summary="Revoke a grant")
 async def revoke(
-    grant_id: int, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
+    grant_id: GrantId, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
 ) -> Response:
     grant = await run_in_threadpool(gateway.grants.revoke, caller, grant_id, body.reason, meta)
     return json_response(grant)
@@ -71,7 +73,7 @@ async def revoke(
     summary="Approve a time-boxed separation exception (an admin and an officer both must)",
 )
 async def break_glass(
-    grant_id: int, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
+    grant_id: GrantId, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
 ) -> Response:
     grant = await run_in_threadpool(gateway.grants.break_glass, caller, grant_id, body.reason, meta)
     return json_response(grant)

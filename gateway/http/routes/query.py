@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from gateway.access.principals import Caller
 from gateway.http.routes.deps import request_meta_of, service_of
 from gateway.http.streaming import GovernedStream
 from gateway.read.chokepoint import MAX_QUERY_BYTES
@@ -51,9 +52,10 @@ async def query(name: str, request: Request) -> Response:
     body = await _bounded_body(request)
     authorization = request.headers.get("authorization")
     accept = request.headers.get("accept")
+    authenticated: Caller | None = getattr(request.state, "caller", None)
 
     def run() -> tuple[ReadResult, bytes | None]:
-        caller = gateway.authenticate(authorization, meta)
+        caller = authenticated or gateway.authenticate(authorization, meta)
         request.state.caller_org = caller.org  # the bytes released are counted by org
         result = gateway.read(caller, name, body, accept, meta)
         if not result.small:
