@@ -132,6 +132,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 
 _GRANT = _ref("Grant")
 _LIST = _list({})
+# One principal's access to one dataset for one purpose, as the decision engine answers.
+_ACCESS_ENTRY = _object(
+    {"principal": _STRING, "dataset": _STRING, "allowed": _BOOL, "reasons": _list(_STRING)},
+    {
+        "kind": _STRING,
+        "status": _STRING,
+        "org": _nullable(_STRING),
+        "purpose": _nullable(_STRING),
+        "grants": _list(_INT),
+        "via": _list(_STRING),
+        "grant_id": _nullable(_INT),
+        "profile": _nullable(_STRING),
+        "columns": _nullable(_list(_STRING)),
+        "row_filters": _LIST,
+        "row_cap": _nullable(_INT),
+        "window": {},
+        "expires_at": _nullable(_STRING),
+    },
+)
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/healthz"): _ref("Status"),
     ("get", "/readyz"): _ref("Status"),
@@ -166,8 +185,18 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
         {"expired": _LIST, "revoked_unused": _LIST, "recertify": {"type": "object"}}
     ),
     ("get", "/v1/datasets/{name}/access"): _object(
-        {"dataset": _STRING, "access": _list(_object({"subject": _STRING, "kind": _STRING}))},
-        {"module": _STRING},
+        {"dataset": _STRING, "access": _list(_ACCESS_ENTRY)},
+        {"module": _STRING, "at": _STRING},
+    ),
+    ("get", "/v1/principals/{ref}/access"): _object(
+        {"principal": _STRING, "access": _list(_ACCESS_ENTRY)},
+        {
+            "kind": _STRING,
+            "status": _STRING,
+            "org": _nullable(_STRING),
+            "org_status": _nullable(_STRING),
+            "at": _STRING,
+        },
     ),
     ("post", "/v1/principals/{ref}/offboard"): {"type": "object"},
     ("post", "/v1/principals/{ref}/suspend"): _object({"principal": _STRING, "status": _STRING}),
@@ -229,6 +258,7 @@ _EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/datasets/{name}"): (400, 404),
     ("get", "/v1/datasets"): (400,),
     ("get", "/v1/datasets/{name}/access"): (404,),
+    ("get", "/v1/principals/{ref}/access"): (404,),
     ("post", "/v1/decisions/explain"): (400, 404),
     ("post", "/v1/trace"): (400,),
     ("post", "/v1/grants"): (400, 404, 409),

@@ -412,7 +412,9 @@ def test_explain_event_replays_a_past_decision_under_its_policy_version(scene: S
                 '\tmsg := "lockdown: sam\'s reads are suspended"\n}\n'
             )
             args = ["--config", str(scene.workspace.config_path), "policy", "reload"]
-            assert CliRunner().invoke(cli, args).exit_code == 0
+            # Reloading the policy is an admin's act, audited as the key's principal.
+            admin = CliRunner(env={"KITELINE_TOKEN": scene.workspace.tokens["admin"]})
+            assert admin.invoke(cli, args).exit_code == 0
             with scene.http("sam") as sam:
                 now_refused = sam.post("/v1/datasets/customers/query", json=body)
             assert now_refused.status_code == 403 and "lockdown" in now_refused.text
@@ -422,7 +424,7 @@ def test_explain_event_replays_a_past_decision_under_its_policy_version(scene: S
         finally:
             access.write_text(original)
             lockdown.unlink(missing_ok=True)
-            assert CliRunner().invoke(cli, args).exit_code == 0
+            assert admin.invoke(cli, args).exit_code == 0
 
         # The command line asks the gateway (as the officer whose token it holds).
         env = {"KITELINE_URL": scene.url, "KITELINE_TOKEN": scene.workspace.tokens["victor"]}
