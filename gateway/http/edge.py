@@ -44,15 +44,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 64 * 1024
 MAX_HOOK_BYTES = 16 * 1024
-# Routes anyone may call: operations, the documentation, the checkpoint key, and the HR
-# hook (which carries an HMAC signature instead of a token).
+# Routes anyone may call: operations, the documentation (and the files its pages load),
+# the checkpoint key, and the HR hook (which carries an HMAC signature instead of a token).
+DOCS_ASSETS = "/docs/assets"
 PUBLIC = frozenset(
     {
         "/healthz",
         "/readyz",
         "/openapi.json",
         "/docs",
-        "/docs/oauth2-redirect",
         "/redoc",
         "/v1/audit/public-key",
         "/v1/hooks/hr",
@@ -100,7 +100,7 @@ def rule_for(path: str) -> RouteRule:
         )
     return RouteRule(
         path,
-        public=path in PUBLIC,
+        public=path in PUBLIC or path == DOCS_ASSETS or path.startswith(DOCS_ASSETS + "/"),
         max_body=MAX_BODY.get(path, DEFAULT_MAX_BODY),
         json_body=path not in NOT_JSON,
     )

@@ -35,30 +35,39 @@ if HttpToolsProtocol is not None:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._head_bytes = 0
-            self._in_head = True
+            self._in_head = False
             self._refused = False
+
+        def on_message_begin(self) -> None:
+            # A head starts with its request's first byte and ends when its headers do;
+            # nothing in between is body, whatever the connection did before.
+            super().on_message_begin()
+            self._in_head, self._head_bytes = True, 0
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            # A head that arrived in the same chunk as its end is measured here.
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > MAX_HEAD_BYTES:
+                self._refuse()
+                return
             super().on_headers_complete()
 
-        def on_message_complete(self) -> None:
-            super().on_message_complete()
-            self._in_head, self._head_bytes = True, 0
+        def _refuse(self) -> None:
+            self._refused = True
+            self.transport.write(_TOO_LARGE % (len(_BODY), _BODY))
+            self.transport.close()
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return
-            in_head_before = self._in_head
             super().data_received(data)
-            # Bytes of a chunk that completed the head are not counted: the body may
-            # follow in the same chunk. A chunk that leaves the head open is all head.
-            if in_head_before and self._in_head:
+            # A chunk that leaves a head open is counted whole (it may also end an
+            # earlier request); one that completes its head is not: a body may follow.
+            if self._in_head:
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
-                    self._refused = True
-                    self.transport.write(_TOO_LARGE % (len(_BODY), _BODY))
-                    self.transport.close()
+                    self._refuse()
 
         def send_400_response(self, msg: str) -> None:
             if not self._refused:

@@ -30,7 +30,6 @@ PUBLIC = (200,) * 8
 EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
-    ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
@@ -53,6 +52,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/grants/{grant_id}/break-glass"): (403, 403, 403, 409, 409),
     ("POST", "/v1/grants/sweep"): (403, 403, 403, 200, 200),
     ("GET", "/v1/datasets/{name}/access"): (403, 403, 200, 200, 403),
+    ("GET", "/v1/principals/{ref}/access"): (403, 403, 403, 200, 403),
     ("POST", "/v1/principals/{ref}/offboard"): (403, 403, 403, 403, 200),
     ("POST", "/v1/principals/{ref}/suspend"): (403, 403, 403, 403, 200),
     ("POST", "/v1/principals/{ref}/reinstate"): (403, 403, 403, 403, 409),

@@ -73,7 +73,8 @@ def audit_rows_of(client: TestClient) -> list[dict[str, object]]:
 
 
 def test_keys_issue_takes_an_expiry(workspace: Workspace):
-    runner = CliRunner()
+    # Issuing a key is an admin's act, audited as the key's principal.
+    runner = CliRunner(env={"KITELINE_TOKEN": workspace.tokens["admin"]})
     args = ["--config", str(workspace.config_path), "keys", "issue", "mei"]
     issued = runner.invoke(cli, [*args, "--expires", "90d"])
     assert issued.exit_code == 0, issued.output
