@@ -10,6 +10,7 @@ closes it when the read ends or is abandoned.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -66,6 +67,8 @@ def arrow_batches(
     """Batches of exactly ``batch_size`` rows (the last one shorter) of ``schema``."""
     with _driver_errors(location):
         connection = adbc.connect(conninfo)
+    cursor: Any = None
+    reader: Any = None
     try:
         with _driver_errors(location):
             cursor = connection.cursor()
@@ -89,7 +92,12 @@ def arrow_batches(
             check_cancelled()
             yield held.combine_chunks().to_batches()[0]
     finally:
-        connection.close()
+        # A read left early still holds its statement and transaction: release them
+        # first, since a connection with an open statement may refuse to close.
+        for part in (reader, cursor, connection):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.close()
 
 
 def _conformed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

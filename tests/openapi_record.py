@@ -46,7 +46,9 @@ def recording() -> Iterator[None]:
             await original(self, scope, receive, capture)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", None)
+            path = getattr(route, "path", None) or scope.get("state", {}).get("edge_route")
+            if path == "unmatched":
+                path = None
             if path is not None and status:
                 samples = seen[(scope["method"].lower(), path, status)]
                 if len(samples) < MAX_SAMPLES and media.endswith("json") and len(body) <= MAX_BODY:

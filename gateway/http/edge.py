@@ -238,6 +238,8 @@ class Edge:
             user_agent=_header(scope, b"user-agent"),
         )
         rule = self._match(scope)
+        # Named for whoever looks at an answer the edge gave before any route ran.
+        scope.setdefault("state", {})["edge_route"] = rule.path
         self._recorded[request_id] = False
         started = False
         reasons: list[str] = []

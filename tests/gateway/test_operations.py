@@ -62,7 +62,9 @@ def test_metrics_json_logs_and_no_secret_in_them(workspace: Workspace, tmp_path:
         )
         assert bad.status_code == 401
         assert http.get("/docs").status_code == 200
-        found = samples(http.get("/metrics").text)
+        # /metrics needs an officer's or a service principal's key.
+        officer = {"Authorization": f"Bearer {workspace.tokens['victor']}"}
+        found = samples(http.get("/metrics", headers=officer).text)
 
     assert value(found, "kiteline_decisions_total", result="allow", rule="grant") >= 1
     assert sum(v for (n, labels), v in found.items() if n == "kiteline_decisions_total" and (

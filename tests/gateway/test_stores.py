@@ -55,7 +55,7 @@ from gateway.demo.workspace import (
 )
 from gateway.http.app import create_app
 from gateway.read.rows import BUFFERED_READ_ROWS
-from tests.conftest import bearer, copy_workspace
+from tests.conftest import bearer, copy_workspace, pg_url
 
 pytestmark = [pytest.mark.slow]
 
@@ -569,17 +569,29 @@ def test_abandoned_stream_returns_the_connection(sites: dict[str, StoreSite]) ->
     result = gateway.read(caller, "studies", orjson.dumps({"limit": 10_000}), None, _meta())
     first = next(result.chunks)
     assert first.startswith(b'{"dataset":"studies"')
-    # The scan is suspended mid-stream, holding its connection and server-side cursor.
-    assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"] - 1
+    # The scan is suspended mid-stream, holding a connection in an open transaction.
+    assert _open_transactions(site) >= 1
     result.delivery.handed_over(first)
     result.chunks.close()
     stats = pool.get_stats()
     assert stats["pool_available"] == stats["pool_size"]
+    assert _open_transactions(site) == 0
     # The sender of an abandoned stream records what it delivered.
     result.delivery.finish(complete=False, reason="abandoned")
     event = audit_events(site.workspace)[-1]
     assert event["action"] == "data.read"
     assert event["complete"] is False and event["decision"] == "error"
+
+
+def _open_transactions(site: StoreSite) -> int:
+    """Sessions left in a transaction that read this test's own demo schema."""
+    with psycopg.connect(pg_url(), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%%'"
+            " AND query LIKE %s",
+            (f"%{site.schema}%",),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 class _FailingConnector:
