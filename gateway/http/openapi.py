@@ -249,6 +249,9 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
 # Error statuses a route answers, beyond those of every authenticated route (401: no
 # or a bad token, 403: refused, 500: a bug, 503: a dependency could not answer).
 _AUTHENTICATED = (401, 403, 500, 503)
+# What the HTTP edge may answer for any route before it runs: a body over the route's
+# limit, a body that is not JSON, a rate limit.
+_EDGE = (413, 415, 429)
 _EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/healthz"): (),
     ("get", "/readyz"): (503,),
@@ -320,7 +323,9 @@ def _problem_responses(statuses: tuple[int, ...]) -> dict[str, Any]:
         404: "No such resource (or not visible to the caller).",
         406: "None of the media types in Accept can be produced.",
         409: "The resource's state does not allow this (e.g. already decided).",
-        429: "A row or privacy budget cannot pay for the request.",
+        413: "The body exceeds this route's limit.",
+        415: "The body is not JSON (`Content-Type: application/json`).",
+        429: "A rate limit, or a row or privacy budget that cannot pay for the request.",
         500: "An unexpected error; quote the request id.",
         503: "A dependency (state database, policy engine, audit log, store) cannot answer.",
     }
@@ -353,6 +358,7 @@ def _describe(path: str, method: str, operation: dict[str, Any]) -> None:
     if key in RESPONSES:
         ok["content"] = {"application/json": {"schema": RESPONSES[key]}}
     statuses = _EXTRA.get(key, (400,) if operation.get("parameters") else ())
+    statuses = (*_EDGE, *statuses)
     if key not in PUBLIC:
         statuses = (*_AUTHENTICATED, *statuses)
         operation["security"] = [{BEARER: []}]
