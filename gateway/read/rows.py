@@ -342,11 +342,13 @@ class RowStream:
         *,
         complete: bool,
         rows: int,
-        bytes_delivered: int,
         digest: str,
         reasons: tuple[str, ...],
+        bytes_delivered: int | None = None,
     ) -> None:
+        """The closing ``data.read`` event: what left, and whether all of it did."""
         plan = self.read.plan
+        sent: dict[str, Any] = {} if bytes_delivered is None else {"bytes": bytes_delivered}
         self.record.record_read(
             self.reader.audit.prepare(
                 "data.read",
@@ -357,10 +359,10 @@ class RowStream:
                 decision="allow" if complete else "error",
                 query_seq=self.record.seq,
                 rows=rows,
-                bytes=bytes_delivered,
                 digest=digest,
                 complete=complete,
                 reasons=reasons,
+                **sent,
             )
         )
 
@@ -380,21 +382,11 @@ class RowStream:
             )
 
     def record_read(self, *, complete: bool, reasons: tuple[str, ...] = ()) -> None:
-        plan = self.read.plan
-        self.record.record_read(
-            self.reader.audit.prepare(
-                "data.read",
-                meta=self.read.meta,
-                caller=self.read.caller,
-                dataset=plan.dataset,
-                module=plan.module,
-                decision="allow" if complete else "error",
-                query_seq=self.record.seq,
-                rows=self.rows,
-                digest="sha256:" + self.digest.hexdigest(),
-                complete=complete,
-                reasons=reasons,
-            )
+        self.record_delivered(
+            complete=complete,
+            rows=self.rows,
+            digest="sha256:" + self.digest.hexdigest(),
+            reasons=reasons,
         )
 
     def incomplete(self, reason: str) -> None:
