@@ -76,10 +76,14 @@ local_clock(w, ns, offsets) := [epoch_week[weekday], minute] if {
 
 # "08:30" -> 510; "24:00" -> 1440, so that a window can run to midnight. Anything but
 # zero-padded "HH:MM" is not a time and admits nothing.
-minutes(hhmm) := (to_number(substring(hhmm, 0, 2)) * 60) + to_number(substring(hhmm, 3, 2)) if {
+# The digits are read behind a leading "1": rego-cpp keeps a number parsed from "00"
+# in a form that does not compare as zero, which closed a window starting at 00:00.
+minutes(hhmm) := ((digits(substring(hhmm, 0, 2)) * 60) + digits(substring(hhmm, 3, 2))) if {
 	count(hhmm) == 5
 	substring(hhmm, 2, 1) == ":"
 }
+
+digits(two) := to_number(concat("", ["1", two])) - 100
 
 # Start inclusive, end exclusive: 08:00-20:00 admits 08:00 and 19:59, refuses 20:00.
 within(first, last, now) if {

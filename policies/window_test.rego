@@ -119,3 +119,18 @@ test_describe_and_local_time_explain_the_window if {
 	window.describe(office_hours) == "mon,tue,wed,thu,fri 08:00-20:00 (Asia/Shanghai)"
 	window.local_time(office_hours, shanghai_0759, {}) == "tue 07:59"
 }
+
+# A whole-day window is open in the first hour after midnight too ("00" once parsed to
+# a number that did not compare as zero).
+whole_day := {"start": "00:00", "end": "24:00", "timezone": "UTC"}
+
+test_a_whole_day_window_is_open_just_after_midnight if {
+	window.is_open(whole_day, shanghai_0800, {}) # 2026-11-24T00:00:00Z
+	window.is_open(whole_day, shanghai_0800 + 2280000000000, {}) # 00:38 UTC
+}
+
+test_midnight_reads_as_zero_minutes if {
+	window.minutes("00:00") == 0
+	window.minutes("00:38") == 38
+	window.minutes("09:05") == 545
+}
