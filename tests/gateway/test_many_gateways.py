@@ -182,6 +182,11 @@ def test_serve_with_workers_shares_one_port_and_one_log(pg_workspace: Workspace,
                 )
             )
         assert statuses == [200] * 12
+        # The second worker may still be starting when the first one answers.
+        deadline = time.monotonic() + 60
+        while log.read_text().count("Started server process") < 2:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
         assert log.read_text().count("Started server process") == 2
     code, out = cli_as(ws, "victor", "audit", "verify")
     assert code == 0 and out.startswith("ok:"), out
