@@ -72,13 +72,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "budget": _STRING,
                 "remaining": _nullable(_NUMBER),
                 "needed": _NUMBER,
+                "resets_at": {**_nullable(_STRING), "format": "date-time"},
                 "max_rows": _INT,
             },
         ),
         "description": "An RFC 9457 problem. `type` is `urn:kiteline:problem:<slug>`; "
         "`request_id` names the request in the logs and the audit log. Access-denied "
-        "problems carry `reasons` (and `rule`), budget problems `budget`, `remaining` and "
-        "`needed`, invalid requests `errors`.",
+        "problems carry `reasons` (and `rule`), budget problems `budget`, `remaining`, "
+        "`needed` and `resets_at` (RFC 3339, UTC; null for a total budget, which never resets; "
+        "a `Retry-After` header too when the reset is within a day), invalid requests "
+        "`errors`.",
     },
     "Status": _object({"status": _STRING}),
     "Grant": _object(
