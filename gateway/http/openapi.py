@@ -291,8 +291,9 @@ _EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
 _QUERY_HEADERS = {
     "X-Kiteline-Audit-Seq": "The audit event that recorded the read (its receipt).",
     "X-Kiteline-Profile": "The access profile the answer was shaped by.",
-    "X-Kiteline-Resume-Cursor": "Where the next page starts if this one is full (absent "
-    "under k-anonymity suppression, where only the body's cursor is exact). Formats with "
+    "X-Kiteline-Resume-Cursor": "Where the next page starts if this one is full. Under "
+    "k-anonymity suppression it is exact, counted before the answer, and sent only for CSV "
+    "when another page follows. Formats with "
     "a closing part carry the exact next cursor there: JSON's `next_cursor`, the custom "
     "metadata `kiteline.next_cursor` of a last, empty Arrow batch, the Parquet footer's "
     "key-value metadata `kiteline.next_cursor`.",
