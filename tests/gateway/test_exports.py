@@ -19,6 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
+from kiteline_client.arrow_stream import read_page
 
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from gateway.read.encoders import NEXT_CURSOR_KEY
@@ -51,17 +52,8 @@ def page_json(response: Any) -> tuple[pa.Table, str | None]:
 
 
 def page_arrow(response: Any) -> tuple[pa.Table, str | None]:
-    reader = pa.ipc.open_stream(response.content)
-    batches, cursor = [], None
-    while True:
-        try:
-            batch, metadata = reader.read_next_batch_with_custom_metadata()
-        except StopIteration:
-            break
-        if metadata is not None and KEY in metadata:
-            cursor = metadata[KEY].decode()
-        batches.append(batch)
-    return pa.Table.from_batches(batches, schema=reader.schema), cursor
+    page = read_page(response)
+    return pa.Table.from_batches(page.batches, schema=page.schema), page.cursor
 
 
 def page_parquet(response: Any) -> tuple[pa.Table, str | None]:
