@@ -42,7 +42,9 @@ def serve(workspace: LargeWorkspace, name: str) -> contextlib.AbstractContextMan
         sys.executable, "-m", "gateway.cli", "--config", str(workspace.config_path),
         "--log-level", "WARNING", "serve", "--port", str(port),
     ]  # fmt: skip
-    return common.served(command, port=port, log_path=DATA_DIR / "logs" / f"{name}.log")
+    return common.served(
+        command, port=port, log_path=DATA_DIR / "logs" / f"{name}.log", timeout_s=300.0
+    )
 
 
 def socket_reader(
