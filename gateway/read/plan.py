@@ -51,7 +51,7 @@ class ReadPlan:
     # What is scanned: source columns, the grant's row filters then the caller's own.
     columns: tuple[str, ...]
     filters: tuple[Filter, ...]
-    # The grant's row filters alone: the table it is released, over which k is counted.
+    # The grant's row filters alone: they make the table it releases, where k is counted.
     grant_filters: tuple[Filter, ...] = ()
     order_by: tuple[OrderBy, ...] = ()
     # The window released: at most ``limit`` rows (the rows reserved) from ``offset``.
