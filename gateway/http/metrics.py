@@ -118,6 +118,7 @@ class TimedConnector:
 
     def __init__(self, inner: Any, kind: str, histogram: Histogram) -> None:
         self._inner = inner
+        self.kind = kind
         self._scan = histogram.labels(kind, "scan")
         self._aggregate = histogram.labels(kind, "aggregate")
 

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectors import decline_inline
+from gateway import observability
 from gateway.access import budgets, key_versions
 from gateway.access.decisions import Decider
 from gateway.access.keyring import Keyring
@@ -132,14 +133,16 @@ class Chokepoint:
             raise NotFound(f"no dataset named {name!r}", dataset=name)
         if aggregate:
             decline_inline("an aggregate query reads the whole dataset")
-        decision: Decision = self.decider.decide(
-            caller=caller,
-            dataset=name,
-            at=datetime.now(UTC),
-            purpose=request.purpose,
-            # An aggregate query asks for the aggregate profile, never more.
-            profile=request.profile or ("aggregate" if aggregate else None),
-        )
+        with observability.span("kiteline.decision", dataset=name) as traced:
+            decision: Decision = self.decider.decide(
+                caller=caller,
+                dataset=name,
+                at=datetime.now(UTC),
+                purpose=request.purpose,
+                # An aggregate query asks for the aggregate profile, never more.
+                profile=request.profile or ("aggregate" if aggregate else None),
+            )
+            observability.decided(traced, decision)
         if decided is not None:
             decided.append(decision)
         if not decision.allowed or decision.obligations is None:
