@@ -229,8 +229,8 @@ def create_app(
     app.state.audit_trail = AuditTrail.from_config(config, gateway.audit)
     app.state.settings = settings
     app.state.read_slots = ReadSlots(config.gateway.read_threads, inline=config.reads_inline)
-    app.state.metrics_registry = registry
     metrics = GatewayMetrics(registry, gateway, app.state.audit_trail)
+    app.state.metrics_registry = metrics.scrape_registry(registry)
     metrics.time_stores()
     install_error_handlers(app)
     # Routes are matched in order, one router after another: the governed read, by far
