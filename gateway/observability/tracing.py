@@ -146,6 +146,8 @@ def failed(current: Any, exc: BaseException) -> None:
 
 def decided(traced: NoSpan | LiveSpan, decision: Any) -> None:
     """The decision's result and the rule that made it (its leading reason)."""
+    if traced is NO_SPAN:
+        return
     obligations = decision.obligations
     traced.set(
         **{
