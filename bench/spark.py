@@ -79,26 +79,8 @@ datasets:
     location: {partitioned}
 {columns}
 """
-MEMORY_CONFIG = """\
-gateway:
-  listen: 127.0.0.1:8791
-  state_url: sqlite:///state.db
-  key_dir: keys
-  master_key: file:keys/master.key
-  max_rows_per_request: {rows}
-stores:
-  lake:
-    kind: spark
-    url: {url}
-    token: env:KITELINE_BENCH_SPARK_TOKEN
-    tls: false
-    root: {root}
-modules:
-  events:
-    custodians: [ben, cyd]
-datasets:
-{datasets}
-"""
+# The same gateway and store, with one dataset per size read for memory.
+MEMORY_CONFIG = CONFIG.split("datasets:\n")[0] + "datasets:\n{datasets}\n"
 NAMES = ("row_id", "part", "identifier", "event_date", "category", "amount")
 MEMORY_SIZES = (1_000_000, 4_000_000)
 MEMORY_DISTINCT = 100_000
