@@ -16,6 +16,7 @@ import yaml
 from gateway.config import ConfigError, TracingSection
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from gateway.observability import tracing
+from tests.conftest import bearer, client_for
 from tests.otlp_receiver import otlp_receiver
 from tests.serving import serve_gateway
 
@@ -152,3 +153,23 @@ def test_spans_cost_nothing_while_tracing_is_off():
         traced.set(anything="ignored")
     batches = iter([1, 2])
     assert tracing.scanned(object(), batches) is batches
+
+
+def test_sampling_keeps_a_callers_sampled_trace_and_drops_the_others(workspace: Workspace):
+    query = {"columns": ["patient_id"], "limit": 5, "purpose": SURGICAL_PURPOSE}
+    kept = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    with otlp_receiver() as (endpoint, received):
+        with_tracing(workspace, endpoint)
+        config = yaml.safe_load(workspace.config_path.read_text())
+        config["tracing"]["sample_ratio"] = 0.0
+        workspace.config_path.write_text(yaml.safe_dump(config, allow_unicode=True))
+        with client_for(workspace) as client:
+            headers = bearer(workspace, "mei")
+            for extra in ({}, {"traceparent": kept}, {"traceparent": kept[:-2] + "00"}):
+                answer = client.post(
+                    "/v1/datasets/patients/query", json=query, headers={**headers, **extra}
+                )
+                assert answer.status_code == 200, answer.text
+        # The app's shutdown flushed what it kept.
+        traces = {span.trace_id.hex() for _, span in received.spans()}
+    assert traces == {kept.split("-")[1]}
