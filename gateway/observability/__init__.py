@@ -11,7 +11,17 @@ from gateway.observability.tracing import (
     scanned,
     span,
     start,
+    started,
     transformed,
 )
 
-__all__ = ["Tracing", "decided", "ensure_available", "scanned", "span", "start", "transformed"]
+__all__ = [
+    "Tracing",
+    "decided",
+    "ensure_available",
+    "scanned",
+    "span",
+    "start",
+    "started",
+    "transformed",
+]

@@ -18,6 +18,7 @@ last, through one module variable set by :func:`start`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
@@ -144,19 +145,32 @@ def failed(current: Any, exc: BaseException) -> None:
     current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
-def decided(traced: NoSpan | LiveSpan, decision: Any) -> None:
-    """The decision's result and the rule that made it (its leading reason)."""
-    if traced is NO_SPAN:
+def started() -> int:
+    """The clock for a span recorded once its step is done (see ``decided``); 0 while
+    tracing is off."""
+    return time.time_ns() if _tracer is not None else 0
+
+
+def decided(decision: Any, *, dataset: str, started: int) -> None:
+    """The decision span, from ``started`` to now: its result and the rule that made it
+    (its leading reason, the text the caller's answer and the audit log give)."""
+    active = _tracer
+    if active is None:
         return
     obligations = decision.obligations
-    traced.set(
-        **{
-            "decision.result": "allow" if decision.allowed else "deny",
-            "decision.rule": decision.reasons[0] if decision.reasons else None,
-            "decision.profile": obligations.profile if obligations is not None else None,
-            "decision.grant_id": obligations.grant_id if obligations is not None else None,
-        }
+    attributes = {
+        "kiteline.dataset": dataset,
+        "kiteline.decision.result": "allow" if decision.allowed else "deny",
+        "kiteline.decision.rule": decision.reasons[0] if decision.reasons else None,
+        "kiteline.decision.profile": obligations.profile if obligations is not None else None,
+        "kiteline.decision.grant_id": obligations.grant_id if obligations is not None else None,
+    }
+    current = active.start_span(
+        "kiteline.decision",
+        start_time=started,
+        attributes={k: v for k, v in attributes.items() if v is not None},
     )
+    current.end()
 
 
 def scanned(connector: object, batches: Iterator[T]) -> Iterator[T]:

@@ -133,16 +133,16 @@ class Chokepoint:
             raise NotFound(f"no dataset named {name!r}", dataset=name)
         if aggregate:
             decline_inline("an aggregate query reads the whole dataset")
-        with observability.span("kiteline.decision", dataset=name) as traced:
-            decision: Decision = self.decider.decide(
-                caller=caller,
-                dataset=name,
-                at=datetime.now(UTC),
-                purpose=request.purpose,
-                # An aggregate query asks for the aggregate profile, never more.
-                profile=request.profile or ("aggregate" if aggregate else None),
-            )
-            observability.decided(traced, decision)
+        started = observability.started()
+        decision: Decision = self.decider.decide(
+            caller=caller,
+            dataset=name,
+            at=datetime.now(UTC),
+            purpose=request.purpose,
+            # An aggregate query asks for the aggregate profile, never more.
+            profile=request.profile or ("aggregate" if aggregate else None),
+        )
+        observability.decided(decision, dataset=name, started=started)
         if decided is not None:
             decided.append(decision)
         if not decision.allowed or decision.obligations is None:
