@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 import uuid
 import warnings
 from pathlib import Path
@@ -31,16 +30,17 @@ REPO_ROOT = BENCH_DIR.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.common import Result, Target, lift_row_budgets, print_table  # noqa: E402
+from bench.common import Result, Target, lift_row_budgets, run_and_print  # noqa: E402
 from bench.stores import (  # noqa: E402
     COLUMNS,
     DATA_DIR,
     ROWS,
     Governed,
-    _meta,
     best_of,
     events_file,
+    governed_workspace,
     partitioned_dir,
+    read_results,
 )
 
 CONFIG = """\
@@ -76,50 +76,21 @@ NAMES = ("row_id", "part", "identifier", "event_date", "category", "amount")
 
 
 def governed(url: str, token: str, single: Path, partitioned: Path) -> Governed:
-    from gateway.access.grants import add_grant
-    from gateway.access.keyring import create_master_key
-    from gateway.access.principals import add_principal, issue_key
-    from gateway.config import load_config
-    from gateway.service import Gateway
-    from gateway.state.database import create_state_engine, migrate
-
     root = DATA_DIR / "spark-workspace"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     os.environ["KITELINE_BENCH_SPARK_TOKEN"] = token
-    (root / "kiteline.yaml").write_text(
-        lift_row_budgets(
-            CONFIG.format(
-                rows=ROWS,
-                url=url,
-                root=DATA_DIR,
-                single=single.name,
-                partitioned=partitioned.name,
-                columns=COLUMNS.rstrip("\n"),
-            )
+    config_text = lift_row_budgets(
+        CONFIG.format(
+            rows=ROWS,
+            url=url,
+            root=DATA_DIR,
+            single=single.name,
+            partitioned=partitioned.name,
+            columns=COLUMNS.rstrip("\n"),
         )
     )
-    create_master_key(root / "keys/master.key")
-    config = load_config(root / "kiteline.yaml")
-    engine = create_state_engine(config.state_url)
-    migrate(engine)
-    add_principal(engine, name="ada", kind="employee", department="research")
-    key = issue_key(engine, "ada")[1]
-    add_grant(
-        engine,
-        config,
-        subject_type="principal",
-        subject="ada",
-        module="events",
-        profile="pseudonymized",
-        days=30,
-        approvals=1,
-        row_cap=ROWS,
-        created_by="bench",
-    )
-    engine.dispose()
-    gateway = Gateway.from_config(config)
-    return Governed(gateway, gateway.authenticate(f"Bearer {key}", _meta()))
+    return governed_workspace(root, config_text)
 
 
 def plain_session(url: str, token: str) -> Any:
@@ -163,24 +134,11 @@ def run() -> list[Result]:
                     "plain": plain,
                 }
             )
-            results.append(
-                Result(
-                    "spark governed read, 1M rows",
-                    times["governed"],
-                    "s",
-                    baseline=times["plain"],
-                    target=Target("ratio", "<=", 1.5),
-                    note="baseline: Spark Connect toArrow() of the same columns",
-                )
-            )
-            results.append(
-                Result(
-                    "spark connector scan alone, 1M rows",
-                    times["connector"],
-                    "s",
-                    baseline=times["plain"],
-                    note="the Spark connector's scan of the same columns, before any governance",
-                )
+            results += read_results(
+                "spark",
+                times,
+                plain="Spark Connect toArrow() of the same columns",
+                connector="the Spark connector's scan of the same columns, before any governance",
             )
             before = lake.bytes_received
             bench.read("events_parts", everything)
@@ -209,12 +167,7 @@ def run() -> list[Result]:
 
 
 def main() -> int:
-    started = time.perf_counter()
-    results = run()
-    print()
-    print_table(results)
-    print(f"\n({time.perf_counter() - started:.0f}s)")
-    return 0
+    return run_and_print(run)
 
 
 if __name__ == "__main__":

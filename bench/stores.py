@@ -45,7 +45,8 @@ REPEATS = 3
 PG_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 BUCKET = "bench"
 
-from bench.common import Result, Target, lift_row_budgets, print_table  # noqa: E402
+from bench.common import Result, Target, lift_row_budgets, run_and_print  # noqa: E402
+from bench.workspaces import reader_workspace  # noqa: E402
 
 CONFIG = """\
 gateway:
@@ -253,13 +254,6 @@ class Governed:
 
 
 def governed(site: S3Site, pg: tuple[str, str] | None) -> Governed:
-    from gateway.access.grants import add_grant
-    from gateway.access.keyring import create_master_key
-    from gateway.access.principals import add_principal, issue_key
-    from gateway.config import load_config
-    from gateway.service import Gateway
-    from gateway.state.database import create_state_engine, migrate
-
     root = DATA_DIR / "workspace"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -278,39 +272,57 @@ def governed(site: S3Site, pg: tuple[str, str] | None) -> Governed:
     os.environ["KITELINE_BENCH_S3_KEY"] = site.key
     os.environ["KITELINE_BENCH_S3_SECRET"] = site.secret
     # A full read of 1M rows, several times over, would spend the default daily budget.
-    (root / "kiteline.yaml").write_text(
-        lift_row_budgets(
-            CONFIG.format(
-                rows=ROWS,
-                endpoint=site.endpoint,
-                bucket=BUCKET,
-                pg_store=PG_STORE if pg is not None else "",
-                datasets="".join(datasets),
-            )
+    config_text = lift_row_budgets(
+        CONFIG.format(
+            rows=ROWS,
+            endpoint=site.endpoint,
+            bucket=BUCKET,
+            pg_store=PG_STORE if pg is not None else "",
+            datasets="".join(datasets),
         )
     )
-    create_master_key(root / "keys/master.key")
-    config = load_config(root / "kiteline.yaml")
-    engine = create_state_engine(config.state_url)
-    migrate(engine)
-    add_principal(engine, name="ada", kind="employee", department="research")
-    token = issue_key(engine, "ada")[1]
-    add_grant(
-        engine,
-        config,
-        subject_type="principal",
-        subject="ada",
-        module="events",
-        profile="pseudonymized",
-        days=30,
-        approvals=1,
-        row_cap=ROWS,
-        created_by="bench",
-    )
-    engine.dispose()
+    return governed_workspace(root, config_text)
+
+
+def governed_workspace(root: Path, config_text: str) -> Governed:
+    """A gateway over ``root`` configured by ``config_text``, and its one caller: an
+    employee ``ada`` holding an active pseudonymized grant on the ``events`` module
+    whose row cap covers every row."""
+    from gateway.service import Gateway
+
+    config, token = reader_workspace(root, config_text, rows=ROWS, days=30, module="events")
     gateway = Gateway.from_config(config)
-    meta_caller = gateway.authenticate(f"Bearer {token}", _meta())
-    return Governed(gateway, meta_caller)
+    return Governed(gateway, gateway.authenticate(f"Bearer {token}", _meta()))
+
+
+def read_results(
+    store: str,
+    times: dict[str, float],
+    *,
+    plain: str,
+    connector: str,
+    connector_label: str = "connector scan alone, 1M rows",
+    row: str = "",
+) -> list[Result]:
+    """The governed read against the plain one, and the connector's scan alone."""
+    return [
+        Result(
+            f"{store} governed read, 1M rows",
+            times["governed"],
+            "s",
+            baseline=times["plain"],
+            target=Target("ratio", "<=", 1.5),
+            note=f"baseline: {plain}",
+            row=row,
+        ),
+        Result(
+            f"{store} {connector_label}",
+            times["connector"],
+            "s",
+            baseline=times["plain"],
+            note=connector,
+        ),
+    ]
 
 
 def _meta() -> Any:
@@ -369,26 +381,12 @@ def run() -> list[Result]:
                     "plain": plain_s3,
                 }
             )
-            results.append(
-                Result(
-                    "s3 governed read, 1M rows",
-                    times["governed"],
-                    "s",
-                    baseline=times["plain"],
-                    target=Target("ratio", "<=", 1.5),
-                    note="baseline: pyarrow.parquet.read_table over pyarrow's S3 client",
-                    row="s3_read",
-                )
-            )
-
-            results.append(
-                Result(
-                    "s3 connector scan alone, 1M rows",
-                    times["connector"],
-                    "s",
-                    baseline=times["plain"],
-                    note="the S3 connector's scan of every column, before any governance",
-                )
+            results += read_results(
+                "s3",
+                times,
+                plain="pyarrow.parquet.read_table over pyarrow's S3 client",
+                connector="the S3 connector's scan of every column, before any governance",
+                row="s3_read",
             )
             connector = bench.gateway.connectors["lake"]
             before = connector.bytes_read
@@ -428,26 +426,14 @@ def run() -> list[Result]:
                         "plain": plain_pg,
                     }
                 )
-                results.append(
-                    Result(
-                        "postgres governed read, 1M rows",
-                        times["governed"],
-                        "s",
-                        baseline=times["plain"],
-                        target=Target("ratio", "<=", 1.5),
-                        note="baseline: psycopg COPY (SELECT *) TO STDOUT, text format, "
-                        "bytes only (not yet the fastest plain Arrow read)",
-                        row="pg_read",
-                    )
-                )
-                results.append(
-                    Result(
-                        "postgres connector scan alone",
-                        times["connector"],
-                        "s",
-                        baseline=times["plain"],
-                        note="the PostgreSQL connector's scan of every column, no governance",
-                    )
+                results += read_results(
+                    "postgres",
+                    times,
+                    plain="psycopg COPY (SELECT *) TO STDOUT, text format, "
+                    "bytes only (not yet the fastest plain Arrow read)",
+                    connector="the PostgreSQL connector's scan of every column, no governance",
+                    connector_label="connector scan alone",
+                    row="pg_read",
                 )
         finally:
             bench.gateway.close()
@@ -455,12 +441,7 @@ def run() -> list[Result]:
 
 
 def main() -> int:
-    started = time.perf_counter()
-    results = run()
-    print()
-    print_table(results)
-    print(f"\n({time.perf_counter() - started:.0f}s)")
-    return 0
+    return run_and_print(run)
 
 
 if __name__ == "__main__":

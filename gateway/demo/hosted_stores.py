@@ -35,6 +35,7 @@ from gateway.demo.processes import (
     DemoStoreError,
     free_port,
     prepare_root,
+    stop_process,
     terminate_exits,
     wait_until_listening,
 )
@@ -101,12 +102,7 @@ def s3_server(log_path: Path) -> Iterator[str]:
         with terminate_exits():
             yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def _s3_credentials(root: Path) -> tuple[str, str]:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 class DemoStoreError(Exception):
@@ -51,6 +52,18 @@ def wait_until_listening(
         except OSError:
             time.sleep(poll_s)
     raise DemoStoreError(f"the {name} did not start within {within_s:.0f}s; see {log_path}")
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """Terminate one process we started, by its handle; kill it if it lingers."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:
