@@ -357,87 +357,95 @@ def drain(connector: Any, location: str, file_format: Any) -> int:
 
 
 def run() -> list[Result]:
-    import psycopg
-    import pyarrow.parquet as pq
-    from psycopg import sql
-
     single = events_file()
     partitioned = partitioned_dir(single)
-    everything = {"limit": ROWS}
-    results: list[Result] = []
     with s3_site(single, partitioned) as site, pg_site(single) as pg:
         bench = governed(site, pg)
         try:
-            fs = site.filesystem()
-
-            def plain_s3() -> object:
-                return pq.read_table(f"{BUCKET}/events.parquet", filesystem=fs)
-
-            lake = bench.gateway.connectors["lake"]
-            times = best_of(
-                {
-                    "governed": lambda: bench.read("events_s3", everything),
-                    "connector": lambda: drain(lake, "events.parquet", "parquet"),
-                    "plain": plain_s3,
-                }
-            )
-            results += read_results(
-                "s3",
-                times,
-                plain="pyarrow.parquet.read_table over pyarrow's S3 client",
-                connector="the S3 connector's scan of every column, before any governance",
-                row="s3_read",
-            )
-            connector = bench.gateway.connectors["lake"]
-            before = connector.bytes_read
-            one_part = {"where": [{"column": "part", "op": "=", "value": 7}], "limit": ROWS}
-            sent = bench.read("events_parts", one_part)
-            fetched = connector.bytes_read - before
-            results.append(
-                Result(
-                    "s3 bytes fetched, 1% of partitions",
-                    fetched,
-                    "B",
-                    baseline=site.prefix_bytes,
-                    target=Target("ratio", "<=", 0.05),
-                    note=f"baseline: the whole prefix; response was {sent:,} bytes",
-                )
-            )
-
+            results = s3_results(bench, site)
             if pg is not None:
-                url, schema = pg
-                copy_query = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT").format(
-                    sql.Identifier(schema, "events")
-                )
-
-                def plain_pg() -> object:
-                    received = 0
-                    with psycopg.connect(url) as connection, connection.cursor() as cursor:
-                        with cursor.copy(copy_query) as copy:
-                            for data in copy:
-                                received += len(data)
-                    return received
-
-                warehouse = bench.gateway.connectors["warehouse"]
-                times = best_of(
-                    {
-                        "governed": lambda: bench.read("events_pg", everything),
-                        "connector": lambda: drain(warehouse, f"{schema}.events", "table"),
-                        "plain": plain_pg,
-                    }
-                )
-                results += read_results(
-                    "postgres",
-                    times,
-                    plain="psycopg COPY (SELECT *) TO STDOUT, text format, "
-                    "bytes only (not yet the fastest plain Arrow read)",
-                    connector="the PostgreSQL connector's scan of every column, no governance",
-                    connector_label="connector scan alone",
-                    row="pg_read",
-                )
+                results += postgres_results(bench, *pg)
         finally:
             bench.gateway.close()
     return results
+
+
+def s3_results(bench: Governed, site: S3Site) -> list[Result]:
+    """A governed read of every row against pyarrow's own, and the bytes fetched for a
+    read of one partition."""
+    import pyarrow.parquet as pq
+
+    fs = site.filesystem()
+
+    def plain_s3() -> object:
+        return pq.read_table(f"{BUCKET}/events.parquet", filesystem=fs)
+
+    lake = bench.gateway.connectors["lake"]
+    times = best_of(
+        {
+            "governed": lambda: bench.read("events_s3", {"limit": ROWS}),
+            "connector": lambda: drain(lake, "events.parquet", "parquet"),
+            "plain": plain_s3,
+        }
+    )
+    results = read_results(
+        "s3",
+        times,
+        plain="pyarrow.parquet.read_table over pyarrow's S3 client",
+        connector="the S3 connector's scan of every column, before any governance",
+        row="s3_read",
+    )
+    before = lake.bytes_read
+    one_part = {"where": [{"column": "part", "op": "=", "value": 7}], "limit": ROWS}
+    sent = bench.read("events_parts", one_part)
+    fetched = lake.bytes_read - before
+    results.append(
+        Result(
+            "s3 bytes fetched, 1% of partitions",
+            fetched,
+            "B",
+            baseline=site.prefix_bytes,
+            target=Target("ratio", "<=", 0.05),
+            note=f"baseline: the whole prefix; response was {sent:,} bytes",
+        )
+    )
+    return results
+
+
+def postgres_results(bench: Governed, url: str, schema: str) -> list[Result]:
+    """A governed read of every row against psycopg's COPY of the same table."""
+    import psycopg
+    from psycopg import sql
+
+    copy_query = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT").format(
+        sql.Identifier(schema, "events")
+    )
+
+    def plain_pg() -> object:
+        received = 0
+        with psycopg.connect(url) as connection, connection.cursor() as cursor:
+            with cursor.copy(copy_query) as copy:
+                for data in copy:
+                    received += len(data)
+        return received
+
+    warehouse = bench.gateway.connectors["warehouse"]
+    times = best_of(
+        {
+            "governed": lambda: bench.read("events_pg", {"limit": ROWS}),
+            "connector": lambda: drain(warehouse, f"{schema}.events", "table"),
+            "plain": plain_pg,
+        }
+    )
+    return read_results(
+        "postgres",
+        times,
+        plain="psycopg COPY (SELECT *) TO STDOUT, text format, "
+        "bytes only (not yet the fastest plain Arrow read)",
+        connector="the PostgreSQL connector's scan of every column, no governance",
+        connector_label="connector scan alone",
+        row="pg_read",
+    )
 
 
 def main() -> int:
