@@ -38,6 +38,7 @@ from audit import (
     TreeBuilder,
     verify_log_batches,
 )
+from gateway import observability
 from gateway.access.principals import Caller
 from gateway.auditing.batch_write import Pending, parse_frontier, write_batch
 from gateway.auditing.fields import Prepared, RequestMeta, prepare_event
@@ -164,6 +165,11 @@ class AuditLog:
     def _submit(self, item: Pending) -> list[int]:
         """Queue the event; the one leading caller writes whatever is queued in a single
         transaction (group commit) while the others wait for their own event."""
+        actions = ",".join(p.event["action"] for p in item.events)
+        with observability.span("kiteline.audit.append", **{"audit.actions": actions}):
+            return self._submit_now(item)
+
+    def _submit_now(self, item: Pending) -> list[int]:
         deadline = time.monotonic() + self._timeout_s
         with self._queue_lock:
             self._queue.append(item)
