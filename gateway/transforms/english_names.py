@@ -1,0 +1,149 @@
+"""English person names, found from context (see ``names``): a title before a capitalised
+word, a capitalised word next to a context word, or a run of capitalised words that does
+not name an organisation or a place."""
+
+from __future__ import annotations
+
+import re
+
+from gateway.transforms.chinese_lexicon import CJK, CJK_CHAR
+
+_Span = tuple[int, int]
+
+_EN_TITLE = re.compile(
+    r"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Professor|Doctor|Nurse|Sister|Father|Sir|Dame|Madam)"
+    r"\b\.?[ ]+"
+)
+_CAPITAL = re.compile("[A-Z]")
+_EN_WORD = re.compile(
+    r"(?:Mc|Mac|O')[A-Z][a-z]+|[A-Z](?:[a-z]+(?:['\u2019\-](?!s\b)[A-Z]?[a-z]+)*|\.)"
+)
+_EN_CUE_BEFORE = frozenset(
+    """with by to ask asked call called contact cc hi hello hey dear thanks thank regards best
+    cheers sincerely patient wife husband daughter son mother father brother sister friend
+    colleague manager contact per from for and or told tell ping @ nurse doctor dr reach
+    reached meet met see saw visit visited email emailed message messaged text texted
+    assigned escalated forward forwarded page paged notify notified inform informed remind
+    reminded""".split()
+)
+_EN_CUE_AFTER = frozenset(
+    """said says told asked called reports reported will is was has had here wrote replied
+    thinks just got brought""".split()
+)
+# Capitalised words that are not names even where a name could stand.
+_EN_NOT_NAMES = frozenset(
+    """I I'm I've I'll The A An This That These Those It We You He She They My Our Your His Her
+    Their Please Thanks Thank Hi Hello Dear Regards Best Cheers Per Can Could Would Is
+    Are Was Were Do Does Did Has Have Had If When Where What Who Why How And Or But So Not
+    No Yes Ok OK Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February
+    March April May June July August September October November December Patient Ticket
+    Order Customer Meeting Contact Nurse Doctor Admitted Discharge Referral Escalation
+    Handover History Per Mr Mrs Ms Dr Prof Sir""".split()
+)
+# A run of capitalised words ending in one of these names an organisation or a place.
+_EN_ORG_HEADS = frozenset(
+    """Service Services Department Dept General Hospital Clinic Center Centre Office Team
+    Support Billing Street St Road Avenue Inc Ltd LLC Corp Company Group Bank University
+    College School Airport Station City County State Park Unit Ward""".split()
+)
+
+
+def english_spans(text: str) -> list[_Span]:
+    if not _CAPITAL.search(text):
+        return []
+    found: list[_Span] = []
+    for m in _EN_TITLE.finditer(text):
+        titled = _capitalised_run(text, m.end())
+        if titled is not None:
+            found.append(titled)
+        elif CJK_CHAR.match(text, m.end()):
+            cjk = re.match(f"[{CJK}]{{1,3}}", text[m.end() :])
+            assert cjk is not None
+            found.append((m.end(), m.end() + len(cjk.group())))
+    words = list(_EN_WORD.finditer(text))
+    i = 0
+    while i < len(words):
+        run = [words[i]]
+        while i + len(run) < len(words) and _joins(text, run[-1], words[i + len(run)]):
+            run.append(words[i + len(run)])
+        i += len(run)
+        named = [w for w in run if w.group() not in _EN_NOT_NAMES]
+        if not named:
+            continue
+        first, last = named[0], named[-1]
+        if last.group() in _EN_ORG_HEADS:
+            continue
+        if (len(named) >= 2 and not _sentence_start(text, first.start())) or (
+            _cue_before(text, first.start()) or _cue_after(text, last.end())
+        ):
+            start = _inverted_start(text, first.start())
+            found.append((start, _inverted_end(text, last.end())))
+    return found
+
+
+def _capitalised_run(text: str, at: int) -> _Span | None:
+    m = _EN_WORD.match(text, at)
+    if m is None:
+        return None
+    end = m.end()
+    while True:
+        nxt = re.match(r"[ ]+", text[end:])
+        if nxt is None:
+            break
+        follow = _EN_WORD.match(text, end + nxt.end())
+        if follow is None or follow.group() in _EN_NOT_NAMES:
+            break
+        end = follow.end()
+    return at, end
+
+
+_EN_GIVEN_AFTER_COMMA = re.compile(r", ([A-Z][a-z]+)\b(?![ ]?[A-Z])")
+_EN_SURNAME_BEFORE_COMMA = re.compile(r"(?:^|(?<=[ (]))([A-Z][a-z]+), $")
+# Lower-case words inside a surname: Dana van Dyke, Ana de la Cruz.
+_EN_PARTICLE = re.compile(r" (?:(?:van|von|de|da|del|der|di|du|la|le|bin|ibn|al|ter) )+")
+
+
+def _inverted_start(text: str, start: int) -> int:
+    """Where a name written surname first starts: "Turner, Kim said" takes in Turner."""
+    if not text.startswith(", ", start - 2):
+        return start
+    m = _EN_SURNAME_BEFORE_COMMA.search(text, max(0, start - 30), start)
+    if m is None or m.group(1) in _EN_NOT_NAMES or m.group(1) in _EN_ORG_HEADS:
+        return start
+    return m.start(1)
+
+
+def _inverted_end(text: str, end: int) -> int:
+    """Where a name written surname first ends: "Smith, David" goes on past the comma."""
+    m = _EN_GIVEN_AFTER_COMMA.match(text, end)
+    if m is None or m.group(1) in _EN_NOT_NAMES or m.group(1) in _EN_ORG_HEADS:
+        return end
+    return m.end()
+
+
+def _joins(text: str, left: re.Match[str], right: re.Match[str]) -> bool:
+    a, b = left.end(), right.start()
+    if b - a == 1:
+        return text[a] in " -"
+    return _EN_PARTICLE.fullmatch(text, a, b) is not None
+
+
+def _sentence_start(text: str, at: int) -> bool:
+    j = at - 1
+    while j >= 0 and text[j] in " \"'(":
+        j -= 1
+    return j < 0 or text[j] in ".!?:;\n"
+
+
+def _cue_before(text: str, at: int) -> bool:
+    before = text[max(0, at - 24) : at].rstrip(" ,:(")
+    word = re.search(r"[@A-Za-z']+$", before)
+    return word is not None and word.group().lower() in _EN_CUE_BEFORE
+
+
+def _cue_after(text: str, at: int) -> bool:
+    after = text[at : at + 24]
+    if after.startswith(("'s", "\u2019s", " here")):
+        return True
+    word = re.match(r"[ ]+([a-z]+)", after)
+    return word is not None and word.group(1) in _EN_CUE_AFTER
