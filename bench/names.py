@@ -112,6 +112,24 @@ ZH_DEV = (
     "@{p} 文件发你邮箱了，{full}说下周再改。",
     "投诉人{full}称快递员态度差，已联系{p}核实，高度重视。",
     "会诊意见（{t}）：建议完善检查，白天多饮水，由{p}随访。",
+    "病程记录：{full}今日精神好，{t}查房后同意出院。",
+    "{p}你好，你的快递放在门卫室了，{full}代收。",
+    "会议纪要：{full}主持，{p}记录，{t}列席。",
+    "接{t}通知，{full}明天调休，{p}顶班。",
+    "学生{full}的家长{p}来电请假。",
+    "刚才{p}在电梯里碰到{full}，聊了几句。",
+    "请假条：{full}因病请假两天，由{p}代课。",
+    "{full}和{p}是这次项目的负责人，有问题找{t}。",
+    "电话回访{full}，本人表示满意，{p}已登记。",
+    "维修记录：{p}报修空调漏水，{full}下午处理完毕。",
+    "系统提示：{p}的账号已锁定，请联系信息科处理。",
+    "{full}在微信上说，顺丰快递还没到，让{t}帮忙查一下。",
+    "新版本上线后，{p}反映页面很卡，技术部正在排查。",
+    "药房通知：{full}的阿司匹林已停用，{t}同意。",
+    "本月优秀员工：{full}，推荐人{p}。",
+    "{full}来电咨询医保报销，{p}已解答。",
+    "出差申请：{full}赴上海参加培训，{t}审批。",
+    "投诉：{p}购买的美的空调漏水，售后部门跟进。",
 )
 ZH_HELDOUT = (
     "凌晨两点{full}因胸闷入院，值班的{t}给予吸氧，心电图未见异常。",
@@ -122,6 +140,16 @@ ZH_HELDOUT = (
     "{full}请假三天，工作由{p}代理，紧急事项请找{t}。",
     "产妇{full}顺产一女婴，体重3.2公斤，陪护人{p}。",
     "群公告：{p}负责收集报名表，{full}统计人数，截止到周五。",
+    # Written with the corpus's second batch of dev templates, before any of them was
+    # tuned on.
+    "门诊病历：{full}，女，34岁，主诉头痛三天，{t}建议做头颅CT。",
+    "快递到了吗？{p}刚才打电话问，我让她找{t}。",
+    "本周值班安排：周一{full}，周二{p}，周三{t}。",
+    "{full}同学的作业已批改，请转告{p}明天交补充材料。",
+    "入职手续由{p}办理，{full}负责带新人熟悉环境。",
+    "老人{full}独居，社区网格员{p}每周上门两次。",
+    "微信群里{p}说今晚加班，{full}帮忙点了外卖。",
+    "退款申请已通过，审批人{full}，如有疑问请联系{t}。",
 )
 EN_DEV = (
     "Patient {full} was seen by {t} on Monday; blood pressure stable, continue Aspirin.",
@@ -142,6 +170,24 @@ EN_DEV = (
     "Referral from {t} at Mercy General for {full}, History of asthma.",
     "lol {p} just told me {full} got the Tesla",
     "Handover: bed 12, {full}, family contact {p}, Spanish speaker.",
+    "Progress note: {full} alert and oriented, {t} agreed to discharge.",
+    "Hey {p}, your parcel is at the front desk, {full} signed for it.",
+    "Minutes: {full} chaired, {p} took notes, {t} attended.",
+    "Per {t}, {full} is off tomorrow and {p} covers the shift.",
+    "Student {full}'s parent {p} called to report an absence.",
+    "Ran into {full} in the elevator with {p} this morning.",
+    "Leave request: {full} is sick for two days, {p} will teach the class.",
+    "{full} and {p} lead this project; questions go to {t}.",
+    "Callback to {full}: satisfied with the repair, logged by {p}.",
+    "Maintenance: {p} reported a leaking AC unit, {full} fixed it in the afternoon.",
+    "Update: the Outlook plugin keeps crashing for {p}; IT Support is aware.",
+    "Shift report: {full} covered Ward 5, Pharmacy reviewed the Warfarin dose.",
+    "Reminder for {p}: the Quarterly Review is on Thursday in Room B.",
+    "Customer {full} wants the Premium Plan; Sales will call back, says {t}.",
+    "Lab results for {full} are back; Haemoglobin low, {t} informed.",
+    "Sent the Dropbox link to {p} and the Legal team, FYI {full}.",
+    "Flight to Chicago booked for {full}; Uber receipts go to Finance.",
+    "Complaint: {p} says the Samsung TV arrived broken, Warehouse to investigate.",
 )
 EN_HELDOUT = (
     "At 2am {full} presented with chest pain; {t} ordered an ECG, results normal.",
@@ -152,6 +198,16 @@ EN_HELDOUT = (
     "{full} is on leave until Wednesday, {p} covers; urgent items go to {t}.",
     "Delivered a healthy girl to {full}, 3.2 kg, partner {p} present, {x} attending.",
     "Group notice: {p} collects the sign-up sheets, {full} counts heads by Friday.",
+    # Written with the corpus's second batch of dev templates, before any of them was
+    # tuned on.
+    "Clinic note: {full}, 34F, headache for three days; {t} requested a CT scan.",
+    "Did the parcel arrive? {p} phoned earlier, I told her to ask {t}.",
+    "Rota this week: Monday {full}, Tuesday {p}, Wednesday {t}.",
+    "{full} has been marked present; please remind {p} to bring the forms tomorrow.",
+    "Onboarding is handled by {p}, and {full} will show the new hire around.",
+    "Elderly resident {full} lives alone; the community worker {p} visits twice a week.",
+    "In the group chat {p} said she is working late, so {full} ordered takeout.",
+    "Refund approved by {full}; for questions contact {t} at the Help Desk.",
 )
 
 _SLOT = re.compile(r"\{(\w+)\}")

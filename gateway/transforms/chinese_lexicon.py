@@ -19,7 +19,7 @@ def is_cjk(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
 
 
-ZH_WEAK_BEFORE = ("和", "跟", "与", "由", "给", "找", "问", "叫")
+ZH_WEAK_BEFORE = ("和", "跟", "与", "由", "给", "找", "问", "叫", "刚才")
 _ZH_NAME_TAGS = frozenset({"nr", "nrfg", "nrt"})
 # Log-probabilities in jieba's HMM: a character opening names at least this often is a
 # surname; a given name's last character ends names at least this often.

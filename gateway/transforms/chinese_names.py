@@ -23,8 +23,8 @@ _TRANSLITERATED = re.compile(f"[{CJK}]{{1,6}}(?:[·•・][{CJK}]{{1,6}})+")
 _ZH_STRONG_BEFORE = (
     "患者", "病人", "家属", "家人", "代诉", "联系人", "客户", "用户", "经办人", "复核", "负责人",
     "医生", "医师", "护士", "主任", "大夫", "同事", "同学", "朋友", "老公", "老婆", "丈夫",
-    "妻子", "儿子", "女儿", "父亲", "母亲", "爸爸", "妈妈",
-    "投诉人", "申请人", "审批人", "转交", "交给", "分配给", "告知", "感谢", "谢谢", "联系", "@",
+    "妻子", "儿子", "女儿", "父亲", "母亲", "爸爸", "妈妈", "家长", "学生", "投诉人",
+    "申请人", "审批人", "推荐人", "转交", "交给", "分配给", "告知", "感谢", "谢谢", "联系", "@",
 )  # fmt: skip
 _ZH_AFTER = (
     "医生", "医师", "大夫", "护士", "主任", "院长", "老师", "教授", "经理", "总监", "师傅",
@@ -50,10 +50,22 @@ _ZH_SPEAKER = re.compile(f"(?:^|\n)([{CJK}]{{2,3}})(?=[：:])")
 _ZH_ROLE_WORDS = frozenset(_ZH_STRONG_BEFORE + _ZH_AFTER)
 # What shows the word before it names a person: 的 and a relative or role (夏天的女儿).
 _ZH_KIN = _any_of([f"的{w}" for w in _ZH_STRONG_BEFORE if len(w) == 2 and w != "联系"])
-_ZH_CLAUSE_END = frozenset("，。；：！？、,.;:!?\n ")
+_ZH_CLAUSE_END = frozenset("，。；：！？、（）,.;:!?()\n ")
 _ZH_WEAK_CUE = _any_of(ZH_WEAK_BEFORE, _ZH_CUE_GAP)
 # A title, unless it is the first character of a longer word (总结, 工作 are not titles).
 _ZH_TITLE = _any_of(_ZH_AFTER, "(?![结是共])")
+# What a person does, said right after a name (高明负责, 文静顶班, 马力记录): after one of
+# these, a word or a given name that opens a clause is taken for a name.
+_ZH_PREDICATES = (
+    "负责", "记录", "主持", "列席", "汇报", "处理", "核实", "代课", "代收", "顶班", "接诊",
+    "查房", "签字", "签收", "登记", "随访", "来电", "来访", "表示", "回复", "确认", "同意",
+    "认为", "觉得", "一起", "已经", "刚才", "正在", "今天", "明天", "请假", "到场", "你好",
+    "您好", "参加", "出席", "发言", "报告", "通知", "报修", "反映", "购买", "解答",
+)  # fmt: skip
+_ZH_PREDICATE = _any_of(_ZH_PREDICATES)
+_ZH_ACT_CHARS = frozenset("已在也说都就是")
+# How a chat line opens after its speaker's label (安宁：我明天到).
+_ZH_CHAT = frozenset("我你您他她咱大好收谢哈嗯麻明今")
 # Characters that end a name rather than continue it: a given name is never these.
 _ZH_STOP = frozenset("的了说在和与是也都就已将把被给向对从于请让叫来去到及或等、，。；：！？")
 _ZH_WEAK_SLACK = 2.0
@@ -71,24 +83,31 @@ class ChineseNames:
 
     def _chinese(self, text: str) -> list[_Span]:
         zh = self._zh
-        words = zh.words
         found = []
         if NAME_DOT.search(text):
             found = [self._transliterated(text, m) for m in _TRANSLITERATED.finditer(text)]
         inside = {i for a, b in found for i in range(a, b)}
-        cues = {m.end(): _STRONG for m in _ZH_STRONG_CUE.finditer(text)}
+        cues = {
+            m.end(): _STRONG
+            for m in _ZH_STRONG_CUE.finditer(text)
+            if not self._title_after_name(text, m)
+        }
         cues.update((m.end(), _WEAK) for m in _ZH_WEAK_CUE.finditer(text) if m.end() not in cues)
         titles = {m.start() for m in _ZH_TITLE.finditer(text)}
         for m in _ZH_SPEAKER.finditer(text):
-            # A speaker's label opens a chat line (唐娟：我明天到), unless it is a word
-            # (备注：, 经办人：).
-            label = m.group(1)
-            if label not in words or label in zh.name_words:
+            if self._speaker(text, m):
                 found.append(m.span(1))
                 inside.update(range(*m.span(1)))
-        # Candidates: surname characters, and whatever follows a word naming a role.
+        # Candidates: surname characters, whatever follows a word naming a role, and a
+        # clause's first two characters when a person's act follows them (，秀兰已登记).
         starts = {m.start() for m in zh.surname.finditer(text)}
         starts.update(m.end() for m in _ZH_ROLE.finditer(text) if m.end() < len(text))
+        # A surname jieba does not know, before a title and after a context word (找鞠医生).
+        starts.update(t - 1 for t in titles if t - 1 in cues)
+        for m in _ZH_PREDICATE.finditer(text):
+            i = m.start() - 2
+            if i >= 0 and (_opens_clause(text, i) or cues.get(i) == _WEAK):
+                starts.add(i)
         taken = 0
         for i in sorted(starts):
             if i < taken or i in inside:
@@ -100,6 +119,31 @@ class ChineseNames:
                 if takes:
                     taken = span[1]
         return found
+
+    def _title_after_name(self, text: str, m: re.Match[str]) -> bool:
+        """Whether a title that may come before a name (医生, 主任) here follows one
+        (王医生列席): then what comes after it is what the person did."""
+        start = m.start()
+        if m.group().rstrip(" ：:") not in _ZH_AFTER or not start or not is_cjk(text[start - 1]):
+            return False
+        return text[start - 1] not in _ZH_STOP and text[start - 2 : start] not in self._zh.words
+
+    def _speaker(self, text: str, m: re.Match[str]) -> bool:
+        """Whether the label that opens a chat line (唐娟：我明天到) names its speaker.
+
+        It must look like a name: a surname first (老张 too), or a given name alone. A
+        label that is also a word (安宁：) counts only when a chat line follows it, so
+        备注： and 经办人： are not names."""
+        zh = self._zh
+        label = m.group(1)
+        if label in zh.name_words:
+            return True
+        if label in _ZH_ROLE_WORDS:
+            return False
+        surname = label[0] in zh.surnames or (label[0] in "老小" and label[1] in zh.surnames)
+        if label in zh.words:
+            return surname and label in zh.nouns and text[m.end() + 1 : m.end() + 2] in _ZH_CHAT
+        return surname or (len(label) == 2 and zh.given(label, 0.0))
 
     def _candidate(
         self, text: str, i: int, cue: int, titles: set[int]
@@ -138,9 +182,11 @@ class ChineseNames:
         if head in _ZH_ROLE_WORDS:
             return False
         kin = _ZH_KIN.match(text, i + 2) is not None
+        acts = _acts(text, i + 2)
         if not kin and cue != _STRONG:
-            opens_clause = not i or text[i - 1] in _ZH_CLAUSE_END
-            if head not in zh.name_words or not (cue or opens_clause):
+            if not (cue or _opens_clause(text, i)):
+                return False
+            if head not in zh.name_words and not acts:
                 return False
         if head not in zh.name_words and head not in zh.nouns:
             return False
@@ -156,6 +202,7 @@ class ChineseNames:
             or after in zh.verbs
             or text[i + 2 : i + 4] in zh.verbs
             or _ZH_STRONG_CUE.match(text, i + 2) is not None
+            or acts
         )
 
     def _transliterated(self, text: str, m: re.Match[str]) -> _Span:
@@ -206,6 +253,12 @@ class ChineseNames:
                 spaced = False
         if not chars:
             return None
+        if text[i] in "老小" and text[i + 1] in zh.surnames and text[i : i + 2] not in zh.words:
+            # 老张, 小李: a surname after 老 or 小, where a person is meant.
+            if cue or _opens_clause(text, i) or _acts(text, i + 2):
+                return i, i + 2
+        if cue != _STRONG and (text[i : i + 3] in zh.words or text[i : i + 4] in zh.words):
+            return None  # the start of a longer word: 阿司匹林
         compact = text[i] + "".join(text[c] for c in chars)
         # Three characters unless the third one opens a word of its own (王芳负责) or a
         # role word (丽丽代诉), or
@@ -224,15 +277,33 @@ class ChineseNames:
         end = chars[-1] + 1
         if compact in zh.names or end in titles:
             return i, end
+        if len(compact) == 3 and cue != _STRONG and (compact[1:] in zh.verbs or compact[1] == "一"):
+            return None  # what follows the surname is a verb or a count: 科处理, 查一下
         if text[i] not in zh.surnames:
             # After a role word, a name whose surname jieba does not know (覃玉兰), or a
             # given name alone (家属丽丽): what follows must look like a given name.
+            # A given name alone may also open a clause before a person's act.
             given = compact[1:] if len(compact) == 3 else compact
-            return (i, end) if cue == _STRONG and zh.given(given, 0.0) else None
+            alone = cue == _STRONG or (
+                len(compact) == 2
+                and compact not in zh.words
+                and (cue or _opens_clause(text, i))
+                and _acts(text, end)
+            )
+            return (i, end) if alone and zh.given(given, 0.0) else None
         if cue == _STRONG:
             return i, end
-        # After a word that often comes before a name (和, 由, 跟) the given name may look
-        # less like one.
-        return (i, end) if zh.given(compact[1:], _ZH_WEAK_SLACK if cue else 0.0) else None
+        # After a word that often comes before a name (和, 由, 跟), or before a person's
+        # act, the given name may look less like one.
+        acting = _opens_clause(text, i) and _acts(text, end)
+        slack = _ZH_WEAK_SLACK if cue or acting else 0.0
+        return (i, end) if zh.given(compact[1:], slack) else None
 
-    # English --------------------------------------------------------------------------
+
+def _opens_clause(text: str, i: int) -> bool:
+    return not i or text[i - 1] in _ZH_CLAUSE_END
+
+
+def _acts(text: str, at: int) -> bool:
+    """Whether what stands at ``at`` is something a person does (负责, 已登记)."""
+    return text[at : at + 1] in _ZH_ACT_CHARS or _ZH_PREDICATE.match(text, at) is not None

@@ -28,7 +28,8 @@ _EN_CUE_BEFORE = frozenset(
 )
 _EN_CUE_AFTER = frozenset(
     """said says told asked called reports reported will is was has had here wrote replied
-    thinks just got brought""".split()
+    thinks just got brought took signed fixed covers covered attended chaired lead leads led
+    logged noted agreed approved confirmed joined""".split()
 )
 # Capitalised words that are not names even where a name could stand.
 _EN_NOT_NAMES = frozenset(
@@ -38,8 +39,15 @@ _EN_NOT_NAMES = frozenset(
     No Yes Ok OK Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February
     March April May June July August September October November December Patient Ticket
     Order Customer Meeting Contact Nurse Doctor Admitted Discharge Referral Escalation
-    Handover History Per Mr Mrs Ms Dr Prof Sir""".split()
+    Handover History Per Mr Mrs Ms Dr Prof Sir Sales Finance Legal Pharmacy Warehouse
+    Marketing Payroll Reception Radiology Procurement Logistics IT HR""".split()
 )
+_EN_PLACE_CUES = frozenset(("to", "for", "from"))
+# Context words that open a sentence before a name: "Hey Lily", "Thanks Grant".
+_EN_GREETINGS = frozenset(
+    ("hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "ask", "call")
+)
+_EN_MONTH_NAMES = frozenset(("April", "May", "June", "August"))
 # A run of capitalised words ending in one of these names an organisation or a place.
 _EN_ORG_HEADS = frozenset(
     """Service Services Department Dept General Hospital Clinic Center Centre Office Team
@@ -67,18 +75,40 @@ def english_spans(text: str) -> list[_Span]:
         while i + len(run) < len(words) and _joins(text, run[-1], words[i + len(run)]):
             run.append(words[i + len(run)])
         i += len(run)
-        named = [w for w in run if w.group() not in _EN_NOT_NAMES]
+        named = _named_words(text, run)
         if not named:
             continue
         first, last = named[0], named[-1]
-        if last.group() in _EN_ORG_HEADS:
+        cued_after = _cue_after(text, last.end())
+        # "Mercy General" is a place, but "Joy Ward lead the project" is a person.
+        if last.group() in _EN_ORG_HEADS and not (cued_after and len(named) >= 2):
+            continue
+        if _not_a_person(text, run, named):
             continue
         if (len(named) >= 2 and not _sentence_start(text, first.start())) or (
-            _cue_before(text, first.start()) or _cue_after(text, last.end())
+            cued_after
+            or _cue_before(text, first.start(), single=len(named) == 1 and not _listed(text, last))
         ):
             start = _inverted_start(text, first.start())
             found.append((start, _inverted_end(text, last.end())))
     return found
+
+
+def _named_words(text: str, run: list[re.Match[str]]) -> list[re.Match[str]]:
+    """The words of a capitalised run that may be a name: not the words that never are,
+    and not a context word that opens the run because it opens the sentence ("Hey Lily",
+    "Thanks Grant"); that word then counts as the context before the name. A month that
+    is also a given name counts when a name follows it in the run (April Craig)."""
+    named = [
+        w
+        for k, w in enumerate(run)
+        if w.group() not in _EN_NOT_NAMES
+        or (w.group() in _EN_MONTH_NAMES and k + 1 < len(run) and run[k + 1].group()[1:].islower())
+    ]
+    if named and _sentence_start(text, named[0].start()):
+        while named and named[0].group().lower() in _EN_GREETINGS:
+            named.pop(0)
+    return named
 
 
 def _capitalised_run(text: str, at: int) -> _Span | None:
@@ -135,10 +165,31 @@ def _sentence_start(text: str, at: int) -> bool:
     return j < 0 or text[j] in ".!?:;\n"
 
 
-def _cue_before(text: str, at: int) -> bool:
+def _cue_before(text: str, at: int, *, single: bool = False) -> bool:
+    """Whether a context word stands before ``at``. A word that as often leads to a
+    place or a department (to, for, from) does not make a single word a name."""
     before = text[max(0, at - 24) : at].rstrip(" ,:(")
     word = re.search(r"[@A-Za-z']+$", before)
-    return word is not None and word.group().lower() in _EN_CUE_BEFORE
+    if word is None:
+        return False
+    cue = word.group().lower()
+    return cue in _EN_CUE_BEFORE and not (single and cue in _EN_PLACE_CUES)
+
+
+def _listed(text: str, word: re.Match[str]) -> bool:
+    """Whether a word is followed by what follows a person in a list or an address
+    ("for Alex:", "to Amber and the team"), not by the rest of a sentence."""
+    return text.startswith((",", ";", ":", " and ", " or "), word.end())
+
+
+def _not_a_person(text: str, run: list[re.Match[str]], named: list[re.Match[str]]) -> bool:
+    """What a capitalised run shows by its shape: "the Quarterly Review" (a person takes
+    no article), "Room B." (an initial opens a name, it does not close one)."""
+    if named[-1].group().endswith(".") and len(named) > 1:
+        return True
+    before = text[max(0, run[0].start() - 8) : run[0].start()]
+    article = re.search(r"(?:^|[^A-Za-z])(?:the|a|an|our|your|their|this|that)[ ]+$", before)
+    return article is not None
 
 
 def _cue_after(text: str, at: int) -> bool:
