@@ -13,7 +13,11 @@ The detector never reads Faker's name lists or the hard-case lists below: what i
 comes from jieba's model and from context words. The templates come in two sets: ``dev``
 ones were visible while the detector's context words and thresholds were chosen,
 ``heldout`` ones were written before most of that work and their errors are never
-shown (``--show`` lists dev notes only), so their score is the honest one.
+shown (``--show`` lists dev notes only), so their score is the honest one. Both sets
+were enlarged together, each new held-out template written before any new dev one was
+tuned on; context words that occur only in held-out templates are kept out of the
+detector. The templates' own words are still in view in this file, so the held-out
+score is honest about errors, less so about vocabulary.
 
 Scoring is per name span: a name counts as found when every letter of it is inside a
 ``[NAME]`` the scrubber put in (a half-scrubbed name is a miss), and a ``[NAME]`` counts as
@@ -398,21 +402,22 @@ def _throughput(notes: list[Note]) -> tuple[float, float]:
     """Notes per second for today's scrubber and the new one, all notes distinct.
 
     The two are timed in turns, best of seven each, so that a busy moment of the
-    machine weighs on both alike."""
+    machine weighs on both alike, and in the processor time of this process: on a
+    machine shared with other work, wall-clock time counts theirs too."""
     texts = pa.array([n.text for n in notes], pa.string())
     rows = pa.array([n.row_name for n in notes], pa.string())
     best = {False: float("inf"), True: float("inf")}
     for _ in range(7):
         for detect in (False, True):
-            started = time.perf_counter()
+            started = time.process_time()
             scrub(texts, [rows], detect_names=detect)
-            best[detect] = min(best[detect], time.perf_counter() - started)
+            best[detect] = min(best[detect], time.process_time() - started)
     return len(notes) / best[False], len(notes) / best[True]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=4000)
+    parser.add_argument("--size", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=20261206)
     parser.add_argument("--show", type=int, default=0, help="print N notes with a miss")
     args = parser.parse_args(argv)

@@ -109,10 +109,25 @@ class ChineseNames:
             if i >= 0 and (_opens_clause(text, i) or cues.get(i) == _WEAK):
                 starts.add(i)
         taken = 0
+        words = zh.words
         for i in sorted(starts):
             if i < taken or i in inside:
                 continue
-            decided = self._candidate(text, i, cues.get(i, 0), titles)
+            cue = cues.get(i, 0)
+            # What _candidate would turn down first, without the call: with no context
+            # word, the end of a word (紧张), or the start of one (方案) inside a clause,
+            # neither before a title nor before 的.
+            if not cue and i and (
+                text[i - 1 : i + 1] in words
+                or (
+                    text[i : i + 2] in words
+                    and text[i - 1] not in _ZH_CLAUSE_END
+                    and i + 1 not in titles
+                    and not text.startswith("的", i + 2)
+                )
+            ):
+                continue
+            decided = self._candidate(text, i, cue, titles)
             if decided is not None:
                 span, takes = decided
                 found.append(span)

@@ -56,6 +56,18 @@ _EN_ORG_HEADS = frozenset(
 )
 
 
+# A run of capitalised words: one space or hyphen between two, or lower-case particles
+# inside a surname (Dana van Dyke, Ana de la Cruz); group 1 is its first word.
+_EN_PARTICLES = "van|von|de|da|del|der|di|du|la|le|bin|ibn|al|ter"
+_EN_RUN = re.compile(
+    f"({_EN_WORD.pattern})(?:(?:[ \\-]| (?:(?:{_EN_PARTICLES}) )+)(?:{_EN_WORD.pattern}))*"
+)
+_LAST_WORD = re.compile(r"[@A-Za-z']+$")
+_NEXT_WORD = re.compile(r"[ ]+([a-z]+)")
+_SPACES = re.compile(r"[ ]+")
+_ARTICLE_BEFORE = re.compile(r"(?:^|[^A-Za-z])(?:the|a|an|our|your|their|this|that)[ ]+$")
+
+
 def english_spans(text: str) -> list[_Span]:
     if not _CAPITAL.search(text):
         return []
@@ -68,30 +80,41 @@ def english_spans(text: str) -> list[_Span]:
             cjk = re.match(f"[{CJK}]{{1,3}}", text[m.end() :])
             assert cjk is not None
             found.append((m.end(), m.end() + len(cjk.group())))
-    words = list(_EN_WORD.finditer(text))
-    i = 0
-    while i < len(words):
-        run = [words[i]]
-        while i + len(run) < len(words) and _joins(text, run[-1], words[i + len(run)]):
-            run.append(words[i + len(run)])
-        i += len(run)
-        named = _named_words(text, run)
-        if not named:
-            continue
-        first, last = named[0], named[-1]
-        cued_after = _cue_after(text, last.end())
-        # "Mercy General" is a place, but "Joy Ward lead the project" is a person.
-        if last.group() in _EN_ORG_HEADS and not (cued_after and len(named) >= 2):
-            continue
-        if _not_a_person(text, run, named):
-            continue
-        if (len(named) >= 2 and not _sentence_start(text, first.start())) or (
-            cued_after
-            or _cue_before(text, first.start(), single=len(named) == 1 and not _listed(text, last))
-        ):
-            start = _inverted_start(text, first.start())
-            found.append((start, _inverted_end(text, last.end())))
+    for m in _EN_RUN.finditer(text):
+        if m.end() - m.start() == len(m.group(1)):  # one word, the common case
+            word = m.group(1)
+            if word in _EN_NOT_NAMES or (
+                word.lower() in _EN_GREETINGS and _sentence_start(text, m.start())
+            ):
+                continue
+            run = named = [m]
+        else:
+            run = list(_EN_WORD.finditer(text, m.start(), m.end()))
+            named = _named_words(text, run)
+            if not named:
+                continue
+        span = _person(text, run, named)
+        if span is not None:
+            found.append(span)
     return found
+
+
+def _person(text: str, run: list[re.Match[str]], named: list[re.Match[str]]) -> _Span | None:
+    """The span of the name a capitalised run holds, if what stands around it says so."""
+    first, last = named[0], named[-1]
+    cued_after = _cue_after(text, last.end())
+    # "Mercy General" is a place, but "Joy Ward lead the project" is a person.
+    if last.group() in _EN_ORG_HEADS and not (cued_after and len(named) >= 2):
+        return None
+    if not (
+        (len(named) >= 2 and not _sentence_start(text, first.start()))
+        or cued_after
+        or _cue_before(text, first.start(), single=len(named) == 1 and not _listed(text, last))
+    ):
+        return None
+    if _not_a_person(text, run, named):
+        return None
+    return _inverted_start(text, first.start()), _inverted_end(text, last.end())
 
 
 def _named_words(text: str, run: list[re.Match[str]]) -> list[re.Match[str]]:
@@ -117,10 +140,10 @@ def _capitalised_run(text: str, at: int) -> _Span | None:
         return None
     end = m.end()
     while True:
-        nxt = re.match(r"[ ]+", text[end:])
+        nxt = _SPACES.match(text, end)
         if nxt is None:
             break
-        follow = _EN_WORD.match(text, end + nxt.end())
+        follow = _EN_WORD.match(text, nxt.end())
         if follow is None or follow.group() in _EN_NOT_NAMES:
             break
         end = follow.end()
@@ -129,8 +152,6 @@ def _capitalised_run(text: str, at: int) -> _Span | None:
 
 _EN_GIVEN_AFTER_COMMA = re.compile(r", ([A-Z][a-z]+)\b(?![ ]?[A-Z])")
 _EN_SURNAME_BEFORE_COMMA = re.compile(r"(?:^|(?<=[ (]))([A-Z][a-z]+), $")
-# Lower-case words inside a surname: Dana van Dyke, Ana de la Cruz.
-_EN_PARTICLE = re.compile(r" (?:(?:van|von|de|da|del|der|di|du|la|le|bin|ibn|al|ter) )+")
 
 
 def _inverted_start(text: str, start: int) -> int:
@@ -151,13 +172,6 @@ def _inverted_end(text: str, end: int) -> int:
     return m.end()
 
 
-def _joins(text: str, left: re.Match[str], right: re.Match[str]) -> bool:
-    a, b = left.end(), right.start()
-    if b - a == 1:
-        return text[a] in " -"
-    return _EN_PARTICLE.fullmatch(text, a, b) is not None
-
-
 def _sentence_start(text: str, at: int) -> bool:
     j = at - 1
     while j >= 0 and text[j] in " \"'(":
@@ -169,7 +183,7 @@ def _cue_before(text: str, at: int, *, single: bool = False) -> bool:
     """Whether a context word stands before ``at``. A word that as often leads to a
     place or a department (to, for, from) does not make a single word a name."""
     before = text[max(0, at - 24) : at].rstrip(" ,:(")
-    word = re.search(r"[@A-Za-z']+$", before)
+    word = _LAST_WORD.search(before)
     if word is None:
         return False
     cue = word.group().lower()
@@ -188,7 +202,7 @@ def _not_a_person(text: str, run: list[re.Match[str]], named: list[re.Match[str]
     if named[-1].group().endswith(".") and len(named) > 1:
         return True
     before = text[max(0, run[0].start() - 8) : run[0].start()]
-    article = re.search(r"(?:^|[^A-Za-z])(?:the|a|an|our|your|their|this|that)[ ]+$", before)
+    article = _ARTICLE_BEFORE.search(before)
     return article is not None
 
 
@@ -196,5 +210,5 @@ def _cue_after(text: str, at: int) -> bool:
     after = text[at : at + 24]
     if after.startswith(("'s", "\u2019s", " here")):
         return True
-    word = re.match(r"[ ]+([a-z]+)", after)
+    word = _NEXT_WORD.match(after)
     return word is not None and word.group(1) in _EN_CUE_AFTER
