@@ -117,13 +117,17 @@ class ChineseNames:
             # What _candidate would turn down first, without the call: with no context
             # word, the end of a word (紧张), or the start of one (方案) inside a clause,
             # neither before a title nor before 的.
-            if not cue and i and (
-                text[i - 1 : i + 1] in words
-                or (
-                    text[i : i + 2] in words
-                    and text[i - 1] not in _ZH_CLAUSE_END
-                    and i + 1 not in titles
-                    and not text.startswith("的", i + 2)
+            if (
+                not cue
+                and i
+                and (
+                    text[i - 1 : i + 1] in words
+                    or (
+                        text[i : i + 2] in words
+                        and text[i - 1] not in _ZH_CLAUSE_END
+                        and i + 1 not in titles
+                        and not text.startswith("的", i + 2)
+                    )
                 )
             ):
                 continue
