@@ -7,6 +7,7 @@ import re
 
 from gateway.transforms.chinese_lexicon import (
     CJK,
+    CJK_CHAR,
     NAME_DOT,
     ZH_WEAK_BEFORE,
     ChineseModel,
@@ -70,6 +71,7 @@ _ZH_CHAT = frozenset("我你您他她咱大好收谢哈嗯麻明今")
 _ZH_STOP = frozenset("的了说在和与是也都就已将把被给向对从于请让叫来去到及或等、，。；：！？")
 _ZH_WEAK_SLACK = 2.0
 _WEAK, _STRONG = 1, 2
+_CJK_ONE = CJK_CHAR
 
 
 class ChineseNames:
@@ -257,19 +259,26 @@ class ChineseNames:
         chars: list[int] = []
         spaced = text.startswith(" ", i + 1)
         j = i + 1
-        while len(chars) < 2 and j < len(text):
-            if spaced:
-                if text[j] != " ":
+        if not spaced:  # the common case, without the checks for spaces
+            for j in range(i + 1, min(i + 3, len(text))):
+                ch = text[j]
+                if not _CJK_ONE.match(ch) or ch in _ZH_STOP or j in titles:
                     break
+                chars.append(j)
+        else:
+            while len(chars) < 2 and j < len(text):
+                if spaced:
+                    if text[j] != " ":
+                        break
+                    j += 1
+                if j >= len(text) or not is_cjk(text[j]) or text[j] in _ZH_STOP:
+                    break
+                if j in titles:
+                    break
+                chars.append(j)
                 j += 1
-            if j >= len(text) or not is_cjk(text[j]) or text[j] in _ZH_STOP:
-                break
-            if j in titles:
-                break
-            chars.append(j)
-            j += 1
-            if spaced and not text.startswith(" ", j):
-                spaced = False
+                if spaced and not text.startswith(" ", j):
+                    spaced = False
         if not chars:
             return None
         if text[i] in "老小" and text[i + 1] in zh.surnames and text[i : i + 2] not in zh.words:

@@ -63,7 +63,12 @@ _EN_RUN = re.compile(
     f"({_EN_WORD.pattern})(?:(?:[ \\-]| (?:(?:{_EN_PARTICLES}) )+)(?:{_EN_WORD.pattern}))*"
 )
 _LAST_WORD = re.compile(r"[@A-Za-z']+$")
-_NEXT_WORD = re.compile(r"[ ]+([a-z]+)")
+# What follows a name: 's, "here", or a word from _EN_CUE_AFTER, whole.
+_CUE_AFTER = re.compile(
+    "'s|\u2019s| here|[ ]+(?:"
+    + "|".join(sorted(_EN_CUE_AFTER, key=len, reverse=True))
+    + ")(?![a-z])"
+)
 _SPACES = re.compile(r"[ ]+")
 _ARTICLE_BEFORE = re.compile(r"(?:^|[^A-Za-z])(?:the|a|an|our|your|their|this|that)[ ]+$")
 
@@ -207,8 +212,4 @@ def _not_a_person(text: str, run: list[re.Match[str]], named: list[re.Match[str]
 
 
 def _cue_after(text: str, at: int) -> bool:
-    after = text[at : at + 24]
-    if after.startswith(("'s", "\u2019s", " here")):
-        return True
-    word = _NEXT_WORD.match(after)
-    return word is not None and word.group(1) in _EN_CUE_AFTER
+    return _CUE_AFTER.match(text, at) is not None
