@@ -49,8 +49,10 @@ except ImportError:  # run from a checkout without the package installed
     from gateway.transforms.scrubbing import NAME, scrub
 try:
     from bench import scrub_corpus
+    from bench.names_templates import EN_DEV, EN_HELDOUT, ZH_DEV, ZH_HELDOUT
 except ImportError:  # run as a script: bench/ itself is on the path
     import scrub_corpus  # type: ignore[no-redef]
+    from names_templates import EN_DEV, EN_HELDOUT, ZH_DEV, ZH_HELDOUT  # type: ignore[no-redef]
 
 _Span = tuple[int, int]
 
@@ -92,127 +94,8 @@ ZH_TITLES = ("医生", "主任", "护士", "老师", "经理", "师傅", "大夫
 EN_TITLES = ("Dr.", "Dr", "Mr.", "Mrs.", "Ms.", "Miss", "Prof.", "Nurse", "Doctor")
 ZH_COMPOUND = frozenset(("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容"))
 
-# --- templates -------------------------------------------------------------------------
-# Slots: {p} a person in some form (full, given, titled, word-like, split ...), {full} a
-# full name, {t} a titled surname (王医生 / Dr. Smith), {x} a Chinese surname after an
-# English title (Dr. 李). Everything else is literal text, hard negatives included.
-
-ZH_DEV = (
-    "患者{full}，男，58岁，高血压病史十年，今日由{t}接诊，建议调整用药方案。",
-    "家属{p}代诉患者夜间咳嗽加重，已告知{t}，明早复查血常规。",
-    "主治医生{full}查房：白细胞计数偏高，黄疸未退，继续观察。",
-    "客户{p}来电反映订单金额有误，已转交{full}处理，预计周末前回复。",
-    "工单已分配给{p}，问题描述：华为手机无法登录，安排明天上门。",
-    "{p}：我明天下午到，麻烦跟{t}说一声，谢谢！",
-    "今天和{p}一起去王府井吃饭，{full}也来了。",
-    "护士{full}记录：体温37.8度，石膏固定良好，马上安排换药。",
-    "请{t}审批这份文件，联系人{p}，平安保险报销方案附后。",
-    "经办人：{full}；复核：{p}；备注：江苏分公司常规检查。",
-    "术后第二天，{p}的女儿{full}前来探视，情绪稳定。",
-    "据{t}介绍，患者既往有糖尿病，黄金周期间未按时服药。",
-    "感谢{p}耐心解答，我的问题已经解决，五星好评！",
-    "周一例会：{full}汇报了方案进度，{p}负责测试，林区项目暂停。",
-    "转诊记录：原接诊医师{full}，现由{t}负责，病情平稳。",
-    "@{p} 文件发你邮箱了，{full}说下周再改。",
-    "投诉人{full}称快递员态度差，已联系{p}核实，高度重视。",
-    "会诊意见（{t}）：建议完善检查，白天多饮水，由{p}随访。",
-    "病程记录：{full}今日精神好，{t}查房后同意出院。",
-    "{p}你好，你的快递放在门卫室了，{full}代收。",
-    "会议纪要：{full}主持，{p}记录，{t}列席。",
-    "接{t}通知，{full}明天调休，{p}顶班。",
-    "学生{full}的家长{p}来电请假。",
-    "刚才{p}在电梯里碰到{full}，聊了几句。",
-    "请假条：{full}因病请假两天，由{p}代课。",
-    "{full}和{p}是这次项目的负责人，有问题找{t}。",
-    "电话回访{full}，本人表示满意，{p}已登记。",
-    "维修记录：{p}报修空调漏水，{full}下午处理完毕。",
-    "系统提示：{p}的账号已锁定，请联系信息科处理。",
-    "{full}在微信上说，顺丰快递还没到，让{t}帮忙查一下。",
-    "新版本上线后，{p}反映页面很卡，技术部正在排查。",
-    "药房通知：{full}的阿司匹林已停用，{t}同意。",
-    "本月优秀员工：{full}，推荐人{p}。",
-    "{full}来电咨询医保报销，{p}已解答。",
-    "出差申请：{full}赴上海参加培训，{t}审批。",
-    "投诉：{p}购买的美的空调漏水，售后部门跟进。",
-)
-ZH_HELDOUT = (
-    "凌晨两点{full}因胸闷入院，值班的{t}给予吸氧，心电图未见异常。",
-    "{p}反馈发票抬头写错了，请财务部重新开具，金额不变。",
-    "哈哈{p}你太逗了，周六和{full}去爬山吗？",
-    "随访电话：{full}接听，自述食欲好转，体重增加两公斤，{t}嘱继续服药。",
-    "售后单：{p}的冰箱不制冷，维修师傅{full}已上门，更换压缩机。",
-    "{full}请假三天，工作由{p}代理，紧急事项请找{t}。",
-    "产妇{full}顺产一女婴，体重3.2公斤，陪护人{p}。",
-    "群公告：{p}负责收集报名表，{full}统计人数，截止到周五。",
-    # Written with the corpus's second batch of dev templates, before any of them was
-    # tuned on.
-    "门诊病历：{full}，女，34岁，主诉头痛三天，{t}建议做头颅CT。",
-    "快递到了吗？{p}刚才打电话问，我让她找{t}。",
-    "本周值班安排：周一{full}，周二{p}，周三{t}。",
-    "{full}同学的作业已批改，请转告{p}明天交补充材料。",
-    "入职手续由{p}办理，{full}负责带新人熟悉环境。",
-    "老人{full}独居，社区网格员{p}每周上门两次。",
-    "微信群里{p}说今晚加班，{full}帮忙点了外卖。",
-    "退款申请已通过，审批人{full}，如有疑问请联系{t}。",
-)
-EN_DEV = (
-    "Patient {full} was seen by {t} on Monday; blood pressure stable, continue Aspirin.",
-    "Spoke with the patient's wife, {p}, who asked that {t} call her back.",
-    "Ticket escalated to {full} in Customer Service: Chrome crashes on login.",
-    "Hi {p}, thanks for reaching out. {full} will ship the iPhone case by Friday.",
-    "{p} said the Windows update broke Excel again, please ask {t} to check.",
-    "Admitted via the Emergency Department; {t} on call. Contact: {p}.",
-    "Meeting with {full} and {p} moved to March 3 in the London office.",
-    "Nurse note: {full} reports pain 4/10 after physiotherapy; seen by {x}.",
-    "Per {t}, the Visa refund was approved. Regards, {full}",
-    "Can you cc {p} on the Zoom invite? {full} is out until Christmas.",
-    "Discharge summary: {full} tolerated the procedure well; follow up with {t} in Boston.",
-    "The daughter ({p}) brought the medication list; {x} reviewed it.",
-    "Thanks {p}! Your Amazon order is on its way. Best, {full}",
-    "Escalation: {full} from Billing could not reach {p}; Outlook keeps bouncing.",
-    "{full} here, I've been waiting since Tuesday for {t} to reply.",
-    "Referral from {t} at Mercy General for {full}, History of asthma.",
-    "lol {p} just told me {full} got the Tesla",
-    "Handover: bed 12, {full}, family contact {p}, Spanish speaker.",
-    "Progress note: {full} alert and oriented, {t} agreed to discharge.",
-    "Hey {p}, your parcel is at the front desk, {full} signed for it.",
-    "Minutes: {full} chaired, {p} took notes, {t} attended.",
-    "Per {t}, {full} is off tomorrow and {p} covers the shift.",
-    "Student {full}'s parent {p} called to report an absence.",
-    "Ran into {full} in the elevator with {p} this morning.",
-    "Leave request: {full} is sick for two days, {p} will teach the class.",
-    "{full} and {p} lead this project; questions go to {t}.",
-    "Callback to {full}: satisfied with the repair, logged by {p}.",
-    "Maintenance: {p} reported a leaking AC unit, {full} fixed it in the afternoon.",
-    "Update: the Outlook plugin keeps crashing for {p}; IT Support is aware.",
-    "Shift report: {full} covered Ward 5, Pharmacy reviewed the Warfarin dose.",
-    "Reminder for {p}: the Quarterly Review is on Thursday in Room B.",
-    "Customer {full} wants the Premium Plan; Sales will call back, says {t}.",
-    "Lab results for {full} are back; Haemoglobin low, {t} informed.",
-    "Sent the Dropbox link to {p} and the Legal team, FYI {full}.",
-    "Flight to Chicago booked for {full}; Uber receipts go to Finance.",
-    "Complaint: {p} says the Samsung TV arrived broken, Warehouse to investigate.",
-)
-EN_HELDOUT = (
-    "At 2am {full} presented with chest pain; {t} ordered an ECG, results normal.",
-    "{p} reports the invoice header is wrong, please reissue from Accounts Payable.",
-    "haha {p} you're hilarious, hiking with {full} on Saturday?",
-    "Follow-up call: {full} answered, appetite improved, {t} advised to continue Metformin.",
-    "RMA opened: {p}'s fridge stopped cooling, technician {full} replaced the compressor.",
-    "{full} is on leave until Wednesday, {p} covers; urgent items go to {t}.",
-    "Delivered a healthy girl to {full}, 3.2 kg, partner {p} present, {x} attending.",
-    "Group notice: {p} collects the sign-up sheets, {full} counts heads by Friday.",
-    # Written with the corpus's second batch of dev templates, before any of them was
-    # tuned on.
-    "Clinic note: {full}, 34F, headache for three days; {t} requested a CT scan.",
-    "Did the parcel arrive? {p} phoned earlier, I told her to ask {t}.",
-    "Rota this week: Monday {full}, Tuesday {p}, Wednesday {t}.",
-    "{full} has been marked present; please remind {p} to bring the forms tomorrow.",
-    "Onboarding is handled by {p}, and {full} will show the new hire around.",
-    "Elderly resident {full} lives alone; the community worker {p} visits twice a week.",
-    "In the group chat {p} said she is working late, so {full} ordered takeout.",
-    "Refund approved by {full}; for questions contact {t} at the Help Desk.",
-)
+# The templates are in names_templates.py: slots {p} a person in some form, {full} a full
+# name, {t} a titled surname, {x} a Chinese surname after an English title.
 
 _SLOT = re.compile(r"\{(\w+)\}")
 

@@ -253,32 +253,7 @@ class ChineseNames:
         zh = self._zh
         if not is_cjk(text[i]):
             return None
-        # The given name: up to two CJK characters, single spaces allowed between them
-        # (张 伟, 张 秀 英) or after the surname only (刘 秀珍), never a character that ends
-        # a name rather than continuing it.
-        chars: list[int] = []
-        spaced = text.startswith(" ", i + 1)
-        j = i + 1
-        if not spaced:  # the common case, without the checks for spaces
-            for j in range(i + 1, min(i + 3, len(text))):
-                ch = text[j]
-                if not _CJK_ONE.match(ch) or ch in _ZH_STOP or j in titles:
-                    break
-                chars.append(j)
-        else:
-            while len(chars) < 2 and j < len(text):
-                if spaced:
-                    if text[j] != " ":
-                        break
-                    j += 1
-                if j >= len(text) or not is_cjk(text[j]) or text[j] in _ZH_STOP:
-                    break
-                if j in titles:
-                    break
-                chars.append(j)
-                j += 1
-                if spaced and not text.startswith(" ", j):
-                    spaced = False
+        chars = _given_chars(text, i, titles)
         if not chars:
             return None
         if text[i] in "老小" and text[i + 1] in zh.surnames and text[i : i + 2] not in zh.words:
@@ -326,6 +301,37 @@ class ChineseNames:
         acting = _opens_clause(text, i) and _acts(text, end)
         slack = _ZH_WEAK_SLACK if cue or acting else 0.0
         return (i, end) if zh.given(compact[1:], slack) else None
+
+
+def _given_chars(text: str, i: int, titles: set[int]) -> list[int]:
+    """Where the given name after the surname at ``i`` may stand: up to two CJK
+    characters, single spaces allowed between them (张 伟, 张 秀 英) or after the surname
+    only (刘 秀珍), never a character that ends a name rather than continuing it, nor a
+    title."""
+    chars: list[int] = []
+    spaced = text.startswith(" ", i + 1)
+    j = i + 1
+    if not spaced:  # the common case, without the checks for spaces
+        for j in range(i + 1, min(i + 3, len(text))):
+            ch = text[j]
+            if not _CJK_ONE.match(ch) or ch in _ZH_STOP or j in titles:
+                break
+            chars.append(j)
+    else:
+        while len(chars) < 2 and j < len(text):
+            if spaced:
+                if text[j] != " ":
+                    break
+                j += 1
+            if j >= len(text) or not is_cjk(text[j]) or text[j] in _ZH_STOP:
+                break
+            if j in titles:
+                break
+            chars.append(j)
+            j += 1
+            if spaced and not text.startswith(" ", j):
+                spaced = False
+    return chars
 
 
 def _opens_clause(text: str, i: int) -> bool:
