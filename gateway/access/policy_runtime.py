@@ -17,6 +17,7 @@ from gateway.access.decisions import RegoEvaluator
 from gateway.access.policy_files import POLICY_DIR, policy_version
 from gateway.config import Config
 from policies import PolicyCompileError, PolicyError
+from policies.fast_path import FastPath
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class PolicyRuntime:
         policy = self._config.policy
         embedded = compile_and_test(self.directory, timeout_s=policy.timeout_s)
         if policy.engine == "embedded":
-            return embedded
+            # The packaged policy is answered in Python, any other by the engine.
+            return FastPath(embedded)
         from policies import OpaEngine
 
         assert policy.opa_url is not None
