@@ -78,7 +78,10 @@ class Decider:
         self._redact = redact
         self._config = config
         self._rego = rego
-        self._lock = threading.Lock()
+        # One build of the decision state at a time; the cache has a lock of its own,
+        # held only to change it, so decisions never wait on a build they do not need.
+        self._build_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._cache: OrderedDict[tuple[Any, ...], tuple[Decision, datetime]] = OrderedDict()
 
@@ -88,7 +91,7 @@ class Decider:
 
     def use_policy(self, rego: RegoEvaluator) -> None:
         """Swap in a reloaded policy; cached decisions of the old one are dropped."""
-        with self._lock:
+        with self._cache_lock:
             self._rego = rego
             self._cache.clear()
 
@@ -99,15 +102,18 @@ class Decider:
         current = self._snapshot
         if current is not None and current.fresh(versions, at):
             return current
-        with self._lock:
+        # Copy on write: the new state is built beside the one in force, which keeps
+        # answering requests made at its versions until the swap.
+        with self._build_lock:
             with self._engine.connect() as conn:
                 versions = read_versions(conn)
                 current = self._snapshot
                 if current is not None and current.fresh(versions, at):
                     return current
                 snapshot = load_snapshot(conn, versions, self._config.separation, at)
-            self._snapshot = snapshot
-            self._cache.clear()
+            with self._cache_lock:
+                self._snapshot = snapshot
+                self._cache.clear()
         log.debug(
             "policy snapshot rebuilt at versions %s (%d grants)",
             versions,
@@ -150,7 +156,7 @@ class Decider:
         decision, valid_until = self._decide(
             snapshot, caller, dataset, at, purpose, profile, catalog
         )
-        with self._lock:
+        with self._cache_lock:
             self._cache[key] = (decision, valid_until)
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
