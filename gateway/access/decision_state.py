@@ -33,10 +33,14 @@ class Snapshot:
     valid_until: datetime | None
 
     def fresh(self, versions: tuple[int, ...] | None, at: datetime) -> bool:
-        """Whether this snapshot answers for ``versions`` at ``at``."""
+        """Whether this snapshot answers for a request made at ``versions``, at ``at``.
+
+        Version counters only grow: a snapshot at versions no older than the request's
+        holds every change the request must see."""
         return (
             versions is not None
-            and self.versions == versions
+            and len(self.versions) == len(versions)
+            and all(mine >= theirs for mine, theirs in zip(self.versions, versions, strict=True))
             and (self.valid_until is None or at < self.valid_until)
         )
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from gateway.access.decisions import RegoEvaluator
 from gateway.access.policy_files import POLICY_DIR, policy_version
 from gateway.config import Config
-from policies import PolicyCompileError, PolicyError
-from policies.fast_path import FastPath
+from policies import FastPath, PolicyCompileError, PolicyError
 
 log = logging.getLogger(__name__)
 

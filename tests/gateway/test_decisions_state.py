@@ -73,3 +73,39 @@ def test_decisions_at_the_old_versions_do_not_wait_for_a_rebuild(
     assert finished_during_build, "a decision at the old versions waited for the rebuild"
     assert answers == [True, False]
     assert decider.snapshot(changed, at).versions == changed
+
+
+def test_a_request_made_before_a_change_is_answered_from_the_newer_state(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The newer state holds every change the request must see; reading the versions
+    # again (and waiting for any build in progress) would tell it nothing more.
+    config = workspace.config
+    engine = create_state_engine(config.state_url)
+    caller = authenticate(engine, workspace.tokens["mei"])
+    assert isinstance(caller, Caller)
+    decider = Decider(engine, config, PolicyRuntime(config).evaluator)
+    at = datetime.now(UTC)
+    add_grant(
+        engine,
+        config,
+        subject_type="org",
+        subject="surgibot",
+        dataset="studies",
+        profile="aggregate",
+        purpose=SURGICAL_PURPOSE,
+        days=30,
+        created_by="test",
+    )
+    newer = decider.snapshot(None, at)
+    assert newer.versions != caller.versions
+
+    def no_reads(*_: Any) -> Any:
+        raise AssertionError("the state was read again")
+
+    monkeypatch.setattr(decisions, "read_versions", no_reads)
+    assert decider.snapshot(caller.versions, at) is newer
+    assert decider.decide(
+        caller=caller, dataset="patients", at=at, purpose=SURGICAL_PURPOSE
+    ).allowed
+    engine.dispose()
