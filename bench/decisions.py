@@ -113,31 +113,10 @@ def run() -> list[Result]:
     through_rego()
     modes["uncached rego-cpp"] = _time(through_rego, ENGINE_DECISIONS)
 
-    notes = {"opa over http": ""}
-    try:
-        from policies.opa import OpaEngine
-        from tests.policies.opa_stub_server import OpaStub
-    except ImportError as exc:  # the stand-in server lives with the tests
-        notes["opa over http"] = f"skipped: {exc}"
-    else:
-        with OpaStub() as stub:
-            remote = OpaEngine(stub.url, timeout_s=2.0)
-            remote.push_policies(POLICY_DIR)
-            over_http = decider_for(remote)
-
-            def via_opa() -> object:
-                over_http._cache.clear()
-                return over_http.decide(
-                    caller=caller, dataset="patients", at=at, purpose=SURGICAL_PURPOSE
-                )
-
-            via_opa()
-            modes["opa over http"] = _time(via_opa, HTTP_DECISIONS)
-            remote.close()
-            notes["opa over http"] = (
-                f"{HTTP_DECISIONS} decisions against a loopback OPA Data API stand-in backed "
-                "by the embedded engine (no OPA binary is installable here)"
-            )
+    notes: dict[str, str] = {}
+    over_http, notes["opa over http"] = _over_http(decider_for, caller, at)
+    if over_http is not None:
+        modes["opa over http"] = over_http
     engine.dispose()
 
     base_p50, _ = _percentiles(modes["uncached rego-cpp"][0])
@@ -145,6 +124,35 @@ def run() -> list[Result]:
     for mode, (walls, cpus) in modes.items():
         results.extend(_mode_results(mode, walls, cpus, base_p50, notes.get(mode)))
     return results
+
+
+def _over_http(
+    decider_for: Callable[[object], Decider], caller: Caller, at: datetime
+) -> tuple[tuple[list[float], list[float]] | None, str]:
+    """The Rego half through OPA's Data API over loopback HTTP, and the mode's note."""
+    try:
+        from policies.opa import OpaEngine
+        from tests.policies.opa_stub_server import OpaStub
+    except ImportError as exc:  # the stand-in server lives with the tests
+        return None, f"skipped: {exc}"
+    with OpaStub() as stub:
+        remote = OpaEngine(stub.url, timeout_s=2.0)
+        remote.push_policies(POLICY_DIR)
+        over_http = decider_for(remote)
+
+        def via_opa() -> object:
+            over_http._cache.clear()
+            return over_http.decide(
+                caller=caller, dataset="patients", at=at, purpose=SURGICAL_PURPOSE
+            )
+
+        via_opa()
+        samples = _time(via_opa, HTTP_DECISIONS)
+        remote.close()
+    return samples, (
+        f"{HTTP_DECISIONS} decisions against a loopback OPA Data API stand-in backed "
+        "by the embedded engine (no OPA binary is installable here)"
+    )
 
 
 def _mode_results(
