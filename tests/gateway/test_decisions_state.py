@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
 from gateway.access import decisions
 from gateway.access.decisions import Decider
@@ -17,14 +18,23 @@ from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from gateway.state.database import create_state_engine, read_versions
 
 
+def _decider(workspace: Workspace) -> tuple[Engine, Caller, Decider]:
+    """The state database, the demo partner mei as authenticated now, and a decider."""
+    engine = create_state_engine(workspace.config.state_url)
+    caller = authenticate(engine, workspace.tokens["mei"])
+    assert isinstance(caller, Caller)
+    return (
+        engine,
+        caller,
+        Decider(engine, workspace.config, PolicyRuntime(workspace.config).evaluator),
+    )
+
+
 def test_decisions_at_the_old_versions_do_not_wait_for_a_rebuild(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = workspace.config
-    engine = create_state_engine(config.state_url)
-    caller = authenticate(engine, workspace.tokens["mei"])
-    assert isinstance(caller, Caller)
-    decider = Decider(engine, config, PolicyRuntime(config).evaluator)
+    engine, caller, decider = _decider(workspace)
     at = datetime.now(UTC)
     decider.snapshot(caller.versions, at)
     add_grant(
@@ -81,10 +91,7 @@ def test_a_request_made_before_a_change_is_answered_from_the_newer_state(
     # The newer state holds every change the request must see; reading the versions
     # again (and waiting for any build in progress) would tell it nothing more.
     config = workspace.config
-    engine = create_state_engine(config.state_url)
-    caller = authenticate(engine, workspace.tokens["mei"])
-    assert isinstance(caller, Caller)
-    decider = Decider(engine, config, PolicyRuntime(config).evaluator)
+    engine, caller, decider = _decider(workspace)
     at = datetime.now(UTC)
     add_grant(
         engine,
