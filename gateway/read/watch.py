@@ -5,9 +5,10 @@ Revocation, offboarding and suspension bump a version row in the state database
 those versions with the ones it was decided under, one small query per check; only
 when they moved does it look again at the key, the principal, its org and the decision.
 
-Time changes a decision without moving any version: a grant's time window closes, or
-the grant expires. Windows are set in whole minutes, so the read is also decided again
-at each whole minute, and at the grant's expiry when that comes first.
+Time changes a decision without moving any version: a grant's time window closes, the
+grant expires, or the reader's API key expires. Windows are set in whole minutes, so the
+read is also decided again at each whole minute, and at the grant's or the key's expiry
+when that comes first.
 """
 
 from __future__ import annotations
@@ -59,11 +60,17 @@ class ReadWatch:
         with self.engine.connect() as conn:
             versions = read_versions(conn)
             if self._expires is None:
-                self._expires = self._grant_expiry(conn)
+                self._expires = self._expiry(conn)
             if versions == self._versions and now < self._due:
                 return None
             row = conn.execute(
-                select(ApiKey.revoked_at, Principal.status, Org.status, Principal.kind)
+                select(
+                    ApiKey.revoked_at,
+                    Principal.status,
+                    Org.status,
+                    Principal.kind,
+                    ApiKey.expires_at,
+                )
                 .join(Principal, Principal.id == ApiKey.principal_id)
                 .outerjoin(Org, Org.name == Principal.org)
                 .where(ApiKey.key_id == self.caller.key_id)
@@ -71,6 +78,8 @@ class ReadWatch:
         if self.caller.key_id is not None:
             if row is None or row[0] is not None:
                 return "the reader's API key was revoked during the read"
+            if row[4] is not None and _aware(row[4]) <= now:
+                return "the reader's API key expired during the read"
             if row[1] != "active":
                 return f"the reader became {row[1]} during the read"
             if row[2] is not None and row[2] != "active":
@@ -78,12 +87,18 @@ class ReadWatch:
         kind = row[3] if row is not None else self.caller.kind
         return self._decided_again(versions, kind, now)
 
-    def _grant_expiry(self, conn: Connection) -> datetime:
-        found = conn.execute(select(Grant.expires_at).where(Grant.id == self.grant_id)).scalar()
-        if found is None:
+    def _expiry(self, conn: Connection) -> datetime:
+        """The first moment the grant or the reader's key expires."""
+        grant = conn.execute(select(Grant.expires_at).where(Grant.id == self.grant_id)).scalar()
+        if grant is None:
             # A read decided under a grant the state does not hold: decide again now.
             return datetime.min.replace(tzinfo=UTC)
-        return found if found.tzinfo else found.replace(tzinfo=UTC)
+        key = None
+        if self.caller.key_id is not None:
+            key = conn.execute(
+                select(ApiKey.expires_at).where(ApiKey.key_id == self.caller.key_id)
+            ).scalar()
+        return min(_aware(grant), _aware(key)) if key is not None else _aware(grant)
 
     def next_decision(self, now: datetime) -> datetime:
         """When a read allowed at ``now`` is decided again, whatever the versions say."""
@@ -117,3 +132,8 @@ class ReadWatch:
         self._versions = versions
         self._due = self.next_decision(now)
         return None
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the state stores UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

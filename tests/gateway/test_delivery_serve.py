@@ -23,6 +23,7 @@ import httpx
 import orjson
 import pytest
 
+from gateway.access.principals import issue_key
 from gateway.config import load_config
 from gateway.demo.workspace import Workspace, seed_state
 from gateway.state.database import create_state_engine
@@ -192,6 +193,22 @@ def test_revoking_the_grant_cuts_a_slow_reader_at_the_socket(workspace: Workspac
         grant = grant_of(url, workspace.tokens["erin"])
         revoke = partial(admin_post, url, workspace.tokens, f"/v1/grants/{grant}/revoke")
         cut_mid_stream(url, workspace.tokens, revoke, because="no longer")
+
+
+def test_a_key_expiring_mid_stream_cuts_a_slow_reader(workspace: Workspace):
+    with serving(workspace.config_path) as url:
+        expires = datetime.now(UTC) + timedelta(seconds=6)
+        engine = create_state_engine(workspace.config.state_url)
+        try:
+            _, token = issue_key(engine, "erin", expires_at=expires)
+        finally:
+            engine.dispose()
+
+        def until_the_key_expires() -> None:
+            time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()))
+
+        tokens = {**workspace.tokens, "erin": token}
+        cut_mid_stream(url, tokens, until_the_key_expires, because="expired")
 
 
 def window_closing_soon(at: datetime) -> tuple[dict, datetime]:
