@@ -25,7 +25,14 @@ from gateway.access.permissions import has_role, is_custodian, is_party, may_vie
 from gateway.access.principals import Caller, now
 from gateway.auditing.log import AuditLog, RequestMeta
 from gateway.config import Config
-from gateway.errors import GatewayError, NotFound, Unavailable
+from gateway.errors import (
+    AccessDenied,
+    Conflict,
+    GatewayError,
+    NotFound,
+    Unavailable,
+    is_failure,
+)
 from gateway.state.models import CustodianRemoval, Grant, GrantApproval, GrantEvent
 
 log = logging.getLogger(__name__)
@@ -75,7 +82,7 @@ class GrantLedger:
         try:
             return run()
         except GatewayError as error:
-            if error.status >= 500:
+            if is_failure(error):
                 raise
             try:
                 self._audit.append(
@@ -83,10 +90,10 @@ class GrantLedger:
                     meta=meta,
                     caller=caller,
                     actor=actor,
-                    decision="deny" if error.status in (403, 409) else "reject",
+                    decision="deny" if isinstance(error, AccessDenied | Conflict) else "reject",
                     reasons=[error.detail],
                     attempted=action,
-                    status=error.status,
+                    status=self._audit.status_of(error),
                     grant_id=grant_id,
                     rule=error.extensions.get("rule"),
                 )

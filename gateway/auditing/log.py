@@ -121,6 +121,10 @@ def _parse_frontier(text_value: str) -> tuple[bytes, ...]:
     return tuple(raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE))
 
 
+def _no_status(_error: Any) -> int | None:
+    return None
+
+
 class AuditLog:
     def __init__(
         self, engine: Engine, redactor: Redactor, *, policy_version: str, timeout_s: float = 2.0
@@ -140,6 +144,9 @@ class AuditLog:
         # Whether the newest append failed: readiness reports the log unable to write
         # until an append succeeds again.
         self.failing = False
+        # The status a refusal is answered with, recorded with it: the HTTP wing that
+        # answers owns that table and sets it (``gateway.http.problems.status_of``).
+        self.status_of: Callable[[Any], int | None] = _no_status
 
     @property
     def engine(self) -> Engine:

@@ -10,9 +10,11 @@ from typing import Any
 
 import click
 
-from gateway.cli import admin, host, officer
-from gateway.cli import grants as grant_commands
+from gateway.cli.admin import budgets, keys, principals
 from gateway.cli.audit import audit as audit_commands
+from gateway.cli.grants import access, grants
+from gateway.cli.host import check, demo, init, serve
+from gateway.cli.officer import trace
 from gateway.cli.policy import explain, policy
 from gateway.cli.query import register as register_query
 from gateway.config import ConfigError, Settings
@@ -54,16 +56,16 @@ def cli(
 
 
 for command in (
-    host.init,
-    host.serve,
-    host.demo,
-    host.check,
-    admin.principals,
-    admin.keys,
-    admin.budgets,
-    officer.trace,
-    grant_commands.grants,
-    grant_commands.access,
+    init,
+    serve,
+    demo,
+    check,
+    principals,
+    keys,
+    budgets,
+    trace,
+    grants,
+    access,
     audit_commands,
     policy,
     explain,

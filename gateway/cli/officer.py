@@ -22,9 +22,12 @@ def trace(ctx: click.Context, file: Path) -> None:
     Exits 0 when the extract is attributed, 1 when it is not."""
     from gateway.auditing.log import RequestMeta
     from gateway.errors import GatewayError
+    from gateway.http.problems import status_of
     from gateway.service import Gateway
 
     gateway = Gateway.from_config(config_of(ctx))
+    # A refused trace is recorded with the status the API would answer it with.
+    gateway.audit.status_of = status_of
     try:
         operator = authenticate_operator(gateway.audit, "trace", OFFICERS)
         assert operator.caller is not None

@@ -27,7 +27,7 @@ from gateway.http import docs_pages, openapi
 from gateway.http.console import install as install_console
 from gateway.http.edge import Edge
 from gateway.http.metrics import GatewayMetrics
-from gateway.http.problems import install_error_handlers
+from gateway.http.problems import install_error_handlers, status_of
 from gateway.http.routes import (
     audit,
     catalog,
@@ -190,6 +190,8 @@ def create_app(
         telemetry=NO_TELEMETRY,
     )
     app.state.gateway = gateway
+    # The audit log records a refusal with the status this app answers it with.
+    gateway.audit.status_of = status_of
     app.state.audit_trail = AuditTrail.from_config(config, gateway.audit)
     app.state.settings = settings
     app.state.read_slots = ReadSlots(config.gateway.read_threads, inline=config.reads_inline)

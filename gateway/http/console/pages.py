@@ -26,6 +26,7 @@ from gateway.auditing.log import RequestMeta
 from gateway.auditing.trail import AuditTrail
 from gateway.errors import AccessDenied, GatewayError, InvalidRequest, NotFound, Unauthenticated
 from gateway.http.console.sessions import COOKIE, Session, SessionStore, same_secret
+from gateway.http.problems import problem_of
 from gateway.http.routes.deps import request_meta_of, service_of
 from gateway.service import Gateway
 
@@ -168,7 +169,8 @@ def awaiting(gateway: Gateway, caller: Caller) -> list[dict[str, Any]]:
 
 
 def page(handler: F) -> F:
-    """Render the gateway's errors as console pages (the problem's status and detail)."""
+    """Render the gateway's errors as console pages, with the status and title the API
+    answers them with (``gateway.http.problems``) and their detail."""
 
     @functools.wraps(handler)
     def wrapper(*args: Any, **kwargs: Any) -> Response:
@@ -178,14 +180,15 @@ def page(handler: F) -> F:
             return redirect("/console/login")
         except GatewayError as error:
             request: Request = kwargs["request"]
-            if error.status >= 500:
+            problem = problem_of(error)
+            if problem.status >= 500:
                 log.error("console page %s failed: %s", request.url.path, error.detail)
             return render(
                 request,
                 console_of(request),
                 "error.html",
-                status_code=error.status,
-                title=error.title,
+                status_code=problem.status,
+                title=problem.title,
                 detail=error.detail,
                 rule=error.extensions.get("rule"),
             )

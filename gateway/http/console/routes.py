@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.http.console import admins, custodians, login, officers, tail
+from gateway.http.console.admins import router as admins
+from gateway.http.console.custodians import router as custodians
+from gateway.http.console.login import router as login
+from gateway.http.console.officers import router as officers
 from gateway.http.console.pages import Visit
+from gateway.http.console.tail import router as tail
 
 router = APIRouter()
 for pages in (login, officers, tail, custodians, admins):
-    router.include_router(pages.router)
+    router.include_router(pages)
 
 __all__ = ["router", "Visit"]

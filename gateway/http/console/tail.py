@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.auditing.search import EventFilter, search
 from gateway.errors import GatewayError
 from gateway.http.console.pages import SECURITY_HEADERS, LoginRequired, page, visit
+from gateway.http.problems import status_of
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 TAIL_POLL_S = 1.0
@@ -40,7 +41,7 @@ async def tail_events(request: Request) -> Response:
     except LoginRequired:
         return Response("not signed in", status_code=401, headers=SECURITY_HEADERS)
     except GatewayError as error:
-        return Response(error.detail, status_code=error.status, headers=SECURITY_HEADERS)
+        return Response(error.detail, status_code=status_of(error), headers=SECURITY_HEADERS)
     last = request.headers.get("last-event-id", "")
 
     async def stream() -> AsyncIterator[bytes]:
