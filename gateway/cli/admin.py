@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import config_of, fail, state_engine
+from gateway.cli.common import config_of, emit, fail, json_option, state_engine
 from gateway.cli.grants import grants
 from gateway.cli.operator import ADMINS, OFFICERS, operator_session
 from gateway.cli.remote import call
@@ -35,6 +35,7 @@ def principals() -> None:
 @click.option("--org", default=None, help="Partner org (required for partners).")
 @click.option("--department", default=None)
 @click.option("--org-admin", is_flag=True, help="A partner who may request grants for the org.")
+@json_option
 @click.pass_context
 def principals_add(
     ctx: click.Context,
@@ -43,6 +44,7 @@ def principals_add(
     org: str | None,
     department: str | None,
     org_admin: bool,
+    as_json: bool,
 ) -> None:
     """Add a principal (admins; without a token, only the first admin)."""
     from gateway.access.principals import PrincipalError, add_principal
@@ -65,12 +67,14 @@ def principals_add(
         department=department,
         org_admin=org_admin,
     )
-    click.echo(f"added {kind} {name}")
+    added = {"name": name, "kind": kind, "org": org, "department": department}
+    emit({**added, "org_admin": org_admin}, as_json, f"added {kind} {name}")
 
 
 @principals.command("list")
+@json_option
 @click.pass_context
-def principals_list(ctx: click.Context) -> None:
+def principals_list(ctx: click.Context, as_json: bool) -> None:
     """Every principal (admins, officers)."""
     from sqlalchemy import select
 
@@ -84,9 +88,10 @@ def principals_list(ctx: click.Context) -> None:
                 Principal.name
             )
         ).all()
-    click.echo(f"{'NAME':<16}{'KIND':<10}{'STATUS':<11}ORG")
-    for name, kind, status, org in rows:
-        click.echo(f"{name:<16}{kind:<10}{status:<11}{org or '-'}")
+    lines = [f"{'NAME':<16}{'KIND':<10}{'STATUS':<11}ORG"]
+    lines += [f"{name:<16}{kind:<10}{status:<11}{org or '-'}" for name, kind, status, org in rows]
+    found = [{"name": n, "kind": k, "status": st, "org": o} for n, k, st, o in rows]
+    emit({"principals": found}, as_json, "\n".join(lines))
 
 
 @click.group()
@@ -113,8 +118,9 @@ def _lifetime(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     help="Lifetime of the key, such as 90d or 12h; past it the key is refused "
     "(issue the next key before, then revoke the old one). Default: no expiry.",
 )
+@json_option
 @click.pass_context
-def keys_issue(ctx: click.Context, name: str, expires: Any) -> None:
+def keys_issue(ctx: click.Context, name: str, expires: Any, as_json: bool) -> None:
     """Issue an API key for NAME and print its token once (admins; without a token, only
     the first admin's key)."""
     from sqlalchemy import select
@@ -137,14 +143,16 @@ def keys_issue(ctx: click.Context, name: str, expires: Any) -> None:
         fail(str(exc), 2)
     # The key id is public by design; the token never reaches the log.
     operator.record("key.issued", decision="allow", principal=name, key_id=key_id)
-    click.echo(token)
+    issued = {"principal": name, "key_id": key_id, "token": token, "expires_at": expires_at}
+    emit(issued, as_json, token)
     click.echo("store this token now: only its hash is kept", err=True)
 
 
 @keys.command("revoke")
 @click.argument("key_id")
+@json_option
 @click.pass_context
-def keys_revoke(ctx: click.Context, key_id: str) -> None:
+def keys_revoke(ctx: click.Context, key_id: str, as_json: bool) -> None:
     """Revoke an API key (admins)."""
     from gateway.access.principals import PrincipalError, revoke_key
 
@@ -154,19 +162,24 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
     except PrincipalError as exc:
         fail(str(exc), 2)
     operator.record("key.revoked", decision="allow", key_id=key_id)
-    click.echo(f"revoked key {key_id}")
+    emit({"key_id": key_id, "revoked": True}, as_json, f"revoked key {key_id}")
 
 
 @keys.command("rotate")
+@json_option
 @click.pass_context
-def keys_rotate(ctx: click.Context) -> None:
+def keys_rotate(ctx: click.Context, as_json: bool) -> None:
     """Start a new pseudonym key version; older versions stay for tracing (admins)."""
     from gateway.access.key_versions import rotate
 
     _config, engine, operator = operator_session(ctx, "keys rotate", ADMINS)
     version = rotate(engine, created_by=operator.name)
     operator.record("pseudonym_key.rotated", decision="allow", version=version)
-    click.echo(f"pseudonym key version {version} is current; pseudonyms change from now on")
+    emit(
+        {"version": version},
+        as_json,
+        f"pseudonym key version {version} is current; pseudonyms change from now on",
+    )
 
 
 @click.group()
@@ -180,6 +193,7 @@ def budgets() -> None:
 @click.option("--rows-per-day", type=click.IntRange(min=1), default=None)
 @click.option("--rows-total", type=click.IntRange(min=1), default=None)
 @click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=None)
+@json_option
 @click.pass_context
 def budgets_set(
     ctx: click.Context,
@@ -188,6 +202,7 @@ def budgets_set(
     rows_per_day: int | None,
     rows_total: int | None,
     epsilon: float | None,
+    as_json: bool,
 ) -> None:
     """Override the configured budgets of one grant (admins)."""
     from sqlalchemy import select
@@ -216,13 +231,16 @@ def budgets_set(
         rows_total=rows_total,
         epsilon=epsilon,
     )
-    click.echo(f"budgets of grant {grant_id} updated")
+    limits: dict[str, Any] = {"rows_per_request": rows_per_request, "rows_per_day": rows_per_day}
+    limits |= {"rows_total": rows_total, "epsilon": epsilon}
+    emit({"grant": grant_id, **limits}, as_json, f"budgets of grant {grant_id} updated")
 
 
 @budgets.command("show")
 @click.argument("grant_id", type=int)
+@json_option
 @click.pass_context
-def budgets_show(ctx: click.Context, grant_id: int) -> None:
+def budgets_show(ctx: click.Context, grant_id: int, as_json: bool) -> None:
     """What remains of one grant's budgets (admins, officers)."""
     from gateway.access import budgets as ledger
 
@@ -232,7 +250,9 @@ def budgets_show(ctx: click.Context, grant_id: int) -> None:
     charges = ledger.row_charges(grant_id, limits, 0, ledger.today())
     charges += ledger.epsilon_charges(config, grant_id, limits, None, 0)
     left = ledger.remaining(engine, charges)
-    click.echo(json.dumps({"grant": grant_id, "remaining": left}))
+    result = {"grant": grant_id, "remaining": left}
+    # JSON either way: the remaining budgets are read by scripts more than by people.
+    emit(result, as_json, json.dumps(result))
 
 
 @grants.command("add")
@@ -250,6 +270,7 @@ def budgets_show(ctx: click.Context, grant_id: int) -> None:
 @click.option("--approvals", type=int, default=1, show_default=True)
 @click.option("--row-cap", type=int, default=None)
 @click.option("--reason", required=True, help="Why this grant skips the approval workflow.")
+@json_option
 @click.pass_context
 def grants_add(
     ctx: click.Context,
@@ -263,6 +284,7 @@ def grants_add(
     approvals: int,
     row_cap: int | None,
     reason: str,
+    as_json: bool,
 ) -> None:
     """Add an active grant without the approval workflow: an audited admin act that
     names its reason. Everyone else requests grants (`grants request`)."""
@@ -303,7 +325,7 @@ def grants_add(
         days=days,
         row_cap=row_cap,
     )
-    click.echo(f"grant {grant_id} active")
+    emit({"id": grant_id, "status": "active"}, as_json, f"grant {grant_id} active")
 
 
 # -- principals ---------------------------------------------------------------------
@@ -312,9 +334,14 @@ def grants_add(
 @principals.command("offboard")
 @click.argument("name")
 @click.option("--reason", default="left the company", show_default=True)
-def principals_offboard(name: str, reason: str) -> None:
+@json_option
+def principals_offboard(name: str, reason: str, as_json: bool) -> None:
     """Turn an employee into alumni: revoke raw/pseudonymized grants, keys, custodianships."""
     result = call("POST", f"/v1/principals/{name}/offboard", {"reason": reason})
+    emit(result, as_json, lambda: _offboarded(result))
+
+
+def _offboarded(result: dict[str, Any]) -> None:
     click.echo(f"{result['principal']} is now alumni")
     for key in (
         "grants_revoked",
@@ -339,11 +366,12 @@ def status_command(verb: str) -> None:
     @click.argument("name")
     @click.option("--org", "is_org", is_flag=True, help="NAME is a partner org.")
     @click.option("--reason", required=True)
-    def command(name: str, is_org: bool, reason: str) -> None:
+    @json_option
+    def command(name: str, is_org: bool, reason: str, as_json: bool) -> None:
         path = f"/v1/{'orgs' if is_org else 'principals'}/{name}/{verb}"
         result = call("POST", path, {"reason": reason})
         who = result.get("org") or result.get("principal")
-        click.echo(f"{who} is {result['status']}")
+        emit(result, as_json, f"{who} is {result['status']}")
 
 
 status_command("suspend")

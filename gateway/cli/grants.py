@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from gateway.cli.common import emit, json_option
 from gateway.cli.remote import call, table
 
 
@@ -56,6 +57,7 @@ def _show(grant: dict[str, Any]) -> None:
 @click.option("--row-filter", default=None, help='JSON list, e.g. [{"column":..,"op":..}]')
 @click.option("--org", default=None, help="Request for your partner org (org admins).")
 @click.option("--break-glass-hours", type=int, default=None)
+@json_option
 def grants_request(
     dataset: str | None,
     module: str | None,
@@ -66,6 +68,7 @@ def grants_request(
     row_filter: str | None,
     org: str | None,
     break_glass_hours: int | None,
+    as_json: bool,
 ) -> None:
     """Request a grant; custodians of the module approve it."""
     body: dict[str, Any] = {"profile": profile, "days": days}
@@ -86,9 +89,11 @@ def grants_request(
         except ValueError as exc:
             raise click.BadParameter("must be a JSON list", param_hint="--row-filter") from exc
     grant = call("POST", "/v1/grants", body)
-    click.echo(
+    emit(
+        grant,
+        as_json,
         f"grant {grant['id']} {grant['status']}: {grant['approvals']}/"
-        f"{grant['approvals_needed']} approvals"
+        f"{grant['approvals_needed']} approvals",
     )
 
 
@@ -104,32 +109,39 @@ def grants_request(
     help="Active grants read from the state database on this host (admins, officers; "
     "works while the gateway is stopped).",
 )
+@json_option
 @click.pass_context
-def grants_list(ctx: click.Context, status: str | None, local: bool) -> None:
+def grants_list(ctx: click.Context, status: str | None, local: bool, as_json: bool) -> None:
     """Grants you may see, over HTTP (or with --local from the state database)."""
     if local:
-        local_grants(ctx)
+        local_grants(ctx, as_json)
         return
     path = "/v1/grants" + (f"?status={status}" if status else "")
-    click.echo(table(call("GET", path)["grants"], GRANT_COLUMNS))
+    result = call("GET", path)
+    emit(result, as_json, table(result["grants"], GRANT_COLUMNS))
 
 
 @grants.command("show")
 @click.argument("grant_id", type=int)
-def grants_show(grant_id: int) -> None:
+@json_option
+def grants_show(grant_id: int, as_json: bool) -> None:
     """One grant with its full history."""
-    _show(call("GET", f"/v1/grants/{grant_id}"))
+    grant = call("GET", f"/v1/grants/{grant_id}")
+    emit(grant, as_json, lambda: _show(grant))
 
 
 def decision(verb: str, path: str, summary: str) -> None:
     @grants.command(verb, help=summary)
     @click.argument("grant_id", type=int)
     @click.option("--reason", required=True)
-    def command(grant_id: int, reason: str) -> None:
+    @json_option
+    def command(grant_id: int, reason: str, as_json: bool) -> None:
         grant = call("POST", f"/v1/grants/{grant_id}/{path}", {"reason": reason})
-        click.echo(
+        emit(
+            grant,
+            as_json,
             f"grant {grant['id']} {grant['status']}: {grant['approvals']}/"
-            f"{grant['approvals_needed']} approvals, expires {grant['expires_at'][:16]}"
+            f"{grant['approvals_needed']} approvals, expires {grant['expires_at'][:16]}",
         )
 
 
@@ -140,19 +152,24 @@ decision("break-glass", "break-glass", "Approve a separation exception (admin, o
 
 
 @grants.command("sweep")
-def grants_sweep() -> None:
+@json_option
+def grants_sweep(as_json: bool) -> None:
     """Expire grants, revoke unused ones, list re-certifications due."""
     result = call("POST", "/v1/grants/sweep")
-    click.echo(f"expired: {', '.join(map(str, result['expired'])) or '-'}")
-    click.echo(f"revoked (unused): {', '.join(map(str, result['revoked_unused'])) or '-'}")
+    lines = [
+        f"expired: {', '.join(map(str, result['expired'])) or '-'}",
+        f"revoked (unused): {', '.join(map(str, result['revoked_unused'])) or '-'}",
+    ]
     for custodian, ids in sorted(result["recertify"].items()):
-        click.echo(f"re-certify ({custodian}): {', '.join(map(str, ids))}")
+        lines.append(f"re-certify ({custodian}): {', '.join(map(str, ids))}")
+    emit(result, as_json, "\n".join(lines))
 
 
 @click.command("access")
 @click.argument("dataset", required=False)
 @click.option("--principal", default=None, help="Everything this principal can read today.")
-def access(dataset: str | None, principal: str | None) -> None:
+@json_option
+def access(dataset: str | None, principal: str | None, as_json: bool) -> None:
     """Who can read DATASET, as the decision engine answers: per principal and purpose,
     the profile and grant a read would get, or why it is refused. With --principal
     (officers): every dataset that principal holds a grant on."""
@@ -160,21 +177,21 @@ def access(dataset: str | None, principal: str | None) -> None:
         raise click.UsageError("name a DATASET or --principal NAME")
     if principal is not None:
         result = call("GET", f"/v1/principals/{principal}/access")
-        click.echo(f"principal {result['principal']} ({result['kind']}, {result['status']})")
+        title = f"principal {result['principal']} ({result['kind']}, {result['status']})"
         heading = "dataset"
     else:
         result = call("GET", f"/v1/datasets/{dataset}/access")
-        click.echo(f"dataset {result['dataset']} (module {result['module']})")
+        title = f"dataset {result['dataset']} (module {result['module']})"
         heading = "principal"
     rows = [
         {**e, "answer": e["profile"] if e["allowed"] else "refused: " + e["reasons"][0]}
         for e in result["access"]
     ]
     columns = (heading, "kind", "status", "purpose", "grant_id", "answer", "expires_at")
-    click.echo(table(rows, columns))
+    emit(result, as_json, f"{title}\n{table(rows, columns)}")
 
 
-def local_grants(ctx: click.Context) -> None:
+def local_grants(ctx: click.Context, as_json: bool = False) -> None:
     """Active grants straight from the state database (administrators on the host)."""
     from gateway.access.grants import active_grants
     from gateway.cli.operator import ADMINS, OFFICERS, operator_session
@@ -183,6 +200,9 @@ def local_grants(ctx: click.Context) -> None:
     operator.record("grants.list", decision="allow", status="active")
     with engine.connect() as conn:
         rows = active_grants(conn)
+    if as_json:
+        emit({"grants": [g.as_dict() for g in rows]}, True, "")
+        return
     click.echo(
         f"{'ID':<5}{'SUBJECT':<16}{'MODULE':<10}{'DATASET':<13}{'PROFILE':<15}"
         f"{'EXPIRES':<12}PURPOSE"

@@ -8,25 +8,29 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import config_of, fail, settings_of, state_engine
+from gateway.cli.common import config_of, emit, fail, json_option, settings_of, state_engine
 from gateway.config import Settings
 
 
 @click.command()
+@json_option
 @click.pass_context
-def init(ctx: click.Context) -> None:
+def init(ctx: click.Context, as_json: bool) -> None:
     """Create the master key (if missing) and migrate the state database."""
     from gateway.access.keyring import create_master_key
 
     config = config_of(ctx)
     reference = config.gateway.master_key
+    lines, created = [], None
     if reference.startswith("file:"):
         path = config.resolve_path(reference[len("file:") :])
         if not path.exists():
             create_master_key(path)
-            click.echo(f"created master key {path} (mode 0600)")
+            created = str(path)
+            lines.append(f"created master key {path} (mode 0600)")
     state_engine(config).dispose()
-    click.echo("state database is up to date")
+    lines.append("state database is up to date")
+    emit({"master_key_created": created, "state": "up to date"}, as_json, "\n".join(lines))
 
 
 @click.command()
@@ -198,18 +202,31 @@ Try:
 
 
 @click.command()
+@json_option
 @click.pass_context
-def check(ctx: click.Context) -> None:
+def check(ctx: click.Context, as_json: bool) -> None:
     """Validate kiteline.yaml and the stores behind it; print every problem."""
     from gateway.read.catalog_check import check_stores
 
     config = config_of(ctx)
     problems = check_stores(config)
-    for problem in problems:
-        click.echo(problem, err=True)
+    result = {
+        "config": str(settings_of(ctx).config),
+        "ok": not problems,
+        "problems": problems,
+        "datasets": len(config.datasets),
+        "modules": len(config.modules),
+        "stores": len(config.stores),
+    }
+    if problems and not as_json:
+        for problem in problems:
+            click.echo(problem, err=True)
+        raise SystemExit(2)
+    emit(
+        result,
+        as_json,
+        f"{settings_of(ctx).config}: ok ({len(config.datasets)} datasets, "
+        f"{len(config.modules)} modules, {len(config.stores)} stores)",
+    )
     if problems:
         raise SystemExit(2)
-    click.echo(
-        f"{settings_of(ctx).config}: ok ({len(config.datasets)} datasets, "
-        f"{len(config.modules)} modules, {len(config.stores)} stores)"
-    )

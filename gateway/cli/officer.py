@@ -8,14 +8,15 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.common import config_of, fail
+from gateway.cli.common import config_of, emit, fail, json_option
 from gateway.cli.operator import OFFICERS, authenticate_operator
 
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
 @click.pass_context
-def trace(ctx: click.Context, file: Path) -> None:
+def trace(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Name the recipient whose pseudonyms appear in a leaked FILE (CSV, Parquet, JSON lines).
 
     Officers, with their key in KITELINE_TOKEN; the trace is audited as theirs.
@@ -42,6 +43,7 @@ def trace(ctx: click.Context, file: Path) -> None:
         fail(exc.detail, 2)
     finally:
         gateway.close()
-    click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    # JSON either way: indented for a reader, one line with --json.
+    emit(report, as_json, json.dumps(report, ensure_ascii=False, indent=2))
     if not report["attributed"]:
         raise SystemExit(1)
