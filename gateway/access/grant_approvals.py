@@ -40,6 +40,25 @@ class Transition:
     changes_access: bool = False
 
 
+DENIAL = Transition(
+    attempted="grant.deny",
+    ensure=ensure_may_decide,
+    allowed_from=("requested",),
+    refusal=", no longer pending",
+    to="denied",
+    audit_action="grant.denied",
+)
+REVOCATION = Transition(
+    attempted="grant.revoke",
+    ensure=ensure_may_revoke,
+    allowed_from=("active", "requested"),
+    refusal="; only active or pending grants can be revoked",
+    to="revoked",
+    audit_action="grant.revoked",
+    changes_access=True,
+)
+
+
 class GrantApprovals(GrantLedger):
     """Approvals, break-glass approvals, denials and revocations of grants."""
 
@@ -195,39 +214,12 @@ class GrantApprovals(GrantLedger):
             )
 
     def deny(self, caller: Caller, grant_id: int, reason: str, meta: RequestMeta) -> dict[str, Any]:
-        return self._transition(
-            caller,
-            grant_id,
-            reason,
-            meta,
-            Transition(
-                attempted="grant.deny",
-                ensure=ensure_may_decide,
-                allowed_from=("requested",),
-                refusal=", no longer pending",
-                to="denied",
-                audit_action="grant.denied",
-            ),
-        )
+        return self._transition(caller, grant_id, reason, meta, DENIAL)
 
     def revoke(
         self, caller: Caller, grant_id: int, reason: str, meta: RequestMeta
     ) -> dict[str, Any]:
-        return self._transition(
-            caller,
-            grant_id,
-            reason,
-            meta,
-            Transition(
-                attempted="grant.revoke",
-                ensure=ensure_may_revoke,
-                allowed_from=("active", "requested"),
-                refusal="; only active or pending grants can be revoked",
-                to="revoked",
-                audit_action="grant.revoked",
-                changes_access=True,
-            ),
-        )
+        return self._transition(caller, grant_id, reason, meta, REVOCATION)
 
     def _transition(
         self, caller: Caller, grant_id: int, reason: str, meta: RequestMeta, move: Transition

@@ -246,18 +246,31 @@ class Lifecycle:
                 bump_version(conn, "principals")
             cancelled = self._inflight.cancel(principal=person.name) if suspend else 0
             result = {"principal": person.name, "status": status, "reads_cancelled": cancelled}
-            self._workflow.record(
+            return self._recorded(
                 "principal.suspended" if suspend else "principal.reinstated",
-                meta=meta,
+                result,
+                reason,
                 caller=caller,
-                decision="allow",
-                reasons=[reason],
-                **result,
+                meta=meta,
             )
-            return result
 
         action = "principal.suspend" if suspend else "principal.reinstate"
         return self._workflow.audited(action, run, caller=caller, meta=meta)
+
+    def _recorded(
+        self,
+        action: str,
+        result: dict[str, Any],
+        reason: str,
+        *,
+        caller: Caller,
+        meta: RequestMeta,
+    ) -> dict[str, Any]:
+        """Audit a change of status as allowed, with its reason and result; the result."""
+        self._workflow.record(
+            action, meta=meta, caller=caller, decision="allow", reasons=[reason], **result
+        )
+        return result
 
     def set_org_status(
         self, caller: Caller, org: str, *, suspend: bool, reason: str, meta: RequestMeta
@@ -281,15 +294,13 @@ class Lifecycle:
                 "members": sorted(members),
                 "reads_cancelled": cancelled,
             }
-            self._workflow.record(
+            return self._recorded(
                 "org.suspended" if suspend else "org.reinstated",
-                meta=meta,
+                result,
+                reason,
                 caller=caller,
-                decision="allow",
-                reasons=[reason],
-                **result,
+                meta=meta,
             )
-            return result
 
         action = "org.suspend" if suspend else "org.reinstate"
         return self._workflow.audited(action, run, caller=caller, meta=meta)
