@@ -91,25 +91,19 @@ class GrantSweep(GrantLedger):
         meta: RequestMeta | None,
     ) -> None:
         who = {"meta": meta, "caller": caller, "actor": actor}
-        for g in found.expired:
+        closed: list[tuple[str, Row[Any], dict[str, Any]]] = [
+            ("grant.expired", g, {"subject": subject_label(g)}) for g in found.expired
+        ]
+        closed += [("grant.revoked", g, {"reasons": [reason]}) for g in found.unused]
+        for action, g, why in closed:
             self.record(
-                "grant.expired",
+                action,
                 **who,
                 dataset=g.dataset,
                 module=g.module,
                 decision="deny",
                 grant_id=g.id,
-                subject=subject_label(g),
-            )
-        for g in found.unused:
-            self.record(
-                "grant.revoked",
-                **who,
-                dataset=g.dataset,
-                module=g.module,
-                decision="deny",
-                reasons=[reason],
-                grant_id=g.id,
+                **why,
             )
         if found.due:
             self.record("grant.recertification_due", **who, custodians=found.due)
