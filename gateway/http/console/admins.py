@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from gateway.access.permissions import ensure_role
 from gateway.access.principals import list_principals
 from gateway.http.console.forms import Csrf, FormText
-from gateway.http.console.pages import Visit, page, redirect, visit
+from gateway.http.console.pages import page, redirect, visit
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -43,12 +43,7 @@ def principals_page(request: Request, done: str = "") -> Response:
 def set_org_status(
     request: Request, org: str, verb: str, reason: FormText = "", csrf: Csrf = ""
 ) -> Response:
-    v = visit(request)
-    reason = _suspension_reason(v, verb, reason, csrf)
-    v.gateway.lifecycle.set_org_status(
-        v.caller, org, suspend=verb == "suspend", reason=reason, meta=v.meta
-    )
-    return redirect(f"/console/principals?done={verb}:org {org}")
+    return _suspension(request, verb, reason, csrf, org=org)
 
 
 @router.get("/principals/{name}/offboard")
@@ -73,19 +68,24 @@ def offboard(request: Request, name: str, reason: FormText = "", csrf: Csrf = ""
 def set_status(
     request: Request, name: str, verb: str, reason: FormText = "", csrf: Csrf = ""
 ) -> Response:
+    return _suspension(request, verb, reason, csrf, name=name)
+
+
+def _suspension(
+    request: Request, verb: str, reason: str, csrf: str, *, name: str = "", org: str = ""
+) -> Response:
+    """Suspend or reinstate (``verb``) a principal or a whole org, then back to the list."""
     v = visit(request)
-    reason = _suspension_reason(v, verb, reason, csrf)
-    v.gateway.lifecycle.set_principal_status(
-        v.caller, name, suspend=verb == "suspend", reason=reason, meta=v.meta
-    )
-    return redirect(f"/console/principals?done={verb}:{name}")
-
-
-def _suspension_reason(v: Visit, verb: str, reason: str, csrf: str) -> str:
-    return v.act(
+    why = v.act(
         csrf,
         reason,
         "give a reason: it is recorded with the change",
         verb=verb,
         verbs=("suspend", "reinstate"),
     )
+    lifecycle, suspend = v.gateway.lifecycle, verb == "suspend"
+    if org:
+        lifecycle.set_org_status(v.caller, org, suspend=suspend, reason=why, meta=v.meta)
+    else:
+        lifecycle.set_principal_status(v.caller, name, suspend=suspend, reason=why, meta=v.meta)
+    return redirect(f"/console/principals?done={verb}:{f'org {org}' if org else name}")
