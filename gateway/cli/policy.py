@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import config_of, emit, fail, json_option, state_engine
+from gateway.cli.common import config_of, emit, fail, json_option
 
 
 @click.group()
@@ -144,8 +144,9 @@ def explain(
     profile: str | None,
     as_json: bool,
 ) -> None:
-    """Explain whether PRINCIPAL may read DATASET, and why; or, with --event SEQ, replay
-    a past audited decision."""
+    """Explain whether PRINCIPAL may read DATASET, and why (officers, with their key in
+    KITELINE_TOKEN; audited as decision.explain, as the API's explain of another
+    principal is); or, with --event SEQ, replay a past audited decision."""
     if event is not None:
         replay_event(event, as_json)
         return
@@ -154,17 +155,25 @@ def explain(
     from gateway.access.decisions import Decider
     from gateway.access.policy_runtime import PolicyRuntime
     from gateway.access.principals import caller_by_name
+    from gateway.cli.operator import OFFICERS, operator_session
 
-    config = config_of(ctx)
-    if dataset not in config.datasets:
-        fail(f"no dataset named {dataset!r}", 2)
-    engine = state_engine(config)
+    config, engine, operator = operator_session(ctx, "explain", OFFICERS)
     caller = caller_by_name(engine, principal)
-    if caller is None:
-        fail(f"no principal named {principal!r}", 2)
+    missing = (
+        f"no dataset named {dataset!r}"
+        if dataset not in config.datasets
+        else (f"no principal named {principal!r}" if caller is None else None)
+    )
+    if missing is not None or caller is None:
+        operator.record(
+            "decision.explain", decision="deny", subject=principal, reasons=[str(missing)]
+        )
+        fail(str(missing), 2)
     assert caller is not None
     runtime = PolicyRuntime(config)
-    result = Decider(engine, config, runtime.evaluator).explain(
+    # Filter literals of the recorded basis are hashed, as the gateway's own are.
+    decider = Decider(engine, config, runtime.evaluator, redact=operator.audit.redactor.hash)
+    result = decider.explain(
         caller=caller,
         dataset=dataset,
         at=datetime.now(UTC),
@@ -172,6 +181,15 @@ def explain(
         profile=profile,  # type: ignore[arg-type]
     )
     decision = result.decision
+    operator.record(
+        "decision.explain",
+        decision="allow",
+        dataset=dataset,
+        module=config.datasets[dataset].module,
+        subject=caller.name,
+        outcome="allow" if decision.allowed else "deny",
+        decision_basis=decision.basis,
+    )
     if as_json:
         out: dict[str, Any] = {
             "allowed": decision.allowed,
