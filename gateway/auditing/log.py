@@ -67,6 +67,10 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _no_status(_error: Any) -> int | None:
+    return None
+
+
 class AuditLog:
     def __init__(
         self, engine: Engine, redactor: Redactor, *, policy_version: str, timeout_s: float = 2.0
@@ -86,6 +90,9 @@ class AuditLog:
         # Whether the newest append failed: readiness reports the log unable to write
         # until an append succeeds again.
         self.failing = False
+        # The status a refusal is answered with, recorded with it: the HTTP wing that
+        # answers owns that table and sets it (``gateway.http.problems.status_of``).
+        self.status_of: Callable[[Any], int | None] = _no_status
 
     @property
     def engine(self) -> Engine:

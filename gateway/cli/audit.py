@@ -19,7 +19,8 @@ from typing import Any
 import click
 import orjson
 
-from gateway.cli.audit_output import JSON_HELP, progress, report
+from gateway.cli.audit_output import progress, report
+from gateway.cli.common import json_option
 from gateway.cli.operator import ADMINS, OFFICERS, authenticate_operator
 from gateway.config import Config, ConfigError, Settings, load_config
 
@@ -200,7 +201,7 @@ def alerts_command(ctx: click.Context, count: int, as_json: bool) -> None:
 @_filter_options
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file.")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@json_option
 @click.pass_context
 def export_command(ctx: click.Context, fmt: str, out: Path, as_json: bool, **filters: Any) -> None:
     """Write matching events, oldest first, with the checkpoint they are consistent with
@@ -238,7 +239,7 @@ def export_command(ctx: click.Context, fmt: str, out: Path, as_json: bool, **fil
 
 @audit.command("checkpoint")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Save the note here.")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@json_option
 @click.pass_context
 def checkpoint_command(ctx: click.Context, out: Path | None, as_json: bool) -> None:
     """Sign a checkpoint of the log as it is now and print (or save) it."""
@@ -291,7 +292,7 @@ def _notes(paths: tuple[Path, ...]) -> Iterator[tuple[str, str]]:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="A checkpoint saved earlier (a signed note or a witness file); repeatable.",
 )
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@json_option
 @click.pass_context
 def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...], as_json: bool) -> None:
     """Recompute the chain, every Merkle leaf and root, and check every checkpoint.
@@ -357,7 +358,7 @@ def _record_verify(operator: Any, outcome: str, events: int) -> None:
 
 
 @audit.command("reindex")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@json_option
 @click.pass_context
 def reindex_command(ctx: click.Context, as_json: bool) -> None:
     """Rebuild the search index from the log, after verify found it wrong (officers, admins)."""
@@ -426,7 +427,7 @@ def witness_command(ctx: click.Context, out: Path | None, follow: bool, interval
 @click.option(
     "--key", "vkey", required=True, help="The log's public key (GET /v1/audit/public-key)."
 )
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@json_option
 def verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
     """Check a receipt (the JSON of GET /v1/audit/events/{seq}/proof) offline."""
     import base64

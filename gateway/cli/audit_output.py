@@ -1,15 +1,15 @@
-"""How ``kiteline audit`` commands report: a line for people, or one JSON object with
-``--json``, and a progress bar on stderr only when stderr is a terminal."""
+"""How ``kiteline audit`` commands report: a progress bar on stderr only when stderr is
+a terminal, and results through the CLI's one ``emit`` (a line, or JSON with
+``--json``), failures on stderr."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
-JSON_HELP = "Print the result as one JSON object (for scripts)."
+from gateway.cli.common import emit
 
 
 class Quiet:
@@ -33,8 +33,8 @@ def progress(length: int, label: str) -> Any:
 
 
 def report(as_json: bool, result: dict[str, Any], text: str, *, err: bool = False) -> None:
-    """``text`` for people, or ``result`` as one JSON line on stdout with ``--json``."""
-    if as_json:
-        click.echo(json.dumps(result, ensure_ascii=False))
+    """``result`` as JSON on stdout with ``--json``; else ``text``, on stderr for a failure."""
+    if err and not as_json:
+        click.echo(text, err=True)
     else:
-        click.echo(text, err=err)
+        emit(result, as_json, text)

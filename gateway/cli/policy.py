@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import config_of, fail
+from gateway.cli.common import config_of, emit, fail, json_option
 
 
 @click.group()
@@ -25,8 +25,9 @@ def policy() -> None:
     help="Policy folder (default: policy.directory of the configuration, or the "
     "packaged policies when there is no configuration file).",
 )
+@json_option
 @click.pass_context
-def policy_test(ctx: click.Context, directory: Path | None) -> None:
+def policy_test(ctx: click.Context, directory: Path | None, as_json: bool) -> None:
     """Run the Rego unit tests and the casbin decision table, with coverage."""
     from gateway.access.policy_files import POLICY_DIR
     from gateway.access.policy_runtime import policy_directory
@@ -40,40 +41,51 @@ def policy_test(ctx: click.Context, directory: Path | None) -> None:
             directory, timeout_s = policy_directory(config), config.policy.timeout_s
         else:
             directory = POLICY_DIR
-    click.echo(f"policy directory {directory}")
-    failures = 0
+    if not as_json:
+        click.echo(f"policy directory {directory}")
+    lines: list[str] = []
     try:
         engine = RegoEngine.from_directory(directory, timeout_s=timeout_s)
         report = engine.run_tests()
     except PolicyError as exc:
         click.echo(f"rego: {exc}", err=True)
         raise SystemExit(2) from exc
-    for name in report.passed:
-        click.echo(f"  PASS  {name}")
-    for name in report.failed:
-        click.echo(f"  FAIL  {name}")
-    failures += len(report.failed)
+    lines += [f"  PASS  {name}" for name in report.passed]
+    lines += [f"  FAIL  {name}" for name in report.failed]
     coverage = getattr(report, "coverage", None)
     suffix = f", rule coverage {coverage:.0%}" if isinstance(coverage, float) else ""
-    click.echo(f"rego: {len(report.passed)} passed, {len(report.failed)} failed{suffix}")
+    lines.append(f"rego: {len(report.passed)} passed, {len(report.failed)} failed{suffix}")
+    result: dict[str, Any] = {
+        "directory": str(directory),
+        "rego": {"passed": list(report.passed), "failed": list(report.failed)},
+    }
+    if isinstance(coverage, float):
+        result["rego"]["coverage"] = coverage
+    failures = len(report.failed)
     table = directory / "model_test.yaml"
     if table.exists():
         results, line_coverage = run_cases(table)
-        for result in results:
-            if not result.passed:
-                click.echo(f"  FAIL  casbin case {result.case}")
-        bad = sum(not r.passed for r in results)
-        failures += bad
-        click.echo(
-            f"casbin: {len(results) - bad} passed, {bad} failed, line coverage {line_coverage:.0%}"
+        failed = [str(r.case) for r in results if not r.passed]
+        lines += [f"  FAIL  casbin case {case}" for case in failed]
+        failures += len(failed)
+        lines.append(
+            f"casbin: {len(results) - len(failed)} passed, {len(failed)} failed, "
+            f"line coverage {line_coverage:.0%}"
         )
+        result["casbin"] = {
+            "passed": len(results) - len(failed),
+            "failed": failed,
+            "coverage": line_coverage,
+        }
+    emit(result, as_json, "\n".join(lines))
     if failures:
         raise SystemExit(1)
 
 
 @policy.command("reload")
+@json_option
 @click.pass_context
-def policy_reload(ctx: click.Context) -> None:
+def policy_reload(ctx: click.Context, as_json: bool) -> None:
     """Check the policy directory, then make every gateway sharing the state database
     load it on its next request (admins, with their key in KITELINE_TOKEN; audited). A
     policy that fails to compile or to pass its tests is refused and the running one
@@ -97,7 +109,12 @@ def policy_reload(ctx: click.Context) -> None:
     operator.record(
         "policy.reload_requested", decision="allow", policy_version=policy_version(directory)
     )
-    click.echo(f"policy version {policy_version(directory)} will be loaded on the next request")
+    version = policy_version(directory)
+    emit(
+        {"policy_version": version, "reload": "requested"},
+        as_json,
+        f"policy version {version} will be loaded on the next request",
+    )
 
 
 @click.command()
@@ -135,6 +152,23 @@ def explain(
         return
     if principal is None or dataset is None:
         raise click.UsageError("name a PRINCIPAL and a DATASET, or --event SEQ")
+    result, version = explain_now(ctx, principal, dataset, purpose, profile)
+    emit(
+        explanation_document(result),
+        as_json,
+        lambda: print_explanation(result, principal, dataset, version),
+    )
+
+
+def explain_now(
+    ctx: click.Context,
+    principal: str,
+    dataset: str,
+    purpose: str | None,
+    profile: str | None,
+) -> tuple[Any, str]:
+    """The decision engine's explanation of ``principal`` reading ``dataset`` now, as an
+    officer's audited act; with the policy version it was decided under."""
     from gateway.access.decisions import Decider
     from gateway.access.policy_runtime import PolicyRuntime
     from gateway.access.principals import caller_by_name
@@ -173,21 +207,27 @@ def explain(
         outcome="allow" if decision.allowed else "deny",
         decision_basis=decision.basis,
     )
-    if as_json:
-        out: dict[str, Any] = {
-            "allowed": decision.allowed,
-            "reasons": list(decision.reasons),
-            "casbin": {"allowed": result.casbin_allowed, "matched": list(result.casbin_lines)},
-            "rego": {
-                "allowed": result.rego_allowed,
-                "reasons": list(result.rego_reasons),
-                "obligations": result.rego_obligations,
-            },
-        }
-        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
-        return
+    return result, runtime.version
+
+
+def explanation_document(result: Any) -> dict[str, Any]:
+    decision = result.decision
+    return {
+        "allowed": decision.allowed,
+        "reasons": list(decision.reasons),
+        "casbin": {"allowed": result.casbin_allowed, "matched": list(result.casbin_lines)},
+        "rego": {
+            "allowed": result.rego_allowed,
+            "reasons": list(result.rego_reasons),
+            "obligations": result.rego_obligations,
+        },
+    }
+
+
+def print_explanation(result: Any, principal: str, dataset: str, version: str) -> None:
+    decision = result.decision
     verdict = "ALLOW" if decision.allowed else "DENY"
-    click.echo(f"{verdict}: {principal} reading {dataset} (policy {runtime.version})")
+    click.echo(f"{verdict}: {principal} reading {dataset} (policy {version})")
     click.echo(
         f"  casbin: {'allow' if result.casbin_allowed else 'deny'}"
         + (f"  [{'; '.join(result.casbin_lines)}]" if result.casbin_lines else "")
