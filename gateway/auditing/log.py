@@ -44,6 +44,7 @@ from audit import (
 from gateway.access.principals import Caller
 from gateway.auditing.index import first_mismatch
 from gateway.state.database import pooled_connection
+from gateway.state.deadline import MIN_WAIT_S, bound_connection, remaining
 from gateway.state.models import AuditEvent, AuditHead
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ class _Pending:
     promoted: bool = False
     seqs: list[int] = field(default_factory=list)
     error: BaseException | None = None
+    # When its caller's deadline passes (time.monotonic()): a batch is written within
+    # the earliest of its events', so that no caller waits past its own.
+    until: float = float("inf")
 
 
 def _clip(value: str | None, limit: int = _MAX_TEXT) -> str | None:
@@ -229,7 +233,7 @@ class AuditLog:
     def _submit(self, item: _Pending) -> list[int]:
         """Queue the event; the one leading caller writes whatever is queued in a single
         transaction (group commit) while the others wait for their own event."""
-        deadline = time.monotonic() + self._timeout_s
+        deadline = item.until = time.monotonic() + remaining(self._timeout_s)
         with self._queue_lock:
             self._queue.append(item)
             lead = not self._leading
@@ -316,12 +320,14 @@ class AuditLog:
         healthy = False
         try:
             cursor = raw.cursor()
-            timeout_ms = int(self._timeout_s * 1000)
+            wait_s = max(MIN_WAIT_S, min(i.until for i in batch) - time.monotonic())
+            timeout_ms = int(wait_s * 1000)
             if self._postgres:
                 cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
                 cursor.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_ID,))
             else:
+                bound_connection(raw.driver_connection, raw.info, wait_s)
                 cursor.execute("BEGIN IMMEDIATE")
             try:
                 cursor.execute("SELECT size, chain_head, frontier FROM audit_head WHERE id = 1")
