@@ -16,6 +16,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import exc as exc_types
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -65,7 +66,11 @@ def _bound_by_deadline(
     dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any, *, timeout_s: float
 ) -> None:
     # Each checkout is a wait to come: bounded by what is left of the request's deadline.
-    bound_connection(dbapi_connection, record.info, remaining(timeout_s))
+    try:
+        bound_connection(dbapi_connection, record.info, remaining(timeout_s))
+    except Exception as exc:
+        # A connection that cannot take the setting is broken: the pool replaces it.
+        raise exc_types.DisconnectionError(str(type(exc).__name__)) from exc
 
 
 def create_state_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Engine:
