@@ -12,7 +12,13 @@ folder (100 partitions).
   selects 1 of the 100 partitions, against the size of the whole table (its Parquet
   files on disk), and against the Arrow bytes of a read of every row.
 
-Run: ``python -m bench spark`` (the data files are shared with ``bench/stores.py``).
+* Memory: the peak resident memory (VmHWM) of a real ``kiteline serve`` while it
+  serves one governed read of 1M rows, then of 4M rows (each from a freshly started
+  gateway, the same 100,000 distinct identifiers), streamed as Arrow over loopback
+  and written to a file by the client. Target: the 4M peak at most 1.2x the 1M one.
+
+Run: ``python -m bench spark`` (the data files are shared with ``bench/stores.py``);
+``python bench/spark.py --memory`` runs the memory part alone.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ REPO_ROOT = BENCH_DIR.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench import common  # noqa: E402
 from bench.common import Result, Target, lift_row_budgets, print_table  # noqa: E402
 from bench.stores import (  # noqa: E402
     COLUMNS,
@@ -72,54 +79,165 @@ datasets:
     location: {partitioned}
 {columns}
 """
+# The same gateway and store, with one dataset per size read for memory.
+MEMORY_CONFIG = CONFIG.split("datasets:\n")[0] + "datasets:\n{datasets}\n"
 NAMES = ("row_id", "part", "identifier", "event_date", "category", "amount")
+MEMORY_SIZES = (1_000_000, 4_000_000)
+MEMORY_DISTINCT = 100_000
+MEMORY_TARGET = Target("ratio", "<=", 1.2)
+ARROW = "application/vnd.apache.arrow.stream"
 
 
-def governed(url: str, token: str, single: Path, partitioned: Path) -> Governed:
+def workspace(root: Path, config_text: str, rows: int, token: str) -> str:
+    """A fresh workspace under ``root`` whose employee ``ada`` holds a pseudonymized
+    grant on the ``events`` module covering ``rows``; her API key."""
     from gateway.access.grants import add_grant
     from gateway.access.keyring import create_master_key
     from gateway.access.principals import add_principal, issue_key
     from gateway.config import load_config
-    from gateway.service import Gateway
     from gateway.state.database import create_state_engine, migrate
 
-    root = DATA_DIR / "spark-workspace"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     os.environ["KITELINE_BENCH_SPARK_TOKEN"] = token
-    (root / "kiteline.yaml").write_text(
-        lift_row_budgets(
-            CONFIG.format(
-                rows=ROWS,
-                url=url,
-                root=DATA_DIR,
-                single=single.name,
-                partitioned=partitioned.name,
-                columns=COLUMNS.rstrip("\n"),
-            )
-        )
-    )
+    (root / "kiteline.yaml").write_text(lift_row_budgets(config_text))
     create_master_key(root / "keys/master.key")
     config = load_config(root / "kiteline.yaml")
     engine = create_state_engine(config.state_url)
-    migrate(engine)
-    add_principal(engine, name="ada", kind="employee", department="research")
-    key = issue_key(engine, "ada")[1]
-    add_grant(
-        engine,
-        config,
-        subject_type="principal",
-        subject="ada",
-        module="events",
-        profile="pseudonymized",
-        days=30,
-        approvals=1,
-        row_cap=ROWS,
-        created_by="bench",
+    try:
+        migrate(engine)
+        add_principal(engine, name="ada", kind="employee", department="research")
+        key = issue_key(engine, "ada")[1]
+        add_grant(
+            engine,
+            config,
+            subject_type="principal",
+            subject="ada",
+            module="events",
+            profile="pseudonymized",
+            days=30,
+            approvals=1,
+            row_cap=rows,
+            created_by="bench",
+        )
+    finally:
+        engine.dispose()
+    return key
+
+
+def governed(url: str, token: str, single: Path, partitioned: Path) -> Governed:
+    from gateway.config import load_config
+    from gateway.service import Gateway
+
+    root = DATA_DIR / "spark-workspace"
+    config_text = CONFIG.format(
+        rows=ROWS,
+        url=url,
+        root=DATA_DIR,
+        single=single.name,
+        partitioned=partitioned.name,
+        columns=COLUMNS.rstrip("\n"),
     )
-    engine.dispose()
-    gateway = Gateway.from_config(config)
+    key = workspace(root, config_text, ROWS, token)
+    gateway = Gateway.from_config(load_config(root / "kiteline.yaml"))
     return Governed(gateway, gateway.authenticate(f"Bearer {key}", _meta()))
+
+
+def _memory_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def _streamed_read(url: str, key: str, dataset: str, rows: int, out: Path) -> int:
+    """One governed read of ``rows`` rows as an Arrow stream, written to ``out`` as it
+    arrives; the rows the answer held."""
+    import httpx
+    import pyarrow as pa
+
+    with httpx.Client(base_url=url, timeout=600) as http, out.open("wb") as sink:
+        with http.stream(
+            "POST",
+            f"/v1/datasets/{dataset}/query",
+            json={"columns": list(NAMES[:1] + NAMES[2:]), "limit": rows},
+            headers={"Authorization": f"Bearer {key}", "Accept": ARROW},
+        ) as answer:
+            if answer.status_code != 200:
+                raise RuntimeError(f"{dataset}: {answer.status_code} {answer.read()[:500]!r}")
+            for chunk in answer.iter_raw():
+                sink.write(chunk)
+    with pa.memory_map(str(out)) as source:
+        return sum(batch.num_rows for batch in pa.ipc.open_stream(source))
+
+
+def memory_workspace(url: str, token: str) -> tuple[Path, str]:
+    """A workspace with one dataset per size of ``MEMORY_SIZES``; its root and key."""
+    datasets = []
+    for rows in MEMORY_SIZES:
+        path = DATA_DIR / f"events-flat-{rows}-{MEMORY_DISTINCT}.parquet"
+        if not path.exists():
+            common.write_events(path, rows=rows, distinct=MEMORY_DISTINCT, seed=5)
+        datasets.append(
+            f"  events_{rows // 1_000_000}m:\n    module: events\n    store: lake\n"
+            f"    location: {path.name}\n" + COLUMNS.replace("      part: public\n", "").rstrip()
+        )
+    root = DATA_DIR / "spark-memory-workspace"
+    config_text = MEMORY_CONFIG.format(
+        rows=max(MEMORY_SIZES), url=url, root=DATA_DIR, datasets="\n".join(datasets)
+    )
+    return root, workspace(root, config_text, sum(MEMORY_SIZES) + 100, token)
+
+
+def served_peak(root: Path, key: str, rows: int) -> tuple[float, float]:
+    """A fresh ``kiteline serve`` reads ``rows`` rows once: its RSS after a warm-up
+    read and its peak RSS (MiB)."""
+    dataset = f"events_{rows // 1_000_000}m"
+    port = common.free_port()
+    command = [
+        sys.executable, "-m", "gateway.cli", "--config", str(root / "kiteline.yaml"),
+        "--log-level", "WARNING", "serve", "--port", str(port),
+    ]  # fmt: skip
+    log_path = common.DATA_DIR / "logs" / f"spark_memory_{rows}.log"
+    with common.served(command, port=port, log_path=log_path) as server:
+        pid = server.process.pid
+        # A first small read opens the Spark session and plans once.
+        _streamed_read(server.url, key, dataset, 10, root / "warm.arrows")
+        warm = _memory_kib(pid, "VmRSS") / 1024
+        got = _streamed_read(server.url, key, dataset, rows, root / "answer.arrows")
+        peak = _memory_kib(pid, "VmHWM") / 1024
+    (root / "answer.arrows").unlink()
+    if got != rows:
+        raise RuntimeError(f"{dataset}: the answer held {got:,} rows of {rows:,}")
+    return warm, peak
+
+
+def memory(url: str, token: str) -> list[Result]:
+    """Peak RSS of a served gateway reading each of ``MEMORY_SIZES`` from Spark."""
+    root, key = memory_workspace(url, token)
+    peaks = {rows: served_peak(root, key, rows) for rows in MEMORY_SIZES}
+    first = MEMORY_SIZES[0]
+    results = [
+        Result(
+            f"spark served read, {first // 1_000_000}M rows, gateway peak RSS",
+            peaks[first][1],
+            "MiB",
+            note=f"RSS after a 10-row warm-up read: {peaks[first][0]:.0f} MiB",
+        )
+    ]
+    for before, rows in zip(MEMORY_SIZES, MEMORY_SIZES[1:], strict=False):
+        results.append(
+            Result(
+                f"spark served read, {rows // 1_000_000}M rows, gateway peak RSS",
+                peaks[rows][1],
+                "MiB",
+                baseline=peaks[before][1],
+                target=MEMORY_TARGET,
+                note=f"RSS after a 10-row warm-up read: {peaks[rows][0]:.0f} MiB; "
+                f"baseline: the {before // 1_000_000}M read's peak",
+            )
+        )
+    return results
 
 
 def plain_session(url: str, token: str) -> Any:
@@ -205,12 +323,20 @@ def run() -> list[Result]:
         finally:
             session.stop()
             bench.gateway.close()
+        results.extend(memory(server.url, server.token))
     return results
+
+
+def memory_alone() -> list[Result]:
+    from gateway.demo.spark import spark_connect_server
+
+    with spark_connect_server(DATA_DIR / f"spark-{uuid.uuid4().hex[:6]}") as server:
+        return memory(server.url, server.token)
 
 
 def main() -> int:
     started = time.perf_counter()
-    results = run()
+    results = memory_alone() if "--memory" in sys.argv[1:] else run()
     print()
     print_table(results)
     print(f"\n({time.perf_counter() - started:.0f}s)")

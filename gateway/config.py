@@ -196,6 +196,27 @@ class PolicySection(_Strict):
         return self
 
 
+class TracingSection(_Strict):
+    """OpenTelemetry traces of requests, exported over OTLP/HTTP (the ``otel`` extra)."""
+
+    enabled: bool = Field(False, description="Export spans; off unless asked for.")
+    endpoint: str = Field(
+        "http://127.0.0.1:4318/v1/traces",
+        description="OTLP/HTTP (protobuf) traces URL of the collector.",
+    )
+    service_name: str = Field("kiteline", min_length=1, description="Resource service.name.")
+    sample_ratio: float = Field(
+        1.0, ge=0, le=1, description="Share of new traces kept; a caller's traceparent decides."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_http(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
 class LocalStore(_Strict):
     kind: Literal["local"]
     root: str = Field(description="Folder of Parquet/CSV files; relative to the config file.")
@@ -382,6 +403,7 @@ class Config(_Strict):
     separation: Separation = Field(default_factory=Separation)  # type: ignore[arg-type]
     budgets: Budgets = Field(default_factory=Budgets)  # type: ignore[arg-type]
     grants: GrantsSection = Field(default_factory=GrantsSection)  # type: ignore[arg-type]
+    tracing: TracingSection = Field(default_factory=TracingSection)  # type: ignore[arg-type]
     datasets: dict[str, Dataset]
     base_dir: Path = Field(Path("."), exclude=True)
 

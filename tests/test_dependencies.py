@@ -19,12 +19,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ("gateway", "policies", "connectors", "audit")
-#: Modules loaded only when an optional store is configured, and the extra that brings
-#: their imports. The plain-install test (tests/test_packaging.py) proves nothing else
+#: Modules loaded only when an optional store is configured, or whose imports of an
+#: extra run only when its feature is turned on (tracing), and the extra that brings
+#: those imports. The plain-install test (tests/test_packaging.py) proves nothing else
 #: loads them.
 OPTIONAL_MODULES = {
     "connectors/spark.py": "spark",
     "gateway/demo/spark.py": "spark",
+    "gateway/observability/tracing.py": "otel",
+    "gateway/http/tracing.py": "otel",
 }
 
 

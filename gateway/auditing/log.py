@@ -41,6 +41,7 @@ from audit import (
     canonical,
     verify_log_batches,
 )
+from gateway import observability
 from gateway.access.principals import Caller
 from gateway.auditing.index import first_mismatch
 from gateway.state.database import pooled_connection
@@ -233,6 +234,11 @@ class AuditLog:
     def _submit(self, item: _Pending) -> list[int]:
         """Queue the event; the one leading caller writes whatever is queued in a single
         transaction (group commit) while the others wait for their own event."""
+        actions = ",".join(p.event["action"] for p in item.events)
+        with observability.span("kiteline.audit.append", **{"audit.actions": actions}):
+            return self._submit_now(item)
+
+    def _submit_now(self, item: _Pending) -> list[int]:
         deadline = item.until = time.monotonic() + remaining(self._timeout_s)
         with self._queue_lock:
             self._queue.append(item)

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from gateway import observability
 from gateway.cli.admin import register as register_http_commands
 from gateway.cli.audit import audit as audit_commands
 from gateway.cli.common import config_of, fail, settings_of, state_engine
@@ -93,14 +94,18 @@ def init(ctx: click.Context) -> None:
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) -> None:
     """Serve the API."""
     import os
+    import tempfile
 
     import uvicorn
 
     from gateway.http.app import create_app
+    from gateway.http.metrics import MULTIPROCESS_DIR
     from gateway.http.server import uvicorn_options
 
     settings = settings_of(ctx)
     config = config_of(ctx)
+    # Before any worker starts: traces asked for without the otel extra stop the server.
+    observability.ensure_available(config.tracing)
     listen: dict[str, Any] = {
         "host": host or config.gateway.host,
         "port": port or config.gateway.port,
@@ -120,12 +125,17 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
     os.environ["KITELINE_LOG_LEVEL"] = settings.log_level
     os.environ["KITELINE_LOG_FORMAT"] = settings.log_format
     os.environ["KITELINE_DEMO"] = "1" if settings.demo else "0"
-    uvicorn.run(
-        "gateway.http.app:app_from_environment",
-        factory=True,
-        workers=workers,
-        **listen,
-    )
+    # A scrape reaches one worker: each keeps its counts in a file of one folder, which
+    # any of them sums (prometheus_client's multiprocess mode). A fresh folder per run,
+    # so no count of an earlier run is added in; an operator's own folder is kept.
+    with tempfile.TemporaryDirectory(prefix="kiteline-metrics-") as counts:
+        os.environ.setdefault(MULTIPROCESS_DIR, counts)
+        uvicorn.run(
+            "gateway.http.app:app_from_environment",
+            factory=True,
+            workers=workers,
+            **listen,
+        )
 
 
 @cli.command()
@@ -253,6 +263,7 @@ def check(ctx: click.Context) -> None:
     from gateway.read.catalog_check import check_stores
 
     config = config_of(ctx)
+    observability.ensure_available(config.tracing)
     problems = check_stores(config)
     for problem in problems:
         click.echo(problem, err=True)

@@ -39,7 +39,10 @@ from gateway.http.routes import (
     query,
     trace,
 )
+from gateway.http.tracing import RequestTracing
 from gateway.logs import configure_logging, request_id_var
+from gateway.observability import ensure_available as ensure_tracing
+from gateway.observability import start as start_tracing
 from gateway.read.slots import ReadSlots
 from gateway.service import Gateway
 from gateway.state.wal import WalCheckpointer
@@ -75,6 +78,19 @@ def new_request_id() -> str:
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
+def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
+    """The route template of a request, also for one FastAPI did not tag (its own /docs
+    and /openapi.json pages); anything no route matches is ``unmatched``."""
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "unmatched"))
+    for candidate in routes:
+        match, _ = candidate.matches(scope)
+        if match is Match.FULL:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
+
+
 class RequestContext:
     """Pure ASGI middleware: assigns the request id and records metrics.
 
@@ -94,18 +110,6 @@ class RequestContext:
         self.latency = latency
         self.routes = routes
         self.metrics = metrics
-
-    def _template(self, scope: Scope) -> str:
-        """The route template of a request FastAPI did not tag (its own /docs and
-        /openapi.json pages); anything no route matches is ``unmatched``."""
-        route = scope.get("route")
-        if route is not None:
-            return str(getattr(route, "path", "unmatched"))
-        for candidate in self.routes:
-            match, _ = candidate.matches(scope)
-            if match is Match.FULL:
-                return str(getattr(candidate, "path", "unmatched"))
-        return "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,7 +142,7 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            path = self._template(scope)
+            path = route_template(scope, self.routes)
             elapsed = time.perf_counter() - started
             self.requests.labels(scope.get("method", ""), path, str(status)).inc()
             self.latency.labels(path).observe(elapsed)
@@ -191,6 +195,8 @@ def create_app(
                 running.callback(loop.remove_signal_handler, signal.SIGHUP)
             app.state.gateway.audit.add_listener(metrics.observe)
             running.callback(app.state.gateway.audit.remove_listener, metrics.observe)
+            if (tracing := start_tracing(config.tracing)) is not None:
+                running.callback(tracing.shutdown)
             for background in (
                 PeriodicSweep(app.state.gateway.grants, config.grants.sweep_interval_s),
                 WalCheckpointer(app.state.gateway.engine),
@@ -201,6 +207,7 @@ def create_app(
                 running.callback(background.stop)
             yield
 
+    ensure_tracing(config.tracing)  # asked for without the otel extra: refuse to start
     owns_gateway = gateway is None
     if gateway is None:
         gateway = Gateway.from_config(config)
@@ -222,8 +229,8 @@ def create_app(
     app.state.audit_trail = AuditTrail.from_config(config, gateway.audit)
     app.state.settings = settings
     app.state.read_slots = ReadSlots(config.gateway.read_threads, inline=config.reads_inline)
-    app.state.metrics_registry = registry
     metrics = GatewayMetrics(registry, gateway, app.state.audit_trail)
+    app.state.metrics_registry = metrics.scrape_registry(registry)
     metrics.time_stores()
     install_error_handlers(app)
     # Routes are matched in order, one router after another: the governed read, by far
@@ -235,6 +242,8 @@ def create_app(
     # The edge runs inside RequestContext, which names the request first.
     app.add_middleware(Edge, routes=lambda: app.router.routes)
     install_console(app)
+    if config.tracing.enabled:
+        app.add_middleware(RequestTracing, template=lambda s: route_template(s, app.router.routes))
     app.add_middleware(
         RequestContext,
         requests=requests,

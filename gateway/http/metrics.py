@@ -10,6 +10,7 @@ Prometheus scrapes, so every gateway process reports the same values for them.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 DECISIONS = frozenset({"data.query", "data.denied", "request.rejected", "request.failed"})
 # Budgets are listed for at most this many active grants per scrape.
 MAX_BUDGET_GRANTS = 500
+# prometheus_client's multiprocess mode: the folder where worker processes keep counts.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -76,7 +79,24 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        registry.register(_StateCollector(gateway, trail))
+        self.state = _StateCollector(gateway, trail)
+        registry.register(self.state)
+
+    def scrape_registry(self, registry: CollectorRegistry) -> CollectorRegistry:
+        """What ``/metrics`` reports. Under ``serve --workers N`` (which sets
+        PROMETHEUS_MULTIPROC_DIR for its workers) each worker writes its counters and
+        histograms to files in that folder, and a scrape, whichever worker answers it,
+        sums every worker's; the gauges of this process and of the shared state come
+        once, from the worker that answers. One process: its own registry."""
+        folder = os.environ.get(MULTIPROCESS_DIR)
+        if not folder:
+            return registry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        scrape = CollectorRegistry()
+        MultiProcessCollector(scrape, path=folder)
+        scrape.register(self.state)
+        return scrape
 
     def observe(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Count one commit's events; called by the audit log, so it must not raise."""
@@ -118,6 +138,7 @@ class TimedConnector:
 
     def __init__(self, inner: Any, kind: str, histogram: Histogram) -> None:
         self._inner = inner
+        self.kind = kind
         self._scan = histogram.labels(kind, "scan")
         self._aggregate = histogram.labels(kind, "aggregate")
 

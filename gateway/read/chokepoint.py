@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectors import decline_inline
+from gateway import observability
 from gateway.access import budgets, key_versions
 from gateway.access.decisions import Decider
 from gateway.access.keyring import Keyring
@@ -132,6 +133,7 @@ class Chokepoint:
             raise NotFound(f"no dataset named {name!r}", dataset=name)
         if aggregate:
             decline_inline("an aggregate query reads the whole dataset")
+        started = observability.started()
         decision: Decision = self.decider.decide(
             caller=caller,
             dataset=name,
@@ -140,6 +142,7 @@ class Chokepoint:
             # An aggregate query asks for the aggregate profile, never more.
             profile=request.profile or ("aggregate" if aggregate else None),
         )
+        observability.decided(decision, dataset=name, started=started)
         if decided is not None:
             decided.append(decision)
         if not decision.allowed or decision.obligations is None:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from audit import AuditError
 from connectors import Cancellation, Connector
+from gateway import observability
 from gateway.access import budgets
 from gateway.access.decisions import Decider
 from gateway.access.grant_usage import GrantUsage
@@ -113,7 +114,8 @@ class RowReader:
             # Suppressed rows do not count: read on from the offset until the page fills.
             windowed=suppress is None,
         )
-        return self.connectors[plan.store].scan(
+        connector = self.connectors[plan.store]
+        batches = connector.scan(
             plan.table,
             scan,
             batch_size=scan_batch_rows(
@@ -123,6 +125,7 @@ class RowReader:
             ),
             cancellation=cancellation,
         )
+        return observability.scanned(connector, batches)
 
     def start(self, read: RowRead) -> ReadResult:
         plan = read.plan
@@ -245,7 +248,7 @@ class RowStream:
             # Transform whole scanned batches (per-batch work such as dictionary
             # encoding is amortized), then hand them out in slices: an offboarded
             # principal's read stops at the next slice.
-            out = self.read.transformer(kept)
+            out = observability.transformed(self.read.transformer, kept)
             for start in range(0, out.num_rows, STREAM_SLICE_ROWS):
                 self.cancellation.raise_if_cancelled()
                 piece = out.slice(start, STREAM_SLICE_ROWS)

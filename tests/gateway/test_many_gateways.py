@@ -21,6 +21,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli.main import cli
 from gateway.config import load_config
@@ -192,3 +193,46 @@ def test_serve_with_workers_shares_one_port_and_one_log(pg_workspace: Workspace,
     assert code == 0 and out.startswith("ok:"), out
     reads = [e for e in events(ws) if e["action"] == "data.read"]
     assert len(reads) == 12
+
+
+def test_a_scrape_of_several_workers_counts_every_workers_requests(
+    pg_workspace: Workspace, tmp_path: Path
+):
+    ws = pg_workspace
+    body = {"columns": ["patient_id"], "limit": 5, "purpose": SURGICAL_PURPOSE}
+    mei = {"Authorization": f"Bearer {ws.tokens['mei']}"}
+    officer = {"Authorization": f"Bearer {ws.tokens['victor']}"}
+    log = tmp_path / "serve.log"
+    reads = 40
+    with serve_gateway(ws.config_path, log, "--workers", "2") as url:
+        deadline = time.monotonic() + 60
+        while log.read_text().count("Started server process") < 2:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(
+                pool.map(
+                    lambda _: (
+                        httpx.post(
+                            f"{url}/v1/datasets/patients/query", json=body, headers=mei, timeout=60
+                        ).status_code
+                    ),
+                    range(reads),
+                )
+            )
+        assert statuses == [200] * reads
+        # Whichever worker answers a scrape, it reports the reads both served.
+        for _ in range(4):
+            scraped = httpx.get(f"{url}/metrics", headers=officer, timeout=30)
+            assert scraped.status_code == 200, scraped.text
+            found = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(scraped.text)
+                for s in family.samples
+            }
+            route = (("method", "POST"), ("route", "/v1/datasets/{name}/query"), ("status", "200"))
+            assert found[("kiteline_http_requests_total", route)] == reads
+            released = (("dataset", "patients"), ("org", "surgibot"))
+            assert found[("kiteline_rows_released_total", released)] == reads * 5
+            # The gauges of the shared state come once, not once per worker.
+            assert found[("kiteline_webhook_deliveries_pending", ())] == 0
