@@ -13,7 +13,11 @@ The detector never reads Faker's name lists or the hard-case lists below: what i
 comes from jieba's model and from context words. The templates come in two sets: ``dev``
 ones were visible while the detector's context words and thresholds were chosen,
 ``heldout`` ones were written before most of that work and their errors are never
-shown (``--show`` lists dev notes only), so their score is the honest one.
+shown (``--show`` lists dev notes only), so their score is the honest one. Both sets
+were enlarged together, each new held-out template written before any new dev one was
+tuned on; context words that occur only in held-out templates are kept out of the
+detector. The templates' own words are still in view in this file, so the held-out
+score is honest about errors, less so about vocabulary.
 
 Scoring is per name span: a name counts as found when every letter of it is inside a
 ``[NAME]`` the scrubber put in (a half-scrubbed name is a miss), and a ``[NAME]`` counts as
@@ -45,8 +49,10 @@ except ImportError:  # run from a checkout without the package installed
     from gateway.transforms.scrubbing import NAME, scrub
 try:
     from bench import scrub_corpus
+    from bench.names_templates import EN_DEV, EN_HELDOUT, ZH_DEV, ZH_HELDOUT
 except ImportError:  # run as a script: bench/ itself is on the path
     import scrub_corpus  # type: ignore[no-redef]
+    from names_templates import EN_DEV, EN_HELDOUT, ZH_DEV, ZH_HELDOUT  # type: ignore[no-redef]
 
 _Span = tuple[int, int]
 
@@ -88,71 +94,8 @@ ZH_TITLES = ("医生", "主任", "护士", "老师", "经理", "师傅", "大夫
 EN_TITLES = ("Dr.", "Dr", "Mr.", "Mrs.", "Ms.", "Miss", "Prof.", "Nurse", "Doctor")
 ZH_COMPOUND = frozenset(("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容"))
 
-# --- templates -------------------------------------------------------------------------
-# Slots: {p} a person in some form (full, given, titled, word-like, split ...), {full} a
-# full name, {t} a titled surname (王医生 / Dr. Smith), {x} a Chinese surname after an
-# English title (Dr. 李). Everything else is literal text, hard negatives included.
-
-ZH_DEV = (
-    "患者{full}，男，58岁，高血压病史十年，今日由{t}接诊，建议调整用药方案。",
-    "家属{p}代诉患者夜间咳嗽加重，已告知{t}，明早复查血常规。",
-    "主治医生{full}查房：白细胞计数偏高，黄疸未退，继续观察。",
-    "客户{p}来电反映订单金额有误，已转交{full}处理，预计周末前回复。",
-    "工单已分配给{p}，问题描述：华为手机无法登录，安排明天上门。",
-    "{p}：我明天下午到，麻烦跟{t}说一声，谢谢！",
-    "今天和{p}一起去王府井吃饭，{full}也来了。",
-    "护士{full}记录：体温37.8度，石膏固定良好，马上安排换药。",
-    "请{t}审批这份文件，联系人{p}，平安保险报销方案附后。",
-    "经办人：{full}；复核：{p}；备注：江苏分公司常规检查。",
-    "术后第二天，{p}的女儿{full}前来探视，情绪稳定。",
-    "据{t}介绍，患者既往有糖尿病，黄金周期间未按时服药。",
-    "感谢{p}耐心解答，我的问题已经解决，五星好评！",
-    "周一例会：{full}汇报了方案进度，{p}负责测试，林区项目暂停。",
-    "转诊记录：原接诊医师{full}，现由{t}负责，病情平稳。",
-    "@{p} 文件发你邮箱了，{full}说下周再改。",
-    "投诉人{full}称快递员态度差，已联系{p}核实，高度重视。",
-    "会诊意见（{t}）：建议完善检查，白天多饮水，由{p}随访。",
-)
-ZH_HELDOUT = (
-    "凌晨两点{full}因胸闷入院，值班的{t}给予吸氧，心电图未见异常。",
-    "{p}反馈发票抬头写错了，请财务部重新开具，金额不变。",
-    "哈哈{p}你太逗了，周六和{full}去爬山吗？",
-    "随访电话：{full}接听，自述食欲好转，体重增加两公斤，{t}嘱继续服药。",
-    "售后单：{p}的冰箱不制冷，维修师傅{full}已上门，更换压缩机。",
-    "{full}请假三天，工作由{p}代理，紧急事项请找{t}。",
-    "产妇{full}顺产一女婴，体重3.2公斤，陪护人{p}。",
-    "群公告：{p}负责收集报名表，{full}统计人数，截止到周五。",
-)
-EN_DEV = (
-    "Patient {full} was seen by {t} on Monday; blood pressure stable, continue Aspirin.",
-    "Spoke with the patient's wife, {p}, who asked that {t} call her back.",
-    "Ticket escalated to {full} in Customer Service: Chrome crashes on login.",
-    "Hi {p}, thanks for reaching out. {full} will ship the iPhone case by Friday.",
-    "{p} said the Windows update broke Excel again, please ask {t} to check.",
-    "Admitted via the Emergency Department; {t} on call. Contact: {p}.",
-    "Meeting with {full} and {p} moved to March 3 in the London office.",
-    "Nurse note: {full} reports pain 4/10 after physiotherapy; seen by {x}.",
-    "Per {t}, the Visa refund was approved. Regards, {full}",
-    "Can you cc {p} on the Zoom invite? {full} is out until Christmas.",
-    "Discharge summary: {full} tolerated the procedure well; follow up with {t} in Boston.",
-    "The daughter ({p}) brought the medication list; {x} reviewed it.",
-    "Thanks {p}! Your Amazon order is on its way. Best, {full}",
-    "Escalation: {full} from Billing could not reach {p}; Outlook keeps bouncing.",
-    "{full} here, I've been waiting since Tuesday for {t} to reply.",
-    "Referral from {t} at Mercy General for {full}, History of asthma.",
-    "lol {p} just told me {full} got the Tesla",
-    "Handover: bed 12, {full}, family contact {p}, Spanish speaker.",
-)
-EN_HELDOUT = (
-    "At 2am {full} presented with chest pain; {t} ordered an ECG, results normal.",
-    "{p} reports the invoice header is wrong, please reissue from Accounts Payable.",
-    "haha {p} you're hilarious, hiking with {full} on Saturday?",
-    "Follow-up call: {full} answered, appetite improved, {t} advised to continue Metformin.",
-    "RMA opened: {p}'s fridge stopped cooling, technician {full} replaced the compressor.",
-    "{full} is on leave until Wednesday, {p} covers; urgent items go to {t}.",
-    "Delivered a healthy girl to {full}, 3.2 kg, partner {p} present, {x} attending.",
-    "Group notice: {p} collects the sign-up sheets, {full} counts heads by Friday.",
-)
+# The templates are in names_templates.py: slots {p} a person in some form, {full} a full
+# name, {t} a titled surname, {x} a Chinese surname after an English title.
 
 _SLOT = re.compile(r"\{(\w+)\}")
 
@@ -342,21 +285,22 @@ def _throughput(notes: list[Note]) -> tuple[float, float]:
     """Notes per second for today's scrubber and the new one, all notes distinct.
 
     The two are timed in turns, best of seven each, so that a busy moment of the
-    machine weighs on both alike."""
+    machine weighs on both alike, and in the processor time of this process: on a
+    machine shared with other work, wall-clock time counts theirs too."""
     texts = pa.array([n.text for n in notes], pa.string())
     rows = pa.array([n.row_name for n in notes], pa.string())
     best = {False: float("inf"), True: float("inf")}
     for _ in range(7):
         for detect in (False, True):
-            started = time.perf_counter()
+            started = time.process_time()
             scrub(texts, [rows], detect_names=detect)
-            best[detect] = min(best[detect], time.perf_counter() - started)
+            best[detect] = min(best[detect], time.process_time() - started)
     return len(notes) / best[False], len(notes) / best[True]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=4000)
+    parser.add_argument("--size", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=20261206)
     parser.add_argument("--show", type=int, default=0, help="print N notes with a miss")
     args = parser.parse_args(argv)

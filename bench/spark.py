@@ -48,7 +48,9 @@ from bench.stores import (  # noqa: E402
     best_of,
     events_file,
     partitioned_dir,
+    read_results,
 )
+from bench.workspaces import reader_workspace  # noqa: E402
 
 CONFIG = """\
 gateway:
@@ -91,38 +93,11 @@ ARROW = "application/vnd.apache.arrow.stream"
 def workspace(root: Path, config_text: str, rows: int, token: str) -> str:
     """A fresh workspace under ``root`` whose employee ``ada`` holds a pseudonymized
     grant on the ``events`` module covering ``rows``; her API key."""
-    from gateway.access.grants import add_grant
-    from gateway.access.keyring import create_master_key
-    from gateway.access.principals import add_principal, issue_key
-    from gateway.config import load_config
-    from gateway.state.database import create_state_engine, migrate
-
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     os.environ["KITELINE_BENCH_SPARK_TOKEN"] = token
-    (root / "kiteline.yaml").write_text(lift_row_budgets(config_text))
-    create_master_key(root / "keys/master.key")
-    config = load_config(root / "kiteline.yaml")
-    engine = create_state_engine(config.state_url)
-    try:
-        migrate(engine)
-        add_principal(engine, name="ada", kind="employee", department="research")
-        key = issue_key(engine, "ada")[1]
-        add_grant(
-            engine,
-            config,
-            subject_type="principal",
-            subject="ada",
-            module="events",
-            profile="pseudonymized",
-            days=30,
-            approvals=1,
-            row_cap=rows,
-            created_by="bench",
-        )
-    finally:
-        engine.dispose()
-    return key
+    config_text = lift_row_budgets(config_text)
+    return reader_workspace(root, config_text, rows=rows, days=30, module="events")[1]
 
 
 def governed(url: str, token: str, single: Path, partitioned: Path) -> Governed:
@@ -281,24 +256,11 @@ def run() -> list[Result]:
                     "plain": plain,
                 }
             )
-            results.append(
-                Result(
-                    "spark governed read, 1M rows",
-                    times["governed"],
-                    "s",
-                    baseline=times["plain"],
-                    target=Target("ratio", "<=", 1.5),
-                    note="baseline: Spark Connect toArrow() of the same columns",
-                )
-            )
-            results.append(
-                Result(
-                    "spark connector scan alone, 1M rows",
-                    times["connector"],
-                    "s",
-                    baseline=times["plain"],
-                    note="the Spark connector's scan of the same columns, before any governance",
-                )
+            results += read_results(
+                "spark",
+                times,
+                plain="Spark Connect toArrow() of the same columns",
+                connector="the Spark connector's scan of the same columns, before any governance",
             )
             before = lake.bytes_received
             bench.read("events_parts", everything)

@@ -45,7 +45,8 @@ REPEATS = 3
 PG_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 BUCKET = "bench"
 
-from bench.common import Result, Target, lift_row_budgets, print_table  # noqa: E402
+from bench.common import Result, Target, lift_row_budgets, run_and_print  # noqa: E402
+from bench.workspaces import reader_workspace  # noqa: E402
 
 CONFIG = """\
 gateway:
@@ -253,13 +254,6 @@ class Governed:
 
 
 def governed(site: S3Site, pg: tuple[str, str] | None) -> Governed:
-    from gateway.access.grants import add_grant
-    from gateway.access.keyring import create_master_key
-    from gateway.access.principals import add_principal, issue_key
-    from gateway.config import load_config
-    from gateway.service import Gateway
-    from gateway.state.database import create_state_engine, migrate
-
     root = DATA_DIR / "workspace"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -278,39 +272,57 @@ def governed(site: S3Site, pg: tuple[str, str] | None) -> Governed:
     os.environ["KITELINE_BENCH_S3_KEY"] = site.key
     os.environ["KITELINE_BENCH_S3_SECRET"] = site.secret
     # A full read of 1M rows, several times over, would spend the default daily budget.
-    (root / "kiteline.yaml").write_text(
-        lift_row_budgets(
-            CONFIG.format(
-                rows=ROWS,
-                endpoint=site.endpoint,
-                bucket=BUCKET,
-                pg_store=PG_STORE if pg is not None else "",
-                datasets="".join(datasets),
-            )
+    config_text = lift_row_budgets(
+        CONFIG.format(
+            rows=ROWS,
+            endpoint=site.endpoint,
+            bucket=BUCKET,
+            pg_store=PG_STORE if pg is not None else "",
+            datasets="".join(datasets),
         )
     )
-    create_master_key(root / "keys/master.key")
-    config = load_config(root / "kiteline.yaml")
-    engine = create_state_engine(config.state_url)
-    migrate(engine)
-    add_principal(engine, name="ada", kind="employee", department="research")
-    token = issue_key(engine, "ada")[1]
-    add_grant(
-        engine,
-        config,
-        subject_type="principal",
-        subject="ada",
-        module="events",
-        profile="pseudonymized",
-        days=30,
-        approvals=1,
-        row_cap=ROWS,
-        created_by="bench",
-    )
-    engine.dispose()
+    return governed_workspace(root, config_text)
+
+
+def governed_workspace(root: Path, config_text: str) -> Governed:
+    """A gateway over ``root`` configured by ``config_text``, and its one caller: an
+    employee ``ada`` holding an active pseudonymized grant on the ``events`` module
+    whose row cap covers every row."""
+    from gateway.service import Gateway
+
+    config, token = reader_workspace(root, config_text, rows=ROWS, days=30, module="events")
     gateway = Gateway.from_config(config)
-    meta_caller = gateway.authenticate(f"Bearer {token}", _meta())
-    return Governed(gateway, meta_caller)
+    return Governed(gateway, gateway.authenticate(f"Bearer {token}", _meta()))
+
+
+def read_results(
+    store: str,
+    times: dict[str, float],
+    *,
+    plain: str,
+    connector: str,
+    connector_label: str = "connector scan alone, 1M rows",
+    row: str = "",
+) -> list[Result]:
+    """The governed read against the plain one, and the connector's scan alone."""
+    return [
+        Result(
+            f"{store} governed read, 1M rows",
+            times["governed"],
+            "s",
+            baseline=times["plain"],
+            target=Target("ratio", "<=", 1.5),
+            note=f"baseline: {plain}",
+            row=row,
+        ),
+        Result(
+            f"{store} {connector_label}",
+            times["connector"],
+            "s",
+            baseline=times["plain"],
+            note=connector,
+        ),
+    ]
 
 
 def _meta() -> Any:
@@ -345,122 +357,99 @@ def drain(connector: Any, location: str, file_format: Any) -> int:
 
 
 def run() -> list[Result]:
-    import psycopg
-    import pyarrow.parquet as pq
-    from psycopg import sql
-
     single = events_file()
     partitioned = partitioned_dir(single)
-    everything = {"limit": ROWS}
-    results: list[Result] = []
     with s3_site(single, partitioned) as site, pg_site(single) as pg:
         bench = governed(site, pg)
         try:
-            fs = site.filesystem()
-
-            def plain_s3() -> object:
-                return pq.read_table(f"{BUCKET}/events.parquet", filesystem=fs)
-
-            lake = bench.gateway.connectors["lake"]
-            times = best_of(
-                {
-                    "governed": lambda: bench.read("events_s3", everything),
-                    "connector": lambda: drain(lake, "events.parquet", "parquet"),
-                    "plain": plain_s3,
-                }
-            )
-            results.append(
-                Result(
-                    "s3 governed read, 1M rows",
-                    times["governed"],
-                    "s",
-                    baseline=times["plain"],
-                    target=Target("ratio", "<=", 1.5),
-                    note="baseline: pyarrow.parquet.read_table over pyarrow's S3 client",
-                    row="s3_read",
-                )
-            )
-
-            results.append(
-                Result(
-                    "s3 connector scan alone, 1M rows",
-                    times["connector"],
-                    "s",
-                    baseline=times["plain"],
-                    note="the S3 connector's scan of every column, before any governance",
-                )
-            )
-            connector = bench.gateway.connectors["lake"]
-            before = connector.bytes_read
-            one_part = {"where": [{"column": "part", "op": "=", "value": 7}], "limit": ROWS}
-            sent = bench.read("events_parts", one_part)
-            fetched = connector.bytes_read - before
-            results.append(
-                Result(
-                    "s3 bytes fetched, 1% of partitions",
-                    fetched,
-                    "B",
-                    baseline=site.prefix_bytes,
-                    target=Target("ratio", "<=", 0.05),
-                    note=f"baseline: the whole prefix; response was {sent:,} bytes",
-                )
-            )
-
+            results = s3_results(bench, site)
             if pg is not None:
-                url, schema = pg
-                copy_query = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT").format(
-                    sql.Identifier(schema, "events")
-                )
-
-                def plain_pg() -> object:
-                    received = 0
-                    with psycopg.connect(url) as connection, connection.cursor() as cursor:
-                        with cursor.copy(copy_query) as copy:
-                            for data in copy:
-                                received += len(data)
-                    return received
-
-                warehouse = bench.gateway.connectors["warehouse"]
-                times = best_of(
-                    {
-                        "governed": lambda: bench.read("events_pg", everything),
-                        "connector": lambda: drain(warehouse, f"{schema}.events", "table"),
-                        "plain": plain_pg,
-                    }
-                )
-                results.append(
-                    Result(
-                        "postgres governed read, 1M rows",
-                        times["governed"],
-                        "s",
-                        baseline=times["plain"],
-                        target=Target("ratio", "<=", 1.5),
-                        note="baseline: psycopg COPY (SELECT *) TO STDOUT, text format, "
-                        "bytes only (not yet the fastest plain Arrow read)",
-                        row="pg_read",
-                    )
-                )
-                results.append(
-                    Result(
-                        "postgres connector scan alone",
-                        times["connector"],
-                        "s",
-                        baseline=times["plain"],
-                        note="the PostgreSQL connector's scan of every column, no governance",
-                    )
-                )
+                results += postgres_results(bench, *pg)
         finally:
             bench.gateway.close()
     return results
 
 
+def s3_results(bench: Governed, site: S3Site) -> list[Result]:
+    """A governed read of every row against pyarrow's own, and the bytes fetched for a
+    read of one partition."""
+    import pyarrow.parquet as pq
+
+    fs = site.filesystem()
+
+    def plain_s3() -> object:
+        return pq.read_table(f"{BUCKET}/events.parquet", filesystem=fs)
+
+    lake = bench.gateway.connectors["lake"]
+    times = best_of(
+        {
+            "governed": lambda: bench.read("events_s3", {"limit": ROWS}),
+            "connector": lambda: drain(lake, "events.parquet", "parquet"),
+            "plain": plain_s3,
+        }
+    )
+    results = read_results(
+        "s3",
+        times,
+        plain="pyarrow.parquet.read_table over pyarrow's S3 client",
+        connector="the S3 connector's scan of every column, before any governance",
+        row="s3_read",
+    )
+    before = lake.bytes_read
+    one_part = {"where": [{"column": "part", "op": "=", "value": 7}], "limit": ROWS}
+    sent = bench.read("events_parts", one_part)
+    fetched = lake.bytes_read - before
+    results.append(
+        Result(
+            "s3 bytes fetched, 1% of partitions",
+            fetched,
+            "B",
+            baseline=site.prefix_bytes,
+            target=Target("ratio", "<=", 0.05),
+            note=f"baseline: the whole prefix; response was {sent:,} bytes",
+        )
+    )
+    return results
+
+
+def postgres_results(bench: Governed, url: str, schema: str) -> list[Result]:
+    """A governed read of every row against psycopg's COPY of the same table."""
+    import psycopg
+    from psycopg import sql
+
+    copy_query = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT").format(
+        sql.Identifier(schema, "events")
+    )
+
+    def plain_pg() -> object:
+        received = 0
+        with psycopg.connect(url) as connection, connection.cursor() as cursor:
+            with cursor.copy(copy_query) as copy:
+                for data in copy:
+                    received += len(data)
+        return received
+
+    warehouse = bench.gateway.connectors["warehouse"]
+    times = best_of(
+        {
+            "governed": lambda: bench.read("events_pg", {"limit": ROWS}),
+            "connector": lambda: drain(warehouse, f"{schema}.events", "table"),
+            "plain": plain_pg,
+        }
+    )
+    return read_results(
+        "postgres",
+        times,
+        plain="psycopg COPY (SELECT *) TO STDOUT, text format, "
+        "bytes only (not yet the fastest plain Arrow read)",
+        connector="the PostgreSQL connector's scan of every column, no governance",
+        connector_label="connector scan alone",
+        row="pg_read",
+    )
+
+
 def main() -> int:
-    started = time.perf_counter()
-    results = run()
-    print()
-    print_table(results)
-    print(f"\n({time.perf_counter() - started:.0f}s)")
-    return 0
+    return run_and_print(run)
 
 
 if __name__ == "__main__":

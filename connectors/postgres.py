@@ -35,12 +35,10 @@ Domains are read as their base type.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -49,107 +47,28 @@ from psycopg import errors, sql
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from connectors.base import (
-    Aggregate,
     AggregateScan,
     Cancellation,
     ConnectorError,
     DatasetNotFound,
-    Filter,
     Scan,
     StoreUnavailable,
     Table,
 )
+from connectors.batches import at_least_one, check_batch_size, check_cancelled, empty_batch
 from connectors.postgres_arrow import (
     UnnamedServerError,
     arrow_batches,
     bindable,
     read_only_conninfo,
 )
+from connectors.postgres_sql import aggregate_query, describe, numbered, select_query
 from connectors.sqlrender import aggregate_schema, check_aggregate_scan, check_scan
 
 log = logging.getLogger(__name__)
 
 MAX_FETCH_ROWS = 65_536
 _CURSOR = "kiteline_scan"
-
-_NATIVE_TYPES: dict[str, pa.DataType] = {
-    "int2": pa.int16(),
-    "int4": pa.int32(),
-    "int8": pa.int64(),
-    "float4": pa.float32(),
-    "float8": pa.float64(),
-    "bool": pa.bool_(),
-    "text": pa.string(),
-    "varchar": pa.string(),
-    "bpchar": pa.string(),
-    "name": pa.string(),
-    "date": pa.date32(),
-    "time": pa.time64("us"),
-    "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-    "bytea": pa.binary(),
-}
-
-# Relation kinds: table, view, materialized view, partitioned table, foreign table.
-_COLUMNS_QUERY = """
-SELECT n.nspname, c.relname, a.attname, b.typname,
-       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
-       a.attnotnull
-FROM pg_catalog.pg_class AS c
-JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
-JOIN pg_catalog.pg_type AS b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND c.relname = {relation} AND {namespace}
-ORDER BY a.attnum
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Column:
-    """A catalog column and how the query presents it to match its Arrow type."""
-
-    name: str
-    arrow_type: pa.DataType
-    nullable: bool
-    cast: str | None = None  # "text" or "float8" when the query must convert the value
-
-    @property
-    def field(self) -> pa.Field:
-        return pa.field(self.name, self.arrow_type, nullable=self.nullable)
-
-    def value(self) -> sql.Composable:
-        """The expression whose values have this column's Arrow type."""
-        identifier = sql.Identifier(self.name)
-        if self.cast == "text":
-            return sql.SQL("{}::text").format(identifier)
-        if self.cast == "float8":
-            return sql.SQL("{}::float8").format(identifier)
-        return identifier
-
-    def compared(self) -> sql.Composable:
-        """What filters compare: the text a caller sees for text-presented types.
-
-        Numbers shown as float64 are compared in their own type instead, so that an
-        index on them still serves the filter.
-        """
-        if self.cast == "text":
-            return self.value()
-        return sql.Identifier(self.name)
-
-
-def _column(name: str, type_name: str, typmod: int, not_null: bool) -> _Column:
-    nullable = not not_null
-    if type_name in _NATIVE_TYPES:
-        return _Column(name, _NATIVE_TYPES[type_name], nullable)
-    if type_name == "numeric":
-        if typmod >= 4:
-            precision = ((typmod - 4) >> 16) & 0xFFFF
-            scale = (typmod - 4) & 0xFFFF
-            if 0 < precision <= 38 and scale <= precision:
-                return _Column(name, pa.decimal128(precision, scale), nullable)
-        return _Column(name, pa.float64(), nullable, cast="float8")
-    return _Column(name, pa.string(), nullable, cast="text")
 
 
 class PostgresConnector:
@@ -204,7 +123,7 @@ class PostgresConnector:
 
     def schema(self, table: Table) -> pa.Schema:
         with _database_errors(table.location), self._transaction() as connection:
-            _, columns = _describe(connection, table)
+            _, columns = describe(connection, table)
             return pa.schema([column.field for column in columns])
 
     def scan(
@@ -216,8 +135,7 @@ class PostgresConnector:
         cancellation: Cancellation | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream the matching rows; always yields at least one (possibly empty) batch."""
-        if batch_size < 1:
-            raise ConnectorError("batch_size must be positive")
+        check_batch_size(batch_size)
         produced = False
         try:
             for batch in self._scan(table, scan, batch_size, cancellation, arrow=True):
@@ -239,9 +157,9 @@ class PostgresConnector:
         *,
         arrow: bool,
     ) -> Iterator[pa.RecordBatch]:
-        _check_cancelled(cancellation)
+        check_cancelled(cancellation)
         with _database_errors(table.location), self._transaction() as connection:
-            relation, columns = _describe(connection, table)
+            relation, columns = describe(connection, table)
             by_name = {column.name: column for column in columns}
             check_scan(scan, pa.schema([column.field for column in columns]))
             projected = [by_name[name] for name in scan.columns]
@@ -253,45 +171,37 @@ class PostgresConnector:
                 len(scan.filters),
             )
             if scan.limit == 0:
-                yield _empty(output)
+                yield empty_batch(output)
                 return
-            query, params = _select(relation, projected, by_name, scan)
+            query, params = select_query(relation, projected, by_name, scan)
             arrow_query = None
             if arrow and self._arrow_conninfo is not None and bindable(params):
-                numbered, _ = _select(relation, projected, by_name, scan, _numbered())
-                arrow_query = numbered.as_string(connection)
+                positional, _ = select_query(relation, projected, by_name, scan, numbered())
+                arrow_query = positional.as_string(connection)
             else:
-                produced = False
-                for batch in _stream(connection, query, params, output, batch_size, cancellation):
-                    produced = True
-                    yield batch
-                if not produced:
-                    yield _empty(output)
+                rows = _stream(connection, query, params, output, batch_size, cancellation)
+                yield from at_least_one(rows, output)
         if arrow_query is not None and self._arrow_conninfo is not None:
             # The catalog's transaction is over: the rows come on a connection of their own.
-            produced = False
-            for batch in arrow_batches(
+            batches = arrow_batches(
                 self._arrow_conninfo,
                 arrow_query,
                 params,
                 output,
                 min(batch_size, MAX_FETCH_ROWS),
-                lambda: _check_cancelled(cancellation),
+                lambda: check_cancelled(cancellation),
                 table.location,
-            ):
-                produced = True
-                yield batch
-            if not produced:
-                yield _empty(output)
+            )
+            yield from at_least_one(batches, output)
 
     def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
         with _database_errors(table.location), self._transaction() as connection:
-            relation, columns = _describe(connection, table)
+            relation, columns = describe(connection, table)
             by_name = {column.name: column for column in columns}
             schema = pa.schema([column.field for column in columns])
             check_aggregate_scan(scan, schema)
             target = aggregate_schema(scan, schema)
-            query, params = _aggregate(relation, by_name, scan, target)
+            query, params = aggregate_query(relation, by_name, scan, target)
             batches = list(_stream(connection, query, params, target, 65_536, None))
             return pa.Table.from_batches(batches, schema=target)
 
@@ -330,186 +240,6 @@ def _configure(connection: psycopg.Connection[Any]) -> None:
     connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
 
 
-def _check_cancelled(cancellation: Cancellation | None) -> None:
-    if cancellation is not None:
-        cancellation.raise_if_cancelled()
-
-
-# --- catalog ---------------------------------------------------------------------------
-
-
-def _split(location: str) -> tuple[str | None, str]:
-    parts = location.split(".")
-    if len(parts) > 2 or not all(parts):
-        raise ConnectorError(f"a postgres location is 'schema.table' or 'table', not {location!r}")
-    if len(parts) == 1:
-        return None, parts[0]
-    return parts[0], parts[1]
-
-
-def _describe(
-    connection: psycopg.Connection[Any], table: Table
-) -> tuple[sql.Identifier, list[_Column]]:
-    """The relation's qualified name and columns, read from pg_catalog."""
-    if table.format != "table":
-        raise ConnectorError(f"the postgres store reads tables, not {table.format!r}")
-    namespace_name, relation_name = _split(table.location)
-    params: list[Any] = [relation_name]
-    namespace: sql.Composable
-    if namespace_name is None:
-        namespace = sql.SQL("pg_catalog.pg_table_is_visible(c.oid)")
-    else:
-        namespace = sql.SQL("n.nspname = {}").format(sql.Placeholder())
-        params.append(namespace_name)
-    query = sql.SQL(_COLUMNS_QUERY).format(
-        relation=sql.Placeholder(),
-        namespace=namespace,
-    )
-    rows = connection.execute(query, params).fetchall()
-    if not rows:
-        raise DatasetNotFound(table.location)
-    relation = sql.Identifier(rows[0][0], rows[0][1])
-    return relation, [_column(row[2], row[3], row[4], row[5]) for row in rows]
-
-
-# --- query composition -----------------------------------------------------------------
-
-
-Placeholders = Callable[[], sql.Composable]
-
-
-def _numbered() -> Placeholders:
-    """``$1``, ``$2``...: the ADBC driver's parameter markers, in order of use."""
-    counter = itertools.count(1)
-    return lambda: sql.SQL(f"${next(counter)}")
-
-
-def _where(
-    filters: Sequence[Filter],
-    by_name: dict[str, _Column],
-    placeholder: Placeholders = sql.Placeholder,
-) -> tuple[sql.Composable, list[Any]]:
-    if not filters:
-        return sql.SQL(""), []
-    conditions: list[sql.Composable] = []
-    params: list[Any] = []
-    for item in filters:
-        condition, values = _condition(item, by_name[item.column], placeholder)
-        conditions.append(condition)
-        params.extend(values)
-    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions), params
-
-
-_COMPARISONS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-
-
-def _condition(
-    item: Filter, column: _Column, placeholder: Placeholders = sql.Placeholder
-) -> tuple[sql.Composable, list[Any]]:
-    target = column.compared()
-    value = item.value
-    if item.op in _COMPARISONS:
-        operator = sql.SQL(_COMPARISONS[item.op])
-        return sql.SQL("{} {} {}").format(target, operator, placeholder()), [value]
-    if item.op == "in":
-        # One array parameter, however many values: the statement text never varies
-        # with the list, and NULLs are dropped because IN never matches them anyway.
-        values = [element for element in value if element is not None]
-        return sql.SQL("{} = ANY({})").format(target, placeholder()), [values]
-    if item.op == "between":
-        low, high = value
-        between = sql.SQL("{} BETWEEN {} AND {}").format(target, placeholder(), placeholder())
-        return between, [low, high]
-    if item.op == "like":
-        return sql.SQL("{} LIKE {}").format(target, placeholder()), [value]
-    if item.op == "is_null":
-        test = sql.SQL("IS NULL" if value else "IS NOT NULL")
-        return sql.SQL("{} {}").format(sql.Identifier(column.name), test), []
-    raise ConnectorError(f"unsupported filter operator {item.op!r}")
-
-
-def _select(
-    relation: sql.Identifier,
-    projected: Sequence[_Column],
-    by_name: dict[str, _Column],
-    scan: Scan,
-    placeholder: Placeholders = sql.Placeholder,
-) -> tuple[sql.Composed, list[Any]]:
-    outputs = sql.SQL(", ").join(
-        sql.SQL("{} AS {}").format(column.value(), sql.Identifier(column.name))
-        for column in projected
-    )
-    where, params = _where(scan.filters, by_name, placeholder)
-    query = sql.SQL("SELECT {} FROM {}").format(outputs, relation) + where
-    if scan.order_by:
-        # Ordering by the presented value keeps every store ordering the same values.
-        keys = [
-            sql.SQL("{} {} NULLS LAST").format(
-                by_name[item.column].value(), sql.SQL("DESC" if item.descending else "ASC")
-            )
-            for item in scan.order_by
-        ]
-        query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(keys)
-    if scan.limit is not None:
-        query += sql.SQL(" LIMIT {}").format(placeholder())
-        params.append(scan.limit)
-    if scan.offset:
-        query += sql.SQL(" OFFSET {}").format(placeholder())
-        params.append(scan.offset)
-    return query, params
-
-
-def _aggregate_expression(
-    item: Aggregate, by_name: dict[str, _Column], result_type: pa.DataType
-) -> sql.Composable:
-    if item.column is None:
-        return sql.SQL("count(*)")
-    column = by_name[item.column]
-    raw = sql.Identifier(column.name)
-    if item.function == "count":
-        return sql.SQL("count({})").format(raw)
-    if item.function == "avg":
-        return sql.SQL("avg({})::float8").format(raw)
-    if item.function == "sum":
-        if pa.types.is_integer(result_type):
-            # sum(bigint) is numeric in PostgreSQL; the shared contract is int64 and
-            # an overflow must fail rather than come back as a different type.
-            return sql.SQL("sum({})::int8").format(raw)
-        if pa.types.is_floating(result_type):
-            return sql.SQL("sum({})::float8").format(raw)
-        return sql.SQL("sum({})").format(raw)
-    if pa.types.is_boolean(column.arrow_type):
-        # PostgreSQL has no min/max for booleans; these are the same answers.
-        function = "bool_and" if item.function == "min" else "bool_or"
-        return sql.SQL("{}({})").format(sql.SQL(function), raw)
-    function = "min" if item.function == "min" else "max"
-    return sql.SQL("{}({})").format(sql.SQL(function), column.value())
-
-
-def _aggregate(
-    relation: sql.Identifier,
-    by_name: dict[str, _Column],
-    scan: AggregateScan,
-    target: pa.Schema,
-) -> tuple[sql.Composed, list[Any]]:
-    keys = [by_name[name].value() for name in scan.group_by]
-    outputs: list[sql.Composable] = [
-        sql.SQL("{} AS {}").format(key, sql.Identifier(name))
-        for key, name in zip(keys, scan.group_by, strict=True)
-    ]
-    for item in scan.aggregates:
-        expression = _aggregate_expression(item, by_name, target.field(item.alias).type)
-        outputs.append(sql.SQL("{} AS {}").format(expression, sql.Identifier(item.alias)))
-    where, params = _where(scan.filters, by_name)
-    query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(outputs), relation) + where
-    if keys:
-        query += sql.SQL(" GROUP BY ") + sql.SQL(", ").join(keys)
-        query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(
-            sql.SQL("{} ASC NULLS LAST").format(key) for key in keys
-        )
-    return query, params
-
-
 # --- streaming -------------------------------------------------------------------------
 
 
@@ -528,7 +258,7 @@ def _stream(
         cursor.itersize = batch_size
         cursor.execute(query, params)
         while True:
-            _check_cancelled(cancellation)
+            check_cancelled(cancellation)
             rows = cursor.fetchmany(batch_size)
             if not rows:
                 return
@@ -541,12 +271,6 @@ def _to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatc
         pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _empty(schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays(
-        [pa.array([], type=field.type) for field in schema], schema=schema
-    )
 
 
 # --- errors ----------------------------------------------------------------------------

@@ -15,9 +15,7 @@ Every byte fetched from the store passes through a counting wrapper; see
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,12 +30,13 @@ from connectors.base import (
     AggregateScan,
     Cancellation,
     ConnectorError,
-    DatasetNotFound,
     Filter,
     Scan,
-    StoreUnavailable,
     Table,
 )
+from connectors.batches import at_least_one, check_cancelled, empty_batch
+from connectors.s3_bytes import ByteCounter, CountingHandler
+from connectors.s3_errors import SourceTrap, guarded, store_errors
 from connectors.sqlrender import (
     aggregate_schema,
     check_aggregate_scan,
@@ -53,29 +52,6 @@ log = logging.getLogger(__name__)
 # Name under which the pruned Arrow stream is registered in the per-call DuckDB.
 _SOURCE = "kiteline_source"
 
-# pyarrow reports every S3 failure as OSError; the AWS SDK's error name in the text
-# is the only thing that tells a missing object from a refused or unreachable store.
-_NOT_FOUND_ERRORS = ("NO_SUCH_KEY", "NO_SUCH_BUCKET", "RESOURCE_NOT_FOUND")
-_UNAVAILABLE_ERRORS = (
-    "ACCESS_DENIED",
-    "INVALID_ACCESS_KEY_ID",
-    "INVALID_CLIENT_TOKEN_ID",
-    "SIGNATURE_DOES_NOT_MATCH",
-    "INVALID_SIGNATURE",
-    "INCOMPLETE_SIGNATURE",
-    "MISSING_AUTHENTICATION_TOKEN",
-    "UNRECOGNIZED_CLIENT",
-    "EXPIRED_TOKEN",
-    "REQUEST_EXPIRED",
-    "REQUEST_TIME_TOO_SKEWED",
-    "NETWORK_CONNECTION",
-    "REQUEST_TIMEOUT",
-    "SERVICE_UNAVAILABLE",
-    "SLOW_DOWN",
-    "THROTTLING",
-    "INTERNAL_FAILURE",
-    "curlCode",
-)
 
 # DuckDB only ever sees Arrow streams we hand it; it must not read files, reach the
 # network or fetch extensions (the gateway runs air-gapped).
@@ -140,7 +116,7 @@ class S3Connector:
             raise ConnectorError("retry_max_attempts must be at least 1")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self._counter = _ByteCounter()
+        self._counter = ByteCounter()
         native = pafs.S3FileSystem(
             access_key=access_key_id,
             secret_key=secret_access_key,
@@ -154,7 +130,7 @@ class S3Connector:
             request_timeout=request_timeout,
             retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=retry_max_attempts),
         )
-        self._fs = pafs.PyFileSystem(_CountingHandler(native, self._counter))
+        self._fs = pafs.PyFileSystem(CountingHandler(native, self._counter))
 
     # -- byte accounting -------------------------------------------------------------
 
@@ -175,7 +151,7 @@ class S3Connector:
 
     def schema(self, table: Table) -> pa.Schema:
         location = self._path(table)
-        with _store_errors(location):
+        with store_errors(location):
             return self._dataset(table, location).schema
 
     def scan(
@@ -188,8 +164,8 @@ class S3Connector:
     ) -> Iterator[pa.RecordBatch]:
         """Stream the matching rows; always yields at least one (possibly empty) batch."""
         location = self._path(table)
-        _check_cancelled(cancellation)
-        with _store_errors(location):
+        check_cancelled(cancellation)
+        with store_errors(location):
             dataset = self._dataset(table, location)
         check_scan(scan, dataset.schema)
         output = pa.schema([dataset.schema.field(name) for name in scan.columns])
@@ -200,23 +176,17 @@ class S3Connector:
             len(scan.filters),
         )
         if scan.limit == 0:
-            yield _empty(output)
+            yield empty_batch(output)
             return
         if scan.order_by:
             batches = self._ordered(dataset, scan, output, batch_size, cancellation, location)
         else:
             batches = self._window(dataset, scan, batch_size, cancellation, location)
-        produced = False
-        for batch in batches:
-            if batch.num_rows:
-                produced = True
-                yield batch
-        if not produced:
-            yield _empty(output)
+        yield from at_least_one(batches, output, drop_empty=True)
 
     def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
         location = self._path(table)
-        with _store_errors(location):
+        with store_errors(location):
             dataset = self._dataset(table, location)
         check_aggregate_scan(scan, dataset.schema)
         target = aggregate_schema(scan, dataset.schema)
@@ -224,18 +194,18 @@ class S3Connector:
         predicate = _predicate(scan.filters)
         if not columns:
             # Only count(*) without groups: Parquet footers already hold row counts.
-            with _store_errors(location):
+            with store_errors(location):
                 total = dataset.scanner(columns=[], filter=predicate).count_rows()
             return pa.table([pa.array([total], pa.int64()) for _ in target], schema=target)
-        with _store_errors(location):
+        with store_errors(location):
             scanner = dataset.scanner(columns=columns, filter=predicate)
-        trap = _SourceTrap(None)
+        trap = SourceTrap(None)
         reader = pa.RecordBatchReader.from_batches(
             scanner.projected_schema, trap.watch(scanner.to_batches())
         )
         connection = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
         try:
-            with _store_errors(location, trap):
+            with store_errors(location, trap):
                 connection.register(_SOURCE, reader)
                 query = duckdb_aggregate(_SOURCE, scan, dataset.schema)
                 table_out = _relation(connection, query, None).to_arrow_table()
@@ -290,13 +260,13 @@ class S3Connector:
         location: str,
     ) -> Iterator[pa.RecordBatch]:
         """Unordered rows in stored order, with offset and limit applied while streaming."""
-        with _store_errors(location):
+        with store_errors(location):
             scanner = dataset.scanner(
                 columns=list(scan.columns), filter=_predicate(scan.filters), batch_size=batch_size
             )
         skip = scan.offset
         remaining = scan.limit
-        for batch in _guarded(scanner.to_batches(), location, cancellation):
+        for batch in guarded(scanner.to_batches(), location, cancellation):
             if skip:
                 if batch.num_rows <= skip:
                     skip -= batch.num_rows
@@ -321,11 +291,11 @@ class S3Connector:
         location: str,
     ) -> Iterator[pa.RecordBatch]:
         columns = needed_columns([*scan.columns, *(item.column for item in scan.order_by)])
-        with _store_errors(location):
+        with store_errors(location):
             scanner = dataset.scanner(
                 columns=columns, filter=_predicate(scan.filters), batch_size=batch_size
             )
-        trap = _SourceTrap(cancellation)
+        trap = SourceTrap(cancellation)
         reader = pa.RecordBatchReader.from_batches(
             scanner.projected_schema, trap.watch(scanner.to_batches())
         )
@@ -333,11 +303,11 @@ class S3Connector:
         connection = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
         result_reader: pa.RecordBatchReader | None = None
         try:
-            with _store_errors(location, trap):
+            with store_errors(location, trap):
                 connection.register(_SOURCE, reader)
                 relation = _relation(connection, text, params or None)
                 result_reader = relation.to_arrow_reader(batch_size)
-            for batch in _guarded(iter(result_reader), location, cancellation, trap):
+            for batch in guarded(iter(result_reader), location, cancellation, trap):
                 yield _conform_batch(batch, output)
         finally:
             if result_reader is not None:
@@ -400,95 +370,7 @@ def _expression(item: Filter) -> pc.Expression:
     raise ConnectorError(f"unsupported filter operator {item.op!r}")
 
 
-# --- errors ----------------------------------------------------------------------------
-
-
-class _SourceTrap:
-    """Remembers why the Arrow stream feeding DuckDB failed.
-
-    DuckDB rewraps a failing source as its own InvalidInputException, losing the
-    original type; the trap keeps it so that a refused credential or a cancellation is
-    still reported as such.
-    """
-
-    def __init__(self, cancellation: Cancellation | None) -> None:
-        self.error: Exception | None = None
-        self._cancellation = cancellation
-
-    def watch(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        try:
-            while True:
-                _check_cancelled(self._cancellation)
-                batch = next(batches, None)
-                if batch is None:
-                    return
-                yield batch
-        except Exception as exc:
-            self.error = exc
-            raise
-
-
-def _check_cancelled(cancellation: Cancellation | None) -> None:
-    if cancellation is not None:
-        cancellation.raise_if_cancelled()
-
-
-def _guarded(
-    batches: Iterator[pa.RecordBatch],
-    location: str,
-    cancellation: Cancellation | None,
-    trap: _SourceTrap | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """Pull batches with driver errors translated, checking for cancellation before each."""
-    while True:
-        _check_cancelled(cancellation)
-        with _store_errors(location, trap):
-            batch = next(batches, None)
-        if batch is None:
-            return
-        yield batch
-
-
-@contextmanager
-def _store_errors(location: str, trap: _SourceTrap | None = None) -> Iterator[None]:
-    """Translate pyarrow, AWS SDK and DuckDB failures into the connector errors."""
-    try:
-        yield
-    except ConnectorError:
-        raise
-    except (OSError, pa.ArrowException, duckdb.Error) as exc:
-        cause: Exception = exc
-        if trap is not None and trap.error is not None:
-            cause = trap.error
-        if isinstance(cause, ConnectorError):
-            raise cause from None
-        raise _translate(cause, location) from cause
-
-
-def _translate(exc: Exception, location: str) -> ConnectorError:
-    # Only the AWS error name goes into the message: driver text can quote filter
-    # literals (Arrow cast errors do), and messages end up in logs. The full text stays
-    # on the chained cause for whoever debugs the store.
-    if isinstance(exc, FileNotFoundError):
-        return DatasetNotFound(location)
-    if isinstance(exc, OSError):
-        text = str(exc)
-        if any(name in text for name in _NOT_FOUND_ERRORS):
-            return DatasetNotFound(location)
-        for name in _UNAVAILABLE_ERRORS:
-            if name in text:
-                return StoreUnavailable(f"object store unavailable reading {location!r} ({name})")
-        return ConnectorError(f"object store error reading {location!r}")
-    return ConnectorError(f"cannot read {location!r}: {type(exc).__name__}")
-
-
 # --- Arrow helpers ---------------------------------------------------------------------
-
-
-def _empty(schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays(
-        [pa.array([], type=field.type) for field in schema], schema=schema
-    )
 
 
 def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -498,134 +380,3 @@ def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         for column, field in zip(batch.columns, schema, strict=True)
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-# --- byte counting ---------------------------------------------------------------------
-
-
-class _ByteCounter:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.bytes = 0
-        self.opened = 0
-
-    def add(self, count: int) -> None:
-        with self._lock:
-            self.bytes += count
-
-    def open(self) -> None:
-        with self._lock:
-            self.opened += 1
-
-
-def _read_only() -> PermissionError:
-    return PermissionError("the s3 connector is read-only")
-
-
-class _CountingHandler(pafs.FileSystemHandler):
-    """A read-only view of another filesystem that counts the bytes read through it.
-
-    pyarrow exposes no transfer statistics for S3, so every opened object is wrapped
-    in a Python file whose reads add to the connector's counter.
-    """
-
-    def __init__(self, inner: pafs.FileSystem, counter: _ByteCounter) -> None:
-        self._inner = inner
-        self._counter = counter
-
-    def get_type_name(self) -> str:
-        return f"counting+{self._inner.type_name}"
-
-    def normalize_path(self, path: str) -> str:
-        return str(self._inner.normalize_path(path))
-
-    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        return list(self._inner.get_file_info(paths))
-
-    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
-        return list(self._inner.get_file_info(selector))
-
-    def open_input_file(self, path: str) -> pa.NativeFile:
-        self._counter.open()
-        reader = _CountingReader(self._inner.open_input_file(path), self._counter)
-        return pa.PythonFile(reader, mode="r")
-
-    def open_input_stream(self, path: str) -> pa.NativeFile:
-        self._counter.open()
-        reader = _CountingReader(self._inner.open_input_stream(path), self._counter)
-        return pa.PythonFile(reader, mode="r")
-
-    # The connector never writes; refusing here keeps a bug from ever mutating the store.
-    # pyarrow calls these positionally, so the unused parameters are underscored.
-
-    def create_dir(self, _path: str, _recursive: bool) -> None:
-        raise _read_only()
-
-    def delete_dir(self, _path: str) -> None:
-        raise _read_only()
-
-    def delete_dir_contents(self, _path: str, _missing_dir_ok: bool = False) -> None:
-        raise _read_only()
-
-    def delete_root_dir_contents(self) -> None:
-        raise _read_only()
-
-    def delete_file(self, _path: str) -> None:
-        raise _read_only()
-
-    def move(self, _src: str, _dest: str) -> None:
-        raise _read_only()
-
-    def copy_file(self, _src: str, _dest: str) -> None:
-        raise _read_only()
-
-    def open_output_stream(self, _path: str, _metadata: object) -> pa.NativeFile:
-        raise _read_only()
-
-    def open_append_stream(self, _path: str, _metadata: object) -> pa.NativeFile:
-        raise _read_only()
-
-
-class _CountingReader:
-    """The file protocol pyarrow's PythonFile needs, over a native S3 object."""
-
-    def __init__(self, inner: pa.NativeFile, counter: _ByteCounter) -> None:
-        self._inner = inner
-        self._counter = counter
-        self.mode = "rb"
-
-    @property
-    def closed(self) -> bool:
-        return bool(self._inner.closed)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return bool(self._inner.seekable())
-
-    def writable(self) -> bool:
-        return False
-
-    def read(self, nbytes: int | None = None) -> bytes:
-        data = self._inner.read(nbytes)
-        self._counter.add(len(data))
-        return bytes(data)
-
-    def read_buffer(self, nbytes: int | None = None) -> pa.Buffer:
-        # PythonFile prefers this when present: it hands Arrow the buffer without a copy.
-        buffer = self._inner.read_buffer(nbytes)
-        self._counter.add(buffer.size)
-        return buffer
-
-    def seek(self, position: int, whence: int = 0) -> int:
-        return int(self._inner.seek(position, whence))
-
-    def tell(self) -> int:
-        return int(self._inner.tell())
-
-    def size(self) -> int:
-        return int(self._inner.size())
-
-    def close(self) -> None:
-        self._inner.close()

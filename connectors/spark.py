@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import logging
 import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -37,29 +35,24 @@ from urllib.parse import urlparse
 import pyarrow as pa
 
 from connectors.base import (
-    Aggregate,
     AggregateScan,
     Cancellation,
     ConnectorError,
-    DatasetNotFound,
-    Filter,
     Scan,
-    ScanCancelled,
     StoreUnavailable,
     Table,
 )
+from connectors.batches import at_least_one, check_batch_size, check_cancelled, empty_batch
+from connectors.spark_columns import DataFrame, aggregate_column, filtered
+from connectors.spark_errors import spark_errors
 from connectors.sqlrender import aggregate_schema, check_aggregate_scan, check_scan
 
 if TYPE_CHECKING:
     from pyspark.sql.connect.session import SparkSession
 
-# pyspark types the Connect client's frames and columns as its classic ones.
-DataFrame = Any
-Column = Any
 
 log = logging.getLogger(__name__)
 
-_NOT_FOUND = {"PATH_NOT_FOUND", "TABLE_OR_VIEW_NOT_FOUND", "SCHEMA_NOT_FOUND"}
 # pyspark logs the full server message of some errors on loggers of its own, and that
 # text can quote a filter literal: they are silenced while a connector exists.
 _ECHOING_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
@@ -146,7 +139,7 @@ class SparkConnector:
     # -- Connector -------------------------------------------------------------------
 
     def schema(self, table: Table) -> pa.Schema:
-        with _spark_errors(table.location), self._deadline() as (tag, _):
+        with spark_errors(table.location), self._deadline() as (tag, _):
             session = self._open()
             session.addTag(tag)
             try:
@@ -163,24 +156,19 @@ class SparkConnector:
         cancellation: Cancellation | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream the matching rows; always yields at least one (possibly empty) batch."""
-        if batch_size < 1:
-            raise ConnectorError("batch_size must be positive")
-        if cancellation is not None:
-            cancellation.raise_if_cancelled()
+        check_batch_size(batch_size)
+        check_cancelled(cancellation)
         functions = _import_pyspark()
-        with _spark_errors(table.location, cancellation):
+        with spark_errors(table.location, cancellation):
             session = self._open()
             source = self._frame(session, table)
             schema = _arrow_schema(source.schema)
             check_scan(scan, schema)
             output = pa.schema([schema.field(name) for name in scan.columns])
             if scan.limit == 0:
-                yield _empty(output)
+                yield empty_batch(output)
                 return
-            frame = source
-            condition = _condition(functions, scan.filters, schema)
-            if condition is not None:
-                frame = frame.filter(condition)
+            frame = filtered(functions, source, scan.filters, schema)
             if scan.order_by:
                 frame = frame.orderBy(
                     *[
@@ -195,16 +183,12 @@ class SparkConnector:
                 frame = frame.offset(int(scan.offset))
             if scan.limit is not None:
                 frame = frame.limit(int(scan.limit))
-            produced = False
-            for batch in self._stream(session, frame, output, batch_size, cancellation):
-                produced = True
-                yield batch
-            if not produced:
-                yield _empty(output)
+            batches = self._stream(session, frame, output, batch_size, cancellation)
+            yield from at_least_one(batches, output)
 
     def aggregate(self, table: Table, scan: AggregateScan) -> pa.Table:
         functions = _import_pyspark()
-        with _spark_errors(table.location), self._deadline() as (tag, _):
+        with spark_errors(table.location), self._deadline() as (tag, _):
             session = self._open()
             session.addTag(tag)
             try:
@@ -212,12 +196,9 @@ class SparkConnector:
                 schema = _arrow_schema(source.schema)
                 check_aggregate_scan(scan, schema)
                 target = aggregate_schema(scan, schema)
-                frame = source
-                condition = _condition(functions, scan.filters, schema)
-                if condition is not None:
-                    frame = frame.filter(condition)
+                frame = filtered(functions, source, scan.filters, schema)
                 outputs = [
-                    _aggregate(functions, item, target.field(item.alias).type)
+                    aggregate_column(functions, item, target.field(item.alias).type)
                     for item in scan.aggregates
                 ]
                 keys = [functions.col(name) for name in scan.group_by]
@@ -355,8 +336,7 @@ class SparkConnector:
                 with self._lock:
                     self.bytes_received += answer.nbytes
                 for batch in _conform(answer, output).to_batches(max_chunksize=batch_size):
-                    if cancellation is not None:
-                        cancellation.raise_if_cancelled()
+                    check_cancelled(cancellation)
                     yield batch
                 answer = next(answers, None)
                 while answer is not None and not isinstance(answer, pa.Table):
@@ -430,162 +410,3 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         return table.rename_columns(schema.names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ConnectorError(f"cannot convert Spark's answer: {type(exc).__name__}") from exc
-
-
-def _empty(schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema], schema=schema)
-
-
-# --- filters and aggregates, as Column expressions --------------------------------------
-
-
-def _fits(value: Any, kind: pa.DataType) -> bool:
-    """Whether a filter value has a Python type Spark compares with ``kind`` as is.
-
-    Checked here so that a mistyped value never reaches Spark, whose cast error would
-    quote it."""
-    if pa.types.is_boolean(kind):
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    if pa.types.is_integer(kind):
-        return isinstance(value, int)
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return isinstance(value, int | float | Decimal)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return isinstance(value, str)
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return isinstance(value, bytes)
-    if pa.types.is_timestamp(kind):
-        return isinstance(value, dt.datetime)
-    if pa.types.is_date(kind):
-        return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
-    return False
-
-
-def _literal(functions: Any, value: Any, kind: pa.DataType, column: str) -> Column:
-    if not _fits(value, kind):
-        raise ConnectorError(f"a filter value on {column!r} does not fit the column's type")
-    if pa.types.is_timestamp(kind):
-        # A datetime literal would be converted through the client's local time zone;
-        # its ISO text, cast on the server to the column's own type, is unambiguous.
-        if kind.tz is not None:
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=dt.UTC)
-            return functions.lit(value.isoformat()).cast("timestamp")
-        if value.tzinfo is not None:
-            raise ConnectorError(f"a filter value on {column!r} must not carry a time zone")
-        return functions.lit(value.isoformat()).cast("timestamp_ntz")
-    if isinstance(value, Decimal) and (pa.types.is_floating(kind)):
-        value = float(value)
-    return functions.lit(value)
-
-
-def _predicate(functions: Any, item: Filter, kind: pa.DataType) -> Column:
-    column = functions.col(item.column)
-    op, value = item.op, item.value
-    if op == "is_null":
-        return column.isNull() if value else column.isNotNull()
-    if op == "in":
-        values = [v for v in value if v is not None]
-        if not values:
-            return functions.lit(False)
-        return column.isin(*[_literal(functions, v, kind, item.column) for v in values])
-    if op == "between":
-        low, high = value
-        return column.between(
-            _literal(functions, low, kind, item.column),
-            _literal(functions, high, kind, item.column),
-        )
-    if op == "like":
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-            raise ConnectorError(f"filter 'like' on {item.column!r} needs a text column")
-        return column.like(value)
-    literal = _literal(functions, value, kind, item.column)
-    if op == "=":
-        return column == literal
-    if op == "!=":
-        return column != literal
-    if op == "<":
-        return column < literal
-    if op == "<=":
-        return column <= literal
-    if op == ">":
-        return column > literal
-    if op == ">=":
-        return column >= literal
-    raise ConnectorError(f"unsupported filter operator {op!r}")
-
-
-def _condition(functions: Any, filters: tuple[Filter, ...], schema: pa.Schema) -> Any:
-    condition: Any = None
-    for item in filters:
-        predicate = _predicate(functions, item, schema.field(item.column).type)
-        condition = predicate if condition is None else condition & predicate
-    return condition
-
-
-def _aggregate(functions: Any, item: Aggregate, result: pa.DataType) -> Column:
-    if item.column is None:
-        expression = functions.count(functions.lit(1))
-    else:
-        column = functions.col(item.column)
-        if item.function == "count":
-            expression = functions.count(column)
-        elif item.function == "avg":
-            expression = functions.avg(column).cast("double")
-        elif item.function == "sum":
-            expression = functions.sum(column)
-            if pa.types.is_integer(result):
-                expression = expression.cast("bigint")
-            elif pa.types.is_floating(result):
-                expression = expression.cast("double")
-            elif pa.types.is_decimal(result):
-                expression = expression.cast(f"decimal({result.precision},{result.scale})")
-        elif item.function == "min":
-            expression = functions.min(column)
-        else:
-            expression = functions.max(column)
-    return expression.alias(item.alias)
-
-
-# --- errors ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _spark_errors(location: str, cancellation: Cancellation | None = None) -> Iterator[None]:
-    """Translate pyspark and gRPC failures into the connector errors, keeping the cause."""
-    import grpc
-    from pyspark.errors import PySparkException
-    from pyspark.errors.exceptions.connect import SparkConnectGrpcException
-
-    try:
-        yield
-    except ConnectorError:
-        raise
-    except SparkConnectGrpcException as exc:
-        if cancellation is not None and cancellation.cancelled:
-            raise ScanCancelled("scan cancelled") from exc
-        raise _translate(exc, exc.getCondition(), exc.getGrpcStatusCode(), location) from exc
-    except PySparkException as exc:
-        raise _translate(exc, exc.getCondition(), None, location) from exc
-    except grpc.RpcError as exc:
-        code = exc.code() if callable(getattr(exc, "code", None)) else None
-        raise _translate(exc, None, code, location) from exc
-
-
-def _translate(exc: Exception, condition: str | None, code: Any, location: str) -> ConnectorError:
-    import grpc
-
-    kind = condition or type(exc).__name__
-    if condition in _NOT_FOUND:
-        return DatasetNotFound(location)
-    if condition == "OPERATION_CANCELED" or "OPERATION_CANCELED" in kind:
-        return StoreUnavailable(f"Spark interrupted the read of {location!r}")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return StoreUnavailable(f"Spark Connect timed out reading {location!r}")
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return StoreUnavailable(f"Spark Connect unavailable reading {location!r}")
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return StoreUnavailable(f"Spark Connect refused access to {location!r}")
-    return ConnectorError(f"Spark error reading {location!r}: {kind}")

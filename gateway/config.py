@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -24,23 +22,18 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Profile = Literal["raw", "pseudonymized", "anonymized", "aggregate"]
-Classification = Literal[
-    "identifier",
-    "direct_identifier",
-    "quasi_identifier",
-    "sensitive",
-    "free_text",
-    "internal",
-    "public",
-]
-MaskKind = Literal["phone", "email", "national_id", "name", "generic"]
-
-_SECRET_REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$")
-_GENERALIZATION = re.compile(
-    r"^(keep|year|month|band:\d+|prefix:\d+|bins:-?\d+(\.\d+)?(,-?\d+(\.\d+)?)*)$"
+from gateway.config_parts.access import Budgets, GrantsSection, Module, Separation
+from gateway.config_parts.common import (
+    NAME,
+    Classification,
+    MaskKind,
+    Profile,
+    ensure_reference,
 )
-_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+from gateway.config_parts.common import Strict as _Strict
+from gateway.config_parts.datasets import Column, Dataset, LDiversity
+from gateway.config_parts.locating import line_index, located
+from gateway.config_parts.stores import LocalStore, PostgresStore, S3Store, SparkStore, Store
 
 
 class ConfigError(Exception):
@@ -62,10 +55,6 @@ class Settings(BaseSettings):
         "text", description="Operational log lines: text for people, json for collectors."
     )
     demo: bool = Field(False, description="Set by `kiteline demo`: allows demo-only defaults.")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RateLimit(_Strict):
@@ -160,9 +149,9 @@ class GatewaySection(_Strict):
     @field_validator("master_key", "hr_webhook_secret")
     @classmethod
     def _master_key_is_reference(cls, value: str | None) -> str | None:
-        if value is not None and not _SECRET_REF.match(value):
-            raise ValueError("must be a reference (env:NAME or file:PATH), never the key itself")
-        return value
+        return ensure_reference(
+            value, "must be a reference (env:NAME or file:PATH), never the key itself"
+        )
 
     @property
     def host(self) -> str:
@@ -217,184 +206,6 @@ class TracingSection(_Strict):
         return value
 
 
-class LocalStore(_Strict):
-    kind: Literal["local"]
-    root: str = Field(description="Folder of Parquet/CSV files; relative to the config file.")
-
-
-class S3Store(_Strict):
-    kind: Literal["s3"]
-    endpoint_url: str
-    bucket: str
-    prefix: str = ""
-    region: str = "us-east-1"
-    path_style: bool = True
-    access_key_id: str
-    secret_access_key: str
-    verify_tls: bool = True
-    ca_bundle: str | None = None
-
-    @field_validator("access_key_id", "secret_access_key")
-    @classmethod
-    def _is_reference(cls, value: str) -> str:
-        if not _SECRET_REF.match(value):
-            raise ValueError("credentials must be references (env:NAME or file:PATH)")
-        return value
-
-
-class PostgresStore(_Strict):
-    kind: Literal["postgres"]
-    url: str = Field(description="Reference to the connection URL: env:NAME or file:PATH.")
-    statement_timeout_ms: int = Field(30_000, ge=100)
-
-    @field_validator("url")
-    @classmethod
-    def _is_reference(cls, value: str) -> str:
-        if not _SECRET_REF.match(value):
-            raise ValueError(
-                "the URL may hold a password: give a reference (env:NAME or file:PATH)"
-            )
-        return value
-
-
-class SparkStore(_Strict):
-    kind: Literal["spark"]
-    url: str = Field(description="Spark Connect endpoint, sc://host:15002, without parameters.")
-    token: str | None = Field(None, description="Bearer token reference: env:NAME or file:PATH.")
-    tls: bool = Field(True, description="Speak TLS to the server (a token needs it off loopback).")
-    ca_bundle: str | None = Field(None, description="PEM file of the CAs that sign the server.")
-    root: str = Field("", description="Prefix of relative Parquet/CSV dataset locations.")
-    timeout_s: float = Field(300.0, gt=0, description="Longest wait for Spark's first answer.")
-
-    @field_validator("token")
-    @classmethod
-    def _is_reference(cls, value: str | None) -> str | None:
-        if value is not None and not _SECRET_REF.match(value):
-            raise ValueError("the token must be a reference (env:NAME or file:PATH)")
-        return value
-
-
-Store = Annotated[LocalStore | S3Store | PostgresStore | SparkStore, Field(discriminator="kind")]
-
-
-class Module(_Strict):
-    custodians: list[str]
-    approvals_required: int = Field(1, ge=1, le=3)
-    description: str = ""
-    max_days: dict[Profile, int] = Field(
-        default_factory=lambda: {  # type: ignore[arg-type]
-            "raw": 30,
-            "pseudonymized": 90,
-            "anonymized": 365,
-            "aggregate": 365,
-        }
-    )
-
-
-class Separation(_Strict):
-    max_modules_per_principal: int | None = Field(None, ge=1)
-    exclusive: list[tuple[str, str]] = Field(default_factory=list)
-
-
-class GrantsSection(_Strict):
-    """Grant hygiene: the periodic sweep, unused grants, re-certification, offboarding."""
-
-    sweep_interval_s: int = Field(
-        3600, ge=0, description="Seconds between sweeps run by the server; 0 disables them."
-    )
-    revoke_unused_days: int | None = Field(
-        60, ge=1, description="Revoke active grants unused for this many days; null: never."
-    )
-    recertify_after_days: int = Field(
-        90, ge=1, description="Grants older than this are listed to custodians for review."
-    )
-    downgrade_on_offboarding: bool = Field(
-        False,
-        description="Offboarding downgrades raw/pseudonymized grants that name a purpose to "
-        "anonymized instead of revoking them.",
-    )
-
-
-class Column(_Strict):
-    classification: Classification = Field(alias="class")
-    domain: str | None = Field(None, description="Identifier domain shared across datasets.")
-    mask: MaskKind | None = Field(None, description="How a direct identifier is masked.")
-    generalize: str | None = Field(
-        None,
-        description="keep | year | month | band:N | prefix:N | bins:a,b,c (quasi-identifiers).",
-    )
-    bounds: tuple[float, float] | None = Field(None, description="Clamping bounds for sums.")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("generalize")
-    @classmethod
-    def _known_generalization(cls, value: str | None) -> str | None:
-        if value is not None and not _GENERALIZATION.match(value):
-            raise ValueError("must be keep, year, month, band:N, prefix:N or bins:a,b,...")
-        return value
-
-    @model_validator(mode="after")
-    def _options_fit_class(self) -> Column:
-        if self.domain is not None and self.classification != "identifier":
-            raise ValueError("'domain' applies to identifier columns only")
-        if self.mask is not None and self.classification != "direct_identifier":
-            raise ValueError("'mask' applies to direct_identifier columns only")
-        if self.generalize is not None and self.classification != "quasi_identifier":
-            raise ValueError("'generalize' applies to quasi_identifier columns only")
-        return self
-
-
-class LDiversity(_Strict):
-    column: str = Field(description="The sensitive column whose values must be diverse.")
-    l: int = Field(2, ge=2, description="Distinct sensitive values each group must hold.")  # noqa: E741
-
-
-class Budgets(_Strict):
-    """Default egress and privacy budgets; `kiteline budgets set` overrides them per grant."""
-
-    rows_per_day: int | None = Field(
-        100_000, ge=1, description="Rows one grant may receive per UTC day (null: no cap)."
-    )
-    rows_total: int | None = Field(
-        1_000_000, ge=1, description="Rows one grant may receive over its life (null: no cap)."
-    )
-    epsilon_per_grant: float = Field(
-        10.0, gt=0, description="Differential-privacy budget of one aggregate grant."
-    )
-    epsilon_per_org: float = Field(
-        10.0, gt=0, description="Budget shared by all members and grants of one partner org."
-    )
-    epsilon_per_query: float = Field(1.0, gt=0, description="Epsilon a query spends by default.")
-    max_epsilon_per_query: float = Field(2.0, gt=0, description="Most one query may spend.")
-    delta: float = Field(
-        1e-6, gt=0, lt=1e-3, description="Delta of the thresholded group release per query."
-    )
-
-
-class Dataset(_Strict):
-    module: str
-    store: str
-    location: str
-    format: Literal["parquet", "csv", "table"] = "parquet"
-    description: str = ""
-    k: int = Field(5, ge=2, description="k for k-anonymity under the anonymized profile.")
-    min_group_size: int = Field(10, ge=2, description="Smallest group an aggregate reveals.")
-    l_diversity: LDiversity | None = Field(
-        None, description="Also require l distinct sensitive values per group (anonymized)."
-    )
-    options: dict[str, Any] = Field(default_factory=dict)
-    columns: dict[str, Column]
-
-    @field_validator("columns", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        # `name: public` is shorthand for `name: {class: public}`.
-        if isinstance(value, dict):
-            return {k: ({"class": v} if isinstance(v, str) else v) for k, v in value.items()}
-        return value
-
-
 class Config(_Strict):
     gateway: GatewaySection = Field(default_factory=GatewaySection)  # type: ignore[arg-type]
     policy: PolicySection = Field(default_factory=PolicySection)  # type: ignore[arg-type]
@@ -411,8 +222,8 @@ class Config(_Strict):
     @classmethod
     def _names_are_simple(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
-            if not re.match(_NAME, name):
-                raise ValueError(f"name {name!r} must match {_NAME}")
+            if not re.match(NAME, name):
+                raise ValueError(f"name {name!r} must match {NAME}")
         return value
 
     def resolve_path(self, path: str) -> Path:
@@ -465,39 +276,6 @@ def semantic_problems(config: Config) -> list[str]:
     return problems
 
 
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map each mapping key path in the YAML text to its 1-based line number."""
-    index: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                child = (*path, str(key.value))
-                index[child] = key.start_mark.line + 1
-                walk(value, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for position, item in enumerate(node.value):
-                child = (*path, str(position))
-                index[child] = item.start_mark.line + 1
-                walk(item, child)
-
-    root = yaml.compose(text)
-    if root is not None:
-        walk(root, ())
-    return index
-
-
-def _located(
-    message_path: tuple[str, ...], message: str, lines: dict[tuple[str, ...], int], source: Path
-) -> str:
-    probe = message_path
-    while probe and probe not in lines:
-        probe = probe[:-1]
-    line = f":{lines[probe]}" if probe else ""
-    where = ".".join(message_path) or "(top level)"
-    return f"{source}{line}: {where}: {message}"
-
-
 def load_config(path: Path) -> Config:
     """Read, validate and cross-check ``kiteline.yaml``; every problem is reported at once."""
     try:
@@ -506,7 +284,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from exc
     try:
         raw = yaml.safe_load(text)
-        lines = _line_index(text)
+        lines = line_index(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -516,17 +294,17 @@ def load_config(path: Path) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         problems = [
-            _located(tuple(str(p) for p in error["loc"]), error["msg"], lines, path)
+            located(tuple(str(p) for p in error["loc"]), error["msg"], lines, path)
             for error in exc.errors()
         ]
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from exc
     problems = semantic_problems(config)
     if problems:
-        located = [
-            _located(tuple(p.split(":", 1)[0].split(".")), p.split(": ", 1)[1], lines, path)
+        placed = [
+            located(tuple(p.split(":", 1)[0].split(".")), p.split(": ", 1)[1], lines, path)
             for p in problems
         ]
-        raise ConfigError(f"{path}: {len(located)} problem(s)", located)
+        raise ConfigError(f"{path}: {len(placed)} problem(s)", placed)
     return config
 
 
@@ -545,3 +323,33 @@ def resolve_secret(reference: str, base_dir: Path) -> str:
         except OSError as exc:
             raise ConfigError(f"secret reference {reference!r}: {exc.strerror}") from exc
     raise ConfigError(f"secret reference {reference!r} must start with env: or file:")
+
+
+__all__ = [
+    "Budgets",
+    "Classification",
+    "Column",
+    "Config",
+    "ConfigError",
+    "Dataset",
+    "GatewaySection",
+    "GrantsSection",
+    "LDiversity",
+    "LocalStore",
+    "MaskKind",
+    "Module",
+    "PolicySection",
+    "PostgresStore",
+    "Profile",
+    "RateLimit",
+    "RateLimits",
+    "S3Store",
+    "Separation",
+    "Settings",
+    "SparkStore",
+    "TracingSection",
+    "Store",
+    "load_config",
+    "resolve_secret",
+    "semantic_problems",
+]

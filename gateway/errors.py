@@ -1,7 +1,8 @@
 """The gateway's own errors, and the translation of the other packages' errors into them.
 
-Each error names its problem (``status``, ``slug``, ``title``), which the audit log
-records; the HTTP wing (``gateway.http.problems``) turns them into RFC 9457 responses.
+Each error names its kind of problem (``slug``) and carries its data; none knows HTTP.
+The HTTP wing (``gateway.http.problems``) alone maps a kind to its status and title and
+turns errors into RFC 9457 responses.
 """
 
 from __future__ import annotations
@@ -21,11 +22,9 @@ from policies import PolicyError
 
 
 class GatewayError(Exception):
-    """Root of the gateway's own errors. ``status`` and ``slug`` name the problem."""
+    """Root of the gateway's own errors. ``slug`` names the kind of problem."""
 
-    status = 500
     slug = "internal-error"
-    title = "Internal error"
 
     def __init__(self, detail: str, **extensions: Any) -> None:
         super().__init__(detail)
@@ -34,11 +33,11 @@ class GatewayError(Exception):
 
 
 class Unauthenticated(GatewayError):
-    status, slug, title = 401, "unauthenticated", "Authentication required"
+    slug = "unauthenticated"
 
 
 class AccessDenied(GatewayError):
-    status, slug, title = 403, "access-denied", "Access denied"
+    slug = "access-denied"
 
     def __init__(self, detail: str, reasons: list[str] | None = None, **extensions: Any) -> None:
         super().__init__(detail, reasons=reasons or [detail], **extensions)
@@ -46,43 +45,49 @@ class AccessDenied(GatewayError):
 
 
 class NotFound(GatewayError):
-    status, slug, title = 404, "not-found", "Not found"
+    slug = "not-found"
 
 
 class InvalidRequest(GatewayError):
-    status, slug, title = 400, "invalid-request", "Invalid request"
+    slug = "invalid-request"
 
 
 class NotAcceptable(GatewayError):
-    status, slug, title = 406, "not-acceptable", "Not acceptable"
+    slug = "not-acceptable"
 
 
 class Conflict(GatewayError):
-    status, slug, title = 409, "conflict", "Conflict"
+    slug = "conflict"
 
 
 class BudgetExhausted(GatewayError):
-    status, slug, title = 429, "budget-exhausted", "Budget exhausted"
+    slug = "budget-exhausted"
 
 
 class Unavailable(GatewayError):
-    status, slug, title = 503, "unavailable", "Service unavailable"
+    slug = "unavailable"
 
 
 class PayloadTooLarge(GatewayError):
-    status, slug, title = 413, "payload-too-large", "Payload too large"
+    slug = "payload-too-large"
 
 
 class UnsupportedMediaType(GatewayError):
-    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+    slug = "unsupported-media-type"
 
 
 class TooManyRequests(GatewayError):
-    status, slug, title = 429, "rate-limited", "Too many requests"
+    slug = "rate-limited"
 
     def __init__(self, detail: str, retry_after_s: int) -> None:
         super().__init__(detail, retry_after_s=retry_after_s)
         self.retry_after_s = retry_after_s
+
+
+def is_failure(error: GatewayError) -> bool:
+    """Whether the gateway failed to answer (a dependency down, or an unexpected error),
+    rather than refused or rejected the request."""
+    return isinstance(error, Unavailable) or type(error) is GatewayError
 
 
 # A state database that cannot answer: locked by another process, out of disk, refusing

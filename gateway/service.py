@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -57,7 +56,6 @@ from policies import PolicyError, Profile
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 MAX_TRACE_BYTES = 64 * 1024 * 1024
 AUDIT_READERS = frozenset({"officer"})
 
@@ -297,19 +295,6 @@ class Gateway:
     ) -> ReadResult:
         return self.chokepoint.read(caller, name, body, accept, meta)
 
-    def _audited(
-        self,
-        run: Callable[[], T],
-        *,
-        caller: Caller,
-        meta: RequestMeta,
-        dataset: str | None,
-        action: str,
-    ) -> T:
-        return self.outcomes.audited(run, caller=caller, meta=meta, dataset=dataset, action=action)
-
-    # -- leak tracing ----------------------------------------------------------------
-
     def trace(
         self,
         caller: Caller,
@@ -327,7 +312,9 @@ class Gateway:
                 raise InvalidRequest(f"the extract exceeds {MAX_TRACE_BYTES} bytes")
             return self.trace_extract(body, filename, content_type, meta=meta, caller=caller)
 
-        return self._audited(run, caller=caller, meta=meta, dataset=None, action="trace.run")
+        return self.outcomes.audited(
+            run, caller=caller, meta=meta, dataset=None, action="trace.run"
+        )
 
     def trace_extract(
         self,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from policies.casbin_engine import CasbinEngine, PolicyLine, run_cases
 from policies.decision import Decision, Obligations
 from policies.errors import PolicyCompileError, PolicyError
+from policies.fast_path import FastPath
 from policies.profiles import (
     KIND_CEILING,
     PROFILE_ORDER,
@@ -37,6 +38,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CasbinEngine",
     "Decision",
+    "FastPath",
     "KIND_CEILING",
     "Obligations",
     "OpaEngine",

@@ -16,9 +16,8 @@ import casbin
 from casbin import persist
 from casbin.model import Model, fast_policy_filter
 
+from policies.casbin_index import MODEL_PATH, LineIndex, packaged_model, tokens
 from policies.errors import PolicyUnavailable
-
-MODEL_PATH = Path(__file__).with_name("model.conf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +46,22 @@ class LineAdapter(persist.Adapter):
 
 
 class CasbinEngine:
-    """An immutable enforcer over one set of lines, indexed by subject."""
+    """An immutable enforcer over one set of lines, indexed by subject.
 
-    def __init__(self, lines: Sequence[PolicyLine], *, model_path: Path = MODEL_PATH) -> None:
+    Under the packaged model the lines are answered by :class:`LineIndex` (the same
+    verdicts and explaining lines, without compiling the matcher per line); under any
+    other model, or with ``index=False``, by casbin's enforcer.
+    """
+
+    def __init__(
+        self, lines: Sequence[PolicyLine], *, model_path: Path = MODEL_PATH, index: bool = True
+    ) -> None:
+        self._index: LineIndex | None = None
+        if index and packaged_model(model_path):
+            read = [tokens(line.ptype, line.values) for line in lines]
+            if all(r is not None for r in read):
+                self._index = LineIndex(r for r in read if r is not None)
+                return
         try:
             self._enforcer = casbin.FastEnforcer(
                 str(model_path), LineAdapter(lines), cache_key_order=[0]
@@ -61,6 +73,9 @@ class CasbinEngine:
     def _check_one(
         self, subject: str, module: str, dataset: str, action: str
     ) -> tuple[bool, list[str]]:
+        if self._index is not None:
+            allowed, line = self._index.check_one(subject, module, dataset, action)
+            return allowed, list(line)
         with fast_policy_filter(self._policy, subject):
             allowed, matched = self._enforcer.enforce_ex(subject, module, dataset, action)
         return bool(allowed), list(matched)

@@ -33,10 +33,9 @@ import logging
 import math
 import os
 import queue
-import re
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,15 +45,15 @@ from regopy import rego_shared as _capi
 
 from policies.bundle import (
     DECISION_PATH,
-    PolicyFile,
     PolicySet,
     ensure_decision,
-    line_of,
     load_policy_set,
     parse_json,
     with_utc_offsets,
 )
 from policies.errors import PolicyCompileError, PolicyError, PolicyUnavailable
+from policies.rego_tests import TestReport, TestResult, run_tests
+from policies.rego_text import check_syntax, compile_error, first_message, query
 
 log = logging.getLogger(__name__)
 
@@ -99,140 +98,10 @@ PROBES: tuple[dict[str, Any], ...] = (
     },
 )
 
-# A module holding `with input as` makes rego-cpp 1.5.2 crash the process while
-# compiling whenever a rule applies a builtin to the input; such test modules are
-# reported as failed instead of loaded.
-_WITH_INPUT = re.compile(r"\bwith\s+input\s+as\b")
-_COMMENT = re.compile(r"#[^\n]*")
-_PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
-_TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
-_ERROR_HEAD = re.compile(rb"\((error|errormsg)[ \n]")
-_SIZED = re.compile(rb" (\d+):")
-_SPAN = re.compile(rb"\|(\d+)\|(\d+)")
 _INT64 = range(-(2**63), 2**63)
 
 # rego-cpp keeps a JSON string's escaped form and prints it back as is.
 _escape = json.JSONEncoder(ensure_ascii=False).encode
-
-
-# --- test reports ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TestResult:
-    """One ``test_*`` rule: ``data.<package>.<rule>``, and why it failed."""
-
-    __test__ = False  # a library class, not something for pytest to collect
-
-    name: str
-    passed: bool
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TestReport:
-    """The outcome of every test rule in the ``*_test.rego`` files.
-
-    ``coverage`` stays None: rego-cpp records no trace from which line coverage could
-    be computed.
-    """
-
-    __test__ = False
-
-    results: tuple[TestResult, ...]
-    coverage: float | None = None
-
-    @property
-    def passed(self) -> list[str]:
-        return [r.name for r in self.results if r.passed]
-
-    @property
-    def failed(self) -> list[str]:
-        return [r.name for r in self.results if not r.passed]
-
-    @property
-    def ok(self) -> bool:
-        """Tests were found and every one passed."""
-        return bool(self.results) and all(r.passed for r in self.results)
-
-    def failures(self) -> dict[str, str]:
-        return {r.name: r.detail for r in self.results if not r.passed}
-
-
-# --- rego-cpp error text -----------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _RegoErrorEntry:
-    module: str | None = None
-    offset: int | None = None
-    message: str = ""
-
-
-def _sized(raw: bytes, at: int) -> tuple[str, int] | None:
-    """Read rego-cpp's ``<length>:<text>`` at ``at``; return the text and where it ends."""
-    match = _SIZED.match(raw, at)
-    if match is None:
-        return None
-    end = match.end() + int(match.group(1))
-    return raw[match.end() : end].decode("utf-8", "replace"), end
-
-
-def _parse_errors(text: str) -> list[_RegoErrorEntry]:
-    """The ``(error <module>|<offset>|<len> (errormsg <text>) ...)`` entries of an error."""
-    raw = text.encode("utf-8")
-    entries: list[_RegoErrorEntry] = []
-    for head in _ERROR_HEAD.finditer(raw):
-        if head.group(1) == b"error":
-            entry = _RegoErrorEntry()
-            entries.append(entry)
-            named = _sized(raw, head.end() - 1)
-            if named is not None:
-                entry.module, end = named
-                span = _SPAN.match(raw, end)
-                if span is not None:
-                    entry.offset = int(span.group(1))
-        else:
-            said = _sized(raw, head.end() - 1)
-            if said is None:
-                continue
-            if not entries or entries[-1].message:
-                entries.append(_RegoErrorEntry())
-            entries[-1].message = said[0]
-    return entries
-
-
-def _first_message(text: str) -> str:
-    entries = _parse_errors(text)
-    if entries and entries[0].message:
-        return entries[0].message
-    return text.strip().splitlines()[0] if text.strip() else "unknown rego-cpp error"
-
-
-def _compile_error(policy_set: PolicySet, text: str, fallback: PolicyFile) -> PolicyCompileError:
-    """Name the file and line of the first error rego-cpp reports."""
-    entries = _parse_errors(text)
-    entry = entries[0] if entries else _RegoErrorEntry(message=text.strip()[:200])
-    policy_file = policy_set.file_named(entry.module) if entry.module else None
-    policy_file = policy_file or fallback
-    line = line_of(policy_file.text, entry.offset) if entry.offset is not None else None
-    return PolicyCompileError(str(policy_file.path), line, entry.message or "does not compile")
-
-
-def check_syntax(name: str, text: str) -> None:
-    """Parse one module on its own; raise PolicyCompileError naming its line if it fails.
-
-    Only syntax: a module may call functions from modules that are not loaded here.
-    """
-    interpreter = Interpreter()
-    interpreter.log_level = LogLevel.NONE
-    try:
-        interpreter.add_module(name, text)
-    except RegoError as exc:
-        entries = _parse_errors(str(exc))
-        entry = entries[0] if entries else _RegoErrorEntry(message=str(exc).strip()[:200])
-        line = line_of(text, entry.offset) if entry.offset is not None else None
-        raise PolicyCompileError(name, line, entry.message or "does not compile") from exc
 
 
 # --- input ---------------------------------------------------------------------------------
@@ -296,11 +165,11 @@ class _Session:
             try:
                 self._interpreter.add_module(module.name, module.text)
             except RegoError as exc:
-                raise _compile_error(policy_set, str(exc), module) from exc
+                raise compile_error(policy_set, str(exc), module) from exc
         try:
             self._bundle = self._interpreter.build(None, [DECISION_PATH])
         except RegoError as exc:
-            raise _compile_error(policy_set, str(exc), policy_set.modules[0]) from exc
+            raise compile_error(policy_set, str(exc), policy_set.modules[0]) from exc
         if not self._bundle.ok():
             raise PolicyCompileError(str(policy_set.directory), None, "the bundle did not build")
         self._writer = _InputWriter()
@@ -316,19 +185,7 @@ class _Session:
                 raise PolicyUnavailable(f"rego-cpp refused the input: {_capi.rego_get_error(impl)}")
         finally:
             lib.regoFreeInput(handle)
-        return _decision_from(_query(self._interpreter, self._bundle, self._entrypoint))
-
-
-def _query(interpreter: Interpreter, bundle: Any, entrypoint: bytes) -> str:
-    """The output text of one bundle entrypoint, or the error rego-cpp reports."""
-    lib = _capi.rego
-    output = lib.regoBundleQueryEntrypoint(interpreter._impl, bundle._impl, entrypoint)
-    if not output:
-        return _capi.rego_get_error(interpreter._impl)
-    try:
-        return _capi.rego_output_string(output)
-    finally:
-        lib.regoFreeOutput(output)
+        return _decision_from(query(self._interpreter, self._bundle, self._entrypoint))
 
 
 def _decision_from(text: str) -> dict[str, Any]:
@@ -336,7 +193,7 @@ def _decision_from(text: str) -> dict[str, Any]:
     if not text.startswith("{"):
         if text == "undefined":
             raise PolicyUnavailable("the policy defined no decision for this input")
-        raise PolicyUnavailable(f"evaluation failed: {_first_message(text)}")
+        raise PolicyUnavailable(f"evaluation failed: {first_message(text)}")
     try:
         document = parse_json(text)
     except ValueError as exc:
@@ -487,69 +344,3 @@ class RegoEngine:
     def run_tests(self) -> TestReport:
         """Run every ``test_*`` rule of the ``*_test.rego`` files beside the policies."""
         return run_tests(self.policy_set)
-
-
-# --- the unit tests --------------------------------------------------------------------------
-
-
-def _test_names(test_file: PolicyFile) -> list[str]:
-    package = _PACKAGE.search(test_file.text)
-    if package is None:
-        return []
-    rules = dict.fromkeys(_TEST_RULE.findall(test_file.text))
-    return [f"data.{package.group(1)}.{rule}" for rule in rules]
-
-
-def run_tests(policy_set: PolicySet) -> TestReport:
-    """Evaluate each test rule once; a test passes when it is exactly ``true``."""
-    results: list[TestResult] = []
-    loadable: list[PolicyFile] = []
-    for test_file in policy_set.tests:
-        if _WITH_INPUT.search(_COMMENT.sub("", test_file.text)):
-            results.extend(
-                TestResult(
-                    name,
-                    passed=False,
-                    detail=f"{test_file.name} uses `with input as`, which crashes rego-cpp; "
-                    "call a function with the document instead",
-                )
-                for name in _test_names(test_file)
-            )
-        else:
-            loadable.append(test_file)
-    names = [name for test_file in loadable for name in _test_names(test_file)]
-    if names:
-        results.extend(_evaluate_tests(policy_set, loadable, names))
-    return TestReport(tuple(results))
-
-
-def _evaluate_tests(
-    policy_set: PolicySet, test_files: Iterable[PolicyFile], names: list[str]
-) -> list[TestResult]:
-    interpreter = Interpreter()
-    interpreter.log_level = LogLevel.NONE
-    for module in (*policy_set.modules, *test_files):
-        try:
-            interpreter.add_module(module.name, module.text)
-        except RegoError as exc:
-            raise _compile_error(policy_set, str(exc), module) from exc
-    entrypoints = [name.removeprefix("data.").replace(".", "/") for name in names]
-    try:
-        bundle = interpreter.build(None, entrypoints)
-    except RegoError as exc:
-        raise _compile_error(policy_set, str(exc), policy_set.modules[0]) from exc
-    results = []
-    for name, entrypoint in zip(names, entrypoints, strict=True):
-        text = _query(interpreter, bundle, entrypoint.encode("utf-8"))
-        passed = text.replace(" ", "") == '{"expressions":[true]}'
-        detail = "" if passed else _test_detail(text)
-        results.append(TestResult(name, passed=passed, detail=detail))
-    return results
-
-
-def _test_detail(text: str) -> str:
-    if text == "undefined":
-        return "undefined: a condition of the test did not hold"
-    if text.startswith("{"):
-        return f"evaluated to {text[:200]}"
-    return f"error: {_first_message(text)}"

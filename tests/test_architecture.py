@@ -287,8 +287,9 @@ def test_a_leaf_reached_behind_its_face_is_found(tmp_path: Path):
     ]
 
 
-# Scans that release nothing: they count classes or compare a leak with the source.
-SCANS_RELEASING_NOTHING = {"gateway/read/anonymity.py", "gateway/auditing/leak_tracing.py"}
+# Scans that release nothing: they compare a leak with the source. (The scan counting
+# k-anonymity classes is built by the plan: it must see the grant's row filters.)
+SCANS_RELEASING_NOTHING = {"gateway/auditing/leak_tracing.py"}
 THE_SCAN_BUILDER = "gateway/read/plan.py"
 
 
@@ -318,3 +319,110 @@ def test_a_scan_built_outside_the_plan_is_found(tmp_path: Path):
         },
     )
     assert scans_built_outside_the_plan(root) == ["gateway/read/export.py:2"]
+
+
+# Domain errors name their kind of problem; only the HTTP wing knows its status.
+HTTP_STATUS_NAMES = {"status", "status_code", "http_status"}
+
+
+def error_classes(tree: ast.AST, known: set[str]) -> list[ast.ClassDef]:
+    """Classes that derive from an exception: a base named ``*Error``/``*Exception`` or
+    one of ``known`` (the error classes found so far)."""
+
+    def base_name(node: ast.expr) -> str:
+        return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and any(
+            (name := base_name(b)).endswith(("Error", "Exception")) or name in known
+            for b in node.bases
+        )
+    ]
+
+
+def assigned_names(cls: ast.ClassDef) -> set[str]:
+    """What a class assigns: in its body (``status = 403``, ``status, slug = ...``) and
+    on ``self`` in its methods (``self.status = 403``)."""
+    found: set[str] = set()
+    for node in ast.walk(cls):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            for part in ast.walk(target):
+                if isinstance(part, ast.Name):
+                    found.add(part.id)
+                elif isinstance(part, ast.Attribute) and getattr(part.value, "id", "") == "self":
+                    found.add(part.attr)
+    return found
+
+
+def domain_errors_with_http_status(root: Path) -> list[str]:
+    paths = [
+        path
+        for package in sorted(OWN)
+        for path in sources(root, package)
+        if path.relative_to(root).parts[:2] != ("gateway", "http")
+    ]
+    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in paths}
+    known: set[str] = set()
+    while True:  # error classes derive from each other across modules
+        found = {c.name for tree in trees.values() for c in error_classes(tree, known)}
+        if found <= known:
+            break
+        known |= found
+    return [
+        f"{path.relative_to(root)}:{cls.lineno} {cls.name} carries {name}"
+        for path, tree in trees.items()
+        for cls in error_classes(tree, known)
+        for name in sorted(assigned_names(cls) & HTTP_STATUS_NAMES)
+    ]
+
+
+def test_no_domain_error_carries_an_http_status():
+    assert not domain_errors_with_http_status(ROOT)
+
+
+def test_a_domain_error_carrying_an_http_status_is_found(tmp_path: Path):
+    root = _tree(
+        tmp_path,
+        {
+            "gateway/errors.py": (
+                "class GatewayError(Exception):\n    slug = 'internal-error'\n"
+                "class Gone(GatewayError):\n    status, slug = 410, 'gone'\n"
+            ),
+            "gateway/read/errors.py": (
+                "from gateway.errors import Gone\n"
+                "class Expired(Gone):\n"
+                "    def __init__(self):\n        self.status_code = 410\n"
+            ),
+            "connectors/base.py": "class ConnectorError(Exception):\n    http_status = 502\n",
+            "gateway/http/edge.py": "class MethodNotAllowed(GatewayError):\n    status = 405\n",
+        },
+    )
+    assert sorted(domain_errors_with_http_status(root)) == [
+        "connectors/base.py:1 ConnectorError carries http_status",
+        "gateway/errors.py:3 Gone carries status",
+        "gateway/read/errors.py:2 Expired carries status_code",
+    ]
+
+
+def test_every_kind_of_gateway_error_has_its_answer_in_the_http_wing():
+    import gateway.errors
+    import gateway.http.edge  # noqa: F401  (its MethodNotAllowed)
+    from gateway.http.problems import PROBLEMS
+
+    def kinds(cls: type) -> set[type]:
+        return {cls} | {k for sub in cls.__subclasses__() for k in kinds(sub)}
+
+    missing = {
+        cls.__name__
+        for cls in kinds(gateway.errors.GatewayError)
+        if cls.__module__ != "gateway.http.problems" and cls.slug not in PROBLEMS
+    }
+    assert not missing

@@ -25,6 +25,7 @@ SHIPPED = ("gateway", "policies", "connectors", "audit")
 #: loads them.
 OPTIONAL_MODULES = {
     "connectors/spark.py": "spark",
+    "connectors/spark_errors.py": "spark",
     "gateway/demo/spark.py": "spark",
     "gateway/observability/tracing.py": "otel",
     "gateway/http/tracing.py": "otel",

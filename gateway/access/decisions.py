@@ -23,15 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from gateway.access.grants import GrantIndex, GrantRecord, active_grants
-from gateway.access.policy_lines import READ, Standing, deny_lines, grant_lines
+from gateway.access.decision_input import decided, decision_basis, request_document
+from gateway.access.decision_state import Snapshot, load_snapshot
+from gateway.access.decision_verdict import obligations_of, refusal
+from gateway.access.grants import GrantIndex, GrantRecord
+from gateway.access.policy_lines import READ
 from gateway.access.principals import Caller
 from gateway.config import Config
 from gateway.state.database import read_versions
-from gateway.state.models import Org, Principal
-from policies import CasbinEngine, Decision, Obligations, Profile
+from policies import CasbinEngine, Decision, Profile
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +44,6 @@ class RegoEvaluator(Protocol):
     version: str
 
     def evaluate(self, input: dict[str, Any]) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    versions: tuple[int, ...]
-    casbin: CasbinEngine
-    grants: GrantIndex
-    # Explicit deny lines (as text) and the sentence explaining each.
-    denies: dict[str, str]
-    # The lines (as text, without the "p, ") by subject, for the decision's basis.
-    lines: dict[str, tuple[str, ...]]
-    # The separation denies hold while the grants they count do: the snapshot is
-    # rebuilt at the earliest expiry.
-    valid_until: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +78,11 @@ class Decider:
         self._redact = redact
         self._config = config
         self._rego = rego
-        self._lock = threading.Lock()
-        self._snapshot: _Snapshot | None = None
+        # One build of the decision state at a time; the cache has a lock of its own,
+        # held only to change it, so decisions never wait on a build they do not need.
+        self._build_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
         self._cache: OrderedDict[tuple[Any, ...], tuple[Decision, datetime]] = OrderedDict()
 
     @property
@@ -100,63 +91,34 @@ class Decider:
 
     def use_policy(self, rego: RegoEvaluator) -> None:
         """Swap in a reloaded policy; cached decisions of the old one are dropped."""
-        with self._lock:
+        with self._cache_lock:
             self._rego = rego
             self._cache.clear()
 
     def snapshot(
         self, versions: tuple[int, ...] | None = None, at: datetime | None = None
-    ) -> _Snapshot:
+    ) -> Snapshot:
         at = at or datetime.now(UTC)
-
-        def fresh(snapshot: _Snapshot | None, versions: tuple[int, ...] | None) -> bool:
-            return (
-                snapshot is not None
-                and versions is not None
-                and snapshot.versions == versions
-                and (snapshot.valid_until is None or at < snapshot.valid_until)
-            )
-
-        if fresh(self._snapshot, versions):
-            assert self._snapshot is not None
-            return self._snapshot
-        with self._lock:
+        current = self._snapshot
+        if current is not None and current.fresh(versions, at):
+            return current
+        # Copy on write: the new state is built beside the one in force, which keeps
+        # answering requests made at its versions until the swap.
+        with self._build_lock:
             with self._engine.connect() as conn:
                 versions = read_versions(conn)
-                if fresh(self._snapshot, versions):
-                    assert self._snapshot is not None
-                    return self._snapshot
-                grants = active_grants(conn)
-                principals = [
-                    Standing(*row)
-                    for row in conn.execute(
-                        select(Principal.name, Principal.kind, Principal.status, Principal.org)
-                    )
-                ]
-                orgs = {name: status for name, status in conn.execute(select(Org.name, Org.status))}
-            index = GrantIndex(grants)
-            denies = deny_lines(
-                principals=principals,
-                orgs=orgs,
-                index=index,
-                separation=self._config.separation,
-                at=at,
-            )
-            lines = grant_lines(grants) + list(denies)
-            by_subject: dict[str, list[str]] = {}
-            for line in lines:
-                by_subject.setdefault(line.values[0], []).append(line.text()[3:])
-            snapshot = _Snapshot(
-                versions,
-                CasbinEngine(lines),
-                index,
-                {line.text()[3:]: reason for line, reason in denies.items()},
-                {subject: tuple(texts) for subject, texts in by_subject.items()},
-                min((g.expires_at for g in grants if g.expires_at > at), default=None),
-            )
-            self._snapshot = snapshot
-            self._cache.clear()
-        log.debug("policy snapshot rebuilt at versions %s (%d grants)", versions, len(grants))
+                current = self._snapshot
+                if current is not None and current.fresh(versions, at):
+                    return current
+                snapshot = load_snapshot(conn, versions, self._config.separation, at)
+            with self._cache_lock:
+                self._snapshot = snapshot
+                self._cache.clear()
+        log.debug(
+            "policy snapshot rebuilt at versions %s (%d grants)",
+            versions,
+            len(snapshot.grants.grants),
+        )
         return snapshot
 
     def decide(
@@ -194,7 +156,7 @@ class Decider:
         decision, valid_until = self._decide(
             snapshot, caller, dataset, at, purpose, profile, catalog
         )
-        with self._lock:
+        with self._cache_lock:
             self._cache[key] = (decision, valid_until)
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -202,7 +164,7 @@ class Decider:
 
     def _decide(
         self,
-        snapshot: _Snapshot,
+        snapshot: Snapshot,
         caller: Caller,
         dataset: str,
         at: datetime,
@@ -251,7 +213,7 @@ class Decider:
         }
 
     def _candidates(
-        self, snapshot: _Snapshot, caller: Caller, dataset: str, at: datetime
+        self, snapshot: Snapshot, caller: Caller, dataset: str, at: datetime
     ) -> list[GrantRecord]:
         module = self._config.datasets[dataset].module
         return [
@@ -262,7 +224,7 @@ class Decider:
 
     def _explain(
         self,
-        snapshot: _Snapshot,
+        snapshot: Snapshot,
         caller: Caller,
         dataset: str,
         at: datetime,
@@ -271,7 +233,9 @@ class Decider:
         grants: list[GrantRecord],
     ) -> Explanation:
         module = self._config.datasets[dataset].module
-        document = self._input(snapshot, caller, dataset, module, at, purpose, profile, grants)
+        document = request_document(
+            snapshot, self._config.separation, caller, dataset, module, at, purpose, profile, grants
+        )
         return self._evaluate(
             snapshot, caller.subjects, dataset, module, document, grants, at, self._rego
         )
@@ -303,7 +267,7 @@ class Decider:
             )
             for g in document.get("grants") or []
         ]
-        snapshot = _Snapshot(
+        snapshot = Snapshot(
             (),
             casbin,
             GrantIndex(grants),
@@ -324,7 +288,7 @@ class Decider:
 
     def _evaluate(
         self,
-        snapshot: _Snapshot,
+        snapshot: Snapshot,
         subjects: tuple[str, ...],
         dataset: str,
         module: str,
@@ -341,44 +305,33 @@ class Decider:
         rego_allowed = bool(result.get("allow", False))
         rego_reasons = tuple(str(r) for r in result.get("reasons", ()))
         raw_obligations = result.get("obligations") or {}
-        allowed = casbin_allowed and rego_allowed
-        obligations = self._obligations(raw_obligations, grants) if allowed else None
-        if allowed and obligations is None:
-            allowed = False
+        obligations = (
+            obligations_of(raw_obligations, grants) if casbin_allowed and rego_allowed else None
+        )
+        if obligations is not None:
+            reasons = list(rego_reasons) or [
+                f"grant {obligations.grant_id} allows {obligations.profile!r}"
+            ]
+        elif casbin_allowed and rego_allowed:
             reasons = [
                 "the policy allowed the read without naming a usable grant and "
                 "profile; refusing (fail closed)"
             ]
-        elif allowed:
-            assert obligations is not None
-            reasons = list(rego_reasons) or [
-                f"grant {obligations.grant_id} allows {obligations.profile!r}"
-            ]
         else:
-            reasons = self._refusal(
-                snapshot,
-                subjects,
-                dataset,
-                module,
-                at,
-                grants,
-                lines,
-                casbin_allowed,
-                rego_allowed,
-                rego_reasons,
+            reasons = refusal(
+                snapshot, subjects, dataset, module, at, grants, lines,
+                casbin_allowed, rego_allowed, rego_reasons,
+            )  # fmt: skip
+        basis = None
+        if self._redact is not None:
+            basis = decision_basis(
+                self._redact, snapshot, subjects, dataset, module, document, grants
             )
-        basis = self._basis(snapshot, subjects, dataset, module, document, grants)
-        if basis is not None:
-            basis["decided"] = {
-                "allowed": allowed,
-                "reasons": list(reasons),
-                "profile": obligations.profile if allowed and obligations else None,
-                "grant_id": obligations.grant_id if allowed and obligations else None,
-            }
+            basis["decided"] = decided(obligations, reasons)
         decision = Decision(
-            allowed,
+            obligations is not None,
             tuple(reasons),
-            obligations if allowed else None,
+            obligations,
             matched=tuple(lines),
             basis=basis,
         )
@@ -390,151 +343,4 @@ class Decider:
             rego_reasons,
             dict(raw_obligations),
             document,
-        )
-
-    @staticmethod
-    def _refusal(
-        snapshot: _Snapshot,
-        subjects: tuple[str, ...],
-        dataset: str,
-        module: str,
-        at: datetime,
-        grants: list[GrantRecord],
-        lines: list[str],
-        casbin_allowed: bool,
-        rego_allowed: bool,
-        rego_reasons: tuple[str, ...],
-    ) -> list[str]:
-        reasons = [] if rego_allowed else list(rego_reasons)
-        explicit = [snapshot.denies[line] for line in lines if line in snapshot.denies]
-        if rego_allowed:
-            # The engines disagree: the explicit deny is what refused.
-            reasons.extend(explicit)
-        if not grants:
-            expired = [
-                g
-                for g in snapshot.grants.for_request(subjects, module, dataset)
-                if g.expires_at <= at
-            ]
-            if expired:
-                last = max(g.expires_at for g in expired)
-                reasons.insert(
-                    0,
-                    f"your grant on {dataset!r} expired at "
-                    f"{last.strftime('%Y-%m-%d %H:%M:%S')} UTC; request a new one",
-                )
-        if not casbin_allowed and not explicit and not any("no active grant" in r for r in reasons):
-            reasons.append(
-                f"no active grant covers dataset {dataset!r} for you or your "
-                "org; request one from the module's custodians"
-            )
-        # The most specific reason leads: "no grant" is what every other rule implies.
-        reasons.sort(key=lambda r: "no active grant" in r)
-        return reasons or ["denied by default"]
-
-    def _basis(
-        self,
-        snapshot: _Snapshot,
-        subjects: tuple[str, ...],
-        dataset: str,
-        module: str,
-        document: dict[str, Any],
-        grants: list[GrantRecord],
-    ) -> dict[str, Any] | None:
-        """What the decision saw, free of secrets, for the audit log: the casbin lines
-        that could match, the explicit denies among them, and the Rego input with the
-        grants' filter literals hashed. ``replay`` decides again from it."""
-        if self._redact is None:
-            return None
-        redact = self._redact
-        lines = [
-            line
-            for subject in subjects
-            for line in snapshot.lines.get(subject, ())
-            if line.split(", ")[1] in ("*", module)
-        ]
-        grant_inputs = [
-            {
-                **g,
-                "row_filter": [{**f, "value": redact(f.get("value"))} for f in g["row_filter"]]
-                if g.get("row_filter")
-                else None,
-            }
-            for g in document["grants"]
-        ]
-        return {
-            "subjects": list(subjects),
-            "dataset": dataset,
-            "module": module,
-            "lines": lines,
-            # Pairs, not a mapping: the audit log bounds the length of mapping keys.
-            "denies": [[line, snapshot.denies[line]] for line in lines if line in snapshot.denies],
-            "grant_columns": {str(g.id): list(g.columns) for g in grants if g.columns},
-            "input": {**document, "grants": grant_inputs},
-        }
-
-    def _input(
-        self,
-        snapshot: _Snapshot,
-        caller: Caller,
-        dataset: str,
-        module: str,
-        at: datetime,
-        purpose: str | None,
-        profile: Profile | None,
-        grants: list[GrantRecord],
-    ) -> dict[str, Any]:
-        separation = self._config.separation
-        return {
-            "principal": {
-                "name": caller.name,
-                "kind": caller.kind,
-                "status": caller.status,
-                "org": caller.org,
-                "org_status": caller.org_status,
-            },
-            "action": READ,
-            "dataset": {"name": dataset, "module": module},
-            "request": {
-                "purpose": purpose,
-                "profile": profile,
-                "now": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "now_ns": int(at.timestamp() * 1_000_000_000),
-            },
-            "grants": [
-                {
-                    "id": g.id,
-                    "subject": g.subject,
-                    "module": g.module,
-                    "dataset": g.dataset,
-                    "profile": g.profile,
-                    "purpose": g.purpose,
-                    "approvals": g.approvals,
-                    "row_cap": g.row_cap,
-                    "row_filter": list(g.row_filter) or None,
-                    "window": g.window,
-                }
-                for g in grants
-            ],
-            "held_modules": sorted(snapshot.grants.modules_held(caller.subjects, at)),
-            "separation": {
-                "max_modules_per_principal": separation.max_modules_per_principal,
-                "exclusive": [list(pair) for pair in separation.exclusive],
-            },
-        }
-
-    @staticmethod
-    def _obligations(raw: dict[str, Any], grants: list[GrantRecord]) -> Obligations | None:
-        by_id = {g.id: g for g in grants}
-        grant = by_id.get(raw.get("grant_id"))  # type: ignore[arg-type]
-        profile = raw.get("profile")
-        if grant is None or profile not in ("raw", "pseudonymized", "anonymized", "aggregate"):
-            return None
-        return Obligations(
-            profile=profile,
-            grant_id=grant.id,
-            columns=grant.columns,
-            row_filters=tuple(raw.get("row_filters") or grant.row_filter),
-            row_cap=raw.get("row_cap", grant.row_cap),
-            purpose=grant.purpose,
         )

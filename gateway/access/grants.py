@@ -82,27 +82,16 @@ def add_grant(
     status: str = "active",
 ) -> int:
     """Record a grant directly (administrative path; requests and approvals build on it)."""
-    if subject_type not in ("principal", "org"):
-        raise GrantError("subject_type must be 'principal' or 'org'")
-    if profile not in PROFILE_ORDER:
-        raise GrantError(f"profile must be one of {', '.join(PROFILE_ORDER)}")
-    if dataset is not None:
-        if dataset not in config.datasets:
-            raise GrantError(f"unknown dataset {dataset!r}")
-        ds_module = config.datasets[dataset].module
-        if module is not None and module != ds_module:
-            raise GrantError(f"dataset {dataset!r} belongs to module {ds_module!r}, not {module!r}")
-        module = ds_module
-        if columns:
-            unknown = sorted(set(columns) - set(config.datasets[dataset].columns))
-            if unknown:
-                raise GrantError(f"unknown column(s) in grant: {', '.join(unknown)}")
-    if module is None or module not in config.modules:
-        raise GrantError(f"unknown module {module!r}")
-    if not 0 < days <= 3660:
-        raise GrantError("days must be between 1 and 3660")
-    if status not in STATUSES:
-        raise GrantError(f"status must be one of {', '.join(STATUSES)}")
+    module = _checked_target(
+        config,
+        subject_type=subject_type,
+        profile=profile,
+        dataset=dataset,
+        module=module,
+        columns=columns,
+        days=days,
+        status=status,
+    )
     created = now()
     with engine.begin() as conn:
         table = Principal.name if subject_type == "principal" else Org.name
@@ -131,6 +120,42 @@ def add_grant(
         key = result.inserted_primary_key
         assert key is not None
         return int(key[0])
+
+
+def _checked_target(
+    config: Config,
+    *,
+    subject_type: str,
+    profile: str,
+    dataset: str | None,
+    module: str | None,
+    columns: list[str] | None,
+    days: int,
+    status: str,
+) -> str:
+    """Refuse terms the configuration does not know; the module the grant is on."""
+    if subject_type not in ("principal", "org"):
+        raise GrantError("subject_type must be 'principal' or 'org'")
+    if profile not in PROFILE_ORDER:
+        raise GrantError(f"profile must be one of {', '.join(PROFILE_ORDER)}")
+    if dataset is not None:
+        if dataset not in config.datasets:
+            raise GrantError(f"unknown dataset {dataset!r}")
+        ds_module = config.datasets[dataset].module
+        if module is not None and module != ds_module:
+            raise GrantError(f"dataset {dataset!r} belongs to module {ds_module!r}, not {module!r}")
+        module = ds_module
+        if columns:
+            unknown = sorted(set(columns) - set(config.datasets[dataset].columns))
+            if unknown:
+                raise GrantError(f"unknown column(s) in grant: {', '.join(unknown)}")
+    if module is None or module not in config.modules:
+        raise GrantError(f"unknown module {module!r}")
+    if not 0 < days <= 3660:
+        raise GrantError("days must be between 1 and 3660")
+    if status not in STATUSES:
+        raise GrantError(f"status must be one of {', '.join(STATUSES)}")
+    return module
 
 
 def revoke_grant(engine: Engine, grant_id: int) -> None:

@@ -11,6 +11,7 @@ audit event listing its consequences.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -82,13 +83,7 @@ class Lifecycle:
         caller: Caller | None,
         meta: RequestMeta | None,
     ) -> dict[str, Any]:
-        downgrade = self._config.grants.downgrade_on_offboarding
         at = now()
-        revoked: list[int] = []
-        downgraded: list[int] = []
-        withdrawn: list[int] = []
-        custodianships: list[str] = []
-        flagged: dict[str, list[str]] = {}
         with self._workflow.transaction() as conn:
             person = self._principal(conn, ref)
             if person.kind != "employee":
@@ -102,29 +97,8 @@ class Lifecycle:
                 .where(Principal.id == person.id)
                 .values(kind="alumni", departed_at=at)
             )
-            grants = self._grants_above_alumni(conn, name)
-            for g in grants:
-                if g.status == "requested":
-                    values, action, bucket = {"status": "denied"}, "denied", withdrawn
-                elif downgrade and g.purpose:
-                    values, action, bucket = {"profile": "anonymized"}, "downgraded", downgraded
-                else:
-                    values, action, bucket = {"status": "revoked"}, "revoked", revoked
-                conn.execute(update(Grant).where(Grant.id == g.id).values(**values))
-                self._workflow.event(conn, g.id, who, action, f"offboarding: {reason}")
-                bucket.append(g.id)
-            for module in self._config.modules:
-                if name not in self._workflow.custodians(conn, module):
-                    continue
-                conn.execute(
-                    insert(CustodianRemoval).values(
-                        module=module, principal=name, removed_at=at, removed_by=who, reason=reason
-                    )
-                )
-                custodianships.append(module)
-                left = self._workflow.custodians(conn, module)
-                if len(left) < MIN_CUSTODIANS:
-                    flagged[module] = left
+            revoked, downgraded, withdrawn = self._settle_grants(conn, name, who, reason)
+            custodianships, flagged = self._leave_custodianships(conn, name, who, reason, at)
             keys = self._live_keys(conn, person.id)
             conn.execute(
                 update(ApiKey)
@@ -159,6 +133,48 @@ class Lifecycle:
         if flagged:
             log.warning("modules below two custodians after offboarding: %s", sorted(flagged))
         return result
+
+    def _settle_grants(
+        self, conn: Connection, name: str, who: str, reason: str
+    ) -> tuple[list[int], list[int], list[int]]:
+        """Revoke, downgrade or deny each grant above what alumni may hold: the ids
+        revoked, downgraded and of the requests denied."""
+        downgrade = self._config.grants.downgrade_on_offboarding
+        revoked: list[int] = []
+        downgraded: list[int] = []
+        withdrawn: list[int] = []
+        for g in self._grants_above_alumni(conn, name):
+            if g.status == "requested":
+                values, action, bucket = {"status": "denied"}, "denied", withdrawn
+            elif downgrade and g.purpose:
+                values, action, bucket = {"profile": "anonymized"}, "downgraded", downgraded
+            else:
+                values, action, bucket = {"status": "revoked"}, "revoked", revoked
+            conn.execute(update(Grant).where(Grant.id == g.id).values(**values))
+            self._workflow.event(conn, g.id, who, action, f"offboarding: {reason}")
+            bucket.append(g.id)
+        return revoked, downgraded, withdrawn
+
+    def _leave_custodianships(
+        self, conn: Connection, name: str, who: str, reason: str, at: datetime
+    ) -> tuple[list[str], dict[str, list[str]]]:
+        """Remove ``name`` as a custodian everywhere: the modules, and those left with
+        fewer than the minimum (with who remains)."""
+        custodianships: list[str] = []
+        flagged: dict[str, list[str]] = {}
+        for module in self._config.modules:
+            if name not in self._workflow.custodians(conn, module):
+                continue
+            conn.execute(
+                insert(CustodianRemoval).values(
+                    module=module, principal=name, removed_at=at, removed_by=who, reason=reason
+                )
+            )
+            custodianships.append(module)
+            left = self._workflow.custodians(conn, module)
+            if len(left) < MIN_CUSTODIANS:
+                flagged[module] = left
+        return custodianships, flagged
 
     def offboard_preview(self, caller: Caller, ref: str) -> dict[str, Any]:
         """What offboarding ``ref`` would change, for a confirmation (admins); changes
@@ -230,18 +246,31 @@ class Lifecycle:
                 bump_version(conn, "principals")
             cancelled = self._inflight.cancel(principal=person.name) if suspend else 0
             result = {"principal": person.name, "status": status, "reads_cancelled": cancelled}
-            self._workflow.record(
+            return self._recorded(
                 "principal.suspended" if suspend else "principal.reinstated",
-                meta=meta,
+                result,
+                reason,
                 caller=caller,
-                decision="allow",
-                reasons=[reason],
-                **result,
+                meta=meta,
             )
-            return result
 
         action = "principal.suspend" if suspend else "principal.reinstate"
         return self._workflow.audited(action, run, caller=caller, meta=meta)
+
+    def _recorded(
+        self,
+        action: str,
+        result: dict[str, Any],
+        reason: str,
+        *,
+        caller: Caller,
+        meta: RequestMeta,
+    ) -> dict[str, Any]:
+        """Audit a change of status as allowed, with its reason and result; the result."""
+        self._workflow.record(
+            action, meta=meta, caller=caller, decision="allow", reasons=[reason], **result
+        )
+        return result
 
     def set_org_status(
         self, caller: Caller, org: str, *, suspend: bool, reason: str, meta: RequestMeta
@@ -265,15 +294,13 @@ class Lifecycle:
                 "members": sorted(members),
                 "reads_cancelled": cancelled,
             }
-            self._workflow.record(
+            return self._recorded(
                 "org.suspended" if suspend else "org.reinstated",
-                meta=meta,
+                result,
+                reason,
                 caller=caller,
-                decision="allow",
-                reasons=[reason],
-                **result,
+                meta=meta,
             )
-            return result
 
         action = "org.suspend" if suspend else "org.reinstate"
         return self._workflow.audited(action, run, caller=caller, meta=meta)

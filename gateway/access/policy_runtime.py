@@ -16,7 +16,7 @@ from pathlib import Path
 from gateway.access.decisions import RegoEvaluator
 from gateway.access.policy_files import POLICY_DIR, policy_version
 from gateway.config import Config
-from policies import PolicyCompileError, PolicyError
+from policies import FastPath, PolicyCompileError, PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ class PolicyRuntime:
         policy = self._config.policy
         embedded = compile_and_test(self.directory, timeout_s=policy.timeout_s)
         if policy.engine == "embedded":
-            return embedded
+            # The packaged policy is answered in Python, any other by the engine.
+            return FastPath(embedded)
         from policies import OpaEngine
 
         assert policy.opa_url is not None

@@ -16,13 +16,12 @@ raises ``AuditUnavailable``: the caller must fail closed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +29,6 @@ import orjson
 from sqlalchemy import Connection, Engine, select
 
 from audit import (
-    HASH_SIZE,
     AuditUnavailable,
     ExpectedHead,
     LogBatch,
@@ -38,11 +36,12 @@ from audit import (
     LogReport,
     Redactor,
     TreeBuilder,
-    canonical,
     verify_log_batches,
 )
 from gateway import observability
 from gateway.access.principals import Caller
+from gateway.auditing.batch_write import Pending, parse_frontier, write_batch
+from gateway.auditing.fields import Prepared, RequestMeta, prepare_event
 from gateway.auditing.index import first_mismatch
 from gateway.state.database import pooled_connection
 from gateway.state.deadline import MIN_WAIT_S, bound_connection, remaining
@@ -50,20 +49,9 @@ from gateway.state.models import AuditEvent, AuditHead
 
 log = logging.getLogger(__name__)
 
-_ADVISORY_LOCK_ID = 0x6B6C_6175  # "klau": one lock for the whole log
-_MAX_TEXT = 512
-_MAX_ITEMS = 1000
-_MAX_NAME = 64
 _MAX_BATCH = 2000
 
 Listener = Callable[[Sequence[Mapping[str, Any]]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class RequestMeta:
-    request_id: str
-    client: str | None = None
-    user_agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,54 +64,12 @@ class Head:
         return TreeBuilder.from_frontier(self.size, self.frontier).root()
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """An event built but not yet appended (see ``AuditLog.append_linked``)."""
-
-    event: dict[str, Any]
-    moment: datetime
-
-
-@dataclass(eq=False)
-class _Pending:
-    # Appended together, in this order; each event after the first gets the first's
-    # sequence number under ``link``.
-    events: list[Prepared]
-    link: str | None = None
-    # Set when the events are written (or failed), or when this caller must lead.
-    signal: threading.Event = field(default_factory=threading.Event)
-    done: bool = False
-    promoted: bool = False
-    seqs: list[int] = field(default_factory=list)
-    error: BaseException | None = None
-    # When its caller's deadline passes (time.monotonic()): a batch is written within
-    # the earliest of its events', so that no caller waits past its own.
-    until: float = float("inf")
-
-
-def _clip(value: str | None, limit: int = _MAX_TEXT) -> str | None:
-    # Anything a client controls is bounded; JSON encoding keeps newlines and escapes inert.
-    return None if value is None else value[:limit]
-
-
-def _bounded(value: Any) -> Any:
-    """Bound every string and list a caller may have supplied, however deeply nested."""
-    if isinstance(value, str):
-        return value[:_MAX_TEXT]
-    if isinstance(value, list | tuple):
-        return [_bounded(item) for item in value[:_MAX_ITEMS]]
-    if isinstance(value, dict):
-        return {str(k)[:_MAX_NAME]: _bounded(v) for k, v in list(value.items())[:_MAX_ITEMS]}
-    return value
-
-
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _parse_frontier(text_value: str) -> tuple[bytes, ...]:
-    raw = bytes.fromhex(text_value)
-    return tuple(raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE))
+def _no_status(_error: Any) -> int | None:
+    return None
 
 
 class AuditLog:
@@ -136,7 +82,7 @@ class AuditLog:
         self._timeout_s = timeout_s
         self._write_lock = threading.Lock()
         self._queue_lock = threading.Lock()
-        self._queue: list[_Pending] = []
+        self._queue: list[Pending] = []
         self._postgres = engine.dialect.name == "postgresql"
         self._listeners: list[Listener] = []
         self._writer: Any = None
@@ -145,6 +91,9 @@ class AuditLog:
         # Whether the newest append failed: readiness reports the log unable to write
         # until an append succeeds again.
         self.failing = False
+        # The status a refusal is answered with, recorded with it: the HTTP wing that
+        # answers owns that table and sets it (``gateway.http.problems.status_of``).
+        self.status_of: Callable[[Any], int | None] = _no_status
 
     @property
     def engine(self) -> Engine:
@@ -183,7 +132,7 @@ class AuditLog:
 
     def append_prepared(self, prepared: Prepared) -> int:
         """Append an event built by ``prepare``; its sequence number."""
-        return self._submit(_Pending([prepared]))[0]
+        return self._submit(Pending([prepared]))[0]
 
     def append_linked(self, first: Prepared, second: Prepared, *, link: str) -> tuple[int, int]:
         """Append two events in one transaction, adjacent, with ``second[link]`` set to
@@ -191,7 +140,7 @@ class AuditLog:
 
         One commit instead of two for a pair that belongs together (a small read's
         query and its result), and neither is ever stored without the other."""
-        first_seq, second_seq = self._submit(_Pending([first, second], link=link))
+        first_seq, second_seq = self._submit(Pending([first, second], link=link))
         return first_seq, second_seq
 
     def prepare(
@@ -208,37 +157,27 @@ class AuditLog:
         **details: Any,
     ) -> Prepared:
         """Build an event (stamped now) without appending it."""
-        moment = datetime.now(UTC)
-        event: dict[str, Any] = {k: _bounded(v) for k, v in details.items()}
-        # The searchable columns have fixed widths: clip before hashing, so the stored
-        # column and the hashed body always agree.
-        event.update(
-            {
-                "ts": moment.isoformat(),
-                "request_id": _clip(meta.request_id, _MAX_NAME) if meta else None,
-                "actor": _clip(caller.name if caller else actor, _MAX_NAME),
-                "actor_kind": _clip(caller.kind, 16) if caller else None,
-                "actor_org": _clip(caller.org, _MAX_NAME) if caller else None,
-                "action": action[:32],
-                "dataset": _clip(dataset, _MAX_NAME),
-                "module": _clip(module, _MAX_NAME),
-                "decision": _clip(decision, 16),
-                "reasons": [_clip(r) for r in list(reasons)[:_MAX_ITEMS]],
-                "policy_version": self.policy_version,
-                "client": _clip(meta.client) if meta else None,
-                "user_agent": _clip(meta.user_agent) if meta else None,
-            }
+        return prepare_event(
+            action,
+            policy_version=self.policy_version,
+            meta=meta,
+            caller=caller,
+            actor=actor,
+            dataset=dataset,
+            module=module,
+            decision=decision,
+            reasons=reasons,
+            details=details,
         )
-        return Prepared(event, moment)
 
-    def _submit(self, item: _Pending) -> list[int]:
+    def _submit(self, item: Pending) -> list[int]:
         """Queue the event; the one leading caller writes whatever is queued in a single
         transaction (group commit) while the others wait for their own event."""
         actions = ",".join(p.event["action"] for p in item.events)
         with observability.span("kiteline.audit.append", **{"audit.actions": actions}):
             return self._submit_now(item)
 
-    def _submit_now(self, item: _Pending) -> list[int]:
+    def _submit_now(self, item: Pending) -> list[int]:
         deadline = item.until = time.monotonic() + remaining(self._timeout_s)
         with self._queue_lock:
             self._queue.append(item)
@@ -318,100 +257,20 @@ class AuditLog:
             except Exception:
                 log.exception("an audit listener failed")
 
-    def _write(self, batch: list[_Pending]) -> list[dict[str, Any]]:
-        # The hot path speaks to the driver directly: SQLAlchemy's per-statement work
-        # costs more than the append itself. The SQL is fixed text with bound values.
-        mark = "%s" if self._postgres else "?"
+    def _write(self, batch: list[Pending]) -> list[dict[str, Any]]:
         raw = self._writer_connection()
         healthy = False
         try:
-            cursor = raw.cursor()
             wait_s = max(MIN_WAIT_S, min(i.until for i in batch) - time.monotonic())
-            timeout_ms = int(wait_s * 1000)
-            if self._postgres:
-                cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
-                cursor.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_ID,))
-            else:
+            if not self._postgres:
                 bound_connection(raw.driver_connection, raw.info, wait_s)
-                cursor.execute("BEGIN IMMEDIATE")
-            try:
-                cursor.execute("SELECT size, chain_head, frontier FROM audit_head WHERE id = 1")
-                found = cursor.fetchone()
-                if found is None:
-                    # Without its head the log cannot continue its chain: never restart it.
-                    raise AuditUnavailable("the audit log's head record is missing")
-                size = int(found[0])
-                builder = TreeBuilder.from_frontier(size, _parse_frontier(found[2]))
-                prev, seq = str(found[1]), size
-                rows = []
-                sha256 = hashlib.sha256
-                for item in batch:
-                    item.seqs.clear()
-                for item, prepared in ((i, p) for i in batch for p in i.events):
-                    seq += 1
-                    event = prepared.event
-                    if item.seqs and item.link is not None:
-                        event[item.link] = item.seqs[0]
-                    event["seq"] = seq
-                    body = canonical(event)
-                    chained = sha256(bytes.fromhex(prev) + body).hexdigest()
-                    leaf = sha256(b"\x00" + body).digest()
-                    builder.append(leaf)
-                    moment: Any = prepared.moment
-                    if not self._postgres:
-                        # SQLAlchemy's SQLite DateTime text form, so its reads agree.
-                        moment = moment.replace(tzinfo=None).isoformat(" ", "microseconds")
-                    rows.append(
-                        (
-                            seq,
-                            moment,
-                            event["request_id"],
-                            event["actor"],
-                            event["action"],
-                            event["dataset"],
-                            event["decision"],
-                            body.decode(),
-                            prev,
-                            chained,
-                            leaf.hex(),
-                            event["actor_kind"],
-                            event["actor_org"],
-                            event["module"],
-                        )
-                    )
-                    item.seqs.append(seq)
-                    prev = chained
-                cursor.executemany(
-                    "INSERT INTO audit_events (seq, ts, request_id, actor, action, dataset, "
-                    "decision, body, prev_hash, hash, leaf_hash, actor_kind, actor_org, module) "
-                    f"VALUES ({', '.join([mark] * 14)})",
-                    rows,
-                )
-                cursor.execute(
-                    f"UPDATE audit_head SET size = {mark}, chain_head = {mark}, "
-                    f"frontier = {mark} WHERE id = 1 AND size = {mark}",
-                    (seq, prev, b"".join(builder.frontier).hex(), size),
-                )
-                if cursor.rowcount != 1:
-                    raise AuditUnavailable("the audit head moved during an append")
-                if self._postgres:
-                    raw.commit()
-                else:
-                    cursor.execute("COMMIT")
-                healthy = True
-            except BaseException:
-                if self._postgres:
-                    raw.rollback()
-                else:
-                    with contextlib.suppress(sqlite3.Error):
-                        cursor.execute("ROLLBACK")
-                raise
+            events = write_batch(raw, batch, postgres=self._postgres, timeout_s=wait_s)
+            healthy = True
         finally:
             if not healthy:
                 # After any failure start over on a fresh connection.
                 self._drop_writer_connection()
-        return [prepared.event for item in batch for prepared in item.events]
+        return events
 
     @contextlib.contextmanager
     def read_connection(self) -> Iterator[Any]:
@@ -485,7 +344,7 @@ class AuditLog:
         if row is None:
             # Without its head the log cannot continue its chain: refuse, never restart.
             raise AuditUnavailable("the audit log's head record is missing")
-        return Head(int(row.size), row.chain_head, _parse_frontier(row.frontier))
+        return Head(int(row.size), row.chain_head, parse_frontier(row.frontier))
 
     # -- reading -------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from audit import AuditError
 from gateway.access.principals import Caller
 from gateway.auditing.log import AuditLog, RequestMeta
 from gateway.config import Config
-from gateway.errors import AccessDenied, Unavailable, as_gateway_error
+from gateway.errors import AccessDenied, Unavailable, as_gateway_error, is_failure
 from policies import PolicyError
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ class Outcomes:
         if isinstance(error, AccessDenied) or isinstance(exc, PolicyError):
             # A policy engine that cannot answer is a denial (fail closed).
             kind, decision = "data.denied", "deny"
-        elif error.status < 500:
+        elif not is_failure(error):
             kind, decision = "request.rejected", "reject"
         else:
             kind, decision = "request.failed", "error"
@@ -71,7 +71,7 @@ class Outcomes:
                 decision=decision,
                 reasons=[error.detail],
                 attempted=action,
-                status=error.status,
+                status=self.audit.status_of(error),
                 rule=error.extensions.get("rule"),
                 **(details() if details else {}),
             )

@@ -1,293 +1,378 @@
-"""CLI commands that talk to a running gateway over HTTP (``KITELINE_URL``, ``KITELINE_TOKEN``).
+"""Commands for platform admins: principals, API keys, budgets, grants outside the
+workflow, and offboarding.
 
-Grant requests and approvals, offboarding, suspension and access listings go through
-the API, so they are authorized and audited exactly as they are for any other client.
+The acts on this host's state database are audited as the operator's
+(``operator_session``); offboarding, suspension and reinstatement go through the API.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Sequence
+import re
+from datetime import timedelta
 from typing import Any
 
 import click
-import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8787"
-
-
-def http_client() -> httpx.Client:
-    """The API client; the token comes from the environment, never from a flag (shell history)."""
-    token = os.environ.get("KITELINE_TOKEN")
-    if not token:
-        raise click.UsageError("set KITELINE_TOKEN to your kiteline API token")
-    return httpx.Client(
-        base_url=os.environ.get("KITELINE_URL", DEFAULT_URL),
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
+from gateway.cli.common import config_of, emit, fail, json_option, state_engine
+from gateway.cli.grants import grants
+from gateway.cli.operator import ADMINS, OFFICERS, operator_session
+from gateway.cli.remote import call
 
 
-def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    try:
-        with http_client() as client:
-            response = client.request(method, path, json=body)
-    except httpx.TransportError as exc:
-        click.echo(f"error: cannot reach the gateway: {exc}", err=True)
-        raise SystemExit(1) from exc
-    if response.status_code >= 400:
-        _problem(response)
-    return response.json()
+@click.group()
+def principals() -> None:
+    """Manage principals."""
 
 
-def _problem(response: httpx.Response) -> None:
-    try:
-        problem = response.json()
-    except ValueError:
-        problem = {"detail": response.text}
-    click.echo(f"error {response.status_code}: {problem.get('detail', '')}", err=True)
-    if problem.get("rule"):
-        click.echo(f"  rule: {problem['rule']}", err=True)
-    if problem.get("conflicting_grant"):
-        click.echo(f"  conflicting grant: {problem['conflicting_grant']}", err=True)
-    for error in problem.get("errors") or []:
-        click.echo(f"  {error.get('field')}: {error.get('message')}", err=True)
-    raise SystemExit(2 if response.status_code < 500 else 1)
-
-
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    def cell(value: Any) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, list):
-            return ",".join(str(v) for v in value) or "-"
-        text = str(value)
-        # Timestamps: the date and minute are what a reader scans for.
-        if len(text) > 19 and text[10:11] == "T":
-            return text[:16].replace("T", " ")
-        return text
-
-    cells = [[cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-GRANT_COLUMNS = (
-    "id",
-    "subject",
-    "module",
-    "dataset",
-    "profile",
-    "status",
-    "approvals",
-    "approvals_needed",
-    "expires_at",
-    "purpose",
+@principals.command("add")
+@click.argument("name")
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(["employee", "alumni", "partner", "officer", "admin", "service"]),
 )
+@click.option("--org", default=None, help="Partner org (required for partners).")
+@click.option("--department", default=None)
+@click.option("--org-admin", is_flag=True, help="A partner who may request grants for the org.")
+@json_option
+@click.pass_context
+def principals_add(
+    ctx: click.Context,
+    name: str,
+    kind: str,
+    org: str | None,
+    department: str | None,
+    org_admin: bool,
+    as_json: bool,
+) -> None:
+    """Add a principal (admins; without a token, only the first admin)."""
+    from gateway.access.principals import PrincipalError, add_principal
 
-
-def _show(grant: dict[str, Any]) -> None:
-    for key in (*GRANT_COLUMNS, "requested_by", "created_at", "activated_at", "columns"):
-        value = grant.get(key)
-        click.echo(f"{key + ':':<18}{'-' if value is None else value}")
-    if grant.get("approved_by"):
-        names = ", ".join(f"{a['name']} ({a['as']})" for a in grant["approved_by"])
-        click.echo(f"{'approved_by:':<18}{names}")
-    if "history" in grant:
-        click.echo("")
-        click.echo(table(grant["history"], ("at", "actor", "action", "reason")))
-
-
-# -- grants ---------------------------------------------------------------------------
-
-
-def register(cli: click.Group, grants: click.Group, principals: click.Group) -> None:
-    """Attach the HTTP commands to the ``kiteline`` command groups."""
-
-    @grants.command("request")
-    @click.option("--dataset", default=None)
-    @click.option("--module", default=None, help="Request a whole module.")
-    @click.option(
-        "--profile",
-        required=True,
-        type=click.Choice(["raw", "pseudonymized", "anonymized", "aggregate"]),
+    _config, engine, operator = operator_session(
+        ctx, "principals add", ADMINS, allow_bootstrap=kind == "admin"
     )
-    @click.option("--purpose", default=None)
-    @click.option("--days", type=int, required=True)
-    @click.option("--columns", default=None, help="Comma-separated columns to restrict to.")
-    @click.option("--row-filter", default=None, help='JSON list, e.g. [{"column":..,"op":..}]')
-    @click.option("--org", default=None, help="Request for your partner org (org admins).")
-    @click.option("--break-glass-hours", type=int, default=None)
-    def grants_request(
-        dataset: str | None,
-        module: str | None,
-        profile: str,
-        purpose: str | None,
-        days: int,
-        columns: str | None,
-        row_filter: str | None,
-        org: str | None,
-        break_glass_hours: int | None,
-    ) -> None:
-        """Request a grant; custodians of the module approve it."""
-        body: dict[str, Any] = {"profile": profile, "days": days}
-        for key, value in (
-            ("dataset", dataset),
-            ("module", module),
-            ("purpose", purpose),
-            ("org", org),
-            ("break_glass_hours", break_glass_hours),
-        ):
-            if value is not None:
-                body[key] = value
-        if columns:
-            body["columns"] = [c.strip() for c in columns.split(",") if c.strip()]
-        if row_filter:
-            try:
-                body["row_filter"] = json.loads(row_filter)
-            except ValueError as exc:
-                raise click.BadParameter("must be a JSON list", param_hint="--row-filter") from exc
-        grant = call("POST", "/v1/grants", body)
-        click.echo(
-            f"grant {grant['id']} {grant['status']}: {grant['approvals']}/"
-            f"{grant['approvals_needed']} approvals"
+    try:
+        add_principal(
+            engine, name=name, kind=kind, org=org, department=department, org_admin=org_admin
         )
-
-    @grants.command("list")
-    @click.option(
-        "--status",
-        default=None,
-        type=click.Choice(["requested", "active", "expired", "revoked", "denied"]),
+    except PrincipalError as exc:
+        fail(str(exc), 2)
+    operator.record(
+        "principal.added",
+        decision="allow",
+        principal=name,
+        kind=kind,
+        org=org,
+        department=department,
+        org_admin=org_admin,
     )
-    @click.option(
-        "--local",
-        is_flag=True,
-        help="Active grants read from the state database on this host (admins, officers; "
-        "works while the gateway is stopped).",
-    )
-    @click.pass_context
-    def grants_list(ctx: click.Context, status: str | None, local: bool) -> None:
-        """Grants you may see, over HTTP (or with --local from the state database)."""
-        if local:
-            local_grants(ctx)
-            return
-        path = "/v1/grants" + (f"?status={status}" if status else "")
-        click.echo(table(call("GET", path)["grants"], GRANT_COLUMNS))
-
-    @grants.command("show")
-    @click.argument("grant_id", type=int)
-    def grants_show(grant_id: int) -> None:
-        """One grant with its full history."""
-        _show(call("GET", f"/v1/grants/{grant_id}"))
-
-    def decision(verb: str, path: str, summary: str) -> None:
-        @grants.command(verb, help=summary)
-        @click.argument("grant_id", type=int)
-        @click.option("--reason", required=True)
-        def command(grant_id: int, reason: str) -> None:
-            grant = call("POST", f"/v1/grants/{grant_id}/{path}", {"reason": reason})
-            click.echo(
-                f"grant {grant['id']} {grant['status']}: {grant['approvals']}/"
-                f"{grant['approvals_needed']} approvals, expires {grant['expires_at'][:16]}"
-            )
-
-    decision("approve", "approve", "Approve a pending request (custodians).")
-    decision("deny", "deny", "Deny a pending request (custodians).")
-    decision("revoke", "revoke", "Revoke a grant.")
-    decision("break-glass", "break-glass", "Approve a separation exception (admin, officer).")
-
-    @grants.command("sweep")
-    def grants_sweep() -> None:
-        """Expire grants, revoke unused ones, list re-certifications due."""
-        result = call("POST", "/v1/grants/sweep")
-        click.echo(f"expired: {', '.join(map(str, result['expired'])) or '-'}")
-        click.echo(f"revoked (unused): {', '.join(map(str, result['revoked_unused'])) or '-'}")
-        for custodian, ids in sorted(result["recertify"].items()):
-            click.echo(f"re-certify ({custodian}): {', '.join(map(str, ids))}")
-
-    # -- principals ---------------------------------------------------------------------
-
-    @principals.command("offboard")
-    @click.argument("name")
-    @click.option("--reason", default="left the company", show_default=True)
-    def principals_offboard(name: str, reason: str) -> None:
-        """Turn an employee into alumni: revoke raw/pseudonymized grants, keys, custodianships."""
-        result = call("POST", f"/v1/principals/{name}/offboard", {"reason": reason})
-        click.echo(f"{result['principal']} is now alumni")
-        for key in (
-            "grants_revoked",
-            "grants_downgraded",
-            "requests_denied",
-            "custodianships_removed",
-            "keys_revoked",
-            "reads_cancelled",
-        ):
-            value = result[key]
-            shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-            click.echo(f"  {key.replace('_', ' ')}: {shown or '-'}")
-        for module, left in result["modules_below_two_custodians"].items():
-            click.echo(
-                f"  WARNING: module {module} has {len(left)} custodian(s) left: "
-                f"{', '.join(left) or 'none'}"
-            )
-
-    def status_command(verb: str) -> None:
-        @principals.command(verb, help=f"{verb.capitalize()} a principal, or with --org an org.")
-        @click.argument("name")
-        @click.option("--org", "is_org", is_flag=True, help="NAME is a partner org.")
-        @click.option("--reason", required=True)
-        def command(name: str, is_org: bool, reason: str) -> None:
-            path = f"/v1/{'orgs' if is_org else 'principals'}/{name}/{verb}"
-            result = call("POST", path, {"reason": reason})
-            who = result.get("org") or result.get("principal")
-            click.echo(f"{who} is {result['status']}")
-
-    status_command("suspend")
-    status_command("reinstate")
-
-    @cli.command("access")
-    @click.argument("dataset", required=False)
-    @click.option("--principal", default=None, help="Everything this principal can read today.")
-    def access(dataset: str | None, principal: str | None) -> None:
-        """Who can read DATASET, as the decision engine answers: per principal and purpose,
-        the profile and grant a read would get, or why it is refused. With --principal
-        (officers): every dataset that principal holds a grant on."""
-        if (dataset is None) == (principal is None):
-            raise click.UsageError("name a DATASET or --principal NAME")
-        if principal is not None:
-            result = call("GET", f"/v1/principals/{principal}/access")
-            click.echo(f"principal {result['principal']} ({result['kind']}, {result['status']})")
-            heading = "dataset"
-        else:
-            result = call("GET", f"/v1/datasets/{dataset}/access")
-            click.echo(f"dataset {result['dataset']} (module {result['module']})")
-            heading = "principal"
-        rows = [
-            {**e, "answer": e["profile"] if e["allowed"] else "refused: " + e["reasons"][0]}
-            for e in result["access"]
-        ]
-        columns = (heading, "kind", "status", "purpose", "grant_id", "answer", "expires_at")
-        click.echo(table(rows, columns))
+    added = {"name": name, "kind": kind, "org": org, "department": department}
+    emit({**added, "org_admin": org_admin}, as_json, f"added {kind} {name}")
 
 
-def local_grants(ctx: click.Context) -> None:
-    """Active grants straight from the state database (administrators on the host)."""
-    from gateway.access.grants import active_grants
-    from gateway.cli.operator import ADMINS, OFFICERS, operator_session
+@principals.command("list")
+@json_option
+@click.pass_context
+def principals_list(ctx: click.Context, as_json: bool) -> None:
+    """Every principal (admins, officers)."""
+    from sqlalchemy import select
 
-    _config, engine, operator = operator_session(ctx, "grants list", ADMINS | OFFICERS)
-    operator.record("grants.list", decision="allow", status="active")
+    from gateway.state.models import Principal
+
+    _config, engine, operator = operator_session(ctx, "principals list", ADMINS | OFFICERS)
+    operator.record("principals.list", decision="allow")
     with engine.connect() as conn:
-        rows = active_grants(conn)
-    click.echo(
-        f"{'ID':<5}{'SUBJECT':<16}{'MODULE':<10}{'DATASET':<13}{'PROFILE':<15}"
-        f"{'EXPIRES':<12}PURPOSE"
+        rows = conn.execute(
+            select(Principal.name, Principal.kind, Principal.status, Principal.org).order_by(
+                Principal.name
+            )
+        ).all()
+    lines = [f"{'NAME':<16}{'KIND':<10}{'STATUS':<11}ORG"]
+    lines += [f"{name:<16}{kind:<10}{status:<11}{org or '-'}" for name, kind, status, org in rows]
+    found = [{"name": n, "kind": k, "status": st, "org": o} for n, k, st, o in rows]
+    emit({"principals": found}, as_json, "\n".join(lines))
+
+
+@click.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+def _lifetime(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    match = re.fullmatch(r"([1-9][0-9]{0,5})([dh])", value.strip())
+    if match is None:
+        raise click.BadParameter("a number of days or hours, such as 90d or 12h")
+    count, unit = int(match[1]), match[2]
+    return timedelta(days=count) if unit == "d" else timedelta(hours=count)
+
+
+@keys.command("issue")
+@click.argument("name")
+@click.option(
+    "--expires",
+    callback=_lifetime,
+    default=None,
+    help="Lifetime of the key, such as 90d or 12h; past it the key is refused "
+    "(issue the next key before, then revoke the old one). Default: no expiry.",
+)
+@json_option
+@click.pass_context
+def keys_issue(ctx: click.Context, name: str, expires: Any, as_json: bool) -> None:
+    """Issue an API key for NAME and print its token once (admins; without a token, only
+    the first admin's key)."""
+    from sqlalchemy import select
+
+    from gateway.access.principals import PrincipalError, issue_key, now
+    from gateway.state.models import Principal
+
+    config = config_of(ctx)
+    probe = state_engine(config)
+    with probe.connect() as conn:
+        kind = conn.scalar(select(Principal.kind).where(Principal.name == name))
+    probe.dispose()
+    _config, engine, operator = operator_session(
+        ctx, "keys issue", ADMINS, allow_bootstrap=kind == "admin"
     )
-    for g in rows:
-        click.echo(
-            f"{g.id:<5}{g.subject:<16}{g.module:<10}{g.dataset or '*':<13}"
-            f"{g.profile:<15}{g.expires_at.date().isoformat():<12}{g.purpose or '-'}"
+    try:
+        expires_at = now() + expires if expires is not None else None
+        key_id, token = issue_key(engine, name, expires_at=expires_at)
+    except PrincipalError as exc:
+        fail(str(exc), 2)
+    # The key id is public by design; the token never reaches the log.
+    operator.record("key.issued", decision="allow", principal=name, key_id=key_id)
+    issued = {"principal": name, "key_id": key_id, "token": token, "expires_at": expires_at}
+    emit(issued, as_json, token)
+    click.echo("store this token now: only its hash is kept", err=True)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@json_option
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str, as_json: bool) -> None:
+    """Revoke an API key (admins)."""
+    from gateway.access.principals import PrincipalError, revoke_key
+
+    _config, engine, operator = operator_session(ctx, "keys revoke", ADMINS)
+    try:
+        revoke_key(engine, key_id)
+    except PrincipalError as exc:
+        fail(str(exc), 2)
+    operator.record("key.revoked", decision="allow", key_id=key_id)
+    emit({"key_id": key_id, "revoked": True}, as_json, f"revoked key {key_id}")
+
+
+@keys.command("rotate")
+@json_option
+@click.pass_context
+def keys_rotate(ctx: click.Context, as_json: bool) -> None:
+    """Start a new pseudonym key version; older versions stay for tracing (admins)."""
+    from gateway.access.key_versions import rotate
+
+    _config, engine, operator = operator_session(ctx, "keys rotate", ADMINS)
+    version = rotate(engine, created_by=operator.name)
+    operator.record("pseudonym_key.rotated", decision="allow", version=version)
+    emit(
+        {"version": version},
+        as_json,
+        f"pseudonym key version {version} is current; pseudonyms change from now on",
+    )
+
+
+@click.group()
+def budgets() -> None:
+    """Egress and privacy budgets per grant."""
+
+
+@budgets.command("set")
+@click.argument("grant_id", type=int)
+@click.option("--rows-per-request", type=click.IntRange(min=1), default=None)
+@click.option("--rows-per-day", type=click.IntRange(min=1), default=None)
+@click.option("--rows-total", type=click.IntRange(min=1), default=None)
+@click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=None)
+@json_option
+@click.pass_context
+def budgets_set(
+    ctx: click.Context,
+    grant_id: int,
+    rows_per_request: int | None,
+    rows_per_day: int | None,
+    rows_total: int | None,
+    epsilon: float | None,
+    as_json: bool,
+) -> None:
+    """Override the configured budgets of one grant (admins)."""
+    from sqlalchemy import select
+
+    from gateway.access.budgets import set_limits
+    from gateway.state.models import Grant
+
+    _config, engine, operator = operator_session(ctx, "budgets set", ADMINS)
+    with engine.connect() as conn:
+        if conn.scalar(select(Grant.id).where(Grant.id == grant_id)) is None:
+            fail(f"no grant {grant_id}", 2)
+    set_limits(
+        engine,
+        grant_id,
+        rows_per_request=rows_per_request,
+        rows_per_day=rows_per_day,
+        rows_total=rows_total,
+        epsilon=epsilon,
+    )
+    operator.record(
+        "budget.set",
+        decision="allow",
+        grant_id=grant_id,
+        rows_per_request=rows_per_request,
+        rows_per_day=rows_per_day,
+        rows_total=rows_total,
+        epsilon=epsilon,
+    )
+    limits: dict[str, Any] = {"rows_per_request": rows_per_request, "rows_per_day": rows_per_day}
+    limits |= {"rows_total": rows_total, "epsilon": epsilon}
+    emit({"grant": grant_id, **limits}, as_json, f"budgets of grant {grant_id} updated")
+
+
+@budgets.command("show")
+@click.argument("grant_id", type=int)
+@json_option
+@click.pass_context
+def budgets_show(ctx: click.Context, grant_id: int, as_json: bool) -> None:
+    """What remains of one grant's budgets (admins, officers)."""
+    from gateway.access import budgets as ledger
+
+    config, engine, operator = operator_session(ctx, "budgets show", ADMINS | OFFICERS)
+    operator.record("budget.shown", decision="allow", grant_id=grant_id)
+    limits = ledger.limits_for(engine, config, grant_id)
+    charges = ledger.row_charges(grant_id, limits, 0, ledger.today())
+    charges += ledger.epsilon_charges(config, grant_id, limits, None, 0)
+    left = ledger.remaining(engine, charges)
+    result = {"grant": grant_id, "remaining": left}
+    # JSON either way: the remaining budgets are read by scripts more than by people.
+    emit(result, as_json, json.dumps(result))
+
+
+@grants.command("add")
+@click.option("--principal", "principal", default=None, help="Grant to this principal ...")
+@click.option("--org", default=None, help="... or to every member of this partner org.")
+@click.option("--dataset", default=None)
+@click.option("--module", default=None, help="Grant a whole module.")
+@click.option(
+    "--profile",
+    required=True,
+    type=click.Choice(["raw", "pseudonymized", "anonymized", "aggregate"]),
+)
+@click.option("--purpose", default=None)
+@click.option("--days", type=int, default=90, show_default=True)
+@click.option("--approvals", type=int, default=1, show_default=True)
+@click.option("--row-cap", type=int, default=None)
+@click.option("--reason", required=True, help="Why this grant skips the approval workflow.")
+@json_option
+@click.pass_context
+def grants_add(
+    ctx: click.Context,
+    principal: str | None,
+    org: str | None,
+    dataset: str | None,
+    module: str | None,
+    profile: str,
+    purpose: str | None,
+    days: int,
+    approvals: int,
+    row_cap: int | None,
+    reason: str,
+    as_json: bool,
+) -> None:
+    """Add an active grant without the approval workflow: an audited admin act that
+    names its reason. Everyone else requests grants (`grants request`)."""
+    from gateway.access.grants import GrantError, add_grant
+
+    if (principal is None) == (org is None):
+        fail("give exactly one of --principal or --org", 2)
+    if not reason.strip():
+        fail("--reason must say why", 2)
+    config, engine, operator = operator_session(ctx, "grants add", ADMINS)
+    try:
+        grant_id = add_grant(
+            engine,
+            config,
+            subject_type="principal" if principal else "org",
+            subject=principal or org or "",
+            dataset=dataset,
+            module=module,
+            profile=profile,
+            purpose=purpose,
+            days=days,
+            approvals=approvals,
+            row_cap=row_cap,
+            created_by=operator.name,
         )
+    except GrantError as exc:
+        fail(str(exc), 2)
+    operator.record(
+        "grant.added",
+        decision="allow",
+        reasons=[reason],
+        grant_id=grant_id,
+        subject=f"user:{principal}" if principal else f"org:{org}",
+        dataset=dataset,
+        module=module or config.datasets[dataset or ""].module,
+        profile=profile,
+        purpose=purpose,
+        days=days,
+        row_cap=row_cap,
+    )
+    emit({"id": grant_id, "status": "active"}, as_json, f"grant {grant_id} active")
+
+
+# -- principals ---------------------------------------------------------------------
+
+
+@principals.command("offboard")
+@click.argument("name")
+@click.option("--reason", default="left the company", show_default=True)
+@json_option
+def principals_offboard(name: str, reason: str, as_json: bool) -> None:
+    """Turn an employee into alumni: revoke raw/pseudonymized grants, keys, custodianships."""
+    result = call("POST", f"/v1/principals/{name}/offboard", {"reason": reason})
+    emit(result, as_json, lambda: _offboarded(result))
+
+
+def _offboarded(result: dict[str, Any]) -> None:
+    click.echo(f"{result['principal']} is now alumni")
+    for key in (
+        "grants_revoked",
+        "grants_downgraded",
+        "requests_denied",
+        "custodianships_removed",
+        "keys_revoked",
+        "reads_cancelled",
+    ):
+        value = result[key]
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        click.echo(f"  {key.replace('_', ' ')}: {shown or '-'}")
+    for module, left in result["modules_below_two_custodians"].items():
+        click.echo(
+            f"  WARNING: module {module} has {len(left)} custodian(s) left: "
+            f"{', '.join(left) or 'none'}"
+        )
+
+
+def status_command(verb: str) -> None:
+    @principals.command(verb, help=f"{verb.capitalize()} a principal, or with --org an org.")
+    @click.argument("name")
+    @click.option("--org", "is_org", is_flag=True, help="NAME is a partner org.")
+    @click.option("--reason", required=True)
+    @json_option
+    def command(name: str, is_org: bool, reason: str, as_json: bool) -> None:
+        path = f"/v1/{'orgs' if is_org else 'principals'}/{name}/{verb}"
+        result = call("POST", path, {"reason": reason})
+        who = result.get("org") or result.get("principal")
+        emit(result, as_json, f"{who} is {result['status']}")
+
+
+status_command("suspend")
+status_command("reinstate")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -34,3 +36,25 @@ def state_engine(config: Config) -> Any:
 def fail(message: str, code: int = 1) -> None:
     click.echo(f"error: {message}", err=True)
     raise SystemExit(code)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(command: F) -> F:
+    """``--json``: the command prints its result as one JSON document, for scripts."""
+    option = click.option(
+        "--json", "as_json", is_flag=True, help="Print the result as one JSON document."
+    )
+    return option(command)
+
+
+def emit(result: Any, as_json: bool, text: str | Callable[[], None]) -> None:
+    """Print a command's result: as JSON with ``--json``, else as ``text`` for a reader
+    (a line, or a function that prints several)."""
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, default=str))
+    elif callable(text):
+        text()
+    else:
+        click.echo(text)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import config_of, fail, state_engine
+from gateway.cli.common import config_of, emit, fail, json_option
 
 
 @click.group()
@@ -25,8 +25,9 @@ def policy() -> None:
     help="Policy folder (default: policy.directory of the configuration, or the "
     "packaged policies when there is no configuration file).",
 )
+@json_option
 @click.pass_context
-def policy_test(ctx: click.Context, directory: Path | None) -> None:
+def policy_test(ctx: click.Context, directory: Path | None, as_json: bool) -> None:
     """Run the Rego unit tests and the casbin decision table, with coverage."""
     from gateway.access.policy_files import POLICY_DIR
     from gateway.access.policy_runtime import policy_directory
@@ -40,40 +41,51 @@ def policy_test(ctx: click.Context, directory: Path | None) -> None:
             directory, timeout_s = policy_directory(config), config.policy.timeout_s
         else:
             directory = POLICY_DIR
-    click.echo(f"policy directory {directory}")
-    failures = 0
+    if not as_json:
+        click.echo(f"policy directory {directory}")
+    lines: list[str] = []
     try:
         engine = RegoEngine.from_directory(directory, timeout_s=timeout_s)
         report = engine.run_tests()
     except PolicyError as exc:
         click.echo(f"rego: {exc}", err=True)
         raise SystemExit(2) from exc
-    for name in report.passed:
-        click.echo(f"  PASS  {name}")
-    for name in report.failed:
-        click.echo(f"  FAIL  {name}")
-    failures += len(report.failed)
+    lines += [f"  PASS  {name}" for name in report.passed]
+    lines += [f"  FAIL  {name}" for name in report.failed]
     coverage = getattr(report, "coverage", None)
     suffix = f", rule coverage {coverage:.0%}" if isinstance(coverage, float) else ""
-    click.echo(f"rego: {len(report.passed)} passed, {len(report.failed)} failed{suffix}")
+    lines.append(f"rego: {len(report.passed)} passed, {len(report.failed)} failed{suffix}")
+    result: dict[str, Any] = {
+        "directory": str(directory),
+        "rego": {"passed": list(report.passed), "failed": list(report.failed)},
+    }
+    if isinstance(coverage, float):
+        result["rego"]["coverage"] = coverage
+    failures = len(report.failed)
     table = directory / "model_test.yaml"
     if table.exists():
         results, line_coverage = run_cases(table)
-        for result in results:
-            if not result.passed:
-                click.echo(f"  FAIL  casbin case {result.case}")
-        bad = sum(not r.passed for r in results)
-        failures += bad
-        click.echo(
-            f"casbin: {len(results) - bad} passed, {bad} failed, line coverage {line_coverage:.0%}"
+        failed = [str(r.case) for r in results if not r.passed]
+        lines += [f"  FAIL  casbin case {case}" for case in failed]
+        failures += len(failed)
+        lines.append(
+            f"casbin: {len(results) - len(failed)} passed, {len(failed)} failed, "
+            f"line coverage {line_coverage:.0%}"
         )
+        result["casbin"] = {
+            "passed": len(results) - len(failed),
+            "failed": failed,
+            "coverage": line_coverage,
+        }
+    emit(result, as_json, "\n".join(lines))
     if failures:
         raise SystemExit(1)
 
 
 @policy.command("reload")
+@json_option
 @click.pass_context
-def policy_reload(ctx: click.Context) -> None:
+def policy_reload(ctx: click.Context, as_json: bool) -> None:
     """Check the policy directory, then make every gateway sharing the state database
     load it on its next request (admins, with their key in KITELINE_TOKEN; audited). A
     policy that fails to compile or to pass its tests is refused and the running one
@@ -97,7 +109,12 @@ def policy_reload(ctx: click.Context) -> None:
     operator.record(
         "policy.reload_requested", decision="allow", policy_version=policy_version(directory)
     )
-    click.echo(f"policy version {policy_version(directory)} will be loaded on the next request")
+    version = policy_version(directory)
+    emit(
+        {"policy_version": version, "reload": "requested"},
+        as_json,
+        f"policy version {version} will be loaded on the next request",
+    )
 
 
 @click.command()
@@ -127,8 +144,9 @@ def explain(
     profile: str | None,
     as_json: bool,
 ) -> None:
-    """Explain whether PRINCIPAL may read DATASET, and why; or, with --event SEQ, replay
-    a past audited decision."""
+    """Explain whether PRINCIPAL may read DATASET, and why (officers, with their key in
+    KITELINE_TOKEN; audited as decision.explain, as the API's explain of another
+    principal is); or, with --event SEQ, replay a past audited decision."""
     if event is not None:
         replay_event(event, as_json)
         return
@@ -137,17 +155,25 @@ def explain(
     from gateway.access.decisions import Decider
     from gateway.access.policy_runtime import PolicyRuntime
     from gateway.access.principals import caller_by_name
+    from gateway.cli.operator import OFFICERS, operator_session
 
-    config = config_of(ctx)
-    if dataset not in config.datasets:
-        fail(f"no dataset named {dataset!r}", 2)
-    engine = state_engine(config)
+    config, engine, operator = operator_session(ctx, "explain", OFFICERS)
     caller = caller_by_name(engine, principal)
-    if caller is None:
-        fail(f"no principal named {principal!r}", 2)
+    missing = (
+        f"no dataset named {dataset!r}"
+        if dataset not in config.datasets
+        else (f"no principal named {principal!r}" if caller is None else None)
+    )
+    if missing is not None or caller is None:
+        operator.record(
+            "decision.explain", decision="deny", subject=principal, reasons=[str(missing)]
+        )
+        fail(str(missing), 2)
     assert caller is not None
     runtime = PolicyRuntime(config)
-    result = Decider(engine, config, runtime.evaluator).explain(
+    # Filter literals of the recorded basis are hashed, as the gateway's own are.
+    decider = Decider(engine, config, runtime.evaluator, redact=operator.audit.redactor.hash)
+    result = decider.explain(
         caller=caller,
         dataset=dataset,
         at=datetime.now(UTC),
@@ -155,6 +181,15 @@ def explain(
         profile=profile,  # type: ignore[arg-type]
     )
     decision = result.decision
+    operator.record(
+        "decision.explain",
+        decision="allow",
+        dataset=dataset,
+        module=config.datasets[dataset].module,
+        subject=caller.name,
+        outcome="allow" if decision.allowed else "deny",
+        decision_basis=decision.basis,
+    )
     if as_json:
         out: dict[str, Any] = {
             "allowed": decision.allowed,

@@ -184,27 +184,44 @@ def query_command(
     4 not found, 5 unavailable, 1 anything else."""
     fmt = _format_of(output, fmt)
     info = ReadInfo()
-    to_stdout = output == "-"
     try:
         client = connect()
     except KitelineError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(exit_code(exc)) from None
     client.page_rows = page_rows
+    read = {
+        "columns": columns.split(",") if columns else None,
+        "filters": _filters(where),
+        "order_by": list(order_by),
+        "limit": limit,
+        "purpose": purpose,
+        "profile": access_profile,
+    }
+    _write_extract(client, dataset, read, output, fmt, info)
+    summary = {"dataset": dataset, "output": output, "format": fmt, **info.to_json()}
+    # With the extract on stdout, the summary goes to stderr.
+    echo_to_stderr = output == "-"
+    if as_json:
+        click.echo(json.dumps(summary), err=echo_to_stderr)
+    else:
+        click.echo(
+            f"{info.rows:,} rows of {dataset} ({info.profile}) in {info.pages} page(s) "
+            f"to {output}; audit events {', '.join(map(str, info.audit_seqs)) or '-'}",
+            err=echo_to_stderr,
+        )
+
+
+def _write_extract(
+    client: Client, dataset: str, read: dict[str, Any], output: str, fmt: str, info: ReadInfo
+) -> None:
+    """Page through the read into ``output``; a failed read leaves no file behind."""
+    to_stdout = output == "-"
     out: IO[bytes] = sys.stdout.buffer if to_stdout else open(output, "wb")  # noqa: SIM115
     sink = _Sink(out, fmt)
     try:
         with client, _progress(sys.stderr.isatty() and not to_stdout, info) as tick:
-            for batch in client.iter_pages(
-                dataset,
-                columns=columns.split(",") if columns else None,
-                filters=_filters(where),
-                order_by=list(order_by),
-                limit=limit,
-                purpose=purpose,
-                profile=access_profile,
-                info=info,
-            ):
+            for batch in client.iter_pages(dataset, **read, info=info):
                 sink.write(batch)
                 tick()
         sink.close(info.schema)
@@ -219,16 +236,6 @@ def query_command(
             out.close()
         else:
             out.flush()
-    summary = {"dataset": dataset, "output": output, "format": fmt, **info.to_json()}
-    echo_to_stderr = to_stdout
-    if as_json:
-        click.echo(json.dumps(summary), err=echo_to_stderr)
-    else:
-        click.echo(
-            f"{info.rows:,} rows of {dataset} ({info.profile}) in {info.pages} page(s) "
-            f"to {output}; audit events {', '.join(map(str, info.audit_seqs)) or '-'}",
-            err=echo_to_stderr,
-        )
 
 
 @click.command("login")

@@ -19,13 +19,8 @@ import importlib.util
 import logging
 import re
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +31,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from gateway.access.keyring import write_secret_file
+from gateway.demo.processes import (
+    DemoStoreError,
+    free_port,
+    prepare_root,
+    stop_process,
+    terminate_exits,
+    wait_until_listening,
+)
 from gateway.demo.workspace import DATASET_FILES, DemoStore, Workspace, create_workspace
 
 log = logging.getLogger(__name__)
@@ -52,10 +55,6 @@ SEED_DIR = "seed"
 PG_SCHEMA_COMMENT = "kiteline demo data (safe to drop)"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SERVER_START_S = 30.0
-
-
-class DemoStoreError(Exception):
-    """The hosted-store demo cannot be set up; the message says what to do."""
 
 
 # --- S3 ----------------------------------------------------------------------------------
@@ -79,12 +78,6 @@ def s3_store(endpoint_url: str) -> DemoStore:
     return DemoStore(kind="s3", store=store, where=where, data_dir=SEED_DIR)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def s3_server(log_path: Path) -> Iterator[str]:
     """Run moto's S3-protocol server on a free loopback port; yield its endpoint URL.
@@ -96,60 +89,20 @@ def s3_server(log_path: Path) -> Iterator[str]:
             "the S3 demo runs a local S3-protocol server from moto, which is not installed; "
             "install it with: pip install 'kiteline[demo]' (make run installs it)"
         )
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        _wait_until_listening(port, process, log_path)
+        wait_until_listening(
+            port, process, log_path, name="S3 server", within_s=_SERVER_START_S, poll_s=0.1
+        )
         log.info("local S3-protocol server (moto) on 127.0.0.1:%d, pid %d", port, process.pid)
-        with _terminate_exits():
+        with terminate_exits():
             yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-@contextmanager
-def _terminate_exits() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit while the server runs, so that it is stopped too.
-
-    uvicorn re-raises the signal that stopped it once it has shut down; with the
-    default handler that would end this process before it could stop its S3 server.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def exit_cleanly(_signum: int, _frame: object) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, exit_cleanly)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + _SERVER_START_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise DemoStoreError(f"the S3 server exited early; see {log_path}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise DemoStoreError(
-        f"the S3 server did not start within {_SERVER_START_S:.0f}s; see {log_path}"
-    )
+        stop_process(process)
 
 
 def _s3_credentials(root: Path) -> tuple[str, str]:
@@ -193,7 +146,7 @@ def _point_at(config_path: Path, endpoint_url: str) -> None:
 def s3_demo(root: Path, *, port: int = 8787, reset: bool = False) -> Iterator[Workspace]:
     """A demo workspace whose datasets live on a local S3 server running for the block."""
     root = root.resolve()
-    _prepare_root(root, "s3", reset)
+    prepare_root(root, "s3", reset)
     with s3_server(root / "s3-server.log") as endpoint_url:
         workspace = create_workspace(root, port=port, store=s3_store(endpoint_url))
         _s3_credentials(root)
@@ -228,7 +181,7 @@ def postgres_demo(
     if not _SCHEMA_NAME.match(schema):
         raise DemoStoreError(f"schema name {schema!r} must match {_SCHEMA_NAME.pattern}")
     root = root.resolve()
-    fresh = _prepare_root(root, "postgres", reset)
+    fresh = prepare_root(root, "postgres", reset)
     workspace = create_workspace(root, port=port, store=postgres_store(schema))
     write_secret_file(root / PG_URL_FILE, url.encode() + b"\n")
     if fresh or not _tables_present(url, schema):
@@ -324,25 +277,3 @@ def _pg_connect(url: str) -> Any:
         raise DemoStoreError(
             f"cannot connect to the PostgreSQL server given for the demo ({type(exc).__name__})"
         ) from None
-
-
-# --- shared ------------------------------------------------------------------------------
-
-
-def _prepare_root(root: Path, kind: str, reset: bool) -> bool:
-    """Empty the workspace on reset and refuse one built for another store; True if new."""
-    if reset and root.exists():
-        shutil.rmtree(root)
-    config = root / "kiteline.yaml"
-    if config.exists():
-        text = config.read_text(encoding="utf-8")
-        match = re.search(r"(?m)^  demo:\n    kind: (\w+)", text)
-        built_for = match.group(1) if match else "unknown"
-        if built_for != kind:
-            raise DemoStoreError(
-                f"{root} holds a demo for the {built_for!r} store; "
-                "pass --reset or choose another --workspace"
-            )
-        return False
-    root.mkdir(parents=True, exist_ok=True)
-    return True

@@ -19,16 +19,21 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.access.keyring import write_secret_file
-from gateway.demo.hosted_stores import DemoStoreError, _prepare_root, _terminate_exits
+from gateway.demo.processes import (
+    DemoStoreError,
+    free_port,
+    prepare_root,
+    stop_group,
+    terminate_exits,
+    wait_until_listening,
+)
 from gateway.demo.workspace import DATASET_FILES, DemoStore, Workspace, create_workspace
 
 log = logging.getLogger(__name__)
@@ -66,12 +71,6 @@ def _java_available() -> bool:
     return shutil.which("java") is not None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def spark_connect_server(
     workdir: Path, *, cores: int = 2, memory: str = "1g", token: str | None = None
@@ -87,34 +86,9 @@ def spark_connect_server(
             "a local Spark Connect server needs Java 17: apt-get install openjdk-17-jre-headless"
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     token = token or secrets.token_urlsafe(24)
-    command = [
-        str(home / "bin" / "spark-submit"),
-        "--master",
-        f"local[{cores}]",
-        "--driver-memory",
-        memory,
-        "--class",
-        SERVER_CLASS,
-        "--conf",
-        f"spark.connect.grpc.binding.port={port}",
-        "--conf",
-        "spark.connect.grpc.binding.address=127.0.0.1",
-        "--conf",
-        "spark.driver.host=127.0.0.1",
-        "--conf",
-        "spark.ui.enabled=false",
-        "--conf",
-        f"spark.sql.shuffle.partitions={cores}",
-        "--conf",
-        f"spark.sql.warehouse.dir={workdir / 'warehouse'}",
-        "--conf",
-        f"spark.local.dir={workdir / 'tmp'}",
-        "--conf",
-        "spark.log.level=WARN",
-        "spark-internal",
-    ]
+    command = _submit_command(home, workdir, port=port, cores=cores, memory=memory)
     # The token travels in the environment, not on a command line other users can read.
     env = dict(
         os.environ,
@@ -133,38 +107,33 @@ def spark_connect_server(
             start_new_session=True,
         )
     try:
-        _wait_until_listening(port, process, log_path)
+        wait_until_listening(
+            port, process, log_path, name="Spark Connect server", within_s=_START_S, poll_s=0.2
+        )
         log.info("local Spark Connect server on 127.0.0.1:%d, pid %d", port, process.pid)
-        with _terminate_exits():
+        with terminate_exits():
             yield SparkServer(f"sc://127.0.0.1:{port}", port, token, process.pid)
     finally:
-        _stop(process)
+        stop_group(process)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, 15)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(timeout=10)
-
-
-def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + _START_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise DemoStoreError(f"the Spark Connect server exited early; see {log_path}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    _stop(process)
-    raise DemoStoreError(
-        f"the Spark Connect server did not start within {_START_S:.0f}s; see {log_path}"
-    )
+def _submit_command(home: Path, workdir: Path, *, port: int, cores: int, memory: str) -> list[str]:
+    """``spark-submit`` of the Connect server: loopback only, no UI, a small heap."""
+    settings = {
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.driver.host": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": str(cores),
+        "spark.sql.warehouse.dir": str(workdir / "warehouse"),
+        "spark.local.dir": str(workdir / "tmp"),
+        "spark.log.level": "WARN",
+    }
+    command = [str(home / "bin" / "spark-submit"), "--master", f"local[{cores}]"]
+    command += ["--driver-memory", memory, "--class", SERVER_CLASS]
+    for key, value in settings.items():
+        command += ["--conf", f"{key}={value}"]
+    return [*command, "spark-internal"]
 
 
 # --- the demo ----------------------------------------------------------------------------
@@ -189,7 +158,7 @@ def spark_store(data_root: Path, url: str) -> DemoStore:
 def spark_demo(root: Path, *, port: int = 8787, reset: bool = False) -> Iterator[Workspace]:
     """A demo workspace whose datasets are read by a local Spark Connect server."""
     root = root.resolve()
-    _prepare_root(root, "spark", reset)
+    prepare_root(root, "spark", reset)
     with spark_connect_server(root / "spark") as server:
         write_secret_file(root / SPARK_TOKEN_FILE, server.token.encode() + b"\n")
         workspace = create_workspace(root, port=port, store=spark_store(root / "data", server.url))

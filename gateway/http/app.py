@@ -9,7 +9,7 @@ import re
 import secrets
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,7 +27,7 @@ from gateway.http import docs_pages, openapi
 from gateway.http.console import install as install_console
 from gateway.http.edge import Edge
 from gateway.http.metrics import GatewayMetrics
-from gateway.http.problems import install_error_handlers
+from gateway.http.problems import install_error_handlers, status_of
 from gateway.http.routes import (
     audit,
     catalog,
@@ -176,37 +176,6 @@ def create_app(
     latency = Histogram(
         "kiteline_http_request_seconds", "Request latency", ["route"], registry=registry
     )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> Any:
-        # SIGHUP reloads the policy directory, as daemons conventionally do. Signal
-        # handlers can only be installed from the main thread (not under a test client).
-        loop = asyncio.get_running_loop()
-        # Stopped in reverse order, each even when one before it fails: a failed stop
-        # must not leave the other threads running.
-        with contextlib.ExitStack() as running:
-            if owns_gateway:
-                running.callback(app.state.gateway.close)
-            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-                loop.add_signal_handler(
-                    signal.SIGHUP,
-                    lambda: loop.run_in_executor(None, _reload_quietly, app.state.gateway),
-                )
-                running.callback(loop.remove_signal_handler, signal.SIGHUP)
-            app.state.gateway.audit.add_listener(metrics.observe)
-            running.callback(app.state.gateway.audit.remove_listener, metrics.observe)
-            if (tracing := start_tracing(config.tracing)) is not None:
-                running.callback(tracing.shutdown)
-            for background in (
-                PeriodicSweep(app.state.gateway.grants, config.grants.sweep_interval_s),
-                WalCheckpointer(app.state.gateway.engine),
-                AuditIndexer(app.state.gateway.engine),
-                app.state.audit_trail,
-            ):
-                background.start()
-                running.callback(background.stop)
-            yield
-
     ensure_tracing(config.tracing)  # asked for without the otel extra: refuse to start
     owns_gateway = gateway is None
     if gateway is None:
@@ -219,18 +188,21 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_tags=OPENAPI_TAGS,
-        lifespan=lifespan,
+        lifespan=_lifespan(config, owns_gateway=owns_gateway),
         # FastAPI traces requests to any OpenTelemetry provider set up in the process.
         # kiteline's own record is the audit log and its metrics: request details leave
         # only through those, and the per-request probe for a provider is saved.
         telemetry=NO_TELEMETRY,
     )
     app.state.gateway = gateway
+    # The audit log records a refusal with the status this app answers it with.
+    gateway.audit.status_of = status_of
     app.state.audit_trail = AuditTrail.from_config(config, gateway.audit)
     app.state.settings = settings
     app.state.read_slots = ReadSlots(config.gateway.read_threads, inline=config.reads_inline)
     metrics = GatewayMetrics(registry, gateway, app.state.audit_trail)
     app.state.metrics_registry = metrics.scrape_registry(registry)
+    app.state.gateway_metrics = metrics
     metrics.time_stores()
     install_error_handlers(app)
     # Routes are matched in order, one router after another: the governed read, by far
@@ -252,6 +224,44 @@ def create_app(
         metrics=metrics,
     )
     return app
+
+
+def _lifespan(config: Config, *, owns_gateway: bool) -> Callable[[FastAPI], Any]:
+    """What runs beside the app while it serves, started and stopped with it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        gateway: Gateway = app.state.gateway
+        metrics: GatewayMetrics = app.state.gateway_metrics
+        # SIGHUP reloads the policy directory, as daemons conventionally do. Signal
+        # handlers can only be installed from the main thread (not under a test client).
+        loop = asyncio.get_running_loop()
+        # Stopped in reverse order, each even when one before it fails: a failed stop
+        # must not leave the other threads running.
+        with contextlib.ExitStack() as running:
+            if owns_gateway:
+                running.callback(gateway.close)
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(
+                    signal.SIGHUP,
+                    lambda: loop.run_in_executor(None, _reload_quietly, app.state.gateway),
+                )
+                running.callback(loop.remove_signal_handler, signal.SIGHUP)
+            gateway.audit.add_listener(metrics.observe)
+            running.callback(gateway.audit.remove_listener, metrics.observe)
+            if (tracing := start_tracing(config.tracing)) is not None:
+                running.callback(tracing.shutdown)
+            for background in (
+                PeriodicSweep(gateway.grants, config.grants.sweep_interval_s),
+                WalCheckpointer(gateway.engine),
+                AuditIndexer(gateway.engine),
+                app.state.audit_trail,
+            ):
+                background.start()
+                running.callback(background.stop)
+            yield
+
+    return lifespan
 
 
 def app_from_environment() -> FastAPI:

@@ -122,7 +122,7 @@ def flat_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
 
 
 class MethodNotAllowed(GatewayError):
-    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+    slug = "method-not-allowed"
 
     def __init__(self, allow: tuple[str, ...]) -> None:
         super().__init__(f"this resource allows {', '.join(allow)}")

@@ -39,6 +39,34 @@ def _numeric(t: pa.DataType) -> bool:
 
 
 def plan_aggregate(request: QueryRequest, view: DatasetView) -> AggregatePlan:
+    _check_shape(request, view)
+    groups = _groups(request, view)
+    measures: list[Measure] = []
+    outputs: list[Output] = []
+    taken = {name for name, _ in groups}
+    for i, agg in enumerate(request.aggregates):
+        where = f"aggregates[{i}]"
+        alias = agg.alias or (agg.fn if agg.column is None else f"{agg.fn}_{agg.column}")
+        if alias in taken:
+            raise InvalidRequest(f"{where}: output name {alias!r} is used twice; set 'as'")
+        taken.add(alias)
+        if agg.column is None:
+            if agg.fn != "count":
+                raise InvalidRequest(f"{where}: {agg.fn} needs a column")
+            outputs.append(Output(alias, "count", None))
+            continue
+        column = _column(view, agg.column, where)
+        measure = _measure(agg.fn, column, where)
+        if measure not in measures:
+            measures.append(measure)
+        outputs.append(Output(alias, agg.fn, column.name))
+    return AggregatePlan(
+        tuple(groups), tuple(measures), tuple(outputs), view.dataset.min_group_size
+    )
+
+
+def _check_shape(request: QueryRequest, view: DatasetView) -> None:
+    """Refuse what an aggregate query may not carry: only groups and aggregates."""
     if view.profile != "aggregate":
         raise AccessDenied(
             f"aggregate queries run under the aggregate profile, not {view.profile!r}",
@@ -62,6 +90,10 @@ def plan_aggregate(request: QueryRequest, view: DatasetView) -> AggregatePlan:
         )
     if not request.aggregates:
         raise InvalidRequest("aggregates: name at least one of count, sum, avg")
+
+
+def _groups(request: QueryRequest, view: DatasetView) -> list[tuple[str, str | None]]:
+    """The group keys, each with the generalization a quasi-identifier is grouped under."""
     groups: list[tuple[str, str | None]] = []
     for i, name in enumerate(request.group_by):
         where = f"group_by[{i}]"
@@ -74,50 +106,31 @@ def plan_aggregate(request: QueryRequest, view: DatasetView) -> AggregatePlan:
             rule_name = column.spec.generalize or default_generalization(column.source_type)
         if (name, rule_name) not in groups:
             groups.append((name, rule_name))
-    measures: list[Measure] = []
-    outputs: list[Output] = []
-    taken = {name for name, _ in groups}
-    for i, agg in enumerate(request.aggregates):
-        where = f"aggregates[{i}]"
-        alias = agg.alias or (agg.fn if agg.column is None else f"{agg.fn}_{agg.column}")
-        if alias in taken:
-            raise InvalidRequest(f"{where}: output name {alias!r} is used twice; set 'as'")
-        taken.add(alias)
-        if agg.column is None:
-            if agg.fn != "count":
-                raise InvalidRequest(f"{where}: {agg.fn} needs a column")
-            outputs.append(Output(alias, "count", None))
-            continue
-        column = _column(view, agg.column, where)
-        if column.treatment == "drop":
-            raise _refuse(
-                column, where, "is not available", f"{column.spec.classification} dropped"
-            )
-        if agg.fn == "count":
-            measure = Measure("nonnull", column.name)
-        else:
-            if column.treatment == "count_only":
-                raise _refuse(column, where, "can only be counted", "identifier count only")
-            if not _numeric(column.source_type):
-                raise InvalidRequest(
-                    f"{where}: {agg.fn} needs a numeric column; {column.name!r} is "
-                    f"{column.source_type}",
-                    column=column.name,
-                    rule="numeric column",
-                )
-            if column.spec.bounds is None:
-                raise InvalidRequest(
-                    f"{where}: column {column.name!r} has no declared clamping bounds, so "
-                    f"its {agg.fn} cannot be released with differential privacy; an admin "
-                    "must set columns.<column>.bounds",
-                    column=column.name,
-                    rule="bounds required",
-                )
-            low, high = column.spec.bounds
-            measure = Measure("sum", column.name, (float(low), float(high)))
-        if measure not in measures:
-            measures.append(measure)
-        outputs.append(Output(alias, agg.fn, column.name))
-    return AggregatePlan(
-        tuple(groups), tuple(measures), tuple(outputs), view.dataset.min_group_size
-    )
+    return groups
+
+
+def _measure(fn: str, column: ColumnView, where: str) -> Measure:
+    """What ``fn`` of ``column`` needs measured, or the refusal: a count of values, or a
+    sum clamped to the column's declared bounds."""
+    if column.treatment == "drop":
+        raise _refuse(column, where, "is not available", f"{column.spec.classification} dropped")
+    if fn == "count":
+        return Measure("nonnull", column.name)
+    if column.treatment == "count_only":
+        raise _refuse(column, where, "can only be counted", "identifier count only")
+    if not _numeric(column.source_type):
+        raise InvalidRequest(
+            f"{where}: {fn} needs a numeric column; {column.name!r} is {column.source_type}",
+            column=column.name,
+            rule="numeric column",
+        )
+    if column.spec.bounds is None:
+        raise InvalidRequest(
+            f"{where}: column {column.name!r} has no declared clamping bounds, so "
+            f"its {fn} cannot be released with differential privacy; an admin "
+            "must set columns.<column>.bounds",
+            column=column.name,
+            rule="bounds required",
+        )
+    low, high = column.spec.bounds
+    return Measure("sum", column.name, (float(low), float(high)))

@@ -1,10 +1,14 @@
 """Which rows of a dataset may leave under the anonymized profile, cached per data version.
 
-The class index needs one pass over the dataset's quasi-identifier columns. It is kept
-per (dataset, quasi-identifier spec, data version), where the version is the files'
-modification times and sizes for local stores, so a 100-row page does not rescan a
-million rows; a changed file gets a fresh index on its next read. Stores whose version
-cannot be read cheaply (S3, PostgreSQL) are re-indexed after ``OPAQUE_TTL_S``.
+k is counted over the table a grant releases: the rows its row filters admit, not the
+whole dataset (a class of k rows overall may hold one row a filtered grant can see, and
+releasing that row would name it). The caller's own filters select rows of that table
+and do not change its classes. The class index needs one pass over the quasi-identifier
+columns of those rows, built from the decided plan (``plan.class_scan_of``). It is kept
+per (dataset, quasi-identifier spec, grant row filters, data version), where the version
+is the files' modification times and sizes for local stores, so a 100-row page does not
+rescan a million rows; a changed file gets a fresh index on its next read. Stores whose
+version cannot be read cheaply (S3, PostgreSQL) are re-indexed after ``OPAQUE_TTL_S``.
 """
 
 from __future__ import annotations
@@ -17,16 +21,19 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from connectors import Connector, Scan, decline_inline
+from connectors import Connector, Filter, decline_inline
 from gateway.config import Config, LocalStore
-from gateway.read.stores import table_of
+from gateway.read.plan import ReadPlan, class_scan_of
 from gateway.read.views import DatasetView
 from gateway.transforms.kanonymity import ClassIndex, QiSpec
 
 log = logging.getLogger(__name__)
 
 OPAQUE_TTL_S = 300.0
-CACHE_ENTRIES = 32
+# Indexes kept: one per dataset version and distinct set of grant row filters read.
+CACHE_ENTRIES = 64
+
+IndexKey = tuple[str, QiSpec, tuple[Filter, ...], str]
 
 
 def qi_spec(view: DatasetView) -> QiSpec | None:
@@ -83,16 +90,18 @@ class ClassIndexCache:
     def __init__(self, config: Config, connectors: dict[str, Connector]) -> None:
         self._config = config
         self._connectors = connectors
-        self._entries: OrderedDict[tuple[str, QiSpec, str], ClassIndex] = OrderedDict()
+        self._entries: OrderedDict[IndexKey, ClassIndex] = OrderedDict()
         self._lock = threading.Lock()
-        self._building: dict[tuple[str, QiSpec, str], threading.Lock] = {}
+        self._building: dict[IndexKey, threading.Lock] = {}
         # Dataset -> its location, built once: paths cost more to build than to stat.
         self._locations: dict[str, str | None] = {}
 
-    def index(self, name: str, spec: QiSpec) -> ClassIndex:
+    def index(self, plan: ReadPlan, spec: QiSpec) -> ClassIndex:
+        """The classes of the table ``plan`` releases (its grant's rows), under ``spec``."""
+        name = plan.dataset
         if name not in self._locations:
             self._locations[name] = data_location(self._config, name)
-        key = (name, spec, data_version(self._locations[name]))
+        key = (name, spec, plan.grant_filters, data_version(self._locations[name]))
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
@@ -106,16 +115,15 @@ class ClassIndexCache:
                 found = self._entries.get(key)
             if found is not None:
                 return found
-            dataset = self._config.datasets[name]
             started = time.perf_counter()
-            batches = self._connectors[dataset.store].scan(
-                table_of(dataset), Scan(columns=tuple(spec.source_columns))
-            )
+            batches = self._connectors[plan.store].scan(plan.table, class_scan_of(plan, spec))
             index = ClassIndex.build(spec, batches)
             log.info(
-                "indexed %d releasable quasi-identifier classes of %s in %.2fs",
+                "indexed %d releasable quasi-identifier classes of %s (%d grant row filters)"
+                " in %.2fs",
                 index.releasable_classes,
                 name,
+                len(plan.grant_filters),
                 time.perf_counter() - started,
             )
             with self._lock:

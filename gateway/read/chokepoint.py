@@ -182,12 +182,13 @@ class Chokepoint:
     def plan_rows(self, reader: Reader, request: QueryRequest, meta: RequestMeta) -> RowRead:
         obligations, view, gateway = reader.obligations, reader.view, self.config.gateway
         limits = self.limits.get(obligations.grant_id, reader.caller.version("grants"))
+        granted = grant_filters(view, obligations)
         rows = plan_rows(
             request,
             view,
             max_rows=row_ceiling(self.config, obligations, limits),
             default_limit=gateway.default_limit,
-            row_filters=grant_filters(view, obligations),
+            row_filters=granted,
             cursors=self.cursors,
             principal=reader.caller.name,
         )
@@ -195,22 +196,24 @@ class Chokepoint:
             decline_inline("a large answer is streamed from worker threads")
         transformer = self.transformer(reader, rows.output)
         spec = qi_spec(view)
-        suppress = self.class_indexes.index(reader.dataset, spec) if spec is not None else None
         columns = transformer.source_columns
         if spec is not None:
             columns += [c for c in spec.source_columns if c not in columns]
-        # Rows are reserved before any leave, and what is not sent is given back.
-        reserved, charges, left = budgets.reserve_rows(
-            self.rows.engine, obligations.grant_id, limits, rows.limit
-        )
         plan = row_plan(
             reader,
             rows,
             columns=tuple(columns),
-            reserved=reserved,
-            charges=tuple(charges),
+            granted=granted,
             k=spec.k if spec is not None else None,
         )
+        # The classes of the rows this grant releases; built (or declined, to a worker
+        # thread) before any budget is charged, so a retried read charges once.
+        suppress = self.class_indexes.index(plan, spec) if spec is not None else None
+        # Rows are reserved before any leave, and what is not sent is given back.
+        reserved, charges, left = budgets.reserve_rows(
+            self.rows.engine, obligations.grant_id, limits, rows.limit
+        )
+        plan = plan.reserved(reserved, tuple(charges))
         details = {
             "purpose": request.purpose,
             "where": self.redacted_where(request),

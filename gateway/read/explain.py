@@ -42,6 +42,8 @@ from policies import Decision, Obligations, PolicyLine
 
 EXPLAIN_FIELDS = frozenset({"principal", "dataset", "action", "event"})
 # A planner's refusal names the part of the query it refers to: "where[0]: ...".
+# The status a refusal is answered with (the HTTP wing's table, through the audit log).
+StatusOf = Callable[[GatewayError], int | None]
 _PLACE = re.compile(r"^(columns|where|order_by|group_by|aggregates)\[0\]")
 
 
@@ -222,7 +224,7 @@ class Explainer:
         try:
             row_filters = grant_filters(view, granted)
         except GatewayError as error:
-            return [_refusal("grant", error)]
+            return [_refusal("grant", error, self._audit.status_of)]
 
         def plan(request: QueryRequest) -> Any:
             return plan_rows(
@@ -237,8 +239,8 @@ class Explainer:
         try:
             planned = plan(query)
         except GatewayError as error:
-            refusals.append(_refusal(_kind(error), error))
-            refusals += _each_part(query, plan, first=error)
+            refusals.append(_refusal(_kind(error), error, self._audit.status_of))
+            refusals += _each_part(query, plan, first=error, status_of=self._audit.status_of)
             return refusals
         spec = qi_spec(view)
         out.update(
@@ -278,12 +280,17 @@ class Explainer:
         try:
             plan_aggregate(query, view)
         except GatewayError as error:
-            refusals.append(_refusal(_kind(error), error))
-            refusals += _each_part(query, lambda r: plan_aggregate(r, view), first=error)
+            refusals.append(_refusal(_kind(error), error, self._audit.status_of))
+            refusals += _each_part(
+                query,
+                lambda r: plan_aggregate(r, view),
+                first=error,
+                status_of=self._audit.status_of,
+            )
         try:
             epsilon = budgets.check_epsilon(self._config, query.epsilon)
         except GatewayError as error:
-            return refusals + [_refusal("budget", error)]
+            return refusals + [_refusal("budget", error, self._audit.status_of)]
         org = subject.org if subject.kind == "partner" else None
         charges = budgets.epsilon_charges(self._config, granted.grant_id, limits, org, epsilon)
         left = budgets.remaining(self._engine, charges)
@@ -397,9 +404,11 @@ def _kind(error: GatewayError) -> str:
     }.get(name, "query")
 
 
-def _refusal(kind: str, error: GatewayError, place: str | None = None) -> dict[str, Any]:
+def _refusal(
+    kind: str, error: GatewayError, status_of: StatusOf, place: str | None = None
+) -> dict[str, Any]:
     detail = error.detail if place is None else _PLACE.sub(place, error.detail, count=1)
-    out: dict[str, Any] = {"kind": kind, "detail": detail, "status": error.status}
+    out: dict[str, Any] = {"kind": kind, "detail": detail, "status": status_of(error)}
     for key in ("column", "rule", "budget"):
         if error.extensions.get(key) is not None:
             out[key] = error.extensions[key]
@@ -407,7 +416,11 @@ def _refusal(kind: str, error: GatewayError, place: str | None = None) -> dict[s
 
 
 def _each_part(
-    query: QueryRequest, plan: Callable[[QueryRequest], Any], *, first: GatewayError
+    query: QueryRequest,
+    plan: Callable[[QueryRequest], Any],
+    *,
+    first: GatewayError,
+    status_of: StatusOf,
 ) -> list[dict[str, Any]]:
     """The refusal of each part of ``query`` on its own, past the first one the whole
     query met: the same planner, given one column, filter, order, grouping or aggregate
@@ -431,7 +444,7 @@ def _each_part(
         try:
             plan(query.model_copy(update=update))
         except GatewayError as error:
-            refusal = _refusal(_kind(error), error, place=f"{field}[{i}]")
+            refusal = _refusal(_kind(error), error, status_of, place=f"{field}[{i}]")
             if refusal["detail"] not in seen:
                 seen.add(refusal["detail"])
                 found.append(refusal)

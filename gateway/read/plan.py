@@ -4,14 +4,15 @@ A read is authorized once; what the decision obliges (which dataset and store, w
 columns under which profile, the grant's row filters and the caller's own, the window
 and row cap, the budgets charged, k, epsilon, the recipient whose pseudonyms are used)
 is written into a :class:`ReadPlan` and never recomputed. The connector scan of any
-released data is built by :func:`scan_of` alone, from the plan, so a path cannot scan
-without the grant's row filters (``tests/test_architecture.py`` keeps ``Scan(`` here).
+released data is built by :func:`scan_of` alone, from the plan, and the scan that
+counts its quasi-identifier classes by :func:`class_scan_of`, so neither can scan without
+the grant's row filters (``tests/test_architecture.py`` keeps ``Scan(`` here).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from connectors import Derived, Filter, OrderBy, Scan, Table
@@ -22,6 +23,7 @@ from gateway.config import Config
 from gateway.errors import Unavailable
 from gateway.read.query import Condition, Plan, _typed_filter
 from gateway.read.views import ColumnView, DatasetView
+from gateway.transforms.kanonymity import QiSpec
 from gateway.transforms.privacy import AggregatePlan
 from policies import Obligations, Profile
 
@@ -49,6 +51,8 @@ class ReadPlan:
     # What is scanned: source columns, the grant's row filters then the caller's own.
     columns: tuple[str, ...]
     filters: tuple[Filter, ...]
+    # The grant's row filters alone: they make the table it releases, where k is counted.
+    grant_filters: tuple[Filter, ...] = ()
     order_by: tuple[OrderBy, ...] = ()
     # The window released: at most ``limit`` rows (the rows reserved) from ``offset``.
     limit: int = 0
@@ -66,6 +70,10 @@ class ReadPlan:
     @property
     def rows_reserved(self) -> int:
         return self.limit
+
+    def reserved(self, rows: int, charges: tuple[Charge, ...]) -> ReadPlan:
+        """This plan narrowed to the ``rows`` its budgets reserved, with their charges."""
+        return replace(self, limit=rows, charges=charges)
 
 
 def scan_of(
@@ -89,6 +97,13 @@ def scan_of(
         dictionary=dictionary,
         derived=derived,
     )
+
+
+def class_scan_of(plan: ReadPlan, spec: QiSpec) -> Scan:
+    """The scan that counts the quasi-identifier classes of ``plan``'s released table:
+    every row the grant's row filters admit, whatever the caller's own filters select
+    from it (those choose rows of the released table; they do not make a new one)."""
+    return Scan(columns=tuple(spec.source_columns), filters=plan.grant_filters)
 
 
 def grant_filters(view: DatasetView, obligations: Obligations) -> tuple[Filter, ...]:
@@ -146,20 +161,22 @@ def row_plan(
     rows: Plan,
     *,
     columns: tuple[str, ...],
-    reserved: int,
-    charges: tuple[Charge, ...],
+    granted: tuple[Filter, ...],
     k: int | None,
 ) -> ReadPlan:
-    """The plan of a row read: ``rows`` already holds the grant's filters then the caller's."""
+    """The plan of a row read, before its rows are reserved (see ``ReadPlan.reserved``):
+    ``rows`` already holds the grant's filters (``granted``) then the caller's."""
+    if rows.filters[: len(granted)] != granted:
+        raise AssertionError("a row plan's filters start with the grant's own")
     return reader.plan(
         columns=columns,
         filters=rows.filters,
+        grant_filters=granted,
         order_by=rows.order_by,
-        limit=reserved,
+        limit=rows.limit,
         offset=rows.offset,
         fingerprint=rows.fingerprint,
         output=tuple(rows.output),
-        charges=charges,
         k=k,
     )
 
@@ -176,7 +193,12 @@ def aggregate_plan(
     # of no columns has no rows to count.
     columns = tuple(aggregate.source_columns) or (next(iter(reader.view.columns)),)
     return reader.plan(
-        columns=columns, filters=filters, aggregate=aggregate, epsilon=epsilon, charges=charges
+        columns=columns,
+        filters=filters,
+        grant_filters=filters,
+        aggregate=aggregate,
+        epsilon=epsilon,
+        charges=charges,
     )
 
 

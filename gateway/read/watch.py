@@ -4,19 +4,29 @@ Revocation, offboarding and suspension bump a version row in the state database
 (``versions``), whichever gateway process made the change. A delivered read compares
 those versions with the ones it was decided under, one small query per check; only
 when they moved does it look again at the key, the principal, its org and the decision.
+
+Time changes a decision without moving any version: a grant's time window closes, the
+grant expires, or the reader's API key expires. Windows are set in whole minutes, so the
+read is also decided again at each whole minute, and at the grant's or the key's expiry
+when that comes first.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from gateway.access.decisions import Decider
 from gateway.access.principals import Caller
 from gateway.state.database import read_versions
-from gateway.state.models import ApiKey, Org, Principal
+from gateway.state.models import ApiKey, Grant, Org, Principal
 from policies import Profile
+
+
+def next_minute(at: datetime) -> datetime:
+    """The whole minute after ``at``: the earliest a time window can open or close."""
+    return at.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
 class ReadWatch:
@@ -39,15 +49,28 @@ class ReadWatch:
         self.profile = profile
         self.grant_id = grant_id
         self._versions = caller.versions
+        # When the decision is due again though no version moved (see next_decision):
+        # at the first check, as a minute may have ended since the read was decided.
+        self._due = datetime.min.replace(tzinfo=UTC)
+        self._expires: datetime | None = None
 
     def check(self) -> str | None:
         """Why the read must stop now, or None while it may go on."""
+        now = datetime.now(UTC)
         with self.engine.connect() as conn:
             versions = read_versions(conn)
-            if versions == self._versions:
+            if self._expires is None:
+                self._expires = self._expiry(conn)
+            if versions == self._versions and now < self._due:
                 return None
             row = conn.execute(
-                select(ApiKey.revoked_at, Principal.status, Org.status, Principal.kind)
+                select(
+                    ApiKey.revoked_at,
+                    Principal.status,
+                    Org.status,
+                    Principal.kind,
+                    ApiKey.expires_at,
+                )
                 .join(Principal, Principal.id == ApiKey.principal_id)
                 .outerjoin(Org, Org.name == Principal.org)
                 .where(ApiKey.key_id == self.caller.key_id)
@@ -55,14 +78,34 @@ class ReadWatch:
         if self.caller.key_id is not None:
             if row is None or row[0] is not None:
                 return "the reader's API key was revoked during the read"
+            if row[4] is not None and _aware(row[4]) <= now:
+                return "the reader's API key expired during the read"
             if row[1] != "active":
                 return f"the reader became {row[1]} during the read"
             if row[2] is not None and row[2] != "active":
                 return f"the reader's org became {row[2]} during the read"
         kind = row[3] if row is not None else self.caller.kind
-        return self._decided_again(versions, kind)
+        return self._decided_again(versions, kind, now)
 
-    def _decided_again(self, versions: tuple[int, ...], kind: str) -> str | None:
+    def _expiry(self, conn: Connection) -> datetime:
+        """The first moment the grant or the reader's key expires."""
+        grant = conn.execute(select(Grant.expires_at).where(Grant.id == self.grant_id)).scalar()
+        if grant is None:
+            # A read decided under a grant the state does not hold: decide again now.
+            return datetime.min.replace(tzinfo=UTC)
+        key = None
+        if self.caller.key_id is not None:
+            key = conn.execute(
+                select(ApiKey.expires_at).where(ApiKey.key_id == self.caller.key_id)
+            ).scalar()
+        return min(_aware(grant), _aware(key)) if key is not None else _aware(grant)
+
+    def next_decision(self, now: datetime) -> datetime:
+        """When a read allowed at ``now`` is decided again, whatever the versions say."""
+        due = next_minute(now)
+        return due if self._expires is None else min(due, max(self._expires, now))
+
+    def _decided_again(self, versions: tuple[int, ...], kind: str, now: datetime) -> str | None:
         # Offboarding changes the kind (an employee becomes alumni): decide as it is now.
         caller = Caller(
             id=self.caller.id,
@@ -78,7 +121,7 @@ class ReadWatch:
         decision = self.decider.decide(
             caller=caller,
             dataset=self.dataset,
-            at=datetime.now(UTC),
+            at=now,
             purpose=self.purpose,
             profile=self.profile,
         )
@@ -87,4 +130,10 @@ class ReadWatch:
         if decision.obligations.grant_id != self.grant_id:
             return "the grant the read was decided under no longer applies"
         self._versions = versions
+        self._due = self.next_decision(now)
         return None
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the state stores UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,13 +1,15 @@
-"""k-anonymity (and optional l-diversity) over a whole dataset, applied batch by batch.
+"""k-anonymity (and optional l-diversity) over a released table, applied batch by batch.
 
 After generalization, every row carries a combination of quasi-identifier values. A row
-is released only when its combination occurs at least k times in the *whole* dataset
-(and, with l-diversity, the rows sharing it hold at least l distinct values of the
-sensitive column); otherwise it is suppressed. The class sizes come from one streamed
-pass over the quasi-identifier columns (:meth:`ClassIndex.build`); afterwards deciding
-a batch is vectorized: each generalized column is mapped to its index in that column's
-dataset-wide dictionary, the indices are combined into one integer code per row, and the
-code is looked up in the set of releasable codes.
+is released only when its combination occurs at least k times in the *whole* released
+table, not just in one page (and, with l-diversity, the rows sharing it hold at least l
+distinct values of the sensitive column); otherwise it is suppressed. The released table
+is what the caller hands to :meth:`ClassIndex.build`: the gateway passes the rows a
+grant's row filters admit (``gateway.read.anonymity``). The class sizes come from one
+streamed pass over the quasi-identifier columns; afterwards deciding a batch is
+vectorized: each generalized column is mapped to its index in that column's table-wide
+dictionary, the indices are combined into one integer code per row, and the code is
+looked up in the set of releasable codes.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ KEPT_COLUMN = derived_name("kept")
 
 
 class ClassIndex:
-    """The releasable quasi-identifier combinations of one dataset version."""
+    """The releasable quasi-identifier combinations of one released table (a dataset
+    version under one grant's row filters)."""
 
     def __init__(
         self,
@@ -89,7 +92,7 @@ class ClassIndex:
         self.spec = spec
         # Names this index apart from every other (derived keep masks are keyed by it).
         self.token = uuid.uuid4().hex
-        # The share of the dataset's rows that may be released: how many rows a page
+        # The share of the table's rows that may be released: how many rows a page
         # should expect to read per row it returns.
         self.released_share = released_share
         self._dictionaries = dictionaries

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -235,55 +236,61 @@ def pg_url() -> str:
 PG_ROWS = 3_000
 
 
-@pytest.fixture(scope="session")
-def pg_schema(pg_url: str) -> Iterator[str]:
-    import psycopg
+def _people_statements(schema: Any) -> list[Any]:
+    """The schema and its ``people`` table: one column of each type the store maps."""
     from psycopg import sql
 
-    name = f"kiteline_test_{uuid.uuid4().hex[:10]}"
-    schema = sql.Identifier(name)
-    statements = [
+    return [
         sql.SQL("CREATE SCHEMA {}").format(schema),
         sql.SQL(
             """CREATE TABLE {}.people (
-                id integer PRIMARY KEY,
-                name text NOT NULL,
-                city varchar(20),
-                age smallint,
-                big bigint,
-                score double precision,
-                ratio real,
-                balance numeric(12, 2),
-                loose numeric,
-                active boolean,
-                born date,
-                seen timestamp,
-                seen_tz timestamptz,
-                uid uuid,
-                doc jsonb,
-                tags text[]
-            )"""
+            id integer PRIMARY KEY,
+            name text NOT NULL,
+            city varchar(20),
+            age smallint,
+            big bigint,
+            score double precision,
+            ratio real,
+            balance numeric(12, 2),
+            loose numeric,
+            active boolean,
+            born date,
+            seen timestamp,
+            seen_tz timestamptz,
+            uid uuid,
+            doc jsonb,
+            tags text[]
+        )"""
         ).format(schema),
         sql.SQL(
             """INSERT INTO {}.people
-            SELECT i,
-                   'person-' || lpad(i::text, 4, '0'),
-                   (ARRAY['Lyon', 'Paris', 'Oslo', 'Kyoto', NULL])[i % 5 + 1],
-                   CASE WHEN i % 7 = 0 THEN NULL ELSE 18 + i % 60 END,
-                   i::bigint * 1000000000,
-                   (i * 37 % 1000) / 10.0,
-                   i / 4.0,
-                   (i * 13 % 10000) / 100.0,
-                   i / 3.0,
-                   i % 3 <> 0,
-                   DATE '1950-01-01' + i * 11,
-                   TIMESTAMP '2024-01-01 08:00' + i * INTERVAL '1 minute',
-                   TIMESTAMPTZ '2024-01-01 08:00+00' + i * INTERVAL '1 minute',
-                   ('00000000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid,
-                   jsonb_build_object('n', i),
-                   ARRAY['t' || (i % 4)]
-            FROM generate_series(0, {} - 1) AS i"""
+        SELECT i,
+               'person-' || lpad(i::text, 4, '0'),
+               (ARRAY['Lyon', 'Paris', 'Oslo', 'Kyoto', NULL])[i % 5 + 1],
+               CASE WHEN i % 7 = 0 THEN NULL ELSE 18 + i % 60 END,
+               i::bigint * 1000000000,
+               (i * 37 % 1000) / 10.0,
+               i / 4.0,
+               (i * 13 % 10000) / 100.0,
+               i / 3.0,
+               i % 3 <> 0,
+               DATE '1950-01-01' + i * 11,
+               TIMESTAMP '2024-01-01 08:00' + i * INTERVAL '1 minute',
+               TIMESTAMPTZ '2024-01-01 08:00+00' + i * INTERVAL '1 minute',
+               ('00000000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid,
+               jsonb_build_object('n', i),
+               ARRAY['t' || (i % 4)]
+        FROM generate_series(0, {} - 1) AS i"""
         ).format(schema, sql.Literal(PG_ROWS)),
+    ]
+
+
+def _side_statements(schema: Any) -> list[Any]:
+    """The tables and views the failure tests need: an injection-shaped value, a slow
+    view, and a view whose every read tries to write."""
+    from psycopg import sql
+
+    return [
         sql.SQL("CREATE TABLE {}.secrets (id integer, note text)").format(schema),
         sql.SQL("INSERT INTO {}.secrets VALUES (1, 'x''; DROP TABLE t; --'), (2, 'plain')").format(
             schema
@@ -293,13 +300,23 @@ def pg_schema(pg_url: str) -> Iterator[str]:
         # A view whose every read tries to write: proves the scan transaction is read-only.
         sql.SQL(
             """CREATE FUNCTION {0}.write_once() RETURNS integer LANGUAGE sql VOLATILE AS
-            $$ INSERT INTO {0}.sink VALUES (1) RETURNING n $$"""
+        $$ INSERT INTO {0}.sink VALUES (1) RETURNING n $$"""
         ).format(schema),
         sql.SQL("CREATE VIEW {0}.writer AS SELECT {0}.write_once() AS n").format(schema),
         sql.SQL("CREATE VIEW {0}.adults AS SELECT id, name FROM {0}.people WHERE age >= 60").format(
             schema
         ),
     ]
+
+
+@pytest.fixture(scope="session")
+def pg_schema(pg_url: str) -> Iterator[str]:
+    import psycopg
+    from psycopg import sql
+
+    name = f"kiteline_test_{uuid.uuid4().hex[:10]}"
+    schema = sql.Identifier(name)
+    statements = [*_people_statements(schema), *_side_statements(schema)]
     with psycopg.connect(pg_url, autocommit=True) as connection:
         for statement in statements:
             connection.execute(statement)

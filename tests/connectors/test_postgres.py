@@ -30,6 +30,7 @@ from connectors.base import (
     Table,
 )
 from connectors.postgres import PostgresConnector
+from tests.connectors.reading import ids, null_safe, read
 
 pytestmark = pytest.mark.pg
 
@@ -48,16 +49,6 @@ def connector(pg_url: str, pg_schema: str) -> Iterator[PostgresConnector]:
 @pytest.fixture
 def people(pg_schema: str) -> Table:
     return Table(f"{pg_schema}.people", format="table")
-
-
-def read(connector: PostgresConnector, table: Table, scan: Scan, **options: Any) -> pa.Table:
-    batches = list(connector.scan(table, scan, **options))
-    assert batches, "a scan yields at least one batch"
-    return pa.Table.from_batches(batches)
-
-
-def ids(table: pa.Table, column: str = "id") -> list[Any]:
-    return list(table.column(column).to_pylist())
 
 
 def count_rows(pg_url: str, pg_schema: str, relation: str) -> int:
@@ -145,24 +136,20 @@ def test_row_tuples_are_fetched_in_bounded_batches(
     assert [batch.num_rows for batch in batches] == [1000] * 3
 
 
-def _null_safe(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: value is not None and test(value)
-
-
 AFTER_NINE = dt.datetime(2024, 1, 1, 9)
 TEN_UTC = dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)
 
 FILTER_CASES: list[tuple[Filter, str, Callable[[Any], bool]]] = [
-    (Filter("city", "=", "Paris"), "city", _null_safe(lambda v: v == "Paris")),
-    (Filter("city", "!=", "Paris"), "city", _null_safe(lambda v: v != "Paris")),
-    (Filter("age", "<", 20), "age", _null_safe(lambda v: v < 20)),
-    (Filter("age", "<=", 20), "age", _null_safe(lambda v: v <= 20)),
-    (Filter("score", ">", 90.0), "score", _null_safe(lambda v: v > 90.0)),
-    (Filter("score", ">=", 90.0), "score", _null_safe(lambda v: v >= 90.0)),
+    (Filter("city", "=", "Paris"), "city", null_safe(lambda v: v == "Paris")),
+    (Filter("city", "!=", "Paris"), "city", null_safe(lambda v: v != "Paris")),
+    (Filter("age", "<", 20), "age", null_safe(lambda v: v < 20)),
+    (Filter("age", "<=", 20), "age", null_safe(lambda v: v <= 20)),
+    (Filter("score", ">", 90.0), "score", null_safe(lambda v: v > 90.0)),
+    (Filter("score", ">=", 90.0), "score", null_safe(lambda v: v >= 90.0)),
     (
         Filter("city", "in", ("Oslo", "Kyoto", None)),
         "city",
-        _null_safe(lambda v: v in ("Oslo", "Kyoto")),
+        null_safe(lambda v: v in ("Oslo", "Kyoto")),
     ),
     (Filter("id", "between", (100, 120)), "id", lambda v: 100 <= v <= 120),
     (

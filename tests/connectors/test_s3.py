@@ -24,6 +24,7 @@ from connectors.base import (
     Table,
 )
 from connectors.s3 import S3Connector
+from tests.connectors.reading import ids, null_safe, read
 
 if TYPE_CHECKING:
     from tests.connectors.conftest import S3Data, S3Server
@@ -56,16 +57,6 @@ def connector(s3_server: S3Server, s3_data: S3Data) -> Iterator[S3Connector]:
     instance = make_connector(s3_server)
     yield instance
     instance.close()
-
-
-def read(connector: S3Connector, table: Table, scan: Scan, **options: Any) -> pa.Table:
-    batches = list(connector.scan(table, scan, **options))
-    assert batches, "a scan yields at least one batch"
-    return pa.Table.from_batches(batches)
-
-
-def ids(table: pa.Table, column: str = "id") -> list[Any]:
-    return list(table.column(column).to_pylist())
 
 
 # --- schema ----------------------------------------------------------------------------
@@ -101,23 +92,19 @@ def test_schema_of_hive_prefix_includes_partition_key(
 # --- projection and filters ------------------------------------------------------------
 
 
-def _null_safe(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: value is not None and test(value)
-
-
 FILTER_CASES: list[tuple[Filter, str, Callable[[Any], bool]]] = [
-    (Filter("city", "=", "Paris"), "city", _null_safe(lambda v: v == "Paris")),
-    (Filter("city", "!=", "Paris"), "city", _null_safe(lambda v: v != "Paris")),
-    (Filter("age", "<", 20), "age", _null_safe(lambda v: v < 20)),
-    (Filter("age", "<=", 20), "age", _null_safe(lambda v: v <= 20)),
-    (Filter("score", ">", 90.0), "score", _null_safe(lambda v: v > 90.0)),
-    (Filter("score", ">=", 90.0), "score", _null_safe(lambda v: v >= 90.0)),
+    (Filter("city", "=", "Paris"), "city", null_safe(lambda v: v == "Paris")),
+    (Filter("city", "!=", "Paris"), "city", null_safe(lambda v: v != "Paris")),
+    (Filter("age", "<", 20), "age", null_safe(lambda v: v < 20)),
+    (Filter("age", "<=", 20), "age", null_safe(lambda v: v <= 20)),
+    (Filter("score", ">", 90.0), "score", null_safe(lambda v: v > 90.0)),
+    (Filter("score", ">=", 90.0), "score", null_safe(lambda v: v >= 90.0)),
     (
         Filter("city", "in", ("Oslo", "Kyoto", None)),
         "city",
-        _null_safe(lambda v: v in ("Oslo", "Kyoto")),
+        null_safe(lambda v: v in ("Oslo", "Kyoto")),
     ),
-    (Filter("id", "between", (100, 120)), "id", _null_safe(lambda v: 100 <= v <= 120)),
+    (Filter("id", "between", (100, 120)), "id", null_safe(lambda v: 100 <= v <= 120)),
     (
         Filter("name", "like", "person-00_5"),
         "name",

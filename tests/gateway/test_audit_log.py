@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,21 +18,6 @@ from gateway.auditing.checkpointer import Checkpointer
 from gateway.auditing.log import AuditLog
 from gateway.auditing.proofs import ProofSource
 from gateway.state.database import create_state_engine, migrate
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return str(request.getfixturevalue("pg_schema_url"))
-
-
-@pytest.fixture
-def engine(state_url: str) -> Iterator[Engine]:
-    engine = create_state_engine(state_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def make_log(engine: Engine, timeout_s: float = 2.0) -> AuditLog:

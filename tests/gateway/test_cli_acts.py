@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli.main import cli
-from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace, create_workspace
+from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace, create_workspace
 from tests.conftest import bearer, client_for
 from tests.gateway.test_api import audit_rows
 
@@ -145,6 +145,35 @@ def test_a_role_refused_is_audited_as_the_caller(
     event = acted(workspace, *args, who=who, expect=2)
     assert (event["action"], event["actor"], event["decision"]) == ("cli.denied", who, "deny")
     assert event["attempted"] == " ".join(args[:2]) if args[0] != "trace" else "trace"
+
+
+EXPLAIN_LIN = ("explain", "lin", "patients", "--profile", "raw", "--purpose", ALUMNI_PURPOSE)
+
+
+def test_explain_is_an_officers_act_audited_as_the_officer(workspace: Workspace):
+    event = acted(workspace, *EXPLAIN_LIN, who="victor")
+    assert (event["action"], event["actor"], event["actor_kind"], event["channel"]) == (
+        "decision.explain",
+        "victor",
+        "officer",
+        "cli",
+    )
+    assert (event["subject"], event["dataset"], event["module"]) == ("lin", "patients", "imaging")
+    # Alumni never read raw: the explanation says deny, and records what it decided on.
+    assert event["outcome"] == "deny" and event["decision_basis"]["decided"]
+    missing = acted(workspace, "explain", "nobody", "patients", who="victor", expect=2)
+    assert (missing["action"], missing["decision"]) == ("decision.explain", "deny")
+    assert missing["reasons"] == ["no principal named 'nobody'"]
+
+
+def test_explain_without_an_officers_key_is_refused_and_audited(workspace: Workspace):
+    for who, action in ((None, "auth.failed"), ("mei", "cli.denied"), ("admin", "cli.denied")):
+        before = len(audit_rows(workspace))
+        token = workspace.tokens[who] if who else None
+        code, out = run(workspace, *EXPLAIN_LIN, token=token)
+        assert code == 2 and "DENY" not in out and "ALLOW" not in out, out
+        [event] = audit_rows(workspace)[before:]
+        assert (event["action"], event["actor"], event["decision"]) == (action, who, "deny")
 
 
 def versions(ws: Workspace) -> int:

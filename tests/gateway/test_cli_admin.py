@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from gateway.cli import admin as cli_admin
+from gateway.cli import remote as cli_admin
 from gateway.cli.main import cli
 from gateway.demo.workspace import Workspace
 

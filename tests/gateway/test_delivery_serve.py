@@ -13,18 +13,23 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
+from gateway.access.principals import issue_key
 from gateway.config import load_config
 from gateway.demo.workspace import Workspace, seed_state
+from gateway.state.database import create_state_engine
 from tests.conftest import copy_workspace
 from tests.gateway.serving import serving
+from tests.gateway.test_enforcement_serve import grant, seed_principal
 
 pytestmark = pytest.mark.slow
 
@@ -108,19 +113,39 @@ def data_reads(url: str, officer: str) -> list[dict]:
     return found.json()["events"]
 
 
-def cut_mid_stream(read_url: str, change_url: str, tokens: dict[str, str]) -> None:
-    reader = SlowReader(read_url, tokens["erin"])
+def admin_post(url: str, tokens: dict[str, str], path: str) -> None:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tokens['admin']}"}) as http:
+        response = http.post(path, json={"reason": "test"})
+    assert response.status_code == 200, response.text
+
+
+def grant_of(url: str, token: str) -> int:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+        response = http.get("/v1/grants", params={"status": "active"})
+    assert response.status_code == 200, response.text
+    (grant,) = response.json()["grants"]
+    return int(grant["id"])
+
+
+def cut_mid_stream(
+    read_url: str,
+    tokens: dict[str, str],
+    change: Callable[[], None],
+    *,
+    reader_name: str = "erin",
+    because: str = "",
+) -> None:
+    """A slow read of ``reader_name`` is under way when ``change`` (an admin's act, or
+    waiting for the clock) takes its access away: less than a second of data follows,
+    the answer has no closing chunk, and its ``data.read`` names why it is incomplete."""
+    reader = SlowReader(read_url, tokens[reader_name])
     thread = reader.start({"limit": 10000})
     deadline = time.monotonic() + 30
     while len(reader.raw) < 8192 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(reader.raw) >= 8192, "the answer did not start"
-    with httpx.Client(
-        base_url=change_url, headers={"Authorization": f"Bearer {tokens['admin']}"}
-    ) as http:
-        response = http.post("/v1/principals/erin/offboard", json={"reason": "left"})
+    change()
     changed = time.monotonic()
-    assert response.status_code == 200, response.text
     thread.join(timeout=60)
     # Less than a second of data reaches the client after the change.
     assert reader.bytes_after(changed) < READ_BYTES / READ_EVERY_S
@@ -129,6 +154,8 @@ def cut_mid_stream(read_url: str, change_url: str, tokens: dict[str, str]) -> No
     assert len(body) < 1_000_000  # the whole answer is about 2 MB
     event = data_reads(read_url, tokens["victor"])[0]
     assert event["complete"] is False and event["dataset"] == "studies"
+    assert event["actor"] == reader_name
+    assert any(because in reason for reason in event["reasons"]), event["reasons"]
     # What left the server: at least what the client read, at most its buffers more.
     assert len(body) <= event["bytes"] <= len(body) + 16 * RECEIVE_BUFFER
     # Rows are counted by the slices that reached the client whole: a lower bound.
@@ -151,10 +178,72 @@ def pg_workspace(
 
 def test_offboarding_cuts_a_slow_reader_at_the_socket(workspace: Workspace):
     with serving(workspace.config_path) as url:
-        cut_mid_stream(url, url, workspace.tokens)
+        offboard = partial(admin_post, url, workspace.tokens, "/v1/principals/erin/offboard")
+        cut_mid_stream(url, workspace.tokens, offboard, because="revoked")
+
+
+def test_suspension_cuts_a_slow_reader_at_the_socket(workspace: Workspace):
+    with serving(workspace.config_path) as url:
+        suspend = partial(admin_post, url, workspace.tokens, "/v1/principals/erin/suspend")
+        cut_mid_stream(url, workspace.tokens, suspend, because="suspended")
+
+
+def test_revoking_the_grant_cuts_a_slow_reader_at_the_socket(workspace: Workspace):
+    with serving(workspace.config_path) as url:
+        grant = grant_of(url, workspace.tokens["erin"])
+        revoke = partial(admin_post, url, workspace.tokens, f"/v1/grants/{grant}/revoke")
+        cut_mid_stream(url, workspace.tokens, revoke, because="no longer")
+
+
+def test_a_key_expiring_mid_stream_cuts_a_slow_reader(workspace: Workspace):
+    with serving(workspace.config_path) as url:
+        expires = datetime.now(UTC) + timedelta(seconds=6)
+        engine = create_state_engine(workspace.config.state_url)
+        try:
+            _, token = issue_key(engine, "erin", expires_at=expires)
+        finally:
+            engine.dispose()
+
+        def until_the_key_expires() -> None:
+            time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()))
+
+        tokens = {**workspace.tokens, "erin": token}
+        cut_mid_stream(url, tokens, until_the_key_expires, because="expired")
+
+
+def window_closing_soon(at: datetime) -> tuple[dict, datetime]:
+    """A UTC window open now that closes at a whole minute, far enough ahead for a
+    server to start and a read to get under way; and the moment it closes."""
+    closes = (at + timedelta(seconds=40)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    end = "24:00" if closes.date() != at.date() else closes.strftime("%H:%M")
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[at.weekday()]
+    return {"days": [day], "start": "00:00", "end": end, "timezone": "UTC"}, closes
+
+
+def test_a_time_window_closing_mid_stream_cuts_a_slow_reader(workspace: Workspace):
+    window, closes = window_closing_soon(datetime.now(UTC))
+    engine = create_state_engine(workspace.config.state_url)
+    try:
+        workspace.tokens["wendy"] = seed_principal(engine, "wendy")
+        grant(engine, workspace.config, "wendy", dataset="studies", window=window)
+    finally:
+        engine.dispose()
+
+    def until_the_window_closes() -> None:
+        time.sleep(max(0.0, (closes - datetime.now(UTC)).total_seconds()))
+
+    with serving(workspace.config_path) as url:
+        cut_mid_stream(
+            url,
+            workspace.tokens,
+            until_the_window_closes,
+            reader_name="wendy",
+            because="may be used only",
+        )
 
 
 @pytest.mark.pg
 def test_offboarding_in_one_process_cuts_a_read_served_by_another(pg_workspace: Workspace):
     with serving(pg_workspace.config_path) as one, serving(pg_workspace.config_path) as other:
-        cut_mid_stream(one, other, pg_workspace.tokens)
+        offboard = partial(admin_post, other, pg_workspace.tokens, "/v1/principals/erin/offboard")
+        cut_mid_stream(one, pg_workspace.tokens, offboard)

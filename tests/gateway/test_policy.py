@@ -235,7 +235,8 @@ def test_policy_test_command_passes(workspace: Workspace):
 
 
 def test_explain_command(workspace: Workspace):
-    result = CliRunner().invoke(
+    # An officer's act: the key is the officer's, from the environment.
+    result = CliRunner(env={"KITELINE_TOKEN": workspace.tokens["victor"]}).invoke(
         cli,
         [
             "--config",

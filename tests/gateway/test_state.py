@@ -4,7 +4,6 @@ and on a real PostgreSQL."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,21 +31,6 @@ from gateway.auditing.search import EventFilter, search
 from gateway.config import Config
 from gateway.demo.workspace import Workspace
 from gateway.state.database import alembic_config, create_state_engine, is_current, migrate
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return str(request.getfixturevalue("pg_schema_url"))
-
-
-@pytest.fixture
-def engine(state_url: str) -> Iterator[Engine]:
-    engine = create_state_engine(state_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

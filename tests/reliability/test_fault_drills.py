@@ -234,6 +234,8 @@ def test_a_stalled_policy_engine_is_a_503_within_its_timeout(workspace: Workspac
         evaluator = client.app.state.gateway.decider  # type: ignore[attr-defined]
         rego = client.app.state.gateway.policy.evaluator  # type: ignore[attr-defined]
         # A job queue no worker reads: every evaluation waits out the engine's timeout.
+        # The packaged policy is answered in Python first; off, every decision asks Rego.
+        rego.enabled = False
         rego._workers._jobs = queue.SimpleQueue()
         del evaluator
         started = time.monotonic()

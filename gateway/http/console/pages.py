@@ -24,8 +24,9 @@ from gateway.access.permissions import ensure_role
 from gateway.access.principals import Caller
 from gateway.auditing.log import RequestMeta
 from gateway.auditing.trail import AuditTrail
-from gateway.errors import AccessDenied, GatewayError, Unauthenticated
+from gateway.errors import AccessDenied, GatewayError, InvalidRequest, NotFound, Unauthenticated
 from gateway.http.console.sessions import COOKIE, Session, SessionStore, same_secret
+from gateway.http.problems import problem_of
 from gateway.http.routes.deps import request_meta_of, service_of
 from gateway.service import Gateway
 
@@ -82,6 +83,27 @@ class Visit:
     def check_csrf(self, given: str | None) -> None:
         if not same_secret(given, self.session.csrf):
             raise AccessDenied("the form's CSRF token is missing or wrong", rule="csrf")
+
+    def act(
+        self, csrf: str, text: str, missing: str, *, verb: str = "", verbs: tuple[str, ...] = ()
+    ) -> str:
+        """The shape of every form that acts: its CSRF token checked first, then the verb
+        its path names (one of ``verbs``, when given), then the text the act records (a
+        reason, a note) required, else ``missing`` is the refusal. That text, stripped;
+        the service the page then calls decides and audits."""
+        self.check_csrf(csrf)
+        if verbs and verb not in verbs:
+            raise NotFound(f"no action {verb!r}")
+        if not text.strip():
+            raise InvalidRequest(missing)
+        return text.strip()
+
+    def review(self, action: str, **fields: Any) -> None:
+        """An officer's look at the audit log from the console: refused unless allowed,
+        and recorded either way."""
+        self.gateway.authorize_audit(
+            self.caller, self.meta, action, record=True, **fields, via="console"
+        )
 
     def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         return render(
@@ -147,7 +169,8 @@ def awaiting(gateway: Gateway, caller: Caller) -> list[dict[str, Any]]:
 
 
 def page(handler: F) -> F:
-    """Render the gateway's errors as console pages (the problem's status and detail)."""
+    """Render the gateway's errors as console pages, with the status and title the API
+    answers them with (``gateway.http.problems``) and their detail."""
 
     @functools.wraps(handler)
     def wrapper(*args: Any, **kwargs: Any) -> Response:
@@ -157,14 +180,15 @@ def page(handler: F) -> F:
             return redirect("/console/login")
         except GatewayError as error:
             request: Request = kwargs["request"]
-            if error.status >= 500:
+            problem = problem_of(error)
+            if problem.status >= 500:
                 log.error("console page %s failed: %s", request.url.path, error.detail)
             return render(
                 request,
                 console_of(request),
                 "error.html",
-                status_code=error.status,
-                title=error.title,
+                status_code=problem.status,
+                title=problem.title,
                 detail=error.detail,
                 rule=error.extensions.get("rule"),
             )

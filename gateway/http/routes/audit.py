@@ -25,7 +25,7 @@ from gateway.auditing.search import (
 )
 from gateway.auditing.trail import AuditTrail
 from gateway.errors import InvalidRequest, NotFound
-from gateway.http.routes.deps import CallerDep, MetaDep, ServiceDep
+from gateway.http.routes.deps import ActingDep, CallerDep, MetaDep, ServiceDep, answer
 from gateway.http.routes.responses import json_response
 
 router = APIRouter(prefix="/v1", tags=["audit"])
@@ -151,46 +151,41 @@ async def consistency(
     return json_response(await run_in_threadpool(prove))
 
 
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+
+
 @router.get("/audit/events", summary="Search the audit log (officers), newest first")
 async def search_events(
-    request: Request,
-    caller: CallerDep,
-    gateway: ServiceDep,
-    meta: MetaDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    request: Request, a: ActingDep, limit: Limit = 100, cursor: Cursor = None
 ) -> Response:
-    trail = _trail(request)
-
     def run() -> dict[str, Any]:
         where = _filter(request)
-        gateway.authorize_audit(
-            caller, meta, "audit.search", record=True, filters=shown_filters(where)
+        a.gateway.authorize_audit(
+            a.caller, a.meta, "audit.search", record=True, filters=shown_filters(where)
         )
-        events, next_cursor = search(trail.audit.engine, where, limit=limit, cursor=cursor)
-        return {"events": events, "next_cursor": next_cursor}
+        return _page(request, "events", where, limit, cursor)
 
-    return json_response(await run_in_threadpool(run))
+    return await answer(run)
 
 
 @router.get("/alerts", summary="Alerts raised by the audit rules (officers), newest first")
 async def alerts(
-    request: Request,
-    caller: CallerDep,
-    gateway: ServiceDep,
-    meta: MetaDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    request: Request, a: ActingDep, limit: Limit = 100, cursor: Cursor = None
 ) -> Response:
-    trail = _trail(request)
-
     def run() -> dict[str, Any]:
-        gateway.authorize_audit(caller, meta, "audit.alerts")
-        where = EventFilter(action="alert.*")
-        events, next_cursor = search(trail.audit.engine, where, limit=limit, cursor=cursor)
-        return {"alerts": events, "next_cursor": next_cursor}
+        a.gateway.authorize_audit(a.caller, a.meta, "audit.alerts")
+        return _page(request, "alerts", EventFilter(action="alert.*"), limit, cursor)
 
-    return json_response(await run_in_threadpool(run))
+    return await answer(run)
+
+
+def _page(
+    request: Request, name: str, where: EventFilter, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """One page of matching events, newest first, under ``name``, and the next cursor."""
+    events, next_cursor = search(_trail(request).audit.engine, where, limit=limit, cursor=cursor)
+    return {name: events, "next_cursor": next_cursor}
 
 
 @router.get(

@@ -6,11 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from gateway.access.grant_requests import GrantRequestBody, ReasonBody
-from gateway.http.routes.deps import CallerDep, MetaDep, ServiceDep
-from gateway.http.routes.responses import json_response
+from gateway.http.routes.deps import ActingDep, answer
 
 router = APIRouter(prefix="/v1", tags=["grants"])
 
@@ -24,72 +22,56 @@ GrantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
     status_code=201,
     summary="Request a grant (for yourself, or as org admin for your org)",
 )
-async def request_grant(
-    body: GrantRequestBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    grant = await run_in_threadpool(gateway.grants.request, caller, body, meta)
-    return json_response(grant, status_code=201)
+async def request_grant(body: GrantRequestBody, a: ActingDep) -> Response:
+    return await answer(lambda: a.gateway.grants.request(a.caller, body, a.meta), status_code=201)
 
 
 @router.get("/grants", summary="Your grants; custodians also see pending requests; officers all")
-async def list_grants(
-    caller: CallerDep, gateway: ServiceDep, status: Status | None = None
-) -> Response:
-    grants = await run_in_threadpool(gateway.grants.list_grants, caller, status)
-    return json_response({"grants": grants})
+async def list_grants(a: ActingDep, status: Status | None = None) -> Response:
+    return await answer(lambda: {"grants": a.gateway.grants.list_grants(a.caller, status)})
 
 
 @router.get("/grants/{grant_id}", summary="One grant with its full history")
-async def show_grant(grant_id: GrantId, caller: CallerDep, gateway: ServiceDep) -> Response:
-    return json_response(await run_in_threadpool(gateway.grants.show, caller, grant_id))
+async def show_grant(grant_id: GrantId, a: ActingDep) -> Response:
+    return await answer(lambda: a.gateway.grants.show(a.caller, grant_id))
 
 
 @router.post("/grants/{grant_id}/approve", summary="Approve a pending request (custodians)")
-async def approve(
-    grant_id: GrantId, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    grant = await run_in_threadpool(gateway.grants.approve, caller, grant_id, body.reason, meta)
-    return json_response(grant)
+async def approve(grant_id: GrantId, body: ReasonBody, a: ActingDep) -> Response:
+    return await answer(lambda: a.gateway.grants.approve(a.caller, grant_id, body.reason, a.meta))
 
 
 @router.post("/grants/{grant_id}/deny", summary="Deny a pending request (custodians)")
-async def deny(
-    grant_id: GrantId, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    grant = await run_in_threadpool(gateway.grants.deny, caller, grant_id, body.reason, meta)
-    return json_response(grant)
+async def deny(grant_id: GrantId, body: ReasonBody, a: ActingDep) -> Response:
+    return await answer(lambda: a.gateway.grants.deny(a.caller, grant_id, body.reason, a.meta))
 
 
 @router.post("/grants/{grant_id}/revoke", summary="Revoke a grant")
-async def revoke(
-    grant_id: GrantId, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    grant = await run_in_threadpool(gateway.grants.revoke, caller, grant_id, body.reason, meta)
-    return json_response(grant)
+async def revoke(grant_id: GrantId, body: ReasonBody, a: ActingDep) -> Response:
+    return await answer(lambda: a.gateway.grants.revoke(a.caller, grant_id, body.reason, a.meta))
 
 
 @router.post(
     "/grants/{grant_id}/break-glass",
     summary="Approve a time-boxed separation exception (an admin and an officer both must)",
 )
-async def break_glass(
-    grant_id: GrantId, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    grant = await run_in_threadpool(gateway.grants.break_glass, caller, grant_id, body.reason, meta)
-    return json_response(grant)
+async def break_glass(grant_id: GrantId, body: ReasonBody, a: ActingDep) -> Response:
+    return await answer(
+        lambda: a.gateway.grants.break_glass(a.caller, grant_id, body.reason, a.meta)
+    )
 
 
 @router.post("/grants/sweep", summary="Expire, revoke unused, list re-certifications (admins)")
-async def sweep(caller: CallerDep, gateway: ServiceDep, meta: MetaDep) -> Response:
-    def run() -> dict[str, object]:
-        return gateway.grants.audited(
+async def sweep(a: ActingDep) -> Response:
+    grants = a.gateway.grants
+    return await answer(
+        lambda: grants.audited(
             "grant.sweep",
-            lambda: gateway.grants.sweep(caller=caller, meta=meta),
-            caller=caller,
-            meta=meta,
+            lambda: grants.sweep(caller=a.caller, meta=a.meta),
+            caller=a.caller,
+            meta=a.meta,
         )
-
-    return json_response(await run_in_threadpool(run))
+    )
 
 
 @router.get(
@@ -99,8 +81,8 @@ async def sweep(caller: CallerDep, gateway: ServiceDep, meta: MetaDep) -> Respon
     "through its org), and every purpose those grants name: what a read would get "
     "(profile, grant, row filters, time window, columns) or why it is refused.",
 )
-async def access(name: str, caller: CallerDep, gateway: ServiceDep, meta: MetaDep) -> Response:
-    return json_response(await run_in_threadpool(gateway.access.for_dataset, caller, name, meta))
+async def access(name: str, a: ActingDep) -> Response:
+    return await answer(lambda: a.gateway.access.for_dataset(a.caller, name, a.meta))
 
 
 @router.get(
@@ -109,7 +91,5 @@ async def access(name: str, caller: CallerDep, gateway: ServiceDep, meta: MetaDe
     description="The decision engine's answer for every dataset the principal holds a grant "
     "on, per purpose; refusals carry their reasons. Every call is audited.",
 )
-async def principal_access(
-    ref: str, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    return json_response(await run_in_threadpool(gateway.access.for_principal, caller, ref, meta))
+async def principal_access(ref: str, a: ActingDep) -> Response:
+    return await answer(lambda: a.gateway.access.for_principal(a.caller, ref, a.meta))

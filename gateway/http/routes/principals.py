@@ -5,14 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from gateway.access.grant_requests import ReasonBody
 from gateway.access.hr_hook import SIGNATURE_HEADER, TIMESTAMP_HEADER, HrEvent, verify
 from gateway.config import resolve_secret
-from gateway.errors import InvalidRequest, NotFound, Unauthenticated
-from gateway.http.routes.deps import CallerDep, MetaDep, ServiceDep
-from gateway.http.routes.responses import json_response
+from gateway.errors import InvalidRequest, NotFound, Unauthenticated, validation_errors
+from gateway.http.routes.deps import Acting, ActingDep, MetaDep, ServiceDep, answer
 
 router = APIRouter(prefix="/v1", tags=["principals"])
 
@@ -20,61 +18,49 @@ MAX_HOOK_BYTES = 16 * 1024
 
 
 @router.post("/principals/{ref}/offboard", summary="Turn an employee into alumni (admins)")
-async def offboard(
-    ref: str, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    def run() -> dict[str, object]:
-        return gateway.lifecycle.offboard(ref, reason=body.reason, caller=caller, meta=meta)
-
-    return json_response(await run_in_threadpool(run))
+async def offboard(ref: str, body: ReasonBody, a: ActingDep) -> Response:
+    lifecycle = a.gateway.lifecycle
+    return await answer(
+        lambda: lifecycle.offboard(ref, reason=body.reason, caller=a.caller, meta=a.meta)
+    )
 
 
 @router.post("/principals/{ref}/suspend", summary="Suspend a principal (admins)")
-async def suspend(
-    ref: str, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    def run() -> dict[str, object]:
-        return gateway.lifecycle.set_principal_status(
-            caller, ref, suspend=True, reason=body.reason, meta=meta
-        )
-
-    return json_response(await run_in_threadpool(run))
+async def suspend(ref: str, body: ReasonBody, a: ActingDep) -> Response:
+    return await _principal_status(a, ref, body, suspend=True)
 
 
 @router.post("/principals/{ref}/reinstate", summary="Reinstate a suspended principal (admins)")
-async def reinstate(
-    ref: str, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    def run() -> dict[str, object]:
-        return gateway.lifecycle.set_principal_status(
-            caller, ref, suspend=False, reason=body.reason, meta=meta
-        )
-
-    return json_response(await run_in_threadpool(run))
+async def reinstate(ref: str, body: ReasonBody, a: ActingDep) -> Response:
+    return await _principal_status(a, ref, body, suspend=False)
 
 
 @router.post("/orgs/{org}/suspend", summary="Suspend a partner org: every member at once")
-async def suspend_org(
-    org: str, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    def run() -> dict[str, object]:
-        return gateway.lifecycle.set_org_status(
-            caller, org, suspend=True, reason=body.reason, meta=meta
-        )
-
-    return json_response(await run_in_threadpool(run))
+async def suspend_org(org: str, body: ReasonBody, a: ActingDep) -> Response:
+    return await _org_status(a, org, body, suspend=True)
 
 
 @router.post("/orgs/{org}/reinstate", summary="Reinstate a suspended partner org")
-async def reinstate_org(
-    org: str, body: ReasonBody, caller: CallerDep, gateway: ServiceDep, meta: MetaDep
-) -> Response:
-    def run() -> dict[str, object]:
-        return gateway.lifecycle.set_org_status(
-            caller, org, suspend=False, reason=body.reason, meta=meta
-        )
+async def reinstate_org(org: str, body: ReasonBody, a: ActingDep) -> Response:
+    return await _org_status(a, org, body, suspend=False)
 
-    return json_response(await run_in_threadpool(run))
+
+async def _principal_status(a: Acting, ref: str, body: ReasonBody, *, suspend: bool) -> Response:
+    lifecycle = a.gateway.lifecycle
+    return await answer(
+        lambda: lifecycle.set_principal_status(
+            a.caller, ref, suspend=suspend, reason=body.reason, meta=a.meta
+        )
+    )
+
+
+async def _org_status(a: Acting, org: str, body: ReasonBody, *, suspend: bool) -> Response:
+    lifecycle = a.gateway.lifecycle
+    return await answer(
+        lambda: lifecycle.set_org_status(
+            a.caller, org, suspend=suspend, reason=body.reason, meta=a.meta
+        )
+    )
 
 
 @router.post(
@@ -106,13 +92,10 @@ async def hr_hook(request: Request, gateway: ServiceDep, meta: MetaDep) -> Respo
         try:
             event = HrEvent.model_validate_json(body)
         except ValidationError as exc:
-            errors = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-                for e in exc.errors()
-            ]
+            errors = validation_errors(exc)
             raise InvalidRequest("the HR event is invalid", errors=errors) from None
         return gateway.lifecycle.offboard(
             event.principal, reason=event.reason, actor="hr-webhook", meta=meta
         )
 
-    return json_response(await run_in_threadpool(run))
+    return await answer(run)

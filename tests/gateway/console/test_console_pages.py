@@ -16,7 +16,7 @@ from gateway.config import Settings
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from gateway.http.app import create_app
 from gateway.http.console.pages import CSP
-from gateway.http.console.routes import _newer
+from gateway.http.console.tail import _newer
 from gateway.http.console.sessions import SessionStore
 
 

@@ -69,6 +69,49 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
     assert _scrub(text) == (text if expected is None else expected)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a name that is also a word, or a given name alone, where a clause opens before
+        # what a person does
+        ("会议纪要：张伟主持，马力记录。", "会议纪要：[NAME]主持，[NAME]记录。"),
+        ("本人表示满意，建华已登记。", "本人表示满意，[NAME]已登记。"),
+        ("刚才金星在电梯里碰到我。", "刚才[NAME]在电梯里碰到我。"),
+        ("学生的家长高明来电请假。", "学生的家长[NAME]来电请假。"),
+        ("今天和老张一起去吃饭。", "今天和[NAME]一起去吃饭。"),
+        ("安宁：我明天下午到", "[NAME]：我明天下午到"),
+        # a surname jieba does not know, before a title
+        ("有问题找鞠医生。", "有问题找[NAME]医生。"),
+        # English: a greeting that opens the sentence, a month that is a given name, what a
+        # person does after a lone given name, a surname that is also a place word, a
+        # name in a list after "to"
+        (
+            "Hey Lily, your parcel is at the front desk.",
+            "Hey [NAME], your parcel is at the front desk.",
+        ),
+        ("Contact: April Craig.", "Contact: [NAME]."),
+        ("Minutes: Michael took notes.", "Minutes: [NAME] took notes."),
+        ("Joy Ward lead this project.", "[NAME] lead this project."),
+        # words that were taken for names: a label that is no name, what follows a title
+        # after a name, a word that goes on past a surname, a verb after one
+        ("请假条：病假两天。", None),
+        ("会议纪要：王医生列席。", "会议纪要：[NAME]医生列席。"),
+        ("请联系信息科处理。", None),
+        ("药房通知：阿司匹林已停用。", None),
+        ("让王大夫帮忙查一下。", "让[NAME]大夫帮忙查一下。"),
+        # a place or a department after "to", capitalised words after an article, an
+        # initial that closes a run
+        ("Flight to Chicago booked; receipts go to Finance.", None),
+        ("Reminder: the Quarterly Review is on Thursday in Room B.", None),
+        ("The customer wants the Premium Plan; Sales will call back.", None),
+    ],
+)
+def test_names_found_from_what_a_person_does_and_words_that_are_not_names(
+    text: str, expected: str | None
+) -> None:
+    assert _scrub(text) == (text if expected is None else expected)
+
+
 def test_structured_placeholders_are_not_names() -> None:
     assert _scrub("Mr. Li at 13812345678, IP 10.0.0.1") == "Mr. [NAME] at [PHONE], IP [IP]"
 
@@ -126,10 +169,10 @@ def bench() -> ModuleType:
 # detector are deterministic): a change that loses names, or takes words for names,
 # fails here. "heldout" templates were not used to choose the detector's rules.
 FLOORS = {
-    ("zh", "dev"): (0.94, 0.98),
-    ("zh", "heldout"): (0.89, 0.85),
+    ("zh", "dev"): (0.96, 0.98),
+    ("zh", "heldout"): (0.9, 0.97),
     ("en", "dev"): (0.98, 0.98),
-    ("en", "heldout"): (0.85, 0.9),
+    ("en", "heldout"): (0.88, 0.9),
 }
 
 

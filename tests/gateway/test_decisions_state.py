@@ -1,0 +1,118 @@
+"""The decision state is rebuilt beside the one in force: decisions never wait on it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from gateway.access import decisions
+from gateway.access.decisions import Decider
+from gateway.access.grants import add_grant
+from gateway.access.policy_runtime import PolicyRuntime
+from gateway.access.principals import Caller, authenticate
+from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
+from gateway.state.database import create_state_engine, read_versions
+
+
+def _decider(workspace: Workspace) -> tuple[Engine, Caller, Decider]:
+    """The state database, the demo partner mei as authenticated now, and a decider."""
+    engine = create_state_engine(workspace.config.state_url)
+    caller = authenticate(engine, workspace.tokens["mei"])
+    assert isinstance(caller, Caller)
+    return (
+        engine,
+        caller,
+        Decider(engine, workspace.config, PolicyRuntime(workspace.config).evaluator),
+    )
+
+
+def test_decisions_at_the_old_versions_do_not_wait_for_a_rebuild(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = workspace.config
+    engine, caller, decider = _decider(workspace)
+    at = datetime.now(UTC)
+    decider.snapshot(caller.versions, at)
+    add_grant(
+        engine,
+        config,
+        subject_type="principal",
+        subject="erin",
+        dataset="patients",
+        profile="pseudonymized",
+        days=30,
+        created_by="test",
+    )
+    with engine.connect() as conn:
+        changed = read_versions(conn)
+    assert changed != caller.versions
+
+    building, release = threading.Event(), threading.Event()
+    load = decisions.load_snapshot
+
+    def slow_load(*args: Any, **kwargs: Any) -> Any:
+        building.set()
+        assert release.wait(60), "the test never released the build"
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(decisions, "load_snapshot", slow_load)
+    builder = threading.Thread(target=decider.snapshot, args=(changed, at))
+    builder.start()
+    assert building.wait(60)
+    answers: list[Any] = []
+
+    def read_at_old_versions() -> None:
+        # Uncached: a dataset and purpose no decision asked for yet.
+        for dataset, purpose in (("patients", SURGICAL_PURPOSE), ("studies", None)):
+            answers.append(
+                decider.decide(caller=caller, dataset=dataset, at=at, purpose=purpose).allowed
+            )
+
+    reader = threading.Thread(target=read_at_old_versions)
+    reader.start()
+    reader.join(30)
+    finished_during_build = not reader.is_alive()
+    release.set()
+    builder.join(60)
+    reader.join(60)
+    engine.dispose()
+    assert finished_during_build, "a decision at the old versions waited for the rebuild"
+    assert answers == [True, False]
+    assert decider.snapshot(changed, at).versions == changed
+
+
+def test_a_request_made_before_a_change_is_answered_from_the_newer_state(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The newer state holds every change the request must see; reading the versions
+    # again (and waiting for any build in progress) would tell it nothing more.
+    config = workspace.config
+    engine, caller, decider = _decider(workspace)
+    at = datetime.now(UTC)
+    add_grant(
+        engine,
+        config,
+        subject_type="org",
+        subject="surgibot",
+        dataset="studies",
+        profile="aggregate",
+        purpose=SURGICAL_PURPOSE,
+        days=30,
+        created_by="test",
+    )
+    newer = decider.snapshot(None, at)
+    assert newer.versions != caller.versions
+
+    def no_reads(*_: Any) -> Any:
+        raise AssertionError("the state was read again")
+
+    monkeypatch.setattr(decisions, "read_versions", no_reads)
+    assert decider.snapshot(caller.versions, at) is newer
+    assert decider.decide(
+        caller=caller, dataset="patients", at=at, purpose=SURGICAL_PURPOSE
+    ).allowed
+    engine.dispose()
