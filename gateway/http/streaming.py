@@ -99,7 +99,8 @@ class GovernedStream(Response):
     async def _send_all(self, send: Send, control: SocketControl | None, stop: Stop) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            while chunks := await anyio.to_thread.run_sync(_next_chunks, self._chunks):
+            batched = _Batched(self._chunks)
+            while chunks := await anyio.to_thread.run_sync(batched.next):
                 for piece in _pieces(chunks):
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
                     self._delivery.handed_over(
@@ -188,15 +189,32 @@ async def _drained(control: SocketControl | None) -> None:
         await anyio.sleep(DRAIN_POLL_S)
 
 
-def _next_chunks(chunks: Iterator[bytes]) -> list[bytes]:
-    """The next chunks of the answer, about ``PIECE_BYTES`` of them (empty at the end):
-    one thread hop for several small chunks, and the read stays at most a piece ahead."""
-    taken: list[bytes] = []
-    size = 0
-    while size < PIECE_BYTES and (chunk := next(chunks, None)) is not None:
-        taken.append(chunk)
-        size += len(chunk)
-    return taken
+class _Batched:
+    """The answer's chunks taken about ``PIECE_BYTES`` at a time: one thread hop for
+    several small chunks, and the read stays at most a piece ahead. When the read fails
+    after some chunks of a batch were made, those chunks still go out first and the
+    failure comes with the next batch, so a cut answer ends where the store failed."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._failure: BaseException | None = None
+
+    def next(self) -> list[bytes]:
+        """The next chunks (empty at the end)."""
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        taken: list[bytes] = []
+        size = 0
+        try:
+            while size < PIECE_BYTES and (chunk := next(self._chunks, None)) is not None:
+                taken.append(chunk)
+                size += len(chunk)
+        except Exception as failure:
+            if not taken:
+                raise
+            self._failure = failure
+        return taken
 
 
 def _pieces(chunks: list[bytes]) -> Iterator[bytes]:

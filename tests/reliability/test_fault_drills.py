@@ -99,8 +99,10 @@ def test_a_sqlite_lock_held_by_another_process_is_a_503_and_health_answers(
     with serving(workspace) as base:
         before = run_load(base, workspace, 1.0)
         assert before.statuses() <= {200, 201, 400, 409}, before.statuses()
-        locker = sqlite3.connect(workspace.root / "state.db", isolation_level=None, timeout=0)
-        locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        # The locker waits for the gateway's own write in flight, if any, then holds the
+        # write lock as another process would.
+        locker = sqlite3.connect(workspace.root / "state.db", isolation_level=None, timeout=10)
+        locker.execute("BEGIN IMMEDIATE")
         try:
             tally, stop = Tally(), threading.Event()
             with ThreadPoolExecutor(8) as pool:
