@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -637,18 +637,32 @@ def served(app: Any, port: int) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+@contextmanager
+def failing_store(
+    site: StoreSite, tmp_path: Path, port: int
+) -> Iterator[tuple[Workspace, str, Callable[[], list[dict[str, Any]]]]]:
+    """A copy of the site served over HTTP whose demo store breaks after its first batch;
+    with the workspace and base URL, the reads audited since the copy was made."""
+    workspace = copy_workspace(site.workspace, tmp_path / "ws")
+    already = len(audit_events(workspace))
+
+    def reads_since() -> list[dict[str, Any]]:
+        return [e for e in audit_events(workspace)[already:] if e["action"] == "data.read"]
+
+    app = create_app(Settings(config=workspace.config_path))
+    with served(app, port) as base:
+        gateway = app.state.gateway
+        gateway.connectors["demo"] = _FailingConnector(gateway.connectors["demo"])
+        yield workspace, base, reads_since
+
+
 ARROW_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
 def test_stream_failing_midway_is_detectably_incomplete(
     site: StoreSite, tmp_path: Path, unused_port: int
 ) -> None:
-    workspace = copy_workspace(site.workspace, tmp_path / "ws")
-    already = len(audit_events(workspace))
-    app = create_app(Settings(config=workspace.config_path))
-    with served(app, unused_port) as base:
-        gateway = app.state.gateway
-        gateway.connectors["demo"] = _FailingConnector(gateway.connectors["demo"])
+    with failing_store(site, tmp_path, unused_port) as (workspace, base, reads_since):
         received: dict[str, bytes] = {}
         for accept in ("application/json", "application/vnd.apache.arrow.stream"):
             body = bytearray()
@@ -670,7 +684,7 @@ def test_stream_failing_midway_is_detectably_incomplete(
     assert b'"rows":[{' in received["application/json"]
     assert b"next_cursor" not in received["application/json"]
     assert not received["application/vnd.apache.arrow.stream"].endswith(ARROW_EOS)
-    reads = [e for e in audit_events(workspace)[already:] if e["action"] == "data.read"]
+    reads = reads_since()
     assert len(reads) == 2
     assert all(e["complete"] is False for e in reads)
     assert reads[0]["reasons"] == [
@@ -683,12 +697,7 @@ def test_small_read_failing_midway_is_a_clean_problem(
 ) -> None:
     # A small answer is built whole before it is sent: a store failing in the middle
     # gives a problem response and no rows at all, and the read is recorded incomplete.
-    workspace = copy_workspace(site.workspace, tmp_path / "ws")
-    already = len(audit_events(workspace))
-    app = create_app(Settings(config=workspace.config_path))
-    with served(app, unused_port) as base:
-        gateway = app.state.gateway
-        gateway.connectors["demo"] = _FailingConnector(gateway.connectors["demo"])
+    with failing_store(site, tmp_path, unused_port) as (workspace, base, reads_since):
         response = httpx.post(
             f"{base}/v1/datasets/studies/query",
             json={"limit": 100},
@@ -698,5 +707,5 @@ def test_small_read_failing_midway_is_a_clean_problem(
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert "rows" not in response.json()
-    reads = [e for e in audit_events(workspace)[already:] if e["action"] == "data.read"]
+    reads = reads_since()
     assert [e["complete"] for e in reads] == [False]
