@@ -55,7 +55,7 @@ from gateway.demo.workspace import (
 )
 from gateway.http.app import create_app
 from gateway.read.rows import BUFFERED_READ_ROWS
-from tests.conftest import bearer, copy_workspace, pg_url
+from tests.conftest import bearer, client_for, copy_workspace, pg_url
 
 pytestmark = [pytest.mark.slow]
 
@@ -130,9 +130,7 @@ def _site(
         workspace = _as_store(template, root, postgres_store(schema))
         (workspace.root / "keys/postgres.url").write_text(postgres_url + "\n")
         (workspace.root / "keys/postgres.url").chmod(0o600)
-    client = TestClient(
-        create_app(Settings(config=workspace.config_path)), raise_server_exceptions=False
-    )
+    client = client_for(workspace)
     return StoreSite(kind, workspace, client, schema)
 
 
@@ -417,9 +415,7 @@ def test_missing_object_is_404_and_audited(
     site: StoreSite, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     workspace = broken_copy(site, tmp_path, *_missing_location(site))
-    with TestClient(
-        create_app(Settings(config=workspace.config_path)), raise_server_exceptions=False
-    ) as client:
+    with client_for(workspace) as client:
         response = client.post(
             "/v1/datasets/patients/query", json=PATIENT_QUERY, headers=bearer(workspace, "mei")
         )
@@ -468,9 +464,7 @@ def test_unreachable_store_is_503_and_audited(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     workspace = _unreachable(sites[kind], tmp_path, unused_port)
-    with TestClient(
-        create_app(Settings(config=workspace.config_path)), raise_server_exceptions=False
-    ) as client:
+    with client_for(workspace) as client:
         response = client.post(
             "/v1/datasets/patients/query", json=PATIENT_QUERY, headers=bearer(workspace, "mei")
         )
@@ -502,9 +496,7 @@ def test_refused_credentials_are_503(
     user = f"kl_nobody_{uuid.uuid4().hex[:6]}"
     refused = psycopg.conninfo.make_conninfo(postgres_url, user=user, password="wrong-secret")
     (workspace.root / "keys/postgres.url").write_text(refused + "\n")
-    with TestClient(
-        create_app(Settings(config=workspace.config_path)), raise_server_exceptions=False
-    ) as client:
+    with client_for(workspace) as client:
         response = client.get(
             "/v1/datasets/patients",
             params={"purpose": SURGICAL_PURPOSE},
@@ -538,9 +530,7 @@ def test_statement_timeout_is_503(
         "    url: file:keys/postgres.url\n    statement_timeout_ms: 200",
     )
     workspace.config_path.write_text(text)
-    with TestClient(
-        create_app(Settings(config=workspace.config_path)), raise_server_exceptions=False
-    ) as client:
+    with client_for(workspace) as client:
         response = client.post(
             "/v1/datasets/studies/query", json={"limit": 5}, headers=bearer(workspace, "erin")
         )
