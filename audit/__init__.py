@@ -13,6 +13,8 @@ from audit.errors import (
     ProofInvalid,
 )
 from audit.logcheck import (
+    CHECKPOINT_MISSING,
+    CHECKPOINT_SIGNED,
     FORKED,
     TRUNCATED,
     ExpectedHead,
@@ -49,6 +51,8 @@ __all__ = [
     "AlertEvaluator",
     "AuditError",
     "AuditUnavailable",
+    "CHECKPOINT_MISSING",
+    "CHECKPOINT_SIGNED",
     "Checkpoint",
     "CheckpointInvalid",
     "ConsistencyError",

@@ -6,6 +6,10 @@ the log can be compared with checkpoints signed earlier. A checkpoint covering m
 events than the log holds means the newest events were deleted or the database was
 rolled back to an older copy; a checkpoint whose root differs from the recomputed
 root at its size means history was rewritten (a fork).
+
+The log also vouches for the checkpoints themselves: the gateway records each one it
+signs as a `checkpoint.signed` event naming its size and root, so a signed checkpoint
+deleted from the state database is missed by name (`CHECKPOINT_MISSING`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ _PARSED_AT_ONCE = 256
 TAMPERED = "tampered"  # an event was edited, deleted, inserted or reordered
 TRUNCATED = "truncated"  # the log is shorter than a checkpoint or its own head says
 FORKED = "forked"  # a checkpoint's root disagrees with the log at its size
+CHECKPOINT_MISSING = "checkpoint-missing"  # the log records a checkpoint nobody showed
+
+# The action of the event that records a signed checkpoint (fields `tree_size`, `root`).
+CHECKPOINT_SIGNED = "checkpoint.signed"
+# Canonical JSON has sorted keys and no blanks: a body of that action holds these bytes.
+_SIGNED_MARK = b'"action":"checkpoint.signed"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +127,8 @@ class LogReport:
     bad_seq: int | None = None
     finding: str | None = None
     checkpoints_checked: int = 0
+    # The checkpoints the log records as signed: (tree size, event that records it).
+    recorded: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +150,8 @@ def verify_log(
     """Recompute chain, leaves and tree in sequence order; report the first problem.
 
     `checkpoints` are (label, checkpoint) pairs whose signatures the caller has
-    already checked; the label names them in messages (a file, "stored #12"...).
+    already checked; the label names them in messages (a file, "stored #12"...). Every
+    checkpoint the log records as signed must be among them.
     """
     return verify_log_batches(
         batches_of(records),
@@ -181,6 +194,9 @@ class _Verifier:
         progress_every: int,
     ) -> None:
         self.pending = sorted(checkpoints, key=lambda item: item[1].tree_size)
+        self.given = {cp.tree_size: cp.root_hash.hex() for _, cp in checkpoints}
+        # (tree size, root, seq) of each `checkpoint.signed` event met so far.
+        self.recorded: list[tuple[int, str, int]] = []
         self.builder = TreeBuilder()
         self.prev = GENESIS
         self.count = 0
@@ -271,6 +287,7 @@ class _Verifier:
             for column, values in columns:
                 if [event.get(column) for event in events] != values[start:end]:
                     return False
+        self._note_signed(segment)
         self.flush()
         self.builder.extend(leaves)
         self.prev = hashes[-1]
@@ -311,10 +328,30 @@ class _Verifier:
                     "hashed body)",
                     seq,
                 )
+        if event.get("action") == CHECKPOINT_SIGNED:
+            self._note(seq, event)
         self.leaves.append(leaf)
         self.prev = record.hash
         self.count = expected
         return None
+
+    def _note_signed(self, segment: LogBatch) -> None:
+        """The records of signed checkpoints in a segment that passed every check."""
+        actions = segment.columns.get("action")
+        if actions is not None:
+            if CHECKPOINT_SIGNED not in actions:
+                return
+            found = [i for i, action in enumerate(actions) if action == CHECKPOINT_SIGNED]
+        else:
+            found = [i for i, body in enumerate(segment.bodies) if _SIGNED_MARK in body]
+        for i in found:
+            event = orjson.loads(segment.bodies[i])
+            if event.get("action") == CHECKPOINT_SIGNED:
+                self._note(segment.seqs[i], event)
+
+    def _note(self, seq: int, event: dict[str, Any]) -> None:
+        size, root = event.get("tree_size"), event.get("root")
+        self.recorded.append((size if type(size) is int else -1, str(root), seq))
 
     def _after_events(self, added: int) -> LogReport | None:
         """Compare the checkpoints that end here and report progress."""
@@ -353,6 +390,20 @@ class _Verifier:
                 count + 1,
                 TRUNCATED,
             )
+        report = self._head_problem(head) or self._unvouched()
+        if report is not None:
+            return report
+        return LogReport(
+            True,
+            count,
+            self.prev,
+            self.builder.root(),
+            checkpoints_checked=self.checked,
+            recorded=tuple((size, seq) for size, _root, seq in self.recorded),
+        )
+
+    def _head_problem(self, head: ExpectedHead | None) -> LogReport | None:
+        count = self.count
         if head is not None:
             if head.size != count:
                 finding = TRUNCATED if head.size > count else TAMPERED
@@ -365,6 +416,29 @@ class _Verifier:
                 return self.failed(
                     "the head record's chain hash does not match the last event", count
                 )
-        return LogReport(
-            True, count, self.prev, self.builder.root(), checkpoints_checked=self.checked
-        )
+        return None
+
+    def _unvouched(self) -> LogReport | None:
+        """Every checkpoint the log records as signed must have been shown, with the
+        root it was recorded with (the roots shown were compared with the tree)."""
+        missing = [(size, seq) for size, _root, seq in self.recorded if size not in self.given]
+        if missing:
+            sizes = ", ".join(str(size) for size, _ in missing[:10])
+            seqs = ", ".join(str(seq) for _, seq in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            return self.failed(
+                f"{len(missing)} signed checkpoint(s) recorded in the log are missing: "
+                f"those of {sizes}{more} events (recorded by events {seqs}); "
+                "a checkpoint was deleted",
+                missing[0][1],
+                CHECKPOINT_MISSING,
+            )
+        for size, root, seq in self.recorded:
+            if self.given[size] != root:
+                return self.failed(
+                    f"event {seq} records a checkpoint of {size} events with another root "
+                    "than the one shown for that size (a fork)",
+                    seq,
+                    FORKED,
+                )
+        return None

@@ -51,12 +51,16 @@ async def drive(
     answers: list[tuple[int, float, str]] = []
     failures = 0
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
+    # One client, and so one connection pool, per connection: a shared pool's
+    # bookkeeping grows with the connections it holds (every request looks at each of
+    # them), so at high concurrency the load generator, on the same cores as the
+    # server, would measure its own cost rather than the server's.
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
-        async def worker(number: int) -> None:
-            nonlocal failures
-            i = 0
+    async def worker(number: int) -> None:
+        nonlocal failures
+        i = 0
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=one) as http:
             while time.monotonic() < deadline:
                 who, method, path, kwargs = requests[(number + i) % len(requests)]
                 i += 1
@@ -70,7 +74,7 @@ async def drive(
                     continue
                 answers.append((response.status_code, time.perf_counter() - started, request_id))
 
-        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
     return answers, failures
 
 

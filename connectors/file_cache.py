@@ -60,6 +60,9 @@ class ArrowFileCache:
         # One table with what is derived from it: at most half the bound.
         self.max_entry_bytes = max_total_bytes // 2
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        # Files too big once decoded, by key, as they were then (bounded by the files
+        # the configuration names).
+        self._declined: dict[Hashable, _Stamp] = {}
         self._total = 0
         self._lock = threading.Lock()
 
@@ -74,10 +77,16 @@ class ArrowFileCache:
         load: Callable[[], pa.Table],
         *,
         seen: os.stat_result | None = None,
+        decoded_bytes: Callable[[], int] | None = None,
     ) -> pa.Table | None:
         """The file's table, loaded with ``load`` when absent or stale; None when the
         file is too big (or missing, or changing): the caller then reads it directly.
-        ``seen`` is what ``stat`` said of the file just now, if the caller asked."""
+        ``seen`` is what ``stat`` said of the file just now, if the caller asked.
+
+        ``decoded_bytes`` estimates the table's size before it is loaded (a compressed
+        Parquet file decodes to several times its bytes on disk): past the file bound,
+        the file is declined without being loaded, and remembered as declined until it
+        changes, so memory is never spent on decoding a table that cannot be kept."""
         before = _stamp(path) if seen is None else (seen.st_mtime_ns, seen.st_size)
         if before is None or before[1] > self.max_file_bytes:
             return None
@@ -87,6 +96,12 @@ class ArrowFileCache:
             if entry is not None and entry.stamp == before:
                 self._entries.move_to_end(key)
                 return entry.table
+            if self._declined.get(key) == before:
+                return None
+        if decoded_bytes is not None and decoded_bytes() > self.max_file_bytes:
+            with self._lock:
+                self._declined[key] = before
+            return None
         table = load()
         if _stamp(path) != before:
             # Rewritten while we read it: use this result once, never keep it.
@@ -173,4 +188,5 @@ class ArrowFileCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._declined.clear()
             self._total = 0

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from connectors.base import (
     AggregateScan,
@@ -212,7 +213,8 @@ class LocalConnector:
             finally:
                 cursor.close()
 
-        cached = self.file_cache.get(path, variant, load, seen=found)
+        estimate = (lambda: _decoded_bytes(path)) if table.format == "parquet" else None
+        cached = self.file_cache.get(path, variant, load, seen=found, decoded_bytes=estimate)
         if cached is None:
             decline_inline(f"{table.location} is too large to keep loaded")
         return cached
@@ -416,3 +418,27 @@ class _ColumnArrays(dict[str, pa.Array]):
 
 def _whole(column: pa.ChunkedArray) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _decoded_bytes(path: Path) -> int:
+    """A lower bound of the Arrow table a Parquet file decodes to, from its footer alone:
+    fixed-width columns take their width per row whatever their encoding on disk (a
+    dictionary- or run-length-encoded column is tiny there), and variable-width ones
+    their uncompressed values plus an offset per row."""
+    try:
+        metadata = pq.read_metadata(path)
+        schema = metadata.schema.to_arrow_schema()
+    except (OSError, pa.ArrowException):
+        return 0  # unreadable here: the load reports it as the scan would
+    values = [0] * metadata.num_columns
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for column in range(metadata.num_columns):
+            values[column] += row_group.column(column).total_uncompressed_size
+    total = 0
+    for field, uncompressed in zip(schema, values, strict=False):
+        try:
+            total += metadata.num_rows * field.type.bit_width // 8
+        except ValueError:  # not fixed-width
+            total += metadata.num_rows * 4 + uncompressed
+    return total

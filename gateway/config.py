@@ -95,8 +95,9 @@ class GatewaySection(_Strict):
         2.0,
         gt=0,
         le=60,
-        description="Bound on one wait for the state database (a SQLite lock held by "
-        "another process, a PostgreSQL connection or lock); past it the request is a 503.",
+        description="Bound on a request's waits for the state database together, from "
+        "its arrival (a SQLite lock held by another process, a PostgreSQL connection or "
+        "lock); past it the request is a 503.",
     )
     rate_limits: RateLimits = Field(
         default_factory=lambda: RateLimits(),

@@ -61,7 +61,15 @@ class Conflict(GatewayError):
 
 
 class BudgetExhausted(GatewayError):
+    """``retry_after_s``: seconds until the budget resets, named only when that is soon
+    enough to wait for (the ``Retry-After`` header); the body's ``resets_at`` always
+    says when it resets, or null for a budget that never does."""
+
     slug = "budget-exhausted"
+
+    def __init__(self, detail: str, retry_after_s: int | None = None, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(GatewayError):

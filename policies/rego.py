@@ -18,12 +18,14 @@ Four things about rego-cpp 1.5.2 shape this module and the policies:
 * Only syntax is checked when modules are added; unknown functions and conflicting
   rules surface during evaluation. Loading therefore ends with probe decisions, and a
   policy that cannot produce a well-formed decision is refused like a syntax error.
-* The library replaces C++ ``operator new``/``delete``. When libstdc++ was loaded
-  before regopy (numpy and pyarrow load it), memory allocated inside libstdc++ and
-  released by rego-cpp aborts the whole process; the timezone builtins
-  (``time.clock``, ``time.weekday``, ``time.date``) do exactly that, so the policies
-  compute local time themselves (see window.rego). Importing regopy first in a process
-  avoids the hazard for any builtin not yet found.
+* The library replaces C++ ``operator new``/``delete``, so the order in which native
+  libraries load matters. When libstdc++ was loaded before regopy (numpy and pyarrow
+  load it), memory allocated inside libstdc++ and released by rego-cpp aborts the
+  process; the timezone builtins (``time.clock``, ``time.weekday``, ``time.date``) do
+  exactly that, so the policies compute local time themselves (see window.rego). The
+  other order is worse: with rego-cpp's allocator in place first, creating pyarrow's S3
+  filesystem aborts the process ("free(): invalid pointer"). So this module loads
+  pyarrow before regopy, whatever the process imported first.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# pyarrow's native libraries must be in place before regopy's (see above).
+import pyarrow  # noqa: F401, I001
 from regopy import Interpreter, LogLevel, RegoError
 from regopy import rego_shared as _capi
 

@@ -11,10 +11,11 @@ Row reads reserve their limit up front and give back what they did not send.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,6 +30,8 @@ from gateway.state.models import BudgetUsage, GrantLimits
 log = logging.getLogger(__name__)
 
 TOTAL = "total"
+# A budget that resets sooner than this is named in a Retry-After header too.
+RETRY_AFTER_WITHIN_S = 24 * 3600
 # Epsilons are floats: a sum of ten 0.1 charges must still fit a cap of 1.0.
 _SLACK = 1e-9
 
@@ -43,6 +46,13 @@ class Charge:
 
     def with_amount(self, amount: float) -> Charge:
         return Charge(self.account, self.period, amount, self.cap, self.label)
+
+    def resets_at(self) -> datetime | None:
+        """When this budget starts afresh: the UTC midnight after its day, or None for
+        a ``total`` budget, which never does."""
+        if self.period == TOTAL:
+            return None
+        return datetime.combine(date.fromisoformat(self.period) + timedelta(days=1), time(), UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,13 +225,25 @@ def charge(engine: Engine, charges: Sequence[Charge]) -> dict[str, float | None]
                 left[c.label] = None if c.cap is None else max(c.cap - _used(conn, c), 0.0)
             return left
     except _Refused as refused:
-        c = refused.charge
-        raise BudgetExhausted(
-            f"the {c.label} budget is exhausted: {fmt(refused.left)} left, {fmt(c.amount)} needed",
-            budget=c.label,
-            remaining=refused.left,
-            needed=c.amount,
-        ) from None
+        raise exhausted(refused.charge, refused.left) from None
+
+
+def exhausted(c: Charge, left: float, now: datetime | None = None) -> BudgetExhausted:
+    """The refusal for a charge its budget cannot pay: what is left, what was needed and
+    when the budget resets (RFC 3339, null when never), with a Retry-After within a day."""
+    resets = c.resets_at()
+    wait = None
+    if resets is not None:
+        seconds = math.ceil((resets - (now or datetime.now(UTC))).total_seconds())
+        wait = max(seconds, 1) if seconds <= RETRY_AFTER_WITHIN_S else None
+    return BudgetExhausted(
+        f"the {c.label} budget is exhausted: {fmt(left)} left, {fmt(c.amount)} needed",
+        retry_after_s=wait,
+        budget=c.label,
+        remaining=left,
+        needed=c.amount,
+        resets_at=None if resets is None else resets.isoformat().replace("+00:00", "Z"),
+    )
 
 
 def refund(engine: Engine, charges: Sequence[Charge]) -> None:

@@ -42,6 +42,9 @@ class Pending:
     promoted: bool = False
     seqs: list[int] = field(default_factory=list)
     error: BaseException | None = None
+    # When its caller's deadline passes (time.monotonic()): a batch is written within
+    # the earliest of its events', so that no caller waits past its own.
+    until: float = float("inf")
 
 
 def parse_frontier(text_value: str) -> tuple[bytes, ...]:

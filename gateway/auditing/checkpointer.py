@@ -3,6 +3,10 @@
 A checkpoint is only signed after the new tree is proven consistent with the last one
 signed (from the stored leaf hashes): a state database whose history was rewritten is
 refused a signature rather than blessed with one.
+
+Each checkpoint signed here is then recorded in the log itself (``checkpoint.signed``,
+with its size and root), so that the hash chain vouches for the checkpoints table:
+``audit verify`` fails when a recorded checkpoint is no longer stored.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from audit import (
+    CHECKPOINT_SIGNED,
     AuditError,
     AuditUnavailable,
     Checkpoint,
@@ -126,12 +131,27 @@ class Checkpointer:
 
     # -- issuing -------------------------------------------------------------------
 
-    def checkpoint(self) -> StoredCheckpoint | None:
-        """Sign the current tree if it grew since the last checkpoint; return the latest."""
+    def _is_current(self, previous: StoredCheckpoint | None, size: int, *, force: bool) -> bool:
+        """Whether ``previous`` still covers the log: nothing was appended after it, or
+        only its own record (signing again for that would record again, forever)."""
+        if previous is None:
+            return False
+        signed = previous.checkpoint.tree_size
+        if signed >= size:
+            return True
+        if force or size != signed + 1:
+            return False
+        last = self._audit.event(size) or {}
+        return last.get("action") == CHECKPOINT_SIGNED and last.get("tree_size") == signed
+
+    def checkpoint(self, *, force: bool = False) -> StoredCheckpoint | None:
+        """Sign the current tree if it grew since the last checkpoint; return the latest.
+
+        ``force`` signs a tree that grew by the last checkpoint's record alone."""
         with self._lock:
             head = self._audit.head()
             previous = self.latest()
-            if previous is not None and previous.checkpoint.tree_size >= head.size:
+            if self._is_current(previous, head.size, force=force):
                 return previous
             root = head.root()
             if previous is not None:
@@ -164,6 +184,9 @@ class Checkpointer:
                     ) from None
                 return existing
             stored = StoredCheckpoint(checkpoint, note, moment)
+            # Recorded after it is stored: a crash in between leaves a checkpoint the
+            # log does not vouch for, never a record of one that does not exist.
+            self._audit.append(CHECKPOINT_SIGNED, tree_size=head.size, root=root.hex())
         if self._on_checkpoint is not None:
             try:
                 self._on_checkpoint(stored)
@@ -175,7 +198,7 @@ class Checkpointer:
         """The latest checkpoint, signing a fresh one if it does not cover ``tree_size``."""
         latest = self.latest()
         if latest is None or latest.checkpoint.tree_size < tree_size:
-            latest = self.checkpoint()
+            latest = self.checkpoint(force=True)
         if latest is None or latest.checkpoint.tree_size < tree_size:
             raise AuditError(f"no checkpoint covers event {tree_size} yet")
         return latest

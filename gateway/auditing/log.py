@@ -44,6 +44,7 @@ from gateway.auditing.batch_write import Pending, parse_frontier, write_batch
 from gateway.auditing.fields import Prepared, RequestMeta, prepare_event
 from gateway.auditing.index import first_mismatch
 from gateway.state.database import pooled_connection
+from gateway.state.deadline import MIN_WAIT_S, bound_connection, remaining
 from gateway.state.models import AuditEvent, AuditHead
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class AuditLog:
             return self._submit_now(item)
 
     def _submit_now(self, item: Pending) -> list[int]:
-        deadline = time.monotonic() + self._timeout_s
+        deadline = item.until = time.monotonic() + remaining(self._timeout_s)
         with self._queue_lock:
             self._queue.append(item)
             lead = not self._leading
@@ -260,7 +261,10 @@ class AuditLog:
         raw = self._writer_connection()
         healthy = False
         try:
-            events = write_batch(raw, batch, postgres=self._postgres, timeout_s=self._timeout_s)
+            wait_s = max(MIN_WAIT_S, min(i.until for i in batch) - time.monotonic())
+            if not self._postgres:
+                bound_connection(raw.driver_connection, raw.info, wait_s)
+            events = write_batch(raw, batch, postgres=self._postgres, timeout_s=wait_s)
             healthy = True
         finally:
             if not healthy:

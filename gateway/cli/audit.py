@@ -11,7 +11,6 @@ have sent shown escaped, never interpreted by the terminal.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 import click
 import orjson
 
+from gateway.cli.audit_output import progress, report
+from gateway.cli.common import json_option
 from gateway.cli.operator import ADMINS, OFFICERS, authenticate_operator
 from gateway.config import Config, ConfigError, Settings, load_config
 
@@ -56,26 +57,6 @@ def _trail(ctx: click.Context, command: str, roles: frozenset[str] = OFFICERS) -
     log = open_audit_log(ctx, config, engine)
     operator = authenticate_operator(log, command, roles)
     return AuditTrail.from_config(config, log), operator
-
-
-class _Quiet:
-    """A progress bar that shows nothing (output is not a terminal)."""
-
-    def __enter__(self) -> _Quiet:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-    def update(self, _steps: int) -> None:
-        return None
-
-
-def _progress(length: int, label: str) -> Any:
-    # Bars only on a terminal: scripts and pipes get clean output.
-    if sys.stderr.isatty():
-        return click.progressbar(length=max(length, 1), label=label, file=sys.stderr)
-    return _Quiet()
 
 
 def _inert(value: Any) -> str:
@@ -220,8 +201,9 @@ def alerts_command(ctx: click.Context, count: int, as_json: bool) -> None:
 @_filter_options
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file.")
+@json_option
 @click.pass_context
-def export_command(ctx: click.Context, fmt: str, out: Path, **filters: Any) -> None:
+def export_command(ctx: click.Context, fmt: str, out: Path, as_json: bool, **filters: Any) -> None:
     """Write matching events, oldest first, with the checkpoint they are consistent with
     (saved beside the export as OUT.checkpoint)."""
     from gateway.auditing.search import count, csv_header, csv_line, iter_bodies, shown_filters
@@ -235,7 +217,7 @@ def export_command(ctx: click.Context, fmt: str, out: Path, **filters: Any) -> N
     written = 0
     with (
         out.open("w", encoding="utf-8", newline="") as handle,
-        _progress(total, f"exporting {total} events") as bar,
+        progress(total, f"exporting {total} events") as bar,
     ):
         if fmt == "csv":
             handle.write(csv_header())
@@ -247,22 +229,32 @@ def export_command(ctx: click.Context, fmt: str, out: Path, **filters: Any) -> N
         bar.update(written % 1000)
     checkpoint_file = out.with_name(out.name + ".checkpoint")
     checkpoint_file.write_text(stored.note, encoding="utf-8")
-    click.echo(f"wrote {written} events to {out}; checkpoint (size {size}) in {checkpoint_file}")
+    report(
+        as_json,
+        {"events": written, "out": str(out), "checkpoint_size": size,
+         "checkpoint_file": str(checkpoint_file)},
+        f"wrote {written} events to {out}; checkpoint (size {size}) in {checkpoint_file}",
+    )  # fmt: skip
 
 
 @audit.command("checkpoint")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Save the note here.")
+@json_option
 @click.pass_context
-def checkpoint_command(ctx: click.Context, out: Path | None) -> None:
+def checkpoint_command(ctx: click.Context, out: Path | None, as_json: bool) -> None:
     """Sign a checkpoint of the log as it is now and print (or save) it."""
     trail, operator = _trail(ctx, "audit checkpoint")
     operator.record("audit.checkpoint", decision="allow")
     stored = trail.checkpointer.checkpoint()
     if stored is None:
         raise SystemExit(EXIT_USAGE)
+    size = stored.checkpoint.tree_size
+    result = {"size": size, "root": stored.checkpoint.root_hash.hex(), "note": stored.note}
     if out is not None:
         out.write_text(stored.note, encoding="utf-8")
-        click.echo(f"saved checkpoint of {stored.checkpoint.tree_size} events to {out}")
+        report(as_json, {**result, "out": str(out)}, f"saved checkpoint of {size} events to {out}")
+    elif as_json:
+        report(as_json, result, "")
     else:
         click.echo(stored.note, nl=False)
 
@@ -300,8 +292,9 @@ def _notes(paths: tuple[Path, ...]) -> Iterator[tuple[str, str]]:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="A checkpoint saved earlier (a signed note or a witness file); repeatable.",
 )
+@json_option
 @click.pass_context
-def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...]) -> None:
+def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...], as_json: bool) -> None:
     """Recompute the chain, every Merkle leaf and root, and check every checkpoint.
 
     Exit 0: intact. 1: an event was edited, deleted, inserted or reordered. 3: the log
@@ -325,26 +318,38 @@ def verify_command(ctx: click.Context, checkpoint_files: tuple[Path, ...]) -> No
             raise SystemExit(EXIT_FORKED) from exc
     head = trail.audit.head()
     started = time.perf_counter()
-    with _progress(head.size, f"verifying {head.size} events") as bar:
+    with progress(head.size, f"verifying {head.size} events") as bar:
         done = [0]
 
-        def progress(count: int) -> None:
+        def advance(count: int) -> None:
             bar.update(count - done[0])
             done[0] = count
 
-        report = trail.audit.verify(checkpoints=pairs, progress=progress)
+        verified = trail.audit.verify(checkpoints=pairs, progress=advance)
     elapsed = time.perf_counter() - started
     # Recorded after the verification, so the event never changes what was verified.
-    _record_verify(operator, "ok" if report.ok else report.finding or "tampered", report.events)
-    if report.ok:
-        click.echo(
-            f"ok: {report.events} events, root {report.root.hex()[:16]}, "
-            f"{report.checkpoints_checked} checkpoint(s) consistent "
-            f"({report.events / max(elapsed, 1e-9):,.0f} events/s)"
+    outcome = "ok" if verified.ok else verified.finding or "tampered"
+    _record_verify(operator, outcome, verified.events)
+    result = {
+        "ok": verified.ok,
+        "events": verified.events,
+        "checkpoints_checked": verified.checkpoints_checked,
+        "finding": verified.finding,
+        "problem": verified.problem,
+    }
+    if verified.ok:
+        report(
+            as_json,
+            {**result, "root": verified.root.hex()},
+            f"ok: {verified.events} events, root {verified.root.hex()[:16]}, "
+            f"{verified.checkpoints_checked} checkpoint(s) consistent "
+            f"({verified.events / max(elapsed, 1e-9):,.0f} events/s)",
         )
         return
-    click.echo(f"FAILED after {report.events} good events: {report.problem}", err=True)
-    code = {TRUNCATED: EXIT_TRUNCATED, FORKED: EXIT_FORKED}.get(report.finding or "", 1)
+    report(
+        as_json, result, f"FAILED after {verified.events} good events: {verified.problem}", err=True
+    )
+    code = {TRUNCATED: EXIT_TRUNCATED, FORKED: EXIT_FORKED}.get(verified.finding or "", 1)
     raise SystemExit(code)
 
 
@@ -353,15 +358,16 @@ def _record_verify(operator: Any, outcome: str, events: int) -> None:
 
 
 @audit.command("reindex")
+@json_option
 @click.pass_context
-def reindex_command(ctx: click.Context) -> None:
+def reindex_command(ctx: click.Context, as_json: bool) -> None:
     """Rebuild the search index from the log, after verify found it wrong (officers, admins)."""
     from gateway.auditing.index import rebuild
 
     trail, operator = _trail(ctx, "audit reindex", OFFICERS | ADMINS)
     indexed = rebuild(trail.audit.engine)
     operator.record("audit.reindexed", decision="allow", events=indexed)
-    click.echo(f"indexed {indexed} events")
+    report(as_json, {"indexed": indexed}, f"indexed {indexed} events")
 
 
 @audit.command("witness")
@@ -421,7 +427,8 @@ def witness_command(ctx: click.Context, out: Path | None, follow: bool, interval
 @click.option(
     "--key", "vkey", required=True, help="The log's public key (GET /v1/audit/public-key)."
 )
-def verify_receipt(receipt: Path, vkey: str) -> None:
+@json_option
+def verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
     """Check a receipt (the JSON of GET /v1/audit/events/{seq}/proof) offline."""
     import base64
 
@@ -441,9 +448,12 @@ def verify_receipt(receipt: Path, vkey: str) -> None:
         if orjson.loads(body).get("seq") != int(data["seq"]):
             raise AuditError("the event body names another sequence number")
     except (AuditError, KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
-        click.echo(f"INVALID: {exc}", err=True)
+        report(as_json, {"ok": False, "problem": str(exc)}, f"INVALID: {exc}", err=True)
         raise SystemExit(1) from exc
-    click.echo(
+    report(
+        as_json,
+        {"ok": True, "seq": int(data["seq"]), "origin": checkpoint.origin,
+         "size": checkpoint.tree_size, "root": checkpoint.root_hash.hex()},
         f"ok: event {data['seq']} is in the log {checkpoint.origin} of "
-        f"{checkpoint.tree_size} events (root {checkpoint.root_hash.hex()[:16]})"
-    )
+        f"{checkpoint.tree_size} events (root {checkpoint.root_hash.hex()[:16]})",
+    )  # fmt: skip

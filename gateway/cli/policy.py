@@ -152,6 +152,23 @@ def explain(
         return
     if principal is None or dataset is None:
         raise click.UsageError("name a PRINCIPAL and a DATASET, or --event SEQ")
+    result, version = explain_now(ctx, principal, dataset, purpose, profile)
+    emit(
+        explanation_document(result),
+        as_json,
+        lambda: print_explanation(result, principal, dataset, version),
+    )
+
+
+def explain_now(
+    ctx: click.Context,
+    principal: str,
+    dataset: str,
+    purpose: str | None,
+    profile: str | None,
+) -> tuple[Any, str]:
+    """The decision engine's explanation of ``principal`` reading ``dataset`` now, as an
+    officer's audited act; with the policy version it was decided under."""
     from gateway.access.decisions import Decider
     from gateway.access.policy_runtime import PolicyRuntime
     from gateway.access.principals import caller_by_name
@@ -190,21 +207,27 @@ def explain(
         outcome="allow" if decision.allowed else "deny",
         decision_basis=decision.basis,
     )
-    if as_json:
-        out: dict[str, Any] = {
-            "allowed": decision.allowed,
-            "reasons": list(decision.reasons),
-            "casbin": {"allowed": result.casbin_allowed, "matched": list(result.casbin_lines)},
-            "rego": {
-                "allowed": result.rego_allowed,
-                "reasons": list(result.rego_reasons),
-                "obligations": result.rego_obligations,
-            },
-        }
-        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
-        return
+    return result, runtime.version
+
+
+def explanation_document(result: Any) -> dict[str, Any]:
+    decision = result.decision
+    return {
+        "allowed": decision.allowed,
+        "reasons": list(decision.reasons),
+        "casbin": {"allowed": result.casbin_allowed, "matched": list(result.casbin_lines)},
+        "rego": {
+            "allowed": result.rego_allowed,
+            "reasons": list(result.rego_reasons),
+            "obligations": result.rego_obligations,
+        },
+    }
+
+
+def print_explanation(result: Any, principal: str, dataset: str, version: str) -> None:
+    decision = result.decision
     verdict = "ALLOW" if decision.allowed else "DENY"
-    click.echo(f"{verdict}: {principal} reading {dataset} (policy {runtime.version})")
+    click.echo(f"{verdict}: {principal} reading {dataset} (policy {version})")
     click.echo(
         f"  casbin: {'allow' if result.casbin_allowed else 'deny'}"
         + (f"  [{'; '.join(result.casbin_lines)}]" if result.casbin_lines else "")

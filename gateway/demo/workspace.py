@@ -13,11 +13,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-# Arrow's native libraries load before regopy's (imported with the policies): when
-# rego-cpp's replacement allocator is in place first, creating pyarrow's S3 filesystem
-# aborts the process ("free(): invalid pointer"; see policies/rego.py).
-import pyarrow  # noqa: F401
-
 from gateway.access.grants import add_grant
 from gateway.access.keyring import create_master_key, write_secret_file
 from gateway.access.principals import add_principal, issue_key

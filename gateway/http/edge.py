@@ -7,6 +7,10 @@ the route's limit, and strict JSON where JSON is declared. Afterwards, any answe
 no handler recorded in the audit log (a refused body, an unknown route, a crash) is
 recorded here, with the caller when the token authenticated. A success that cannot be
 recorded is turned into a 503: nothing leaves unaudited.
+
+Every wait on the state database until the answer starts honours one deadline, set
+here when the request arrives (``gateway.state.deadline``): a request that cannot
+reach the database answers within ``gateway.state_timeout_s`` and a small margin.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from gateway.http.problems import CLIENT_CLOSED_REQUEST, problem_for
 from gateway.http.rate_limits import RateLimiter
 from gateway.read.chokepoint import MAX_QUERY_BYTES
 from gateway.service import MAX_TRACE_BYTES, Gateway
+from gateway.state.deadline import request_deadline
 
 log = logging.getLogger(__name__)
 
@@ -252,25 +257,29 @@ class Edge:
                     caller = state.get("caller")
                     await self._record(gateway, meta, caller, scope, rule, status, reasons)
                 started = True
+                # Answered in time: what a stream records at its end has its own bounds.
+                deadline.lift()
             await send(message)
 
-        try:
-            receive_checked = await self._admit(gateway, scope, receive, rule, meta)
-            await self.app(scope, receive_checked, send_recorded)
-        except _Refused as refused:
-            if started:
-                raise
-            reasons.append(refused.error.detail)
-            await self._answer(send_recorded, request_id, refused.error)
-        except Exception as exc:
-            if started:
-                raise
-            error = as_gateway_error(exc)
-            log_failure(log, f"request {request_id} failed", exc)
-            reasons.append(error.detail)
-            await self._answer(send_recorded, request_id, error)
-        finally:
-            self._recorded.pop(request_id, None)
+        # The failure's own record is held to the deadline too.
+        with request_deadline(gateway.config.gateway.state_timeout_s) as deadline:
+            try:
+                receive_checked = await self._admit(gateway, scope, receive, rule, meta)
+                await self.app(scope, receive_checked, send_recorded)
+            except _Refused as refused:
+                if started:
+                    raise
+                reasons.append(refused.error.detail)
+                await self._answer(send_recorded, request_id, refused.error)
+            except Exception as exc:
+                if started:
+                    raise
+                error = as_gateway_error(exc)
+                log_failure(log, f"request {request_id} failed", exc)
+                reasons.append(error.detail)
+                await self._answer(send_recorded, request_id, error)
+            finally:
+                self._recorded.pop(request_id, None)
 
     async def _admit(
         self, gateway: Gateway, scope: Scope, receive: Receive, rule: RouteRule, meta: RequestMeta

@@ -46,13 +46,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "budget": _STRING,
                 "remaining": _nullable(_NUMBER),
                 "needed": _NUMBER,
+                "resets_at": {**_nullable(_STRING), "format": "date-time"},
                 "max_rows": _INT,
             },
         ),
         "description": "An RFC 9457 problem. `type` is `urn:kiteline:problem:<slug>`; "
         "`request_id` names the request in the logs and the audit log. Access-denied "
-        "problems carry `reasons` (and `rule`), budget problems `budget`, `remaining` and "
-        "`needed`, invalid requests `errors`.",
+        "problems carry `reasons` (and `rule`), budget problems `budget`, `remaining`, "
+        "`needed` and `resets_at` (RFC 3339, UTC; null for a total budget, which never resets; "
+        "a `Retry-After` header too when the reset is within a day), invalid requests "
+        "`errors`.",
     },
     "Status": _object({"status": _STRING}),
     "Grant": _object(
@@ -262,8 +265,9 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
 QUERY_HEADERS = {
     "X-Kiteline-Audit-Seq": "The audit event that recorded the read (its receipt).",
     "X-Kiteline-Profile": "The access profile the answer was shaped by.",
-    "X-Kiteline-Resume-Cursor": "Where the next page starts if this one is full (absent "
-    "under k-anonymity suppression, where only the body's cursor is exact). Formats with "
+    "X-Kiteline-Resume-Cursor": "Where the next page starts if this one is full. Under "
+    "k-anonymity suppression it is exact, counted before the answer, and sent only for CSV "
+    "when another page follows. Formats with "
     "a closing part carry the exact next cursor there: JSON's `next_cursor`, the custom "
     "metadata `kiteline.next_cursor` of a last, empty Arrow batch, the Parquet footer's "
     "key-value metadata `kiteline.next_cursor`.",

@@ -2,11 +2,12 @@
 
 Three things run side by side while a large answer is delivered:
 
-- the sender asks the read for its next chunk (in a worker thread: the read does store
-  I/O) only once the server has taken the previous one. uvicorn's ``send`` waits while
-  its transport holds more than its high-water mark (flow control), and chunks are
-  handed over in pieces of at most ``PIECE_BYTES``, so a slow client holds the read
-  back instead of the server buffering the answer ahead of it. The answer counts as
+- the sender asks the read for its next chunks, about ``PIECE_BYTES`` of them (in a
+  worker thread: the read does store I/O), only once the server has taken the ones
+  before. uvicorn's ``send`` waits while its transport holds more than its high-water
+  mark (flow control), and chunks are handed over in pieces of at most ``PIECE_BYTES``,
+  so a slow client holds the read back instead of the server buffering the answer
+  ahead of it. The answer counts as
   complete only once the kernel has sent its last byte;
 - a watch asks the read every ``WATCH_INTERVAL_S`` whether its reader may still
   receive it (revoked, offboarded, suspended, in this process or any other sharing the
@@ -37,7 +38,10 @@ from gateway.read.delivery import Delivery
 
 log = logging.getLogger(__name__)
 
-PIECE_BYTES = 64 * 1024
+# A piece is what one ``send`` hands the server: large enough that the event loop goes
+# round once per several hundred kilobytes of a bulk answer rather than per 64 KiB, and
+# small enough that what a stream holds ahead of a slow client stays bounded.
+PIECE_BYTES = 1024 * 1024
 WATCH_INTERVAL_S = 0.5
 DRAIN_POLL_S = 0.02
 # The scope extension under which the server (gateway.http.server) lends the socket.
@@ -95,9 +99,8 @@ class GovernedStream(Response):
     async def _send_all(self, send: Send, control: SocketControl | None, stop: Stop) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            while (chunk := await anyio.to_thread.run_sync(_next_chunk, self._chunks)) is not None:
-                for start in range(0, len(chunk), PIECE_BYTES):
-                    piece = chunk[start : start + PIECE_BYTES]
+            while chunks := await anyio.to_thread.run_sync(_next_chunks, self._chunks):
+                for piece in _pieces(chunks):
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
                     self._delivery.handed_over(
                         piece,
@@ -185,8 +188,26 @@ async def _drained(control: SocketControl | None) -> None:
         await anyio.sleep(DRAIN_POLL_S)
 
 
-def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
-    return next(chunks, None)
+def _next_chunks(chunks: Iterator[bytes]) -> list[bytes]:
+    """The next chunks of the answer, about ``PIECE_BYTES`` of them (empty at the end):
+    one thread hop for several small chunks, and the read stays at most a piece ahead."""
+    taken: list[bytes] = []
+    size = 0
+    while size < PIECE_BYTES and (chunk := next(chunks, None)) is not None:
+        taken.append(chunk)
+        size += len(chunk)
+    return taken
+
+
+def _pieces(chunks: list[bytes]) -> Iterator[bytes]:
+    """Each chunk as is (no copy) when it fits a piece, else cut into pieces."""
+    for chunk in chunks:
+        if len(chunk) <= PIECE_BYTES:
+            if chunk:
+                yield chunk
+            continue
+        for start in range(0, len(chunk), PIECE_BYTES):
+            yield chunk[start : start + PIECE_BYTES]
 
 
 def _close_quietly(chunks: Iterator[bytes]) -> None:

@@ -27,11 +27,12 @@ from gateway.auditing.log import AuditLog, Prepared, RequestMeta
 from gateway.errors import as_gateway_error, log_failure
 from gateway.read.delivery import Delivery
 from gateway.read.digest import AnswerDigest
-from gateway.read.encoders import encoder_for, iter_encoded
+from gateway.read.encoders import CSV, encoder_for, iter_encoded
 from gateway.read.inflight import InflightReads
 from gateway.read.plan import ReadPlan, scan_of
 from gateway.read.query import CursorCodec
 from gateway.read.result import ReadResult
+from gateway.read.resume import consumed_by_page
 from gateway.read.watch import ReadWatch
 from gateway.transforms.kanonymity import ClassIndex, take_kept
 from gateway.transforms.profile import BatchTransformer
@@ -155,10 +156,15 @@ class RowReader:
         headers.update(budgets.headers(dict(read.left)))
         if read.suppress is None:
             # Where the next page starts if this one fills (a CSV body has no room for a
-            # cursor after its rows); under k-suppression it is known only at the end.
+            # cursor after its rows).
             headers["X-Kiteline-Resume-Cursor"] = self.cursors.encode(
                 plan.offset + plan.limit, plan.fingerprint
             )
+        elif plan.media_type == CSV:
+            # Under k-suppression it depends on the rows kept: counted by a first pass.
+            resume = self.resume_cursor(read)
+            if resume is not None:
+                headers["X-Kiteline-Resume-Cursor"] = resume
         small = plan.limit <= BUFFERED_READ_ROWS
         record = QueryRecord(self.audit, query, headers, deferred=small)
         self.usage.touch(plan.grant_id)
@@ -176,6 +182,15 @@ class RowReader:
         delivery = None if small else stream.delivery(self.watch(read))
         chunks = stream.chunks(first, batches)
         return ReadResult(plan.media_type, chunks, headers, small=small, delivery=delivery)
+
+    def resume_cursor(self, read: RowRead) -> str | None:
+        """The next page's cursor of a suppressing read, before it runs (see resume)."""
+        assert read.suppress is not None
+        batches = self.scan(read, Cancellation())
+        consumed = consumed_by_page(batches, read.suppress, read.plan.limit)
+        if consumed is None:
+            return None
+        return self.cursors.encode(read.plan.offset + consumed, read.plan.fingerprint)
 
     def watch(self, read: RowRead) -> ReadWatch:
         return ReadWatch(

@@ -16,9 +16,11 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import exc as exc_types
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from gateway.state.deadline import bound_connection, remaining
 from gateway.state.models import Version
 from gateway.state.wal import AUTOCHECKPOINT_PAGES
 
@@ -32,7 +34,7 @@ DEFAULT_TIMEOUT_S = 5.0
 
 
 def _sqlite_pragmas(
-    dbapi_connection: Any, _record: ConnectionPoolEntry, *, busy_timeout_ms: int
+    dbapi_connection: Any, record: ConnectionPoolEntry, *, busy_timeout_ms: int
 ) -> None:
     # WAL lets readers run beside the single writer; NORMAL sync is durable across
     # process crashes (the audit crash test relies on this), and busy_timeout turns
@@ -42,6 +44,7 @@ def _sqlite_pragmas(
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    record.info["lock_wait_s"] = busy_timeout_ms / 1000
     cursor.execute("PRAGMA foreign_keys=ON")
     # Checkpoints are the WalCheckpointer's job; this threshold is only the backstop.
     cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
@@ -49,13 +52,25 @@ def _sqlite_pragmas(
 
 
 def _postgres_lock_timeout(
-    dbapi_connection: Any, _record: ConnectionPoolEntry, *, lock_timeout_ms: int
+    dbapi_connection: Any, record: ConnectionPoolEntry, *, lock_timeout_ms: int
 ) -> None:
     # A lock held elsewhere (the audit log's advisory lock, a row) is waited for within
     # the bound, then the statement fails and the request answers 503.
     with dbapi_connection.cursor() as cursor:
         cursor.execute(f"SET lock_timeout = {lock_timeout_ms}")
     dbapi_connection.commit()
+    record.info["lock_wait_s"] = lock_timeout_ms / 1000
+
+
+def _bound_by_deadline(
+    dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any, *, timeout_s: float
+) -> None:
+    # Each checkout is a wait to come: bounded by what is left of the request's deadline.
+    try:
+        bound_connection(dbapi_connection, record.info, remaining(timeout_s))
+    except Exception as exc:
+        # A connection that cannot take the setting is broken: the pool replaces it.
+        raise exc_types.DisconnectionError(str(type(exc).__name__)) from exc
 
 
 def create_state_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Engine:
@@ -83,6 +98,7 @@ def create_state_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> En
         # so that writers can take the lock up front (BEGIN IMMEDIATE).
         event.listen(engine, "connect", _disable_pysqlite_begin)
         event.listen(engine, "begin", _begin)
+        _listen_checkout(engine, timeout_s)
         return engine
     engine = create_engine(
         url,
@@ -95,7 +111,12 @@ def create_state_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> En
     event.listen(
         engine, "connect", functools.partial(_postgres_lock_timeout, lock_timeout_ms=timeout_ms)
     )
+    _listen_checkout(engine, timeout_s)
     return engine
+
+
+def _listen_checkout(engine: Engine, timeout_s: float) -> None:
+    event.listen(engine, "checkout", functools.partial(_bound_by_deadline, timeout_s=timeout_s))
 
 
 def _create_private_file(url: str) -> None:

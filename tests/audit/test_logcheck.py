@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 
 from audit.chain import GENESIS, canonical, link
 from audit.checkpoints import Checkpoint
-from audit.logcheck import FORKED, TAMPERED, TRUNCATED, ExpectedHead, LogRecord, verify_log
+from audit.logcheck import (
+    CHECKPOINT_MISSING,
+    FORKED,
+    TAMPERED,
+    TRUNCATED,
+    ExpectedHead,
+    LogRecord,
+    verify_log,
+)
 from audit.merkle import leaf_hash, root_from_leaf_hashes
 
 
@@ -124,3 +132,18 @@ def test_a_consistent_rewrite_is_caught_by_an_earlier_checkpoint(bodies, data):
     report = verify_log(forged, checkpoints=[("saved", saved)])
     assert not report.ok
     assert report.finding in (FORKED, TRUNCATED)
+
+
+def test_a_checkpoint_the_log_records_must_be_shown():
+    records = build([{"actor": "mei", "i": i} for i in range(4)])
+    signed = checkpoint_of(records)
+    record = {"action": "checkpoint.signed", "tree_size": 4, "root": signed.root_hash.hex()}
+    # A body that merely mentions the action in a nested field is not a record.
+    mention = {"actor": "sam", "note": {"action": "checkpoint.signed", "tree_size": 9}}
+    records = build([{"actor": "mei", "i": i} for i in range(4)] + [record, mention])
+    head = ExpectedHead(6, records[-1].hash)
+    shown = verify_log(records, checkpoints=[("stored #1", signed)], head=head)
+    assert shown.ok and shown.recorded == ((4, 5),), shown
+    missing = verify_log(records, head=head)
+    assert not missing.ok and missing.finding == CHECKPOINT_MISSING
+    assert "those of 4 events (recorded by events 5)" in (missing.problem or "")

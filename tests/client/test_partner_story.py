@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -25,6 +26,7 @@ from kiteline_client import (
 
 from gateway.demo.workspace import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from tests.client.conftest import BIG_STUDIES, Server
+from tests.gateway.test_anonymized_reads import set_limits
 
 pytestmark = pytest.mark.slow
 
@@ -112,6 +114,28 @@ def test_an_aggregate_reports_the_privacy_budget_left(served: Server, workspace:
         assert exhausted.value.remaining == pytest.approx(left)
         assert exhausted.value.budget and exhausted.value.needed == pytest.approx(1.5)
         assert exhausted.value.status == 429
+        # A grant's epsilon is spent once: it never resets, and nothing is worth a wait.
+        assert exhausted.value.problem["resets_at"] is None
+        assert exhausted.value.resets_at is None and exhausted.value.retry_after is None
+
+
+def test_an_exhausted_daily_row_budget_says_when_it_resets(served: Server, workspace: Workspace):
+    set_limits(workspace, rows_per_day=300)
+    calls: list[float] = []
+    with client_for(served, workspace, sleep=calls.append) as client:
+        assert client.query("patients", limit=300, purpose=SURGICAL_PURPOSE).num_rows == 300
+        with pytest.raises(BudgetExhausted) as exhausted:
+            client.query("patients", limit=10, purpose=SURGICAL_PURPOSE)
+    error = exhausted.value
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    assert (error.budget, error.remaining) == ("rows today", 0)
+    assert error.problem["resets_at"] == midnight.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert error.resets_at == midnight
+    # Retry-After names the same instant; hours away, so the client does not wait.
+    assert error.retry_after is not None
+    assert abs(error.retry_after - (midnight - now).total_seconds()) < 30
+    assert calls == []
 
 
 def test_refusals_raise_typed_errors_at_once(served: Server, workspace: Workspace):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,21 @@ def test_budget_errors_carry_what_remains():
         1.0,
         60.0,
     )
+    assert error.resets_at is None
+
+
+def test_budget_errors_carry_when_the_budget_resets():
+    body = {
+        "type": "urn:kiteline:problem:budget-exhausted",
+        "budget": "rows today",
+        "remaining": 0,
+        "needed": 10,
+        "resets_at": "2026-12-08T00:00:00Z",
+    }
+    error = problem_error(429, body, retry_after=3600.0)
+    assert isinstance(error, BudgetExhausted)
+    assert error.resets_at == datetime(2026, 12, 8, tzinfo=UTC)
+    assert problem_error(429, {**body, "resets_at": "soon"}).resets_at is None
 
 
 def test_a_profile_is_written_private_and_refused_when_exposed(

@@ -55,6 +55,34 @@ def test_big_file_is_read_without_caching(tmp_path: Path):
         store.close()
 
 
+def test_a_file_that_decodes_past_the_bound_is_never_loaded(tmp_path: Path):
+    # Small on disk (one repeated value compresses to almost nothing), large decoded:
+    # the footer's uncompressed size declines it before any decoding.
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": pa.array([7] * 200_000, pa.int64())}), path)
+    on_disk = path.stat().st_size
+    cache = ArrowFileCache(max_file_bytes=max(on_disk, 100_000))
+    assert on_disk <= cache.max_file_bytes < 200_000 * 8
+    store = LocalConnector(tmp_path, file_cache=cache)
+    loads: list[Path] = []
+    real_get = cache.get
+
+    def counting_get(path: Path, variant: Hashable, load: Callable[[], pa.Table], **kw: Any):
+        def counted() -> pa.Table:
+            loads.append(path)
+            return load()
+
+        return real_get(path, variant, counted, **kw)
+
+    cache.get = counting_get  # type: ignore[method-assign]
+    try:
+        for _ in range(2):
+            assert len(_ids(store, "t.parquet")) == 200_000
+        assert len(cache) == 0 and loads == []
+    finally:
+        store.close()
+
+
 def test_folder_is_not_cached(tmp_path: Path):
     (tmp_path / "parts").mkdir()
     _write(tmp_path / "parts" / "a.parquet", [1])

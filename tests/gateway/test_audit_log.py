@@ -94,9 +94,15 @@ def test_checkpoints_are_signed_and_a_rewritten_history_is_not(engine: Engine):
         log.append("data.query", actor="mei", i=i)
     first = checkpointer.checkpoint()
     assert first is not None and first.checkpoint.tree_size == 5
+    # The log records what was signed; that record alone is not signed again.
+    assert log.event(6) is not None and log.event(6)["action"] == "checkpoint.signed"
+    assert (log.event(6)["tree_size"], log.event(6)["root"]) == (
+        5,
+        first.checkpoint.root_hash.hex(),
+    )
     assert checkpointer.checkpoint() == first  # nothing new: no new checkpoint
     log.append("data.query", actor="mei", i=5)
-    assert checkpointer.covering(6).checkpoint.tree_size == 6
+    assert checkpointer.covering(7).checkpoint.tree_size == 7
     # An insider replaces the leaf hash of event 2: the next checkpoint is refused.
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE audit_events SET leaf_hash = hash WHERE seq = 2")

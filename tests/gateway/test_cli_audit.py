@@ -301,3 +301,33 @@ def test_receipts_verify_offline_with_the_cli(workspace: Workspace, tmp_path: Pa
     path.write_bytes(orjson.dumps(forged))
     result = CliRunner().invoke(cli, ["audit", "verify-receipt", str(path), "--key", vkey])
     assert result.exit_code == 1 and "INVALID" in result.output
+
+
+@pytest.mark.parametrize(
+    ("deleted", "code"),
+    [
+        ("", 0),
+        ("WHERE tree_size = (SELECT MIN(tree_size) FROM audit_checkpoints)", 1),
+        ("WHERE tree_size = (SELECT MAX(tree_size) FROM audit_checkpoints)", 1),
+        ("WHERE 1 = 1", 1),
+    ],
+    ids=["untouched", "the oldest", "the newest", "all"],
+)
+def test_deleted_checkpoints_fail_verify_by_name(workspace: Workspace, deleted: str, code: int):
+    # Two serving sessions (each signs a last checkpoint as it stops) and an officer's.
+    for _ in range(2):
+        with client_for(workspace) as client:
+            client.get("/v1/datasets", headers=bearer(workspace, "mei"))
+    assert run(workspace, "audit", "checkpoint")[0] == 0
+    with sqlite3.connect(workspace.root / "state.db") as conn:
+        sizes = [row[0] for row in conn.execute("SELECT tree_size FROM audit_checkpoints")]
+    assert len(sizes) >= 3, sizes
+    if deleted:
+        sql(workspace, f"DELETE FROM audit_checkpoints {deleted}")
+    result, out = run(workspace, "audit", "verify")
+    assert result == code, out
+    if code:
+        assert "recorded in the log are missing" in out
+        assert "a checkpoint was deleted" in out
+    else:
+        assert f"{len(sizes)} checkpoint(s) consistent" in out

@@ -7,11 +7,12 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pyarrow as pa
 
+from kiteline_client.arrow_stream import read_page
 from kiteline_client.errors import InvalidRequest, TransportFailed, problem_error
 from kiteline_client.profiles import load_profile
 from kiteline_client.receipts import Receipt
@@ -21,9 +22,9 @@ if TYPE_CHECKING:
     import os
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ARROW = "application/vnd.apache.arrow.stream"
-NEXT_CURSOR = b"kiteline.next_cursor"
 META_KEY = b"kiteline"
 # The gateway's default per-request cap; a grant with a lower one is learnt from the
 # gateway's refusal, which names the cap (see _Pager).
@@ -190,31 +191,44 @@ class Client:
 
     # -- transport -------------------------------------------------------------------
 
-    def _request(
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The whole response to one request (see ``_exchange``)."""
+        return self._exchange(method, path, _read_whole, **kwargs)
+
+    def _exchange(
         self,
         method: str,
         path: str,
+        consume: Callable[[httpx.Response], T],
         *,
         body: Any = None,
         params: Mapping[str, Any] | None = None,
         accept: str = "application/json",
         safe: bool = True,
-    ) -> httpx.Response:
-        """Send one request, waiting out "not now" answers; raise the typed problem.
+    ) -> T:
+        """Send one request and ``consume`` its streamed answer, waiting out "not now"
+        answers; raise the typed problem.
 
         ``safe`` requests (reads) are retried on a 503, a 429 with a short Retry-After
-        and any transport failure; others only when the connection was never made, so
-        a write is never sent twice."""
+        and any transport failure, also one that cuts the answer short; others only when
+        the connection was never made, so a write is never sent twice."""
         attempt = 0
         while True:
+            request = self._http.build_request(
+                method,
+                path,
+                json=body,
+                params={k: v for k, v in (params or {}).items() if v is not None},
+                headers={"Accept": accept},
+            )
             try:
-                response = self._http.request(
-                    method,
-                    path,
-                    json=body,
-                    params={k: v for k, v in (params or {}).items() if v is not None},
-                    headers={"Accept": accept},
-                )
+                response = self._http.send(request, stream=True)
+                try:
+                    if response.status_code < 400:
+                        return consume(response)
+                    response.read()
+                finally:
+                    response.close()
             except httpx.TransportError as exc:
                 retryable = safe or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 wait = self.retry.wait_for(None, None, attempt) if retryable else None
@@ -222,8 +236,6 @@ class Client:
                     raise TransportFailed(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
                 log.info("%s %s failed (%s); retrying in %.2fs", method, path, exc, wait)
             else:
-                if response.status_code < 400:
-                    return response
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 # A write that reached the gateway is never sent again.
                 wait = (
@@ -275,8 +287,10 @@ class Client:
                 return
             body = {**base, "limit": wanted, **({"cursor": cursor} if cursor else {})}
             try:
-                response = self._request(
-                    "POST", f"/v1/datasets/{dataset}/query", body=body, accept=ARROW
+                # A page is decoded whole before any of its batches is handed out: one cut
+                # short is then retried like any failed read, and no batch comes twice.
+                page = self._exchange(
+                    "POST", f"/v1/datasets/{dataset}/query", read_page, body=body, accept=ARROW
                 )
             except InvalidRequest as exc:
                 # The grant caps rows per request below the page size: use its cap.
@@ -285,30 +299,20 @@ class Client:
                     self.page_rows = cap
                     continue
                 raise
-            data = response.content
-            info.pages += 1
-            info.bytes += len(data)
-            seq = response.headers.get("x-kiteline-audit-seq")
-            if seq is not None:
-                info.audit_seqs.append(int(seq))
-            info.profile = response.headers.get("x-kiteline-profile", info.profile)
-            info.budget = Budget.from_headers(response.headers)
-            cursor = None
-            try:
-                reader = pa.ipc.open_stream(pa.py_buffer(data))
-                info.schema = reader.schema
-                while True:
-                    try:
-                        batch, metadata = reader.read_next_batch_with_custom_metadata()
-                    except StopIteration:
-                        break
-                    if metadata is not None and NEXT_CURSOR in metadata:
-                        cursor = metadata[NEXT_CURSOR].decode()
-                    if batch.num_rows:
-                        info.rows += batch.num_rows
-                        yield batch
             except pa.ArrowInvalid as exc:
                 raise TransportFailed(f"the answer for {dataset} broke off: {exc}") from exc
+            info.pages += 1
+            info.bytes += page.nbytes
+            seq = page.headers.get("x-kiteline-audit-seq")
+            if seq is not None:
+                info.audit_seqs.append(int(seq))
+            info.profile = page.headers.get("x-kiteline-profile", info.profile)
+            info.budget = Budget.from_headers(page.headers)
+            info.schema = page.schema
+            cursor = page.cursor
+            for batch in page.batches:
+                info.rows += batch.num_rows
+                yield batch
             if cursor is None:
                 return
 
@@ -424,6 +428,11 @@ class Client:
     def receipt(self, seq: int) -> Receipt:
         """The receipt of one of the caller's own audit events (e.g. a read's seq)."""
         return Receipt.from_json(self._json("GET", f"/v1/audit/events/{seq}/proof"))
+
+
+def _read_whole(response: httpx.Response) -> httpx.Response:
+    response.read()
+    return response
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

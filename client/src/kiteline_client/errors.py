@@ -6,6 +6,7 @@ catches what it can handle (``except BudgetExhausted``) and lets the rest propag
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 PROBLEM_PREFIX = "urn:kiteline:problem:"
@@ -73,7 +74,9 @@ class BudgetExhausted(ProblemError):
     """A row or privacy budget cannot pay for the request.
 
     ``budget`` names it, ``remaining`` is what is left of it, ``needed`` what the
-    request asked for and ``retry_after`` the seconds until it may pay (when known)."""
+    request asked for, ``resets_at`` when it starts afresh (an aware UTC datetime; None
+    for a total budget, which never resets) and ``retry_after`` the seconds until then,
+    when the gateway named them (a reset within a day)."""
 
     slug = "budget-exhausted"
 
@@ -82,7 +85,17 @@ class BudgetExhausted(ProblemError):
         self.budget: str | None = problem.get("budget")
         self.remaining: float | None = problem.get("remaining")
         self.needed: float | None = problem.get("needed")
+        self.resets_at = _instant(problem.get("resets_at"))
         self.retry_after = retry_after
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 class Unavailable(ProblemError):
