@@ -216,13 +216,10 @@ def run() -> list[Result]:
         log.engine.dispose()
     pg = os.environ.get("KITELINE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
     try:
-        import psycopg
+        from tests.pg_schemas import private_schema
 
-        schema = f"bench_{os.getpid()}"
-        with psycopg.connect(pg, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            log = _log(f"{pg}?options=-csearch_path%3D{schema}")
+        with private_schema(pg, f"bench_{os.getpid()}") as url:
+            log = _log(url)
             rate = _appends_per_second(log, total // 2)
             results.append(
                 Result(
@@ -237,9 +234,6 @@ def run() -> list[Result]:
             )
             log.close()
             log.engine.dispose()
-        finally:
-            with psycopg.connect(pg, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
     except Exception as exc:  # no server: report, do not fail the other numbers
         print(f"PostgreSQL benchmark skipped: {type(exc).__name__}: {exc}")
     return results

@@ -51,18 +51,11 @@ wrk.headers["Authorization"] = "Bearer {token}"
 
 @contextlib.contextmanager
 def pg_schema() -> Iterator[str]:
-    import psycopg
+    from tests.pg_schemas import private_schema
 
     base = os.environ.get("KITELINE_TEST_PG_URL", DEFAULT_PG_URL)
-    schema = f"kl_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with private_schema(base, f"kl_bench_{uuid.uuid4().hex[:10]}") as url:
+        yield url
 
 
 def workspace(state_url: str) -> Any:

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from gateway.config import Settings
 from gateway.demo.workspace import Workspace, create_workspace
 from gateway.http.app import create_app
+from tests.pg_schemas import private_schema
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -49,15 +50,8 @@ def postgres_url() -> str:
 @pytest.fixture
 def pg_schema_url(postgres_url: str) -> Iterator[str]:
     """A URL whose connections live in a fresh, private schema, dropped afterwards."""
-    schema = f"kl_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    separator = "&" if "?" in postgres_url else "?"
-    try:
-        yield f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with private_schema(postgres_url, f"kl_{uuid.uuid4().hex[:12]}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ audit event listing its consequences.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,13 @@ log = logging.getLogger(__name__)
 
 ABOVE_ALUMNI = ("raw", "pseudonymized")
 MIN_CUSTODIANS = 2
+# (kind, suspend) -> (the attempt audited, the change recorded)
+_STATUS_ACTIONS = {
+    ("principal", True): ("principal.suspend", "principal.suspended"),
+    ("principal", False): ("principal.reinstate", "principal.reinstated"),
+    ("org", True): ("org.suspend", "org.suspended"),
+    ("org", False): ("org.reinstate", "org.reinstated"),
+}
 
 
 class Lifecycle:
@@ -231,9 +239,8 @@ class Lifecycle:
     def set_principal_status(
         self, caller: Caller, ref: str, *, suspend: bool, reason: str, meta: RequestMeta
     ) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
+        def change(status: str) -> dict[str, Any]:
             ensure_role(caller, "principals.suspend")
-            status = "suspended" if suspend else "active"
             with self._workflow.transaction() as conn:
                 person = self._principal(conn, ref)
                 if person.name == caller.name:
@@ -245,39 +252,17 @@ class Lifecycle:
                 )
                 bump_version(conn, "principals")
             cancelled = self._inflight.cancel(principal=person.name) if suspend else 0
-            result = {"principal": person.name, "status": status, "reads_cancelled": cancelled}
-            return self._recorded(
-                "principal.suspended" if suspend else "principal.reinstated",
-                result,
-                reason,
-                caller=caller,
-                meta=meta,
-            )
+            return {"principal": person.name, "status": status, "reads_cancelled": cancelled}
 
-        action = "principal.suspend" if suspend else "principal.reinstate"
-        return self._workflow.audited(action, run, caller=caller, meta=meta)
-
-    def _recorded(
-        self,
-        action: str,
-        result: dict[str, Any],
-        reason: str,
-        *,
-        caller: Caller,
-        meta: RequestMeta,
-    ) -> dict[str, Any]:
-        """Audit a change of status as allowed, with its reason and result; the result."""
-        self._workflow.record(
-            action, meta=meta, caller=caller, decision="allow", reasons=[reason], **result
+        return self._status_change(
+            "principal", change, suspend=suspend, reason=reason, caller=caller, meta=meta
         )
-        return result
 
     def set_org_status(
         self, caller: Caller, org: str, *, suspend: bool, reason: str, meta: RequestMeta
     ) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
+        def change(status: str) -> dict[str, Any]:
             ensure_role(caller, "orgs.suspend")
-            status = "suspended" if suspend else "active"
             with self._workflow.transaction() as conn:
                 current = conn.scalar(select(Org.status).where(Org.name == org))
                 if current is None:
@@ -288,19 +273,37 @@ class Lifecycle:
                 members = list(conn.scalars(select(Principal.name).where(Principal.org == org)))
                 bump_version(conn, "principals")
             cancelled = self._inflight.cancel(org=org) if suspend else 0
-            result = {
+            return {
                 "org": org,
                 "status": status,
                 "members": sorted(members),
                 "reads_cancelled": cancelled,
             }
-            return self._recorded(
-                "org.suspended" if suspend else "org.reinstated",
-                result,
-                reason,
-                caller=caller,
-                meta=meta,
-            )
 
-        action = "org.suspend" if suspend else "org.reinstate"
-        return self._workflow.audited(action, run, caller=caller, meta=meta)
+        return self._status_change(
+            "org", change, suspend=suspend, reason=reason, caller=caller, meta=meta
+        )
+
+    def _status_change(
+        self,
+        kind: str,
+        change: Callable[[str], dict[str, Any]],
+        *,
+        suspend: bool,
+        reason: str,
+        caller: Caller,
+        meta: RequestMeta,
+    ) -> dict[str, Any]:
+        """Suspend or reinstate under audit: the attempt is audited as a whole, and the
+        change made is recorded as allowed with its reason and result."""
+        attempt, done = _STATUS_ACTIONS[kind, suspend]
+        status = "suspended" if suspend else "active"
+
+        def run() -> dict[str, Any]:
+            result = change(status)
+            self._workflow.record(
+                done, meta=meta, caller=caller, decision="allow", reasons=[reason], **result
+            )
+            return result
+
+        return self._workflow.audited(attempt, run, caller=caller, meta=meta)

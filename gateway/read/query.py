@@ -171,6 +171,20 @@ def _column(view: DatasetView, name: str, where: str) -> ColumnView:
     return column
 
 
+def _unchanged(view: DatasetView, name: str, where: str, use: str, rule: str) -> ColumnView:
+    """The column named, refused unless the profile returns it unchanged: a filter or an
+    order on a masked or generalized column would reveal the values behind it."""
+    column = _column(view, name, where)
+    if not column.filterable:
+        raise AccessDenied(
+            f"{where}: column {column.name!r} is {column.treatment} under the "
+            f"{view.profile!r} profile; {use} only to columns returned unchanged",
+            column=column.name,
+            rule=rule,
+        )
+    return column
+
+
 def _hidden(view: DatasetView, column: ColumnView, where: str) -> AccessDenied:
     return AccessDenied(
         f"{where}: column {column.name!r} ({column.spec.classification}) is not returned "
@@ -231,14 +245,9 @@ def _orders(request: QueryRequest, view: DatasetView) -> tuple[OrderBy, ...]:
     orders = []
     for i, order in enumerate(request.orders()):
         where = f"order_by[{i}]"
-        column = _column(view, order.column, where)
-        if not column.filterable:
-            raise AccessDenied(
-                f"{where}: column {column.name!r} is {column.treatment} under the "
-                f"{view.profile!r} profile; ordering applies only to columns returned unchanged",
-                column=column.name,
-                rule="order on transformed column",
-            )
+        column = _unchanged(
+            view, order.column, where, "ordering applies", "order on transformed column"
+        )
         orders.append(OrderBy(column.name, order.desc))
     return tuple(orders)
 
@@ -264,14 +273,9 @@ def plan_rows(
     filters = list(row_filters)
     for i, condition in enumerate(request.where):
         where = f"where[{i}]"
-        column = _column(view, condition.column, where)
-        if not column.filterable:
-            raise AccessDenied(
-                f"{where}: column {column.name!r} is {column.treatment} under the "
-                f"{view.profile!r} profile; filters apply only to columns returned unchanged",
-                column=column.name,
-                rule="filter on transformed column",
-            )
+        column = _unchanged(
+            view, condition.column, where, "filters apply", "filter on transformed column"
+        )
         filters.append(_typed_filter(column, condition, where))
     orders = _orders(request, view)
     limit = request.limit if request.limit is not None else min(default_limit, max_rows)

@@ -9,6 +9,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
+def as_strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous string array, whatever string-like or numeric type came in."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())
+    return arr
+
+
 def map_list(values: list[Any], fn: Callable[[Any], Any], out_type: pa.DataType) -> pa.Array:
     """``fn`` over a Python list (a page: cheaper than the Arrow calls below)."""
     memo: dict[Any, Any] = {}

@@ -38,24 +38,13 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fff
 _SURNAME_FIRST = re.compile(r"^\s*([^,]+?)\s*,\s*(.+?)\s*$")
 
 
-def _as_strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """One contiguous string array, whatever string-like or numeric type came in."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if not pa.types.is_string(arr.type):
-        arr = arr.cast(pa.string())
-    return arr
-
-
 # Up to this many values a column is masked from a Python list.
 SMALL_BATCH_ROWS = 2_048
 
 
 def _per_distinct(arr: pa.Array | pa.ChunkedArray, fn: Callable[[str], str]) -> pa.Array:
     """Apply ``fn`` to each distinct non-null value and spread the results back to rows."""
-    values = _as_strings(arr)
+    values = distinct.as_strings(arr)
     if len(values) <= SMALL_BATCH_ROWS:
         return distinct.map_list(values.to_pylist(), fn, pa.string())
     return distinct.map_array(values, fn, pa.string())

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gateway.transforms.distinct import as_strings
 from gateway.transforms.names import default_finder
 from gateway.transforms.pii import (
     BANK_CARD,
@@ -73,16 +74,6 @@ def _replace(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
         last = end
     parts.append(text[last:])
     return "".join(parts)
-
-
-def _as_strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if not pa.types.is_string(arr.type):
-        arr = arr.cast(pa.string())
-    return arr
 
 
 # Up to this many rows a batch is scrubbed from Python lists: a 100-row page would
@@ -161,8 +152,8 @@ def scrub(
     then not used: its entries hold the full scrub). Null texts stay null. A small batch
     reuses and fills ``cache`` when one is given.
     """
-    values = _as_strings(texts)
-    name_columns = [_as_strings(n) for n in names]
+    values = as_strings(texts)
+    name_columns = [as_strings(n) for n in names]
     for column in name_columns:
         if len(column) != len(values):
             raise ValueError(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import ParamSpec
 
 import pytest
 from hypothesis import assume, given, settings
@@ -134,21 +135,13 @@ def _flip_bit(node: bytes, bit: int) -> bytes:
     return bytes([node[0] ^ (1 << bit)]) + node[1:]
 
 
-def _inclusion_rejected(
-    hashed_leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes
-) -> bool:
-    try:
-        verify_inclusion(hashed_leaf, index, size, proof, root)
-    except ProofInvalid:
-        return True
-    return False
+P = ParamSpec("P")
 
 
-def _consistency_rejected(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]
-) -> bool:
+def _rejected(verify: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> bool:
+    """Whether the verifier refuses the proof (it raises rather than return False)."""
     try:
-        verify_consistency(old_size, new_size, old_root, new_root, proof)
+        verify(*args, **kwargs)
     except ProofInvalid:
         return True
     return False
@@ -212,14 +205,16 @@ def check_inclusion_probes(
         ("size // 2", index, size // 2),
     ]
     for description, other_index, other_size in always_wrong:
-        assert _inclusion_rejected(hashed_leaf, other_index, other_size, proof, root), description
+        assert _rejected(verify_inclusion, hashed_leaf, other_index, other_size, proof, root), (
+            description
+        )
     for description, other_size in [("size - 1", size - 1), ("size + 1", size + 1)]:
-        rejected = _inclusion_rejected(hashed_leaf, index, other_size, proof, root)
+        rejected = _rejected(verify_inclusion, hashed_leaf, index, other_size, proof, root)
         unavoidable = _inclusion_shape(index, other_size) == _inclusion_shape(index, size)
         assert rejected != unavoidable, description
 
     for description, edited in _proof_edits(proof, root, SOME_HASH):
-        assert _inclusion_rejected(hashed_leaf, index, size, edited, root), description
+        assert _rejected(verify_inclusion, hashed_leaf, index, size, edited, root), description
     for description, leaf, other_root in [
         ("wrong leaf", leaf_hash(b"wrong leaf"), root),
         ("short leaf", b"WrongLeaf", root),
@@ -228,7 +223,7 @@ def check_inclusion_probes(
         ("other root", hashed_leaf, SOME_HASH),
         ("short root", hashed_leaf, root[:-1]),
     ]:
-        assert _inclusion_rejected(leaf, index, size, proof, other_root), description
+        assert _rejected(verify_inclusion, leaf, index, size, proof, other_root), description
 
 
 def check_consistency_probes(
@@ -244,15 +239,19 @@ def check_consistency_probes(
         ("new size // 2", old_size, new_size // 2),
     ]
     for description, other_old, other_new in always_wrong:
-        assert _consistency_rejected(other_old, other_new, old_root, new_root, proof), description
+        assert _rejected(verify_consistency, other_old, other_new, old_root, new_root, proof), (
+            description
+        )
     for description, other_new in [("new size - 1", new_size - 1), ("new size + 1", new_size + 1)]:
-        rejected = _consistency_rejected(old_size, other_new, old_root, new_root, proof)
+        rejected = _rejected(verify_consistency, old_size, other_new, old_root, new_root, proof)
         shape = _consistency_shape(old_size, new_size)
         unavoidable = _consistency_shape(old_size, other_new) == shape
         assert rejected != unavoidable, description
 
     for description, edited in _proof_edits(proof, new_root, SOME_HASH):
-        assert _consistency_rejected(old_size, new_size, old_root, new_root, edited), description
+        assert _rejected(verify_consistency, old_size, new_size, old_root, new_root, edited), (
+            description
+        )
     for description, first, second in [
         ("swapped roots", new_root, old_root),
         ("old root twice", old_root, old_root),
@@ -262,7 +261,7 @@ def check_consistency_probes(
         ("short old root", old_root[:-1], new_root),
         ("short new root", old_root, new_root[:-1]),
     ]:
-        assert _consistency_rejected(old_size, new_size, first, second, proof), description
+        assert _rejected(verify_consistency, old_size, new_size, first, second, proof), description
 
 
 def test_empty_tree_root_is_sha256_of_nothing() -> None:

@@ -140,30 +140,16 @@ def test_profiles_by_principal(client: TestClient, workspace: Workspace):
 def test_pseudonyms_join_within_recipient_and_differ_across(
     client: TestClient, workspace: Workspace
 ):
-    patients = query(
-        client,
-        workspace,
-        "mei",
-        "patients",
-        {"columns": ["patient_id"], "limit": 10_000, "purpose": SURGICAL_PURPOSE},
-    ).json()["rows"]
-    studies = query(
-        client,
-        workspace,
-        "mei",
-        "studies",
-        {"columns": ["patient_id"], "limit": 200, "purpose": SURGICAL_PURPOSE},
-    ).json()["rows"]
-    known = {r["patient_id"] for r in patients}
-    assert {r["patient_id"] for r in studies} <= known  # same domain: the tables join
-    lin = query(
-        client,
-        workspace,
-        "lin",
-        "patients",
-        {"columns": ["patient_id"], "limit": 10_000, "purpose": ALUMNI_PURPOSE},
-    ).json()["rows"]
-    assert not known & {r["patient_id"] for r in lin}  # other recipient: nothing links
+    def pseudonyms(who: str, dataset: str, limit: int, purpose: str) -> set[str]:
+        body = {"columns": ["patient_id"], "limit": limit, "purpose": purpose}
+        rows = query(client, workspace, who, dataset, body).json()["rows"]
+        return {r["patient_id"] for r in rows}
+
+    known = pseudonyms("mei", "patients", 10_000, SURGICAL_PURPOSE)
+    # same domain: the tables join
+    assert pseudonyms("mei", "studies", 200, SURGICAL_PURPOSE) <= known
+    # other recipient: nothing links
+    assert not known & pseudonyms("lin", "patients", 10_000, ALUMNI_PURPOSE)
 
 
 def test_filters_on_transformed_columns_are_refused(client: TestClient, workspace: Workspace):

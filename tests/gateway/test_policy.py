@@ -4,6 +4,7 @@ reload of edited Rego files, and fail-closed behaviour."""
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -25,6 +26,12 @@ def read(client: TestClient, token: str, dataset: str, **body: object):
         f"/v1/datasets/{dataset}/query",
         content=orjson.dumps(body),
         headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def explain(client: TestClient, workspace: Workspace, who: str, **body: object):
+    return client.post(
+        "/v1/decisions/explain", content=orjson.dumps(body), headers=bearer(workspace, who)
     )
 
 
@@ -148,12 +155,8 @@ def test_time_windows(client: TestClient, workspace: Workspace):
 
 
 def test_explain_own_and_others(client: TestClient, workspace: Workspace):
-    def explain(who: str, **body: object):
-        return client.post(
-            "/v1/decisions/explain", content=orjson.dumps(body), headers=bearer(workspace, who)
-        )
-
-    mine = explain("mei", dataset="patients", purpose=SURGICAL_PURPOSE)
+    ask = partial(explain, client, workspace)
+    mine = ask("mei", dataset="patients", purpose=SURGICAL_PURPOSE)
     assert mine.status_code == 200, mine.text
     out = mine.json()
     assert out["allowed"] is True
@@ -161,17 +164,17 @@ def test_explain_own_and_others(client: TestClient, workspace: Workspace):
     assert out["engines"]["casbin"]["matched"] == ["org:surgibot, imaging, patients, read, allow"]
     assert out["engines"]["rego"]["obligations"]["profile"] == "anonymized"
     assert out["obligations"]["profile"] == "anonymized"
-    no_purpose = explain("mei", dataset="patients").json()
+    no_purpose = ask("mei", dataset="patients").json()
     assert no_purpose["allowed"] is False
     assert any("surgical robot training" in r for r in no_purpose["reasons"])
-    assert explain("mei", principal="lin", dataset="patients").status_code == 403
-    other = explain("victor", principal="lin", dataset="patients", profile="raw")
+    assert ask("mei", principal="lin", dataset="patients").status_code == 403
+    other = ask("victor", principal="lin", dataset="patients", profile="raw")
     assert other.status_code == 200
     assert other.json()["allowed"] is False
     assert any("alumni" in r for r in other.json()["reasons"])
-    assert explain("victor", principal="ghost", dataset="patients").status_code == 404
-    assert explain("victor", dataset="nope").status_code == 404
-    assert explain("victor", dataset="patients", action="delete").status_code == 400
+    assert ask("victor", principal="ghost", dataset="patients").status_code == 404
+    assert ask("victor", dataset="nope").status_code == 404
+    assert ask("victor", dataset="patients", action="delete").status_code == 400
 
 
 @pytest.fixture
@@ -211,20 +214,12 @@ def test_reload_changes_the_next_decision_and_refuses_broken_files(
         response = read(client, workspace.tokens["erin"], "studies", limit=1)
         assert response.status_code == 403
         assert "lockdown" in response.text
-        version = client.post(
-            "/v1/decisions/explain",
-            content=b'{"dataset": "studies"}',
-            headers=bearer(workspace, "erin"),
-        ).json()["policy_version"]
+        version = explain(client, workspace, "erin", dataset="studies").json()["policy_version"]
         extra.write_text("package kiteline.access\n\nthis is not rego {{{\n")
         broken = runner.invoke(cli, [*args, "policy", "reload"])
         assert broken.exit_code == 2
         assert "lockdown.rego" in broken.output
-        after = client.post(
-            "/v1/decisions/explain",
-            content=b'{"dataset": "studies"}',
-            headers=bearer(workspace, "erin"),
-        ).json()["policy_version"]
+        after = explain(client, workspace, "erin", dataset="studies").json()["policy_version"]
         assert after == version
 
 

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +55,7 @@ from gateway.demo.workspace import (
 )
 from gateway.http.app import create_app
 from gateway.read.rows import BUFFERED_READ_ROWS
-from tests.conftest import bearer, copy_workspace, pg_url
+from tests.conftest import bearer, client_for, copy_workspace, pg_url
 
 pytestmark = [pytest.mark.slow]
 
@@ -130,9 +130,7 @@ def _site(
         workspace = _as_store(template, root, postgres_store(schema))
         (workspace.root / "keys/postgres.url").write_text(postgres_url + "\n")
         (workspace.root / "keys/postgres.url").chmod(0o600)
-    client = TestClient(
-        create_app(Settings(config=workspace.config_path)), raise_server_exceptions=False
-    )
+    client = client_for(workspace)
     return StoreSite(kind, workspace, client, schema)
 
 
@@ -420,9 +418,7 @@ def test_missing_object_is_404_and_audited(
     site: StoreSite, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     workspace = broken_copy(site, tmp_path, *_missing_location(site))
-    with TestClient(
-        create_app(Settings(config=workspace.config_path)), raise_server_exceptions=False
-    ) as client:
+    with client_for(workspace) as client:
         response = client.post(
             "/v1/datasets/patients/query", json=PATIENT_QUERY, headers=bearer(workspace, "mei")
         )
@@ -471,9 +467,7 @@ def test_unreachable_store_is_503_and_audited(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     workspace = _unreachable(sites[kind], tmp_path, unused_port)
-    with TestClient(
-        create_app(Settings(config=workspace.config_path)), raise_server_exceptions=False
-    ) as client:
+    with client_for(workspace) as client:
         response = client.post(
             "/v1/datasets/patients/query", json=PATIENT_QUERY, headers=bearer(workspace, "mei")
         )
@@ -505,9 +499,7 @@ def test_refused_credentials_are_503(
     user = f"kl_nobody_{uuid.uuid4().hex[:6]}"
     refused = psycopg.conninfo.make_conninfo(postgres_url, user=user, password="wrong-secret")
     (workspace.root / "keys/postgres.url").write_text(refused + "\n")
-    with TestClient(
-        create_app(Settings(config=workspace.config_path)), raise_server_exceptions=False
-    ) as client:
+    with client_for(workspace) as client:
         response = client.get(
             "/v1/datasets/patients",
             params={"purpose": SURGICAL_PURPOSE},
@@ -541,9 +533,7 @@ def test_statement_timeout_is_503(
         "    url: file:keys/postgres.url\n    statement_timeout_ms: 200",
     )
     workspace.config_path.write_text(text)
-    with TestClient(
-        create_app(Settings(config=workspace.config_path)), raise_server_exceptions=False
-    ) as client:
+    with client_for(workspace) as client:
         response = client.post(
             "/v1/datasets/studies/query", json={"limit": 5}, headers=bearer(workspace, "erin")
         )
@@ -640,18 +630,32 @@ def served(app: Any, port: int) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+@contextmanager
+def failing_store(
+    site: StoreSite, tmp_path: Path, port: int
+) -> Iterator[tuple[Workspace, str, Callable[[], list[dict[str, Any]]]]]:
+    """A copy of the site served over HTTP whose demo store breaks after its first batch;
+    with the workspace and base URL, the reads audited since the copy was made."""
+    workspace = copy_workspace(site.workspace, tmp_path / "ws")
+    already = len(audit_events(workspace))
+
+    def reads_since() -> list[dict[str, Any]]:
+        return [e for e in audit_events(workspace)[already:] if e["action"] == "data.read"]
+
+    app = create_app(Settings(config=workspace.config_path))
+    with served(app, port) as base:
+        gateway = app.state.gateway
+        gateway.connectors["demo"] = _FailingConnector(gateway.connectors["demo"])
+        yield workspace, base, reads_since
+
+
 ARROW_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
 def test_stream_failing_midway_is_detectably_incomplete(
     site: StoreSite, tmp_path: Path, unused_port: int
 ) -> None:
-    workspace = copy_workspace(site.workspace, tmp_path / "ws")
-    already = len(audit_events(workspace))
-    app = create_app(Settings(config=workspace.config_path))
-    with served(app, unused_port) as base:
-        gateway = app.state.gateway
-        gateway.connectors["demo"] = _FailingConnector(gateway.connectors["demo"])
+    with failing_store(site, tmp_path, unused_port) as (workspace, base, reads_since):
         received: dict[str, bytes] = {}
         for accept in ("application/json", "application/vnd.apache.arrow.stream"):
             body = bytearray()
@@ -673,7 +677,7 @@ def test_stream_failing_midway_is_detectably_incomplete(
     assert b'"rows":[{' in received["application/json"]
     assert b"next_cursor" not in received["application/json"]
     assert not received["application/vnd.apache.arrow.stream"].endswith(ARROW_EOS)
-    reads = [e for e in audit_events(workspace)[already:] if e["action"] == "data.read"]
+    reads = reads_since()
     assert len(reads) == 2
     assert all(e["complete"] is False for e in reads)
     assert reads[0]["reasons"] == [
@@ -686,12 +690,7 @@ def test_small_read_failing_midway_is_a_clean_problem(
 ) -> None:
     # A small answer is built whole before it is sent: a store failing in the middle
     # gives a problem response and no rows at all, and the read is recorded incomplete.
-    workspace = copy_workspace(site.workspace, tmp_path / "ws")
-    already = len(audit_events(workspace))
-    app = create_app(Settings(config=workspace.config_path))
-    with served(app, unused_port) as base:
-        gateway = app.state.gateway
-        gateway.connectors["demo"] = _FailingConnector(gateway.connectors["demo"])
+    with failing_store(site, tmp_path, unused_port) as (workspace, base, reads_since):
         response = httpx.post(
             f"{base}/v1/datasets/studies/query",
             json={"limit": 100},
@@ -701,5 +700,5 @@ def test_small_read_failing_midway_is_a_clean_problem(
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert "rows" not in response.json()
-    reads = [e for e in audit_events(workspace)[already:] if e["action"] == "data.read"]
+    reads = reads_since()
     assert [e["complete"] for e in reads] == [False]

@@ -8,6 +8,8 @@ profile, and a piece of one reason.
 from __future__ import annotations
 
 import copy
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -412,3 +414,29 @@ def check(decision: dict[str, Any], expected: Row) -> None:
         assert decision["obligations"]["grant_id"] is not None
     else:
         assert decision["obligations"]["grant_id"] is None
+
+
+def concurrent_mismatches(
+    evaluate: Callable[[dict[str, Any]], Any],
+    documents: list[dict[str, Any]],
+    expected: list[Any],
+    *,
+    threads: int,
+    rounds: int = 1,
+) -> list[int]:
+    """The documents ``evaluate`` answered otherwise than ``expected`` while ``threads``
+    threads each went through them all ``rounds`` times at once."""
+    mismatches: list[int] = []
+
+    def hammer() -> None:
+        for _ in range(rounds):
+            for index, document in enumerate(documents):
+                if evaluate(document) != expected[index]:
+                    mismatches.append(index)
+
+    running = [threading.Thread(target=hammer) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    return mismatches

@@ -10,7 +10,6 @@ OPA's own Rego semantics.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,13 @@ import pytest
 from policies.errors import PolicyCompileError, PolicyUnavailable
 from policies.opa import POLICY_ID_PREFIX, OpaEngine
 from policies.rego import RegoEngine
-from tests.policies.decision_table import TABLE, Row, check, request_document
+from tests.policies.decision_table import (
+    TABLE,
+    Row,
+    check,
+    concurrent_mismatches,
+    request_document,
+)
 from tests.policies.opa_stub_server import OpaStub
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
@@ -186,16 +191,4 @@ def test_not_an_http_url_is_refused() -> None:
 def test_concurrent_evaluations_agree(opa: OpaEngine, rego: RegoEngine) -> None:
     documents = [row.values[0].document for row in TABLE]
     expected = [rego.evaluate(d) for d in documents]
-    mismatches: list[int] = []
-
-    def hammer() -> None:
-        for index, document in enumerate(documents):
-            if opa.evaluate(document) != expected[index]:
-                mismatches.append(index)
-
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert mismatches == []
+    assert concurrent_mismatches(opa.evaluate, documents, expected, threads=4) == []

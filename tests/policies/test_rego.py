@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.policies.decision_table import (
     TUE_1000_SHANGHAI,
     Row,
     check,
+    concurrent_mismatches,
     grant,
     request_document,
 )
@@ -333,20 +333,7 @@ def test_a_closed_engine_is_unavailable(tmp_path: Path) -> None:
 def test_concurrent_evaluations_agree_with_serial_ones(engine: RegoEngine) -> None:
     documents = [row.values[0].document for row in TABLE]
     expected = [engine.evaluate(d) for d in documents]
-    mismatches: list[int] = []
-
-    def hammer() -> None:
-        for _ in range(5):
-            for index, document in enumerate(documents):
-                if engine.evaluate(document) != expected[index]:
-                    mismatches.append(index)
-
-    threads = [threading.Thread(target=hammer) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert mismatches == []
+    assert concurrent_mismatches(engine.evaluate, documents, expected, threads=6, rounds=5) == []
 
 
 def test_decisions_use_the_compiled_bundle(engine: RegoEngine) -> None:

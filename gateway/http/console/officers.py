@@ -57,7 +57,7 @@ def audit_explorer(request: Request, cursor: str | None = None) -> Response:
 def audit_event(request: Request, seq: int) -> Response:
     v = visit(request)
     v.review("audit.view", event_seq=seq)
-    event = v.trail.audit.event(seq) if 0 < seq < 2**62 else None
+    event = _event(v, seq)
     if event is None:
         raise NotFound(f"no audit event {seq}")
     check = check_event(v.trail, seq)
@@ -95,7 +95,7 @@ def acknowledge(request: Request, seq: int, note: FormText = "", csrf: Csrf = ""
     note = v.act(csrf, note, "say what was done about the alert in the note")
     # Refused (and audited) before the log is read: a non-officer learns nothing of it.
     v.gateway.authorize_audit(v.caller, v.meta, "audit.alert_acknowledged")
-    event = v.trail.audit.event(seq) if 0 < seq < 2**62 else None
+    event = _event(v, seq)
     if event is None or not str(event.get("action", "")).startswith("alert."):
         raise NotFound(f"no alert {seq}")
     v.gateway.authorize_audit(
@@ -232,6 +232,11 @@ def _budget_use(v: Visit) -> list[tuple[str, float, float | None]]:
         label = f"{grant['id']} {grant['subject']} {grant['dataset'] or grant['module']}"
         rows.append((label, limits.rows_total - left, float(limits.rows_total)))
     return rows
+
+
+def _event(v: Visit, seq: int) -> dict[str, Any] | None:
+    """The audit event ``seq``, or None; a number outside the log's range is not looked up."""
+    return v.trail.audit.event(seq) if 0 < seq < 2**62 else None
 
 
 def _q(value: str) -> str:
