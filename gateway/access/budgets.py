@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.config import Config
 from gateway.errors import BudgetExhausted, InvalidRequest
-from gateway.state.database import bump_version
+from gateway.state.database import bump_version, write_transaction
 from gateway.state.models import BudgetUsage, GrantLimits
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def set_limits(
         "rows_total": rows_total,
         "epsilon": epsilon,
     }
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         present = conn.scalar(select(GrantLimits.grant_id).where(GrantLimits.grant_id == grant_id))
         if present is None:
             conn.execute(insert(GrantLimits).values(grant_id=grant_id, **values))

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.access.principals import now
 from gateway.config import Config
-from gateway.state.database import bump_version
+from gateway.state.database import bump_version, write_transaction
 from gateway.state.models import Grant, Org, Principal
 from policies import PROFILE_ORDER
 
@@ -93,7 +93,7 @@ def add_grant(
         status=status,
     )
     created = now()
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         table = Principal.name if subject_type == "principal" else Org.name
         if conn.scalar(select(table).where(table == subject)) is None:
             raise GrantError(f"unknown {subject_type} {subject!r}")

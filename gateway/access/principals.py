@@ -12,18 +12,22 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.access.key_versions import FIRST_VERSION
-from gateway.state.database import VERSION_NAMES, bump_version, pooled_connection
+from gateway.state.database import (
+    VERSION_NAMES,
+    bump_version,
+    pooled_connection,
+    write_transaction,
+)
 from gateway.state.models import ApiKey, Org, Principal, Version
 
 KINDS = ("employee", "alumni", "partner", "officer", "admin", "service")
@@ -70,14 +74,6 @@ class Caller:
         return f"user:{self.name}"
 
 
-@contextmanager
-def _writing(engine: Engine) -> Iterator[Connection]:
-    """A write transaction that takes SQLite's write lock at its start: one that reads
-    first and writes later fails at once, unretried, if another connection wrote between."""
-    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
-        yield conn
-
-
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -106,7 +102,7 @@ def add_principal(
         raise PrincipalError("a partner principal needs an org")
     if org_admin and kind != "partner":
         raise PrincipalError("only a partner can be an org admin")
-    with _writing(engine) as conn:
+    with write_transaction(engine) as conn:
         if org and conn.scalar(select(Org.name).where(Org.name == org)) is None:
             conn.execute(insert(Org).values(name=org, status="active", created_at=now()))
         try:
@@ -132,7 +128,7 @@ def add_principal(
 def set_status(engine: Engine, name: str, status: str) -> None:
     if status not in STATUSES:
         raise PrincipalError(f"status must be one of {', '.join(STATUSES)}")
-    with _writing(engine) as conn:
+    with write_transaction(engine) as conn:
         done = conn.execute(update(Principal).where(Principal.name == name).values(status=status))
         if done.rowcount == 0:
             raise PrincipalError(f"no principal named {name!r}")
@@ -144,7 +140,7 @@ def issue_key(engine: Engine, name: str, *, expires_at: datetime | None = None) 
     (key id, token). The token is shown once."""
     key_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(12))
     secret = secrets.token_urlsafe(32)
-    with _writing(engine) as conn:
+    with write_transaction(engine) as conn:
         principal_id = conn.scalar(select(Principal.id).where(Principal.name == name))
         if principal_id is None:
             raise PrincipalError(f"no principal named {name!r}")
@@ -161,7 +157,7 @@ def issue_key(engine: Engine, name: str, *, expires_at: datetime | None = None) 
 
 
 def revoke_key(engine: Engine, key_id: str) -> None:
-    with _writing(engine) as conn:
+    with write_transaction(engine) as conn:
         done = conn.execute(
             update(ApiKey)
             .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))

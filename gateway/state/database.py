@@ -175,6 +175,15 @@ def is_current(engine: Engine) -> bool:
         return MigrationContext.configure(conn).get_current_revision() == script.get_current_head()
 
 
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that takes SQLite's write lock at its start. On SQLite a
+    transaction that reads first and writes later fails at once, without waiting, when
+    another connection wrote in between (the gateway's own background writers do)."""
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        yield conn
+
+
 def bump_version(conn: Connection, name: str) -> None:
     conn.execute(update(Version).where(Version.name == name).values(value=Version.value + 1))
 
