@@ -238,20 +238,20 @@ def inclusion_proof_from_reader(
     read_leaf_hashes: LeafHashReader, index: int, tree_size: int
 ) -> list[bytes]:
     """Like `inclusion_proof`, reading leaf hashes by range (for example from a database)."""
-    return [
-        subtree_root(read_leaf_hashes, start, end)
-        for start, end in inclusion_proof_ranges(index, tree_size)
-    ]
+    return _subtree_roots(read_leaf_hashes, inclusion_proof_ranges(index, tree_size))
 
 
 def consistency_proof_from_reader(
     read_leaf_hashes: LeafHashReader, old_size: int, new_size: int
 ) -> list[bytes]:
     """Like `consistency_proof`, reading leaf hashes by range (for example from a database)."""
-    return [
-        subtree_root(read_leaf_hashes, start, end)
-        for start, end in consistency_proof_ranges(old_size, new_size)
-    ]
+    return _subtree_roots(read_leaf_hashes, consistency_proof_ranges(old_size, new_size))
+
+
+def _subtree_roots(
+    read_leaf_hashes: LeafHashReader, ranges: Iterable[tuple[int, int]]
+) -> list[bytes]:
+    return [subtree_root(read_leaf_hashes, start, end) for start, end in ranges]
 
 
 def _require_hash_size(what: str, value: bytes) -> None:
