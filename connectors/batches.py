@@ -1,4 +1,4 @@
-"""Record-batch helpers every store's scan shares.
+"""Record-batch helpers every store's scan shares, and the base of the store kinds.
 
 A scan always yields at least one batch, possibly empty, so that a caller learns the
 output schema even when no row matches.
@@ -6,11 +6,12 @@ output schema even when no row matches.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 
-from connectors.base import Cancellation, ConnectorError
+from connectors.base import Cancellation, ConnectorError, Scan, Table
 
 
 def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
@@ -40,3 +41,28 @@ def at_least_one(
         yield batch
     if not produced:
         yield empty_batch(schema)
+
+
+class StoreConnector(ABC):
+    """What the store kinds share: :meth:`scan` checks its arguments for all of them and
+    leaves the reading to :meth:`_batches`."""
+
+    def scan(
+        self,
+        table: Table,
+        scan: Scan,
+        *,
+        batch_size: int = 65_536,
+        cancellation: Cancellation | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the matching rows; always yields at least one (possibly empty) batch."""
+        check_batch_size(batch_size)
+        check_cancelled(cancellation)
+        yield from self._batches(table, scan, batch_size, cancellation)
+
+    @abstractmethod
+    def _batches(
+        self, table: Table, scan: Scan, batch_size: int, cancellation: Cancellation | None
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``scan`` in batches of at most ``batch_size`` rows, checking
+        ``cancellation`` between them."""

@@ -30,6 +30,7 @@ from connectors.base import (
     Scan,
     Table,
 )
+from connectors.batches import StoreConnector, check_cancelled
 from connectors.derived import Deriver
 from connectors.file_cache import ArrowFileCache
 from connectors.inline import decline_inline
@@ -101,7 +102,7 @@ def _map_duckdb_errors(location: str) -> Iterator[None]:
         raise ConnectorError(f"query on {location!r} failed ({type(exc).__name__})") from exc
 
 
-class LocalConnector:
+class LocalConnector(StoreConnector):
     """Reads Parquet and CSV files (a file, or a folder of them) below ``root``."""
 
     def __init__(
@@ -239,13 +240,8 @@ class LocalConnector:
         finally:
             cursor.close()
 
-    def scan(
-        self,
-        table: Table,
-        scan: Scan,
-        *,
-        batch_size: int = 65_536,
-        cancellation: Cancellation | None = None,
+    def _batches(
+        self, table: Table, scan: Scan, batch_size: int, cancellation: Cancellation | None
     ) -> Iterator[pa.RecordBatch]:
         if not scan.filters and not scan.order_by:
             path, found = self._locate(table)
@@ -286,8 +282,7 @@ class LocalConnector:
                 reader = cursor.sql(sql, params=params.values).to_arrow_reader(batch_size)
                 empty = True
                 for batch in reader:
-                    if cancellation is not None:
-                        cancellation.raise_if_cancelled()
+                    check_cancelled(cancellation)
                     empty = False
                     yield batch
                 if empty:  # an empty answer still carries its schema
@@ -388,8 +383,7 @@ def _slice(
     # is one empty batch, so that it still carries its schema.
     offset = min(offset, rows_in_table)
     for start in range(offset, end, batch_size) or (offset,):
-        if cancellation is not None:
-            cancellation.raise_if_cancelled()
+        check_cancelled(cancellation)
         rows = max(0, min(batch_size, end - start))
         batch_names = names.copy()
         batch = [

@@ -55,7 +55,7 @@ from connectors.base import (
     StoreUnavailable,
     Table,
 )
-from connectors.batches import at_least_one, check_batch_size, check_cancelled, empty_batch
+from connectors.batches import StoreConnector, at_least_one, check_cancelled, empty_batch
 from connectors.postgres_arrow import (
     UnnamedServerError,
     arrow_batches,
@@ -71,7 +71,7 @@ MAX_FETCH_ROWS = 65_536
 _CURSOR = "kiteline_scan"
 
 
-class PostgresConnector:
+class PostgresConnector(StoreConnector):
     """Reads tables and views (``Table.location`` = ``"schema.table"`` or ``"table"``).
 
     An unqualified name is resolved through the connection's ``search_path``. Names
@@ -126,16 +126,9 @@ class PostgresConnector:
             _, columns = describe(connection, table)
             return pa.schema([column.field for column in columns])
 
-    def scan(
-        self,
-        table: Table,
-        scan: Scan,
-        *,
-        batch_size: int = 65_536,
-        cancellation: Cancellation | None = None,
+    def _batches(
+        self, table: Table, scan: Scan, batch_size: int, cancellation: Cancellation | None
     ) -> Iterator[pa.RecordBatch]:
-        """Stream the matching rows; always yields at least one (possibly empty) batch."""
-        check_batch_size(batch_size)
         produced = False
         try:
             for batch in self._scan(table, scan, batch_size, cancellation, arrow=True):

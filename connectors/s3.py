@@ -34,7 +34,7 @@ from connectors.base import (
     Scan,
     Table,
 )
-from connectors.batches import at_least_one, check_cancelled, empty_batch
+from connectors.batches import StoreConnector, at_least_one, empty_batch
 from connectors.s3_bytes import ByteCounter, CountingHandler
 from connectors.s3_errors import SourceTrap, guarded, store_errors
 from connectors.sqlrender import (
@@ -62,7 +62,7 @@ _DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
 }
 
 
-class S3Connector:
+class S3Connector(StoreConnector):
     """Reads Parquet/CSV objects and Hive-partitioned prefixes from one bucket.
 
     ``Table.location`` is a key or a prefix relative to ``prefix``; ``Table.format`` is
@@ -154,17 +154,10 @@ class S3Connector:
         with store_errors(location):
             return self._dataset(table, location).schema
 
-    def scan(
-        self,
-        table: Table,
-        scan: Scan,
-        *,
-        batch_size: int = 65_536,
-        cancellation: Cancellation | None = None,
+    def _batches(
+        self, table: Table, scan: Scan, batch_size: int, cancellation: Cancellation | None
     ) -> Iterator[pa.RecordBatch]:
-        """Stream the matching rows; always yields at least one (possibly empty) batch."""
         location = self._path(table)
-        check_cancelled(cancellation)
         with store_errors(location):
             dataset = self._dataset(table, location)
         check_scan(scan, dataset.schema)

@@ -42,7 +42,7 @@ from connectors.base import (
     StoreUnavailable,
     Table,
 )
-from connectors.batches import at_least_one, check_batch_size, check_cancelled, empty_batch
+from connectors.batches import StoreConnector, at_least_one, check_cancelled, empty_batch
 from connectors.spark_columns import DataFrame, aggregate_column, filtered
 from connectors.spark_errors import spark_errors
 from connectors.sqlrender import aggregate_schema, check_aggregate_scan, check_scan
@@ -87,7 +87,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class SparkConnector:
+class SparkConnector(StoreConnector):
     """Reads Parquet/CSV paths and catalog tables through one Spark Connect session.
 
     ``url`` is ``sc://host:port`` without parameters; the bearer ``token`` (already
@@ -147,17 +147,9 @@ class SparkConnector:
             finally:
                 session.removeTag(tag)
 
-    def scan(
-        self,
-        table: Table,
-        scan: Scan,
-        *,
-        batch_size: int = 65_536,
-        cancellation: Cancellation | None = None,
+    def _batches(
+        self, table: Table, scan: Scan, batch_size: int, cancellation: Cancellation | None
     ) -> Iterator[pa.RecordBatch]:
-        """Stream the matching rows; always yields at least one (possibly empty) batch."""
-        check_batch_size(batch_size)
-        check_cancelled(cancellation)
         functions = _import_pyspark()
         with spark_errors(table.location, cancellation):
             session = self._open()

@@ -14,15 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +28,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from gateway.demo.processes import wait_until_listening
 from tests.serving import free_port, stop
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -56,19 +54,6 @@ class S3Server:
     bucket: str
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto server exited early:\n{log_path.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("moto server did not start within 30 s")
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     boto3 = pytest.importorskip("boto3")
@@ -85,7 +70,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             env=env,
         )
     try:
-        _wait_for_port(port, process, log_path)
+        wait_until_listening(port, process, log_path, name="moto server", within_s=30, poll_s=0.1)
         endpoint = f"http://127.0.0.1:{port}"
         iam = boto3.client(
             "iam",

@@ -30,8 +30,10 @@ import hashlib
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -53,6 +55,7 @@ _SKEY_PREFIX = "PRIVATE+KEY+"
 _MAX_SIGNATURES = 64
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _KEY_ID_HEX = re.compile(r"[0-9a-f]{8}")
+_Key = TypeVar("_Key", Ed25519PrivateKey, Ed25519PublicKey)
 
 PathLike = str | os.PathLike[str]
 
@@ -202,16 +205,14 @@ class Signer:
         text = skey.strip()
         if not text.startswith(_SKEY_PREFIX):
             raise KeyInvalid("private key does not start with PRIVATE+KEY+")
-        name, key_id_hex, encoded = _split_key(text[len(_SKEY_PREFIX) :], "private key")
-        _require_key_name(name)
-        seed = _decode_typed_key(encoded, "private key")
-        try:
-            private_key = Ed25519PrivateKey.from_private_bytes(seed)
-        except ValueError as exc:
-            raise KeyInvalid(f"private key material is not an Ed25519 seed: {exc}") from exc
+        name, key_id_hex, private_key = _parse_key(
+            text[len(_SKEY_PREFIX) :],
+            "private key",
+            Ed25519PrivateKey.from_private_bytes,
+            "an Ed25519 seed",
+        )
         signer = cls(private_key, name)
-        if signer.key_id.hex() != key_id_hex:
-            raise KeyInvalid(f"private key id {key_id_hex} does not match its key material")
+        _check_key_id(signer.key_id, key_id_hex, "private key")
         return signer
 
     def skey(self) -> str:
@@ -255,16 +256,11 @@ class Verifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> Verifier:
         """Parse `<name>+<key id hex>+<base64(0x01 || public key)>`."""
-        name, key_id_hex, encoded = _split_key(vkey.strip(), "verifier key")
-        _require_key_name(name)
-        raw = _decode_typed_key(encoded, "verifier key")
-        try:
-            public_key = Ed25519PublicKey.from_public_bytes(raw)
-        except ValueError as exc:
-            raise KeyInvalid(f"verifier key material is not an Ed25519 key: {exc}") from exc
+        name, key_id_hex, public_key = _parse_key(
+            vkey.strip(), "verifier key", Ed25519PublicKey.from_public_bytes, "an Ed25519 key"
+        )
         verifier = cls(public_key, name)
-        if verifier.key_id.hex() != key_id_hex:
-            raise KeyInvalid(f"verifier key id {key_id_hex} does not match its key material")
+        _check_key_id(verifier.key_id, key_id_hex, "verifier key")
         return verifier
 
     def vkey(self) -> str:
@@ -336,6 +332,26 @@ def _parse_signature_line(line: str) -> tuple[str, bytes, bytes]:
     if decoded is None or len(decoded) <= _KEY_ID_SIZE:
         raise CheckpointInvalid(f"signature by {name} is not base64 of a key id and signature")
     return name, decoded[:_KEY_ID_SIZE], decoded[_KEY_ID_SIZE:]
+
+
+def _parse_key(
+    text: str, what: str, load: Callable[[bytes], _Key], material: str
+) -> tuple[str, str, _Key]:
+    """The name, key id (hex) and key of `<name>+<key id hex>+<base64(0x01 || key)>`:
+    `load` builds the key from its raw bytes, which must be `material`."""
+    name, key_id_hex, encoded = _split_key(text, what)
+    _require_key_name(name)
+    raw = _decode_typed_key(encoded, what)
+    try:
+        key = load(raw)
+    except ValueError as exc:
+        raise KeyInvalid(f"{what} material is not {material}: {exc}") from exc
+    return name, key_id_hex, key
+
+
+def _check_key_id(key_id: bytes, key_id_hex: str, what: str) -> None:
+    if key_id.hex() != key_id_hex:
+        raise KeyInvalid(f"{what} id {key_id_hex} does not match its key material")
 
 
 def _split_key(text: str, what: str) -> tuple[str, str, str]:

@@ -18,7 +18,7 @@ which subtrees a proof needs, and `subtree_root` hashes one subtree from a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from kiteline_proofs.errors import AuditError, ProofInvalid
 
@@ -238,20 +238,20 @@ def inclusion_proof_from_reader(
     read_leaf_hashes: LeafHashReader, index: int, tree_size: int
 ) -> list[bytes]:
     """Like `inclusion_proof`, reading leaf hashes by range (for example from a database)."""
-    return [
-        subtree_root(read_leaf_hashes, start, end)
-        for start, end in inclusion_proof_ranges(index, tree_size)
-    ]
+    return _subtree_roots(read_leaf_hashes, inclusion_proof_ranges(index, tree_size))
 
 
 def consistency_proof_from_reader(
     read_leaf_hashes: LeafHashReader, old_size: int, new_size: int
 ) -> list[bytes]:
     """Like `consistency_proof`, reading leaf hashes by range (for example from a database)."""
-    return [
-        subtree_root(read_leaf_hashes, start, end)
-        for start, end in consistency_proof_ranges(old_size, new_size)
-    ]
+    return _subtree_roots(read_leaf_hashes, consistency_proof_ranges(old_size, new_size))
+
+
+def _subtree_roots(
+    read_leaf_hashes: LeafHashReader, ranges: Iterable[tuple[int, int]]
+) -> list[bytes]:
+    return [subtree_root(read_leaf_hashes, start, end) for start, end in ranges]
 
 
 def _require_hash_size(what: str, value: bytes) -> None:
@@ -267,6 +267,30 @@ def _checked_hash(what: str, value: bytes) -> bytes:
 
 def _checked_proof(proof: Sequence[bytes]) -> list[bytes]:
     return [_checked_hash(f"proof node {position}", node) for position, node in enumerate(proof)]
+
+
+def _sides(
+    fn: int, sn: int, nodes: Sequence[bytes], proof: str, tree: str
+) -> Iterator[tuple[bytes, bool]]:
+    """Each node of a proof with whether it is the left sibling on the way up (RFC 9162).
+
+    ``fn`` walks up from the node the proof starts at, ``sn`` up from the tree's last
+    leaf: where they meet on the right edge of the tree, a missing right sibling means
+    "promote, do not hash". The proof must end exactly at the root: ``ProofInvalid``
+    names ``proof`` and ``tree`` when it is longer or shorter than that."""
+    for node in nodes:
+        if sn == 0:
+            raise ProofInvalid(f"{proof} is longer than {tree} is tall")
+        on_left = bool(fn & 1) or fn == sn
+        yield node, on_left
+        if on_left:
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofInvalid(f"{proof} is shorter than {tree} is tall")
 
 
 def verify_inclusion(
@@ -290,24 +314,9 @@ def verify_inclusion(
             f"{tree_size} needs {expected_length}"
         )
 
-    # fn walks up from the leaf, sn up from the last leaf: where they meet on the
-    # right edge of the tree, a missing right sibling means "promote, do not hash".
-    fn, sn = index, tree_size - 1
     computed = leaf
-    for node in nodes:
-        if sn == 0:
-            raise ProofInvalid("inclusion proof is longer than the tree is tall")
-        if fn & 1 or fn == sn:
-            computed = node_hash(node, computed)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            computed = node_hash(computed, node)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofInvalid("inclusion proof is shorter than the tree is tall")
+    for node, on_left in _sides(index, tree_size - 1, nodes, "inclusion proof", "the tree"):
+        computed = node_hash(node, computed) if on_left else node_hash(computed, node)
     if computed != expected_root:
         raise ProofInvalid(
             f"inclusion proof for leaf {index} does not lead to the given root "
@@ -357,21 +366,12 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     old_computed = new_computed = nodes[0]
-    for node in nodes[1:]:
-        if sn == 0:
-            raise ProofInvalid("consistency proof is longer than the new tree is tall")
-        if fn & 1 or fn == sn:
+    for node, on_left in _sides(fn, sn, nodes[1:], "consistency proof", "the new tree"):
+        if on_left:
             old_computed = node_hash(node, old_computed)
             new_computed = node_hash(node, new_computed)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
         else:
             new_computed = node_hash(new_computed, node)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofInvalid("consistency proof is shorter than the new tree is tall")
     if old_computed != old:
         raise ProofInvalid(f"consistency proof does not lead to the old root (size {old_size})")
     if new_computed != new:
