@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -60,63 +61,68 @@ MAX_TRACE_BYTES = 64 * 1024 * 1024
 AUDIT_READERS = frozenset({"officer"})
 
 
+@dataclass(eq=False)
 class Gateway:
-    """The governed-read service, built from the configuration."""
+    """The governed-read service, built from the configuration; what it is built on is
+    given, and the rest is made from it."""
 
-    def __init__(
-        self,
-        config: Config,
-        engine: Engine,
-        connectors: dict[str, Connector],
-        keyring: Keyring,
-        audit: AuditLog,
-        policy: PolicyRuntime,
-    ) -> None:
-        self.config = config
-        self.engine = engine
-        self.connectors = connectors
-        self.keyring = keyring
-        self.audit = audit
-        self.policy = policy
-        self.decider = Decider(engine, config, policy.evaluator, redact=audit.redactor.hash)
-        policy_bundles.keep(engine, policy.directory)
+    config: Config
+    engine: Engine
+    connectors: dict[str, Connector]
+    keyring: Keyring
+    audit: AuditLog
+    policy: PolicyRuntime
+
+    def __post_init__(self) -> None:
+        self.decider = Decider(
+            self.engine, self.config, self.policy.evaluator, redact=self.audit.redactor.hash
+        )
+        policy_bundles.keep(self.engine, self.policy.directory)
         self._policy_counter: int | None = None
-        self.cursors = CursorCodec(keyring.cursor_key)
-        self.views = ViewCache(config, connectors)
-        self.outcomes = Outcomes(audit, config)
-        self.class_indexes = ClassIndexCache(config, connectors)
-        self.limits = budgets.LimitsCache(engine, config)
+        self.cursors = CursorCodec(self.keyring.cursor_key)
+        self.views = ViewCache(self.config, self.connectors)
+        self.outcomes = Outcomes(self.audit, self.config)
+        self.class_indexes = ClassIndexCache(self.config, self.connectors)
+        self.limits = budgets.LimitsCache(self.engine, self.config)
         self.inflight = InflightReads()
-        self.usage = GrantUsage(engine)
+        self.usage = GrantUsage(self.engine)
         self.scrub_cache = ScrubCache()
-        self.grants = GrantWorkflow(engine, config, audit)
-        self.access = AccessListing(engine, config, self.decider, self.grants)
+        self.grants = GrantWorkflow(self.engine, self.config, self.audit)
+        self.access = AccessListing(self.engine, self.config, self.decider, self.grants)
         self.grants.schema_of = self.schema
         self.lifecycle = Lifecycle(self.grants, self.inflight)
-        self.pseudonyms = PseudonymCache(config.gateway.pseudonym_cache_entries)
+        self.pseudonyms = PseudonymCache(self.config.gateway.pseudonym_cache_entries)
         self.catalog = Catalog(
-            config=config, decider=self.decider, views=self.views, outcomes=self.outcomes
+            config=self.config, decider=self.decider, views=self.views, outcomes=self.outcomes
         )
         self.explainer = Explainer(
-            config=config,
-            engine=engine,
+            config=self.config,
+            engine=self.engine,
             decider=self.decider,
-            audit=audit,
+            audit=self.audit,
             limits=self.limits,
             cursors=self.cursors,
             views=self.views,
             policy_version=lambda: self.policy.version,
         )
         self.chokepoint = Chokepoint(
-            config=config,
+            config=self.config,
             decider=self.decider,
             views=self.views,
-            keyring=keyring,
+            keyring=self.keyring,
             outcomes=self.outcomes,
             rows=RowReader(
-                engine, connectors, audit, self.cursors, self.usage, self.inflight, self.decider
+                self.engine,
+                self.connectors,
+                self.audit,
+                self.cursors,
+                self.usage,
+                self.inflight,
+                self.decider,
             ),
-            aggregates=AggregateReader(engine, connectors, audit, delta=config.budgets.delta),
+            aggregates=AggregateReader(
+                self.engine, self.connectors, self.audit, delta=self.config.budgets.delta
+            ),
             class_indexes=self.class_indexes,
             limits=self.limits,
             pseudonyms=self.pseudonyms,

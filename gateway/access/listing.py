@@ -11,6 +11,7 @@ principal (officers): everything principal X can read today, and why.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,18 +29,16 @@ from gateway.state.models import Principal
 from policies import Decision, Profile, treatment
 
 
+@dataclass(frozen=True, eq=False)
 class AccessListing:
-    def __init__(
-        self, engine: Engine, config: Config, decider: Decider, workflow: GrantWorkflow
-    ) -> None:
-        self._engine = engine
-        self._config = config
-        self._decider = decider
-        self._workflow = workflow
+    engine: Engine
+    config: Config
+    decider: Decider
+    workflow: GrantWorkflow
 
     def for_dataset(self, caller: Caller, dataset: str, meta: RequestMeta) -> dict[str, Any]:
         """Every candidate principal of ``dataset`` and what a read of theirs would get."""
-        return self._workflow.audited(
+        return self.workflow.audited(
             "access.list",
             lambda: self._for_dataset(caller, dataset, meta),
             caller=caller,
@@ -48,7 +47,7 @@ class AccessListing:
 
     def for_principal(self, caller: Caller, ref: str, meta: RequestMeta) -> dict[str, Any]:
         """Every dataset ``ref`` holds a grant on, and what a read of it would get."""
-        return self._workflow.audited(
+        return self.workflow.audited(
             "access.principal",
             lambda: self._for_principal(caller, ref, meta),
             caller=caller,
@@ -56,20 +55,20 @@ class AccessListing:
         )
 
     def _for_dataset(self, caller: Caller, dataset: str, meta: RequestMeta) -> dict[str, Any]:
-        if dataset not in self._config.datasets:
+        if dataset not in self.config.datasets:
             raise NotFound(f"no dataset named {dataset!r}", dataset=dataset)
-        module = self._config.datasets[dataset].module
-        with self._engine.connect() as conn:
-            custodians = self._workflow.custodians(conn, module)
+        module = self.config.datasets[dataset].module
+        with self.engine.connect() as conn:
+            custodians = self.workflow.custodians(conn, module)
         ensure_may_see_access(caller, module, custodians)
         at = now()
-        holders = self._decider.holders(dataset, at)
+        holders = self.decider.holders(dataset, at)
         entries = [
             entry
             for subject in self._candidates(holders)
             for entry in self._decisions(subject, dataset, at)
         ]
-        self._workflow.record(
+        self.workflow.record(
             "access.list",
             meta=meta,
             caller=caller,
@@ -83,16 +82,16 @@ class AccessListing:
 
     def _for_principal(self, caller: Caller, ref: str, meta: RequestMeta) -> dict[str, Any]:
         ensure_role(caller, "access.see_all")
-        subject = caller_by_name(self._engine, ref)
+        subject = caller_by_name(self.engine, ref)
         if subject is None:
             raise NotFound(f"no principal named {ref!r}")
         at = now()
         entries = [
             entry
-            for dataset in self._config.datasets
+            for dataset in self.config.datasets
             for entry in self._decisions(subject, dataset, at)
         ]
-        self._workflow.record(
+        self.workflow.record(
             "access.principal",
             meta=meta,
             caller=caller,
@@ -115,23 +114,23 @@ class AccessListing:
         users = {s.removeprefix("user:") for s in holders if s.startswith("user:")}
         orgs = {s.removeprefix("org:") for s in holders if s.startswith("org:")}
         table = Principal.__table__
-        with self._engine.connect() as conn:
+        with self.engine.connect() as conn:
             names = conn.scalars(
                 select(table.c.name)
                 .where(table.c.name.in_(users) | table.c.org.in_(orgs))
                 .order_by(table.c.name)
             ).all()
-        found = (caller_by_name(self._engine, name) for name in names)
+        found = (caller_by_name(self.engine, name) for name in names)
         return [c for c in found if c is not None]
 
     def _decisions(self, subject: Caller, dataset: str, at: datetime) -> list[dict[str, Any]]:
         """One entry per purpose the covering grants name (no purpose for a grant without
         one), each the decider's answer for a read stating that purpose."""
-        grants = self._decider.covering_grants(caller=subject, dataset=dataset, at=at)
+        grants = self.decider.covering_grants(caller=subject, dataset=dataset, at=at)
         purposes = sorted({g.purpose for g in grants}, key=lambda p: (p is not None, p or ""))
         entries = []
         for purpose in purposes:
-            decision = self._decider.decide(caller=subject, dataset=dataset, at=at, purpose=purpose)
+            decision = self.decider.decide(caller=subject, dataset=dataset, at=at, purpose=purpose)
             entries.append(self._entry(subject, dataset, purpose, decision, grants))
         return entries
 
@@ -179,7 +178,7 @@ class AccessListing:
     def _columns(
         self, dataset: str, profile: Profile, granted: tuple[str, ...] | None
     ) -> list[str]:
-        spec = self._config.datasets[dataset].columns
+        spec = self.config.datasets[dataset].columns
         return [
             name
             for name, column in spec.items()

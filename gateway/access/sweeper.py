@@ -10,16 +10,10 @@ from gateway.periodic import Periodic
 log = logging.getLogger(__name__)
 
 
-class PeriodicSweep:
+class PeriodicSweep(Periodic):
     def __init__(self, workflow: GrantWorkflow, interval_s: float) -> None:
+        super().__init__("kiteline-sweep", interval_s, self._sweep)
         self._workflow = workflow
-        self._timer = Periodic("kiteline-sweep", interval_s, self._sweep)
-
-    def start(self) -> None:
-        self._timer.start()
-
-    def stop(self) -> None:
-        self._timer.stop()
 
     def _sweep(self) -> None:
         result = self._workflow.sweep(actor="sweeper")

@@ -87,19 +87,13 @@ def first_mismatch(engine: Engine) -> int | None:
     return None if found is None else int(found)
 
 
-class AuditIndexer:
+class AuditIndexer(Periodic):
     """Keeps ``audit_index`` close behind the log while the server runs, so that a
     search has little to copy first."""
 
     def __init__(self, engine: Engine, interval_s: float = INTERVAL_S) -> None:
+        super().__init__("kiteline-audit-index", interval_s, self.run_once)
         self._engine = engine
-        self._timer = Periodic("kiteline-audit-index", interval_s, self.run_once)
-
-    def start(self) -> None:
-        self._timer.start()
-
-    def stop(self) -> None:
-        self._timer.stop()
 
     def run_once(self) -> int:
         return catch_up(self._engine)

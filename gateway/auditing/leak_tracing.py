@@ -16,7 +16,7 @@ import io
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -52,14 +52,7 @@ class Evidence:
     columns: list[str]  # the file's columns they were found in
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "recipient": self.recipient,
-            "key_version": self.key_version,
-            "matched_values": self.matched_values,
-            "matched_rows": self.matched_rows,
-            "domains": self.domains,
-            "columns": self.columns,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -76,13 +69,7 @@ class TraceReport:
         return "attributed to " + ", ".join(e.recipient for e in self.attributed)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "rows": self.rows,
-            "pseudonyms": self.pseudonyms,
-            "tag_candidates": self.tag_candidates,
-            "attributed": [e.as_dict() for e in self.attributed],
-        }
+        return {"verdict": self.verdict, **asdict(self)}
 
 
 def detect_format(name: str | None, content_type: str | None = None) -> str:

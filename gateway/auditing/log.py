@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -43,6 +42,7 @@ from gateway.access.principals import Caller
 from gateway.auditing.batch_write import Pending, parse_frontier, write_batch
 from gateway.auditing.fields import Prepared, RequestMeta, prepare_event
 from gateway.auditing.index import first_mismatch
+from gateway.auditing.log_batches import read_log_batches
 from gateway.state.database import pooled_connection
 from gateway.state.deadline import MIN_WAIT_S, bound_connection, remaining
 from gateway.state.models import AuditEvent, AuditHead
@@ -62,10 +62,6 @@ class Head:
 
     def root(self) -> bytes:
         return TreeBuilder.from_frontier(self.size, self.frontier).root()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _no_status(_error: Any) -> int | None:
@@ -369,49 +365,7 @@ class AuditLog:
 
     def record_batches(self, *, batch: int = 20_000, upto: int | None = None) -> Iterator[LogBatch]:
         """Every event in sequence order, as columns of ``batch`` events at a time."""
-        # The driver's cursor, not SQLAlchemy's rows: verify reads every event, and
-        # per-row type processing would cost more than the hashing. SQLite hands the
-        # body over as the bytes it stores, not as text to encode again.
-        mark = "%s" if self._postgres else "?"
-        body = "body" if self._postgres else "CAST(body AS BLOB)"
-        sql = (
-            f"SELECT seq, ts, request_id, actor, action, dataset, decision, {body}, "
-            "prev_hash, hash, leaf_hash, actor_kind, actor_org, module FROM audit_events "
-            f"WHERE seq > {mark} AND seq <= {mark} ORDER BY seq LIMIT {int(batch)}"
-        )
-        last = upto if upto is not None else 2**62
-        after = -(2**62)
-        while True:
-            raw = self._engine.raw_connection()
-            try:
-                cursor = raw.cursor()
-                cursor.execute(sql, (after, last))
-                rows = cursor.fetchall()
-                raw.rollback()
-            finally:
-                raw.close()
-            if not rows:
-                return
-            columns = [list(column) for column in zip(*rows, strict=True)]
-            yield LogBatch(
-                columns[0],
-                [b.encode() if isinstance(b, str) else bytes(b) for b in columns[7]],
-                columns[8],
-                columns[9],
-                columns[10],
-                {
-                    "ts": [_body_timestamp(ts) for ts in columns[1]],
-                    "request_id": columns[2],
-                    "actor": columns[3],
-                    "action": columns[4],
-                    "dataset": columns[5],
-                    "decision": columns[6],
-                    "actor_kind": columns[11],
-                    "actor_org": columns[12],
-                    "module": columns[13],
-                },
-            )
-            after = rows[-1][0]
+        return read_log_batches(self._engine, batch=batch, upto=upto)
 
     def verify(self, **kwargs: Any) -> LogReport:
         """Recompute the chain, the leaves and the tree (see ``audit.logcheck``), then
@@ -435,8 +389,7 @@ class AuditLog:
         )
 
     def event(self, seq: int) -> dict[str, Any] | None:
-        with self._engine.connect() as conn:
-            body = conn.execute(select(AuditEvent.body).where(AuditEvent.seq == seq)).scalar()
+        body = self.body(seq)
         return None if body is None else orjson.loads(body)
 
     def body(self, seq: int) -> str | None:
@@ -453,13 +406,3 @@ class AuditLog:
                 .all()
             )
         return [orjson.loads(body) for body in reversed(rows)]
-
-
-def _body_timestamp(ts: Any) -> Any:
-    """A stored ``ts`` spelled as the event's body spells it (isoformat, UTC)."""
-    if isinstance(ts, str):
-        # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (UTC); isoformat leaves out a zero
-        # fraction.
-        fraction = ts[19:]
-        return f"{ts[:10]}T{ts[11:19]}{'' if fraction == '.000000' else fraction}+00:00"
-    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat()

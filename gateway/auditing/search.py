@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, Select, func, select
 
+from gateway.auditing.index import COLUMNS as INDEXED_COLUMNS
 from gateway.auditing.index import catch_up
 from gateway.errors import InvalidRequest
 from gateway.state.models import AuditEvent, AuditIndexEntry
@@ -43,17 +44,9 @@ FILTER_KEYS = (
     "request_id",
     "text",
 )
+# The searchable fields, as the index holds them, then fields of the event's body.
 CSV_COLUMNS = (
-    "seq",
-    "ts",
-    "request_id",
-    "actor",
-    "actor_kind",
-    "actor_org",
-    "action",
-    "dataset",
-    "module",
-    "decision",
+    *INDEXED_COLUMNS,
     "reasons",
     "purpose",
     "profile",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from audit import AuditError, witness
 from gateway.auditing.alerts import AlertEngine, load_rules_file
@@ -16,18 +17,12 @@ from gateway.config import Config, resolve_secret
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, eq=False)
 class AuditTrail:
-    def __init__(
-        self,
-        audit: AuditLog,
-        checkpointer: Checkpointer,
-        proofs: ProofSource,
-        alerts: AlertEngine | None = None,
-    ) -> None:
-        self.audit = audit
-        self.checkpointer = checkpointer
-        self.proofs = proofs
-        self.alerts = alerts
+    audit: AuditLog
+    checkpointer: Checkpointer
+    proofs: ProofSource
+    alerts: AlertEngine | None = None
 
     @classmethod
     def from_config(cls, config: Config, audit: AuditLog) -> AuditTrail:

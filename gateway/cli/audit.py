@@ -19,7 +19,7 @@ from typing import Any
 import click
 import orjson
 
-from gateway.cli.audit_output import progress, report
+from gateway.cli.audit_output import alert_line, emit_events, progress, report
 from gateway.cli.common import json_option
 from gateway.cli.operator import ADMINS, OFFICERS, authenticate_operator
 from gateway.config import Config, ConfigError, Settings, load_config
@@ -57,43 +57,6 @@ def _trail(ctx: click.Context, command: str, roles: frozenset[str] = OFFICERS) -
     log = open_audit_log(ctx, config, engine)
     operator = authenticate_operator(log, command, roles)
     return AuditTrail.from_config(config, log), operator
-
-
-def _inert(value: Any) -> str:
-    """Text with control characters escaped, so nothing a client sent can drive the terminal."""
-    text = "" if value is None else str(value)
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
-
-
-def _line(event: dict[str, Any]) -> str:
-    who = _inert(event.get("actor") or "-")
-    if event.get("actor_org"):
-        who += f"@{_inert(event['actor_org'])}"
-    parts = [
-        f"{event.get('seq', '?'):>7}",
-        _inert(str(event.get("ts", ""))[:19]),
-        f"{who:<16}",
-        f"{_inert(event.get('action')):<18}",
-        f"{_inert(event.get('dataset') or '-'):<12}",
-        f"{_inert(event.get('decision') or '-'):<6}",
-    ]
-    if "rows" in event:
-        parts.append(f"rows={event['rows']}")
-    reasons = event.get("reasons") or []
-    if reasons:
-        parts.append(_inert("; ".join(str(r) for r in reasons))[:160])
-    return " ".join(parts)
-
-
-def _emit(events: list[dict[str, Any]], as_json: bool) -> None:
-    for event in events:
-        if as_json:
-            # JSON escapes every control character: one event, one line, always.
-            click.echo(json.dumps(event, ensure_ascii=False))
-        else:
-            click.echo(_line(event))
 
 
 def _filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -141,12 +104,12 @@ def tail(ctx: click.Context, count: int, follow: bool, as_json: bool) -> None:
     trail, operator = _trail(ctx, "audit tail")
     operator.record("audit.tail", decision="allow", count=count, follow=follow)
     events = [dict(e) for e in trail.audit.tail(count)]
-    _emit(events, as_json)
+    emit_events(events, as_json)
     last = events[-1]["seq"] if events else 0
     while follow:
         time.sleep(0.5)
         newer = [dict(e) for e in trail.audit.tail(1000) if e["seq"] > last]
-        _emit(newer, as_json)
+        emit_events(newer, as_json)
         if newer:
             last = newer[-1]["seq"]
 
@@ -168,7 +131,7 @@ def search_command(ctx: click.Context, limit: int, as_json: bool, **filters: Any
         events, cursor = search(
             trail.audit.engine, where, limit=min(MAX_PAGE, limit - shown), cursor=cursor
         )
-        _emit(events, as_json)
+        emit_events(events, as_json)
         shown += len(events)
         if cursor is None:
             break
@@ -186,14 +149,7 @@ def alerts_command(ctx: click.Context, count: int, as_json: bool) -> None:
     trail, operator = _trail(ctx, "audit alerts")
     operator.record("audit.alerts", decision="allow", count=count)
     events, _ = search(trail.audit.engine, EventFilter(action="alert.*"), limit=count)
-    for event in events:
-        if as_json:
-            click.echo(json.dumps(event, ensure_ascii=False))
-        else:
-            click.echo(
-                f"{event['seq']:>7} {_inert(event['ts'][:19])} {_inert(event.get('severity')):<8} "
-                f"{_inert(event.get('rule')):<22} {_inert('; '.join(event.get('reasons') or []))}"
-            )
+    emit_events(events, as_json, alert_line)
     click.echo(f"{len(events)} alert(s)", err=True)
 
 

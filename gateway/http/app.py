@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -91,25 +92,18 @@ def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
     return "unmatched"
 
 
+@dataclass(eq=False)
 class RequestContext:
     """Pure ASGI middleware: assigns the request id and records metrics.
 
     A caller may propose ``X-Request-ID`` (8-64 safe characters); anything else is
     replaced, so the id can be logged and audited without escaping."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        requests: Counter,
-        latency: Histogram,
-        routes: Sequence[BaseRoute] = (),
-        metrics: GatewayMetrics | None = None,
-    ) -> None:
-        self.app = app
-        self.requests = requests
-        self.latency = latency
-        self.routes = routes
-        self.metrics = metrics
+    app: ASGIApp
+    requests: Counter
+    latency: Histogram
+    routes: Sequence[BaseRoute] = ()
+    metrics: GatewayMetrics | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -27,21 +28,15 @@ from gateway.transforms import generalization
 from gateway.transforms.privacy import Release, exact_groups, release
 
 
+@dataclass(frozen=True, eq=False)
 class AggregateReader:
     """Runs an aggregate :class:`ReadPlan`; its dependencies are given, never looked up."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        connectors: Mapping[str, Connector],
-        audit: AuditLog,
-        *,
-        delta: float,
-    ) -> None:
-        self.engine = engine
-        self.connectors = connectors
-        self.audit = audit
-        self.delta = delta
+    engine: Engine
+    connectors: Mapping[str, Connector]
+    audit: AuditLog
+    _: KW_ONLY
+    delta: float
 
     def read(
         self,

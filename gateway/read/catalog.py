@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,14 +16,12 @@ from gateway.read.view_cache import ViewCache
 from policies import Decision
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Catalog:
-    def __init__(
-        self, *, config: Config, decider: Decider, views: ViewCache, outcomes: Outcomes
-    ) -> None:
-        self.config = config
-        self.decider = decider
-        self.views = views
-        self.outcomes = outcomes
+    config: Config
+    decider: Decider
+    views: ViewCache
+    outcomes: Outcomes
 
     def list_datasets(
         self, caller: Caller, meta: RequestMeta, purpose: str | None = None

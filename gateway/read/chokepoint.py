@@ -7,6 +7,7 @@ scanned. The row and aggregate readers run the plan; neither decides anything.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,35 +51,20 @@ def parse_query(body: bytes) -> QueryRequest:
         raise InvalidRequest("the query is invalid", errors=validation_errors(exc)) from None
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Chokepoint:
-    def __init__(
-        self,
-        *,
-        config: Config,
-        decider: Decider,
-        views: ViewCache,
-        keyring: Keyring,
-        outcomes: Outcomes,
-        rows: RowReader,
-        aggregates: AggregateReader,
-        class_indexes: ClassIndexCache,
-        limits: budgets.LimitsCache,
-        pseudonyms: PseudonymCache,
-        scrub_cache: ScrubCache,
-        cursors: CursorCodec,
-    ) -> None:
-        self.config = config
-        self.decider = decider
-        self.views = views
-        self.keyring = keyring
-        self.outcomes = outcomes
-        self.rows = rows
-        self.aggregates = aggregates
-        self.class_indexes = class_indexes
-        self.limits = limits
-        self.pseudonyms = pseudonyms
-        self.scrub_cache = scrub_cache
-        self.cursors = cursors
+    config: Config
+    decider: Decider
+    views: ViewCache
+    keyring: Keyring
+    outcomes: Outcomes
+    rows: RowReader
+    aggregates: AggregateReader
+    class_indexes: ClassIndexCache
+    limits: budgets.LimitsCache
+    pseudonyms: PseudonymCache
+    scrub_cache: ScrubCache
+    cursors: CursorCodec
 
     def read(
         self, caller: Caller, name: str, body: bytes, accept: str | None, meta: RequestMeta

@@ -16,6 +16,7 @@ under the policy version that event names, from the decision basis the event rec
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -67,28 +68,20 @@ class ExplainRequest(QueryRequest):
         return self
 
 
+@dataclasses.dataclass(eq=False, kw_only=True)
 class Explainer:
-    def __init__(
-        self,
-        *,
-        config: Config,
-        engine: Engine,
-        decider: Decider,
-        audit: AuditLog,
-        limits: budgets.LimitsCache,
-        cursors: CursorCodec,
-        views: ViewCache,
-        policy_version: Callable[[], str],
-    ) -> None:
-        self._config = config
-        self._engine = engine
-        self._decider = decider
-        self._audit = audit
-        self._limits = limits
-        self._cursors = cursors
-        self._views = views
-        self._policy_version = policy_version
-        self._replays = ReplayEngines(engine, timeout_s=config.policy.timeout_s)
+    config: Config
+    engine: Engine
+    decider: Decider
+    audit: AuditLog
+    limits: budgets.LimitsCache
+    cursors: CursorCodec
+    views: ViewCache
+    policy_version: Callable[[], str]
+    _replays: ReplayEngines = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self._replays = ReplayEngines(self.engine, timeout_s=self.config.policy.timeout_s)
 
     # -- the request -------------------------------------------------------------------
 
@@ -118,11 +111,11 @@ class Explainer:
         assert request.dataset is not None
         name = request.dataset
         subject = self._subject(caller, request.principal)
-        if name not in self._config.datasets:
+        if name not in self.config.datasets:
             raise NotFound(f"no dataset named {name!r}", dataset=name)
         at = datetime.now(UTC)
         aggregate = bool(query.group_by or query.aggregates)
-        explanation = self._decider.explain(
+        explanation = self.decider.explain(
             caller=subject,
             dataset=name,
             at=at,
@@ -137,12 +130,12 @@ class Explainer:
         else:
             obligations, found = self._plan(subject, name, query, decision, aggregate, at)
             refusals += found
-        self._audit.append(
+        self.audit.append(
             "decision.explain",
             meta=meta,
             caller=caller,
             dataset=name,
-            module=self._config.datasets[name].module,
+            module=self.config.datasets[name].module,
             decision="allow",
             subject=subject.name,
             outcome="allow" if decision.allowed and not refusals else "deny",
@@ -157,7 +150,7 @@ class Explainer:
             # What the read would answer: each refusal, or why it is allowed.
             "reasons": [r["detail"] for r in refusals] or list(decision.reasons),
             "refusals": refusals,
-            "policy_version": self._policy_version(),
+            "policy_version": self.policy_version(),
             "engines": _engines(explanation),
             "obligations": obligations,
         }
@@ -170,7 +163,7 @@ class Explainer:
                 "only security officers may explain another principal's access",
                 rule="explain others",
             )
-        found = caller_by_name(self._engine, principal or "")
+        found = caller_by_name(self.engine, principal or "")
         if found is None:
             raise NotFound(f"no principal named {principal!r}")
         return found
@@ -188,12 +181,12 @@ class Explainer:
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         granted = decision.obligations
         assert granted is not None
-        view = self._views.view(name, granted.profile, granted.columns)
-        limits = self._limits.get(granted.grant_id, subject.version("grants"))
+        view = self.views.view(name, granted.profile, granted.columns)
+        limits = self.limits.get(granted.grant_id, subject.version("grants"))
         grant = next(
             (
                 g
-                for g in self._decider.covering_grants(caller=subject, dataset=name, at=at)
+                for g in self.decider.covering_grants(caller=subject, dataset=name, at=at)
                 if g.id == granted.grant_id
             ),
             None,
@@ -219,29 +212,27 @@ class Explainer:
         limits: budgets.Limits,
         out: dict[str, Any],
     ) -> list[dict[str, Any]]:
-        max_rows = row_ceiling(self._config, granted, limits)
+        max_rows = row_ceiling(self.config, granted, limits)
         refusals: list[dict[str, Any]] = []
         try:
             row_filters = grant_filters(view, granted)
         except GatewayError as error:
-            return [_refusal("grant", error, self._audit.status_of)]
+            return [_refusal("grant", error, self.audit.status_of)]
 
         def plan(request: QueryRequest) -> Any:
             return plan_rows(
                 request,
                 view,
                 max_rows=max_rows,
-                default_limit=self._config.gateway.default_limit,
+                default_limit=self.config.gateway.default_limit,
                 row_filters=row_filters,
-                cursors=self._cursors,
+                cursors=self.cursors,
             )
 
         try:
             planned = plan(query)
         except GatewayError as error:
-            refusals.append(_refusal(_kind(error), error, self._audit.status_of))
-            refusals += _each_part(query, plan, first=error, status_of=self._audit.status_of)
-            return refusals
+            return _planner_refusals(query, plan, error, self.audit.status_of)
         spec = qi_spec(view)
         out.update(
             columns=[c.describe() for c in planned.output],
@@ -251,7 +242,7 @@ class Explainer:
         )
         if limits.rows_per_day is not None or limits.rows_total is not None:
             charges = budgets.row_charges(granted.grant_id, limits, planned.limit, budgets.today())
-            left = budgets.remaining(self._engine, charges)
+            left = budgets.remaining(self.engine, charges)
             out["budgets"] = left
             room = [v for v in left.values() if v is not None]
             if room and min(room) <= 0:
@@ -280,24 +271,20 @@ class Explainer:
         try:
             plan_aggregate(query, view)
         except GatewayError as error:
-            refusals.append(_refusal(_kind(error), error, self._audit.status_of))
-            refusals += _each_part(
-                query,
-                lambda r: plan_aggregate(r, view),
-                first=error,
-                status_of=self._audit.status_of,
+            refusals = _planner_refusals(
+                query, lambda r: plan_aggregate(r, view), error, self.audit.status_of
             )
         try:
-            epsilon = budgets.check_epsilon(self._config, query.epsilon)
+            epsilon = budgets.check_epsilon(self.config, query.epsilon)
         except GatewayError as error:
-            return refusals + [_refusal("budget", error, self._audit.status_of)]
+            return refusals + [_refusal("budget", error, self.audit.status_of)]
         org = subject.org if subject.kind == "partner" else None
-        charges = budgets.epsilon_charges(self._config, granted.grant_id, limits, org, epsilon)
-        left = budgets.remaining(self._engine, charges)
+        charges = budgets.epsilon_charges(self.config, granted.grant_id, limits, org, epsilon)
+        left = budgets.remaining(self.engine, charges)
         out.update(
             columns=[c.describe() for c in view.columns.values() if c.treatment != "drop"],
             epsilon=epsilon,
-            delta=self._config.budgets.delta,
+            delta=self.config.budgets.delta,
             min_group_size=view.dataset.min_group_size,
             budgets=left,
         )
@@ -321,7 +308,7 @@ class Explainer:
             raise AccessDenied(
                 "only security officers may replay a past decision", rule="explain events"
             )
-        event = self._audit.event(seq)
+        event = self.audit.event(seq)
         if event is None:
             raise NotFound(f"no audit event {seq}")
         basis = event.get("decision_basis")
@@ -334,7 +321,7 @@ class Explainer:
         lines = [
             PolicyLine("p", tuple(v.strip() for v in line.split(","))) for line in basis["lines"]
         ]
-        explanation = self._decider.replay(
+        explanation = self.decider.replay(
             basis,
             rego=self._replays.rego(version),
             casbin=self._replays.casbin(version, lines),
@@ -348,7 +335,7 @@ class Explainer:
             "profile": obligations.profile if obligations else None,
             "grant_id": obligations.grant_id if obligations else None,
         }
-        self._audit.append(
+        self.audit.append(
             "decision.replay",
             meta=meta,
             caller=caller,
@@ -367,7 +354,7 @@ class Explainer:
             "ts": event.get("ts"),
             "outcome": {"decision": event.get("decision"), "reasons": event.get("reasons")},
             "policy_version": version,
-            "current_policy_version": self._policy_version(),
+            "current_policy_version": self.policy_version(),
             "recorded": recorded,
             "replayed": replayed,
             "matches": replayed == recorded,
@@ -415,15 +402,14 @@ def _refusal(
     return out
 
 
-def _each_part(
+def _planner_refusals(
     query: QueryRequest,
     plan: Callable[[QueryRequest], Any],
-    *,
     first: GatewayError,
     status_of: StatusOf,
 ) -> list[dict[str, Any]]:
-    """The refusal of each part of ``query`` on its own, past the first one the whole
-    query met: the same planner, given one column, filter, order, grouping or aggregate
+    """The refusal ``first`` the whole query met, then that of each part of ``query``
+    on its own: the same planner, given one column, filter, order, grouping or aggregate
     at a time (the read stops at the first)."""
     count = Aggregation.model_validate({"fn": "count"})
     empty: dict[str, Any] = {
@@ -438,7 +424,7 @@ def _each_part(
     for field in ("columns", "where", "order_by", "group_by", "aggregates"):
         for i, item in enumerate(getattr(query, field) or []):
             parts.append((field, i, {**empty, field: [item]}))
-    found: list[dict[str, Any]] = []
+    found = [_refusal(_kind(first), first, status_of)]
     seen = {first.detail}
     for field, i, update in parts:
         try:

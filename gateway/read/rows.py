@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -82,24 +82,17 @@ class RowRead:
     query_details: Mapping[str, Any]
 
 
+@dataclass(frozen=True, eq=False)
 class RowReader:
-    def __init__(
-        self,
-        engine: Engine,
-        connectors: Mapping[str, Connector],
-        audit: AuditLog,
-        cursors: CursorCodec,
-        usage: GrantUsage,
-        inflight: InflightReads,
-        decider: Decider,
-    ) -> None:
-        self.decider = decider
-        self.engine = engine
-        self.connectors = connectors
-        self.audit = audit
-        self.cursors = cursors
-        self.usage = usage
-        self.inflight = inflight
+    """Runs a row :class:`ReadPlan`; its dependencies are given, never looked up."""
+
+    engine: Engine
+    connectors: Mapping[str, Connector]
+    audit: AuditLog
+    cursors: CursorCodec
+    usage: GrantUsage
+    inflight: InflightReads
+    decider: Decider
 
     def scan(self, read: RowRead, cancellation: Cancellation) -> Iterator[pa.RecordBatch]:
         plan, transformer, suppress = read.plan, read.transformer, read.suppress
@@ -207,29 +200,23 @@ class RowReader:
         budgets.settle_rows(self.engine, list(plan.charges), plan.rows_reserved, sent)
 
 
+@dataclass(eq=False)
 class RowStream:
     """One row read's answer, produced batch by batch as it is sent."""
 
-    def __init__(
-        self,
-        reader: RowReader,
-        read: RowRead,
-        record: QueryRecord,
-        cancellation: Cancellation,
-        handle: int,
-    ) -> None:
-        self.reader = reader
-        self.read = read
-        self.record = record
-        self.cancellation = cancellation
-        self.handle = handle
-        self.digest = AnswerDigest()
-        self.rows = 0
-        self.consumed = 0  # source rows read past the offset; differs from rows when suppressing
-        self.more = False
-        self.settled = False
-        # Set for a streamed answer: the sender then records what was delivered.
-        self._delivery: Delivery | None = None
+    reader: RowReader
+    read: RowRead
+    record: QueryRecord
+    cancellation: Cancellation
+    handle: int
+    digest: AnswerDigest = field(init=False, default_factory=AnswerDigest)
+    rows: int = field(init=False, default=0)
+    # Source rows read past the offset; differs from rows when suppressing.
+    consumed: int = field(init=False, default=0)
+    more: bool = field(init=False, default=False)
+    settled: bool = field(init=False, default=False)
+    # Set for a streamed answer: the sender then records what was delivered.
+    _delivery: Delivery | None = field(init=False, default=None)
 
     def delivery(self, watch: ReadWatch) -> Delivery:
         self._delivery = Delivery(

@@ -13,6 +13,7 @@ when that comes first.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, select
@@ -29,30 +30,25 @@ def next_minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
+@dataclass(eq=False)
 class ReadWatch:
-    def __init__(
-        self,
-        engine: Engine,
-        decider: Decider,
-        *,
-        caller: Caller,
-        dataset: str,
-        purpose: str | None,
-        profile: Profile,
-        grant_id: int,
-    ) -> None:
-        self.engine = engine
-        self.decider = decider
-        self.caller = caller
-        self.dataset = dataset
-        self.purpose = purpose
-        self.profile = profile
-        self.grant_id = grant_id
-        self._versions = caller.versions
-        # When the decision is due again though no version moved (see next_decision):
-        # at the first check, as a minute may have ended since the read was decided.
-        self._due = datetime.min.replace(tzinfo=UTC)
-        self._expires: datetime | None = None
+    engine: Engine
+    decider: Decider
+    _: KW_ONLY
+    caller: Caller
+    dataset: str
+    purpose: str | None
+    profile: Profile
+    grant_id: int
+    # The versions the read was last decided under.
+    _versions: tuple[int, ...] | None = field(init=False)
+    # When the decision is due again though no version moved (see next_decision):
+    # at the first check, as a minute may have ended since the read was decided.
+    _due: datetime = field(init=False, default=datetime.min.replace(tzinfo=UTC))
+    _expires: datetime | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self._versions = self.caller.versions
 
     def check(self) -> str | None:
         """Why the read must stop now, or None while it may go on."""
@@ -107,19 +103,8 @@ class ReadWatch:
 
     def _decided_again(self, versions: tuple[int, ...], kind: str, now: datetime) -> str | None:
         # Offboarding changes the kind (an employee becomes alumni): decide as it is now.
-        caller = Caller(
-            id=self.caller.id,
-            name=self.caller.name,
-            kind=kind,
-            status=self.caller.status,
-            org=self.caller.org,
-            org_status=self.caller.org_status,
-            key_id=self.caller.key_id,
-            versions=versions,
-            key_version=self.caller.key_version,
-        )
         decision = self.decider.decide(
-            caller=caller,
+            caller=replace(self.caller, kind=kind, versions=versions),
             dataset=self.dataset,
             at=now,
             purpose=self.purpose,
