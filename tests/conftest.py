@@ -12,8 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
-from gateway.config import Settings
+from gateway.access.grants import add_grant
+from gateway.config import Config, Settings
 from gateway.demo.workspace import Workspace, create_workspace
 from gateway.http.app import create_app
 from tests.pg_schemas import private_schema
@@ -84,6 +86,31 @@ def client(workspace: Workspace) -> Iterator[TestClient]:
 
 def bearer(workspace: Workspace, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {workspace.tokens[name]}"}
+
+
+def add_test_grant(
+    engine: Engine,
+    config: Config,
+    subject: str,
+    profile: str,
+    *,
+    subject_type: str = "principal",
+    days: int = 30,
+    **target: Any,
+) -> int:
+    """Record a grant directly, as an administrator does: ``profile`` for ``subject`` (a
+    principal unless ``subject_type`` says otherwise) on ``target`` (``dataset=`` or
+    ``module=``, and any other field of ``add_grant``)."""
+    return add_grant(
+        engine,
+        config,
+        subject_type=subject_type,
+        subject=subject,
+        profile=profile,
+        days=days,
+        created_by="test",
+        **target,
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,73 +221,6 @@ def test_no_import_cycles():
     assert not cycles(import_graph(ROOT, ("gateway", *LEAVES)))
 
 
-# The rules above must be able to fail: each is run once on a tree that breaks it.
-
-
-def _tree(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    for package in OWN:
-        (root / package).mkdir(exist_ok=True)
-        (root / package / "__init__.py").touch()
-    return root
-
-
-def test_a_cycle_hidden_in_a_function_is_found(tmp_path: Path):
-    root = _tree(
-        tmp_path,
-        {
-            "gateway/a.py": "from gateway.b import thing\n",
-            "gateway/b.py": "def thing():\n    from gateway import a\n",
-            "gateway/c.py": "import gateway.a\n",
-        },
-    )
-    assert cycles(import_graph(root, ("gateway",))) == [["gateway.a", "gateway.b"]]
-
-
-def test_a_core_module_importing_the_http_wing_is_found(tmp_path: Path):
-    root = _tree(
-        tmp_path,
-        {
-            "gateway/read/plan.py": "def f():\n    from gateway.http.app import create_app\n",
-            "gateway/http/app.py": "from gateway.read import plan\n",
-            "gateway/cli/main.py": "from gateway.http.app import create_app\n",
-        },
-    )
-    assert core_reaching_edges(root) == [
-        "gateway/read/plan.py imports gateway.http.app",
-        "gateway/read/plan.py imports gateway.http.app.create_app",
-    ]
-
-
-def test_the_web_framework_outside_the_http_wing_is_found(tmp_path: Path):
-    root = _tree(
-        tmp_path,
-        {
-            "gateway/http/app.py": "import fastapi\n",
-            "gateway/errors.py": "from starlette.responses import Response\n",
-        },
-    )
-    assert web_outside_http(root) == ["gateway/errors.py imports ['starlette']"]
-
-
-def test_a_leaf_reached_behind_its_face_is_found(tmp_path: Path):
-    root = _tree(
-        tmp_path,
-        {
-            "connectors/__init__.py": "from connectors.base import Scan\n__all__ = ['Scan']\n",
-            "gateway/read/a.py": "from connectors import Scan\n",
-            "gateway/read/b.py": "from connectors.base import Scan\n",
-        },
-    )
-    assert leaves_behind_faces(root) == [
-        "gateway/read/b.py imports connectors.base",
-        "gateway/read/b.py imports connectors.base.Scan",
-    ]
-
-
 # Scans that release nothing: they compare a leak with the source. (The scan counting
 # k-anonymity classes is built by the plan: it must see the grant's row filters.)
 SCANS_RELEASING_NOTHING = {"gateway/auditing/leak_tracing.py"}
@@ -308,17 +242,6 @@ def scans_built_outside_the_plan(root: Path) -> list[str]:
 
 def test_released_data_is_scanned_only_from_the_decided_plan():
     assert not scans_built_outside_the_plan(ROOT)
-
-
-def test_a_scan_built_outside_the_plan_is_found(tmp_path: Path):
-    root = _tree(
-        tmp_path,
-        {
-            "gateway/read/plan.py": "def scan_of(plan):\n    return Scan(columns=())\n",
-            "gateway/read/export.py": "def f():\n    return Scan(columns=('a',))\n",
-        },
-    )
-    assert scans_built_outside_the_plan(root) == ["gateway/read/export.py:2"]
 
 
 # Domain errors name their kind of problem; only the HTTP wing knows its status.
@@ -388,30 +311,6 @@ def test_no_domain_error_carries_an_http_status():
     assert not domain_errors_with_http_status(ROOT)
 
 
-def test_a_domain_error_carrying_an_http_status_is_found(tmp_path: Path):
-    root = _tree(
-        tmp_path,
-        {
-            "gateway/errors.py": (
-                "class GatewayError(Exception):\n    slug = 'internal-error'\n"
-                "class Gone(GatewayError):\n    status, slug = 410, 'gone'\n"
-            ),
-            "gateway/read/errors.py": (
-                "from gateway.errors import Gone\n"
-                "class Expired(Gone):\n"
-                "    def __init__(self):\n        self.status_code = 410\n"
-            ),
-            "connectors/base.py": "class ConnectorError(Exception):\n    http_status = 502\n",
-            "gateway/http/edge.py": "class MethodNotAllowed(GatewayError):\n    status = 405\n",
-        },
-    )
-    assert sorted(domain_errors_with_http_status(root)) == [
-        "connectors/base.py:1 ConnectorError carries http_status",
-        "gateway/errors.py:3 Gone carries status",
-        "gateway/read/errors.py:2 Expired carries status_code",
-    ]
-
-
 def test_every_kind_of_gateway_error_has_its_answer_in_the_http_wing():
     import gateway.errors
     import gateway.http.edge  # noqa: F401  (its MethodNotAllowed)
@@ -426,3 +325,104 @@ def test_every_kind_of_gateway_error_has_its_answer_in_the_http_wing():
         if cls.__module__ != "gateway.http.problems" and cls.slug not in PROBLEMS
     }
     assert not missing
+
+
+# The rules above must be able to fail: each is run once on a tree that breaks it.
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for package in OWN:
+        (root / package).mkdir(exist_ok=True)
+        (root / package / "__init__.py").touch()
+    return root
+
+
+BROKEN_TREES = [
+    pytest.param(
+        lambda root: cycles(import_graph(root, ("gateway",))),
+        {
+            "gateway/a.py": "from gateway.b import thing\n",
+            "gateway/b.py": "def thing():\n    from gateway import a\n",
+            "gateway/c.py": "import gateway.a\n",
+        },
+        [["gateway.a", "gateway.b"]],
+        id="a cycle hidden in a function",
+    ),
+    pytest.param(
+        core_reaching_edges,
+        {
+            "gateway/read/plan.py": "def f():\n    from gateway.http.app import create_app\n",
+            "gateway/http/app.py": "from gateway.read import plan\n",
+            "gateway/cli/main.py": "from gateway.http.app import create_app\n",
+        },
+        [
+            "gateway/read/plan.py imports gateway.http.app",
+            "gateway/read/plan.py imports gateway.http.app.create_app",
+        ],
+        id="a core module importing the http wing",
+    ),
+    pytest.param(
+        web_outside_http,
+        {
+            "gateway/http/app.py": "import fastapi\n",
+            "gateway/errors.py": "from starlette.responses import Response\n",
+        },
+        ["gateway/errors.py imports ['starlette']"],
+        id="the web framework outside the http wing",
+    ),
+    pytest.param(
+        leaves_behind_faces,
+        {
+            "connectors/__init__.py": "from connectors.base import Scan\n__all__ = ['Scan']\n",
+            "gateway/read/a.py": "from connectors import Scan\n",
+            "gateway/read/b.py": "from connectors.base import Scan\n",
+        },
+        [
+            "gateway/read/b.py imports connectors.base",
+            "gateway/read/b.py imports connectors.base.Scan",
+        ],
+        id="a leaf reached behind its face",
+    ),
+    pytest.param(
+        scans_built_outside_the_plan,
+        {
+            "gateway/read/plan.py": "def scan_of(plan):\n    return Scan(columns=())\n",
+            "gateway/read/export.py": "def f():\n    return Scan(columns=('a',))\n",
+        },
+        ["gateway/read/export.py:2"],
+        id="a scan built outside the plan",
+    ),
+    pytest.param(
+        lambda root: sorted(domain_errors_with_http_status(root)),
+        {
+            "gateway/errors.py": (
+                "class GatewayError(Exception):\n    slug = 'internal-error'\n"
+                "class Gone(GatewayError):\n    status, slug = 410, 'gone'\n"
+            ),
+            "gateway/read/errors.py": (
+                "from gateway.errors import Gone\n"
+                "class Expired(Gone):\n"
+                "    def __init__(self):\n        self.status_code = 410\n"
+            ),
+            "connectors/base.py": "class ConnectorError(Exception):\n    http_status = 502\n",
+            "gateway/http/edge.py": "class MethodNotAllowed(GatewayError):\n    status = 405\n",
+        },
+        [
+            "connectors/base.py:1 ConnectorError carries http_status",
+            "gateway/errors.py:3 Gone carries status",
+            "gateway/read/errors.py:2 Expired carries status_code",
+        ],
+        id="a domain error carrying an http status",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "files", "found"), BROKEN_TREES)
+def test_a_tree_that_breaks_a_rule_is_found(
+    tmp_path: Path, rule: Callable[[Path], list[Any]], files: dict[str, str], found: list[Any]
+):
+    assert rule(_tree(tmp_path, files)) == found

@@ -108,11 +108,24 @@ def plain(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def serving(command: list[str], cwd: Path, port: int) -> Iterator[str]:
+def serving(command: list[str], cwd: Path, port: int, timeout: float = 90) -> Iterator[str]:
     """Run an installed `kiteline` from outside the checkout, serving on ``port``."""
     log = cwd / f"serve-{port}.log"
-    with running(command, port, log, cwd=cwd, env=clean_env(), timeout=90) as url:
+    with running(command, port, log, cwd=cwd, env=clean_env(), timeout=timeout) as url:
         yield url
+
+
+@contextmanager
+def demo_served(
+    wheel: Path, tmp_path: Path, extras: str, store: str, timeout: float = 90
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """`kiteline demo --store <store>` installed with ``extras``: its URL and tokens."""
+    bin_dir = install(wheel, tmp_path / "venv", extras=extras)
+    port = free_port()
+    workspace = tmp_path / "ws"
+    command = [str(bin_dir / "kiteline"), "demo", "--store", store, "--workspace", str(workspace)]
+    with serving([*command, "--port", str(port)], tmp_path, port, timeout) as url:
+        yield url, json.loads((workspace / "tokens.json").read_text())
 
 
 def governed_read(url: str, token: str, timeout: float = 30) -> dict:
@@ -227,42 +240,13 @@ def test_otel_extra_exports_the_traces_of_a_governed_read(wheel: Path, tmp_path:
 
 
 def test_demo_extra_serves_from_a_local_s3_server(wheel: Path, tmp_path: Path):
-    bin_dir = install(wheel, tmp_path / "venv", extras="demo")
-    port = free_port()
-    workspace = tmp_path / "ws"
-    command = [
-        str(bin_dir / "kiteline"),
-        "demo",
-        "--store",
-        "s3",
-        "--workspace",
-        str(workspace),
-        "--port",
-        str(port),
-    ]
-    with serving(command, tmp_path, port) as url:
-        tokens = json.loads((workspace / "tokens.json").read_text())
+    with demo_served(wheel, tmp_path, "demo", "s3") as (url, tokens):
         assert_anonymized(governed_read(url, tokens["mei"]))
 
 
 def test_spark_extra_serves_from_a_local_spark_connect_server(wheel: Path, tmp_path: Path):
     # The extra carries the Spark Connect client and, in the same package, the server
     # the demo starts (Java comes from the system).
-    bin_dir = install(wheel, tmp_path / "venv", extras="spark")
-    port = free_port()
-    workspace = tmp_path / "ws"
-    command = [
-        str(bin_dir / "kiteline"),
-        "demo",
-        "--store",
-        "spark",
-        "--workspace",
-        str(workspace),
-        "--port",
-        str(port),
-    ]
-    log = tmp_path / f"serve-{port}.log"
-    with running(command, port, log, cwd=tmp_path, env=clean_env(), timeout=240) as url:
-        tokens = json.loads((workspace / "tokens.json").read_text())
+    with demo_served(wheel, tmp_path, "spark", "spark", timeout=240) as (url, tokens):
         # The first read warms the Spark server's JVM up: give it longer.
         assert_anonymized(governed_read(url, tokens["mei"], timeout=180))

@@ -192,76 +192,92 @@ def _proof_edits(proof: list[bytes], root: bytes, extra: bytes) -> list[tuple[st
     return edits
 
 
+# A verifier in one calling form: the two numbers it checks a proof at (leaf index and
+# tree size, or old and new tree size), the proof, and the two hashes it checks it
+# against (leaf hash and root, or old and new root).
+Verify = Callable[[int, int, list[bytes], bytes, bytes], object]
+
+
+def _check_probes(
+    verify: Verify,
+    names: tuple[str, str],
+    shape: Callable[[int, int], object],
+    numbers: tuple[int, int],
+    proof: list[bytes],
+    hashes: tuple[bytes, bytes],
+    wrong_hashes: list[tuple[str, bytes, bytes]],
+) -> None:
+    """The valid proof verifies; every corruption of it is rejected (but for a tree size
+    one off that hashes the same nodes in the same order, see ``_inclusion_shape``)."""
+    (first, second), (first_name, second_name), (hash_1, hash_2) = numbers, names, hashes
+    verify(first, second, proof, hash_1, hash_2)
+
+    always_wrong = [
+        (f"{first_name} - 1", first - 1, second),
+        (f"{first_name} + 1", first + 1, second),
+        (f"{first_name} ^ 2", first ^ 2, second),
+        (f"{second_name} * 2", first, second * 2),
+        (f"{second_name} // 2", first, second // 2),
+    ]
+    for description, other_first, other_second in always_wrong:
+        assert _rejected(verify, other_first, other_second, proof, hash_1, hash_2), description
+    for description, other_second in [
+        (f"{second_name} - 1", second - 1),
+        (f"{second_name} + 1", second + 1),
+    ]:
+        rejected = _rejected(verify, first, other_second, proof, hash_1, hash_2)
+        unavoidable = shape(first, other_second) == shape(first, second)
+        assert rejected != unavoidable, description
+
+    for description, edited in _proof_edits(proof, hash_2, SOME_HASH):
+        assert _rejected(verify, first, second, edited, hash_1, hash_2), description
+    for description, other_1, other_2 in wrong_hashes:
+        assert _rejected(verify, first, second, proof, other_1, other_2), description
+
+
 def check_inclusion_probes(
     hashed_leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes
 ) -> None:
-    verify_inclusion(hashed_leaf, index, size, proof, root)
-
-    always_wrong = [
-        ("index - 1", index - 1, size),
-        ("index + 1", index + 1, size),
-        ("index ^ 2", index ^ 2, size),
-        ("size * 2", index, size * 2),
-        ("size // 2", index, size // 2),
-    ]
-    for description, other_index, other_size in always_wrong:
-        assert _rejected(verify_inclusion, hashed_leaf, other_index, other_size, proof, root), (
-            description
-        )
-    for description, other_size in [("size - 1", size - 1), ("size + 1", size + 1)]:
-        rejected = _rejected(verify_inclusion, hashed_leaf, index, other_size, proof, root)
-        unavoidable = _inclusion_shape(index, other_size) == _inclusion_shape(index, size)
-        assert rejected != unavoidable, description
-
-    for description, edited in _proof_edits(proof, root, SOME_HASH):
-        assert _rejected(verify_inclusion, hashed_leaf, index, size, edited, root), description
-    for description, leaf, other_root in [
-        ("wrong leaf", leaf_hash(b"wrong leaf"), root),
-        ("short leaf", b"WrongLeaf", root),
-        ("root as leaf", root, root) if size > 1 else ("some leaf", SOME_HASH, root),
-        ("empty-tree root", hashed_leaf, EMPTY_ROOT),
-        ("other root", hashed_leaf, SOME_HASH),
-        ("short root", hashed_leaf, root[:-1]),
-    ]:
-        assert _rejected(verify_inclusion, leaf, index, size, proof, other_root), description
+    _check_probes(
+        lambda index, size, proof, leaf, root: verify_inclusion(leaf, index, size, proof, root),
+        ("index", "size"),
+        _inclusion_shape,
+        (index, size),
+        proof,
+        (hashed_leaf, root),
+        [
+            ("wrong leaf", leaf_hash(b"wrong leaf"), root),
+            ("short leaf", b"WrongLeaf", root),
+            ("root as leaf", root, root) if size > 1 else ("some leaf", SOME_HASH, root),
+            ("empty-tree root", hashed_leaf, EMPTY_ROOT),
+            ("other root", hashed_leaf, SOME_HASH),
+            ("short root", hashed_leaf, root[:-1]),
+        ],
+    )
 
 
 def check_consistency_probes(
     old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]
 ) -> None:
-    verify_consistency(old_size, new_size, old_root, new_root, proof)
-
-    always_wrong = [
-        ("old size - 1", old_size - 1, new_size),
-        ("old size + 1", old_size + 1, new_size),
-        ("old size ^ 2", old_size ^ 2, new_size),
-        ("new size * 2", old_size, new_size * 2),
-        ("new size // 2", old_size, new_size // 2),
-    ]
-    for description, other_old, other_new in always_wrong:
-        assert _rejected(verify_consistency, other_old, other_new, old_root, new_root, proof), (
-            description
-        )
-    for description, other_new in [("new size - 1", new_size - 1), ("new size + 1", new_size + 1)]:
-        rejected = _rejected(verify_consistency, old_size, other_new, old_root, new_root, proof)
-        shape = _consistency_shape(old_size, new_size)
-        unavoidable = _consistency_shape(old_size, other_new) == shape
-        assert rejected != unavoidable, description
-
-    for description, edited in _proof_edits(proof, new_root, SOME_HASH):
-        assert _rejected(verify_consistency, old_size, new_size, old_root, new_root, edited), (
-            description
-        )
-    for description, first, second in [
-        ("swapped roots", new_root, old_root),
-        ("old root twice", old_root, old_root),
-        ("new root twice", new_root, new_root),
-        ("other old root", SOME_HASH, new_root),
-        ("other new root", old_root, SOME_HASH),
-        ("short old root", old_root[:-1], new_root),
-        ("short new root", old_root, new_root[:-1]),
-    ]:
-        assert _rejected(verify_consistency, old_size, new_size, first, second, proof), description
+    _check_probes(
+        lambda old, new, proof, old_root, new_root: verify_consistency(
+            old, new, old_root, new_root, proof
+        ),
+        ("old size", "new size"),
+        _consistency_shape,
+        (old_size, new_size),
+        proof,
+        (old_root, new_root),
+        [
+            ("swapped roots", new_root, old_root),
+            ("old root twice", old_root, old_root),
+            ("new root twice", new_root, new_root),
+            ("other old root", SOME_HASH, new_root),
+            ("other new root", old_root, SOME_HASH),
+            ("short old root", old_root[:-1], new_root),
+            ("short new root", old_root, new_root[:-1]),
+        ],
+    )
 
 
 def test_empty_tree_root_is_sha256_of_nothing() -> None:

@@ -19,6 +19,21 @@ def run(ws: Workspace, *args: str, who: str | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def newco_grant(dataset: str, *options: str) -> tuple[str, ...]:
+    """The command line that grants the org newco anonymized reads of ``dataset``."""
+    return (
+        "grants",
+        "add",
+        "--org",
+        "newco",
+        "--dataset",
+        dataset,
+        "--profile",
+        "anonymized",
+        *options,
+    )
+
+
 def test_audit_verify_detects_an_edited_row(client, workspace: Workspace):
     client.get("/v1/datasets", headers={"Authorization": f"Bearer {workspace.tokens['mei']}"})
     client.get("/v1/datasets", headers={"Authorization": "Bearer nope"})
@@ -38,39 +53,13 @@ def test_principals_keys_and_grants(workspace: Workspace):
     assert code == 2 and "already exists" in out
     code, token = run(workspace, "keys", "issue", "zoe")
     assert code == 0 and token.startswith("kl_")
-    code, out = run(
-        workspace,
-        "grants",
-        "add",
-        "--org",
-        "newco",
-        "--dataset",
-        "studies",
-        "--profile",
-        "anonymized",
-        "--purpose",
-        "research",
-        "--days",
-        "5",
-        "--reason",
-        "pilot agreed with newco",
-    )
+    reason = "pilot agreed with newco"
+    grant = newco_grant("studies", "--purpose", "research", "--days", "5", "--reason", reason)
+    code, out = run(workspace, *grant)
     assert code == 0 and "active" in out
     code, out = run(workspace, "grants", "list", "--local")
     assert "org:newco" in out
-    code, out = run(
-        workspace,
-        "grants",
-        "add",
-        "--org",
-        "newco",
-        "--dataset",
-        "nope",
-        "--profile",
-        "anonymized",
-        "--reason",
-        "x",
-    )
+    code, out = run(workspace, *newco_grant("nope", "--reason", "x"))
     assert code == 2 and "unknown dataset" in out
     code, out = run(workspace, "principals", "list")
     assert "zoe" in out and "newco" in out

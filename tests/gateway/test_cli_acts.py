@@ -16,6 +16,7 @@ from gateway.cli.main import cli
 from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace, create_workspace
 from tests.conftest import bearer, client_for
 from tests.gateway.test_api import audit_rows
+from tests.gateway.test_cli import newco_grant
 
 
 def run(ws: Workspace, *args: str, token: str | None) -> tuple[int, str]:
@@ -38,6 +39,18 @@ def acted(ws: Workspace, *args: str, who: str | None, expect: int = 0) -> dict[s
     return new[0]
 
 
+def acts_by(
+    ws: Workspace, acts: list[tuple[tuple[str, ...], str]], who: str, kind: str
+) -> list[dict[str, object]]:
+    """Run each command line as ``who``; each records its action, naming ``who`` a ``kind``."""
+    events = []
+    for args, action in acts:
+        event = acted(ws, *args, who=who)
+        assert (event["action"], event["actor"], event["actor_kind"]) == (action, who, kind), args
+        events.append(event)
+    return events
+
+
 def leak_file(ws: Workspace, path: Path) -> Path:
     with client_for(ws) as client:
         response = client.post(
@@ -57,20 +70,7 @@ ADMIN_ACTS = [
     (("keys", "rotate"), "pseudonym_key.rotated"),
     (("budgets", "set", "1", "--rows-per-day", "500"), "budget.set"),
     (
-        (
-            "grants",
-            "add",
-            "--org",
-            "newco",
-            "--dataset",
-            "studies",
-            "--profile",
-            "anonymized",
-            "--purpose",
-            "research",
-            "--reason",
-            "pilot signed 2026-12-01",
-        ),
+        newco_grant("studies", "--purpose", "research", "--reason", "pilot signed 2026-12-01"),
         "grant.added",
     ),
     (("principals", "list"), "principals.list"),
@@ -92,13 +92,7 @@ OFFICER_ACTS = [
 def test_every_admin_write_and_officer_read_is_one_event_naming_its_actor(
     workspace: Workspace, tmp_path: Path
 ):
-    for args, action in ADMIN_ACTS:
-        event = acted(workspace, *args, who="admin")
-        assert (event["action"], event["actor"], event["actor_kind"]) == (
-            action,
-            "admin",
-            "admin",
-        ), args
+    for event in acts_by(workspace, ADMIN_ACTS, "admin", "admin"):
         assert event["channel"] == "cli" and event["decision"] == "allow"
     key_id = next(e for e in audit_rows(workspace) if e["action"] == "key.issued")["key_id"]
     event = acted(workspace, "keys", "revoke", str(key_id), who="admin")
@@ -115,13 +109,7 @@ def test_every_admin_write_and_officer_read_is_one_event_naming_its_actor(
         (("audit", "witness", "--out", str(witness)), "audit.witness"),
         (("trace", str(leak)), "trace.hit"),
     ]
-    for args, action in officer_acts:
-        event = acted(workspace, *args, who="victor")
-        assert (event["action"], event["actor"], event["actor_kind"]) == (
-            action,
-            "victor",
-            "officer",
-        ), args
+    acts_by(workspace, officer_acts, "victor", "officer")
     searched = next(e for e in audit_rows(workspace) if e["action"] == "audit.search")
     assert searched["filters"] == {"actor": "mei"}
     hashed = next(e for e in audit_rows(workspace) if e["action"] == "audit.hash")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,42 +13,41 @@ from sqlalchemy import Engine
 
 from gateway.access import decisions
 from gateway.access.decisions import Decider
-from gateway.access.grants import add_grant
 from gateway.access.policy_runtime import PolicyRuntime
 from gateway.access.principals import Caller, authenticate
+from gateway.config import Config
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from gateway.state.database import create_state_engine, read_versions
+from tests.conftest import add_test_grant
 
 
-def _decider(workspace: Workspace) -> tuple[Engine, Caller, Decider]:
+@dataclass(frozen=True)
+class State:
     """The state database, the demo partner mei as authenticated now, and a decider."""
-    engine = create_state_engine(workspace.config.state_url)
+
+    config: Config
+    engine: Engine
+    caller: Caller
+    decider: Decider
+
+
+@pytest.fixture
+def state(workspace: Workspace) -> Iterator[State]:
+    config = workspace.config
+    engine = create_state_engine(config.state_url)
     caller = authenticate(engine, workspace.tokens["mei"])
     assert isinstance(caller, Caller)
-    return (
-        engine,
-        caller,
-        Decider(engine, workspace.config, PolicyRuntime(workspace.config).evaluator),
-    )
+    yield State(config, engine, caller, Decider(engine, config, PolicyRuntime(config).evaluator))
+    engine.dispose()
 
 
 def test_decisions_at_the_old_versions_do_not_wait_for_a_rebuild(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+    state: State, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = workspace.config
-    engine, caller, decider = _decider(workspace)
+    engine, caller, decider = state.engine, state.caller, state.decider
     at = datetime.now(UTC)
     decider.snapshot(caller.versions, at)
-    add_grant(
-        engine,
-        config,
-        subject_type="principal",
-        subject="erin",
-        dataset="patients",
-        profile="pseudonymized",
-        days=30,
-        created_by="test",
-    )
+    add_test_grant(engine, state.config, "erin", "pseudonymized", dataset="patients")
     with engine.connect() as conn:
         changed = read_versions(conn)
     assert changed != caller.versions
@@ -79,30 +80,26 @@ def test_decisions_at_the_old_versions_do_not_wait_for_a_rebuild(
     release.set()
     builder.join(60)
     reader.join(60)
-    engine.dispose()
     assert finished_during_build, "a decision at the old versions waited for the rebuild"
     assert answers == [True, False]
     assert decider.snapshot(changed, at).versions == changed
 
 
 def test_a_request_made_before_a_change_is_answered_from_the_newer_state(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+    state: State, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The newer state holds every change the request must see; reading the versions
     # again (and waiting for any build in progress) would tell it nothing more.
-    config = workspace.config
-    engine, caller, decider = _decider(workspace)
+    caller, decider = state.caller, state.decider
     at = datetime.now(UTC)
-    add_grant(
-        engine,
-        config,
+    add_test_grant(
+        state.engine,
+        state.config,
+        "surgibot",
+        "aggregate",
         subject_type="org",
-        subject="surgibot",
         dataset="studies",
-        profile="aggregate",
         purpose=SURGICAL_PURPOSE,
-        days=30,
-        created_by="test",
     )
     newer = decider.snapshot(None, at)
     assert newer.versions != caller.versions
@@ -115,4 +112,3 @@ def test_a_request_made_before_a_change_is_answered_from_the_newer_state(
     assert decider.decide(
         caller=caller, dataset="patients", at=at, purpose=SURGICAL_PURPOSE
     ).allowed
-    engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +85,24 @@ def request(gateway: Gateway, caller: Caller, profile: str) -> int:
     return int(gateway.grants.request(caller, body, META)["id"])
 
 
+def approved_at_once(
+    gateway: Gateway, who: dict[str, Caller], profile: str, *custodians: str
+) -> tuple[int, list[Any]]:
+    """A new request of erin's for ``profile``, and what each of the ``custodians``'
+    approvals of it, all released at once, returned."""
+    grant_id = request(gateway, who["erin"], profile)
+    approvals = [partial(gateway.grants.approve, who[c], grant_id, "ok", META) for c in custodians]
+    return grant_id, at_once(*approvals)
+
+
 ROUNDS = 3
 
 
 def test_two_custodians_at_once_make_one_active_grant(pg_gateway: Any):
     gateway, who = pg_gateway
     for _ in range(ROUNDS):
-        grant_id = request(gateway, who["erin"], "pseudonymized")  # needs one approval
-        results = at_once(
-            lambda g=grant_id: gateway.grants.approve(who["alice"], g, "ok", META),
-            lambda g=grant_id: gateway.grants.approve(who["bob"], g, "ok", META),
-        )
+        # pseudonymized reads need one approval
+        grant_id, results = approved_at_once(gateway, who, "pseudonymized", "alice", "bob")
         won = [r for r in results if isinstance(r, dict)]
         lost = [r for r in results if isinstance(r, Conflict)]
         assert len(won) == 1 and len(lost) == 1, results
@@ -104,12 +112,8 @@ def test_two_custodians_at_once_make_one_active_grant(pg_gateway: Any):
 def test_concurrent_raw_approvals_count_exactly(pg_gateway: Any):
     gateway, who = pg_gateway
     for _ in range(ROUNDS):
-        grant_id = request(gateway, who["erin"], "raw")  # needs two approvals
-        results = at_once(
-            lambda g=grant_id: gateway.grants.approve(who["alice"], g, "ok", META),
-            lambda g=grant_id: gateway.grants.approve(who["alice"], g, "ok", META),
-            lambda g=grant_id: gateway.grants.approve(who["bob"], g, "ok", META),
-        )
+        # raw reads need two approvals
+        grant_id, results = approved_at_once(gateway, who, "raw", "alice", "alice", "bob")
         unexpected = [
             r for r in results if isinstance(r, Exception) and not isinstance(r, Conflict)
         ]

@@ -34,10 +34,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from gateway.access.grants import add_grant
 from gateway.demo.workspace import ALUMNI_PURPOSE, MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from gateway.state.database import create_state_engine
-from tests.conftest import bearer, client_for, copy_workspace
+from tests.conftest import add_test_grant, bearer, client_for, copy_workspace
 
 ARROW = "application/vnd.apache.arrow.stream"
 QUASI_IDENTIFIERS = ("birth_date", "gender", "zip")
@@ -142,17 +141,15 @@ def linkage_workspace(demo_template: Workspace, tmp_path_factory: pytest.TempPat
     """The demo, plus the grants of an unprotected control: raw rows for a clinician."""
     ws = copy_workspace(demo_template, tmp_path_factory.mktemp("linkage") / "ws")
     engine = create_state_engine(ws.config.state_url)
-    add_grant(
+    add_test_grant(
         engine,
         ws.config,
-        subject_type="principal",
-        subject="alice",
+        "alice",
+        "raw",
         dataset="patients",
-        profile="raw",
         purpose=CARE_PURPOSE,
         days=1,
         approvals=2,
-        created_by="test",
     )
     engine.dispose()
     with client_for(ws) as client:

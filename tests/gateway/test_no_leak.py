@@ -11,14 +11,13 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.access.grants import add_grant
 from gateway.access.keyring import Keyring
 from gateway.config import Dataset
 from gateway.demo.workspace import Workspace
 from gateway.read.views import build_view
 from gateway.state.database import create_state_engine
 from gateway.transforms.profile import BatchTransformer
-from tests.conftest import bearer
+from tests.conftest import add_test_grant, bearer
 
 DIRECT = ("name", "national_id", "phone")
 
@@ -28,16 +27,7 @@ def test_no_returned_cell_is_a_source_direct_identifier(
     client: TestClient, workspace: Workspace, profile: str
 ):
     engine = create_state_engine(workspace.config.state_url)
-    add_grant(
-        engine,
-        workspace.config,
-        subject_type="principal",
-        subject="erin",
-        dataset="patients",
-        profile="pseudonymized",
-        days=1,
-        created_by="test",
-    )
+    add_test_grant(engine, workspace.config, "erin", "pseudonymized", dataset="patients", days=1)
     engine.dispose()
     response = client.post(
         "/v1/datasets/patients/query",

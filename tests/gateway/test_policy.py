@@ -12,13 +12,12 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from gateway.access.grants import add_grant
 from gateway.access.policy_files import POLICY_DIR
 from gateway.access.principals import add_principal, issue_key, set_status
 from gateway.cli.main import cli
 from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
 from gateway.state.database import create_state_engine
-from tests.conftest import bearer, client_for
+from tests.conftest import add_test_grant, bearer, client_for
 
 
 def read(client: TestClient, token: str, dataset: str, **body: object):
@@ -52,17 +51,16 @@ def people(workspace: Workspace) -> dict[str, str]:
         ("principal", "lin", "raw", 2, ALUMNI_PURPOSE),
         ("principal", "alice", "raw", 1, None),
     ]:
-        add_grant(
+        add_test_grant(
             engine,
             config,
+            subject,
+            profile,
             subject_type=subject_type,
-            subject=subject,
             dataset="patients",
-            profile=profile,
             approvals=approvals,
             purpose=purpose,
             days=5,
-            created_by="test",
         )
     engine.dispose()
     return tokens
@@ -138,15 +136,13 @@ def test_time_windows(client: TestClient, workspace: Workspace):
     add_principal(engine, name="night", kind="employee")
     token = issue_key(engine, "night")[1]
     # a window that is never open: no weekday listed
-    add_grant(
+    add_test_grant(
         engine,
         workspace.config,
-        subject_type="principal",
-        subject="night",
+        "night",
+        "pseudonymized",
         dataset="studies",
-        profile="pseudonymized",
         days=1,
-        created_by="t",
         window={"days": [], "start": "00:00", "end": "23:59", "timezone": "UTC"},
     )
     engine.dispose()

@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 
 from gateway.access.decisions import Decider
-from gateway.access.grants import GrantIndex, GrantRecord, add_grant
+from gateway.access.grants import GrantIndex, GrantRecord
 from gateway.access.policy_lines import Standing, deny, deny_lines
 from gateway.access.principals import add_principal, caller_by_name, set_status
 from gateway.config import Separation
 from gateway.demo.workspace import MARKET_PURPOSE, SURGICAL_PURPOSE, Workspace
 from gateway.state.database import create_state_engine
+from tests.conftest import add_test_grant
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -136,16 +137,15 @@ def test_a_deny_line_refuses_what_rego_and_an_allow_line_would_allow(workspace: 
         assert allowed.allowed and allowed.matched == (
             "org:surgibot, imaging, patients, read, allow",
         )
-        add_grant(
+        add_test_grant(
             engine,
             config,
+            "surgibot",
+            "aggregate",
             subject_type="org",
-            subject="surgibot",
             dataset="customers",
-            profile="aggregate",
             purpose=MARKET_PURPOSE,
             days=1,
-            created_by="t",
         )
         mei = caller_by_name(engine, "mei")
         assert mei is not None
@@ -154,16 +154,7 @@ def test_a_deny_line_refuses_what_rego_and_an_allow_line_would_allow(workspace: 
         assert refused.matched == ("org:surgibot, *, *, read, deny",)
         assert refused.reasons[0].startswith("explicit deny (separation): organization 'surgibot'")
         add_principal(engine, name="kim", kind="employee")
-        add_grant(
-            engine,
-            config,
-            subject_type="principal",
-            subject="kim",
-            dataset="studies",
-            profile="pseudonymized",
-            days=1,
-            created_by="t",
-        )
+        add_test_grant(engine, config, "kim", "pseudonymized", dataset="studies", days=1)
         set_status(engine, "kim", "suspended")
         kim = caller_by_name(engine, "kim")
         assert kim is not None

@@ -31,6 +31,7 @@ from gateway.auditing.search import EventFilter, search
 from gateway.config import Config
 from gateway.demo.workspace import Workspace
 from gateway.state.database import alembic_config, create_state_engine, is_current, migrate
+from tests.conftest import add_test_grant
 
 
 @pytest.fixture
@@ -104,30 +105,21 @@ def test_grants_drive_decisions(engine: Engine, config: Config):
     decider = Decider(engine, config, PolicyRuntime(config).evaluator)
     now = datetime.now(UTC)
     assert not decider.decide(caller=caller("erin"), dataset="patients", at=now).allowed
-    grant = add_grant(
-        engine,
-        config,
-        subject_type="principal",
-        subject="erin",
-        dataset="patients",
-        profile="pseudonymized",
-        days=1,
-        created_by="t",
-        approvals=1,
+    grant = add_test_grant(
+        engine, config, "erin", "pseudonymized", dataset="patients", days=1, approvals=1
     )
     decision = decider.decide(caller=caller("erin"), dataset="patients", at=now)
     assert decision.allowed and decision.obligations
     assert decision.obligations.profile == "pseudonymized"
-    add_grant(
+    add_test_grant(
         engine,
         config,
+        "surgibot",
+        "anonymized",
         subject_type="org",
-        subject="surgibot",
         module="imaging",
-        profile="anonymized",
         purpose="p",
         days=1,
-        created_by="t",
         approvals=2,
     )
     decision = decider.decide(caller=caller("mei"), dataset="studies", at=now, purpose="p")

@@ -16,27 +16,24 @@ from typing import Any
 import pytest
 
 PURPOSE = "surgical robot training"
+
+
+def weekday_hours(start: str, end: str, timezone: str) -> dict[str, Any]:
+    """A grant's time window: Monday to Friday, from ``start`` to ``end`` in ``timezone``."""
+    days = ["mon", "tue", "wed", "thu", "fri"]
+    return {"days": days, "start": start, "end": end, "timezone": timezone}
+
+
 # 2026-11-24T02:00:00Z, Tuesday 10:00 in Shanghai; then 07:59 and 08:00 there.
 TUE_1000_SHANGHAI = 1_795_485_600_000_000_000
 TUE_0759_SHANGHAI = 1_795_478_340_000_000_000
 TUE_0800_SHANGHAI = 1_795_478_400_000_000_000
-
-OFFICE_HOURS = {
-    "days": ["mon", "tue", "wed", "thu", "fri"],
-    "start": "08:00",
-    "end": "20:00",
-    "timezone": "Asia/Shanghai",
-}
+OFFICE_HOURS = weekday_hours("08:00", "20:00", "Asia/Shanghai")
 
 # 2026-06-16T13:30:00Z and 12:30Z: Tuesday 09:30 and 08:30 in New York (EDT, UTC-4).
 NY_SUMMER_0930 = 1_781_616_600_000_000_000
 NY_SUMMER_0830 = 1_781_613_000_000_000_000
-NEW_YORK_HOURS = {
-    "days": ["mon", "tue", "wed", "thu", "fri"],
-    "start": "09:00",
-    "end": "17:00",
-    "timezone": "America/New_York",
-}
+NEW_YORK_HOURS = weekday_hours("09:00", "17:00", "America/New_York")
 
 CEILING = {
     "employee": "raw",
