@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import config_of, emit, fail, json_option, state_engine
+from gateway.cli.common import config_of, emit, fail, grant_scope_options, json_option, state_engine
 from gateway.cli.grants import grants
 from gateway.cli.operator import ADMINS, OFFICERS, operator_session
 from gateway.cli.remote import call
@@ -58,17 +58,9 @@ def principals_add(
         )
     except PrincipalError as exc:
         fail(str(exc), 2)
-    operator.record(
-        "principal.added",
-        decision="allow",
-        principal=name,
-        kind=kind,
-        org=org,
-        department=department,
-        org_admin=org_admin,
-    )
-    added = {"name": name, "kind": kind, "org": org, "department": department}
-    emit({**added, "org_admin": org_admin}, as_json, f"added {kind} {name}")
+    added = {"kind": kind, "org": org, "department": department, "org_admin": org_admin}
+    operator.record("principal.added", decision="allow", principal=name, **added)
+    emit({"name": name, **added}, as_json, f"added {kind} {name}")
 
 
 @principals.command("list")
@@ -214,6 +206,8 @@ def budgets_set(
     with engine.connect() as conn:
         if conn.scalar(select(Grant.id).where(Grant.id == grant_id)) is None:
             fail(f"no grant {grant_id}", 2)
+    limits: dict[str, Any] = {"rows_per_request": rows_per_request, "rows_per_day": rows_per_day}
+    limits |= {"rows_total": rows_total, "epsilon": epsilon}
     set_limits(
         engine,
         grant_id,
@@ -222,17 +216,7 @@ def budgets_set(
         rows_total=rows_total,
         epsilon=epsilon,
     )
-    operator.record(
-        "budget.set",
-        decision="allow",
-        grant_id=grant_id,
-        rows_per_request=rows_per_request,
-        rows_per_day=rows_per_day,
-        rows_total=rows_total,
-        epsilon=epsilon,
-    )
-    limits: dict[str, Any] = {"rows_per_request": rows_per_request, "rows_per_day": rows_per_day}
-    limits |= {"rows_total": rows_total, "epsilon": epsilon}
+    operator.record("budget.set", decision="allow", grant_id=grant_id, **limits)
     emit({"grant": grant_id, **limits}, as_json, f"budgets of grant {grant_id} updated")
 
 
@@ -258,14 +242,7 @@ def budgets_show(ctx: click.Context, grant_id: int, as_json: bool) -> None:
 @grants.command("add")
 @click.option("--principal", "principal", default=None, help="Grant to this principal ...")
 @click.option("--org", default=None, help="... or to every member of this partner org.")
-@click.option("--dataset", default=None)
-@click.option("--module", default=None, help="Grant a whole module.")
-@click.option(
-    "--profile",
-    required=True,
-    type=click.Choice(["raw", "pseudonymized", "anonymized", "aggregate"]),
-)
-@click.option("--purpose", default=None)
+@grant_scope_options("Grant")
 @click.option("--days", type=int, default=90, show_default=True)
 @click.option("--approvals", type=int, default=1, show_default=True)
 @click.option("--row-cap", type=int, default=None)

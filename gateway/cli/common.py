@@ -49,6 +49,28 @@ def json_option(command: F) -> F:
     return option(command)
 
 
+def grant_scope_options(verb: str) -> Callable[[F], F]:
+    """``--dataset`` or ``--module``, ``--profile`` and ``--purpose``: what a grant
+    covers, given to the commands that ``verb`` one (Grant, Request)."""
+
+    def apply(command: F) -> F:
+        options = (
+            click.option("--dataset", default=None),
+            click.option("--module", default=None, help=f"{verb} a whole module."),
+            click.option(
+                "--profile",
+                required=True,
+                type=click.Choice(["raw", "pseudonymized", "anonymized", "aggregate"]),
+            ),
+            click.option("--purpose", default=None),
+        )
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
 def emit(result: Any, as_json: bool, text: str | Callable[[], None]) -> None:
     """Print a command's result: as JSON with ``--json``, else as ``text`` for a reader
     (a line, or a function that prints several)."""

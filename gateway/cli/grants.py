@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import emit, json_option
+from gateway.cli.common import emit, grant_scope_options, json_option
 from gateway.cli.remote import call, table
 
 
@@ -44,14 +44,7 @@ def _show(grant: dict[str, Any]) -> None:
 
 
 @grants.command("request")
-@click.option("--dataset", default=None)
-@click.option("--module", default=None, help="Request a whole module.")
-@click.option(
-    "--profile",
-    required=True,
-    type=click.Choice(["raw", "pseudonymized", "anonymized", "aggregate"]),
-)
-@click.option("--purpose", default=None)
+@grant_scope_options("Request")
 @click.option("--days", type=int, required=True)
 @click.option("--columns", default=None, help="Comma-separated columns to restrict to.")
 @click.option("--row-filter", default=None, help='JSON list, e.g. [{"column":..,"op":..}]')
