@@ -50,15 +50,11 @@ from bench.stores import (  # noqa: E402
     partitioned_dir,
     read_results,
 )
-from bench.workspaces import reader_workspace  # noqa: E402
+from bench.workspaces import gateway_section, reader_workspace  # noqa: E402
 
-CONFIG = """\
-gateway:
-  listen: 127.0.0.1:8790
-  state_url: sqlite:///state.db
-  key_dir: keys
-  master_key: file:keys/master.key
-  max_rows_per_request: {rows}
+CONFIG = (
+    gateway_section(8790)
+    + """\
 stores:
   lake:
     kind: spark
@@ -81,6 +77,7 @@ datasets:
     location: {partitioned}
 {columns}
 """
+)
 # The same gateway and store, with one dataset per size read for memory.
 MEMORY_CONFIG = CONFIG.split("datasets:\n")[0] + "datasets:\n{datasets}\n"
 NAMES = ("row_id", "part", "identifier", "event_date", "category", "amount")

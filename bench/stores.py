@@ -46,15 +46,11 @@ PG_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 BUCKET = "bench"
 
 from bench.common import Result, Target, lift_row_budgets, run_and_print  # noqa: E402
-from bench.workspaces import reader_workspace  # noqa: E402
+from bench.workspaces import gateway_section, reader_workspace  # noqa: E402
 
-CONFIG = """\
-gateway:
-  listen: 127.0.0.1:8789
-  state_url: sqlite:///state.db
-  key_dir: keys
-  master_key: file:keys/master.key
-  max_rows_per_request: {rows}
+CONFIG = (
+    gateway_section(8789)
+    + """\
 stores:
   lake:
     kind: s3
@@ -71,6 +67,7 @@ modules:
 datasets:
 {datasets}
 """
+)
 
 PG_STORE = """\
   warehouse:
