@@ -196,6 +196,8 @@ def pg_site(single: Path) -> Iterator[tuple[str, str] | None]:
     import pyarrow.parquet as pq
     from psycopg import sql
 
+    from tests.pg_schemas import private_schema  # the tests' schema, made and dropped
+
     url = os.environ.get("KITELINE_TEST_PG_URL", PG_URL_DEFAULT)
     try:
         psycopg.connect(url, connect_timeout=3).close()
@@ -205,28 +207,24 @@ def pg_site(single: Path) -> Iterator[tuple[str, str] | None]:
         return
     schema = f"kl_bench_{uuid.uuid4().hex[:8]}"
     table = sql.Identifier(schema, "events")
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        connection.execute(
-            sql.SQL(
-                "CREATE TABLE {} (row_id bigint, part integer, identifier text, "
-                "event_date date, category text, amount double precision)"
-            ).format(table)
-        )
-        csv_path = DATA_DIR / "events.csv"
-        pacsv.write_csv(pq.read_table(single), csv_path)
-        with connection.cursor() as cursor:
-            copy_in = sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true)").format(table)
-            with cursor.copy(copy_in) as copy, csv_path.open("rb") as source:
-                while chunk := source.read(1 << 20):
-                    copy.write(chunk)
-        csv_path.unlink()
-        connection.execute(sql.SQL("ANALYZE {}").format(table))
-    try:
-        yield url, schema
-    finally:
+    with private_schema(url, schema):
         with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+            connection.execute(
+                sql.SQL(
+                    "CREATE TABLE {} (row_id bigint, part integer, identifier text, "
+                    "event_date date, category text, amount double precision)"
+                ).format(table)
+            )
+            csv_path = DATA_DIR / "events.csv"
+            pacsv.write_csv(pq.read_table(single), csv_path)
+            with connection.cursor() as cursor:
+                copy_in = sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true)").format(table)
+                with cursor.copy(copy_in) as copy, csv_path.open("rb") as source:
+                    while chunk := source.read(1 << 20):
+                        copy.write(chunk)
+            csv_path.unlink()
+            connection.execute(sql.SQL("ANALYZE {}").format(table))
+        yield url, schema
 
 
 # -- the gateway -----------------------------------------------------------------------
