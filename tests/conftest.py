@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,15 @@ def client(workspace: Workspace) -> Iterator[TestClient]:
 
 def bearer(workspace: Workspace, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {workspace.tokens[name]}"}
+
+
+def raising(error: Exception) -> Callable[..., Any]:
+    """A stand-in for a function that fails: it raises ``error`` whatever it is passed."""
+
+    def broken(*_args: object, **_kwargs: object) -> Any:
+        raise error
+
+    return broken
 
 
 def add_test_grant(

@@ -79,6 +79,15 @@ def running(
         stop(process, timeout=20)
 
 
+@contextmanager
+def serving(config: Path) -> Iterator[str]:
+    """`kiteline serve` of ``config`` on a free port, its output in a log beside the
+    config; yields its URL."""
+    port = free_port()
+    with running(serve_command(config, port), port, config.with_name(f"serve-{port}.log")) as url:
+        yield url
+
+
 def serve_gateway(
     config: Path,
     log: Path,

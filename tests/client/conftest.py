@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from gateway.demo.workspace import Workspace
+from tests.serving import free_port, serve_command, stop, wait_until_ready
 
 BIG_STUDIES = 120_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -33,48 +24,34 @@ class Server:
         self.config_path = config_path
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = config_path.with_name(f"serve-{self.port}.log")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "--config",
-                str(self.config_path),
-                "serve",
-                "--port",
-                str(self.port),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log.open("ab") as sink:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                serve_command(self.config_path, self.port), stdout=sink, stderr=subprocess.STDOUT
+            )
         if wait:
             self.wait_ready()
 
     def wait_ready(self, timeout: float = 60) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        self.process.kill()
-        output = self.process.communicate()[0].decode(errors="replace")
-        pytest.fail(f"kiteline serve did not become ready:\n{output}")
+        try:
+            wait_until_ready(
+                f"{self.url}/readyz",
+                self.process,
+                lambda: self.log.read_text(errors="replace")[-5000:],
+                timeout,
+            )
+        except AssertionError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
+        stop(self.process, timeout=15)
         self.process = None
 
 

@@ -28,8 +28,8 @@ from gateway.config import load_config
 from gateway.demo.workspace import Workspace, seed_state
 from gateway.state.database import create_state_engine
 from tests.conftest import copy_workspace
-from tests.gateway.serving import serving
 from tests.gateway.test_enforcement_serve import grant, seed_principal
+from tests.serving import serving
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from gateway.access.principals import add_principal, issue_key
 from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
 from gateway.state.database import create_state_engine
 from tests.conftest import copy_workspace
-from tests.gateway.serving import serving
+from tests.serving import serving
 
 pytestmark = pytest.mark.slow
 

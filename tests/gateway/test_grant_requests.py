@@ -26,6 +26,10 @@ def ask(client: TestClient, ws: Workspace, who: str, **body: Any) -> httpx.Respo
     return call(client, ws, who, "POST", "/v1/grants", {"days": 10, **body})
 
 
+# A request an employee may make with one custodian's approval.
+DEBUGGING = {"dataset": "patients", "profile": "pseudonymized", "purpose": "model debugging"}
+
+
 def decide(
     client: TestClient,
     ws: Workspace,
@@ -64,14 +68,7 @@ def grant_count(ws: Workspace) -> int:
 
 def test_approval_takes_effect_on_the_next_query(client: TestClient, workspace: Workspace):
     assert read(client, workspace, "erin", "patients").status_code == 403
-    response = ask(
-        client,
-        workspace,
-        "erin",
-        dataset="patients",
-        profile="pseudonymized",
-        purpose="model debugging",
-    )
+    response = ask(client, workspace, "erin", **DEBUGGING)
     assert response.status_code == 201, response.text
     grant = response.json()
     assert (grant["status"], grant["approvals"], grant["approvals_needed"]) == ("requested", 0, 1)

@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.access.keyring import Keyring
-from gateway.config import Dataset
 from gateway.demo.workspace import Workspace
 from gateway.read.views import build_view
 from gateway.state.database import create_state_engine
 from gateway.transforms.profile import BatchTransformer
 from tests.conftest import add_test_grant, bearer
+from tests.gateway.conftest import dataset_and_schema
 
 DIRECT = ("name", "national_id", "phone")
 
@@ -57,30 +57,15 @@ def test_aggregate_profile_returns_no_rows(client: TestClient, workspace: Worksp
     assert response.status_code == 403
 
 
-DATASET = Dataset.model_validate(
+DATASET, SCHEMA = dataset_and_schema(
     {
-        "module": "m",
-        "store": "s",
-        "location": "x",
-        "columns": {
-            "pid": {"class": "identifier", "domain": "patient"},
-            "name": {"class": "direct_identifier", "mask": "name"},
-            "phone": {"class": "direct_identifier", "mask": "phone"},
-            "email": {"class": "direct_identifier", "mask": "email"},
-            "notes": "free_text",
-            "age": {"class": "quasi_identifier", "generalize": "band:10"},
-        },
+        "pid": ({"class": "identifier", "domain": "patient"}, pa.string()),
+        "name": ({"class": "direct_identifier", "mask": "name"}, pa.string()),
+        "phone": ({"class": "direct_identifier", "mask": "phone"}, pa.string()),
+        "email": ({"class": "direct_identifier", "mask": "email"}, pa.string()),
+        "notes": ("free_text", pa.string()),
+        "age": ({"class": "quasi_identifier", "generalize": "band:10"}, pa.int64()),
     }
-)
-SCHEMA = pa.schema(
-    [
-        ("pid", pa.string()),
-        ("name", pa.string()),
-        ("phone", pa.string()),
-        ("email", pa.string()),
-        ("notes", pa.string()),
-        ("age", pa.int64()),
-    ]
 )
 
 names = st.text(alphabet="张王李赵刘陈杨黄周吴伟芳娜敏静丽强磊军洋", min_size=2, max_size=4)

@@ -15,9 +15,9 @@ from gateway.access.hr_hook import sign
 from gateway.access.principals import authenticate, issue_key
 from gateway.auditing.log import RequestMeta
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
-from tests.conftest import client_for
+from tests.conftest import client_for, raising
 from tests.gateway.test_api import audit_rows
-from tests.gateway.test_grant_requests import ask, call, decide, read
+from tests.gateway.test_grant_requests import DEBUGGING, ask, call, decide, read
 
 SECRET = "hr-shared-secret-for-tests"
 
@@ -73,14 +73,7 @@ def test_offboarding_may_downgrade_instead(workspace: Workspace):
     text = workspace.config_path.read_text() + "\ngrants:\n  downgrade_on_offboarding: true\n"
     workspace.config_path.write_text(text)
     with client_for(workspace) as client:
-        grant = ask(
-            client,
-            workspace,
-            "erin",
-            dataset="patients",
-            profile="pseudonymized",
-            purpose="model debugging",
-        ).json()
+        grant = ask(client, workspace, "erin", **DEBUGGING).json()
         decide(client, workspace, "alice", grant["id"])
         result = offboard(client, workspace, "admin", "erin").json()
         assert result["grants_downgraded"] == [grant["id"]]
@@ -219,11 +212,7 @@ def test_grant_changes_fail_closed_without_audit(
     client: TestClient, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ):
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
-
-    def broken(*_args: Any, **_kwargs: Any) -> int:
-        raise AuditError("disk full")
-
-    monkeypatch.setattr(gateway.audit, "append", broken)
+    monkeypatch.setattr(gateway.audit, "append", raising(AuditError("disk full")))
     response = ask(client, workspace, "erin", dataset="patients", profile="anonymized")
     assert response.status_code == 503
     assert response.json()["detail"].startswith("the audit log could not record")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from gateway.demo.workspace import Workspace
 from tests.gateway.audit_crash import free_port, start_server
+from tests.serving import stop as stop_server
 
 UNLIMITED = "gateway:\n  rate_limits: {per_ip: null, per_principal: null}\n"
 
@@ -36,12 +37,7 @@ def server_process(workspace: Workspace) -> Iterator[tuple[str, subprocess.Popen
     try:
         yield f"http://127.0.0.1:{port}", process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process, timeout=20)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
-from tests.conftest import bearer, client_for
+from tests.conftest import bearer, client_for, raising
 from tests.gateway.test_api import audit_rows
 
 READ = {"columns": ["patient_id", "diagnosis"], "limit": 3, "purpose": SURGICAL_PURPOSE}
@@ -68,11 +68,9 @@ def test_a_crash_is_a_generic_500_problem_and_is_audited(
     client: TestClient, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ):
     gateway = client.app.state.gateway  # type: ignore[attr-defined]
-
-    def broken(*_args: object, **_kwargs: object) -> object:
-        raise ZeroDivisionError("a secret detail")
-
-    monkeypatch.setattr(gateway.grants, "list_grants", broken)
+    monkeypatch.setattr(
+        gateway.grants, "list_grants", raising(ZeroDivisionError("a secret detail"))
+    )
     response = client.get("/v1/grants", headers=bearer(workspace, "mei"))
     assert response.status_code == 500
     assert "secret" not in response.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -58,22 +59,18 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     expect.set_options(timeout=15_000)
-    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    try:
-        yield launched
-    finally:
-        launched.close()
+    with closing(playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)) as made:
+        yield made
 
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    made = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
-    # Generous waits: the machine running the suite may be busy with other tests.
-    made.set_default_timeout(30_000)
-    try:
+    with closing(
+        browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+    ) as made:
+        # Generous waits: the machine running the suite may be busy with other tests.
+        made.set_default_timeout(30_000)
         yield made
-    finally:
-        made.close()
 
 
 @pytest.fixture

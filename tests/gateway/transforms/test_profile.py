@@ -7,35 +7,20 @@ import hashlib
 import pyarrow as pa
 
 from gateway.access.keyring import Keyring
-from gateway.config import Dataset
 from gateway.read.views import build_view
 from gateway.transforms.profile import BatchTransformer, derived_name
 from gateway.transforms.pseudonym_cache import PseudonymCache
+from tests.gateway.conftest import dataset_and_schema
 
-DATASET = Dataset.model_validate(
+DATASET, SCHEMA = dataset_and_schema(
     {
-        "module": "m",
-        "store": "s",
-        "location": "x",
-        "columns": {
-            "pid": {"class": "identifier", "domain": "patient"},
-            "phone": {"class": "direct_identifier", "mask": "phone"},
-            "age": {"class": "quasi_identifier", "generalize": "band:10"},
-            "zip": {"class": "quasi_identifier", "generalize": "prefix:2"},
-            "sex": {"class": "quasi_identifier", "generalize": "keep"},
-            "notes": "free_text",
-        },
+        "pid": ({"class": "identifier", "domain": "patient"}, pa.string()),
+        "phone": ({"class": "direct_identifier", "mask": "phone"}, pa.string()),
+        "age": ({"class": "quasi_identifier", "generalize": "band:10"}, pa.int64()),
+        "zip": ({"class": "quasi_identifier", "generalize": "prefix:2"}, pa.string()),
+        "sex": ({"class": "quasi_identifier", "generalize": "keep"}, pa.string()),
+        "notes": ("free_text", pa.string()),
     }
-)
-SCHEMA = pa.schema(
-    [
-        ("pid", pa.string()),
-        ("phone", pa.string()),
-        ("age", pa.int64()),
-        ("zip", pa.string()),
-        ("sex", pa.string()),
-        ("notes", pa.string()),
-    ]
 )
 TABLE = pa.table(
     {

@@ -44,6 +44,12 @@ def _both(module: ModuleType, fn: Callable[[], pa.Array]) -> tuple[Any, Any]:
     return results[0], results[1]
 
 
+def _assert_generalized_alike(column: pa.Array, rule: str) -> None:
+    """Both paths generalize ``column`` by ``rule`` to the same result (or refuse alike)."""
+    small, large = _both(generalization, lambda: generalization.generalize(column, rule))
+    assert small == large
+
+
 def _maybe_null(values: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
     return st.lists(st.one_of(st.none(), values), max_size=40)
 
@@ -72,8 +78,7 @@ floats = st.floats(allow_nan=True, allow_infinity=True)
 def test_generalize_dates_same_on_both_paths(values: list[Any], rule: str) -> None:
     for type_ in (pa.date32(), pa.date64()):
         column = pa.array(values, type_)
-        small, large = _both(generalization, lambda c=column: generalization.generalize(c, rule))
-        assert small == large
+        _assert_generalized_alike(column, rule)
 
 
 @SETTINGS
@@ -84,8 +89,7 @@ def test_generalize_dates_same_on_both_paths(values: list[Any], rule: str) -> No
 )
 def test_generalize_timestamps_same_on_both_paths(values: list[Any], unit: str, rule: str) -> None:
     column = pa.array(values, pa.timestamp(unit))
-    small, large = _both(generalization, lambda: generalization.generalize(column, rule))
-    assert small == large
+    _assert_generalized_alike(column, rule)
 
 
 @SETTINGS
@@ -98,8 +102,7 @@ def test_generalize_timestamps_same_on_both_paths(values: list[Any], unit: str, 
     rule=st.sampled_from(["band:1", "band:10", "band:5", "bins:18,30,65", "bins:0.5,2.5"]),
 )
 def test_generalize_numbers_same_on_both_paths(values: pa.Array, rule: str) -> None:
-    small, large = _both(generalization, lambda: generalization.generalize(values, rule))
-    assert small == large
+    _assert_generalized_alike(values, rule)
 
 
 @SETTINGS
@@ -117,8 +120,7 @@ def test_generalize_numbers_same_on_both_paths(values: pa.Array, rule: str) -> N
 def test_generalize_codes_same_on_both_paths(values: pa.Array, rule: str) -> None:
     if rule in ("month", "year") and not pa.types.is_string(values.type):
         return
-    small, large = _both(generalization, lambda: generalization.generalize(values, rule))
-    assert small == large
+    _assert_generalized_alike(values, rule)
 
 
 @SETTINGS
