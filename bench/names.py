@@ -67,19 +67,14 @@ class Note:
 
 
 @dataclass
-class NameScore:
+class NameScore(scrub_corpus.Rates):
     names: int = 0
     found: int = 0
     flagged: int = 0
     right: int = 0
 
-    @property
-    def recall(self) -> float:
-        return self.found / self.names if self.names else 1.0
-
-    @property
-    def precision(self) -> float:
-        return self.right / self.flagged if self.flagged else 1.0
+    def counts(self) -> tuple[int, int, int, int]:
+        return self.found, self.names, self.right, self.flagged
 
 
 # --- hard cases (evaluation only) ------------------------------------------------------
