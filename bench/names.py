@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import re
 import sys
 import time
@@ -40,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-from faker import Faker
 
 try:
     from gateway.transforms.scrubbing import NAME, scrub
@@ -95,15 +93,8 @@ ZH_COMPOUND = frozenset(("欧阳", "司马", "诸葛", "上官", "东方", "皇�
 _SLOT = re.compile(r"\{(\w+)\}")
 
 
-class _People:
+class _People(scrub_corpus.Seeded):
     """Names in the forms people write them; seeded so a corpus is reproducible."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-        self.zh = Faker("zh_CN")
-        self.en = Faker("en_US")
-        self.zh.seed_instance(seed)
-        self.en.seed_instance(seed + 1)
 
     def zh_surname_given(self) -> tuple[str, str]:
         full = str(self.zh.name())

@@ -127,8 +127,8 @@ def unionpay_card(rng: random.Random) -> str:
 # --- slot values -----------------------------------------------------------------------
 
 
-class Slots:
-    """Fills template slots; one instance per corpus so that everything is seeded."""
+class Seeded:
+    """A random generator and Chinese and English fakers, all from one seed."""
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
@@ -136,6 +136,10 @@ class Slots:
         self.en = Faker("en_US")
         self.zh.seed_instance(seed)
         self.en.seed_instance(seed + 1)
+
+
+class Slots(Seeded):
+    """Fills template slots; one instance per corpus so that everything is seeded."""
 
     # PII -------------------------------------------------------------------------------
 

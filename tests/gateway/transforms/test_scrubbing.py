@@ -206,15 +206,21 @@ def test_name_columns_must_line_up() -> None:
         scrub(pa.array(["a", "b"]), [pa.array(["x"])])
 
 
-def test_structured_work_is_done_once_per_distinct_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[str] = []
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts the scrubber works on, in order, as the tests' scrubs run."""
+    texts: list[str] = []
     original = scrubbing._scrub_text
 
     def counting(text: str, detect_names: bool = True) -> str:
-        seen.append(text)
+        texts.append(text)
         return original(text, detect_names)
 
     monkeypatch.setattr(scrubbing, "_scrub_text", counting)
+    return texts
+
+
+def test_structured_work_is_done_once_per_distinct_text(seen: list[str]) -> None:
     out = scrub(pa.array(["call 13812345678", "hello", None] * 500))
     assert sorted(seen) == ["call 13812345678", "hello"]
     assert out.to_pylist()[:3] == ["call [PHONE]", "hello", None]
@@ -351,17 +357,7 @@ def test_corpus_is_reproducible() -> None:
     )
 
 
-def test_cache_answers_a_repeated_page_without_scrubbing_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    seen: list[str] = []
-    original = scrubbing._scrub_text
-
-    def counting(text: str, detect_names: bool = True) -> str:
-        seen.append(text)
-        return original(text, detect_names)
-
-    monkeypatch.setattr(scrubbing, "_scrub_text", counting)
+def test_cache_answers_a_repeated_page_without_scrubbing_again(seen: list[str]) -> None:
     cache = scrubbing.ScrubCache()
     texts = pa.array(["call 13812345678", "王小明来了", None])
     names = [pa.array(["Li Na", "王小明", "x"])]
