@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import re
 import sys
 import time
@@ -40,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-from faker import Faker
 
 try:
     from gateway.transforms.scrubbing import NAME, scrub
@@ -67,19 +65,14 @@ class Note:
 
 
 @dataclass
-class NameScore:
+class NameScore(scrub_corpus.Rates):
     names: int = 0
     found: int = 0
     flagged: int = 0
     right: int = 0
 
-    @property
-    def recall(self) -> float:
-        return self.found / self.names if self.names else 1.0
-
-    @property
-    def precision(self) -> float:
-        return self.right / self.flagged if self.flagged else 1.0
+    def counts(self) -> tuple[int, int, int, int]:
+        return self.found, self.names, self.right, self.flagged
 
 
 # --- hard cases (evaluation only) ------------------------------------------------------
@@ -100,15 +93,8 @@ ZH_COMPOUND = frozenset(("欧阳", "司马", "诸葛", "上官", "东方", "皇�
 _SLOT = re.compile(r"\{(\w+)\}")
 
 
-class _People:
+class _People(scrub_corpus.Seeded):
     """Names in the forms people write them; seeded so a corpus is reproducible."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-        self.zh = Faker("zh_CN")
-        self.en = Faker("en_US")
-        self.zh.seed_instance(seed)
-        self.en.seed_instance(seed + 1)
 
     def zh_surname_given(self) -> tuple[str, str]:
         full = str(self.zh.name())

@@ -54,23 +54,35 @@ class Sample:
     contact_name: str | None
 
 
+class Rates:
+    """Recall and precision from a score's counts, 1.0 where there is nothing to count."""
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """Found, to be found, flagged rightly, flagged."""
+        raise NotImplementedError
+
+    @property
+    def recall(self) -> float:
+        found, wanted, _, _ = self.counts()
+        return found / wanted if wanted else 1.0
+
+    @property
+    def precision(self) -> float:
+        _, _, right, flagged = self.counts()
+        return right / flagged if flagged else 1.0
+
+
 @dataclass
-class Score:
+class Score(Rates):
     support: int = 0
     true_positives: int = 0
     false_negatives: int = 0
     false_positives: int = 0
     leaked: int = 0
 
-    @property
-    def recall(self) -> float:
-        found = self.true_positives + self.false_negatives
-        return self.true_positives / found if found else 1.0
-
-    @property
-    def precision(self) -> float:
-        flagged = self.true_positives + self.false_positives
-        return self.true_positives / flagged if flagged else 1.0
+    def counts(self) -> tuple[int, int, int, int]:
+        tp = self.true_positives
+        return tp, tp + self.false_negatives, tp, tp + self.false_positives
 
 
 # --- identifiers with correct (or deliberately wrong) check digits -------------------
@@ -115,8 +127,8 @@ def unionpay_card(rng: random.Random) -> str:
 # --- slot values -----------------------------------------------------------------------
 
 
-class Slots:
-    """Fills template slots; one instance per corpus so that everything is seeded."""
+class Seeded:
+    """A random generator and Chinese and English fakers, all from one seed."""
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
@@ -124,6 +136,10 @@ class Slots:
         self.en = Faker("en_US")
         self.zh.seed_instance(seed)
         self.en.seed_instance(seed + 1)
+
+
+class Slots(Seeded):
+    """Fills template slots; one instance per corpus so that everything is seeded."""
 
     # PII -------------------------------------------------------------------------------
 

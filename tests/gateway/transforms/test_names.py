@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import re
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import orjson
 import pyarrow as pa
@@ -15,12 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from bench import names as names_bench
 from gateway.demo.workspace import SURGICAL_PURPOSE, Workspace
 from gateway.transforms.names import NameFinder, default_finder
 from gateway.transforms.scrubbing import scrub
 from tests.conftest import bearer
-
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "names.py"
 
 
 def _scrub(text: str, *names: str | None) -> str:
@@ -155,16 +150,6 @@ def test_the_demo_no_longer_leaks_the_referring_doctor(client: TestClient, works
 # --- the labelled corpus ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("names_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["names_bench"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 # Floors a little under what a 1000-note corpus of seed 5 measures (the corpus and the
 # detector are deterministic): a change that loses names, or takes words for names,
 # fails here. "heldout" templates were not used to choose the detector's rules.
@@ -176,10 +161,10 @@ FLOORS = {
 }
 
 
-def test_corpus_recall_and_precision(bench: ModuleType) -> None:
-    notes = bench.generate_notes(1000, seed=5)
-    today = bench.score(notes, bench.scrub_notes(notes, detect_names=False))
-    new = bench.score(notes, bench.scrub_notes(notes))
+def test_corpus_recall_and_precision() -> None:
+    notes = names_bench.generate_notes(1000, seed=5)
+    today = names_bench.score(notes, names_bench.scrub_notes(notes, detect_names=False))
+    new = names_bench.score(notes, names_bench.scrub_notes(notes))
     for key, (recall, precision) in FLOORS.items():
         assert new[key].names > 300, key
         assert new[key].recall >= recall, (key, new[key])
@@ -188,11 +173,11 @@ def test_corpus_recall_and_precision(bench: ModuleType) -> None:
         assert today[key].recall < 0.5, (key, today[key])
 
 
-def test_corpus_is_reproducible_and_labels_line_up(bench: ModuleType) -> None:
-    notes = bench.generate_notes(200, seed=3)
-    assert notes == bench.generate_notes(200, seed=3)
+def test_corpus_is_reproducible_and_labels_line_up() -> None:
+    notes = names_bench.generate_notes(200, seed=3)
+    assert notes == names_bench.generate_notes(200, seed=3)
     for note in notes:
         assert note.names and all(note.text[a:b].strip() for a, b in note.names)
     # Scoring the input itself: nothing scrubbed, nothing found.
-    untouched = bench.score(notes, [n.text for n in notes])
+    untouched = names_bench.score(notes, [n.text for n in notes])
     assert all(s.found == 0 and s.flagged == 0 for s in untouched.values())

@@ -1,19 +1,13 @@
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench import scrub_corpus
 from gateway.transforms import scrubbing
 from gateway.transforms.scrubbing import is_luhn_valid, is_valid_national_id, scrub
-
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "scrub_corpus.py"
 
 
 def _scrub_one(text: str, *names: str | None, detect_names: bool = True) -> str | None:
@@ -23,121 +17,114 @@ def _scrub_one(text: str, *names: str | None, detect_names: bool = True) -> str 
     return result
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("邮箱zhang.wei@example.com。", "邮箱[EMAIL]。"),
-        ("mail Li.Na+work@mail.example.co.uk, thanks", "mail [EMAIL], thanks"),
-        ("手机号13812345678@163.com", "手机号[EMAIL]"),  # the larger reading wins
-        ("联系：ＺＨＡＮＧ＠example.com", "联系：ＺＨＡＮＧ＠example.com"),  # full-width letters
-        ("no address in user@localhost", "no address in user@localhost"),
-    ],
-)
-def test_email(text: str, expected: str) -> None:
-    assert _scrub_one(text) == expected
+_EMAIL = [
+    ("邮箱zhang.wei@example.com。", "邮箱[EMAIL]。"),
+    ("mail Li.Na+work@mail.example.co.uk, thanks", "mail [EMAIL], thanks"),
+    ("手机号13812345678@163.com", "手机号[EMAIL]"),  # the larger reading wins
+    ("联系：ＺＨＡＮＧ＠example.com", "联系：ＺＨＡＮＧ＠example.com"),  # full-width letters
+    ("no address in user@localhost", "no address in user@localhost"),
+]
+
+
+_PHONE = [
+    ("联系电话13812345678请回电", "联系电话[PHONE]请回电"),
+    ("手机：138 1234 5678。", "手机：[PHONE]。"),
+    ("手机：138-1234-5678", "手机：[PHONE]"),
+    ("+86 138 1234 5678", "[PHONE]"),
+    ("+8613812345678", "[PHONE]"),
+    ("0086-13812345678", "[PHONE]"),
+    ("(+86)13812345678", "[PHONE]"),
+    ("电话１３８１２３４５６７８", "电话[PHONE]"),  # full-width digits
+    ("座机010-12345678转801", "座机[PHONE]"),
+    ("传真0755-1234567，", "传真[PHONE]，"),
+    ("(021)87654321", "[PHONE]"),
+    ("call +44 20 7946 0958 now", "call [PHONE] now"),
+    ("Tel: +1 (415) 555-2671", "Tel: [PHONE]"),
+    ("(415)555-2671x123 or 415.555.2671", "[PHONE] or [PHONE]"),
+    ("001-725-963-4168", "[PHONE]"),
+    ("phone 8305620278", "phone [PHONE]"),
+    # negatives
+    ("order 8305620278", "order 8305620278"),  # ten bare digits need a phone cue
+    ("订单号2023138123456789", "订单号2023138123456789"),  # mobile inside a longer number
+    ("12812345678", "12812345678"),  # 12x is not a mobile prefix
+    ("共1381234567件", "共1381234567件"),  # ten digits
+    ("SF057811135433", "SF057811135433"),  # parcel number, not a landline
+    ("+5 points", "+5 points"),
+]
+
+
+_NATIONAL_ID = [
+    ("身份证号11010519491231002X请核对", "身份证号[NATIONAL_ID]请核对"),
+    ("身份证号11010519491231002x", "身份证号[NATIONAL_ID]"),
+    ("ID: 110105199003071239.", "ID: [NATIONAL_ID]."),
+    ("证件110105 19900307 1239", "证件[NATIONAL_ID]"),
+    ("老身份证110105900307123", "老身份证[NATIONAL_ID]"),  # 15-digit legacy form
+    ("订单202209030415996", "订单202209030415996"),  # 20 is no province: not legacy
+    # wrong check character, and not Luhn-valid either: left alone
+    ("身份证号110105199003071234", "身份证号110105199003071234"),
+    # wrong check character with a 1x region: Luhn-valid, but no card starts like that
+    ("身份证号110105199003071231", "身份证号110105199003071231"),
+    # wrong check character but Luhn-valid with a card-like prefix: a card number
+    ("ID 511524197307212156 failed", "ID [BANK_CARD] failed"),
+    ("编号53252519790811247X", "编号53252519790811247X"),  # bad check, ends in X
+]
+
+
+_BANK_CARD = [
+    ("卡号6222020200112233445", "卡号6222020200112233445"),  # not Luhn-valid
+    ("卡号6212345678901232请查收", "卡号[BANK_CARD]请查收"),
+    ("card 4111 1111 1111 1111 exp 12/27", "card [BANK_CARD] exp 12/27"),
+    ("card 4111-1111-1111-1111", "card [BANK_CARD]"),
+    ("amex 3782 822463 10005", "amex [BANK_CARD]"),
+    ("visa13 4222222222222", "visa13 [BANK_CARD]"),
+    ("5555555555554444,", "[BANK_CARD],"),
+    ("4111 1111 1111 1111 2023", "[BANK_CARD] 2023"),
+    ("卡号4111 1111 1111 1111 100元", "卡号[BANK_CARD] 100元"),
+    ("2023 4111 1111 1111 1111", "2023 [BANK_CARD]"),
+    # negatives
+    ("card 4111111111111112", "card 4111111111111112"),  # Luhn fails
+    ("0000000000000000", "0000000000000000"),  # Luhn-valid, no issuer starts with 0
+    ("订单20240512123456789", "订单20240512123456789"),  # date-prefixed order number
+    ("订单DD5555555555554444", "订单DD5555555555554444"),  # glued to letters
+    ("ts 1700000000000", "ts 1700000000000"),  # millisecond timestamp
+]
+
+
+_IP = [
+    ("IP是192.168.1.1，请检查", "IP是[IP]，请检查"),
+    ("from 8.8.8.8:53 and 10.0.0.255/24.", "from [IP]:53 and [IP]/24."),
+    ("ipv6 2001:db8:85a3::8a2e:370:7334 ok", "ipv6 [IP] ok"),
+    ("地址fe80::1。", "地址[IP]。"),
+    ("mapped ::ffff:192.168.1.1", "mapped [IP]"),
+    ("[2001:db8::1]:8080", "[[IP]]:8080"),
+    ("full 2001:0db8:0000:0000:0000:ff00:0042:8329", "full [IP]"),
+    # negatives
+    ("999.1.1.1", "999.1.1.1"),
+    ("256.1.1.1 and 1.2.3.300", "256.1.1.1 and 1.2.3.300"),
+    ("version 1.2.3.4.5", "version 1.2.3.4.5"),
+    ("release v1.2.3.4", "release v1.2.3.4"),
+    ("登录ip192.168.1.1失败", "登录ip[IP]失败"),
+    ("at 12:30:45", "at 12:30:45"),
+    ("MAC 00:1A:2B:3C:4D:5E", "MAC 00:1A:2B:3C:4D:5E"),
+    ("std::vector", "std::vector"),
+]
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("联系电话13812345678请回电", "联系电话[PHONE]请回电"),
-        ("手机：138 1234 5678。", "手机：[PHONE]。"),
-        ("手机：138-1234-5678", "手机：[PHONE]"),
-        ("+86 138 1234 5678", "[PHONE]"),
-        ("+8613812345678", "[PHONE]"),
-        ("0086-13812345678", "[PHONE]"),
-        ("(+86)13812345678", "[PHONE]"),
-        ("电话１３８１２３４５６７８", "电话[PHONE]"),  # full-width digits
-        ("座机010-12345678转801", "座机[PHONE]"),
-        ("传真0755-1234567，", "传真[PHONE]，"),
-        ("(021)87654321", "[PHONE]"),
-        ("call +44 20 7946 0958 now", "call [PHONE] now"),
-        ("Tel: +1 (415) 555-2671", "Tel: [PHONE]"),
-        ("(415)555-2671x123 or 415.555.2671", "[PHONE] or [PHONE]"),
-        ("001-725-963-4168", "[PHONE]"),
-        ("phone 8305620278", "phone [PHONE]"),
-        # negatives
-        ("order 8305620278", "order 8305620278"),  # ten bare digits need a phone cue
-        ("订单号2023138123456789", "订单号2023138123456789"),  # mobile inside a longer number
-        ("12812345678", "12812345678"),  # 12x is not a mobile prefix
-        ("共1381234567件", "共1381234567件"),  # ten digits
-        ("SF057811135433", "SF057811135433"),  # parcel number, not a landline
-        ("+5 points", "+5 points"),
+        pytest.param(text, expected, id=f"{kind}-{n}")
+        for kind, cases in (
+            ("email", _EMAIL),
+            ("phone", _PHONE),
+            ("national_id", _NATIONAL_ID),
+            ("bank_card", _BANK_CARD),
+            ("ip", _IP),
+        )
+        for n, (text, expected) in enumerate(cases)
     ],
 )
-def test_phone(text: str, expected: str) -> None:
-    assert _scrub_one(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("身份证号11010519491231002X请核对", "身份证号[NATIONAL_ID]请核对"),
-        ("身份证号11010519491231002x", "身份证号[NATIONAL_ID]"),
-        ("ID: 110105199003071239.", "ID: [NATIONAL_ID]."),
-        ("证件110105 19900307 1239", "证件[NATIONAL_ID]"),
-        ("老身份证110105900307123", "老身份证[NATIONAL_ID]"),  # 15-digit legacy form
-        ("订单202209030415996", "订单202209030415996"),  # 20 is no province: not legacy
-        # wrong check character, and not Luhn-valid either: left alone
-        ("身份证号110105199003071234", "身份证号110105199003071234"),
-        # wrong check character with a 1x region: Luhn-valid, but no card starts like that
-        ("身份证号110105199003071231", "身份证号110105199003071231"),
-        # wrong check character but Luhn-valid with a card-like prefix: a card number
-        ("ID 511524197307212156 failed", "ID [BANK_CARD] failed"),
-        ("编号53252519790811247X", "编号53252519790811247X"),  # bad check, ends in X
-    ],
-)
-def test_national_id(text: str, expected: str) -> None:
-    assert _scrub_one(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("卡号6222020200112233445", "卡号6222020200112233445"),  # not Luhn-valid
-        ("卡号6212345678901232请查收", "卡号[BANK_CARD]请查收"),
-        ("card 4111 1111 1111 1111 exp 12/27", "card [BANK_CARD] exp 12/27"),
-        ("card 4111-1111-1111-1111", "card [BANK_CARD]"),
-        ("amex 3782 822463 10005", "amex [BANK_CARD]"),
-        ("visa13 4222222222222", "visa13 [BANK_CARD]"),
-        ("5555555555554444,", "[BANK_CARD],"),
-        ("4111 1111 1111 1111 2023", "[BANK_CARD] 2023"),
-        ("卡号4111 1111 1111 1111 100元", "卡号[BANK_CARD] 100元"),
-        ("2023 4111 1111 1111 1111", "2023 [BANK_CARD]"),
-        # negatives
-        ("card 4111111111111112", "card 4111111111111112"),  # Luhn fails
-        ("0000000000000000", "0000000000000000"),  # Luhn-valid, no issuer starts with 0
-        ("订单20240512123456789", "订单20240512123456789"),  # date-prefixed order number
-        ("订单DD5555555555554444", "订单DD5555555555554444"),  # glued to letters
-        ("ts 1700000000000", "ts 1700000000000"),  # millisecond timestamp
-    ],
-)
-def test_bank_card(text: str, expected: str) -> None:
-    assert _scrub_one(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("IP是192.168.1.1，请检查", "IP是[IP]，请检查"),
-        ("from 8.8.8.8:53 and 10.0.0.255/24.", "from [IP]:53 and [IP]/24."),
-        ("ipv6 2001:db8:85a3::8a2e:370:7334 ok", "ipv6 [IP] ok"),
-        ("地址fe80::1。", "地址[IP]。"),
-        ("mapped ::ffff:192.168.1.1", "mapped [IP]"),
-        ("[2001:db8::1]:8080", "[[IP]]:8080"),
-        ("full 2001:0db8:0000:0000:0000:ff00:0042:8329", "full [IP]"),
-        # negatives
-        ("999.1.1.1", "999.1.1.1"),
-        ("256.1.1.1 and 1.2.3.300", "256.1.1.1 and 1.2.3.300"),
-        ("version 1.2.3.4.5", "version 1.2.3.4.5"),
-        ("release v1.2.3.4", "release v1.2.3.4"),
-        ("登录ip192.168.1.1失败", "登录ip[IP]失败"),
-        ("at 12:30:45", "at 12:30:45"),
-        ("MAC 00:1A:2B:3C:4D:5E", "MAC 00:1A:2B:3C:4D:5E"),
-        ("std::vector", "std::vector"),
-    ],
-)
-def test_ip(text: str, expected: str) -> None:
+def test_structured_kinds(text: str, expected: str) -> None:
     assert _scrub_one(text) == expected
 
 
@@ -219,15 +206,21 @@ def test_name_columns_must_line_up() -> None:
         scrub(pa.array(["a", "b"]), [pa.array(["x"])])
 
 
-def test_structured_work_is_done_once_per_distinct_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[str] = []
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts the scrubber works on, in order, as the tests' scrubs run."""
+    texts: list[str] = []
     original = scrubbing._scrub_text
 
     def counting(text: str, detect_names: bool = True) -> str:
-        seen.append(text)
+        texts.append(text)
         return original(text, detect_names)
 
     monkeypatch.setattr(scrubbing, "_scrub_text", counting)
+    return texts
+
+
+def test_structured_work_is_done_once_per_distinct_text(seen: list[str]) -> None:
     out = scrub(pa.array(["call 13812345678", "hello", None] * 500))
     assert sorted(seen) == ["call 13812345678", "hello"]
     assert out.to_pylist()[:3] == ["call [PHONE]", "hello", None]
@@ -347,43 +340,24 @@ def test_no_generated_identifier_survives(
 # --- the labelled corpus ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("scrub_corpus", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the class is being built
-    sys.modules["scrub_corpus"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_corpus_recall_for_structured_kinds(bench: ModuleType) -> None:
-    samples = bench.generate_corpus(size=2000, seed=7)
+def test_corpus_recall_for_structured_kinds() -> None:
+    samples = scrub_corpus.generate_corpus(size=2000, seed=7)
     assert len({s.text for s in samples}) > 1900
-    scores = bench.evaluate(samples, bench.scrub_samples(samples))
-    for kind in bench.STRUCTURED_KINDS:
+    scores = scrub_corpus.evaluate(samples, scrub_corpus.scrub_samples(samples))
+    for kind in scrub_corpus.STRUCTURED_KINDS:
         assert scores[kind].support > 100, kind
         assert scores[kind].recall >= 0.99, (kind, scores[kind])
         assert scores[kind].leaked == 0, (kind, scores[kind])
     assert scores["NAME"].recall >= 0.99
 
 
-def test_corpus_is_reproducible(bench: ModuleType) -> None:
-    assert bench.generate_corpus(size=50, seed=3) == bench.generate_corpus(size=50, seed=3)
+def test_corpus_is_reproducible() -> None:
+    assert scrub_corpus.generate_corpus(size=50, seed=3) == scrub_corpus.generate_corpus(
+        size=50, seed=3
+    )
 
 
-def test_cache_answers_a_repeated_page_without_scrubbing_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    seen: list[str] = []
-    original = scrubbing._scrub_text
-
-    def counting(text: str, detect_names: bool = True) -> str:
-        seen.append(text)
-        return original(text, detect_names)
-
-    monkeypatch.setattr(scrubbing, "_scrub_text", counting)
+def test_cache_answers_a_repeated_page_without_scrubbing_again(seen: list[str]) -> None:
     cache = scrubbing.ScrubCache()
     texts = pa.array(["call 13812345678", "王小明来了", None])
     names = [pa.array(["Li Na", "王小明", "x"])]
