@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8787
 
-.PHONY: run test lint format typecheck bench stress crash-drill clean docs wrk chromium java
+.PHONY: run test lint format typecheck bench stress crash-drill clean docs wrk chromium java shell-tools
 
 RUN_STAMP := $(VENV)/.installed-run
 
@@ -44,6 +44,13 @@ java:
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq openjdk-17-jre-headless; }
 
+# The demo prints curl and jq commands, and a test runs them as printed.
+shell-tools:
+	@{ command -v curl && command -v jq; } >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq curl jq; }
+
 # The console's browser tests drive Debian's chromium through Playwright, which never
 # downloads a browser of its own: install the system one (and a font with Chinese
 # glyphs, for the demo's Chinese data) when either is missing.
@@ -57,7 +64,7 @@ chromium:
 # servers and browsers must not outlive their own file's tests.
 TEST_WORKERS ?= 2
 
-test: $(STAMP) chromium java
+test: $(STAMP) chromium java shell-tools
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 	$(BIN)/kiteline policy test
 

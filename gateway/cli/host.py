@@ -203,10 +203,10 @@ kiteline demo (Deepview Medical, {store} store) at {url}
 
 Try:
   curl -s -H "Authorization: Bearer {token}" {url}/v1/datasets
-  curl -s -H "Authorization: Bearer {token}" -X POST {url}/v1/datasets/patients/query \\
-       -d '{body}'
-  curl -s -H "Authorization: Bearer {token}" -X POST {url}/v1/datasets/patients/query \\
-       -d '{denied}'
+  curl -s -H "Authorization: Bearer {token}" -H "Content-Type: application/json" \\
+       -X POST {url}/v1/datasets/patients/query -d '{body}'
+  curl -s -H "Authorization: Bearer {token}" -H "Content-Type: application/json" \\
+       -X POST {url}/v1/datasets/patients/query -d '{denied}'
   KITELINE_TOKEN=$(jq -r .victor {tokens}) kiteline --config {config_path} audit verify
 """)
 
