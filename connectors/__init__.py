@@ -24,6 +24,7 @@ from connectors.base import (
     derived_in,
     derived_name,
 )
+from connectors.batches import coalesced
 from connectors.inline import NeedsWorkerThread, decline_inline, running_inline
 from connectors.local import LocalConnector
 
@@ -64,6 +65,7 @@ __all__ = [
     "StoreUnavailable",
     "Table",
     "decline_inline",
+    "coalesced",
     "derived_in",
     "derived_name",
     "running_inline",

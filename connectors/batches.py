@@ -43,6 +43,40 @@ def at_least_one(
         yield empty_batch(schema)
 
 
+def coalesced(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` regrouped into batches of ``batch_size`` rows, the last one smaller.
+
+    Stores hand out a batch per row group or fetch, often far fewer rows than asked
+    for, while much of a read's work is paid once per batch (a hash table of the
+    recipient's pseudonyms, an encoder call). Small batches are joined, at the cost of
+    one copy of their rows; a batch that fits is passed on without a copy. Empty
+    batches are dropped, but a scan of no rows still yields one, for its schema."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    empty: pa.RecordBatch | None = None
+    for batch in batches:
+        if not batch.num_rows:
+            empty = empty or batch
+            continue
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= batch_size:
+            rows = pa.Table.from_batches(pending)
+            yield _one_batch(rows.slice(0, batch_size))
+            pending = [b for b in rows.slice(batch_size).to_batches() if b.num_rows]
+            held -= batch_size
+    if held:
+        yield _one_batch(pa.Table.from_batches(pending))
+    elif empty is not None:
+        yield empty
+
+
+def _one_batch(rows: pa.Table) -> pa.RecordBatch:
+    if all(column.num_chunks == 1 for column in rows.columns):
+        return rows.to_batches()[0]
+    return rows.combine_chunks().to_batches()[0]
+
+
 class StoreConnector(ABC):
     """What the store kinds share: :meth:`scan` checks its arguments for all of them and
     leaves the reading to :meth:`_batches`."""

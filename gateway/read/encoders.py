@@ -149,21 +149,46 @@ class CsvEncoder(Encoder):
         return b""
 
 
+class _ChunkSink:
+    """A write-only file the Arrow writers write into; ``drain`` hands over what was
+    written since the last drain, copied once. The writers hand over column data as
+    Arrow buffers, which are never written to again, so they are kept as they are
+    until the drain; a ``BytesIO`` would copy every piece in, copy it out again and
+    shrink after each batch."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self._pieces: list[Any] = []
+        self._written = 0
+
+    def write(self, data: Any) -> int:
+        size = len(data)
+        self._pieces.append(data)
+        self._written += size
+        return size
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        pieces = self._pieces
+        self._pieces = []
+        return b"".join(pieces)
+
+
 class ArrowEncoder(Encoder):
     def start(self) -> bytes:
-        self._sink = io.BytesIO()
+        self._sink = _ChunkSink()
         self._writer = pa.ipc.new_stream(self._sink, self.schema)
-        return self._drain()
-
-    def _drain(self) -> bytes:
-        data = self._sink.getvalue()
-        self._sink.seek(0)
-        self._sink.truncate()
-        return data
+        return self._sink.drain()
 
     def batch(self, batch: pa.RecordBatch) -> bytes:
         self._writer.write_batch(batch)
-        return self._drain()
+        return self._sink.drain()
 
     def finish(self, next_cursor: str | None) -> bytes:
         if next_cursor is not None:
@@ -173,24 +198,20 @@ class ArrowEncoder(Encoder):
                 custom_metadata={NEXT_CURSOR_KEY: next_cursor},
             )
         self._writer.close()
-        return self._drain()
+        return self._sink.drain()
 
 
 class ParquetEncoder(ArrowEncoder):
     def start(self) -> bytes:
-        self._sink = io.BytesIO()
+        self._sink = _ChunkSink()
         self._writer = pq.ParquetWriter(self._sink, self.schema)
-        return self._drain()
-
-    def batch(self, batch: pa.RecordBatch) -> bytes:
-        self._writer.write_batch(batch)
-        return self._drain()
+        return self._sink.drain()
 
     def finish(self, next_cursor: str | None) -> bytes:
         if next_cursor is not None:
             self._writer.add_key_value_metadata({NEXT_CURSOR_KEY: next_cursor})
         self._writer.close()
-        return self._drain()
+        return self._sink.drain()
 
 
 ENCODERS: dict[str, Callable[..., Encoder]] = {

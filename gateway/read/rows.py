@@ -17,7 +17,7 @@ import pyarrow as pa
 from sqlalchemy import Engine
 
 from audit import AuditError
-from connectors import Cancellation, Connector
+from connectors import Cancellation, Connector, coalesced
 from gateway import observability
 from gateway.access import budgets
 from gateway.access.decisions import Decider
@@ -109,17 +109,11 @@ class RowReader:
             windowed=suppress is None,
         )
         connector = self.connectors[plan.store]
-        batches = connector.scan(
-            plan.table,
-            scan,
-            batch_size=scan_batch_rows(
-                plan.limit,
-                len(scan.columns),
-                suppress.released_share if suppress is not None else 1.0,
-            ),
-            cancellation=cancellation,
+        batch_size = scan_batch_rows(
+            plan.limit, len(scan.columns), suppress.released_share if suppress is not None else 1.0
         )
-        return observability.scanned(connector, batches)
+        batches = connector.scan(plan.table, scan, batch_size=batch_size, cancellation=cancellation)
+        return coalesced(observability.scanned(connector, batches), batch_size)
 
     def start(self, read: RowRead) -> ReadResult:
         plan = read.plan

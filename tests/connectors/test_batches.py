@@ -1,0 +1,47 @@
+"""Regrouping a store's batches into the batches a read asks for."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from connectors import coalesced
+
+
+def _batches(*sizes: int) -> list[pa.RecordBatch]:
+    start = 0
+    out = []
+    for size in sizes:
+        values = list(range(start, start + size))
+        out.append(pa.record_batch({"n": values, "s": [str(v) for v in values]}))
+        start += size
+    return out
+
+
+def test_small_batches_are_joined_into_whole_ones_in_order() -> None:
+    joined = list(coalesced(_batches(3, 0, 5, 2, 7), 4))
+    assert [b.num_rows for b in joined] == [4, 4, 4, 4, 1]
+    assert pa.Table.from_batches(joined).column("n").to_pylist() == list(range(17))
+    assert pa.Table.from_batches(joined).column("s").to_pylist() == [str(v) for v in range(17)]
+
+
+def test_a_batch_of_the_asked_size_is_passed_on_without_a_copy() -> None:
+    batch = _batches(4)[0]
+    (out,) = coalesced([batch], 4)
+    assert out.column("s").buffers()[2].address == batch.column("s").buffers()[2].address
+
+
+def test_a_batch_larger_than_asked_is_cut() -> None:
+    assert [b.num_rows for b in coalesced(_batches(10), 4)] == [4, 4, 2]
+
+
+def test_a_scan_of_no_rows_still_yields_its_schema() -> None:
+    empty = _batches(0)[0]
+    assert list(coalesced([empty, empty], 4)) == [empty]
+    assert list(coalesced([], 4)) == []
+
+
+def test_dictionary_columns_with_different_dictionaries_are_joined() -> None:
+    first = pa.record_batch({"c": pa.array(["x", "y"]).dictionary_encode()})
+    second = pa.record_batch({"c": pa.array(["z", "x"]).dictionary_encode()})
+    (out,) = coalesced([first, second], 4)
+    assert out.column("c").to_pylist() == ["x", "y", "z", "x"]
