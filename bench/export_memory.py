@@ -1,4 +1,4 @@
-"""Peak memory of the serving process during a bulk export, by extract size.
+"""Peak memory of the serving process during a bulk export or one governed read, by size.
 
 A bulk Parquet export through the client (``kiteline query -o out.parquet`` does the
 same): pages of 100,000 rows over every row of the large workspace at 1,000,000,
@@ -9,6 +9,11 @@ says when the peak came (``peak_at``: the share of the export's time that had pa
 Target: each peak at most 1.2x the one before, memory bounded by batches, not rows.
 ``--quick`` runs 1M and 2M only. ``python -m bench.export_memory 4000000`` measures one
 size, for a profile of its own.
+
+The second measurement is one governed read of every row as a single Arrow stream (no
+pages), at 1M and 16M rows (``--quick``: 1M and 2M), each from a fresh server; the
+client counts the rows of each batch as it arrives and drops it. Target: flat, the 16M
+peak at most 1.2x the 1M peak.
 
 The 1M file is small enough for the local connector's bounded file cache (decoded in
 memory once, kept), the larger ones are scanned by DuckDB page by page.
@@ -86,9 +91,54 @@ def export_peak(rows: int, out: Path) -> tuple[float, float, float]:
     return peak, idle, sampler.peak_at()
 
 
+def read_peak(rows: int) -> tuple[float, float, float]:
+    """``export_peak`` for one governed read of every row, in one answer."""
+    workspace = common.large_workspace(f"governed_read_{rows}", rows=rows)
+    with serve(workspace, f"read_memory_{rows}") as server:
+        pid = server.process.pid
+        idle = _status_mib(pid, "VmRSS")
+        sampler = _Sampler(pid)
+        sampler.start()
+        received = 0
+        with Client(server.url, workspace.token, page_rows=rows, timeout=600) as client:
+            for batch in client.iter_batches(workspace.dataset, columns=list(COLUMNS)):
+                received += batch.num_rows
+        sampler.done.set()
+        sampler.join()
+        peak = _status_mib(pid, "VmHWM")
+    if received != rows:
+        raise RuntimeError(f"read {received} rows of {rows}")
+    return peak, idle, sampler.peak_at()
+
+
+def read_results() -> list[Result]:
+    small, large = (1_000_000, 2_000_000) if common.quick() else (1_000_000, 16_000_000)
+    small_peak, small_idle, _ = read_peak(small)
+    large_peak, large_idle, at = read_peak(large)
+    label = f"{large // 1_000_000}M"
+    return [
+        Result(
+            "read_memory.arrow_1M.server_peak_rss",
+            small_peak,
+            "MiB",
+            note=f"one governed Arrow read of every row; {small_idle:.0f} MiB after start",
+        ),
+        Result(
+            f"read_memory.arrow_{label}.server_peak_rss",
+            large_peak,
+            "MiB",
+            baseline=small_peak,
+            target=RSS_TARGET,
+            row="rss",
+            note=f"one governed Arrow read of every row; {large_idle:.0f} MiB after start; "
+            f"peak at {at:.0%}; baseline = the 1M read's peak",
+        ),
+    ]
+
+
 def run() -> list[Result]:
     sizes = (1_000_000, 2_000_000) if common.quick() else (1_000_000, 4_000_000, 8_000_000)
-    results: list[Result] = []
+    results: list[Result] = read_results()
     previous: float | None = None
     with tempfile.TemporaryDirectory() as folder:
         for rows in sizes:

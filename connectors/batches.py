@@ -43,8 +43,11 @@ def at_least_one(
         yield empty_batch(schema)
 
 
-def coalesced(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
-    """``batches`` regrouped into batches of ``batch_size`` rows, the last one smaller.
+def coalesced(
+    batches: Iterable[pa.RecordBatch], batch_size: int, max_bytes: int | None = None
+) -> Iterator[pa.RecordBatch]:
+    """``batches`` regrouped into batches of ``batch_size`` rows, the last one smaller;
+    with ``max_bytes``, a batch is also handed on once its rows hold that many bytes.
 
     Stores hand out a batch per row group or fetch, often far fewer rows than asked
     for, while much of a read's work is paid once per batch (a hash table of the
@@ -52,7 +55,7 @@ def coalesced(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa
     one copy of their rows; a batch that fits is passed on without a copy. Empty
     batches are dropped, but a scan of no rows still yields one, for its schema."""
     pending: list[pa.RecordBatch] = []
-    held = 0
+    held = held_bytes = 0
     empty: pa.RecordBatch | None = None
     for batch in batches:
         if not batch.num_rows:
@@ -60,11 +63,16 @@ def coalesced(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa
             continue
         pending.append(batch)
         held += batch.num_rows
+        held_bytes += batch.nbytes
         while held >= batch_size:
             rows = pa.Table.from_batches(pending)
             yield _one_batch(rows.slice(0, batch_size))
             pending = [b for b in rows.slice(batch_size).to_batches() if b.num_rows]
             held -= batch_size
+            held_bytes = sum(b.nbytes for b in pending)
+        if max_bytes is not None and held_bytes >= max_bytes:
+            yield _one_batch(pa.Table.from_batches(pending))
+            pending, held, held_bytes = [], 0, 0
     if held:
         yield _one_batch(pa.Table.from_batches(pending))
     elif empty is not None:

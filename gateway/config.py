@@ -88,7 +88,7 @@ class GatewaySection(_Strict):
         "file:keys/master.key",
         description="Reference to the 32-byte master key: env:NAME (hex) or file:PATH.",
     )
-    max_rows_per_request: int = Field(10_000, ge=1, le=10_000_000)
+    max_rows_per_request: int = Field(10_000, ge=1, le=100_000_000)
     default_limit: int = Field(100, ge=1)
     audit_timeout_s: float = Field(2.0, gt=0, description="Bound on one audit append.")
     state_timeout_s: float = Field(

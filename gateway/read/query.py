@@ -63,7 +63,7 @@ class QueryRequest(BaseModel):
     columns: list[str] | None = Field(None, max_length=512)
     where: list[Condition] = Field(default_factory=list, max_length=64)
     order_by: list[Order | str] = Field(default_factory=list, max_length=16)
-    limit: int | None = Field(None, ge=1, le=10_000_000)
+    limit: int | None = Field(None, ge=1, le=100_000_000)
     cursor: str | None = Field(None, max_length=1024)
     purpose: str | None = Field(None, min_length=1, max_length=256)
     profile: Profile | None = None

@@ -54,6 +54,9 @@ BUFFERED_READ_ROWS = 1000
 SCAN_BATCH_CELLS = 4_194_304
 MAX_SCAN_BATCH_ROWS = 1_048_576
 MIN_SCAN_BATCH_ROWS = 64
+# A store's small batches are joined up to the batch size, or until they hold this
+# many bytes: wide text columns would make a batch of that many rows large.
+SCAN_BATCH_BYTES = 16 * 1024 * 1024
 
 
 def scan_batch_rows(limit: int, columns: int, released_share: float = 1.0) -> int:
@@ -113,7 +116,7 @@ class RowReader:
             plan.limit, len(scan.columns), suppress.released_share if suppress is not None else 1.0
         )
         batches = connector.scan(plan.table, scan, batch_size=batch_size, cancellation=cancellation)
-        return coalesced(observability.scanned(connector, batches), batch_size)
+        return coalesced(observability.scanned(connector, batches), batch_size, SCAN_BATCH_BYTES)
 
     def start(self, read: RowRead) -> ReadResult:
         plan = read.plan

@@ -45,3 +45,9 @@ def test_dictionary_columns_with_different_dictionaries_are_joined() -> None:
     second = pa.record_batch({"c": pa.array(["z", "x"]).dictionary_encode()})
     (out,) = coalesced([first, second], 4)
     assert out.column("c").to_pylist() == ["x", "y", "z", "x"]
+
+
+def test_a_byte_bound_hands_a_batch_on_before_it_has_all_its_rows() -> None:
+    batches = _batches(5, 5, 5, 5)
+    bound = batches[0].nbytes * 2
+    assert [b.num_rows for b in coalesced(batches, 100, bound)] == [10, 10]
