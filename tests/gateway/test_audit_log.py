@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from audit.checkpoints import Signer
 from audit.errors import AuditUnavailable, ConsistencyError
 from audit.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
 from audit.redaction import Redactor
+from gateway.auditing.batch_write import ADVISORY_LOCK_ID
 from gateway.auditing.checkpointer import Checkpointer
 from gateway.auditing.log import AuditLog
 from gateway.auditing.proofs import ProofSource
@@ -130,6 +132,27 @@ def test_an_append_that_cannot_get_the_lock_in_time_fails_closed(tmp_path: Path)
     engine.dispose()
 
 
+def test_an_append_waiting_on_another_writers_postgres_lock_fails_closed(pg_schema_url: str):
+    engine = create_state_engine(pg_schema_url)
+    migrate(engine)
+    log = make_log(engine, timeout_s=0.3)
+    log.append("data.query", actor="mei")
+    blocker = engine.raw_connection()
+    try:
+        # Another gateway process in the middle of its append holds the log's lock.
+        blocker.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_ID,))
+        started = time.monotonic()
+        with pytest.raises(AuditUnavailable):
+            log.append("data.query", actor="mei")
+        assert time.monotonic() - started < 2.0
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert log.append("data.query", actor="mei") == 2  # no gap, nothing half-written
+    assert log.verify().ok
+    engine.dispose()
+
+
 def test_a_missing_head_fails_closed_instead_of_restarting_the_log(engine: Engine):
     log = make_log(engine)
     log.append("data.query", actor="mei")
@@ -190,3 +213,28 @@ def test_reads_borrow_the_writers_connection_on_sqlite_while_no_append_holds_it(
     assert log.append("data.query", actor="c", decision="allow") == 3
     log.close()
     assert log.verify().ok
+
+
+def test_fields_with_tabs_newlines_backslashes_and_nulls_are_stored_as_hashed(engine: Engine):
+    """Events are stored by COPY on PostgreSQL, whose text format gives tabs, newlines
+    and backslashes a meaning: every stored column must still agree with the body."""
+    log = make_log(engine)
+    awkward = "a\tb\nc\rd\\e\\N \\t end"
+    seq = log.append(
+        "data.query",
+        actor="tab\there",
+        dataset="new\nline",
+        module="back\\slash",
+        decision="allow",
+        reasons=[awkward],
+        purpose=awkward,
+        nested={"k\tey": [awkward, None, 3.5]},
+    )
+    log.append("data.query", actor=None, dataset=None, decision=None)
+    stored = log.event(seq)
+    assert stored is not None
+    assert stored["actor"] == "tab\there" and stored["dataset"] == "new\nline"
+    assert stored["module"] == "back\\slash" and stored["purpose"] == awkward
+    assert stored["nested"] == {"k\tey": [awkward, None, 3.5]}
+    report = log.verify()
+    assert report.ok and report.events == 2
