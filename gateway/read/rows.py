@@ -160,15 +160,23 @@ class RowReader:
         self.usage.touch(plan.grant_id)
         cancellation = Cancellation()
         handle = self.inflight.add(read.caller.name, read.caller.org, cancellation)
+        stream = RowStream(self, read, record, cancellation, handle)
+        batches: Iterator[pa.RecordBatch] = iter(())
         try:
             batches = self.scan(read, cancellation)
             # Pull the first batch now, so a missing object or a dead store becomes a
             # clean problem response instead of a truncated stream.
             first = next(batches, None)
-        except BaseException:
-            self.inflight.discard(handle)
+        except Exception as exc:
+            # No byte left, but the read was decided and begun: it is recorded as
+            # incomplete, like one that fails later, and its reserved rows go back.
+            stream.settle_quietly()
+            stream.incomplete(as_gateway_error(exc).detail)
+            stream.release(batches)
             raise
-        stream = RowStream(self, read, record, cancellation, handle)
+        except BaseException:
+            stream.release(batches)
+            raise
         delivery = None if small else stream.delivery(self.watch(read))
         chunks = stream.chunks(first, batches)
         return ReadResult(plan.media_type, chunks, headers, small=small, delivery=delivery)

@@ -54,6 +54,7 @@ from gateway.demo.workspace import (
     config_text,
 )
 from gateway.http.app import create_app
+from gateway.read import rows
 from gateway.read.rows import BUFFERED_READ_ROWS
 from tests.conftest import bearer, client_for, copy_workspace, pg_url
 
@@ -588,7 +589,7 @@ def _open_transactions(site: StoreSite) -> int:
 
 
 class _FailingConnector:
-    """Wraps a real connector; its scan breaks after the first batch."""
+    """Wraps a real connector; its scan breaks after a first batch of ten rows."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -630,12 +631,20 @@ def served(app: Any, port: int) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+@pytest.fixture
+def ten_row_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway scans in batches of ten rows, so a store breaking after its first
+    batch breaks after the gateway has handed on rows (it joins smaller batches)."""
+    monkeypatch.setattr(rows, "MIN_SCAN_BATCH_ROWS", 10)
+    monkeypatch.setattr(rows, "MAX_SCAN_BATCH_ROWS", 10)
+
+
 @contextmanager
 def failing_store(
     site: StoreSite, tmp_path: Path, port: int
 ) -> Iterator[tuple[Workspace, str, Callable[[], list[dict[str, Any]]]]]:
-    """A copy of the site served over HTTP whose demo store breaks after its first batch;
-    with the workspace and base URL, the reads audited since the copy was made."""
+    """A copy of the site served over HTTP whose demo store breaks after ten rows; with
+    the workspace and base URL, the reads audited since the copy was made."""
     workspace = copy_workspace(site.workspace, tmp_path / "ws")
     already = len(audit_events(workspace))
 
@@ -652,6 +661,7 @@ def failing_store(
 ARROW_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
+@pytest.mark.usefixtures("ten_row_batches")
 def test_stream_failing_midway_is_detectably_incomplete(
     site: StoreSite, tmp_path: Path, unused_port: int
 ) -> None:
@@ -685,6 +695,7 @@ def test_stream_failing_midway_is_detectably_incomplete(
     ]
 
 
+@pytest.mark.usefixtures("ten_row_batches")
 def test_small_read_failing_midway_is_a_clean_problem(
     site: StoreSite, tmp_path: Path, unused_port: int
 ) -> None:
@@ -702,3 +713,26 @@ def test_small_read_failing_midway_is_a_clean_problem(
     assert "rows" not in response.json()
     reads = reads_since()
     assert [e["complete"] for e in reads] == [False]
+
+
+@pytest.mark.parametrize("limit", [100, BUFFERED_READ_ROWS + 1], ids=["small", "streamed"])
+def test_store_failing_before_the_first_batch_is_a_recorded_problem(
+    site: StoreSite, tmp_path: Path, unused_port: int, limit: int
+) -> None:
+    # The gateway's first batch wants more than the ten rows the store gives before it
+    # breaks: the failure comes before any byte is sent, small answer or streamed.
+    with failing_store(site, tmp_path, unused_port) as (workspace, base, reads_since):
+        response = httpx.post(
+            f"{base}/v1/datasets/studies/query",
+            json={"limit": limit},
+            headers=bearer(workspace, "erin"),
+            timeout=30,
+        )
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "rows" not in response.json()
+    reads = reads_since()
+    assert [(e["complete"], e["rows"]) for e in reads] == [(False, 0)]
+    assert reads[0]["reasons"] == [
+        "the store holding this dataset is unavailable; no data was returned"
+    ]
