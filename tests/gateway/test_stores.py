@@ -555,6 +555,7 @@ def _caller(gateway: Any, token: str) -> Any:
 
 
 @pytest.mark.pg
+@pytest.mark.usefixtures("ten_row_batches")
 def test_abandoned_stream_returns_the_connection(sites: dict[str, StoreSite]) -> None:
     site = sites["postgres"]
     gateway = site.client.app.state.gateway  # type: ignore[attr-defined]
@@ -633,8 +634,9 @@ def served(app: Any, port: int) -> Iterator[str]:
 
 @pytest.fixture
 def ten_row_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The gateway scans in batches of ten rows, so a store breaking after its first
-    batch breaks after the gateway has handed on rows (it joins smaller batches)."""
+    """The gateway scans in batches of ten rows. It joins a store's batches up to the
+    rows a read asks for, so the demo's small table would otherwise be scanned whole
+    before the first row is handed on, and no read would be caught mid-scan."""
     monkeypatch.setattr(rows, "MIN_SCAN_BATCH_ROWS", 10)
     monkeypatch.setattr(rows, "MAX_SCAN_BATCH_ROWS", 10)
 
