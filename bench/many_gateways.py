@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import common, wrk
 from bench.common import DATA_DIR, Result
 
 PROCESSES = (1, 2, 3)
@@ -40,13 +38,6 @@ ROUNDS = 3
 ROWS = 10
 WORK = DATA_DIR / "many_gateways"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-LUA = """\
-wrk.method = "POST"
-wrk.body = {body}
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {token}"
-"""
 
 
 @contextlib.contextmanager
@@ -83,36 +74,17 @@ def serve_command(config: Path, port: int) -> list[str]:
     ]
 
 
-def wrk(url: str, script: Path, connections: int, seconds: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def parse(output: str) -> tuple[float, int]:
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    errors = re.search(r"Socket errors:.*?(\d+) timeout", output)
-    if rate is None:
-        raise RuntimeError(f"wrk printed no rate:\n{output}")
-    failed = (int(bad.group(1)) if bad else 0) + (int(errors.group(1)) if errors else 0)
-    return float(rate.group(1)), failed
-
-
 def measure(urls: list[str], script: Path) -> tuple[float, int]:
     """Requests per second answered by all ``urls`` together, and failures."""
     share = [CONNECTIONS // len(urls) + (i < CONNECTIONS % len(urls)) for i in range(len(urls))]
-    for warm in [wrk(u, script, c, WARMUP_S) for u, c in zip(urls, share, strict=True)]:
+    for warm in [wrk.start(u, script, c, WARMUP_S) for u, c in zip(urls, share, strict=True)]:
         warm.communicate()
-    runs = [wrk(u, script, c, DURATION_S) for u, c in zip(urls, share, strict=True)]
+    runs = [wrk.start(u, script, c, DURATION_S) for u, c in zip(urls, share, strict=True)]
     total, failed = 0.0, 0
     for run_ in runs:
-        rate, bad = parse(run_.communicate()[0])
-        total += rate
-        failed += bad
+        report = wrk.report(run_.communicate()[0])
+        total += report.rps
+        failed += report.failed
     return total, failed
 
 
@@ -121,14 +93,16 @@ def run() -> list[Result]:
 
     from gateway.demo.workspace import SURGICAL_PURPOSE
 
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    wrk.require()
     body = orjson.dumps({"purpose": SURGICAL_PURPOSE, "limit": ROWS}).decode()
     samples: dict[int, list[tuple[float, int]]] = {count: [] for count in PROCESSES}
     with pg_schema() as url, contextlib.ExitStack() as stack:
         ws = workspace(url)
-        script = WORK / "query.lua"
-        script.write_text(LUA.format(body=repr(body), token=ws.tokens["mei"]))
+        script = wrk.script(
+            WORK / "query.lua",
+            body,
+            {"Content-Type": "application/json", "Authorization": f"Bearer {ws.tokens['mei']}"},
+        )
         urls = []
         for i in range(max(PROCESSES)):
             port = common.free_port()

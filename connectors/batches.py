@@ -71,12 +71,18 @@ def coalesced(
             held -= batch_size
             held_bytes = sum(b.nbytes for b in pending)
         if max_bytes is not None and held_bytes >= max_bytes:
-            yield _one_batch(pa.Table.from_batches(pending))
+            yield _joined(pending)
             pending, held, held_bytes = [], 0, 0
     if held:
-        yield _one_batch(pa.Table.from_batches(pending))
+        yield _joined(pending)
     elif empty is not None:
         yield empty
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return _one_batch(pa.Table.from_batches(batches))
 
 
 def _one_batch(rows: pa.Table) -> pa.RecordBatch:

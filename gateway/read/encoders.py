@@ -70,6 +70,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+# Batches of at most this many rows are written from row dicts rather than by
+# rows_json.
+SMALL_JSON_ROWS = 128
+
+
 @functools.lru_cache(maxsize=1024)
 def row_builder(names: tuple[str, ...]) -> Callable[[list[list[Any]]], list[dict[str, Any]]]:
     """A function turning columns (lists of values) into rows (dicts keyed by ``names``).
@@ -117,8 +122,11 @@ class JsonEncoder(Encoder):
     def batch(self, batch: pa.RecordBatch) -> bytes:
         if batch.num_rows == 0:
             return b""
-        rows = rows_json(batch, _json_default)
-        if rows is None:  # a column type written row by row
+        # Arrow's kernels cost some tens of microseconds a column whatever the rows: a
+        # page of ordinary size is written faster as row dicts (figures in
+        # docs/performance.md).
+        rows = None if batch.num_rows <= SMALL_JSON_ROWS else rows_json(batch, _json_default)
+        if rows is None:  # a small batch, or a column type written row by row
             columns = [column.to_pylist() for column in batch.columns]
             dicts = row_builder(tuple(batch.schema.names))(columns)
             rows = orjson.dumps(dicts, default=_json_default)[1:-1]
