@@ -343,7 +343,7 @@ class Gateway:
                 # Names the ticket without revealing it (it is a bearer credential).
                 ticket_sha256=hashlib.sha256(ticket).hexdigest(),
             )
-            return FlightTicket(ticket, dataset, expires, seq)
+            return FlightTicket(ticket, dataset, reader.obligations.profile, expires, seq)
 
         return self.outcomes.audited(
             run,
@@ -432,6 +432,7 @@ class Gateway:
 class FlightTicket:
     ticket: bytes
     dataset: str
+    profile: str
     expires: float
     audit_seq: int | None
 

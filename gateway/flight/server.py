@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 import pyarrow as pa
 import pyarrow.flight as flight
 
@@ -79,8 +80,16 @@ class KitelineFlight(flight.FlightServerBase):
                 command = bytes(descriptor.command)
             issued = self._gateway.flight_ticket(caller, command, meta)
         endpoint = flight.FlightEndpoint(issued.ticket, [self._location])
+        about = {
+            "dataset": issued.dataset,
+            "profile": issued.profile,
+            "expires_at": issued.expires,
+            "audit_seq": issued.audit_seq,
+        }
         # The schema travels with the stream (DoGet): it depends on the plan.
-        return flight.FlightInfo(pa.schema([]), descriptor, [endpoint], -1, -1)
+        return flight.FlightInfo(
+            pa.schema([]), descriptor, [endpoint], -1, -1, app_metadata=orjson.dumps(about)
+        )
 
     def do_get(
         self, context: flight.ServerCallContext, ticket: flight.Ticket
