@@ -10,6 +10,9 @@ read returned, written once to an Arrow IPC file and served by a plain Flight se
 batches on ``DoGet``; the same client reads them into a table. Both warm (pseudonyms
 cached by a first read, the file in the page cache), interleaved, median of
 ``REPEATS``. 10M rows (1M with ``--quick``). Target: governed <= 1.3x the file.
+``flight.<n>.in_process`` is the same governed read in this process (``Gateway.read``,
+every Arrow chunk consumed, bench/governed_read), no socket: what of the governed time
+is the read itself rather than its transfer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import pyarrow.flight as flight
 
 from bench import common
 from bench.common import DATA_DIR, LOOPBACK, LargeWorkspace, Result, Target
+from bench.governed_read import governed_reader as in_process_reader
+from bench.governed_read import open_gateway
 
 COLUMNS = ("identifier", "event_date", "category", "amount")
 REPEATS = 3
@@ -143,9 +148,19 @@ def measure(count: int) -> dict[str, common.Timing]:
             plain = file_reader(file_location)
             _check(first, plain(), count)
             del first
-            return common.interleaved(
-                {"governed": governed, "file": plain}, repeats=REPEATS, warmup=1
-            )
+            gateway = open_gateway(workspace)
+            try:
+                return common.interleaved(
+                    {
+                        "governed": governed,
+                        "file": plain,
+                        "in process": in_process_reader(gateway, workspace),
+                    },
+                    repeats=REPEATS,
+                    warmup=1,
+                )
+            finally:
+                gateway.close()
 
 
 def run() -> list[Result]:
@@ -153,7 +168,8 @@ def run() -> list[Result]:
     timings = measure(count)
     label = f"{count // 1_000_000}M"
     governed, plain = timings["governed"], timings["file"]
-    print(f"  governed {governed.runs}, file {plain.runs}", flush=True)
+    local = timings["in process"]
+    print(f"  governed {governed.runs}, file {plain.runs}, in process {local.runs}", flush=True)
     return [
         Result(
             f"flight.{label}.governed",
@@ -167,7 +183,14 @@ def run() -> list[Result]:
                 f"{count / plain.median / 1e6:.2f}M rows/s file; baseline = the same rows "
                 "as an Arrow IPC file streamed by a plain Flight server"
             ),
-        )
+        ),
+        Result(
+            f"flight.{label}.in_process",
+            local.median,
+            "s",
+            baseline=plain.median,
+            note=f"median of {REPEATS}; the same governed read by Gateway.read, no socket",
+        ),
     ]
 
 
