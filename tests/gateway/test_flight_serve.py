@@ -245,3 +245,41 @@ def test_flight_is_off_by_default(demo_template: Workspace, tmp_path: Path):
         with socket.socket() as probe:
             probe.settimeout(2)
             assert probe.connect_ex(("127.0.0.1", 8815)) != 0
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("  listen: 0.0.0.0:8815\n", "must be a loopback address"),
+        ("  listen: 127.0.0.1\n", "must be host:port"),
+        ("  ticket_ttl_s: 0\n", "greater than 0"),
+    ],
+)
+def test_the_flight_section_is_validated_clearly(
+    demo_template: Workspace, tmp_path: Path, section: str, message: str
+):
+    from gateway.config import ConfigError, load_config
+
+    workspace = copy_workspace(demo_template, tmp_path / "ws")
+    with workspace.config_path.open("a", encoding="utf-8") as handle:
+        handle.write("flight:\n  enabled: true\n" + section)
+    with pytest.raises(ConfigError) as refused:
+        load_config(workspace.config_path)
+    assert any("flight." in p and message in p for p in refused.value.problems), refused.value
+
+
+def test_serve_refuses_flight_with_several_workers(demo_template: Workspace, tmp_path: Path):
+    import subprocess
+    import sys
+
+    workspace = copy_workspace(demo_template, tmp_path / "ws")
+    enable_flight(workspace.config_path, free_port())
+    command = [sys.executable, "-m", "gateway.cli", "--config", str(workspace.config_path)]
+    done = subprocess.run(
+        [*command, "serve", "--port", str(free_port()), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--workers 1" in done.stderr
