@@ -35,6 +35,9 @@ from gateway.config_parts.datasets import Column, Dataset, LDiversity
 from gateway.config_parts.locating import line_index, located
 from gateway.config_parts.stores import LocalStore, PostgresStore, S3Store, SparkStore, Store
 
+# Where a listener without TLS may listen.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
 
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid."""
@@ -206,6 +209,41 @@ class TracingSection(_Strict):
         return value
 
 
+class FlightSection(_Strict):
+    """The Arrow Flight endpoint for bulk reads, served beside the HTTP API."""
+
+    enabled: bool = Field(False, description="Serve Arrow Flight; off unless asked for.")
+    listen: str = Field(
+        "127.0.0.1:8815",
+        description="host:port the Flight endpoint listens on (plaintext: loopback only).",
+    )
+    ticket_ttl_s: float = Field(
+        60.0, gt=0, le=3600, description="Seconds a Flight ticket may be redeemed after issue."
+    )
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_loopback(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8815")
+        if host.strip("[]") not in LOOPBACK_HOSTS:
+            # No TLS yet: tokens and rows would cross the network in the clear.
+            raise ValueError(
+                "must be a loopback address (127.0.0.1, ::1 or localhost): the Flight "
+                "endpoint has no TLS, so it serves this host only"
+            )
+        return value
+
+
 class Config(_Strict):
     gateway: GatewaySection = Field(default_factory=GatewaySection)  # type: ignore[arg-type]
     policy: PolicySection = Field(default_factory=PolicySection)  # type: ignore[arg-type]
@@ -215,6 +253,7 @@ class Config(_Strict):
     budgets: Budgets = Field(default_factory=Budgets)  # type: ignore[arg-type]
     grants: GrantsSection = Field(default_factory=GrantsSection)  # type: ignore[arg-type]
     tracing: TracingSection = Field(default_factory=TracingSection)  # type: ignore[arg-type]
+    flight: FlightSection = Field(default_factory=FlightSection)  # type: ignore[arg-type]
     datasets: dict[str, Dataset]
     base_dir: Path = Field(Path("."), exclude=True)
 

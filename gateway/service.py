@@ -41,13 +41,15 @@ from gateway.errors import (
 from gateway.read.aggregate_read import AggregateReader
 from gateway.read.anonymity import ClassIndexCache
 from gateway.read.catalog import Catalog
-from gateway.read.chokepoint import Chokepoint
+from gateway.read.chokepoint import Chokepoint, parse_query
+from gateway.read.encoders import ARROW
 from gateway.read.explain import Explainer
 from gateway.read.inflight import InflightReads
 from gateway.read.query import CursorCodec
 from gateway.read.result import ReadResult
 from gateway.read.rows import RowReader
 from gateway.read.stores import build_connectors
+from gateway.read.tickets import TicketCodec
 from gateway.read.view_cache import ViewCache
 from gateway.read.views import DatasetView
 from gateway.state.database import create_state_engine, migrate
@@ -80,6 +82,9 @@ class Gateway:
         policy_bundles.keep(self.engine, self.policy.directory)
         self._policy_counter: int | None = None
         self.cursors = CursorCodec(self.keyring.cursor_key)
+        self.tickets = TicketCodec(
+            self.keyring.flight_ticket_key, ttl_s=self.config.flight.ticket_ttl_s
+        )
         self.views = ViewCache(self.config, self.connectors)
         self.outcomes = Outcomes(self.audit, self.config)
         self.class_indexes = ClassIndexCache(self.config, self.connectors)
@@ -301,6 +306,66 @@ class Gateway:
     ) -> ReadResult:
         return self.chokepoint.read(caller, name, body, accept, meta)
 
+    # -- bulk reads over Arrow Flight ----------------------------------------------
+
+    def flight_ticket(self, caller: Caller, command: bytes, meta: RequestMeta) -> FlightTicket:
+        """A signed ticket for the read ``command`` describes (JSON: ``dataset`` and
+        ``query``, the body of ``POST /v1/datasets/{name}/query``), issued only when the
+        chokepoint allows it; issue and refusal are audited (``flight.ticket``)."""
+        invalid: InvalidRequest | None = None
+        dataset: str | None = None
+        body = b""
+        try:
+            dataset, body = _flight_command(command)
+        except InvalidRequest as refused:
+            invalid = refused
+
+        def run() -> FlightTicket:
+            if invalid is not None or dataset is None:
+                raise invalid or InvalidRequest("the Flight command names no dataset")
+            request = parse_query(body)
+            reader = self.chokepoint.admit(caller, dataset, request, ARROW)
+            ticket, expires = self.tickets.issue(principal=caller.name, dataset=dataset, body=body)
+            seq = self.audit.append(
+                "flight.ticket",
+                meta=meta,
+                caller=caller,
+                dataset=dataset,
+                module=reader.module,
+                decision="allow",
+                reasons=reader.reasons,
+                purpose=request.purpose,
+                profile=reader.obligations.profile,
+                grant_id=reader.obligations.grant_id,
+                decision_basis=reader.basis,
+                where=self.chokepoint.redacted_where(request),
+                expires_at=expires,
+                # Names the ticket without revealing it (it is a bearer credential).
+                ticket_sha256=hashlib.sha256(ticket).hexdigest(),
+            )
+            return FlightTicket(ticket, dataset, reader.obligations.profile, expires, seq)
+
+        return self.outcomes.audited(
+            run,
+            caller=caller,
+            meta=meta,
+            dataset=dataset,
+            action="flight.ticket",
+        )
+
+    def flight_read(self, caller: Caller, ticket: bytes, meta: RequestMeta) -> ReadResult:
+        """The governed read a ticket promises, run through the chokepoint as over HTTP
+        (an Arrow IPC stream); a ticket that is altered, expired or someone else's is
+        refused and audited."""
+        redeemed = self.outcomes.audited(
+            lambda: self.tickets.redeem(ticket, principal=caller.name),
+            caller=caller,
+            meta=meta,
+            dataset=None,
+            action="flight.get",
+        )
+        return self.read(caller, redeemed.dataset, redeemed.body, ARROW, meta)
+
     def trace(
         self,
         caller: Caller,
@@ -363,4 +428,28 @@ class Gateway:
         return report
 
 
-__all__ = ["Gateway", "ReadResult", "GatewayError"]
+@dataclass(frozen=True, slots=True)
+class FlightTicket:
+    ticket: bytes
+    dataset: str
+    profile: str
+    expires: float
+    audit_seq: int | None
+
+
+def _flight_command(command: bytes) -> tuple[str, bytes]:
+    """The dataset and the query body of a Flight descriptor's command."""
+    bad = 'the Flight command must be JSON: {"dataset": NAME, "query": {...}}'
+    try:
+        parsed = orjson.loads(command or b"{}")
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(bad) from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("dataset"), str):
+        raise InvalidRequest(bad)
+    query = parsed.get("query", {})
+    if not isinstance(query, dict) or set(parsed) - {"dataset", "query"}:
+        raise InvalidRequest(bad)
+    return parsed["dataset"], orjson.dumps(query)
+
+
+__all__ = ["FlightTicket", "Gateway", "ReadResult", "GatewayError"]

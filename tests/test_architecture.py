@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LEAVES = ("policies", "connectors", "audit")
 OWN = {"gateway", *LEAVES}
 # The wings that face the outside world; everything else in gateway/ is the core.
-EDGES = ("http", "cli", "demo")
+EDGES = ("http", "cli", "demo", "flight")
 WEB_FRAMEWORKS = {"fastapi", "starlette"}
 # The two small distributions beside the server: the audit log's proof checks, shared
 # by audit/ and the partners' client, and the client itself.

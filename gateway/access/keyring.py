@@ -76,3 +76,7 @@ class Keyring:
     @property
     def cursor_key(self) -> bytes:
         return derive(self._master, "cursor")
+
+    @property
+    def flight_ticket_key(self) -> bytes:
+        return derive(self._master, "flight/ticket")

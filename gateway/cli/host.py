@@ -72,6 +72,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
         # bounds the request head.
         **uvicorn_options(),
     }
+    if config.flight.enabled:
+        if workers != 1:
+            fail(
+                "flight.enabled serves Arrow Flight from one process: run kiteline serve "
+                "with --workers 1, or turn flight off",
+                2,
+            )
+        _serve_with_flight(settings, config, listen)
+        return
     if workers == 1:
         uvicorn.run(create_app(settings, config=config), **listen)
         return
@@ -91,6 +100,26 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
             workers=workers,
             **listen,
         )
+
+
+def _serve_with_flight(settings: Settings, config: Any, listen: dict[str, Any]) -> None:
+    """uvicorn and the Flight endpoint in one process, on one Gateway."""
+    import uvicorn
+
+    from gateway.flight import start_flight
+    from gateway.http.app import create_app
+    from gateway.service import Gateway
+
+    gateway = Gateway.from_config(config)
+    try:
+        app = create_app(settings, config=config, gateway=gateway)
+        endpoint = start_flight(gateway, config.flight)
+        try:
+            uvicorn.run(app, **listen)
+        finally:
+            endpoint.stop()
+    finally:
+        gateway.close()
 
 
 @click.command()

@@ -102,6 +102,29 @@ class Chokepoint:
             },
         )
 
+    def admit(self, caller: Caller, name: str, request: QueryRequest, media_type: str) -> Reader:
+        """The decision on ``request`` and its plan checked against the caller's view
+        (columns, filters, order, limits), with nothing charged, scanned or recorded:
+        what a Flight ticket is issued on. Its read is decided again when it runs."""
+        aggregate = bool(request.group_by or request.aggregates)
+        reader = self.authorize(caller, name, request, media_type, aggregate=aggregate)
+        if aggregate:
+            plan_aggregate(request, reader.view)
+            budgets.check_epsilon(self.config, request.epsilon)
+            return reader
+        obligations = reader.obligations
+        limits = self.limits.get(obligations.grant_id, caller.version("grants"))
+        plan_rows(
+            request,
+            reader.view,
+            max_rows=row_ceiling(self.config, obligations, limits),
+            default_limit=self.config.gateway.default_limit,
+            row_filters=grant_filters(reader.view, obligations),
+            cursors=self.cursors,
+            principal=caller.name,
+        )
+        return reader
+
     def authorize(
         self,
         caller: Caller,

@@ -6,7 +6,9 @@ state database before it starts, and each test only sends requests.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ from gateway.access.principals import add_principal, issue_key
 from gateway.demo.workspace import ALUMNI_PURPOSE, SURGICAL_PURPOSE, Workspace
 from gateway.state.database import create_state_engine
 from tests.conftest import copy_workspace
-from tests.serving import serving
+from tests.serving import free_port, serving
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +61,7 @@ def seed_world(engine: Engine, config: Any, tokens: dict[str, str]) -> None:
     grant(engine, config, "rita", row_filter=MEN_ONLY)
     grant(engine, config, "kai", row_filter=TWO_DIAGNOSES)
     set_limits(engine, grant(engine, config, "eps"), epsilon=1.5)
-    for mode in ("json", "csv", "arrow", "parquet"):
+    for mode in ("json", "csv", "arrow", "parquet", "flight"):
         tokens[f"rows_{mode}"] = seed_principal(engine, f"rows_{mode}")
         set_limits(engine, grant(engine, config, f"rows_{mode}"), rows_total=100)
     never = {"days": [], "start": "00:00", "end": "23:59", "timezone": "UTC"}
@@ -88,9 +90,17 @@ def world(demo_template: Workspace, tmp_path_factory: pytest.TempPathFactory) ->
         seed_world(engine, config, tokens)
     finally:
         engine.dispose()
+    flight_port = free_port()
+    with workspace.config_path.open("a", encoding="utf-8") as handle:
+        handle.write(f"flight:\n  enabled: true\n  listen: 127.0.0.1:{flight_port}\n")
     with serving(workspace.config_path) as url:
         change_lifecycles(url, tokens)
-        yield {"url": url, "tokens": tokens, "workspace": workspace}
+        yield {
+            "url": url,
+            "flight": f"grpc+tcp://127.0.0.1:{flight_port}",
+            "tokens": tokens,
+            "workspace": workspace,
+        }
 
 
 def http_for(world: dict, name: str) -> httpx.Client:
@@ -143,7 +153,9 @@ def test_read_events_name_their_module(world: dict):
 # Every route of the app, by (method, path): what it releases. A route missing here fails
 # test_every_route_is_in_the_inventory, so a new route cannot go unexamined.
 RELEASING = {
-    ("POST", "/v1/datasets/{name}/query"): ("json", "csv", "arrow", "parquet", "aggregate")
+    ("POST", "/v1/datasets/{name}/query"): ("json", "csv", "arrow", "parquet", "aggregate"),
+    # Not an HTTP route: GetFlightInfo then DoGet on the Arrow Flight endpoint.
+    ("FLIGHT", "DoGet"): ("flight",),
 }
 NOT_RELEASING = {
     ("GET", "/v1/datasets"): "catalog: names and column descriptions, no rows",
@@ -173,6 +185,7 @@ ACCEPT = {
     "arrow": "application/vnd.apache.arrow.stream",
     "parquet": "application/vnd.apache.parquet",
     "aggregate": "application/json",
+    "flight": "application/vnd.apache.arrow.stream",
 }
 OBLIGATIONS = (
     "row_filter",
@@ -231,6 +244,8 @@ def decoded(mode: str, response: httpx.Response) -> list[dict]:
 
     if mode in ("json", "aggregate"):
         return response.json()["rows"]
+    if mode == "flight":
+        return response.table.to_pylist()
     if mode == "csv":
         table = pacsv.read_csv(io.BytesIO(response.content))
     elif mode == "arrow":
@@ -247,13 +262,64 @@ def ask(world: dict, who: str, mode: str, *, dataset: str = "patients", **body: 
         body.pop("limit", None)
     else:
         body = {"limit": 200, **body}
+    if mode == "flight":
+        return FlightAnswer.of(world, who, dataset, body)
     with http_for(world, who) as http:
         return http.post(
             f"/v1/datasets/{dataset}/query", json=body, headers={"Accept": ACCEPT[mode]}
         )
 
 
-def refused(response: httpx.Response, because: str) -> bool:
+# The status an HTTP read answers each kind of problem with, for Flight's answers.
+FLIGHT_STATUS = {
+    "unauthenticated": 401,
+    "access-denied": 403,
+    "budget-exhausted": 429,
+    "invalid-request": 400,
+    "not-found": 404,
+}
+
+
+@dataclass
+class FlightAnswer:
+    """A Flight read (GetFlightInfo, then DoGet) seen as the checks see an HTTP answer."""
+
+    status_code: int
+    headers: dict[str, str]
+    table: Any = None
+    problem: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        return json.dumps(self.problem)
+
+    def json(self) -> dict[str, Any]:
+        assert self.problem is not None
+        return self.problem
+
+    @classmethod
+    def of(cls, world: dict, who: str, dataset: str, body: dict) -> FlightAnswer:
+        import pyarrow.flight as flight
+
+        call = flight.FlightCallOptions(
+            headers=[(b"authorization", f"Bearer {world['tokens'][who]}".encode())], timeout=60
+        )
+        descriptor = flight.FlightDescriptor.for_command(
+            json.dumps({"dataset": dataset, "query": body}).encode()
+        )
+        try:
+            with flight.connect(world["flight"]) as client:
+                info = client.get_flight_info(descriptor, call)
+                table = client.do_get(info.endpoints[0].ticket, call).read_all()
+        except flight.FlightError as exc:
+            problem = json.loads(exc.extra_info)
+            status = FLIGHT_STATUS.get(problem["type"], 500)
+            return cls(status, {"content-type": "application/problem+json"}, problem=problem)
+        profile = json.loads(info.app_metadata)["profile"]
+        return cls(200, {"X-Kiteline-Profile": profile}, table=table)
+
+
+def refused(response: httpx.Response | FlightAnswer, because: str) -> bool:
     """A problem response (401 or 403) whose detail names ``because``."""
     return (
         response.status_code in (401, 403)
@@ -416,4 +482,5 @@ def test_every_releasing_route_obeys_every_obligation(world: dict, obligation: s
 
 def test_the_matrix_covers_every_releasing_route_and_obligation():
     assert all(f"check_{o}" in globals() for o in OBLIGATIONS)
-    assert len(cells()) == len(OBLIGATIONS) * 5 - 4 - 1 - 1
+    # Six modes: four row formats, aggregates over HTTP, and rows over Flight.
+    assert len(cells()) == len(OBLIGATIONS) * 6 - 5 - 1 - 1
