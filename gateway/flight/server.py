@@ -100,7 +100,8 @@ class KitelineFlight(flight.FlightServerBase):
             result = self._gateway.flight_read(caller, bytes(ticket.ticket), meta)
             stream = GovernedBatches(result, context, meta)
             schema = stream.open()
-        return flight.GeneratorStream(schema, stream.batches())
+            batches = stream.started()
+        return flight.GeneratorStream(schema, batches)
 
     def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterator[Any]:  # noqa: ARG002
         # Datasets are listed by GET /v1/datasets, which decides what each caller sees.
@@ -202,9 +203,19 @@ class GovernedBatches:
         self._reader = pa.ipc.open_stream(self._file)
         return self._reader.schema
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def started(self) -> Iterator[pa.RecordBatch | None]:
+        """The batches, their generator already started: Flight may drop a stream
+        before pulling from it, and closing a started generator still finishes the read
+        (its data.read event, its unsent rows given back)."""
+        batches = self.batches()
+        next(batches)
+        return batches
+
+    def batches(self) -> Iterator[pa.RecordBatch | None]:
+        """A first ``None`` (see ``started``), then the batches."""
         delivery = self.result.delivery
         if delivery is None:
+            yield None
             yield from self._reader
             return
         stop = threading.Event()
@@ -215,6 +226,7 @@ class GovernedBatches:
         watch.start()
         complete = False
         try:
+            yield None
             for batch in self._reader:
                 self._hand_over(delivery)
                 if reason[0] is None:

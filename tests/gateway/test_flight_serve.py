@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,3 +284,41 @@ def test_serve_refuses_flight_with_several_workers(demo_template: Workspace, tmp
     )
     assert done.returncode == 2
     assert "--workers 1" in done.stderr
+
+
+class _Connected:
+    """The part of a Flight call context a stream asks: the client is still there."""
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
+def test_a_stream_dropped_before_its_first_batch_still_ends_the_read(
+    demo_template: Workspace, tmp_path: Path
+) -> None:
+    # Flight may drop a DoGet stream without pulling a batch (the client left at once):
+    # the read is still closed by a data.read event, marked incomplete.
+    from gateway.auditing.log import RequestMeta
+    from gateway.config import Settings
+    from gateway.flight.server import GovernedBatches
+    from gateway.http.app import create_app
+
+    workspace = copy_workspace(demo_template, tmp_path / "ws")
+    gateway = create_app(Settings(config=workspace.config_path)).state.gateway
+    try:
+        meta = RequestMeta(request_id="flight-dropped", client="127.0.0.1", user_agent="test")
+        caller = gateway.authenticate(f"Bearer {workspace.tokens['mei']}", meta)
+        body = orjson.dumps({"purpose": SURGICAL_PURPOSE, "limit": 5000})
+        result = gateway.read(caller, "patients", body, ARROW, meta)
+        stream = GovernedBatches(result, _Connected(), meta)  # type: ignore[arg-type]
+        stream.open()
+        batches = stream.started()  # what do_get hands to Flight
+        del batches
+    finally:
+        gateway.close()
+    with sqlite3.connect(workspace.root / "state.db") as connection:
+        bodies = connection.execute("SELECT body FROM audit_events ORDER BY seq").fetchall()
+    reads = [e for e in map(json.loads, (b for (b,) in bodies)) if e["action"] == "data.read"]
+    closing = reads[-1]
+    assert closing["complete"] is False
+    assert closing["rows"] == 0
