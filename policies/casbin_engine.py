@@ -8,7 +8,7 @@ by the next request.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import casbin
 from casbin import persist
 from casbin.model import Model, fast_policy_filter
 
-from policies.casbin_index import MODEL_PATH, LineIndex, packaged_model, tokens
+from policies.casbin_index import MODEL_PATH, Line, LineIndex, packaged_model, tokens
 from policies.errors import PolicyUnavailable
 
 
@@ -69,6 +69,22 @@ class CasbinEngine:
         except Exception as exc:  # casbin raises plain exceptions on bad lines or models
             raise PolicyUnavailable(f"casbin could not load its policy: {exc}") from exc
         self._policy = self._enforcer.model.model["p"]["p"].policy
+
+    def replaced(self, lines: Mapping[str, Sequence[PolicyLine]]) -> CasbinEngine | None:
+        """A new engine in which the subjects named in ``lines`` hold exactly those lines,
+        or None when this engine cannot be changed in place of a full load (casbin's
+        own enforcer, or a line its reader would parse differently)."""
+        if self._index is None:
+            return None
+        read: dict[str, list[Line]] = {}
+        for subject, held in lines.items():
+            tokens_read = [tokens(line.ptype, line.values) for line in held]
+            if any(t is None or t[0] != subject for t in tokens_read):
+                return None
+            read[subject] = [t for t in tokens_read if t is not None]
+        engine = CasbinEngine.__new__(CasbinEngine)
+        engine._index = self._index.replaced(read)
+        return engine
 
     def _check_one(
         self, subject: str, module: str, dataset: str, action: str

@@ -14,7 +14,7 @@ over generated lines and requests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from casbin.persist.adapter import _extract_tokens
@@ -54,6 +54,19 @@ class LineIndex:
         self._by_subject: dict[str, list[Line]] = {}
         for line in lines:
             self._by_subject.setdefault(line[0], []).append(line)
+
+    def replaced(self, lines: Mapping[str, Iterable[Line]]) -> LineIndex:
+        """A new index whose subjects named in ``lines`` hold those lines instead (none:
+        the subject is dropped); this one is left as it is, for readers still on it."""
+        index = LineIndex(())
+        index._by_subject = dict(self._by_subject)
+        for subject, held in lines.items():
+            kept = list(held)
+            if kept:
+                index._by_subject[subject] = kept
+            else:
+                index._by_subject.pop(subject, None)
+        return index
 
     def check_one(self, subject: str, module: str, dataset: str, action: str) -> tuple[bool, Line]:
         """casbin's ``enforce_ex`` under model.conf: the verdict and the explaining line."""

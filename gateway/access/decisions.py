@@ -24,20 +24,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 
 from gateway.access.decision_input import decided, decision_basis, request_document
-from gateway.access.decision_state import Snapshot, load_snapshot
+from gateway.access.decision_state import (
+    Snapshot,
+    apply_grant_changes,
+    load_snapshot,
+    pending_grant_changes,
+)
 from gateway.access.decision_verdict import obligations_of, refusal
 from gateway.access.grants import GrantIndex, GrantRecord
 from gateway.access.policy_lines import READ
 from gateway.access.principals import Caller
 from gateway.config import Config
-from gateway.state.database import read_versions
+from gateway.state.database import VERSION_NAMES, read_versions
 from policies import CasbinEngine, Decision, Profile
 
 log = logging.getLogger(__name__)
 
 CACHE_SIZE = 65_536
+GRANTS = VERSION_NAMES.index("grants")
 
 
 class RegoEvaluator(Protocol):
@@ -110,14 +117,47 @@ class Decider:
                 current = self._snapshot
                 if current is not None and current.fresh(versions, at):
                     return current
-                snapshot = load_snapshot(conn, versions, self._config.separation, at)
+                snapshot = self._derive(conn, current, versions, at)
             with self._cache_lock:
                 self._snapshot = snapshot
                 self._cache.clear()
+        return snapshot
+
+    def _derive(
+        self,
+        conn: Connection,
+        current: Snapshot | None,
+        versions: tuple[int, ...],
+        at: datetime,
+    ) -> Snapshot:
+        """The state at ``versions``: ``current`` with the logged grant changes applied
+        when only grants changed since it, else a full load."""
+        if (
+            current is not None
+            and current.at is not None
+            and len(current.versions) == len(versions)
+            and all(
+                mine == theirs
+                for i, (mine, theirs) in enumerate(zip(current.versions, versions, strict=True))
+                if i != GRANTS
+            )
+            and versions[GRANTS] >= current.versions[GRANTS]
+        ):
+            changed = pending_grant_changes(conn, current.versions[GRANTS])
+            if changed is not None:
+                derived = apply_grant_changes(
+                    conn, current, versions, changed, self._config.separation, at
+                )
+                if derived is not None:
+                    log.debug(
+                        "decision state at versions %s: %d subjects' grants read again",
+                        versions,
+                        len(changed),
+                    )
+                    return derived
+        snapshot = load_snapshot(conn, versions, self._config.separation, at)
         log.debug(
-            "policy snapshot rebuilt at versions %s (%d grants)",
-            versions,
-            len(snapshot.grants.grants),
+            "decision state loaded at versions %s (%d grants)", versions, len(snapshot.grants)
         )
         return snapshot
 

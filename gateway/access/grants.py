@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, and_, false, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.access.principals import now
@@ -175,9 +176,28 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def active_grants(conn: Connection) -> list[GrantRecord]:
+def active_grants(
+    conn: Connection, subjects: Iterable[tuple[str, str]] | None = None
+) -> list[GrantRecord]:
+    """The active grants, in id order (the order of their lines, which decides which
+    line explains a decision); ``subjects`` as (subject_type, subject) pairs narrows
+    them to those subjects."""
     table = Grant.__table__
-    rows = conn.execute(select(table).where(table.c.status == "active")).all()
+    query = select(table).where(table.c.status == "active").order_by(table.c.id)
+    if subjects is not None:
+        by_type: dict[str, list[str]] = defaultdict(list)
+        for subject_type, subject in subjects:
+            by_type[subject_type].append(subject)
+        query = query.where(
+            or_(
+                false(),
+                *(
+                    and_(table.c.subject_type == kind, table.c.subject.in_(names))
+                    for kind, names in by_type.items()
+                ),
+            )
+        )
+    rows = conn.execute(query).all()
     return [
         GrantRecord(
             id=g.id,
@@ -198,14 +218,63 @@ def active_grants(conn: Connection) -> list[GrantRecord]:
     ]
 
 
+def _expiry(grant: GrantRecord) -> tuple[datetime, int, str]:
+    return (grant.expires_at, grant.id, grant.subject)
+
+
 class GrantIndex:
-    """Active grants by subject, built once per grants version."""
+    """Active grants by subject, immutable: ``replaced`` builds the next one beside it."""
 
     def __init__(self, grants: Iterable[GrantRecord]) -> None:
-        self._by_subject: dict[str, list[GrantRecord]] = defaultdict(list)
-        self.grants = list(grants)
-        for grant in self.grants:
-            self._by_subject[grant.subject].append(grant)
+        by_subject: dict[str, list[GrantRecord]] = defaultdict(list)
+        for grant in grants:
+            by_subject[grant.subject].append(grant)
+        self._by_subject = {subject: tuple(held) for subject, held in by_subject.items()}
+        # Every grant's expiry, in order: the next one ends the snapshot's validity,
+        # and those passed since name the subjects whose separation denies may change.
+        self._expiries = sorted(_expiry(g) for held in self._by_subject.values() for g in held)
+
+    def __len__(self) -> int:
+        return len(self._expiries)
+
+    @property
+    def grants(self) -> list[GrantRecord]:
+        return [g for held in self._by_subject.values() for g in held]
+
+    @property
+    def subjects(self) -> Iterable[str]:
+        return self._by_subject.keys()
+
+    def held_by(self, subject: str) -> tuple[GrantRecord, ...]:
+        return self._by_subject.get(subject, ())
+
+    def replaced(self, held: Mapping[str, Iterable[GrantRecord]]) -> GrantIndex:
+        """A new index in which each subject of ``held`` holds exactly those grants; this
+        one is left as it is, for the decisions still reading it."""
+        index = GrantIndex(())
+        index._by_subject = dict(self._by_subject)
+        expiries = list(self._expiries)
+        for subject, grants in held.items():
+            for grant in index._by_subject.pop(subject, ()):
+                expiries.pop(bisect.bisect_left(expiries, _expiry(grant)))
+            kept = tuple(grants)
+            if kept:
+                index._by_subject[subject] = kept
+                for grant in kept:
+                    bisect.insort(expiries, _expiry(grant))
+        index._expiries = expiries
+        return index
+
+    def next_expiry(self, at: datetime) -> datetime | None:
+        """The earliest expiry after ``at``."""
+        i = bisect.bisect_right(self._expiries, at, key=lambda e: e[0])
+        return self._expiries[i][0] if i < len(self._expiries) else None
+
+    def expiring(self, after: datetime, until: datetime) -> set[str]:
+        """The subjects holding a grant that expires after ``after``, up to ``until``."""
+        start = bisect.bisect_right(self._expiries, after, key=lambda e: e[0])
+        end = bisect.bisect_right(self._expiries, until, key=lambda e: e[0])
+        return {subject for _, _, subject in self._expiries[start:end]}
 
     def for_request(self, subjects: Iterable[str], module: str, dataset: str) -> list[GrantRecord]:
         return [

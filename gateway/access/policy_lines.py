@@ -63,6 +63,39 @@ def separation_violations(held: set[str], rules: Separation) -> list[str]:
     return found
 
 
+def org_deny(
+    org: str, status: str, *, index: GrantIndex, separation: Separation, at: datetime
+) -> tuple[PolicyLine, str] | None:
+    """The explicit deny of ``org`` and its reason, if it has one."""
+    subject = f"org:{org}"
+    if status != "active":
+        return deny(subject), f"explicit deny: organization {org!r} is {status}"
+    for problem in separation_violations(index.modules_held([subject], at), separation):
+        return deny(subject), f"explicit deny (separation): organization {org!r} {problem}"
+    return None
+
+
+def principal_deny(
+    p: Standing, *, org_denied: bool, index: GrantIndex, separation: Separation, at: datetime
+) -> tuple[PolicyLine, str] | None:
+    """The explicit deny of principal ``p`` and its reason, if it has one; ``org_denied``
+    says whether its org has one."""
+    subject = f"user:{p.name}"
+    if p.status != "active":
+        return deny(subject), f"explicit deny: principal {p.name!r} is {p.status}"
+    if p.kind in GOVERNING_KINDS:
+        return deny(subject), (
+            f"explicit deny: {p.kind}s govern access and do not read data (separation of duties)"
+        )
+    if org_denied:
+        # A member of an org already denied needs no line of its own.
+        return None
+    subjects = [subject] + ([f"org:{p.org}"] if p.org else [])
+    for problem in separation_violations(index.modules_held(subjects, at), separation):
+        return deny(subject), f"explicit deny (separation): principal {p.name!r} {problem}"
+    return None
+
+
 def deny_lines(
     *,
     principals: Iterable[Standing],
@@ -74,28 +107,12 @@ def deny_lines(
     """Every explicit deny, with its reason, for the state read at ``at``."""
     lines: dict[PolicyLine, str] = {}
     for org, status in sorted(orgs.items()):
-        subject = f"org:{org}"
-        if status != "active":
-            lines[deny(subject)] = f"explicit deny: organization {org!r} is {status}"
-            continue
-        for problem in separation_violations(index.modules_held([subject], at), separation):
-            lines.setdefault(
-                deny(subject), f"explicit deny (separation): organization {org!r} {problem}"
-            )
+        found = org_deny(org, status, index=index, separation=separation, at=at)
+        if found is not None:
+            lines[found[0]] = found[1]
     for p in sorted(principals, key=lambda p: p.name):
-        subject = f"user:{p.name}"
-        if p.status != "active":
-            lines[deny(subject)] = f"explicit deny: principal {p.name!r} is {p.status}"
-        elif p.kind in GOVERNING_KINDS:
-            lines[deny(subject)] = (
-                f"explicit deny: {p.kind}s govern access and do not read data "
-                "(separation of duties)"
-            )
-        elif p.org is None or deny(f"org:{p.org}") not in lines:
-            # A member of an org already denied needs no line of its own.
-            subjects = [subject] + ([f"org:{p.org}"] if p.org else [])
-            for problem in separation_violations(index.modules_held(subjects, at), separation):
-                lines.setdefault(
-                    deny(subject), f"explicit deny (separation): principal {p.name!r} {problem}"
-                )
+        org_denied = p.org is not None and deny(f"org:{p.org}") in lines
+        found = principal_deny(p, org_denied=org_denied, index=index, separation=separation, at=at)
+        if found is not None:
+            lines[found[0]] = found[1]
     return lines

@@ -213,6 +213,23 @@ class Version(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class GrantChange(Base):
+    """One change to a grant row, under the grants version it bumped: written only by
+    the triggers of migration 0011, read by the decider to re-derive what changed."""
+
+    __tablename__ = "grant_changes"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    version: Mapped[int] = mapped_column(BigInteger, index=True)
+    # None (with no subject): a change that names no rows, such as a TRUNCATE.
+    grant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    subject_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 class BudgetUsage(Base):
     """What one budget account has spent in one period (``total`` or a UTC day).
 

@@ -53,14 +53,18 @@ def test_decisions_at_the_old_versions_do_not_wait_for_a_rebuild(
     assert changed != caller.versions
 
     building, release = threading.Event(), threading.Event()
-    load = decisions.load_snapshot
 
-    def slow_load(*args: Any, **kwargs: Any) -> Any:
-        building.set()
-        assert release.wait(60), "the test never released the build"
-        return load(*args, **kwargs)
+    def slow(derive: Any) -> Any:
+        def slow_derive(*args: Any, **kwargs: Any) -> Any:
+            building.set()
+            assert release.wait(60), "the test never released the build"
+            return derive(*args, **kwargs)
 
-    monkeypatch.setattr(decisions, "load_snapshot", slow_load)
+        return slow_derive
+
+    # Whichever way the new state is derived: from the changes or in full.
+    for name in ("load_snapshot", "apply_grant_changes"):
+        monkeypatch.setattr(decisions, name, slow(getattr(decisions, name)))
     builder = threading.Thread(target=decider.snapshot, args=(changed, at))
     builder.start()
     assert building.wait(60)

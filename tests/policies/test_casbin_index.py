@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.casbin_engine import CasbinEngine, PolicyLine
-from policies.casbin_index import MODEL_PATH
+from policies.casbin_index import MODEL_PATH, tokens
 
 SUBJECTS = ["user:mei", "org:surgibot", "user:lin", "user:a b", "org:x,y"]
 MODULES = ["imaging", "crm", "*"]
@@ -75,3 +75,50 @@ def test_another_model_goes_through_casbin(tmp_path: Path) -> None:
     request = dict(subjects=["user:mei"], module="imaging", dataset="patients", action="read")
     assert engine.check(**request)[0] is True
     assert CasbinEngine(lines).check(**request)[0] is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=LINES,
+    after=LINES,
+    dropped=st.sets(st.sampled_from(SUBJECTS), max_size=2),
+    subjects=st.lists(st.sampled_from(SUBJECTS), max_size=3),
+    module=st.sampled_from(MODULES[:2]),
+    dataset=st.sampled_from(DATASETS[:2]),
+)
+def test_an_engine_with_subjects_replaced_answers_as_one_built_whole(
+    before: list[PolicyLine],
+    after: list[PolicyLine],
+    dropped: set[str],
+    subjects: list[str],
+    module: str,
+    dataset: str,
+) -> None:
+    # Every subject ``after`` names takes its lines from there, the ``dropped`` ones
+    # lose theirs, and the rest keep theirs.
+    named = {line.values[0] for line in after} | dropped
+    replaced_by = {s: [line for line in after if line.values[0] == s] for s in named}
+    whole = CasbinEngine([line for line in before if line.values[0] not in named] + after)
+    original = CasbinEngine(before)
+    replaced = original.replaced(replaced_by)
+    if replaced is None:
+        # Refused only for an engine under casbin itself (a line the index cannot
+        # hold), or a line casbin's reader would read as another subject's.
+        read = [tokens(line.ptype, line.values) for line in after]
+        assert original._index is None or any(
+            r is None or r[0] != line.values[0] for r, line in zip(read, after, strict=True)
+        )
+        return
+    check = dict(subjects=subjects, module=module, dataset=dataset, action="read")
+    assert replaced.check(**check) == whole.check(**check)
+    # The engine replaced from is left as it was, for readers still on it.
+    assert original.check(**check) == CasbinEngine(before).check(**check)
+
+
+def test_an_engine_under_casbin_itself_is_not_replaced_in_place(tmp_path: Path) -> None:
+    model = tmp_path / "model.conf"
+    model.write_text(MODEL_PATH.read_text() + "\n")
+    engine = CasbinEngine(
+        [PolicyLine("p", ("user:mei", "imaging", "*", "read", "allow"))], model_path=model
+    )
+    assert engine.replaced({"user:mei": []}) is None

@@ -16,7 +16,8 @@ router = APIRouter(prefix="/v1", tags=["me"])
 async def me(caller: CallerDep, gateway: ServiceDep) -> Response:
     def grants() -> list[dict[str, object]]:
         index = gateway.decider.snapshot().grants
-        return [g.as_dict() for g in index.grants if g.subject in caller.subjects]
+        held = [g for subject in caller.subjects for g in index.held_by(subject)]
+        return [g.as_dict() for g in sorted(held, key=lambda g: g.id)]
 
     return json_response(
         {
