@@ -55,27 +55,42 @@ def coalesced(
     one copy of their rows; a batch that fits is passed on without a copy. Empty
     batches are dropped, but a scan of no rows still yields one, for its schema."""
     pending: list[pa.RecordBatch] = []
-    held = held_bytes = 0
+    held = 0
+    # Bytes are counted only once two batches wait to be joined (a batch passed on
+    # alone is never copied): None until then.
+    held_bytes: int | None = None
     empty: pa.RecordBatch | None = None
+    produced = False
     for batch in batches:
         if not batch.num_rows:
             empty = empty or batch
             continue
         pending.append(batch)
         held += batch.num_rows
-        held_bytes += batch.nbytes
+        produced = True
         while held >= batch_size:
-            rows = pa.Table.from_batches(pending)
-            yield _one_batch(rows.slice(0, batch_size))
-            pending = [b for b in rows.slice(batch_size).to_batches() if b.num_rows]
+            if len(pending) == 1:
+                head, rest = pending[0].slice(0, batch_size), pending[0].slice(batch_size)
+                yield head
+                pending = [rest] if rest.num_rows else []
+            else:
+                rows = pa.Table.from_batches(pending)
+                yield _one_batch(rows.slice(0, batch_size))
+                pending = [b for b in rows.slice(batch_size).to_batches() if b.num_rows]
             held -= batch_size
+            held_bytes = None
+        if max_bytes is None or len(pending) < 2:
+            continue
+        if held_bytes is None:
             held_bytes = sum(b.nbytes for b in pending)
-        if max_bytes is not None and held_bytes >= max_bytes:
+        else:
+            held_bytes += batch.nbytes
+        if held_bytes >= max_bytes:
             yield _joined(pending)
-            pending, held, held_bytes = [], 0, 0
+            pending, held, held_bytes = [], 0, None
     if held:
         yield _joined(pending)
-    elif empty is not None:
+    elif empty is not None and not produced:
         yield empty
 
 

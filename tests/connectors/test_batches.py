@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors import coalesced
 
@@ -51,3 +53,26 @@ def test_a_byte_bound_hands_a_batch_on_before_it_has_all_its_rows() -> None:
     batches = _batches(5, 5, 5, 5)
     bound = batches[0].nbytes * 2
     assert [b.num_rows for b in coalesced(batches, 100, bound)] == [10, 10]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40), max_size=12),
+    batch_size=st.integers(1, 50),
+    bound_batches=st.one_of(st.none(), st.integers(1, 4)),
+)
+def test_any_store_batches_come_out_whole_in_order_and_bounded(
+    sizes: list[int], batch_size: int, bound_batches: int | None
+) -> None:
+    batches = _batches(*sizes)
+    one_row = pa.record_batch({"n": [0], "s": ["0"]}).nbytes
+    bound = None if bound_batches is None else one_row * bound_batches * 10
+    out = list(coalesced(batches, batch_size, bound))
+    rows = [v for b in out for v in b.column(0).to_pylist()]
+    assert rows == list(range(sum(sizes)))
+    assert all(0 < b.num_rows <= batch_size for b in out) or (
+        sum(sizes) == 0 and [b.num_rows for b in out] == ([0] if sizes else [])
+    )
+    # Only the last batch may be short, unless the byte bound handed one on early.
+    if bound is None:
+        assert all(b.num_rows == batch_size for b in out[:-1])
