@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -446,35 +447,44 @@ def drain(connector: Any, location: str, file_format: Any) -> int:
     return sum(batch.num_rows for batch in connector.scan(table, scan))
 
 
-def with_server_cpu(
-    site: S3Site, subjects: dict[str, Callable[[], object]]
-) -> tuple[dict[str, Callable[[], object]], dict[str, list[float]]]:
-    """``subjects`` wrapped to record the S3 server's CPU seconds during each run."""
-    spent: dict[str, list[float]] = {name: [] for name in subjects}
+def with_cpu(
+    site: S3Site | None, subjects: dict[str, Callable[[], object]]
+) -> tuple[dict[str, Callable[[], object]], Callable[[], str]]:
+    """``subjects`` wrapped to record, per run, this process's CPU seconds (all its
+    threads) and the S3 server's; and a function that describes their medians. On a
+    shared machine CPU seconds vary less than wall time."""
+    mine: dict[str, list[float]] = {name: [] for name in subjects}
+    server: dict[str, list[float]] = {name: [] for name in subjects}
 
     def wrap(name: str, fn: Callable[[], object]) -> Callable[[], object]:
         def run() -> object:
-            before = site.server_cpu_seconds()
+            before = None if site is None else site.server_cpu_seconds()
+            started = time.process_time()
             out = fn()
-            after = site.server_cpu_seconds()
+            mine[name].append(time.process_time() - started)
+            after = None if site is None else site.server_cpu_seconds()
             if before is not None and after is not None:
-                spent[name].append(after - before)
+                server[name].append(after - before)
             return out
 
         return run
 
-    return {name: wrap(name, fn) for name, fn in subjects.items()}, spent
+    def note() -> str:
+        import statistics
 
+        def medians(spent: dict[str, list[float]]) -> str:
+            return ", ".join(
+                f"{name} {statistics.median(values[-REPEATS:]):.3f} s"
+                for name, values in spent.items()
+                if values
+            )
 
-def _server_note(spent: dict[str, list[float]]) -> str:
-    if not any(spent.values()):
-        return ""
-    import statistics
+        text = "; bench process CPU per run, median: " + medians(mine)
+        if any(server.values()):
+            text += "; S3 server (moto) CPU per run, median: " + medians(server)
+        return text
 
-    parts = [
-        f"{name} {statistics.median(values):.2f} s" for name, values in spent.items() if values
-    ]
-    return "; S3 server (moto) CPU per run, median: " + ", ".join(parts)
+    return {name: wrap(name, fn) for name, fn in subjects.items()}, note
 
 
 def large_requested() -> bool:
@@ -527,7 +537,7 @@ def s3_results(
         return ds.dataset(key, format="parquet", filesystem=fs).to_table(columns=READ_COLUMNS)
 
     lake = bench.gateway.connectors["lake"]
-    subjects, spent = with_server_cpu(
+    subjects, note = with_cpu(
         site,
         {
             "governed": lambda: bench.read(dataset, read_body(rows)),
@@ -544,7 +554,7 @@ def s3_results(
         "same moto server",
         connector="the S3 connector's scan of the 4 columns, before any governance",
         row="s3_read",
-        extra=_server_note(spent),
+        extra=note(),
     )
     if pushdown:
         before = lake.bytes_read
@@ -568,14 +578,15 @@ def postgres_results(bench: Governed, url: str, schema: str) -> list[Result]:
             return int(cursor.fetch_arrow_table().num_rows)
 
     warehouse = bench.gateway.connectors["warehouse"]
-    timings = interleaved(
+    subjects, note = with_cpu(
+        None,
         {
             "governed": lambda: bench.read("events_pg", read_body(ROWS)),
             "connector": lambda: drain(warehouse, f"{schema}.events", "table"),
             "plain": plain_pg,
         },
-        repeats=REPEATS,
     )
+    timings = interleaved(subjects, repeats=REPEATS)
     return read_results(
         "postgres",
         timings,
@@ -584,6 +595,7 @@ def postgres_results(bench: Governed, url: str, schema: str) -> list[Result]:
         "(a new connection per read, as the governed read's pool is warm)",
         connector="the PostgreSQL connector's scan of the 4 columns, no governance",
         row="pg_read",
+        extra=note(),
     )
 
 
