@@ -38,15 +38,21 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench import common  # noqa: E402
-from bench.common import Result, Target, lift_row_budgets, print_table  # noqa: E402
+from bench.common import (  # noqa: E402
+    Result,
+    Target,
+    interleaved,
+    lift_row_budgets,
+    print_table,
+)
 from bench.stores import (  # noqa: E402
     COLUMNS,
     DATA_DIR,
     ONE_PARTITION,
+    REPEATS,
     ROWS,
     Governed,
     _meta,
-    best_of,
     events_file,
     one_partition_result,
     partitioned_dir,
@@ -227,7 +233,7 @@ def plain_session(url: str, token: str) -> Any:
 def run() -> list[Result]:
     from gateway.demo.spark import spark_connect_server
 
-    single = events_file()
+    single = events_file(ROWS)
     partitioned = partitioned_dir(single)
     table_bytes = sum(p.stat().st_size for p in partitioned.rglob("*.parquet"))
     results: list[Result] = []
@@ -248,16 +254,19 @@ def run() -> list[Result]:
                 scan = lake.scan(Table(single.name), Scan(columns=NAMES))
                 return sum(batch.num_rows for batch in scan)
 
-            times = best_of(
+            times = interleaved(
                 {
                     "governed": lambda: bench.read("events_spark", everything),
                     "connector": connector_alone,
                     "plain": plain,
-                }
+                },
+                repeats=REPEATS,
             )
             results += read_results(
                 "spark",
                 times,
+                rows=ROWS,
+                what=f"{len(NAMES)} columns",
                 plain="Spark Connect toArrow() of the same columns",
                 connector="the Spark connector's scan of the same columns, before any governance",
             )

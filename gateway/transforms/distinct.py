@@ -41,3 +41,10 @@ def map_array(values: pa.Array, fn: Callable[[Any], Any], out_type: pa.DataType)
     mapped = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], out_type)
     # Null rows have null indices (dictionary_encode's default), and take keeps them null.
     return pc.take(mapped, encoded.indices)
+
+
+def map_array_with(values: pa.Array, kernel: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    """``kernel`` (Arrow compute over a whole array of non-null values) over the distinct
+    values of ``values``, through its dictionary encoding."""
+    encoded = pc.dictionary_encode(values)
+    return pc.take(kernel(encoded.dictionary), encoded.indices)

@@ -194,7 +194,7 @@ class PseudonymTable:
         if remember_positions and known is not None and known.holds_for(snapshot, texts):
             return pc.take(snapshot[1], known.positions)
         keys, values = snapshot
-        positions = pc.index_in(texts, value_set=keys)
+        positions = _positions_in(texts, keys)
         if positions.null_count == texts.null_count:
             if remember_positions:
                 self._keep_positions(snapshot, texts, positions)
@@ -252,6 +252,30 @@ class PseudonymTable:
             self._snapshot = (pa.array([], pa.string()), pa.array([], pa.string()))
             self._positions = None
             self._mirror = None
+
+
+# Above this many keys per value of a batch, a lookup hashes the batch's distinct values
+# and probes the keys with them, instead of hashing every key (``index_in`` builds its
+# hash of the value set anew on every call, and the table grows with the distinct
+# identifiers: about 230 ms a 250k-row batch against 1M keys, against 70 ms).
+INVERTED_LOOKUP_KEYS_PER_VALUE = 1
+
+
+def _positions_in(texts: pa.Array, keys: pa.Array) -> pa.Array:
+    """``pc.index_in(texts, value_set=keys)``: where each value of ``texts`` sits in
+    ``keys`` (int32), null for nulls and for values not there. Any position of a key
+    held twice may come back (a table's repeated keys carry the same pseudonym)."""
+    if len(keys) <= INVERTED_LOOKUP_KEYS_PER_VALUE * len(texts):
+        return pc.index_in(texts, value_set=keys)
+    encoded = pc.dictionary_encode(texts)
+    distinct = encoded.dictionary
+    slot = pc.index_in(keys, value_set=distinct)  # each key's place among the values
+    held = pc.is_valid(slot)
+    at = np.full(len(distinct), -1, np.int32)
+    at[pc.filter(slot, held).to_numpy()] = pc.indices_nonzero(held).to_numpy()
+    per_value = pa.array(at, pa.int32(), mask=at < 0)
+    # Null rows have null indices, and take keeps them null.
+    return pc.take(per_value, encoded.indices)
 
 
 class _Positions:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.transforms import masking
 from gateway.transforms.masking import (
@@ -162,3 +164,46 @@ def test_mask_for(kind: str, value: str, expected: str) -> None:
 def test_mask_for_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown mask kind 'ssn'"):
         mask_for("ssn")
+
+
+# -- the email kernel against the per-value reference ----------------------------------
+
+# Text without lone surrogates (they cannot be UTF-8, so no Arrow string holds them),
+# weighted towards the characters that matter to the mask: "@", whitespace (also the
+# kinds Python strips and Arrow's own trim would not), and non-ASCII letters.
+_EMAILISH = st.text(
+    alphabet=st.one_of(
+        st.sampled_from("@@@ .\t\n\x1c\x1f\x85\u00a0\u2028\u3000éü张"),
+        st.characters(exclude_categories=("Cs",)),
+    ),
+    max_size=24,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(st.one_of(st.none(), _EMAILISH), max_size=40))
+def test_email_kernel_matches_the_per_value_mask(values: list[str | None]) -> None:
+    distinct = sorted({v for v in values if v is not None})
+    assert masking._email_kernel(pa.array(distinct, pa.string())).to_pylist() == [
+        masking._email(v) for v in distinct
+    ]
+
+
+@settings(max_examples=50, deadline=None, database=None)
+@given(st.lists(st.one_of(st.none(), _EMAILISH), min_size=1, max_size=20))
+def test_mask_email_large_batch_matches_small_batch(values: list[str | None]) -> None:
+    rows = (values * (masking.SMALL_BATCH_ROWS // len(values) + 1))[: masking.SMALL_BATCH_ROWS + 1]
+    expected = [None if v is None else masking._email(v) for v in rows]
+    assert mask_email(pa.array(rows, pa.string())).to_pylist() == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "@", "@@", "@@x", "a@", "@a", "  @ ", "x@y@z", "\x1ca@b\x85", "\u3000张@例子.中国", "é"],
+)
+def test_email_kernel_edges(value: str) -> None:
+    assert masking._email_kernel(pa.array([value])).to_pylist() == [masking._email(value)]
+
+
+def test_email_kernel_trims_what_str_strip_trims() -> None:
+    assert set(masking._PY_WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}

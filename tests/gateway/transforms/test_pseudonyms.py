@@ -9,6 +9,8 @@ import threading
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.access.keyring import Keyring
 from gateway.transforms import pseudonyms
@@ -258,3 +260,25 @@ def test_pages_and_bulk_lookups_share_a_table_across_threads():
     assert held is not None and held[0] is table._snapshot
     keys, values = held[0]
     assert held[1] == dict(zip(keys.to_pylist(), values.to_pylist(), strict=True))
+
+
+# -- the inverted lookup (a table much larger than the batch) --------------------------
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    st.lists(st.one_of(st.none(), st.text(alphabet="abcdé", max_size=3)), max_size=30),
+    st.lists(st.text(alphabet="abcdé", max_size=3), max_size=80),
+)
+def test_positions_in_matches_index_in(texts: list[str | None], keys: list[str]) -> None:
+    from gateway.transforms.pseudonyms import _positions_in
+
+    batch = pa.array(texts, pa.string())
+    table = pa.array(keys, pa.string())
+    got = _positions_in(batch, table)
+    want = pc.index_in(batch, value_set=table)
+    assert got.type == want.type
+    # A repeated key may answer with either of its positions: compare the keys found.
+    assert [None if i is None else keys[i] for i in got.to_pylist()] == [
+        None if i is None else keys[i] for i in want.to_pylist()
+    ]
