@@ -187,7 +187,7 @@ def _packed_batches(
     after = -(2**62)
     while True:
         raw = engine.raw_connection()
-        conn = raw.driver_connection
+        conn: Any = raw.driver_connection
         factory = conn.text_factory
         try:
             cursor = raw.cursor()
