@@ -96,7 +96,7 @@ class PackedBatch:
 
     `links[i]` is `prev_hash,hash,leaf_hash` of event `first + i`, or None when the
     database found the event failing a check of `check_record` it can make itself:
-    a hash column that is not text of 64 characters, or a body that does not hold
+    a hash column that is not text, or a body that does not hold
     the event's own number and every searchable column's value. `agreed` says that
     the events' numbers run without a gap from `first`. When a check fails, here or
     in `_packed_intact`, `unpack()` gives the same events as a `LogBatch` and they are
