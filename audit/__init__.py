@@ -21,6 +21,7 @@ from audit.logcheck import (
     LogBatch,
     LogRecord,
     LogReport,
+    PackedBatch,
     verify_log,
     verify_log_batches,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "LogBatch",
     "LogRecord",
     "LogReport",
+    "PackedBatch",
     "ProofInvalid",
     "Redactor",
     "RulesFile",

@@ -42,7 +42,7 @@ from gateway.access.principals import Caller
 from gateway.auditing.batch_write import Pending, parse_frontier, write_batch
 from gateway.auditing.fields import Prepared, RequestMeta, prepare_event
 from gateway.auditing.index import first_mismatch
-from gateway.auditing.log_batches import read_log_batches
+from gateway.auditing.log_batches import read_log_batches, read_packed_batches
 from gateway.state.database import pooled_connection
 from gateway.state.deadline import MIN_WAIT_S, bound_connection, remaining
 from gateway.state.models import AuditEvent, AuditHead
@@ -373,7 +373,9 @@ class AuditLog:
         is hidden from searches."""
         head = self.head()
         report = verify_log_batches(
-            self.record_batches(), head=ExpectedHead(head.size, head.chain_head), **kwargs
+            read_packed_batches(self._engine),
+            head=ExpectedHead(head.size, head.chain_head),
+            **kwargs,
         )
         if not report.ok:
             return report

@@ -1,20 +1,32 @@
-"""The audit log read back for verification: every event, as columns of a batch."""
+"""The audit log read back for verification: every event, as columns of a batch, or on
+SQLite packed by the database for a bulk check (``read_packed_batches``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from audit import LogBatch
+from audit import LogBatch, PackedBatch
+
+T = TypeVar("T")
 
 
 def read_log_batches(
-    engine: Engine, *, batch: int = 20_000, upto: int | None = None
+    engine: Engine,
+    *,
+    batch: int = 20_000,
+    upto: int | None = None,
+    after: int = -(2**62),
 ) -> Iterator[LogBatch]:
-    """Every event in sequence order, as columns of ``batch`` events at a time."""
+    """Every event in sequence order after ``after``, as columns of ``batch`` events at
+    a time."""
     postgres = engine.dialect.name == "postgresql"
     # The driver's cursor, not SQLAlchemy's rows: verify reads every event, and
     # per-row type processing would cost more than the hashing. SQLite hands the
@@ -27,7 +39,6 @@ def read_log_batches(
         f"WHERE seq > {mark} AND seq <= {mark} ORDER BY seq LIMIT {int(batch)}"
     )
     last = upto if upto is not None else 2**62
-    after = -(2**62)
     while True:
         raw = engine.raw_connection()
         try:
@@ -69,3 +80,156 @@ def _body_timestamp(ts: Any) -> Any:
         fraction = ts[19:]
         return f"{ts[:10]}T{ts[11:19]}{'' if fraction == '.000000' else fraction}+00:00"
     return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+# The searchable columns as the body spells them (``ts`` as ``_body_timestamp`` does),
+# beside the body's own fields: the database compares both as JSON text. JSON text is
+# only equal where the values are (a value spelled differently, say with other escapes,
+# only sends the events to the event-by-event check).
+_TS_AS_IN_BODY = (
+    "substr(ts, 1, 10) || 'T' || substr(ts, 12, 8) || "
+    "CASE WHEN substr(ts, 20) = '.000000' THEN '' ELSE substr(ts, 20) END || '+00:00'"
+)
+_FIELDS = (
+    "seq",
+    "ts",
+    "request_id",
+    "actor",
+    "action",
+    "dataset",
+    "decision",
+    "actor_kind",
+    "actor_org",
+    "module",
+)
+_IN_COLUMNS = ", ".join(_TS_AS_IN_BODY if name == "ts" else name for name in _FIELDS)
+_IN_BODY = ", ".join(f"'$.{name}'" for name in _FIELDS)
+# Text, as the event-by-event check reads them. Their lengths need no check: joined with
+# commas, the three of every event (and the events with commas too) equal the digests'
+# hex, joined alike, only if each equals its digest.
+_HASH_TEXT = " AND ".join(f"typeof({name}) = 'text'" for name in ("prev_hash", "hash", "leaf_hash"))
+# Per event its body, and its hashes where the database finds it agreeing.
+_PACK = (
+    "SELECT CAST(body AS BLOB), CASE WHEN "
+    f"{_HASH_TEXT} AND typeof(ts) = 'text' AND "
+    f"json_extract(body, {_IN_BODY}) = json_array({_IN_COLUMNS}) "
+    "THEN prev_hash || ',' || hash || ',' || leaf_hash END "
+    "FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq"
+)
+_NEXT = "SELECT min(seq) FROM audit_events WHERE seq > ? AND seq <= ?"
+_LAST = "SELECT max(seq) FROM audit_events WHERE seq > ? AND seq <= ?"
+
+
+def read_packed_batches(
+    engine: Engine, *, batch: int = 20_000, upto: int | None = None
+) -> Iterator[PackedBatch | LogBatch]:
+    """As ``_packed_batches``, each batch read by a thread of its own while the one
+    before is checked: SQLite runs its JSON functions without Python's lock, so on
+    more than one core the reading and the hashing overlap."""
+    return _read_ahead(_packed_batches(engine, batch=batch, upto=upto))
+
+
+def _read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, the next one produced by another thread while the caller has this one;
+    closing the iterator stops that thread after the item it is producing."""
+    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        ready.put((True, item), timeout=0.05)
+                        break
+                if stop.is_set():
+                    return
+            ready.put((False, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            ready.put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="kiteline-audit-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = ready.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.05)
+        worker.join()
+
+
+def _packed_batches(
+    engine: Engine, *, batch: int = 20_000, upto: int | None = None
+) -> Iterator[PackedBatch | LogBatch]:
+    """Every event in sequence order, ``batch`` numbers at a time, packed by SQLite for
+    ``audit.logcheck``'s bulk check: per event its body and one string of its hashes,
+    where the database finds the event agreeing with its body (compared by its JSON
+    functions, in C, instead of parsing every body in Python). Events the database
+    cannot pack (a body its JSON functions refuse) come as a ``LogBatch``.
+
+    On any other database: ``read_log_batches``."""
+    if engine.dialect.name != "sqlite":
+        yield from read_log_batches(engine, batch=batch, upto=upto)
+        return
+    last = upto if upto is not None else 2**62
+    after = -(2**62)
+    while True:
+        raw = engine.raw_connection()
+        conn: Any = raw.driver_connection
+        factory = conn.text_factory
+        try:
+            cursor = raw.cursor()
+            # One snapshot for every statement of a batch.
+            cursor.execute("BEGIN")
+            (found,) = cursor.execute(_NEXT, (after, last)).fetchone()
+            if found is None:
+                return
+            # A range starts just before an event: a gap in the numbers is read past.
+            start = int(found) - 1
+            end = min(last, start + batch)
+            (high,) = cursor.execute(_LAST, (start, end)).fetchone()
+            try:
+                conn.text_factory = bytes
+                rows = cursor.execute(_PACK, (start, end)).fetchall()
+            except sqlite3.Error:
+                # The database's JSON functions refuse a body: check it event by event.
+                rows = None
+            finally:
+                conn.text_factory = factory
+        finally:
+            raw.rollback()
+            raw.close()
+        if rows is None:
+            yield from read_log_batches(engine, batch=batch, upto=end, after=start)
+        else:
+            bodies, links = (list(column) for column in zip(*rows, strict=True))
+            yield PackedBatch(
+                start + 1,
+                bodies,
+                links,
+                # Unique numbers in (start, high], as many as the events: no gap.
+                len(bodies) == int(high) - start,
+                _unpacker(engine, start, int(high)),
+            )
+        after = end
+
+
+def _unpacker(engine: Engine, start: int, end: int) -> Callable[[], LogBatch]:
+    def unpack() -> LogBatch:
+        # A range of ``end - start`` numbers holds at most as many events: one batch.
+        rows = read_log_batches(engine, batch=max(1, end - start), upto=end, after=start)
+        return next(rows, LogBatch([], [], [], [], [], {}))
+
+    return unpack

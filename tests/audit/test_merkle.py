@@ -598,3 +598,19 @@ def test_swapping_two_different_leaves_changes_the_root(
     swapped = list(leaves)
     swapped[first], swapped[second] = swapped[second], swapped[first]
     assert _root_of(swapped) != _root_of(leaves)
+
+
+@pytest.mark.parametrize("cuts", [(1,), (3, 5), (7, 8, 9), (64, 100), (1, 2, 3, 200, 255), (129,)])
+def test_extending_a_level_at_a_time_gives_the_same_tree_however_the_leaves_are_split(
+    cuts: tuple[int, ...],
+) -> None:
+    hashes = [leaf_hash(n.to_bytes(2, "big")) for n in range(300)]
+    builder = TreeBuilder()
+    start = 0
+    for cut in (*cuts, len(hashes)):
+        builder.extend(hashes[start:cut])
+        start = cut
+        assert builder.size == cut
+        assert builder.root() == reference_root(hashes[:cut])
+        resumed = TreeBuilder.from_frontier(builder.size, builder.frontier)
+        assert resumed.root() == builder.root()

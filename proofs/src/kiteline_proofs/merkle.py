@@ -94,26 +94,49 @@ class TreeBuilder:
         self.extend((leaf_hash(data),))
 
     def extend(self, hashed_leaves: Iterable[bytes]) -> None:
-        """Append leaf hashes in order."""
-        # Locals, not attributes, in the loop: this is the verifier's hot path.
+        """Append leaf hashes in order.
+
+        The new leaves go in a whole tree level at a time: each level's new nodes are
+        hashed in one pass from the level below (with the old subtree of that height,
+        when the old size left one waiting for its right sibling), and an odd one out
+        stays in the frontier. The verifier's hot path: one hash per interior node and
+        no per-leaf bookkeeping."""
+        level = list(hashed_leaves)
+        if not level:
+            return
+        wrong = next((i for i, value in enumerate(level) if len(value) != HASH_SIZE), None)
+        if wrong is not None:
+            # The leaves before the wrong one are appended, as one by one they would be.
+            self.extend(level[:wrong])
+            raise ValueError(
+                f"leaf hash {self._size} is {len(level[wrong])} bytes, expected {HASH_SIZE}"
+            )
         size = self._size
-        frontier = self._frontier
+        new_size = size + len(level)
+        # The old frontier by height: the subtree of height h exists when bit h is set.
+        old = dict(
+            zip(
+                [h for h in reversed(range(size.bit_length())) if size >> h & 1],
+                self._frontier,
+                strict=True,
+            )
+        )
+        kept: list[bytes] = []
         sha256 = hashlib.sha256
         node_prefix = _NODE_PREFIX
-        try:
-            for value in hashed_leaves:
-                if len(value) != HASH_SIZE:
-                    raise ValueError(f"leaf hash {size} is {len(value)} bytes, expected 32")
-                # Each trailing 1 bit of the old size is a perfect subtree that the new
-                # leaf completes, exactly like a carry in binary addition.
-                carry = size
-                while carry & 1:
-                    value = sha256(node_prefix + frontier.pop() + value).digest()
-                    carry >>= 1
-                frontier.append(value)
-                size += 1
-        finally:
-            self._size = size
+        for height in range(new_size.bit_length()):
+            if size >> height & 1:
+                level.insert(0, old[height])
+            if len(level) & 1:
+                kept.append(level.pop())
+            # An even count is left: pair each left child with its right sibling.
+            level = [
+                sha256(node_prefix + left + right).digest()
+                for left, right in zip(level[0::2], level[1::2], strict=True)
+            ]
+        kept.reverse()
+        self._frontier = kept
+        self._size = new_size
 
     def root(self) -> bytes:
         """The RFC 6962 root of every leaf appended so far."""
