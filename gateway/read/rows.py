@@ -169,8 +169,8 @@ class RowReader:
             first = next(batches, None)
         except Exception as exc:
             # No byte left, but the read was decided and begun: it is recorded as
-            # incomplete, like one that fails later, and its reserved rows go back.
-            stream.settle_quietly()
+            # incomplete, like one that fails later (the chokepoint gives its reserved
+            # rows back).
             stream.incomplete(as_gateway_error(exc).detail)
             stream.release(batches)
             raise

@@ -397,6 +397,15 @@ def audit_events(workspace: Workspace) -> list[dict[str, Any]]:
     return [event for event in events if event["action"] != "checkpoint.signed"]
 
 
+def rows_spent(workspace: Workspace) -> float:
+    """The rows charged to every grant's row budgets, all periods together."""
+    with sqlite3.connect(workspace.root / "state.db") as connection:
+        row = connection.execute(
+            "SELECT coalesce(sum(used), 0) FROM budget_usage WHERE account LIKE '%:rows'"
+        ).fetchone()
+    return float(row[0])
+
+
 def broken_copy(site: StoreSite, tmp_path: Path, old: str, new: str) -> Workspace:
     """A copy of a site's workspace with one line of its configuration changed."""
     workspace = copy_workspace(site.workspace, tmp_path / "broken")
@@ -724,6 +733,7 @@ def test_store_failing_before_the_first_batch_is_a_recorded_problem(
     # The gateway's first batch wants more than the ten rows the store gives before it
     # breaks: the failure comes before any byte is sent, small answer or streamed.
     with failing_store(site, tmp_path, unused_port) as (workspace, base, reads_since):
+        spent = rows_spent(workspace)
         response = httpx.post(
             f"{base}/v1/datasets/studies/query",
             json={"limit": limit},
@@ -733,6 +743,8 @@ def test_store_failing_before_the_first_batch_is_a_recorded_problem(
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert "rows" not in response.json()
+    # Its reserved rows are given back once: the budget is as it was.
+    assert rows_spent(workspace) == spent
     reads = reads_since()
     assert [(e["complete"], e["rows"]) for e in reads] == [(False, 0)]
     assert reads[0]["reasons"] == [
