@@ -79,7 +79,29 @@ class RateLimits(_Strict):
     )
 
 
-class GatewaySection(_Strict):
+def checked_listen(value: str, example: str) -> str:
+    """``value`` when it is host:port with a port in range, else a ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be host:port, e.g. {example}")
+    return value
+
+
+class _Listening(_Strict):
+    """A section with a ``listen`` address (host:port, checked by its validator)."""
+
+    listen: str
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+class GatewaySection(_Listening):
     listen: str = Field("127.0.0.1:8787", description="host:port the API listens on.")
     state_url: str = Field(
         "sqlite:///state.db",
@@ -156,21 +178,10 @@ class GatewaySection(_Strict):
             value, "must be a reference (env:NAME or file:PATH), never the key itself"
         )
 
-    @property
-    def host(self) -> str:
-        return self.listen.rsplit(":", 1)[0]
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rsplit(":", 1)[1])
-
     @field_validator("listen")
     @classmethod
     def _listen_has_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be host:port, e.g. 127.0.0.1:8787")
-        return value
+        return checked_listen(value, "127.0.0.1:8787")
 
 
 class PolicySection(_Strict):
@@ -209,7 +220,7 @@ class TracingSection(_Strict):
         return value
 
 
-class FlightSection(_Strict):
+class FlightSection(_Listening):
     """The Arrow Flight endpoint for bulk reads, served beside the HTTP API."""
 
     enabled: bool = Field(False, description="Serve Arrow Flight; off unless asked for.")
@@ -221,20 +232,10 @@ class FlightSection(_Strict):
         60.0, gt=0, le=3600, description="Seconds a Flight ticket may be redeemed after issue."
     )
 
-    @property
-    def host(self) -> str:
-        return self.listen.rsplit(":", 1)[0]
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rsplit(":", 1)[1])
-
     @field_validator("listen")
     @classmethod
     def _listen_is_loopback(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be host:port, e.g. 127.0.0.1:8815")
+        host = checked_listen(value, "127.0.0.1:8815").rpartition(":")[0]
         if host.strip("[]") not in LOOPBACK_HOSTS:
             # No TLS yet: tokens and rows would cross the network in the clear.
             raise ValueError(

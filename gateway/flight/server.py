@@ -33,7 +33,7 @@ from gateway.config import FlightSection
 from gateway.errors import as_gateway_error, log_failure
 from gateway.flight.errors import flight_error
 from gateway.read.delivery import Delivery
-from gateway.read.result import ReadResult
+from gateway.read.result import ReadResult, close_quietly
 from gateway.service import Gateway
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ class GovernedBatches:
             raise flight_error(error, self.meta.request_id) from None
         finally:
             stop.set()
-            _close_quietly(self.result.chunks)
+            close_quietly(self.result.chunks)
             delivery.finish(complete=complete, reason=reason[0])
 
     def _hand_over(self, delivery: Delivery) -> None:
@@ -270,16 +270,6 @@ class GovernedBatches:
             if found is not None:
                 reason[0] = reason[0] or found
                 return
-
-
-def _close_quietly(chunks: Iterator[bytes]) -> None:
-    close = getattr(chunks, "close", None)
-    if close is None:
-        return
-    try:
-        close()
-    except Exception:
-        log.warning("closing an abandoned Flight stream failed", exc_info=True)
 
 
 # -- running it beside the HTTP API --------------------------------------------------

@@ -35,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.errors import as_gateway_error
 from gateway.read.delivery import Delivery
+from gateway.read.result import close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class GovernedStream(Response):
         if not complete and control is not None:
             unsent = control.unsent()
             control.reset()
-        await anyio.to_thread.run_sync(_close_quietly, self._chunks)
+        await anyio.to_thread.run_sync(close_quietly, self._chunks)
         await anyio.to_thread.run_sync(
             lambda: self._delivery.finish(
                 complete=complete, reason=outcome["reason"], unsent=unsent
@@ -226,15 +227,3 @@ def _pieces(chunks: list[bytes]) -> Iterator[bytes]:
             continue
         for start in range(0, len(chunk), PIECE_BYTES):
             yield chunk[start : start + PIECE_BYTES]
-
-
-def _close_quietly(chunks: Iterator[bytes]) -> None:
-    """Close a generator of chunks; a finished one is left as it is."""
-    close = getattr(chunks, "close", None)
-    if close is None:
-        return
-    try:
-        close()
-    except Exception:
-        # The read already failed or was abandoned; the sender records why.
-        log.warning("closing an abandoned response stream failed", exc_info=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gateway.read.delivery import Delivery
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -17,3 +20,16 @@ class ReadResult:
     small: bool = False
     # A streamed answer's delivery: whoever sends the chunks reports to it and finishes it.
     delivery: Delivery | None = None
+
+
+def close_quietly(chunks: Iterator[bytes]) -> None:
+    """Close an answer's generator of chunks once it stops, sent or not (a finished one
+    is left as it is). A failure in closing is only logged: the read already failed or
+    was abandoned, and its sender records why."""
+    close = getattr(chunks, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        log.warning("closing an abandoned answer's chunks failed", exc_info=True)
