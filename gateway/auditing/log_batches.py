@@ -3,19 +3,15 @@ SQLite packed by the database for a bulk check (``read_packed_batches``)."""
 
 from __future__ import annotations
 
-import contextlib
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine
 
 from audit import LogBatch, PackedBatch
-
-T = TypeVar("T")
+from gateway.read_ahead import read_ahead
 
 
 def read_log_batches(
@@ -126,48 +122,9 @@ def read_packed_batches(
     """As ``_packed_batches``, each batch read by a thread of its own while the one
     before is checked: SQLite runs its JSON functions without Python's lock, so on
     more than one core the reading and the hashing overlap."""
-    return _read_ahead(_packed_batches(engine, batch=batch, upto=upto))
-
-
-def _read_ahead(items: Iterator[T]) -> Iterator[T]:
-    """``items``, the next one produced by another thread while the caller has this one;
-    closing the iterator stops that thread after the item it is producing."""
-    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    with contextlib.suppress(queue.Full):
-                        ready.put((True, item), timeout=0.05)
-                        break
-                if stop.is_set():
-                    return
-            ready.put((False, None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            ready.put((False, exc))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="kiteline-audit-read-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            more, item = ready.get()
-            if not more:
-                if item is not None:
-                    raise item
-                return
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():
-            with contextlib.suppress(queue.Empty):
-                ready.get(timeout=0.05)
-        worker.join()
+    return read_ahead(
+        _packed_batches(engine, batch=batch, upto=upto), name="kiteline-audit-read-ahead"
+    )
 
 
 def _packed_batches(

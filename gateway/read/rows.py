@@ -34,6 +34,7 @@ from gateway.read.query import CursorCodec
 from gateway.read.result import ReadResult
 from gateway.read.resume import consumed_by_page
 from gateway.read.watch import ReadWatch
+from gateway.read_ahead import read_ahead
 from gateway.transforms.kanonymity import ClassIndex, take_kept
 from gateway.transforms.profile import BatchTransformer
 
@@ -116,7 +117,13 @@ class RowReader:
             plan.limit, len(scan.columns), suppress.released_share if suppress is not None else 1.0
         )
         batches = connector.scan(plan.table, scan, batch_size=batch_size, cancellation=cancellation)
-        return coalesced(observability.scanned(connector, batches), batch_size, SCAN_BATCH_BYTES)
+        joined = coalesced(observability.scanned(connector, batches), batch_size, SCAN_BATCH_BYTES)
+        if plan.limit <= max(batch_size, BUFFERED_READ_ROWS):
+            # One batch holds the answer, or the answer is small enough to be tried on
+            # the event loop: nothing worth a thread.
+            return joined
+        # The store reads the next batch while this one is transformed and encoded.
+        return read_ahead(joined, name="kiteline-scan-read-ahead")
 
     def start(self, read: RowRead) -> ReadResult:
         plan = read.plan

@@ -587,6 +587,56 @@ def test_abandoned_stream_returns_the_connection(sites: dict[str, StoreSite]) ->
     assert event["complete"] is False and event["decision"] == "error"
 
 
+class _ThreadRecordingConnector:
+    """Wraps a real connector; notes the thread that makes each batch of its scans, and
+    the one that closes them."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.made_on: list[str] = []
+        self.closed_on: list[str] = []
+
+    def schema(self, table: Any) -> Any:
+        return self.inner.schema(table)
+
+    def scan(self, table: Any, scan: Any, **kwargs: Any) -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in self.inner.scan(table, scan, **kwargs):
+                self.made_on.append(threading.current_thread().name)
+                yield batch
+        finally:
+            self.closed_on.append(threading.current_thread().name)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.usefixtures("ten_row_batches")
+def test_a_bulk_read_scans_ahead_on_a_thread_of_its_own(local: StoreSite) -> None:
+    gateway = local.client.app.state.gateway  # type: ignore[attr-defined]
+    recording = _ThreadRecordingConnector(gateway.connectors["demo"])
+    gateway.connectors["demo"] = recording
+    try:
+        caller = _caller(gateway, local.workspace.tokens["erin"])
+        body = orjson.dumps({"limit": 10_000})
+        chunks = list(gateway.read(caller, "studies", body, ARROW, _meta()).chunks)
+        assert pa.ipc.open_stream(b"".join(chunks)).read_all().num_rows > 10
+        # Every batch of the many was made, and the scan closed, off the caller's thread.
+        assert len(recording.made_on) > 1
+        assert set(recording.made_on) == {"kiteline-scan-read-ahead"}
+        assert recording.closed_on == ["kiteline-scan-read-ahead"]
+        # A read that one batch holds pays no thread.
+        recording.made_on.clear()
+        recording.closed_on.clear()
+        small = orjson.dumps({"limit": 5})
+        list(gateway.read(caller, "studies", small, ARROW, _meta()).chunks)
+        caller_thread = threading.current_thread().name
+        assert recording.made_on == [caller_thread]
+        assert recording.closed_on == [caller_thread]
+    finally:
+        gateway.connectors["demo"] = recording.inner
+
+
 def _open_transactions(site: StoreSite) -> int:
     """Sessions left in a transaction that read this test's own demo schema."""
     with psycopg.connect(pg_url(), autocommit=True) as conn:
@@ -669,6 +719,7 @@ def failing_store(
         yield workspace, base, reads_since
 
 
+ARROW = "application/vnd.apache.arrow.stream"
 ARROW_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
