@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ T = TypeVar("T")
 _POLL_S = 0.05
 
 
-def read_ahead(items: Iterator[T], *, name: str) -> Iterator[T]:
+def read_ahead(items: Iterator[T], *, name: str) -> Generator[T, None, None]:
     """``items``, each produced by a thread named ``name`` while the caller has the one
     before. The thread starts with the first ``next`` and runs in a copy of the
     caller's context (its request id, deadline and tracing). An exception raised by

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ import pyarrow as pa
 from sqlalchemy import Engine
 
 from audit import AuditError
-from connectors import Cancellation, Connector, coalesced
+from connectors import Cancellation, Connector, Scan, coalesced
 from gateway import observability
 from gateway.access import budgets
 from gateway.access.decisions import Decider
@@ -99,6 +99,28 @@ class RowReader:
     decider: Decider
 
     def scan(self, read: RowRead, cancellation: Cancellation) -> Iterator[pa.RecordBatch]:
+        scan, batch_size = self._scan_of(read)
+        connector = self.connectors[read.plan.store]
+        batches = connector.scan(
+            read.plan.table, scan, batch_size=batch_size, cancellation=cancellation
+        )
+        joined = coalesced(observability.scanned(connector, batches), batch_size, SCAN_BATCH_BYTES)
+        if not _reads_ahead(read.plan.limit, batch_size):
+            return joined
+        # The store reads the next batch while this one is transformed.
+        return read_ahead(joined, name="kiteline-scan-read-ahead")
+
+    def reads_ahead(self, read: RowRead) -> bool:
+        """Whether the read's stages (scan, transform, encode) run on threads of their
+        own, each on the next batch while the one after it works on this one: only for
+        a read of more than one batch that is not tried on the event loop."""
+        if read.plan.limit <= BUFFERED_READ_ROWS:
+            return False
+        return _reads_ahead(read.plan.limit, self._scan_of(read)[1])
+
+    @staticmethod
+    def _scan_of(read: RowRead) -> tuple[Scan, int]:
+        """What the store is asked for, and in batches of how many rows."""
         plan, transformer, suppress = read.plan, read.transformer, read.suppress
         spec = suppress.spec if suppress is not None else None
         scan = scan_of(
@@ -112,18 +134,10 @@ class RowReader:
             # Suppressed rows do not count: read on from the offset until the page fills.
             windowed=suppress is None,
         )
-        connector = self.connectors[plan.store]
         batch_size = scan_batch_rows(
             plan.limit, len(scan.columns), suppress.released_share if suppress is not None else 1.0
         )
-        batches = connector.scan(plan.table, scan, batch_size=batch_size, cancellation=cancellation)
-        joined = coalesced(observability.scanned(connector, batches), batch_size, SCAN_BATCH_BYTES)
-        if plan.limit <= max(batch_size, BUFFERED_READ_ROWS):
-            # One batch holds the answer, or the answer is small enough to be tried on
-            # the event loop: nothing worth a thread.
-            return joined
-        # The store reads the next batch while this one is transformed and encoded.
-        return read_ahead(joined, name="kiteline-scan-read-ahead")
+        return scan, batch_size
 
     def start(self, read: RowRead) -> ReadResult:
         plan = read.plan
@@ -241,34 +255,49 @@ class RowStream:
 
     def transformed(
         self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Generator[pa.RecordBatch, None, None]:
+        """The answer's rows, transformed, in slices: an offboarded principal's read
+        stops at the next slice."""
+        batches = self._windowed(first, rest)
+        if self.reader.reads_ahead(self.read):
+            # The next batch is transformed while this one is encoded and sent.
+            batches = read_ahead(batches, name="kiteline-transform-read-ahead")
+        try:
+            for out in batches:
+                for start in range(0, out.num_rows, STREAM_SLICE_ROWS):
+                    self.cancellation.raise_if_cancelled()
+                    piece = out.slice(start, STREAM_SLICE_ROWS)
+                    self.rows += piece.num_rows
+                    yield piece
+        finally:
+            batches.close()
+
+    def _windowed(
+        self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
+    ) -> Generator[pa.RecordBatch, None, None]:
+        """The scanned batches cut to the read's window (and its suppression), each
+        transformed whole: per-batch work such as dictionary encoding is amortized."""
         limit, suppress = self.read.plan.limit, self.read.suppress
+        taken = 0
         pending = [first] if first is not None else []
         for batch in _chain(pending, rest):
-            if self.rows >= limit:
+            if taken >= limit:
                 if batch.num_rows:
                     # A row past the window proves a next page; stop reading there.
                     self.more = True
                     break
                 continue
             if suppress is not None:
-                kept, used, cut = take_kept(batch, suppress.kept(batch), limit - self.rows)
+                kept, used, cut = take_kept(batch, suppress.kept(batch), limit - taken)
                 self.more = self.more or cut
             else:
-                used = min(batch.num_rows, limit - self.rows)
+                used = min(batch.num_rows, limit - taken)
                 self.more = self.more or used < batch.num_rows
                 kept = batch.slice(0, used)
             self.consumed += used
-            # Transform whole scanned batches (per-batch work such as dictionary
-            # encoding is amortized), then hand them out in slices: an offboarded
-            # principal's read stops at the next slice.
-            out = observability.transformed(self.read.transformer, kept)
-            for start in range(0, out.num_rows, STREAM_SLICE_ROWS):
-                self.cancellation.raise_if_cancelled()
-                piece = out.slice(start, STREAM_SLICE_ROWS)
-                self.rows += piece.num_rows
-                yield piece
-            if self.more and self.rows >= limit:
+            taken += kept.num_rows
+            yield observability.transformed(self.read.transformer, kept)
+            if self.more and taken >= limit:
                 # The page is full and this batch proved a next one: reading the next
                 # batch would only prove it again.
                 break
@@ -282,11 +311,21 @@ class RowStream:
 
     def _encoded(
         self, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
-    ) -> tuple[Any, Iterator[bytes]]:
+    ) -> tuple[Any, Generator[bytes, None, None]]:
         plan = self.read.plan
         header = {"dataset": plan.dataset, "profile": plan.profile}
         encoder = encoder_for(plan.media_type, self.read.transformer.schema, header)
-        return encoder, iter_encoded(encoder, self.transformed(first, rest))
+        return encoder, self._encoding(encoder, first, rest)
+
+    def _encoding(
+        self, encoder: Any, first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
+    ) -> Generator[bytes, None, None]:
+        rows = self.transformed(first, rest)
+        try:
+            yield from iter_encoded(encoder, rows)
+        finally:
+            # Stops the stages working ahead before the store's cursor is released.
+            rows.close()
 
     def _next_cursor(self) -> str | None:
         if not self.more:
@@ -299,8 +338,8 @@ class RowStream:
     ) -> Iterator[bytes]:
         """The chunks of a streamed answer; the sender records what it delivered."""
         plan, meta = self.read.plan, self.read.meta
+        encoder, chunks = self._encoded(first, rest)
         try:
-            encoder, chunks = self._encoded(first, rest)
             for chunk in chunks:
                 delivery.produced(chunk, self.rows)
                 yield chunk
@@ -310,6 +349,7 @@ class RowStream:
             log_failure(log, f"read of {plan.dataset} for request {meta.request_id} stopped", exc)
             raise
         finally:
+            chunks.close()
             self.release(rest)
         yield last
 
@@ -318,8 +358,8 @@ class RowStream:
     ) -> Iterator[bytes]:
         """The chunks of an answer built whole before it is sent, recorded as built."""
         plan, meta = self.read.plan, self.read.meta
+        encoder, chunks = self._encoded(first, rest)
         try:
-            encoder, chunks = self._encoded(first, rest)
             for chunk in chunks:
                 self.digest.update(chunk)
                 yield chunk
@@ -338,6 +378,7 @@ class RowStream:
             # Re-raising aborts the response before its closing chunk: the client can tell.
             raise
         finally:
+            chunks.close()
             self.release(rest)
         yield encoder.finish(next_cursor)
 
@@ -440,6 +481,10 @@ class QueryRecord:
         self.seq, _ = self._audit.append_linked(self._pending, read, link="query_seq")
         self._pending = None
         self._headers["X-Kiteline-Audit-Seq"] = str(self.seq)
+
+
+def _reads_ahead(limit: int, batch_size: int) -> bool:
+    return limit > max(batch_size, BUFFERED_READ_ROWS)
 
 
 def _chain(first: list[pa.RecordBatch], rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

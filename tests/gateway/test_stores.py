@@ -612,10 +612,20 @@ class _ThreadRecordingConnector:
 
 
 @pytest.mark.usefixtures("ten_row_batches")
-def test_a_bulk_read_scans_ahead_on_a_thread_of_its_own(local: StoreSite) -> None:
+def test_a_bulk_read_scans_and_transforms_ahead_on_threads_of_their_own(
+    local: StoreSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gateway = local.client.app.state.gateway  # type: ignore[attr-defined]
     recording = _ThreadRecordingConnector(gateway.connectors["demo"])
     gateway.connectors["demo"] = recording
+    transformed_on: list[str] = []
+    transform = rows.observability.transformed
+
+    def recorded(transformer: Any, batch: pa.RecordBatch) -> pa.RecordBatch:
+        transformed_on.append(threading.current_thread().name)
+        return transform(transformer, batch)
+
+    monkeypatch.setattr(rows.observability, "transformed", recorded)
     try:
         caller = _caller(gateway, local.workspace.tokens["erin"])
         body = orjson.dumps({"limit": 10_000})
@@ -625,14 +635,18 @@ def test_a_bulk_read_scans_ahead_on_a_thread_of_its_own(local: StoreSite) -> Non
         assert len(recording.made_on) > 1
         assert set(recording.made_on) == {"kiteline-scan-read-ahead"}
         assert recording.closed_on == ["kiteline-scan-read-ahead"]
+        assert len(transformed_on) > 1
+        assert set(transformed_on) == {"kiteline-transform-read-ahead"}
         # A read that one batch holds pays no thread.
         recording.made_on.clear()
         recording.closed_on.clear()
+        transformed_on.clear()
         small = orjson.dumps({"limit": 5})
         list(gateway.read(caller, "studies", small, ARROW, _meta()).chunks)
         caller_thread = threading.current_thread().name
         assert recording.made_on == [caller_thread]
         assert recording.closed_on == [caller_thread]
+        assert transformed_on == [caller_thread]
     finally:
         gateway.connectors["demo"] = recording.inner
 
