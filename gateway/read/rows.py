@@ -105,18 +105,18 @@ class RowReader:
             read.plan.table, scan, batch_size=batch_size, cancellation=cancellation
         )
         joined = coalesced(observability.scanned(connector, batches), batch_size, SCAN_BATCH_BYTES)
-        if not _reads_ahead(read.plan.limit, batch_size):
+        if not self.reads_ahead(read):
             return joined
         # The store reads the next batch while this one is transformed.
         return read_ahead(joined, name="kiteline-scan-read-ahead")
 
-    def reads_ahead(self, read: RowRead) -> bool:
+    @staticmethod
+    def reads_ahead(read: RowRead) -> bool:
         """Whether the read's stages (scan, transform, encode) run on threads of their
-        own, each on the next batch while the one after it works on this one: only for
-        a read of more than one batch that is not tried on the event loop."""
-        if read.plan.limit <= BUFFERED_READ_ROWS:
-            return False
-        return _reads_ahead(read.plan.limit, self._scan_of(read)[1])
+        own, each on the next batch while the one after it works on this one: for a
+        streamed answer, never tried on the event loop, and whose batches may be many
+        (the rows a batch holds are bounded in bytes as well)."""
+        return read.plan.limit > BUFFERED_READ_ROWS
 
     @staticmethod
     def _scan_of(read: RowRead) -> tuple[Scan, int]:
@@ -481,10 +481,6 @@ class QueryRecord:
         self.seq, _ = self._audit.append_linked(self._pending, read, link="query_seq")
         self._pending = None
         self._headers["X-Kiteline-Audit-Seq"] = str(self.seq)
-
-
-def _reads_ahead(limit: int, batch_size: int) -> bool:
-    return limit > max(batch_size, BUFFERED_READ_ROWS)
 
 
 def _chain(first: list[pa.RecordBatch], rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
