@@ -40,6 +40,13 @@ from bench.workspaces import (
 @dataclass
 class Timing:
     runs: list[float] = field(default_factory=list)
+    # This process's processor seconds per run (all its threads): beside the wall clock,
+    # it shows how much of a run overlapped on more than one core.
+    cpu_runs: list[float] = field(default_factory=list)
+
+    @property
+    def cpu_median(self) -> float | None:
+        return statistics.median(self.cpu_runs) if self.cpu_runs else None
 
     @property
     def best(self) -> float:
@@ -61,9 +68,10 @@ def interleaved(
     timings = {name: Timing() for name in subjects}
     for _ in range(repeats):
         for name, fn in subjects.items():
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             fn()
             timings[name].runs.append(time.perf_counter() - started)
+            timings[name].cpu_runs.append(time.process_time() - cpu)
     return timings
 
 

@@ -134,9 +134,10 @@ def _timed_first_reads(workspace: LargeWorkspace, repeats: int) -> common.Timing
     reader = first_read(workspace)
     for _ in range(repeats):
         reader.prepare()  # type: ignore[attr-defined]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         reader()
         timing.runs.append(time.perf_counter() - started)
+        timing.cpu_runs.append(time.process_time() - cpu)
     return timing
 
 
@@ -191,12 +192,18 @@ def run() -> list[Result]:
                     row=row,
                     note=(
                         f"median of {REPEATS}; {rows / timing.median / 1e6:.2f}M rows/s; "
+                        f"{_cpu(timing)} against the baseline's {_cpu(timings['plain'])}; "
                         "baseline = duckdb read_parquet -> Arrow table, same 4 columns"
                     ),
                 )
             )
     plot(measured)
     return results
+
+
+def _cpu(timing: common.Timing) -> str:
+    cpu = timing.cpu_median
+    return "no CPU time" if cpu is None else f"CPU {cpu:.3f} s a run (median)"
 
 
 def _label(rows: int) -> str:
