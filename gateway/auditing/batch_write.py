@@ -112,6 +112,7 @@ def _link(
     """Number, chain and hash every event; the rows to insert, the last sequence number
     and the last chain hash. One loop over all events: this is the append's cost."""
     rows = []
+    leaves = []
     seq = size
     sha256 = hashlib.sha256
     for item in batch:
@@ -125,7 +126,7 @@ def _link(
         body = canonical(event)
         chained = sha256(bytes.fromhex(prev) + body).hexdigest()
         leaf = sha256(b"\x00" + body).digest()
-        builder.append(leaf)
+        leaves.append(leaf)
         moment: Any = prepared.moment
         if not postgres:
             # SQLAlchemy's SQLite DateTime text form, so its reads agree.
@@ -150,6 +151,8 @@ def _link(
         )
         item.seqs.append(seq)
         prev = chained
+    # The whole batch in one call: the builder walks every level of the tree per call.
+    builder.extend(leaves)
     return rows, seq, prev
 
 
