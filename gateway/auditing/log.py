@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -34,12 +34,11 @@ from audit import (
     LogRecord,
     LogReport,
     Redactor,
-    TreeBuilder,
     verify_log_batches,
 )
 from gateway import observability
 from gateway.access.principals import Caller
-from gateway.auditing.batch_write import Pending, parse_frontier, write_batch
+from gateway.auditing.batch_write import Head, Pending, parse_frontier, write_batch
 from gateway.auditing.fields import Prepared, RequestMeta, prepare_event
 from gateway.auditing.index import first_mismatch
 from gateway.auditing.log_batches import read_log_batches, read_packed_batches
@@ -52,16 +51,6 @@ log = logging.getLogger(__name__)
 _MAX_BATCH = 2000
 
 Listener = Callable[[Sequence[Mapping[str, Any]]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    size: int
-    chain_head: str
-    frontier: tuple[bytes, ...]
-
-    def root(self) -> bytes:
-        return TreeBuilder.from_frontier(self.size, self.frontier).root()
 
 
 def _no_status(_error: Any) -> int | None:
@@ -82,6 +71,9 @@ class AuditLog:
         self._postgres = engine.dialect.name == "postgresql"
         self._listeners: list[Listener] = []
         self._writer: Any = None
+        # The head after this writer's last batch (held with the writer lock): the next
+        # batch continues from it unless the stored head says another process appended.
+        self._head: Head | None = None
         self._leading = False
         self._request_observers: list[Callable[[str], None]] = []
         # Whether the newest append failed: readiness reports the log unable to write
@@ -260,13 +252,17 @@ class AuditLog:
             wait_s = max(MIN_WAIT_S, min(i.until for i in batch) - time.monotonic())
             if not self._postgres:
                 bound_connection(raw.driver_connection, raw.info, wait_s)
-            events = write_batch(raw, batch, postgres=self._postgres, timeout_s=wait_s)
+            known, self._head = self._head, None
+            self._head = write_batch(
+                raw, batch, postgres=self._postgres, timeout_s=wait_s, known=known
+            )
             healthy = True
         finally:
             if not healthy:
-                # After any failure start over on a fresh connection.
+                # After any failure start over on a fresh connection (and from the
+                # stored head: a failed commit may or may not have moved it).
                 self._drop_writer_connection()
-        return events
+        return [prepared.event for item in batch for prepared in item.events]
 
     @contextlib.contextmanager
     def read_connection(self) -> Iterator[Any]:

@@ -238,3 +238,25 @@ def test_fields_with_tabs_newlines_backslashes_and_nulls_are_stored_as_hashed(en
     assert stored["nested"] == {"k\tey": [awkward, None, 3.5]}
     report = log.verify()
     assert report.ok and report.events == 2
+
+
+def test_a_writer_continues_after_another_process_appended_without_forking(state_url: str):
+    """A writer remembers the head after its own batch; when another process has
+    appended since, its next batch must continue from the stored head instead."""
+    engines = [create_state_engine(state_url) for _ in range(2)]
+    migrate(engines[0])
+    ours, theirs = (make_log(e) for e in engines)
+    assert ours.append("data.query", actor="ours") == 1
+    assert [theirs.append("data.query", actor="theirs") for _ in range(3)] == [2, 3, 4]
+    query = ours.prepare("data.query", actor="ours", decision="allow")
+    read = ours.prepare("data.read", actor="ours", decision="allow", query_seq=None)
+    assert ours.append_linked(query, read, link="query_seq") == (5, 6)
+    assert ours.event(6)["query_seq"] == 5  # linked again after the head moved under it
+    assert theirs.append("data.query", actor="theirs") == 7
+    report = ours.verify()
+    assert report.ok and report.events == 7
+    assert ours.head().root() == theirs.head().root() == report.root
+    for log in (ours, theirs):
+        log.close()
+    for engine in engines:
+        engine.dispose()
