@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from audit import HASH_SIZE, AuditUnavailable, TreeBuilder, canonical
 from gateway.auditing.fields import Prepared
+from gateway.auditing.wakeups import Wakeup
 
 ADVISORY_LOCK_ID = 0x6B6C_6175  # "klau": one lock for the whole log
 
@@ -73,7 +73,7 @@ class Pending:
     events: list[Prepared]
     link: str | None = None
     # Set when the events are written (or failed), or when this caller must lead.
-    signal: threading.Event = field(default_factory=threading.Event)
+    signal: Wakeup = field(default_factory=Wakeup)
     done: bool = False
     promoted: bool = False
     seqs: list[int] = field(default_factory=list)

@@ -199,10 +199,15 @@ class AuditLog:
         return item.seqs
 
     def _lead(self) -> None:
-        """Write one batch, then hand the lead to the oldest waiting caller, if any."""
+        """Write one batch, hand the lead to the oldest waiting caller, if any, and only
+        then wake the batch's callers: the next batch is on its way while they run."""
+        batch: list[Pending] = []
         try:
             with self._write_lock:
-                self._flush()
+                with self._queue_lock:
+                    batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                if batch:
+                    self._flush(batch)
                 if self._postgres:
                     with self._queue_lock:
                         idle = not self._queue
@@ -218,13 +223,12 @@ class AuditLog:
                     successor.signal.set()
                 else:
                     self._leading = False
+            for item in batch:
+                item.signal.set()
 
-    def _flush(self) -> None:
-        """Write every queued event in one transaction (called with the writer lock)."""
-        with self._queue_lock:
-            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-        if not batch:
-            return
+    def _flush(self, batch: list[Pending]) -> None:
+        """Write the batch in one transaction and record each caller's outcome (called
+        with the writer lock)."""
         try:
             events = self._write(batch)
         except BaseException as exc:
@@ -232,13 +236,11 @@ class AuditLog:
             for item in batch:
                 item.error = exc
                 item.done = True
-                item.signal.set()
             if not isinstance(exc, Exception):
                 raise
             return
         for item in batch:
             item.done = True
-            item.signal.set()
         for listener in list(self._listeners):
             try:
                 listener(events)
