@@ -49,6 +49,8 @@ from gateway.state.models import AuditEvent, AuditHead
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 2000
+_GATHER_STEP_S = 0.00005
+_GATHER_MAX_S = 0.002
 
 Listener = Callable[[Sequence[Mapping[str, Any]]], None]
 
@@ -74,6 +76,9 @@ class AuditLog:
         # The head after this writer's last batch (held with the writer lock): the next
         # batch continues from it unless the stored head says another process appended.
         self._head: Head | None = None
+        # The size and write time of the last batch, for the next leader's gathering.
+        self._last_batch = 0
+        self._last_write_s = 0.0
         self._leading = False
         self._request_observers: list[Callable[[str], None]] = []
         # Whether the newest append failed: readiness reports the log unable to write
@@ -204,6 +209,7 @@ class AuditLog:
         batch: list[Pending] = []
         try:
             with self._write_lock:
+                self._gather()
                 with self._queue_lock:
                     batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
                 if batch:
@@ -226,9 +232,27 @@ class AuditLog:
             for item in batch:
                 item.signal.set()
 
+    def _gather(self) -> None:
+        """Before writing, while far fewer events are queued than the last batch held,
+        give the callers it woke a moment to queue their next ones (called with the
+        writer lock).
+
+        Without it, busy callers fall into step: the one caller left out of a full batch
+        leads the next batch alone while the others are still on their way back, and
+        every other commit carries one event. The wait is bounded by the last batch's
+        own write time, so it at most doubles an append's latency, and a lone caller
+        (a last batch of one) never waits."""
+        expected = self._last_batch * 9 // 10
+        if expected <= 1:
+            return
+        until = time.monotonic() + min(self._last_write_s, _GATHER_MAX_S)
+        while len(self._queue) < expected and time.monotonic() < until:
+            time.sleep(_GATHER_STEP_S)  # lets the callers have the interpreter
+
     def _flush(self, batch: list[Pending]) -> None:
         """Write the batch in one transaction and record each caller's outcome (called
         with the writer lock)."""
+        started = time.monotonic()
         try:
             events = self._write(batch)
         except BaseException as exc:
@@ -241,6 +265,8 @@ class AuditLog:
             return
         for item in batch:
             item.done = True
+        self._last_batch = sum(len(item.events) for item in batch)
+        self._last_write_s = time.monotonic() - started
         for listener in list(self._listeners):
             try:
                 listener(events)
