@@ -115,7 +115,7 @@ def _write_sqlite(cursor: Any, batch: Sequence[Pending], known: Head | None) -> 
     # Linked before the write lock is taken: the lock is the other processes' wait.
     linked = None if known is None else _link(batch, known, postgres=False)
     cursor.execute("BEGIN IMMEDIATE")
-    if linked is None or not _moved(cursor, known, linked.head):  # type: ignore[arg-type]
+    if known is None or linked is None or not _moved(cursor, known, linked.head):
         start = _stored_head(cursor.execute(_READ_HEAD).fetchone())
         linked = _link(batch, start, postgres=False)
         if not _moved(cursor, start, linked.head):

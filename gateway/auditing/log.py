@@ -9,8 +9,11 @@ thread holds the writer lock writes every queued event in one transaction. Each
 caller still returns only once its own event is durable, so no data leaves before
 its record. Writers are serialized across processes too (``BEGIN IMMEDIATE`` on
 SQLite, a transaction-scoped advisory lock on PostgreSQL), so several gateway
-processes keep one gap-free log. An append that fails or exceeds its time bound
-raises ``AuditUnavailable``: the caller must fail closed.
+processes keep one gap-free log. A writer remembers the head its last batch left and
+continues from it, without reading it, as long as the stored head still equals it;
+when another process has appended in between, it continues from the stored one. An
+append that fails or exceeds its time bound raises ``AuditUnavailable``: the caller
+must fail closed.
 """
 
 from __future__ import annotations
