@@ -10,36 +10,60 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from audit import HASH_SIZE, AuditUnavailable, TreeBuilder, canonical
 from gateway.auditing.fields import Prepared
+from gateway.auditing.wakeups import Wakeup
 
 ADVISORY_LOCK_ID = 0x6B6C_6175  # "klau": one lock for the whole log
 
-_UPDATE_HEAD = (
-    "UPDATE audit_head SET size = {m}, chain_head = {m}, frontier = {m} WHERE id = 1 AND size = {m}"
+# The head moves only from the head the batch was linked to: a writer that continues
+# from a head it remembers finds out here, in its own transaction, that another
+# process appended since (the chain hash names the whole history, not just its length).
+_MOVE_HEAD = (
+    "UPDATE audit_head SET size = ?, chain_head = ?, frontier = ? "
+    "WHERE id = 1 AND size = ? AND chain_head = ?"
 )
+_READ_HEAD = "SELECT size, chain_head, frontier FROM audit_head WHERE id = 1"
 _COLUMNS = (
     "seq, ts, request_id, actor, action, dataset, decision, body, prev_hash, hash, leaf_hash, "
     "actor_kind, actor_org, module"
 )
-# On PostgreSQL each statement is a round trip to the server, and the append is made of
-# little else: the writer's settings, its lock and the head go in one simple query (its
-# statements still run one after the other, each seeing what the one before waited
-# for), and the rows in one COPY, as text the append writes itself.
-_BEGIN_PG = (
-    "SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms}; "
-    f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_ID}); "
-    "SELECT size, chain_head, frontier FROM audit_head WHERE id = 1"
-)
-_COPY_PG = f"COPY audit_events ({_COLUMNS}) FROM STDIN"
-# COPY's text format: a backslash starts an escape, tabs and newlines end fields and rows.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _INSERT_EVENTS = f"INSERT INTO audit_events ({_COLUMNS}) VALUES ({', '.join(['?'] * 14)})"
+# On PostgreSQL each round trip to the server costs more than the statements, so the
+# statements of a batch are sent together (pipeline mode) and answered together. The
+# head moves in the statement that inserts the rows, which inserts none unless it moved:
+# a batch linked to an outdated head writes nothing, even though its commit was
+# already sent with it.
+_TIMEOUTS_PG = (
+    "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)"
+)
+_LOCK_PG = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_ID})"
+_ARRAY_TYPES_PG = (
+    "bigint timestamptz text text text text text text text text text text text text".split()
+)
+_APPEND_PG = (
+    "WITH moved AS (UPDATE audit_head SET size = %s, chain_head = %s, frontier = %s "
+    "WHERE id = 1 AND size = %s AND chain_head = %s RETURNING size) "
+    f"INSERT INTO audit_events ({_COLUMNS}) SELECT rows.* FROM moved, unnest("
+    + ", ".join(f"%b::{kind}[]" for kind in _ARRAY_TYPES_PG)
+    + f") AS rows ({_COLUMNS})"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Where the log ends: its size, the chain's last hash and the Merkle frontier."""
+
+    size: int
+    chain_head: str
+    frontier: tuple[bytes, ...]
+
+    def root(self) -> bytes:
+        return TreeBuilder.from_frontier(self.size, self.frontier).root()
 
 
 @dataclass(eq=False)
@@ -49,7 +73,7 @@ class Pending:
     events: list[Prepared]
     link: str | None = None
     # Set when the events are written (or failed), or when this caller must lead.
-    signal: threading.Event = field(default_factory=threading.Event)
+    signal: Wakeup = field(default_factory=Wakeup)
     done: bool = False
     promoted: bool = False
     seqs: list[int] = field(default_factory=list)
@@ -65,54 +89,103 @@ def parse_frontier(text_value: str) -> tuple[bytes, ...]:
 
 
 def write_batch(
-    raw: Any, batch: Sequence[Pending], *, postgres: bool, timeout_s: float
-) -> list[dict[str, Any]]:
+    raw: Any, batch: Sequence[Pending], *, postgres: bool, timeout_s: float, known: Head | None
+) -> Head:
     """Append every event of ``batch`` in one transaction on the driver connection
-    ``raw``, or raise with the transaction rolled back; the events, as stored."""
-    cursor = raw.cursor()
+    ``raw``, or raise with the transaction rolled back; the head after it.
+
+    The batch continues from ``known`` (the head after this writer's previous batch)
+    when the stored head still equals it, which saves reading it; otherwise, as when
+    another process appended in between, from the stored head, read under the lock."""
+    timeout_ms = int(timeout_s * 1000)
     try:
-        size, prev, builder = _begin(cursor, postgres=postgres, timeout_ms=int(timeout_s * 1000))
-        rows, seq, prev = _link(batch, size, prev, builder, postgres=postgres)
-        _store(cursor, rows, postgres=postgres, size=size, seq=seq, prev=prev, builder=builder)
         if postgres:
-            raw.commit()
-        else:
-            cursor.execute("COMMIT")
+            return _write_postgres(raw, batch, known, timeout_ms)
+        return _write_sqlite(raw.cursor(), batch, known)
     except BaseException:
         if postgres:
             raw.rollback()
         else:
             with contextlib.suppress(sqlite3.Error):
-                cursor.execute("ROLLBACK")
+                raw.cursor().execute("ROLLBACK")
         raise
-    return [prepared.event for item in batch for prepared in item.events]
 
 
-def _begin(cursor: Any, *, postgres: bool, timeout_ms: int) -> tuple[int, str, TreeBuilder]:
-    """Start the transaction holding the one writer lock of the log, across processes;
-    the head it continues from."""
-    if postgres:
-        cursor.execute(_BEGIN_PG.format(ms=int(timeout_ms)))
-        while cursor.nextset():  # the head is the last statement's answer
-            pass
-    else:
-        cursor.execute("BEGIN IMMEDIATE")
-        cursor.execute("SELECT size, chain_head, frontier FROM audit_head WHERE id = 1")
-    found = cursor.fetchone()
+def _write_sqlite(cursor: Any, batch: Sequence[Pending], known: Head | None) -> Head:
+    # Linked before the write lock is taken: the lock is the other processes' wait.
+    linked = None if known is None else _link(batch, known, postgres=False)
+    cursor.execute("BEGIN IMMEDIATE")
+    if known is None or linked is None or not _moved(cursor, known, linked.head):
+        start = _stored_head(cursor.execute(_READ_HEAD).fetchone())
+        linked = _link(batch, start, postgres=False)
+        if not _moved(cursor, start, linked.head):
+            raise AuditUnavailable("the audit head moved during an append")
+    cursor.executemany(_INSERT_EVENTS, linked.rows)
+    cursor.execute("COMMIT")
+    return linked.head
+
+
+def _moved(cursor: Any, start: Head, end: Head) -> bool:
+    frontier = b"".join(end.frontier).hex()
+    cursor.execute(_MOVE_HEAD, (end.size, end.chain_head, frontier, start.size, start.chain_head))
+    return bool(cursor.rowcount == 1)
+
+
+def _write_postgres(
+    raw: Any, batch: Sequence[Pending], known: Head | None, timeout_ms: int
+) -> Head:
+    conn = raw.driver_connection
+    cursor, append = conn.cursor(), conn.cursor()
+    settings = (str(timeout_ms), str(timeout_ms))
+    if known is not None:
+        linked = _link(batch, known, postgres=True)
+        with conn.pipeline():
+            cursor.execute(_TIMEOUTS_PG, settings)
+            cursor.execute(_LOCK_PG)
+            append.execute(_APPEND_PG, _append_params(known, linked))
+            conn.commit()
+        if append.rowcount == len(linked.rows):
+            return linked.head
+        # Another process appended since: nothing was written, start over from its head.
+    cursor.execute(_TIMEOUTS_PG, settings)
+    cursor.execute(_LOCK_PG)
+    start = _stored_head(cursor.execute(_READ_HEAD).fetchone())
+    linked = _link(batch, start, postgres=True)
+    with conn.pipeline():
+        append.execute(_APPEND_PG, _append_params(start, linked))
+        conn.commit()
+    if append.rowcount != len(linked.rows):
+        raise AuditUnavailable("the audit head moved during an append")
+    return linked.head
+
+
+def _append_params(start: Head, linked: _Linked) -> tuple[Any, ...]:
+    end = linked.head
+    frontier = b"".join(end.frontier).hex()
+    columns = [list(values) for values in zip(*linked.rows, strict=True)]
+    return (end.size, end.chain_head, frontier, start.size, start.chain_head, *columns)
+
+
+def _stored_head(found: Any) -> Head:
     if found is None:
         # Without its head the log cannot continue its chain: never restart it.
         raise AuditUnavailable("the audit log's head record is missing")
-    size = int(found[0])
-    return size, str(found[1]), TreeBuilder.from_frontier(size, parse_frontier(found[2]))
+    return Head(int(found[0]), str(found[1]), parse_frontier(found[2]))
 
 
-def _link(
-    batch: Sequence[Pending], size: int, prev: str, builder: TreeBuilder, *, postgres: bool
-) -> tuple[list[tuple[Any, ...]], int, str]:
-    """Number, chain and hash every event; the rows to insert, the last sequence number
-    and the last chain hash. One loop over all events: this is the append's cost."""
+@dataclass(frozen=True, slots=True)
+class _Linked:
+    rows: list[tuple[Any, ...]]
+    head: Head
+
+
+def _link(batch: Sequence[Pending], start: Head, *, postgres: bool) -> _Linked:
+    """Number, chain and hash every event from ``start``: the rows to insert and the
+    head after them. One loop over all events: this is the append's cost."""
     rows = []
-    seq = size
+    leaves = []
+    seq = start.size
+    prev = start.chain_head
     sha256 = hashlib.sha256
     for item in batch:
         item.seqs.clear()
@@ -125,7 +198,7 @@ def _link(
         body = canonical(event)
         chained = sha256(bytes.fromhex(prev) + body).hexdigest()
         leaf = sha256(b"\x00" + body).digest()
-        builder.append(leaf)
+        leaves.append(leaf)
         moment: Any = prepared.moment
         if not postgres:
             # SQLAlchemy's SQLite DateTime text form, so its reads agree.
@@ -150,34 +223,7 @@ def _link(
         )
         item.seqs.append(seq)
         prev = chained
-    return rows, seq, prev
-
-
-def _copy_line(row: tuple[Any, ...]) -> str:
-    return (
-        "\t".join("\\N" if value is None else str(value).translate(_COPY_ESCAPES) for value in row)
-        + "\n"
-    )
-
-
-def _store(
-    cursor: Any,
-    rows: list[tuple[Any, ...]],
-    *,
-    postgres: bool,
-    size: int,
-    seq: int,
-    prev: str,
-    builder: TreeBuilder,
-) -> None:
-    """Insert the rows and move the head, only if no other writer moved it first."""
-    frontier = b"".join(builder.frontier).hex()
-    if postgres:
-        with cursor.copy(_COPY_PG) as copy:
-            copy.write("".join(map(_copy_line, rows)).encode())
-        cursor.execute(_UPDATE_HEAD.format(m="%s"), (seq, prev, frontier, size))
-    else:
-        cursor.executemany(_INSERT_EVENTS, rows)
-        cursor.execute(_UPDATE_HEAD.format(m="?"), (seq, prev, frontier, size))
-    if cursor.rowcount != 1:
-        raise AuditUnavailable("the audit head moved during an append")
+    # The whole batch in one call: the builder walks every level of the tree per call.
+    builder = TreeBuilder.from_frontier(start.size, start.frontier)
+    builder.extend(leaves)
+    return _Linked(rows, Head(seq, prev, builder.frontier))

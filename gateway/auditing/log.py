@@ -9,8 +9,11 @@ thread holds the writer lock writes every queued event in one transaction. Each
 caller still returns only once its own event is durable, so no data leaves before
 its record. Writers are serialized across processes too (``BEGIN IMMEDIATE`` on
 SQLite, a transaction-scoped advisory lock on PostgreSQL), so several gateway
-processes keep one gap-free log. An append that fails or exceeds its time bound
-raises ``AuditUnavailable``: the caller must fail closed.
+processes keep one gap-free log. A writer remembers the head its last batch left and
+continues from it, without reading it, as long as the stored head still equals it;
+when another process has appended in between, it continues from the stored one. An
+append that fails or exceeds its time bound raises ``AuditUnavailable``: the caller
+must fail closed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -34,12 +37,11 @@ from audit import (
     LogRecord,
     LogReport,
     Redactor,
-    TreeBuilder,
     verify_log_batches,
 )
 from gateway import observability
 from gateway.access.principals import Caller
-from gateway.auditing.batch_write import Pending, parse_frontier, write_batch
+from gateway.auditing.batch_write import Head, Pending, parse_frontier, write_batch
 from gateway.auditing.fields import Prepared, RequestMeta, prepare_event
 from gateway.auditing.index import first_mismatch
 from gateway.auditing.log_batches import read_log_batches, read_packed_batches
@@ -50,18 +52,10 @@ from gateway.state.models import AuditEvent, AuditHead
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 2000
+_GATHER_STEP_S = 0.00005
+_GATHER_MAX_S = 0.002
 
 Listener = Callable[[Sequence[Mapping[str, Any]]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    size: int
-    chain_head: str
-    frontier: tuple[bytes, ...]
-
-    def root(self) -> bytes:
-        return TreeBuilder.from_frontier(self.size, self.frontier).root()
 
 
 def _no_status(_error: Any) -> int | None:
@@ -82,6 +76,12 @@ class AuditLog:
         self._postgres = engine.dialect.name == "postgresql"
         self._listeners: list[Listener] = []
         self._writer: Any = None
+        # The head after this writer's last batch (held with the writer lock): the next
+        # batch continues from it unless the stored head says another process appended.
+        self._head: Head | None = None
+        # The size and write time of the last batch, for the next leader's gathering.
+        self._last_batch = 0
+        self._last_write_s = 0.0
         self._leading = False
         self._request_observers: list[Callable[[str], None]] = []
         # Whether the newest append failed: readiness reports the log unable to write
@@ -207,10 +207,16 @@ class AuditLog:
         return item.seqs
 
     def _lead(self) -> None:
-        """Write one batch, then hand the lead to the oldest waiting caller, if any."""
+        """Write one batch, hand the lead to the oldest waiting caller, if any, and only
+        then wake the batch's callers: the next batch is on its way while they run."""
+        batch: list[Pending] = []
         try:
             with self._write_lock:
-                self._flush()
+                self._gather()
+                with self._queue_lock:
+                    batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                if batch:
+                    self._flush(batch)
                 if self._postgres:
                     with self._queue_lock:
                         idle = not self._queue
@@ -226,13 +232,30 @@ class AuditLog:
                     successor.signal.set()
                 else:
                     self._leading = False
+            for item in batch:
+                item.signal.set()
 
-    def _flush(self) -> None:
-        """Write every queued event in one transaction (called with the writer lock)."""
-        with self._queue_lock:
-            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-        if not batch:
+    def _gather(self) -> None:
+        """Before writing, while far fewer events are queued than the last batch held,
+        give the callers it woke a moment to queue their next ones (called with the
+        writer lock).
+
+        Without it, busy callers fall into step: the one caller left out of a full batch
+        leads the next batch alone while the others are still on their way back, and
+        every other commit carries one event. The wait is bounded by the last batch's
+        own write time, so it at most doubles an append's latency, and a lone caller
+        (a last batch of one) never waits."""
+        expected = self._last_batch * 9 // 10
+        if expected <= 1:
             return
+        until = time.monotonic() + min(self._last_write_s, _GATHER_MAX_S)
+        while len(self._queue) < expected and time.monotonic() < until:
+            time.sleep(_GATHER_STEP_S)  # lets the callers have the interpreter
+
+    def _flush(self, batch: list[Pending]) -> None:
+        """Write the batch in one transaction and record each caller's outcome (called
+        with the writer lock)."""
+        started = time.monotonic()
         try:
             events = self._write(batch)
         except BaseException as exc:
@@ -240,13 +263,13 @@ class AuditLog:
             for item in batch:
                 item.error = exc
                 item.done = True
-                item.signal.set()
             if not isinstance(exc, Exception):
                 raise
             return
         for item in batch:
             item.done = True
-            item.signal.set()
+        self._last_batch = sum(len(item.events) for item in batch)
+        self._last_write_s = time.monotonic() - started
         for listener in list(self._listeners):
             try:
                 listener(events)
@@ -260,13 +283,17 @@ class AuditLog:
             wait_s = max(MIN_WAIT_S, min(i.until for i in batch) - time.monotonic())
             if not self._postgres:
                 bound_connection(raw.driver_connection, raw.info, wait_s)
-            events = write_batch(raw, batch, postgres=self._postgres, timeout_s=wait_s)
+            known, self._head = self._head, None
+            self._head = write_batch(
+                raw, batch, postgres=self._postgres, timeout_s=wait_s, known=known
+            )
             healthy = True
         finally:
             if not healthy:
-                # After any failure start over on a fresh connection.
+                # After any failure start over on a fresh connection (and from the
+                # stored head: a failed commit may or may not have moved it).
                 self._drop_writer_connection()
-        return events
+        return [prepared.event for item in batch for prepared in item.events]
 
     @contextlib.contextmanager
     def read_connection(self) -> Iterator[Any]:

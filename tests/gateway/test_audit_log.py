@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from audit.checkpoints import Signer
 from audit.errors import AuditUnavailable, ConsistencyError
@@ -238,3 +238,54 @@ def test_fields_with_tabs_newlines_backslashes_and_nulls_are_stored_as_hashed(en
     assert stored["nested"] == {"k\tey": [awkward, None, 3.5]}
     report = log.verify()
     assert report.ok and report.events == 2
+
+
+def test_a_writer_continues_after_another_process_appended_without_forking(state_url: str):
+    """A writer remembers the head after its own batch; when another process has
+    appended since, its next batch must continue from the stored head instead."""
+    engines = [create_state_engine(state_url) for _ in range(2)]
+    migrate(engines[0])
+    ours, theirs = (make_log(e) for e in engines)
+    assert ours.append("data.query", actor="ours") == 1
+    assert [theirs.append("data.query", actor="theirs") for _ in range(3)] == [2, 3, 4]
+    query = ours.prepare("data.query", actor="ours", decision="allow")
+    read = ours.prepare("data.read", actor="ours", decision="allow", query_seq=None)
+    assert ours.append_linked(query, read, link="query_seq") == (5, 6)
+    assert ours.event(6)["query_seq"] == 5  # linked again after the head moved under it
+    assert theirs.append("data.query", actor="theirs") == 7
+    report = ours.verify()
+    assert report.ok and report.events == 7
+    assert ours.head().root() == theirs.head().root() == report.root
+    for log in (ours, theirs):
+        log.close()
+    for engine in engines:
+        engine.dispose()
+
+
+def test_a_writer_does_not_continue_a_head_of_the_same_size_but_another_history(
+    state_url: str,
+):
+    """The size alone does not name a head: a database restored to an earlier state and
+    appended to by another process can reach this writer's size with other events."""
+    engines = [create_state_engine(state_url) for _ in range(2)]
+    migrate(engines[0])
+    ours, theirs = (make_log(e) for e in engines)
+    ours.append("data.query", actor="ours")
+    ours.append("data.query", actor="ours")
+    with engines[1].begin() as conn:  # back to the state after event 1
+        first_hash, first_leaf = conn.exec_driver_sql(
+            "SELECT hash, leaf_hash FROM audit_events WHERE seq = 1"
+        ).one()
+        conn.exec_driver_sql("DELETE FROM audit_events WHERE seq = 2")
+        conn.execute(
+            text("UPDATE audit_head SET size = 1, chain_head = :h, frontier = :f WHERE id = 1"),
+            {"h": first_hash, "f": first_leaf},
+        )
+    assert theirs.append("data.query", actor="theirs") == 2
+    assert ours.append("data.query", actor="ours") == 3
+    report = ours.verify()
+    assert report.ok and report.events == 3
+    for log in (ours, theirs):
+        log.close()
+    for engine in engines:
+        engine.dispose()
