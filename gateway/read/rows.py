@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,25 +99,28 @@ class RowReader:
     inflight: InflightReads
     decider: Decider
 
-    def scan(self, read: RowRead, cancellation: Cancellation) -> Iterator[pa.RecordBatch]:
+    def scan(
+        self, read: RowRead, cancellation: Cancellation, *, ahead: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        """The read's batches from its store; with ``ahead``, each read by a thread of
+        its own while the caller works on the one before."""
         scan, batch_size = self._scan_of(read)
         connector = self.connectors[read.plan.store]
         batches = connector.scan(
             read.plan.table, scan, batch_size=batch_size, cancellation=cancellation
         )
         joined = coalesced(observability.scanned(connector, batches), batch_size, SCAN_BATCH_BYTES)
-        if not self.reads_ahead(read):
-            return joined
-        # The store reads the next batch while this one is transformed.
-        return read_ahead(joined, name="kiteline-scan-read-ahead")
+        return read_ahead(joined, name="kiteline-scan-read-ahead") if ahead else joined
 
-    @staticmethod
-    def reads_ahead(read: RowRead) -> bool:
+    def reads_ahead(self, read: RowRead) -> bool:
         """Whether the read's stages (scan, transform, encode) run on threads of their
-        own, each on the next batch while the one after it works on this one: for a
-        streamed answer, never tried on the event loop, and whose batches may be many
-        (the rows a batch holds are bounded in bytes as well)."""
-        return read.plan.limit > BUFFERED_READ_ROWS
+        own, each on the next batch while the one after it works on this one. That
+        shortens a read by overlapping its stages on idle cores, and costs more
+        processor time in all (docs/performance.md): so only for a streamed answer
+        (never tried on the event loop; its batches may be many, being bounded in bytes
+        as well as rows), and only while fewer reads are under way than the machine has
+        cores, this one included."""
+        return read.plan.limit > BUFFERED_READ_ROWS and len(self.inflight) < _cores()
 
     @staticmethod
     def _scan_of(read: RowRead) -> tuple[Scan, int]:
@@ -181,10 +185,10 @@ class RowReader:
         self.usage.touch(plan.grant_id)
         cancellation = Cancellation()
         handle = self.inflight.add(read.caller.name, read.caller.org, cancellation)
-        stream = RowStream(self, read, record, cancellation, handle)
+        stream = RowStream(self, read, record, cancellation, handle, self.reads_ahead(read))
         batches: Iterator[pa.RecordBatch] = iter(())
         try:
-            batches = self.scan(read, cancellation)
+            batches = self.scan(read, cancellation, ahead=stream.ahead)
             # Pull the first batch now, so a missing object or a dead store becomes a
             # clean problem response instead of a truncated stream.
             first = next(batches, None)
@@ -235,6 +239,8 @@ class RowStream:
     record: QueryRecord
     cancellation: Cancellation
     handle: int
+    # Whether its stages run on threads of their own (RowReader.reads_ahead).
+    ahead: bool
     digest: AnswerDigest = field(init=False, default_factory=AnswerDigest)
     rows: int = field(init=False, default=0)
     # Source rows read past the offset; differs from rows when suppressing.
@@ -259,7 +265,7 @@ class RowStream:
         """The answer's rows, transformed, in slices: an offboarded principal's read
         stops at the next slice."""
         batches = self._windowed(first, rest)
-        if self.reader.reads_ahead(self.read):
+        if self.ahead:
             # The next batch is transformed while this one is encoded and sent.
             batches = read_ahead(batches, name="kiteline-transform-read-ahead")
         try:
@@ -481,6 +487,10 @@ class QueryRecord:
         self.seq, _ = self._audit.append_linked(self._pending, read, link="query_seq")
         self._pending = None
         self._headers["X-Kiteline-Audit-Seq"] = str(self.seq)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _chain(first: list[pa.RecordBatch], rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

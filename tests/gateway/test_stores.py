@@ -34,6 +34,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from psycopg import sql
 
+from connectors import Cancellation
 from gateway.auditing.log import RequestMeta
 from gateway.cli.main import cli
 from gateway.config import Settings
@@ -626,6 +627,7 @@ def test_a_bulk_read_scans_and_transforms_ahead_on_threads_of_their_own(
         return transform(transformer, batch)
 
     monkeypatch.setattr(rows.observability, "transformed", recorded)
+    monkeypatch.setattr(rows, "_cores", lambda: 2)
     try:
         caller = _caller(gateway, local.workspace.tokens["erin"])
         body = orjson.dumps({"limit": 10_000})
@@ -647,6 +649,18 @@ def test_a_bulk_read_scans_and_transforms_ahead_on_threads_of_their_own(
         assert recording.made_on == [caller_thread]
         assert recording.closed_on == [caller_thread]
         assert transformed_on == [caller_thread]
+        # With a read under way on each core, the stages of the next run in one thread:
+        # they would only compete for the cores.
+        recording.made_on.clear()
+        transformed_on.clear()
+        other = gateway.inflight.add("someone", None, Cancellation())
+        try:
+            list(gateway.read(caller, "studies", body, ARROW, _meta()).chunks)
+        finally:
+            gateway.inflight.discard(other)
+        assert len(recording.made_on) > 1
+        assert set(recording.made_on) == {caller_thread}
+        assert set(transformed_on) == {caller_thread}
     finally:
         gateway.connectors["demo"] = recording.inner
 
