@@ -64,7 +64,7 @@ def arrow_batches(
     check_cancelled: Callable[[], None],
     location: str,
 ) -> Iterator[pa.RecordBatch]:
-    """Batches of exactly ``batch_size`` rows (the last one shorter) of ``schema``."""
+    """The driver's batches of ``schema``, cut to at most ``batch_size`` rows each."""
     with _driver_errors(location):
         connection = adbc.connect(conninfo)
     cursor: Any = None
@@ -74,23 +74,19 @@ def arrow_batches(
             cursor = connection.cursor()
             cursor.execute(query, tuple(params) if params else None)
             reader = cursor.fetch_record_batch()
-        # Re-cut the driver's batches to the asked size; slices share the buffers.
-        held = pa.Table.from_batches([], schema=schema)
         while True:
             check_cancelled()
             with _driver_errors(location):
                 try:
-                    batch = reader.read_next_batch()
+                    batch = _conformed(reader.read_next_batch(), schema)
                 except StopIteration:
                     break
-            held = pa.concat_tables([held, pa.Table.from_batches([_conformed(batch, schema)])])
-            while held.num_rows >= batch_size:
-                check_cancelled()
-                yield held.slice(0, batch_size).combine_chunks().to_batches()[0]
-                held = held.slice(batch_size)
-        if held.num_rows:
-            check_cancelled()
-            yield held.combine_chunks().to_batches()[0]
+            # Slices share the driver's buffers: joining small batches is the reader's
+            # choice (connectors.coalesced), not a copy made here.
+            for start in range(0, batch.num_rows, batch_size):
+                if start:
+                    check_cancelled()
+                yield batch.slice(start, batch_size)
     finally:
         # A read left early still holds its statement and transaction: release them
         # first, since a connection with an open statement may refuse to close.
