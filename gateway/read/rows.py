@@ -115,12 +115,14 @@ class RowReader:
     def reads_ahead(self, read: RowRead) -> bool:
         """Whether the read's stages (scan, transform, encode) run on threads of their
         own, each on the next batch while the one after it works on this one. That
-        shortens a read by overlapping its stages on idle cores, and costs more
-        processor time in all (docs/performance.md): so only for a streamed answer
-        (never tried on the event loop; its batches may be many, being bounded in bytes
-        as well as rows), and only while fewer reads are under way than the machine has
-        cores, this one included."""
-        return read.plan.limit > BUFFERED_READ_ROWS and len(self.inflight) < _cores()
+        shortens a read of many batches by overlapping its stages on idle cores, but
+        costs more processor time in all, and each hand-off between threads waits for
+        the interpreter (docs/performance.md). So only for a streamed answer (never
+        tried on the event loop) of more rows than one batch holds, and only while
+        fewer reads are under way than the machine has cores, this one included."""
+        if read.plan.limit <= BUFFERED_READ_ROWS or len(self.inflight) >= _cores():
+            return False
+        return read.plan.limit > self._scan_of(read)[1]
 
     @staticmethod
     def _scan_of(read: RowRead) -> tuple[Scan, int]:
