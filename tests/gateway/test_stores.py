@@ -665,6 +665,23 @@ def test_a_bulk_read_scans_and_transforms_ahead_on_threads_of_their_own(
         gateway.connectors["demo"] = recording.inner
 
 
+def test_a_streamed_read_of_one_batch_runs_in_one_thread(
+    local: StoreSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = local.client.app.state.gateway  # type: ignore[attr-defined]
+    recording = _ThreadRecordingConnector(gateway.connectors["demo"])
+    gateway.connectors["demo"] = recording
+    monkeypatch.setattr(rows, "_cores", lambda: 2)
+    try:
+        caller = _caller(gateway, local.workspace.tokens["erin"])
+        # Streamed (more rows than a buffered answer), but one batch holds them all.
+        body = orjson.dumps({"limit": BUFFERED_READ_ROWS * 5})
+        list(gateway.read(caller, "studies", body, ARROW, _meta()).chunks)
+        assert recording.made_on == [threading.current_thread().name]
+    finally:
+        gateway.connectors["demo"] = recording.inner
+
+
 def _open_transactions(site: StoreSite) -> int:
     """Sessions left in a transaction that read this test's own demo schema."""
     with psycopg.connect(pg_url(), autocommit=True) as conn:
