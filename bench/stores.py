@@ -297,30 +297,22 @@ class Governed:
 
     def read(self, dataset: str, body: dict[str, Any]) -> int:
         """Drain one governed read as an Arrow IPC stream; returns the bytes sent."""
-        import orjson
-
-        result = self.gateway.read(
-            self.caller,
-            dataset,
-            orjson.dumps(body),
-            "application/vnd.apache.arrow.stream",
-            _meta(),
-        )
-        return sum(len(chunk) for chunk in result.chunks)
+        return sum(len(chunk) for chunk in self._chunks(dataset, body))
 
     def table(self, dataset: str, body: dict[str, Any]) -> Any:
         """One governed read, decoded (to check what the bench measures)."""
-        import orjson
         import pyarrow as pa
 
+        return pa.ipc.open_stream(b"".join(self._chunks(dataset, body))).read_all()
+
+    def _chunks(self, dataset: str, body: dict[str, Any]) -> Iterator[bytes]:
+        import orjson
+
         result = self.gateway.read(
-            self.caller,
-            dataset,
-            orjson.dumps(body),
-            "application/vnd.apache.arrow.stream",
-            _meta(),
+            self.caller, dataset, orjson.dumps(body), "application/vnd.apache.arrow.stream", _meta()
         )
-        return pa.ipc.open_stream(b"".join(result.chunks)).read_all()
+        chunks: Iterator[bytes] = result.chunks
+        return chunks
 
 
 def governed(site: S3Site, pg: tuple[str, str] | None, large: bool) -> Governed:

@@ -612,13 +612,27 @@ class _ThreadRecordingConnector:
         self.inner.close()
 
 
+@pytest.fixture
+def recording(
+    local: StoreSite, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[_ThreadRecordingConnector]:
+    """The local site's demo store, recording the threads of its scans, on a machine
+    of two cores."""
+    gateway = local.client.app.state.gateway  # type: ignore[attr-defined]
+    recorder = _ThreadRecordingConnector(gateway.connectors["demo"])
+    gateway.connectors["demo"] = recorder
+    monkeypatch.setattr(rows, "_cores", lambda: 2)
+    try:
+        yield recorder
+    finally:
+        gateway.connectors["demo"] = recorder.inner
+
+
 @pytest.mark.usefixtures("ten_row_batches")
 def test_a_bulk_read_scans_and_transforms_ahead_on_threads_of_their_own(
-    local: StoreSite, monkeypatch: pytest.MonkeyPatch
+    local: StoreSite, recording: _ThreadRecordingConnector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gateway = local.client.app.state.gateway  # type: ignore[attr-defined]
-    recording = _ThreadRecordingConnector(gateway.connectors["demo"])
-    gateway.connectors["demo"] = recording
     transformed_on: list[str] = []
     transform = rows.observability.transformed
 
@@ -627,59 +641,49 @@ def test_a_bulk_read_scans_and_transforms_ahead_on_threads_of_their_own(
         return transform(transformer, batch)
 
     monkeypatch.setattr(rows.observability, "transformed", recorded)
-    monkeypatch.setattr(rows, "_cores", lambda: 2)
+    caller = _caller(gateway, local.workspace.tokens["erin"])
+    body = orjson.dumps({"limit": 10_000})
+    chunks = list(gateway.read(caller, "studies", body, ARROW, _meta()).chunks)
+    assert pa.ipc.open_stream(b"".join(chunks)).read_all().num_rows > 10
+    # Every batch of the many was made, and the scan closed, off the caller's thread.
+    assert len(recording.made_on) > 1
+    assert set(recording.made_on) == {"kiteline-scan-read-ahead"}
+    assert recording.closed_on == ["kiteline-scan-read-ahead"]
+    assert len(transformed_on) > 1
+    assert set(transformed_on) == {"kiteline-transform-read-ahead"}
+    # A read that one batch holds pays no thread.
+    recording.made_on.clear()
+    recording.closed_on.clear()
+    transformed_on.clear()
+    small = orjson.dumps({"limit": 5})
+    list(gateway.read(caller, "studies", small, ARROW, _meta()).chunks)
+    caller_thread = threading.current_thread().name
+    assert recording.made_on == [caller_thread]
+    assert recording.closed_on == [caller_thread]
+    assert transformed_on == [caller_thread]
+    # With a read under way on each core, the stages of the next run in one thread:
+    # they would only compete for the cores.
+    recording.made_on.clear()
+    transformed_on.clear()
+    other = gateway.inflight.add("someone", None, Cancellation())
     try:
-        caller = _caller(gateway, local.workspace.tokens["erin"])
-        body = orjson.dumps({"limit": 10_000})
-        chunks = list(gateway.read(caller, "studies", body, ARROW, _meta()).chunks)
-        assert pa.ipc.open_stream(b"".join(chunks)).read_all().num_rows > 10
-        # Every batch of the many was made, and the scan closed, off the caller's thread.
-        assert len(recording.made_on) > 1
-        assert set(recording.made_on) == {"kiteline-scan-read-ahead"}
-        assert recording.closed_on == ["kiteline-scan-read-ahead"]
-        assert len(transformed_on) > 1
-        assert set(transformed_on) == {"kiteline-transform-read-ahead"}
-        # A read that one batch holds pays no thread.
-        recording.made_on.clear()
-        recording.closed_on.clear()
-        transformed_on.clear()
-        small = orjson.dumps({"limit": 5})
-        list(gateway.read(caller, "studies", small, ARROW, _meta()).chunks)
-        caller_thread = threading.current_thread().name
-        assert recording.made_on == [caller_thread]
-        assert recording.closed_on == [caller_thread]
-        assert transformed_on == [caller_thread]
-        # With a read under way on each core, the stages of the next run in one thread:
-        # they would only compete for the cores.
-        recording.made_on.clear()
-        transformed_on.clear()
-        other = gateway.inflight.add("someone", None, Cancellation())
-        try:
-            list(gateway.read(caller, "studies", body, ARROW, _meta()).chunks)
-        finally:
-            gateway.inflight.discard(other)
-        assert len(recording.made_on) > 1
-        assert set(recording.made_on) == {caller_thread}
-        assert set(transformed_on) == {caller_thread}
+        list(gateway.read(caller, "studies", body, ARROW, _meta()).chunks)
     finally:
-        gateway.connectors["demo"] = recording.inner
+        gateway.inflight.discard(other)
+    assert len(recording.made_on) > 1
+    assert set(recording.made_on) == {caller_thread}
+    assert set(transformed_on) == {caller_thread}
 
 
 def test_a_streamed_read_of_one_batch_runs_in_one_thread(
-    local: StoreSite, monkeypatch: pytest.MonkeyPatch
+    local: StoreSite, recording: _ThreadRecordingConnector
 ) -> None:
     gateway = local.client.app.state.gateway  # type: ignore[attr-defined]
-    recording = _ThreadRecordingConnector(gateway.connectors["demo"])
-    gateway.connectors["demo"] = recording
-    monkeypatch.setattr(rows, "_cores", lambda: 2)
-    try:
-        caller = _caller(gateway, local.workspace.tokens["erin"])
-        # Streamed (more rows than a buffered answer), but one batch holds them all.
-        body = orjson.dumps({"limit": BUFFERED_READ_ROWS * 5})
-        list(gateway.read(caller, "studies", body, ARROW, _meta()).chunks)
-        assert recording.made_on == [threading.current_thread().name]
-    finally:
-        gateway.connectors["demo"] = recording.inner
+    caller = _caller(gateway, local.workspace.tokens["erin"])
+    # Streamed (more rows than a buffered answer), but one batch holds them all.
+    body = orjson.dumps({"limit": BUFFERED_READ_ROWS * 5})
+    list(gateway.read(caller, "studies", body, ARROW, _meta()).chunks)
+    assert recording.made_on == [threading.current_thread().name]
 
 
 def _open_transactions(site: StoreSite) -> int:
