@@ -15,6 +15,8 @@ deleted from the state database is missed by name (`CHECKPOINT_MISSING`).
 from __future__ import annotations
 
 import hashlib
+import itertools
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,8 @@ CHECKPOINT_MISSING = "checkpoint-missing"  # the log records a checkpoint nobody
 CHECKPOINT_SIGNED = "checkpoint.signed"
 # Canonical JSON has sorted keys and no blanks: a body of that action holds these bytes.
 _SIGNED_MARK = b'"action":"checkpoint.signed"'
+# The hex of an event's three hashes, end to end.
+_LINK = 3 * 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,21 +96,20 @@ class LogBatch:
 @dataclass(frozen=True, slots=True)
 class PackedBatch:
     """Consecutive events packed by the database for a bulk check, with fewer Python
-    objects than `LogBatch`: per event its body, and one string of its hashes.
+    objects than `LogBatch`: the events' bodies, and one string of their hashes.
 
-    `links[i]` is `prev_hash,hash,leaf_hash` of event `first + i`, or None when the
-    database found the event failing a check of `check_record` it can make itself:
-    a hash column that is not text, or a body that does not hold
-    the event's own number and every searchable column's value. `agreed` says that
-    the events' numbers run without a gap from `first`. When a check fails, here or
-    in `_packed_intact`, `unpack()` gives the same events as a `LogBatch` and they are
-    checked event by event, so the first problem is named exactly as without packing.
+    The events' numbers run without a gap from `first`, and the database found every
+    one passing the checks of `check_record` it can make itself: its hash columns are
+    text of 64 characters, and its body holds the event's own number and every
+    searchable column's value. `links` is every event's `prev_hash`, `hash` and
+    `leaf_hash`, end to end, in order. When a check of `_packed_intact` fails,
+    `unpack()` gives the same events as a `LogBatch` and they are checked event by
+    event, so the first problem is named exactly as without packing.
     """
 
     first: int
     bodies: list[bytes]
-    links: list[bytes | None]
-    agreed: bool
+    links: bytes
     unpack: Callable[[], LogBatch]
 
     def __len__(self) -> int:
@@ -117,8 +120,7 @@ class PackedBatch:
         return PackedBatch(
             self.first + start,
             self.bodies[start:end],
-            self.links[start:end],
-            self.agreed,
+            self.links[_LINK * start : _LINK * end],
             lambda: whole().slice(start, end),
         )
 
@@ -293,14 +295,10 @@ class _Verifier:
     def _packed_intact(self, segment: PackedBatch) -> bool:
         """Every check of `check_record` over a packed segment: what the database
         checked, then the chain and the leaves, compared for the whole segment at once
-        (the stored hashes as one string against the computed ones, hex and comma
-        separated alike); on success as `_segment_intact`."""
+        (the stored hashes as one string against the computed ones' hex, end to end
+        alike); on success as `_segment_intact`."""
         bodies = segment.bodies
-        if not (segment.agreed and segment.first == self.count + 1 and bodies):
-            return False
-        try:
-            stored = b",".join(segment.links)  # type: ignore[arg-type]
-        except TypeError:  # an event the database found failing a check
+        if segment.first != self.count + 1 or not bodies:
             return False
         sha256 = hashlib.sha256
         digest = bytes.fromhex(self.prev)
@@ -313,7 +311,7 @@ class _Verifier:
             add(sha256(b"\x00" + body).digest())
             add(digest)
         hashed.pop()
-        if b"".join(hashed).hex(",", -32).encode() != stored:
+        if b"".join(hashed).hex().encode() != segment.links:
             return False
         leaves = hashed[2::3]
         self._note_signed_bodies(segment.first, bodies)
@@ -326,6 +324,8 @@ class _Verifier:
     def _note_signed_bodies(self, first: int, bodies: list[bytes]) -> None:
         """As `_note_signed`, for bodies whose action the database compared with the
         column: a body whose action is `checkpoint.signed` holds `_SIGNED_MARK`."""
+        if not any(map(operator.contains, bodies, itertools.repeat(_SIGNED_MARK))):
+            return
         for i, body in enumerate(bodies):
             if _SIGNED_MARK in body:
                 event = orjson.loads(body)

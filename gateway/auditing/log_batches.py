@@ -100,20 +100,31 @@ _FIELDS = (
 )
 _IN_COLUMNS = ", ".join(_TS_AS_IN_BODY if name == "ts" else name for name in _FIELDS)
 _IN_BODY = ", ".join(f"'$.{name}'" for name in _FIELDS)
-# Text, as the event-by-event check reads them. Their lengths need no check: joined with
-# commas, the three of every event (and the events with commas too) equal the digests'
-# hex, joined alike, only if each equals its digest.
-_HASH_TEXT = " AND ".join(f"typeof({name}) = 'text'" for name in ("prev_hash", "hash", "leaf_hash"))
-# Per event its body, and its hashes where the database finds it agreeing.
+# Text of 64 characters each, as the event-by-event check reads them: only then do the
+# three of every event, joined end to end, equal the digests' hex joined alike exactly
+# when each equals its digest.
+_HASHES_TEXT = " AND ".join(
+    f"typeof({name}) = 'text' AND length({name}) = 64"
+    for name in ("prev_hash", "hash", "leaf_hash")
+)
+_AGREES = (
+    f"{_HASHES_TEXT} AND typeof(ts) = 'text' AND "
+    f"json_extract(body, {_IN_BODY}) = json_array({_IN_COLUMNS})"
+)
+# A batch as one row, built in a single step of the database (without Python's lock,
+# and without a Python object per event): how many events, the highest number, how
+# many fail a check the database makes itself, the bodies one per line, and every
+# event's three hashes end to end. Should the bodies come joined out of order, the
+# chain check fails and the batch is checked event by event: slower, never wrong.
 _PACK = (
-    "SELECT CAST(body AS BLOB), CASE WHEN "
-    f"{_HASH_TEXT} AND typeof(ts) = 'text' AND "
-    f"json_extract(body, {_IN_BODY}) = json_array({_IN_COLUMNS}) "
-    "THEN prev_hash || ',' || hash || ',' || leaf_hash END "
-    "FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq"
+    "SELECT count(*), max(seq), "
+    f"sum(CASE WHEN {_AGREES} THEN 0 ELSE 1 END), "
+    "group_concat(body, char(10)), group_concat(prev_hash || hash || leaf_hash, '') "
+    "FROM (SELECT body, seq, ts, prev_hash, hash, leaf_hash, "
+    f"{', '.join(name for name in _FIELDS if name not in ('seq', 'ts'))} "
+    "FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq)"
 )
 _NEXT = "SELECT min(seq) FROM audit_events WHERE seq > ? AND seq <= ?"
-_LAST = "SELECT max(seq) FROM audit_events WHERE seq > ? AND seq <= ?"
 
 
 def read_packed_batches(
@@ -131,10 +142,11 @@ def _packed_batches(
     engine: Engine, *, batch: int = 20_000, upto: int | None = None
 ) -> Iterator[PackedBatch | LogBatch]:
     """Every event in sequence order, ``batch`` numbers at a time, packed by SQLite for
-    ``audit.logcheck``'s bulk check: per event its body and one string of its hashes,
-    where the database finds the event agreeing with its body (compared by its JSON
-    functions, in C, instead of parsing every body in Python). Events the database
-    cannot pack (a body its JSON functions refuse) come as a ``LogBatch``.
+    ``audit.logcheck``'s bulk check: the bodies, and one string of every event's hashes,
+    where the database finds each event agreeing with its body (compared by its JSON
+    functions, in C, instead of parsing every body in Python). A batch the database
+    cannot pack so (a body its JSON functions refuse, an event failing their check, a
+    gap) comes as a ``LogBatch``, to be checked event by event.
 
     On any other database: ``read_log_batches``."""
     if engine.dialect.name != "sqlite":
@@ -156,30 +168,30 @@ def _packed_batches(
             # A range starts just before an event: a gap in the numbers is read past.
             start = int(found) - 1
             end = min(last, start + batch)
-            (high,) = cursor.execute(_LAST, (start, end)).fetchone()
             try:
                 conn.text_factory = bytes
-                rows = cursor.execute(_PACK, (start, end)).fetchall()
+                packed = cursor.execute(_PACK, (start, end)).fetchone()
             except sqlite3.Error:
                 # The database's JSON functions refuse a body: check it event by event.
-                rows = None
+                packed = None
             finally:
                 conn.text_factory = factory
         finally:
             raw.rollback()
             raw.close()
-        if rows is None:
+        if packed is None:
             yield from read_log_batches(engine, batch=batch, upto=end, after=start)
+            after = end
+            continue
+        count, high, failing, joined, links = packed
+        bodies = joined.split(b"\n") if joined is not None else []
+        if failing or count != int(high) - start or len(bodies) != count:
+            # An event the database finds failing a check, a gap in the numbers (unique
+            # numbers in (start, high], fewer than the range holds), or a body with a
+            # line break of its own: checked event by event.
+            yield from read_log_batches(engine, batch=batch, upto=int(high), after=start)
         else:
-            bodies, links = (list(column) for column in zip(*rows, strict=True))
-            yield PackedBatch(
-                start + 1,
-                bodies,
-                links,
-                # Unique numbers in (start, high], as many as the events: no gap.
-                len(bodies) == int(high) - start,
-                _unpacker(engine, start, int(high)),
-            )
+            yield PackedBatch(start + 1, bodies, links, _unpacker(engine, start, int(high)))
         after = end
 
 
