@@ -15,8 +15,6 @@ deleted from the state database is missed by name (`CHECKPOINT_MISSING`).
 from __future__ import annotations
 
 import hashlib
-import itertools
-import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -324,8 +322,6 @@ class _Verifier:
     def _note_signed_bodies(self, first: int, bodies: list[bytes]) -> None:
         """As `_note_signed`, for bodies whose action the database compared with the
         column: a body whose action is `checkpoint.signed` holds `_SIGNED_MARK`."""
-        if not any(map(operator.contains, bodies, itertools.repeat(_SIGNED_MARK))):
-            return
         for i, body in enumerate(bodies):
             if _SIGNED_MARK in body:
                 event = orjson.loads(body)

@@ -120,8 +120,7 @@ _PACK = (
     "SELECT count(*), max(seq), "
     f"sum(CASE WHEN {_AGREES} THEN 0 ELSE 1 END), "
     "group_concat(body, char(10)), group_concat(prev_hash || hash || leaf_hash, '') "
-    "FROM (SELECT body, seq, ts, prev_hash, hash, leaf_hash, "
-    f"{', '.join(name for name in _FIELDS if name not in ('seq', 'ts'))} "
+    f"FROM (SELECT body, prev_hash, hash, leaf_hash, {', '.join(_FIELDS)} "
     "FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq)"
 )
 _NEXT = "SELECT min(seq) FROM audit_events WHERE seq > ? AND seq <= ?"
@@ -170,29 +169,34 @@ def _packed_batches(
             end = min(last, start + batch)
             try:
                 conn.text_factory = bytes
-                packed = cursor.execute(_PACK, (start, end)).fetchone()
+                row = cursor.execute(_PACK, (start, end)).fetchone()
             except sqlite3.Error:
-                # The database's JSON functions refuse a body: check it event by event.
-                packed = None
+                row = None  # the database's JSON functions refuse a body
             finally:
                 conn.text_factory = factory
         finally:
             raw.rollback()
             raw.close()
+        packed = None if row is None else _packed(engine, start, row)
         if packed is None:
             yield from read_log_batches(engine, batch=batch, upto=end, after=start)
-            after = end
-            continue
-        count, high, failing, joined, links = packed
-        bodies = joined.split(b"\n") if joined is not None else []
-        if failing or count != int(high) - start or len(bodies) != count:
-            # An event the database finds failing a check, a gap in the numbers (unique
-            # numbers in (start, high], fewer than the range holds), or a body with a
-            # line break of its own: checked event by event.
-            yield from read_log_batches(engine, batch=batch, upto=int(high), after=start)
         else:
-            yield PackedBatch(start + 1, bodies, links, _unpacker(engine, start, int(high)))
+            yield packed
         after = end
+
+
+def _packed(engine: Engine, start: int, row: tuple[Any, ...]) -> PackedBatch | None:
+    """The batch ``_PACK`` read after ``start``, or None where it is to be checked event
+    by event: an event the database finds failing a check, a gap in the numbers (unique
+    numbers in (start, high], fewer than the range holds), or a body with a line break
+    of its own."""
+    count, high, failing, joined, links = row
+    if failing or count != high - start or joined is None:
+        return None
+    bodies = joined.split(b"\n")
+    if len(bodies) != count:
+        return None
+    return PackedBatch(start + 1, bodies, links, _unpacker(engine, start, high))
 
 
 def _unpacker(engine: Engine, start: int, end: int) -> Callable[[], LogBatch]:
