@@ -46,6 +46,23 @@ ZH_DEV = (
     "{full}来电咨询医保报销，{p}已解答。",
     "出差申请：{full}赴上海参加培训，{t}审批。",
     "投诉：{p}购买的美的空调漏水，售后部门跟进。",
+    # The third batch, written after the held-out ones above it.
+    "出院小结：{full}，女，72岁，因肺部感染住院十天，{t}同意今日出院，女婿{p}陪同。",
+    "宝贝{p}今天在幼儿园表现很好，{full}老师说午饭吃得很干净。",
+    "快递单号已发，{p}麻烦查收，有问题联系客服{full}。",
+    "{full}医生的门诊改到周四上午，原预约的{p}请改约。",
+    "会议室被{p}订了，你和{full}换到三楼吧。",
+    "今天值班的是{full}，明天轮到{p}，后天{t}。",
+    "备注：此单由{p}跟进，{full}已休假，勿再分配。",
+    "奶奶{full}今年八十岁了，身体很硬朗，孙子{p}常来看她。",
+    "{full}老师好，我是{p}的妈妈，孩子今天发烧请假一天。",
+    "手术记录：主刀{t}，助手{full}，麻醉医师{p}，手术顺利。",
+    "谢谢{full}！上次借的书让{p}带给你了。",
+    "收到{p}的邮件，说合同要改，我已经转给{full}了。",
+    "律师函：委托人{full}与被申请人{p}之间的借款纠纷，请于七日内答复。",
+    "体检报告显示{full}血脂偏高，{t}建议低脂饮食，三个月后复查。",
+    "小区通知：{p}家的车挡住了消防通道，请{full}尽快挪车。",
+    "面试安排：候选人{full}，面试官{p}和{t}，下午两点。",
 )
 ZH_HELDOUT = (
     "凌晨两点{full}因胸闷入院，值班的{t}给予吸氧，心电图未见异常。",
@@ -66,6 +83,16 @@ ZH_HELDOUT = (
     "老人{full}独居，社区网格员{p}每周上门两次。",
     "微信群里{p}说今晚加班，{full}帮忙点了外卖。",
     "退款申请已通过，审批人{full}，如有疑问请联系{t}。",
+    # Written with the corpus's third batch of dev templates, before any of them was
+    # tuned on.
+    "夜班交接：3床{full}血糖偏低，已通知{t}，{p}守在床边。",
+    "您好，我是{full}，上次{p}帮我改的地址又错了，麻烦再核对。",
+    "{p}昨天把U盘忘在会议室，保安{full}捡到后交给了{t}。",
+    "家访记录：孩子由奶奶{full}照顾，母亲{p}在外地打工。",
+    "报销单据由{full}签字，出纳{p}付款，{t}最终审核。",
+    "{full}反映楼上漏水，物业已派{p}查看，暂未修好。",
+    "今晚聚餐{p}请客，{full}说不来了，{t}晚点到。",
+    "病理科回报：{full}标本为良性，{t}已电话告知家属{p}。",
 )
 EN_DEV = (
     "Patient {full} was seen by {t} on Monday; blood pressure stable, continue Aspirin.",
@@ -104,6 +131,25 @@ EN_DEV = (
     "Sent the Dropbox link to {p} and the Legal team, FYI {full}.",
     "Flight to Chicago booked for {full}; Uber receipts go to Finance.",
     "Complaint: {p} says the Samsung TV arrived broken, Warehouse to investigate.",
+    # The third batch, written after the held-out ones above it.
+    "Discharge letter: {full}, 72F, ten days for pneumonia; {t} cleared her, son-in-law {p} "
+    "escorted.",
+    "Sweetheart {p} did great at nursery today, Miss {full} says lunch was finished.",
+    "Tracking number sent, {p} please check; contact support agent {full} with any issue.",
+    "{t}'s clinic moves to Thursday morning, so {p} needs to rebook.",
+    "{p} booked the meeting room, so you and {full} should use the third floor.",
+    "On call today is {full}, tomorrow {p}, the day after {t}.",
+    "Note: {p} owns this case, {full} is on holiday, do not reassign.",
+    "Grandma {full} turned eighty this year, and her grandson {p} visits often.",
+    "Dear {t}, I am the mother of {p}; she has a fever and will stay home today.",
+    "Operation note: surgeon {t}, assistant {full}, anaesthetist {p}; uneventful.",
+    "Thanks {full}! I gave the book back through {p}.",
+    "Got an email from {p} saying the contract needs changes; forwarded it to {full}.",
+    "Letter before action: our client {full} and the respondent {p}, loan dispute, reply "
+    "within seven days.",
+    "Health check shows {full} has raised cholesterol; {t} advised a low-fat diet.",
+    "Notice: the car of {p} is blocking the fire lane, {full} please move it now.",
+    "Interview: candidate {full}, panel {p} and {t}, 2pm in Room 4.",
 )
 EN_HELDOUT = (
     "At 2am {full} presented with chest pain; {t} ordered an ECG, results normal.",
@@ -124,4 +170,14 @@ EN_HELDOUT = (
     "Elderly resident {full} lives alone; the community worker {p} visits twice a week.",
     "In the group chat {p} said she is working late, so {full} ordered takeout.",
     "Refund approved by {full}; for questions contact {t} at the Help Desk.",
+    # Written with the corpus's third batch of dev templates, before any of them was
+    # tuned on.
+    "Night handover: bed 3, {full}, glucose low, {t} notified, {p} staying with him.",
+    "Hello, this is {full}; the address {p} fixed last time is wrong again.",
+    "{p} left a USB stick in the boardroom; security guard {full} handed it to {t}.",
+    "Home visit: the child is cared for by grandmother {full}, mother {p} works away.",
+    "Expense claim signed by {full}, paid by {p} in Treasury, final check by {t}.",
+    "{full} reported a leak from the flat above; the caretaker {p} has not fixed it yet.",
+    "Dinner tonight is on {p}, {full} can't make it, {t} will be late.",
+    "Pathology: the sample from {full} is benign; {t} phoned the son, {p}, today.",
 )

@@ -19,7 +19,7 @@ def is_cjk(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
 
 
-ZH_WEAK_BEFORE = ("和", "跟", "与", "由", "给", "找", "问", "叫", "刚才")
+ZH_WEAK_BEFORE = ("和", "跟", "与", "由", "给", "找", "问", "叫", "被", "让", "轮到", "刚才")
 _ZH_NAME_TAGS = frozenset({"nr", "nrfg", "nrt"})
 # Log-probabilities in jieba's HMM: a character opening names at least this often is a
 # surname; a given name's last character ends names at least this often.
@@ -33,6 +33,8 @@ _NEVER = -100.0
 # character this frequent on its own (有, 和, 大) is not taken for a surname.
 _ZH_WORD_MIN = 5
 _ZH_COMMON_CHAR = 100_000
+# A numeral opens a count (三楼, 两天), not a name.
+_ZH_NUMERALS = frozenset("一二三四五六七八九十两")
 # An ordinary noun (安宁, 夏天, 江南) is taken for a name after a role word only when it is
 # no commoner than this, opens with a surname and is followed by what follows a person.
 _ZH_WORD_NAME_MAX = 6_000
@@ -49,6 +51,8 @@ class ChineseModel:
     one. ``words`` are the dictionary's common words of two to four characters, whatever
     their tag (its ``nr`` tag is on 谢谢 and 黄金周 too), ``names`` its rarer words
     tagged as person names and ``name_words`` all of those (高明 among them).
+    ``three_char_words`` are its three-character words not tagged as names, however
+    rare (面试官): a character ending one is not a surname.
     """
 
     surname: re.Pattern[str]
@@ -62,6 +66,7 @@ class ChineseModel:
     name_middles: dict[str, int]
     nouns: frozenset[str]
     verbs: frozenset[str]
+    three_char_words: frozenset[str]
 
     def given(self, chars: str, slack: float) -> bool:
         """Whether one or two characters look like a given name.
@@ -100,6 +105,7 @@ def load_chinese_model() -> ChineseModel:
     common_chars: set[str] = set()
     nouns: set[str] = set()
     verbs: set[str] = set()
+    three_char_words: set[str] = set()
     dictionary = importlib.resources.files(jieba).joinpath("dict.txt")
     with dictionary.open(encoding="utf-8") as lines:
         for line in lines:
@@ -110,6 +116,8 @@ def load_chinese_model() -> ChineseModel:
                 name_ends[word[-1]] = name_ends.get(word[-1], 0) + 1
                 if len(word) == 3:
                     name_middles[word[1]] = name_middles.get(word[1], 0) + 1
+            if len(word) == 3 and tag not in _ZH_NAME_TAGS:
+                three_char_words.add(word)
             if len(word) <= 2 and tag in _ZH_VERB_TAGS:
                 verbs.add(word)
             if len(word) == 2 and tag in _ZH_NOUN_TAGS and freq <= _ZH_WORD_NAME_MAX:
@@ -125,7 +133,10 @@ def load_chinese_model() -> ChineseModel:
     surnames = sorted(
         c
         for c, p in emission[("B", "nr")].items()
-        if p > _ZH_FIRST_MIN and c not in common_chars and c not in ZH_WEAK_BEFORE
+        if p > _ZH_FIRST_MIN
+        and c not in common_chars
+        and c not in ZH_WEAK_BEFORE
+        and c not in _ZH_NUMERALS
     )
     return ChineseModel(
         surname=re.compile("[" + "".join(surnames) + "]"),
@@ -139,4 +150,5 @@ def load_chinese_model() -> ChineseModel:
         name_middles=name_middles,
         nouns=frozenset(nouns),
         verbs=frozenset(verbs),
+        three_char_words=frozenset(three_char_words),
     )

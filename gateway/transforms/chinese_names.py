@@ -25,11 +25,13 @@ _ZH_STRONG_BEFORE = (
     "患者", "病人", "家属", "家人", "代诉", "联系人", "客户", "用户", "经办人", "复核", "负责人",
     "医生", "医师", "护士", "主任", "大夫", "同事", "同学", "朋友", "老公", "老婆", "丈夫",
     "妻子", "儿子", "女儿", "父亲", "母亲", "爸爸", "妈妈", "家长", "学生", "投诉人",
+    "孙子", "孙女", "女婿", "儿媳", "爷爷", "奶奶", "外公", "外婆", "哥哥", "姐姐", "弟弟",
+    "妹妹", "邻居", "室友",
     "申请人", "审批人", "推荐人", "转交", "交给", "分配给", "告知", "感谢", "谢谢", "联系", "@",
 )  # fmt: skip
 _ZH_AFTER = (
     "医生", "医师", "大夫", "护士", "主任", "院长", "老师", "教授", "经理", "总监", "师傅",
-    "律师", "先生", "女士", "小姐", "阿姨", "叔叔", "同学", "同志", "总",
+    "律师", "先生", "女士", "小姐", "阿姨", "叔叔", "爷爷", "奶奶", "同学", "同志", "总",
 )  # fmt: skip
 # Separators that may stand between a context word and the name: 联系人：王芳.
 _ZH_CUE_GAP = "[ ：:]?"
@@ -65,10 +67,11 @@ _ZH_PREDICATES = (
 )  # fmt: skip
 _ZH_PREDICATE = _any_of(_ZH_PREDICATES)
 _ZH_ACT_CHARS = frozenset("已在也说都就是")
+_ZH_ACT = re.compile(f"[{''.join(sorted(_ZH_ACT_CHARS))}]|{_ZH_PREDICATE.pattern}")
 # How a chat line opens after its speaker's label (安宁：我明天到).
 _ZH_CHAT = frozenset("我你您他她咱大好收谢哈嗯麻明今")
 # Characters that end a name rather than continue it: a given name is never these.
-_ZH_STOP = frozenset("的了说在和与是也都就已将把被给向对从于请让叫来去到及或等、，。；：！？")
+_ZH_STOP = frozenset("的了说在和与跟由因是也都就已将把被给向对从于请让叫来去到及或等、，。；：！？")
 _ZH_WEAK_SLACK = 2.0
 _WEAK, _STRONG = 1, 2
 _CJK_ONE = CJK_CHAR
@@ -106,12 +109,13 @@ class ChineseNames:
         starts.update(m.end() for m in _ZH_ROLE.finditer(text) if m.end() < len(text))
         # A surname jieba does not know, before a title and after a context word (找鞠医生).
         starts.update(t - 1 for t in titles if t - 1 in cues)
-        for m in _ZH_PREDICATE.finditer(text):
+        for m in _ZH_ACT.finditer(text):
             i = m.start() - 2
             if i >= 0 and (_opens_clause(text, i) or cues.get(i) == _WEAK):
                 starts.add(i)
         taken = 0
         words = zh.words
+        three_char_words = zh.three_char_words
         for i in sorted(starts):
             if i < taken or i in inside:
                 continue
@@ -124,10 +128,12 @@ class ChineseNames:
                 and i
                 and (
                     text[i - 1 : i + 1] in words
+                    or (i > 1 and text[i - 2 : i + 1] in three_char_words)
                     or (
                         text[i : i + 2] in words
                         and text[i - 1] not in _ZH_CLAUSE_END
                         and i + 1 not in titles
+                        and not (i + 2 in titles and text[i : i + 2] in zh.name_words)
                         and not text.startswith("的", i + 2)
                     )
                 )
@@ -173,7 +179,11 @@ class ChineseNames:
         covers (a surname before a title does not)."""
         zh = self._zh
         words = zh.words
-        if not cue and text.startswith(" ", i + 1) and not (i and is_cjk(text[i - 1])):
+        if (
+            not cue
+            and text.startswith(" ", i + 1)
+            and not (i and is_cjk(text[i - 1]) and text[i - 1] not in _ZH_STOP)
+        ):
             cue = _STRONG  # characters spaced out one by one (张 伟) are a name
         if (i and text[i - 1 : i + 1] in words and not cue) or (
             text[i] in _ZH_STOP and not self._word_name(text, i, cue)
@@ -181,9 +191,11 @@ class ChineseNames:
             return None  # the end of a word: 紧张, 人马
         if i + 1 in titles:
             return (i, i + 1), False  # 王医生, 李主任: the surname names the person
+        head = text[i : i + 2]
+        if i + 2 in titles and head in zh.name_words and head in zh.nouns:
+            return (i, i + 2), True  # a rare enough word listed as a name: 张旭大夫
         # The start of a word (方案, 金额, 马上), unless a role word stands before
         # a word that is also a name (家属高明).
-        head = text[i : i + 2]
         if head in words and not (cue == _STRONG and head in zh.name_words):
             return ((i, i + 2), True) if self._word_name(text, i, cue) else None
         span = self._chinese_name_at(text, i, cue, titles)
@@ -207,7 +219,9 @@ class ChineseNames:
         if not kin and cue != _STRONG:
             if not (cue or _opens_clause(text, i)):
                 return False
-            if head not in zh.name_words and not acts:
+            if head not in zh.name_words and not (
+                acts or (cue and _pause_or_verb(zh, text, i + 2))
+            ):
                 return False
         if head not in zh.name_words and head not in zh.nouns:
             return False
@@ -260,6 +274,8 @@ class ChineseNames:
             # 老张, 小李: a surname after 老 or 小, where a person is meant.
             if cue or _opens_clause(text, i) or _acts(text, i + 2):
                 return i, i + 2
+        if text[i : i + 3] in zh.name_words and text[i] in zh.surnames:
+            return i, i + 3  # a name the dictionary lists: 张建国
         if cue != _STRONG and (text[i : i + 3] in zh.words or text[i : i + 4] in zh.words):
             return None  # the start of a longer word: 阿司匹林
         compact = text[i] + "".join(text[c] for c in chars)
@@ -293,13 +309,18 @@ class ChineseNames:
                 and (cue or _opens_clause(text, i))
                 and _acts(text, end)
             )
-            return (i, end) if alone and zh.given(given, 0.0) else None
+            if alone and zh.given(given, 0.0):
+                return i, end
+            # After a role word, a surname jieba does not know before one given character (女婿覃雷).
+            strong_surname = cue == _STRONG and len(compact) == 2 and compact not in zh.words
+            return (i, end) if strong_surname and zh.given(compact[1:], 0.0) else None
         if cue == _STRONG:
             return i, end
         # After a word that often comes before a name (和, 由, 跟), or before a person's
         # act, the given name may look less like one.
         acting = _opens_clause(text, i) and _acts(text, end)
-        slack = _ZH_WEAK_SLACK if cue or acting else 0.0
+        kin = _ZH_KIN.match(text, end) is not None
+        slack = _ZH_WEAK_SLACK if cue or acting or kin else 0.0
         return (i, end) if zh.given(compact[1:], slack) else None
 
 
@@ -332,6 +353,16 @@ def _given_chars(text: str, i: int, titles: set[int]) -> list[int]:
             if spaced and not text.startswith(" ", j):
                 spaced = False
     return chars
+
+
+def _pause_or_verb(zh: ChineseModel, text: str, at: int) -> bool:
+    """Whether a clause pauses at ``at`` or a verb stands there (被文静订了, 轮到安宁，)."""
+    return (
+        text[at : at + 1] in _ZH_CLAUSE_END
+        or at >= len(text)
+        or text[at] in zh.verbs
+        or text[at : at + 2] in zh.verbs
+    )
 
 
 def _opens_clause(text: str, i: int) -> bool:

@@ -24,7 +24,9 @@ _EN_CUE_BEFORE = frozenset(
     colleague manager contact per from for and or told tell ping @ nurse doctor dr reach
     reached meet met see saw visit visited email emailed message messaged text texted
     assigned escalated forward forwarded page paged notify notified inform informed remind
-    reminded""".split()
+    reminded through of surgeon assistant anaesthetist anesthetist candidate panel client
+    respondent agent grandson granddaughter grandma grandpa son-in-law daughter-in-law aunt
+    uncle nephew niece cousin neighbour neighbor""".split()
 )
 _EN_CUE_AFTER = frozenset(
     """said says told asked called reports reported will is was has had here wrote replied
@@ -42,10 +44,10 @@ _EN_NOT_NAMES = frozenset(
     Handover History Per Mr Mrs Ms Dr Prof Sir Sales Finance Legal Pharmacy Warehouse
     Marketing Payroll Reception Radiology Procurement Logistics IT HR""".split()
 )
-_EN_PLACE_CUES = frozenset(("to", "for", "from"))
+_EN_PLACE_CUES = frozenset(("to", "for", "from", "of", "through"))
 # Context words that open a sentence before a name: "Hey Lily", "Thanks Grant".
 _EN_GREETINGS = frozenset(
-    ("hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "ask", "call")
+    ("hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "ask", "call", "sweetheart")
 )
 _EN_MONTH_NAMES = frozenset(("April", "May", "June", "August"))
 # A run of capitalised words ending in one of these names an organisation or a place.
@@ -62,7 +64,7 @@ _EN_PARTICLES = "van|von|de|da|del|der|di|du|la|le|bin|ibn|al|ter"
 _EN_RUN = re.compile(
     f"({_EN_WORD.pattern})(?:(?:[ \\-]| (?:(?:{_EN_PARTICLES}) )+)(?:{_EN_WORD.pattern}))*"
 )
-_LAST_WORD = re.compile(r"[@A-Za-z']+$")
+_LAST_WORD = re.compile(r"[@A-Za-z'](?:[A-Za-z'\-]*[A-Za-z])?$")
 # What follows a name: 's, "here", or a word from _EN_CUE_AFTER, whole.
 _CUE_AFTER = re.compile(
     "'s|\u2019s| here|[ ]+(?:"
@@ -70,6 +72,9 @@ _CUE_AFTER = re.compile(
     + ")(?![a-z])"
 )
 _SPACES = re.compile(r"[ ]+")
+# A verb after a run of capitalised words that opens a sentence makes the run its subject,
+# a person ("Sarah Baldwin booked the room", "Yong Xie owns this case").
+_VERB_AFTER = re.compile(r" [a-z]{2,}(?:ed|s)\b")
 _ARTICLE_BEFORE = re.compile(r"(?:^|[^A-Za-z])(?:the|a|an|our|your|their|this|that)[ ]+$")
 
 
@@ -107,19 +112,27 @@ def english_spans(text: str) -> list[_Span]:
 def _person(text: str, run: list[re.Match[str]], named: list[re.Match[str]]) -> _Span | None:
     """The span of the name a capitalised run holds, if what stands around it says so."""
     first, last = named[0], named[-1]
-    cued_after = _cue_after(text, last.end())
+    end = _inverted_end(text, last.end())
+    # "Burke, Jessica" is two names written surname first, as "Jessica Burke" is two.
+    words = len(named) + (end != last.end())
+    cued_after = _cue_after(text, end)
     # "Mercy General" is a place, but "Joy Ward lead the project" is a person.
     if last.group() in _EN_ORG_HEADS and not (cued_after and len(named) >= 2):
         return None
     if not (
-        (len(named) >= 2 and not _sentence_start(text, first.start()))
+        (
+            words >= 2
+            and (
+                not _sentence_start(text, first.start()) or _VERB_AFTER.match(text, end) is not None
+            )
+        )
         or cued_after
-        or _cue_before(text, first.start(), single=len(named) == 1 and not _listed(text, last))
+        or _cue_before(text, first.start(), single=words == 1 and not _listed(text, last))
     ):
         return None
     if _not_a_person(text, run, named):
         return None
-    return _inverted_start(text, first.start()), _inverted_end(text, last.end())
+    return _inverted_start(text, first.start()), end
 
 
 def _named_words(text: str, run: list[re.Match[str]]) -> list[re.Match[str]]:

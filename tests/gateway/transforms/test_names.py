@@ -94,6 +94,32 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
         ("请联系信息科处理。", None),
         ("药房通知：阿司匹林已停用。", None),
         ("让王大夫帮忙查一下。", "让[NAME]大夫帮忙查一下。"),
+        # a three-character name the dictionary lists, a name before a title after a
+        # verb, a word that is a name after 被 or 轮到, a relative after the name, a
+        # relative or role word before it, spaced names after a character that ends a
+        # clause, a given name alone before 已
+        ("我是张建国的妈妈。", "我是[NAME]的妈妈。"),
+        ("面试官刘建华和李畅先生下午到。", "面试官[NAME]和[NAME]先生下午到。"),
+        ("接张旭大夫通知，明天调休。", "接[NAME]大夫通知，明天调休。"),
+        ("会议室被文静订了。", "会议室被[NAME]订了。"),
+        ("明天轮到安宁，后天张主任。", "明天轮到[NAME]，后天[NAME]主任。"),
+        ("术后第二天，刘璐的女儿前来探视。", "术后第二天，[NAME]的女儿前来探视。"),
+        ("女婿覃雷陪同。", "女婿[NAME]陪同。"),
+        ("备注：此单由刘 波跟进。", "备注：此单由[NAME]跟进。"),
+        ("廖磊来电咨询，秀兰已解答。", "[NAME]来电咨询，[NAME]已解答。"),
+        ("你和他换到三楼吧。", None),
+        # English: a run that opens a sentence before a verb, a name written surname
+        # first, after a relative or a role
+        ("Sarah Baldwin booked the meeting room.", "[NAME] booked the meeting room."),
+        ("Burke, Jessica booked the room.", "[NAME] booked the room."),
+        (
+            "I am the mother of Turner, Sandra; she has a fever.",
+            "I am the mother of [NAME]; she has a fever.",
+        ),
+        ("Her son-in-law Mary escorted her.", "Her son-in-law [NAME] escorted her."),
+        ("Sweetheart Andrew Cruz did great today.", "Sweetheart [NAME] did great today."),
+        ("Customer Service called back.", None),
+        ("Emergency Department admitted him.", None),
         # a place or a department after "to", capitalised words after an article, an
         # initial that closes a run
         ("Flight to Chicago booked; receipts go to Finance.", None),
@@ -154,10 +180,10 @@ def test_the_demo_no_longer_leaks_the_referring_doctor(client: TestClient, works
 # detector are deterministic): a change that loses names, or takes words for names,
 # fails here. "heldout" templates were not used to choose the detector's rules.
 FLOORS = {
-    ("zh", "dev"): (0.96, 0.98),
+    ("zh", "dev"): (0.97, 0.98),
     ("zh", "heldout"): (0.9, 0.97),
     ("en", "dev"): (0.98, 0.98),
-    ("en", "heldout"): (0.88, 0.9),
+    ("en", "heldout"): (0.96, 0.94),
 }
 
 
