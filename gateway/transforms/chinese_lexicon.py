@@ -35,6 +35,12 @@ _ZH_WORD_MIN = 5
 _ZH_COMMON_CHAR = 100_000
 # A numeral opens a count (三楼, 两天), not a name.
 _ZH_NUMERALS = frozenset("一二三四五六七八九十两")
+# 老 before a surname calls a person by it (老张, 老高); the dictionary lists many such
+# pairs as words: the rarer ones count, with a surname the HMM sees opening names often
+# (not 老区, 老本), never a pair naming a relative (老哥, 老太).
+_ZH_ELDER_MAX = 300
+_ZH_ELDER_SURNAME_MIN = -6.0
+_ZH_KIN_CHARS = frozenset("哥姐弟妹母父爷奶太婆公伯叔姑舅嫂老小")
 # An ordinary noun (安宁, 夏天, 江南) is taken for a name after a role word only when it is
 # no commoner than this, opens with a surname and is followed by what follows a person.
 _ZH_WORD_NAME_MAX = 6_000
@@ -52,7 +58,8 @@ class ChineseModel:
     their tag (its ``nr`` tag is on 谢谢 and 黄金周 too), ``names`` its rarer words
     tagged as person names and ``name_words`` all of those (高明 among them).
     ``three_char_words`` are its three-character words not tagged as names, however
-    rare (面试官): a character ending one is not a surname.
+    rare (面试官): a character ending one is not a surname. ``elder_forms`` are its
+    words of 老 and a surname that call a person by it (老张).
     """
 
     surname: re.Pattern[str]
@@ -67,6 +74,7 @@ class ChineseModel:
     nouns: frozenset[str]
     verbs: frozenset[str]
     three_char_words: frozenset[str]
+    elder_forms: frozenset[str]
 
     def given(self, chars: str, slack: float) -> bool:
         """Whether one or two characters look like a given name.
@@ -106,6 +114,7 @@ def load_chinese_model() -> ChineseModel:
     nouns: set[str] = set()
     verbs: set[str] = set()
     three_char_words: set[str] = set()
+    elder_candidates: set[str] = set()
     dictionary = importlib.resources.files(jieba).joinpath("dict.txt")
     with dictionary.open(encoding="utf-8") as lines:
         for line in lines:
@@ -116,6 +125,14 @@ def load_chinese_model() -> ChineseModel:
                 name_ends[word[-1]] = name_ends.get(word[-1], 0) + 1
                 if len(word) == 3:
                     name_middles[word[1]] = name_middles.get(word[1], 0) + 1
+            if (
+                len(word) == 2
+                and word[0] == "老"
+                and freq <= _ZH_ELDER_MAX
+                and tag in _ZH_NOUN_TAGS
+                and word[1] not in _ZH_KIN_CHARS
+            ):
+                elder_candidates.add(word)
             if len(word) == 3 and tag not in _ZH_NAME_TAGS:
                 three_char_words.add(word)
             if len(word) <= 2 and tag in _ZH_VERB_TAGS:
@@ -151,4 +168,9 @@ def load_chinese_model() -> ChineseModel:
         nouns=frozenset(nouns),
         verbs=frozenset(verbs),
         three_char_words=frozenset(three_char_words),
+        elder_forms=frozenset(
+            w
+            for w in elder_candidates
+            if w[1] in surnames and emission[("B", "nr")][w[1]] >= _ZH_ELDER_SURNAME_MIN
+        ),
     )

@@ -26,7 +26,9 @@ _ZH_STRONG_BEFORE = (
     "医生", "医师", "护士", "主任", "大夫", "同事", "同学", "朋友", "老公", "老婆", "丈夫",
     "妻子", "儿子", "女儿", "父亲", "母亲", "爸爸", "妈妈", "家长", "学生", "投诉人",
     "孙子", "孙女", "女婿", "儿媳", "爷爷", "奶奶", "外公", "外婆", "哥哥", "姐姐", "弟弟",
-    "妹妹", "邻居", "室友",
+    "妹妹", "邻居", "室友", "宝贝", "委托人", "被申请人", "当事人", "被告", "原告", "证人",
+    "候选人", "面试官", "客服", "助手", "主刀", "司机", "快递员", "收件人", "寄件人", "发件人",
+    "业主", "租客", "房东", "住户", "病友",
     "申请人", "审批人", "推荐人", "转交", "交给", "分配给", "告知", "感谢", "谢谢", "联系", "@",
 )  # fmt: skip
 _ZH_AFTER = (
@@ -192,6 +194,13 @@ class ChineseNames:
         if i + 1 in titles:
             return (i, i + 1), False  # 王医生, 李主任: the surname names the person
         head = text[i : i + 2]
+        if (
+            head in zh.elder_forms
+            and text[i : i + 3] not in words
+            and text[i : i + 3] not in zh.three_char_words
+            and (cue or _opens_clause(text, i) or _acts(text, i + 2) or _ZH_KIN.match(text, i + 2))
+        ):
+            return (i, i + 2), True  # 老张, 老高: a person called by the surname
         if i + 2 in titles and head in zh.name_words and head in zh.nouns:
             return (i, i + 2), True  # a rare enough word listed as a name: 张旭大夫
         # The start of a word (方案, 金额, 马上), unless a role word stands before
@@ -272,7 +281,7 @@ class ChineseNames:
             return None
         if text[i] in "老小" and text[i + 1] in zh.surnames and text[i : i + 2] not in zh.words:
             # 老张, 小李: a surname after 老 or 小, where a person is meant.
-            if cue or _opens_clause(text, i) or _acts(text, i + 2):
+            if cue or _opens_clause(text, i) or _acts(text, i + 2) or _ZH_KIN.match(text, i + 2):
                 return i, i + 2
         if text[i : i + 3] in zh.name_words and text[i] in zh.surnames:
             return i, i + 3  # a name the dictionary lists: 张建国
@@ -311,7 +320,8 @@ class ChineseNames:
             )
             if alone and zh.given(given, 0.0):
                 return i, end
-            # After a role word, a surname jieba does not know before one given character (女婿覃雷).
+            # After a role word, a surname jieba does not know and one given character
+            # (女婿覃雷).
             strong_surname = cue == _STRONG and len(compact) == 2 and compact not in zh.words
             return (i, end) if strong_surname and zh.given(compact[1:], 0.0) else None
         if cue == _STRONG:

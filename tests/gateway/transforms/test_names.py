@@ -108,6 +108,13 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
         ("备注：此单由刘 波跟进。", "备注：此单由[NAME]跟进。"),
         ("廖磊来电咨询，秀兰已解答。", "[NAME]来电咨询，[NAME]已解答。"),
         ("你和他换到三楼吧。", None),
+        # 老 and a surname the dictionary lists as a word, legal and other role words
+        ("备注：此单由老张跟进。", "备注：此单由[NAME]跟进。"),
+        ("老天保佑，一切顺利。", None),
+        (
+            "委托人张秀荣与被申请人王平之间的纠纷。",
+            "委托人[NAME]与被申请人[NAME]之间的纠纷。",
+        ),
         # English: a run that opens a sentence before a verb, a name written surname
         # first, after a relative or a role
         ("Sarah Baldwin booked the meeting room.", "[NAME] booked the meeting room."),
