@@ -10,8 +10,10 @@ from gateway.transforms.chinese_lexicon import CJK, CJK_CHAR
 
 _Span = tuple[int, int]
 
+# The class in front lets the engine pass a position with one test (see chinese_names).
 _EN_TITLE = re.compile(
-    r"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Professor|Doctor|Nurse|Sister|Father|Sir|Dame|Madam)"
+    r"(?=[DMNPSF])\b"
+    r"(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Professor|Doctor|Nurse|Sister|Father|Sir|Dame|Madam)"
     r"\b\.?[ ]+"
 )
 _CAPITAL = re.compile("[A-Z]")
@@ -62,7 +64,7 @@ _EN_ORG_HEADS = frozenset(
 # inside a surname (Dana van Dyke, Ana de la Cruz); group 1 is its first word.
 _EN_PARTICLES = "van|von|de|da|del|der|di|du|la|le|bin|ibn|al|ter"
 _EN_RUN = re.compile(
-    f"({_EN_WORD.pattern})(?:(?:[ \\-]| (?:(?:{_EN_PARTICLES}) )+)(?:{_EN_WORD.pattern}))*"
+    f"(?=[A-Z])({_EN_WORD.pattern})(?:(?:[ \\-]| (?:(?:{_EN_PARTICLES}) )+)(?:{_EN_WORD.pattern}))*"
 )
 _LAST_WORD = re.compile(r"[@A-Za-z'](?:[A-Za-z'\-]*[A-Za-z])?$")
 # What follows a name: 's, "here", or a word from _EN_CUE_AFTER, whole.

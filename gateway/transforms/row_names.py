@@ -74,18 +74,13 @@ class RowNameScrubber:
 
     def _latin(self, text: str) -> str:
         runs: list[list[int]] = []  # [start, end, words, words spelled as in the column]
-        for m in _LATIN_WORD.finditer(text):
-            word = m.group()
-            if in_placeholder(text, m.start(), m.end()):
-                continue  # the IP of [IP] is not Mr Ip
-            strong = word in self.exact
-            if not strong and word.lower() not in self.folded:
-                continue
-            if runs and _NAME_GAP.fullmatch(text, runs[-1][1], m.start()):
+        for start, end in self._hits(text):
+            strong = text[start:end] in self.exact
+            if runs and _NAME_GAP.fullmatch(text, runs[-1][1], start):
                 run = runs[-1]
-                run[1], run[2], run[3] = m.end(), run[2] + 1, run[3] + strong
+                run[1], run[2], run[3] = end, run[2] + 1, run[3] + strong
             else:
-                runs.append([m.start(), m.end(), 1, int(strong)])
+                runs.append([start, end, 1, int(strong)])
         # A run counts with one word spelled as in the column, or with two or more words
         # (a full name in any casing); a lone lower-case "will" for Will does not.
         spans = [(start, end) for start, end, words, strong in runs if strong or words > 1]
@@ -98,6 +93,36 @@ class RowNameScrubber:
             last = end
         parts.append(text[last:])
         return "".join(parts)
+
+    def _hits(self, text: str) -> list[tuple[int, int]]:
+        """Where the text holds a whole word of the names, in any casing, in order.
+
+        Each word of the names is looked for with ``str.find`` in the lower-cased text,
+        which costs a pass in C per word of the names instead of a Python step per word
+        of the text. Where lower-casing changes the text's length (a few letters outside
+        Latin script do), positions would not line up, so the text is read word by word.
+        """
+        lowered = text.lower()
+        if len(lowered) != len(text):
+            return [
+                m.span()
+                for m in _LATIN_WORD.finditer(text)
+                if m.group().lower() in self.folded and not in_placeholder(text, *m.span())
+            ]
+        hits = []
+        for word in self.folded:
+            at = lowered.find(word)
+            while at >= 0:
+                end = at + len(word)
+                if (
+                    not (at and _LATIN_WORD.match(text, at - 1))
+                    and not _LATIN_WORD.match(text, end)
+                    and not in_placeholder(text, at, end)  # the IP of [IP] is not Mr Ip
+                ):
+                    hits.append((at, end))
+                at = lowered.find(word, end)
+        hits.sort()
+        return hits
 
 
 def in_placeholder(text: str, start: int, end: int) -> bool:

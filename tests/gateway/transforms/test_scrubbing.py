@@ -165,6 +165,10 @@ def test_hard_negatives_are_left_alone(text: str) -> None:
         ("Ip Man logged in from 10.0.0.1", ("Ip Man", None), "[NAME] logged in from [IP]"),
         ("Card Bank: 4111111111111111", ("Bank Card", None), "[NAME]: [BANK_CARD]"),
         ("mail 张伟 at zw@example.com", ("张伟", ""), "mail [NAME] at [EMAIL]"),
+        # letters outside ASCII, also where lower-casing changes the text's length (İ)
+        ("Zoë Ærø signed", ("Zoë Ærø", None), "[NAME] signed"),
+        ("İstanbul: Çelik, İlker wrote", ("İlker Çelik", None), "İstanbul: [NAME] wrote"),
+        ("Wei met Weiwei and weI", ("Wei Zhang", None), "[NAME] met Weiwei and weI"),
     ],
 )
 def test_names(text: str, names: tuple[str | None, ...], expected: str) -> None:
