@@ -69,7 +69,7 @@ _ZH_PREDICATES = (
 )  # fmt: skip
 _ZH_PREDICATE = _any_of(_ZH_PREDICATES)
 _ZH_ACT_CHARS = frozenset("已在也说都就是")
-_ZH_ACT = re.compile(f"[{''.join(sorted(_ZH_ACT_CHARS))}]|{_ZH_PREDICATE.pattern}")
+_ZH_ACT = _any_of(_ZH_PREDICATES + tuple(_ZH_ACT_CHARS))
 # How a chat line opens after its speaker's label (安宁：我明天到).
 _ZH_CHAT = frozenset("我你您他她咱大好收谢哈嗯麻明今")
 # Characters that end a name rather than continue it: a given name is never these.

@@ -107,6 +107,7 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
         ("女婿覃雷陪同。", "女婿[NAME]陪同。"),
         ("备注：此单由刘 波跟进。", "备注：此单由[NAME]跟进。"),
         ("廖磊来电咨询，秀兰已解答。", "[NAME]来电咨询，[NAME]已解答。"),
+        ("刚才淑华在电梯里碰到我。", "刚才[NAME]在电梯里碰到我。"),
         ("你和他换到三楼吧。", None),
         # 老 and a surname the dictionary lists as a word, legal and other role words
         ("备注：此单由老张跟进。", "备注：此单由[NAME]跟进。"),
@@ -124,6 +125,7 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
             "I am the mother of [NAME]; she has a fever.",
         ),
         ("Her son-in-law Mary escorted her.", "Her son-in-law [NAME] escorted her."),
+        ("Her grandson Kimberly visits often.", "Her grandson [NAME] visits often."),
         ("Sweetheart Andrew Cruz did great today.", "Sweetheart [NAME] did great today."),
         ("Customer Service called back.", None),
         ("Emergency Department admitted him.", None),
