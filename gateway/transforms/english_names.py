@@ -33,7 +33,7 @@ _EN_CUE_BEFORE = frozenset(
 _EN_CUE_AFTER = frozenset(
     """said says told asked called reports reported will is was has had here wrote replied
     thinks just got brought took signed fixed covers covered attended chaired lead leads led
-    logged noted agreed approved confirmed joined""".split()
+    logged noted agreed approved confirmed joined please saying""".split()
 )
 # Capitalised words that are not names even where a name could stand.
 _EN_NOT_NAMES = frozenset(

@@ -126,6 +126,7 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
         ),
         ("Her son-in-law Mary escorted her.", "Her son-in-law [NAME] escorted her."),
         ("Her grandson Kimberly visits often.", "Her grandson [NAME] visits often."),
+        ("Tracking number sent, Jack please check.", "Tracking number sent, [NAME] please check."),
         ("Sweetheart Andrew Cruz did great today.", "Sweetheart [NAME] did great today."),
         ("Customer Service called back.", None),
         ("Emergency Department admitted him.", None),
