@@ -194,13 +194,8 @@ class ChineseNames:
         if i + 1 in titles:
             return (i, i + 1), False  # 王医生, 李主任: the surname names the person
         head = text[i : i + 2]
-        if (
-            head in zh.elder_forms
-            and text[i : i + 3] not in words
-            and text[i : i + 3] not in zh.three_char_words
-            and (cue or _opens_clause(text, i) or _acts(text, i + 2) or _ZH_KIN.match(text, i + 2))
-        ):
-            return (i, i + 2), True  # 老张, 老高: a person called by the surname
+        if self._called_by_surname(text, i, cue):
+            return (i, i + 2), True  # 老张, 小李: a person called by the surname
         if i + 2 in titles and head in zh.name_words and head in zh.nouns:
             return (i, i + 2), True  # a rare enough word listed as a name: 张旭大夫
         # The start of a word (方案, 金额, 马上), unless a role word stands before
@@ -209,6 +204,25 @@ class ChineseNames:
             return ((i, i + 2), True) if self._word_name(text, i, cue) else None
         span = self._chinese_name_at(text, i, cue, titles)
         return None if span is None else (span, True)
+
+    def _called_by_surname(self, text: str, i: int, cue: int) -> bool:
+        """Whether 老 or 小 and a surname at ``i`` call a person by it, where a person is
+        meant: a pair that is no dictionary word (小李), or one of the dictionary's words
+        of 老 and a common surname (老张) that does not open a longer word."""
+        zh = self._zh
+        head = text[i : i + 2]
+        if len(head) < 2 or text[i + 1] in _ZH_STOP:
+            return False
+        if head in zh.words:
+            if head not in zh.elder_forms or text[i : i + 3] in zh.words:
+                return False
+            if text[i : i + 3] in zh.three_char_words:
+                return False
+        elif text[i] not in "老小" or text[i + 1] not in zh.surnames:
+            return False
+        return bool(
+            cue or _opens_clause(text, i) or _acts(text, i + 2) or _ZH_KIN.match(text, i + 2)
+        )
 
     def _word_name(self, text: str, i: int, cue: int) -> bool:
         """Whether the word at ``i`` is a name that is also a word.
@@ -279,10 +293,6 @@ class ChineseNames:
         chars = _given_chars(text, i, titles)
         if not chars:
             return None
-        if text[i] in "老小" and text[i + 1] in zh.surnames and text[i : i + 2] not in zh.words:
-            # 老张, 小李: a surname after 老 or 小, where a person is meant.
-            if cue or _opens_clause(text, i) or _acts(text, i + 2) or _ZH_KIN.match(text, i + 2):
-                return i, i + 2
         if text[i : i + 3] in zh.name_words and text[i] in zh.surnames:
             return i, i + 3  # a name the dictionary lists: 张建国
         if cue != _STRONG and (text[i : i + 3] in zh.words or text[i : i + 4] in zh.words):
