@@ -256,13 +256,19 @@ def scrub_notes(notes: list[Note], *, detect_names: bool = True) -> list[str]:
 
 
 def notes_of_about(chars: int, notes: list[Note]) -> list[Note]:
-    """Consecutive notes joined until each holds about ``chars`` characters."""
+    """Consecutive notes joined and cut to hold ``chars`` characters each, as the
+    throughput target states them (English ones cut at the last space before the limit,
+    so that no word is cut in half)."""
     joined: list[Note] = []
     texts: list[str] = []
     for note in notes:
         texts.append(note.text)
-        if sum(map(len, texts)) + len(texts) - 1 >= chars * 0.9:
-            joined.append(Note(" ".join(texts), (), note.lang, note.split, note.row_name))
+        text = " ".join(texts)
+        if len(text) >= chars:
+            text = text[:chars]
+            if note.lang == "en" and " " in text:
+                text = text[: text.rindex(" ")]
+            joined.append(Note(text, (), note.lang, note.split, note.row_name))
             texts = []
     return joined
 

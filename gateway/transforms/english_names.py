@@ -63,16 +63,16 @@ _EN_ORG_HEADS = frozenset(
 # A run of capitalised words: one space or hyphen between two, or lower-case particles
 # inside a surname (Dana van Dyke, Ana de la Cruz); group 1 is its first word.
 _EN_PARTICLES = "van|von|de|da|del|der|di|du|la|le|bin|ibn|al|ter"
+# Group 2 is the run's last word when it has more than one: a run of two words (most of
+# them) is read off the match without looking for its words again.
 _EN_RUN = re.compile(
-    f"(?=[A-Z])({_EN_WORD.pattern})(?:(?:[ \\-]| (?:(?:{_EN_PARTICLES}) )+)(?:{_EN_WORD.pattern}))*"
+    f"(?=[A-Z])({_EN_WORD.pattern})(?:(?:[ \\-]| (?:(?:{_EN_PARTICLES}) )+)({_EN_WORD.pattern}))*"
 )
 _LAST_WORD = re.compile(r"[@A-Za-z'](?:[A-Za-z'\-]*[A-Za-z])?$")
-# What follows a name: 's, "here", or a word from _EN_CUE_AFTER, whole.
-_CUE_AFTER = re.compile(
-    "'s|\u2019s| here|[ ]+(?:"
-    + "|".join(sorted(_EN_CUE_AFTER, key=len, reverse=True))
-    + ")(?![a-z])"
-)
+# What follows a name: 's, "here", or a word from _EN_CUE_AFTER, whole (the word after
+# the spaces is looked up in the set, not tried against each word in turn).
+_CUE_AFTER_MARKS = ("'s", "\u2019s", " here")
+_WORD_AFTER = re.compile(r"[ ]+([a-z]+)")
 _SPACES = re.compile(r"[ ]+")
 # A verb after a run of capitalised words that opens a sentence makes the run its subject,
 # a person ("Sarah Baldwin booked the room", "Yong Xie owns this case").
@@ -93,64 +93,83 @@ def english_spans(text: str) -> list[_Span]:
             assert cjk is not None
             found.append((m.end(), m.end() + len(cjk.group())))
     for m in _EN_RUN.finditer(text):
-        if m.end() - m.start() == len(m.group(1)):  # one word, the common case
+        start, end = m.span()
+        if m.start(2) < 0:  # one word, the common case
             word = m.group(1)
             if word in _EN_NOT_NAMES or (
-                word.lower() in _EN_GREETINGS and _sentence_start(text, m.start())
+                word.lower() in _EN_GREETINGS and _sentence_start(text, start)
             ):
                 continue
-            run = named = [m]
+            named = [(start, end)]
         else:
-            run = list(_EN_WORD.finditer(text, m.start(), m.end()))
+            first_end, last_start = m.end(1), m.start(2)
+            if last_start == first_end + 1:  # two words and one character between them
+                run = [(start, first_end), (last_start, end)]
+            else:
+                run = [w.span() for w in _EN_WORD.finditer(text, start, end)]
             named = _named_words(text, run)
             if not named:
                 continue
-        span = _person(text, run, named)
+        span = _person(text, start, named)
         if span is not None:
             found.append(span)
     return found
 
 
-def _person(text: str, run: list[re.Match[str]], named: list[re.Match[str]]) -> _Span | None:
-    """The span of the name a capitalised run holds, if what stands around it says so."""
-    first, last = named[0], named[-1]
-    end = _inverted_end(text, last.end())
+def _person(text: str, run_start: int, named: list[_Span]) -> _Span | None:
+    """The span of the name a capitalised run holds, if what stands around it says so.
+    ``named`` are the words of the run that may be a name, as spans."""
+    first_start, last_end = named[0][0], named[-1][1]
+    last = text[named[-1][0] : last_end]
+    end = _inverted_end(text, last_end) if text.startswith(", ", last_end) else last_end
     # "Burke, Jessica" is two names written surname first, as "Jessica Burke" is two.
-    words = len(named) + (end != last.end())
-    cued_after = _cue_after(text, end)
+    words = len(named) + (end != last_end)
     # "Mercy General" is a place, but "Joy Ward lead the project" is a person.
-    if last.group() in _EN_ORG_HEADS and not (cued_after and len(named) >= 2):
+    if last in _EN_ORG_HEADS and not (len(named) >= 2 and _cue_after(text, end)):
         return None
     if not (
         (
             words >= 2
-            and (
-                not _sentence_start(text, first.start()) or _VERB_AFTER.match(text, end) is not None
-            )
+            and (not _sentence_start(text, first_start) or _VERB_AFTER.match(text, end) is not None)
         )
-        or cued_after
-        or _cue_before(text, first.start(), single=words == 1 and not _listed(text, last))
+        or _cue_after(text, end)
+        or _cue_before(text, first_start, single=words == 1 and not _listed(text, last_end))
     ):
         return None
-    if _not_a_person(text, run, named):
+    # What the run shows by its shape: "Room B." (an initial opens a name, it does not
+    # close one), "the Quarterly Review" (a person takes no article, and an article
+    # stands before a space).
+    if (last.endswith(".") and len(named) > 1) or (
+        run_start
+        and text[run_start - 1] == " "
+        and _ARTICLE_BEFORE.search(text[max(0, run_start - 8) : run_start])
+    ):
         return None
-    return _inverted_start(text, first.start()), end
+    if first_start >= 2 and text.startswith(", ", first_start - 2):
+        return _inverted_start(text, first_start), end
+    return first_start, end
 
 
-def _named_words(text: str, run: list[re.Match[str]]) -> list[re.Match[str]]:
+def _named_words(text: str, run: list[_Span]) -> list[_Span]:
     """The words of a capitalised run that may be a name: not the words that never are,
     and not a context word that opens the run because it opens the sentence ("Hey Lily",
     "Thanks Grant"); that word then counts as the context before the name. A month that
     is also a given name counts when a name follows it in the run (April Craig)."""
-    named = [
-        w
-        for k, w in enumerate(run)
-        if w.group() not in _EN_NOT_NAMES
-        or (w.group() in _EN_MONTH_NAMES and k + 1 < len(run) and run[k + 1].group()[1:].islower())
-    ]
-    if named and _sentence_start(text, named[0].start()):
-        while named and named[0].group().lower() in _EN_GREETINGS:
-            named.pop(0)
+    words = [text[start:end] for start, end in run]
+    if _EN_NOT_NAMES.isdisjoint(words):
+        named = run
+    else:
+        named = [
+            span
+            for k, (span, word) in enumerate(zip(run, words, strict=True))
+            if word not in _EN_NOT_NAMES
+            or (word in _EN_MONTH_NAMES and k + 1 < len(run) and words[k + 1][1:].islower())
+        ]
+    if named and text[named[0][0] : named[0][1]].lower() in _EN_GREETINGS:
+        if _sentence_start(text, named[0][0]):
+            named = named[1:]
+            while named and text[named[0][0] : named[0][1]].lower() in _EN_GREETINGS:
+                named.pop(0)
     return named
 
 
@@ -175,9 +194,8 @@ _EN_SURNAME_BEFORE_COMMA = re.compile(r"(?:^|(?<=[ (]))([A-Z][a-z]+), $")
 
 
 def _inverted_start(text: str, start: int) -> int:
-    """Where a name written surname first starts: "Turner, Kim said" takes in Turner."""
-    if not text.startswith(", ", start - 2):
-        return start
+    """Where a name written surname first starts, after ", ": "Turner, Kim said" takes
+    in Turner."""
     m = _EN_SURNAME_BEFORE_COMMA.search(text, max(0, start - 30), start)
     if m is None or m.group(1) in _EN_NOT_NAMES or m.group(1) in _EN_ORG_HEADS:
         return start
@@ -185,7 +203,8 @@ def _inverted_start(text: str, start: int) -> int:
 
 
 def _inverted_end(text: str, end: int) -> int:
-    """Where a name written surname first ends: "Smith, David" goes on past the comma."""
+    """Where a name written surname first ends, before ", ": "Smith, David" goes on past
+    the comma."""
     m = _EN_GIVEN_AFTER_COMMA.match(text, end)
     if m is None or m.group(1) in _EN_NOT_NAMES or m.group(1) in _EN_ORG_HEADS:
         return end
@@ -203,28 +222,23 @@ def _cue_before(text: str, at: int, *, single: bool = False) -> bool:
     """Whether a context word stands before ``at``. A word that as often leads to a
     place or a department (to, for, from) does not make a single word a name."""
     before = text[max(0, at - 24) : at].rstrip(" ,:(")
-    word = _LAST_WORD.search(before)
+    # The word is inside the last piece between spaces: searching only that piece spares
+    # the pattern a try at every character of the rest.
+    word = _LAST_WORD.search(before.rpartition(" ")[2])
     if word is None:
         return False
     cue = word.group().lower()
     return cue in _EN_CUE_BEFORE and not (single and cue in _EN_PLACE_CUES)
 
 
-def _listed(text: str, word: re.Match[str]) -> bool:
-    """Whether a word is followed by what follows a person in a list or an address
-    ("for Alex:", "to Amber and the team"), not by the rest of a sentence."""
-    return text.startswith((",", ";", ":", " and ", " or "), word.end())
-
-
-def _not_a_person(text: str, run: list[re.Match[str]], named: list[re.Match[str]]) -> bool:
-    """What a capitalised run shows by its shape: "the Quarterly Review" (a person takes
-    no article), "Room B." (an initial opens a name, it does not close one)."""
-    if named[-1].group().endswith(".") and len(named) > 1:
-        return True
-    before = text[max(0, run[0].start() - 8) : run[0].start()]
-    article = _ARTICLE_BEFORE.search(before)
-    return article is not None
+def _listed(text: str, end: int) -> bool:
+    """Whether the word ending at ``end`` is followed by what follows a person in a list
+    or an address ("for Alex:", "to Amber and the team"), not by the rest of a sentence."""
+    return text.startswith((",", ";", ":", " and ", " or "), end)
 
 
 def _cue_after(text: str, at: int) -> bool:
-    return _CUE_AFTER.match(text, at) is not None
+    if text.startswith(_CUE_AFTER_MARKS, at):
+        return True
+    word = _WORD_AFTER.match(text, at)
+    return word is not None and word.group(1) in _EN_CUE_AFTER
