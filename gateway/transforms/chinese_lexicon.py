@@ -46,6 +46,9 @@ _ZH_KIN_CHARS = frozenset("哥姐弟妹母父爷奶太婆公伯叔姑舅嫂老�
 _ZH_WORD_NAME_MAX = 6_000
 _ZH_NOUN_TAGS = frozenset({"n", "ns", "nz", "t", "nr", "nrfg", "nrt", "an"})
 _ZH_VERB_TAGS = frozenset({"v", "vn", "vd", "a", "ad", "d"})
+# Nouns and idioms of two or three characters ending in 人 or 员 name what a person is
+# (陪护人, 网格员, 工作人员): a name may follow them.
+_ZH_ROLE_TAGS = frozenset({"n", "l"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class ChineseModel:
     verbs: frozenset[str]
     three_char_words: frozenset[str]
     elder_forms: frozenset[str]
+    role_nouns: frozenset[str]
 
     def given(self, chars: str, slack: float) -> bool:
         """Whether one or two characters look like a given name.
@@ -115,6 +119,7 @@ def load_chinese_model() -> ChineseModel:
     verbs: set[str] = set()
     three_char_words: set[str] = set()
     elder_candidates: set[str] = set()
+    role_nouns: set[str] = set()
     dictionary = importlib.resources.files(jieba).joinpath("dict.txt")
     with dictionary.open(encoding="utf-8") as lines:
         for line in lines:
@@ -135,6 +140,8 @@ def load_chinese_model() -> ChineseModel:
                 elder_candidates.add(word)
             if len(word) == 3 and tag not in _ZH_NAME_TAGS:
                 three_char_words.add(word)
+            if 2 <= len(word) <= 3 and word[-1] in "人员" and tag in _ZH_ROLE_TAGS:
+                role_nouns.add(word)
             if len(word) <= 2 and tag in _ZH_VERB_TAGS:
                 verbs.add(word)
             if len(word) == 2 and tag in _ZH_NOUN_TAGS and freq <= _ZH_WORD_NAME_MAX:
@@ -168,6 +175,7 @@ def load_chinese_model() -> ChineseModel:
         nouns=frozenset(nouns),
         verbs=frozenset(verbs),
         three_char_words=frozenset(three_char_words),
+        role_nouns=frozenset(role_nouns),
         elder_forms=frozenset(
             w
             for w in elder_candidates

@@ -57,6 +57,7 @@ _ZH_ROLE_WORDS = frozenset(_ZH_STRONG_BEFORE + _ZH_AFTER)
 _ZH_KIN = _any_of([f"的{w}" for w in _ZH_STRONG_BEFORE if len(w) == 2 and w != "联系"])
 _ZH_CLAUSE_END = frozenset("，。；：！？、（）,.;:!?()\n ")
 _ZH_WEAK_CUE = _any_of(ZH_WEAK_BEFORE, _ZH_CUE_GAP)
+_ZH_ROLE_END = re.compile(f"[人员]{_ZH_CUE_GAP}")
 # A title, unless it is the first character of a longer word (总结, 工作 are not titles).
 _ZH_TITLE = _any_of(_ZH_AFTER, "(?![结是共])")
 # What a person does, said right after a name (高明负责, 文静顶班, 马力记录): after one of
@@ -100,6 +101,10 @@ class ChineseNames:
             if not self._title_after_name(text, m)
         }
         cues.update((m.end(), _WEAK) for m in _ZH_WEAK_CUE.finditer(text) if m.end() not in cues)
+        for m in _ZH_ROLE_END.finditer(text):
+            at = m.start()
+            if text[at - 1 : at + 1] in zh.role_nouns or text[at - 2 : at + 1] in zh.role_nouns:
+                cues.setdefault(m.end(), _WEAK)
         titles = {m.start() for m in _ZH_TITLE.finditer(text)}
         for m in _ZH_SPEAKER.finditer(text):
             if self._speaker(text, m):
@@ -137,6 +142,7 @@ class ChineseNames:
                         and i + 1 not in titles
                         and not (i + 2 in titles and text[i : i + 2] in zh.name_words)
                         and not text.startswith("的", i + 2)
+                        and not self._subject(text, i)
                     )
                 )
             ):
@@ -193,6 +199,8 @@ class ChineseNames:
             return None  # the end of a word: 紧张, 人马
         if i + 1 in titles:
             return (i, i + 1), False  # 王医生, 李主任: the surname names the person
+        if cue and _ZH_STRONG_CUE.match(text, i):
+            return None  # a second role word (联系客服金琴): the name comes after it
         head = text[i : i + 2]
         if self._called_by_surname(text, i, cue):
             return (i, i + 2), True  # 老张, 小李: a person called by the surname
@@ -218,8 +226,11 @@ class ChineseNames:
                 return False
             if text[i : i + 3] in zh.three_char_words:
                 return False
-        elif text[i] not in "老小" or text[i + 1] not in zh.surnames:
-            return False
+        elif not (
+            (text[i] in "老小" and text[i + 1] in zh.surnames)
+            or (text[i] == "小" and zh.given(text[i + 1], 0.0))
+        ):
+            return False  # 老 calls by the surname (老张), 小 by either (小李, 小明)
         return bool(
             cue or _opens_clause(text, i) or _acts(text, i + 2) or _ZH_KIN.match(text, i + 2)
         )
@@ -232,7 +243,7 @@ class ChineseNames:
         a verb or adverb, a role word: 安宁代诉, 夏天来电). After a word that often comes
         before a name (和, 由), or at the start of a clause, only a word jieba tags as a
         name (由常青随访, ，高明负责). Anywhere, a word followed by 的 and a role word
-        (夏天的女儿)."""
+        (夏天的女儿), and a word jieba tags as a name before a verb (高峰麻烦查收)."""
         zh = self._zh
         head = text[i : i + 2]
         if head in _ZH_ROLE_WORDS:
@@ -240,7 +251,7 @@ class ChineseNames:
         kin = _ZH_KIN.match(text, i + 2) is not None
         acts = _acts(text, i + 2)
         if not kin and cue != _STRONG:
-            if not (cue or _opens_clause(text, i)):
+            if not (cue or _opens_clause(text, i) or self._subject(text, i)):
                 return False
             if head not in zh.name_words and not (
                 acts or (cue and _pause_or_verb(zh, text, i + 2))
@@ -261,6 +272,16 @@ class ChineseNames:
             or text[i + 2 : i + 4] in zh.verbs
             or _ZH_STRONG_CUE.match(text, i + 2) is not None
             or acts
+        )
+
+    def _subject(self, text: str, i: int) -> bool:
+        """Whether the two characters at ``i`` are a word jieba tags as a name and a verb
+        follows them: the subject of a clause (高峰麻烦查收, 上次向阳帮我改). Not before
+        的, where the words tagged as names are as often adjectives (周全的方案)."""
+        zh = self._zh
+        at = i + 2
+        return text[i:at] in zh.name_words and (
+            _acts(text, at) or text[at : at + 1] in zh.verbs or text[at : at + 2] in zh.verbs
         )
 
     def _transliterated(self, text: str, m: re.Match[str]) -> _Span:

@@ -116,6 +116,15 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
             "委托人张秀荣与被申请人王平之间的纠纷。",
             "委托人[NAME]与被申请人[NAME]之间的纠纷。",
         ),
+        # a word tagged as a name before a verb, mid-clause, but not before 的 (an
+        # adjective as often); a role noun ending in 人 or 员; a second role word after
+        # the first; 小 and a given name's character, without what follows
+        ("上次向阳帮我改的地址又错了。", "上次[NAME]帮我改的地址又错了。"),
+        ("考虑周全的方案已通过。", None),
+        ("早高峰的时候很堵。", None),
+        ("工作人员高明已登记。", "工作人员[NAME]已登记。"),
+        ("有问题联系客服金琴。", "有问题联系客服[NAME]。"),
+        ("孙子小欣常来看她。", "孙子[NAME]常来看她。"),
         # English: a run that opens a sentence before a verb, a name written surname
         # first, after a relative or a role
         ("Sarah Baldwin booked the meeting room.", "[NAME] booked the meeting room."),
@@ -191,7 +200,7 @@ def test_the_demo_no_longer_leaks_the_referring_doctor(client: TestClient, works
 # fails here. "heldout" templates were not used to choose the detector's rules.
 FLOORS = {
     ("zh", "dev"): (0.97, 0.98),
-    ("zh", "heldout"): (0.9, 0.97),
+    ("zh", "heldout"): (0.93, 0.98),
     ("en", "dev"): (0.98, 0.98),
     ("en", "heldout"): (0.96, 0.94),
 }
