@@ -57,7 +57,8 @@ _ZH_ROLE_WORDS = frozenset(_ZH_STRONG_BEFORE + _ZH_AFTER)
 _ZH_KIN = _any_of([f"的{w}" for w in _ZH_STRONG_BEFORE if len(w) == 2 and w != "联系"])
 _ZH_CLAUSE_END = frozenset("，。；：！？、（）,.;:!?()\n ")
 _ZH_WEAK_CUE = _any_of(ZH_WEAK_BEFORE, _ZH_CUE_GAP)
-_ZH_ROLE_END = re.compile(f"[人员]{_ZH_CUE_GAP}")
+# The end of the whole word: 工作人员, not 工作人.
+_ZH_ROLE_END = re.compile(f"[人员](?![人员]){_ZH_CUE_GAP}")
 # A title, unless it is the first character of a longer word (总结, 工作 are not titles).
 _ZH_TITLE = _any_of(_ZH_AFTER, "(?![结是共])")
 # What a person does, said right after a name (高明负责, 文静顶班, 马力记录): after one of
@@ -101,9 +102,13 @@ class ChineseNames:
             if not self._title_after_name(text, m)
         }
         cues.update((m.end(), _WEAK) for m in _ZH_WEAK_CUE.finditer(text) if m.end() not in cues)
+        # What a person is, said by a noun ending in 人 or 员 (陪护人, 网格员).
         for m in _ZH_ROLE_END.finditer(text):
             at = m.start()
-            if text[at - 1 : at + 1] in zh.role_nouns or text[at - 2 : at + 1] in zh.role_nouns:
+            if at and (
+                text[at - 1 : at + 1] in zh.role_nouns
+                or text[max(0, at - 2) : at + 1] in zh.role_nouns
+            ):
                 cues.setdefault(m.end(), _WEAK)
         titles = {m.start() for m in _ZH_TITLE.finditer(text)}
         for m in _ZH_SPEAKER.finditer(text):
@@ -120,6 +125,10 @@ class ChineseNames:
             i = m.start() - 2
             if i >= 0 and (_opens_clause(text, i) or cues.get(i) == _WEAK):
                 starts.add(i)
+        # After a word that often comes before a name, a given name alone (让秀英带给你).
+        starts.update(at for at, kind in cues.items() if kind == _WEAK and at < len(text))
+        # A given name alone before 的 and a relative (我是秀云的妈妈).
+        starts.update(m.start() - 2 for m in _ZH_KIN.finditer(text) if m.start() >= 2)
         taken = 0
         words = zh.words
         three_char_words = zh.three_char_words
@@ -341,13 +350,18 @@ class ChineseNames:
         if text[i] not in zh.surnames:
             # After a role word, a name whose surname jieba does not know (覃玉兰), or a
             # given name alone (家属丽丽): what follows must look like a given name.
-            # A given name alone may also open a clause before a person's act.
+            # A given name alone may also open a clause before a person's act, stand
+            # before 的 and a relative (秀云的妈妈), or after a word that often comes
+            # before a name, before a verb or a pause (让秀英带给你).
             given = compact[1:] if len(compact) == 3 else compact
             alone = cue == _STRONG or (
                 len(compact) == 2
                 and compact not in zh.words
-                and (cue or _opens_clause(text, i))
-                and _acts(text, end)
+                and (
+                    ((cue or _opens_clause(text, i)) and _acts(text, end))
+                    or _ZH_KIN.match(text, end) is not None
+                    or (cue and _pause_or_verb(zh, text, end))
+                )
             )
             if alone and zh.given(given, 0.0):
                 return i, end

@@ -125,6 +125,12 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
         ("工作人员高明已登记。", "工作人员[NAME]已登记。"),
         ("有问题联系客服金琴。", "有问题联系客服[NAME]。"),
         ("孙子小欣常来看她。", "孙子[NAME]常来看她。"),
+        # a given name alone before 的 and a relative, or after 让 before a verb; the
+        # whole of a role noun (工作人员, not 工作人) before what is no name
+        ("我是秀云的妈妈。", "我是[NAME]的妈妈。"),
+        ("上次借的书让秀英带给你了。", "上次借的书让[NAME]带给你了。"),
+        ("工作人员表示满意。", None),
+        ("让大家知道一下。", None),
         # English: a run that opens a sentence before a verb, a name written surname
         # first, after a relative or a role
         ("Sarah Baldwin booked the meeting room.", "[NAME] booked the meeting room."),
