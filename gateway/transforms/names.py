@@ -37,19 +37,26 @@ class NameFinder:
 
     def spans(self, text: str) -> list[_Span]:
         found = english_spans(text)
-        if CJK_CHAR.search(text):
+        # An ASCII text is known to be one without a scan.
+        if not text.isascii() and CJK_CHAR.search(text):
             found += self._chinese.spans(text)
         return _merge(found)
 
 
 def _merge(spans: list[_Span]) -> list[_Span]:
-    merged: list[list[int]] = []
-    for a, b in sorted(spans):
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
+    """The spans in order, overlapping or touching ones joined."""
+    if len(spans) < 2:
+        return spans
+    ordered = sorted(spans)
+    merged = [ordered[0]]
+    for start, end in ordered[1:]:
+        last_start, last_end = merged[-1]
+        if start <= last_end:
+            if end > last_end:
+                merged[-1] = (last_start, end)
         else:
-            merged.append([a, b])
-    return [(a, b) for a, b in merged]
+            merged.append((start, end))
+    return merged
 
 
 @functools.cache
