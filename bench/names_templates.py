@@ -1,6 +1,8 @@
 """The templates of the names corpus (``bench/names.py``): ``dev`` ones, visible while the
-detector's context words and thresholds were chosen, and ``heldout`` ones, whose errors
-are never shown.
+detector's context words and thresholds were chosen, ``heldout`` ones, whose errors
+are never shown, and ``blind`` ones, written by a writer who had read neither the
+detector, nor its tests, nor its docs, after every rule the detector had then; their
+errors are never shown either, and no rule has been written since with them in view.
 
 Slots: {p} a person in some form (full, given, titled, word-like, split ...), {full} a
 full name, {t} a titled surname (王医生 / Dr. Smith), {x} a Chinese surname after an
@@ -180,4 +182,57 @@ EN_HELDOUT = (
     "{full} reported a leak from the flat above; the caretaker {p} has not fixed it yet.",
     "Dinner tonight is on {p}, {full} can't make it, {t} will be late.",
     "Pathology: the sample from {full} is benign; {t} phoned the son, {p}, today.",
+)
+# Written blind to the detector (see above): a fourth, separate held-out set.
+ZH_BLIND = (
+    "护理交班：12床{full}今晨六点测血压150/95，已口服硝苯地平，{p}在旁陪护，交接给白班继续观察。",
+    "【售后回访】{p}购买的格力空调外机异响，安装师傅已于周三上门复检，结果请同步给{t}备案。",
+    "各位同事，下周二起{full}调往武汉分部，原负责的客户暂由{p}接手，交接清单请发到共享盘。",
+    "出院医嘱：{full}继续服用阿托伐他汀钙片，每晚一片，两周后到心内科找{t}复诊，家属{p}已签字确认。",
+    "投诉编号0318：顾客称在万达店买的羽绒服掉色，店长转交{p}处理，{full}负责联系物流上门取件。",
+    "昨晚十一点多{p}在群里说孩子发烧，我让她先去儿童医院急诊，今早{t}也打电话问过情况。",
+    "劳动仲裁记录：申请人{full}主张公司拖欠加班费三个月，被申请方代理人{p}当庭提交了考勤表。",
+    "家长群通知：明天春游请带好雨衣和水壶，七点半在校门口集合，{p}和{full}的家长负责核对名单。",
+    "值班表调整：五月一日夜班由{p}替换，原排班的{full}改到五月三日白班，请{t}知悉。",
+    "门诊记录：患儿由外婆带来，主诉腹泻两天，{t}开了蒙脱石散和口服补液盐，嘱{p}注意多补水。",
+    "刚给{p}打了三次电话都没人接，快递柜里的包裹明天就超时了，你见到{full}帮忙提醒一下。",
+    "项目周会纪要：长城汽车的需求变更由{full}评估，{p}本周完成接口联调，风险点汇总给{t}。",
+    "心理咨询预约：来访者{p}，首次咨询，时间周四下午三点，地点咨询室B2，由{full}接待并做初评。",
+    "感谢{t}和护士站的大家这半个月的照顾，我爸恢复得很好，{p}特意做了面锦旗送过来。",
+    "人事备忘：{full}试用期考核合格，自六月起转正，薪资调整方案由{p}起草后报{t}审批。",
+    "谁把{p}的充电宝拿走了？黑色小米的那个，放在前台桌上，{full}说中午还看到过。",
+)
+EN_BLIND = (
+    "Nursing handover 07:00: {full} in bay 4 spiked a temp of 38.6 overnight, cultures sent, "
+    "{p} at the bedside, {t} aware.",
+    "Ticket #58213: {p} can't sync her Fitbit with the Android app since the last update; "
+    "assigned to {full}, Tier 2.",
+    "Quick heads-up team, {full} is relocating to the Denver office next month, so {p} picks "
+    "up those accounts from the 15th.",
+    "Discharge plan: continue Lisinopril 10 mg daily, review with {t} at the Heart Clinic in "
+    "two weeks; {p} will drive {full} home.",
+    "Order 77-1042 arrived with a cracked screen. Spoke to {p}, who wants a replacement; "
+    "courier pickup booked by {full} for Thursday.",
+    "Just after 11 last night {p} messaged that her son had a fever, so I said go to Urgent "
+    "Care; {t} checked in this morning.",
+    "Tribunal note: claimant {full} alleges three months of unpaid overtime; the employer's "
+    "representative, {p}, produced timesheets.",
+    "Parents: the field trip is tomorrow, bring rain jackets and water bottles. {p} and "
+    "{full} are checking names at the gate by 7:30.",
+    "Rota change: {p} now takes the May 1 night shift and {full} moves to May 3 days. Please "
+    "confirm with {t} before Friday.",
+    "Paeds clinic: brought in by grandmother with two days of diarrhoea; {t} prescribed oral "
+    "rehydration salts and told {p} to push fluids.",
+    "Called {p} three times, no answer, and the locker parcel expires tomorrow. If you see "
+    "{full}, could you give them a nudge?",
+    "Sprint review: {full} will scope the Ford change request, {p} finishes the API "
+    "integration this week, open risks go to {t}.",
+    "Counselling intake booked for {p}, first session Thursday 3pm in Room B2, initial "
+    "assessment with {full}.",
+    "Huge thanks to {t} and everyone at the nurses' station, Dad is doing so well; {p} is "
+    "dropping off a card and some brownies.",
+    "HR memo: {full} passed probation and is confirmed from June; {p} drafts the salary "
+    "review for sign-off by {t}.",
+    "Who took {p}'s power bank? The black Anker one, left on reception, and {full} says it "
+    "was still there at lunch.",
 )

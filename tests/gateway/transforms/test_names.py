@@ -212,11 +212,23 @@ FLOORS = {
 }
 
 
-def test_corpus_recall_and_precision() -> None:
-    notes = names_bench.generate_notes(1000, seed=5)
+# The blind templates (written by someone who had read neither the detector nor these
+# tests) say more about unseen text; their floors hold today's level, which misses the
+# target: Chinese precision most of all.
+BLIND_FLOORS = {
+    ("zh", "blind"): (0.93, 0.72),
+    ("en", "blind"): (0.86, 0.92),
+}
+
+
+@pytest.mark.parametrize("blind", [False, True], ids=["dev-and-heldout", "blind"])
+def test_corpus_recall_and_precision(blind: bool) -> None:
+    notes = names_bench.generate_notes(1000, seed=5, blind=blind)
+    floors = BLIND_FLOORS if blind else FLOORS
     today = names_bench.score(notes, names_bench.scrub_notes(notes, detect_names=False))
     new = names_bench.score(notes, names_bench.scrub_notes(notes))
-    for key, (recall, precision) in FLOORS.items():
+    assert set(new) == set(floors)
+    for key, (recall, precision) in floors.items():
         assert new[key].names > 300, key
         assert new[key].recall >= recall, (key, new[key])
         assert new[key].precision >= precision, (key, new[key])
