@@ -48,25 +48,10 @@ except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from gateway.transforms.scrubbing import NAME, scrub
 try:
-    from bench import scrub_corpus
-    from bench.names_templates import (
-        EN_BLIND,
-        EN_DEV,
-        EN_HELDOUT,
-        ZH_BLIND,
-        ZH_DEV,
-        ZH_HELDOUT,
-    )
+    from bench import names_templates, scrub_corpus
 except ImportError:  # run as a script: bench/ itself is on the path
+    import names_templates  # type: ignore[no-redef]
     import scrub_corpus  # type: ignore[no-redef]
-    from names_templates import (  # type: ignore[no-redef]
-        EN_BLIND,
-        EN_DEV,
-        EN_HELDOUT,
-        ZH_BLIND,
-        ZH_DEV,
-        ZH_HELDOUT,
-    )
 
 _Span = tuple[int, int]
 
@@ -217,12 +202,12 @@ def generate_notes(size: int = 4000, seed: int = 20261206, *, blind: bool = Fals
         lang = "zh" if i % 2 == 0 else "en"
         split = "blind" if blind else "heldout" if (i // 2) % 2 else "dev"
         pool = {
-            ("zh", "dev"): ZH_DEV,
-            ("zh", "heldout"): ZH_HELDOUT,
-            ("zh", "blind"): ZH_BLIND,
-            ("en", "dev"): EN_DEV,
-            ("en", "heldout"): EN_HELDOUT,
-            ("en", "blind"): EN_BLIND,
+            ("zh", "dev"): names_templates.ZH_DEV,
+            ("zh", "heldout"): names_templates.ZH_HELDOUT,
+            ("zh", "blind"): names_templates.ZH_BLIND,
+            ("en", "dev"): names_templates.EN_DEV,
+            ("en", "heldout"): names_templates.EN_HELDOUT,
+            ("en", "blind"): names_templates.EN_BLIND,
         }[lang, split]
         notes.append(_note(people, lang, split, people.rng.choice(pool)))
     return notes
