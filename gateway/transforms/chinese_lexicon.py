@@ -62,7 +62,8 @@ class ChineseModel:
     tagged as person names and ``name_words`` all of those (高明 among them).
     ``three_char_words`` are its three-character words not tagged as names, however
     rare (面试官): a character ending one is not a surname. ``elder_forms`` are its
-    words of 老 and a surname that call a person by it (老张).
+    words of 老 and a surname that call a person by it (老张), ``role_nouns`` its nouns
+    of two or three characters ending in 人 or 员 (工作人员, 陪护人).
     """
 
     surname: re.Pattern[str]
