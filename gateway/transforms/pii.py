@@ -31,6 +31,17 @@ NAME = "[NAME]"
 _FOLD = dict(
     zip("０１２３４５６７８９＠．－＋（）：\u3000\u00a0ｘＸ", "0123456789@.-+():  xX", strict=True)
 )
+_FOLDABLE = re.compile("[" + re.escape("".join(_FOLD)) + "]")
+
+
+def _folded(text: str) -> str:
+    """``text`` with full-width forms folded. One ``str.replace`` per distinct character
+    to fold: ``str.translate`` looks every character of a Chinese text up in its table,
+    and Chinese punctuation (：, （ and ）) puts most Chinese texts on that path."""
+    for ch in set(_FOLDABLE.findall(text)):
+        text = text.replace(ch, _FOLD[ch])
+    return text
+
 
 _EMAIL = re.compile(
     r"[A-Za-z0-9._%+\-]+@"
@@ -122,19 +133,6 @@ _IPV6 = re.compile(
 )
 
 _DIGIT_OR_SIGN = re.compile(r"[0-9@:]")
-# The characters _FOLD changes.
-_FOLDABLE = re.compile("[０-９＠．－＋（）：\u3000\u00a0ｘＸ]")
-
-
-def _folded(text: str) -> str:
-    """``text`` with full-width forms folded. One ``str.replace`` per distinct character
-    to fold: ``str.translate`` looks every character of a Chinese text up in its table,
-    and Chinese punctuation (：, （ and ）) puts most Chinese texts on that path."""
-    for ch in set(_FOLDABLE.findall(text)):
-        text = text.replace(ch, _FOLD[ch])
-    return text
-
-
 _DIGIT_RUN = re.compile(r"[0-9]+")
 
 # A check returns the span that really holds the value (it may trim the match), or None to
