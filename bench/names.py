@@ -10,16 +10,23 @@ with a surname character (高血压, 方案, 金额), capitalised words that are
 (Monday, Chrome, London, Emergency Department).
 
 The detector never reads Faker's name lists or the hard-case lists below: what it knows
-comes from jieba's model and from context words. The templates come in two sets: ``dev``
-ones were visible while the detector's context words and thresholds were chosen,
-``heldout`` ones were written before most of that work and their errors are never
-shown (``--show`` lists dev notes only), so their score is the honest one; ``blind``
-ones, scored on notes of their own, were written by someone who had read neither the
-detector, nor its tests, nor its docs, and say most about text it has never seen. Both sets
-were enlarged together, each new held-out template written before any new dev one was
-tuned on; context words that occur only in held-out templates are kept out of the
-detector. The templates' own words are still in view in this file, so the held-out
-score is honest about errors, less so about vocabulary.
+comes from jieba's model and from context words. The templates come in five sets:
+
+- ``dev``: visible while the detector's context words and thresholds were chosen;
+- ``heldout``: written before most of that work; their errors are never shown, and
+  their scores (counts per name form once) have steered some choices;
+- ``reviewed``: written blind and scored blind at first, then their errors were read
+  and rules written with them in view: a second dev set (``--show-from reviewed``);
+- ``heldout2``: written blind, errors never shown; their scores were used once, to
+  leave out rules that cost precision there;
+- ``blind`` (``names_blind.py``): written blind after every rule the detector has,
+  errors never shown, scores used for nothing but reporting. They say most about text
+  the detector has never seen.
+
+The later sets are scored on notes of their own, so the dev and held-out notes stay
+the same as before they were written. The dev and held-out templates' own words are in
+view in ``names_templates.py``, so the held-out score is honest about errors, less so
+about vocabulary.
 
 Scoring is per name span: a name counts as found when every letter of it is inside a
 ``[NAME]`` the scrubber put in (a half-scrubbed name is a miss), and a ``[NAME]`` counts as
@@ -48,8 +55,10 @@ except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from gateway.transforms.scrubbing import NAME, scrub
 try:
-    from bench import names_templates, scrub_corpus
+    from bench import names_blind, names_heldout2, names_templates, scrub_corpus
 except ImportError:  # run as a script: bench/ itself is on the path
+    import names_blind  # type: ignore[no-redef]
+    import names_heldout2  # type: ignore[no-redef]
     import names_templates  # type: ignore[no-redef]
     import scrub_corpus  # type: ignore[no-redef]
 
@@ -61,7 +70,7 @@ class Note:
     text: str
     names: tuple[_Span, ...]  # where the names are
     lang: str  # "zh" or "en"
-    split: str  # "dev" or "heldout"
+    split: str  # "dev", "heldout", "reviewed", "heldout2" or "blind"
     row_name: str | None  # the row's own name column
 
 
@@ -193,23 +202,33 @@ def _note(people: _People, lang: str, split: str, template: str) -> Note:
     return Note("".join(text), tuple(spans), lang, split, row_name)
 
 
-def generate_notes(size: int = 4000, seed: int = 20261206, *, blind: bool = False) -> list[Note]:
+_TEMPLATES = {
+    ("zh", "dev"): names_templates.ZH_DEV,
+    ("zh", "heldout"): names_templates.ZH_HELDOUT,
+    ("zh", "reviewed"): names_templates.ZH_REVIEWED,
+    ("zh", "heldout2"): names_heldout2.ZH_HELDOUT2,
+    ("zh", "blind"): names_blind.ZH_BLIND,
+    ("en", "dev"): names_templates.EN_DEV,
+    ("en", "heldout"): names_templates.EN_HELDOUT,
+    ("en", "reviewed"): names_templates.EN_REVIEWED,
+    ("en", "heldout2"): names_heldout2.EN_HELDOUT2,
+    ("en", "blind"): names_blind.EN_BLIND,
+}
+
+
+def generate_notes(
+    size: int = 4000, seed: int = 20261206, *, split: str | None = None
+) -> list[Note]:
     """``size`` notes, half Chinese and half English, dev and held-out templates alike;
-    with ``blind``, from the blind templates only."""
+    with ``split``, from that set of templates only (``reviewed``, ``heldout2`` or
+    ``blind``)."""
     people = _People(seed)
     notes = []
     for i in range(size):
         lang = "zh" if i % 2 == 0 else "en"
-        split = "blind" if blind else "heldout" if (i // 2) % 2 else "dev"
-        pool = {
-            ("zh", "dev"): names_templates.ZH_DEV,
-            ("zh", "heldout"): names_templates.ZH_HELDOUT,
-            ("zh", "blind"): names_templates.ZH_BLIND,
-            ("en", "dev"): names_templates.EN_DEV,
-            ("en", "heldout"): names_templates.EN_HELDOUT,
-            ("en", "blind"): names_templates.EN_BLIND,
-        }[lang, split]
-        notes.append(_note(people, lang, split, people.rng.choice(pool)))
+        kind = split or ("heldout" if (i // 2) % 2 else "dev")
+        pool = _TEMPLATES[lang, kind]
+        notes.append(_note(people, lang, kind, people.rng.choice(pool)))
     return notes
 
 
@@ -299,15 +318,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=20261206)
     parser.add_argument("--show", type=int, default=0, help="print N notes with a miss")
+    parser.add_argument(
+        "--show-from",
+        choices=("dev", "reviewed"),
+        default="dev",
+        help="the templates --show takes its notes from (never held-out or blind ones)",
+    )
     args = parser.parse_args(argv)
 
     if hasattr(os, "sched_setaffinity"):  # one core, as the target is stated
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    # The blind templates are scored on notes of their own, half as many: the dev and
-    # held-out notes stay the same as before they were written.
-    notes = generate_notes(args.size, args.seed) + generate_notes(
-        args.size // 2, args.seed, blind=True
-    )
+    # The later template sets are scored on notes of their own, half as many each: the
+    # dev and held-out notes stay the same as before they were written.
+    notes = generate_notes(args.size, args.seed)
+    for split in ("reviewed", "heldout2", "blind"):
+        notes += generate_notes(args.size // 2, args.seed, split=split)
     scrub_notes(notes[:10])  # load the segmenter before anything is timed
     mean = sum(len(n.text) for n in notes) / len(notes)
     print(f"corpus: {len(notes)} notes (seed {args.seed}), mean {mean:.0f} characters")
@@ -345,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     for note, out in zip(notes, results["new"], strict=True):
         if shown >= args.show:
             break
-        if note.split != "dev":
+        if note.split != args.show_from:
             continue
         flagged = {i for span in scrubbed_spans(note.text, out) for i in range(*span)}
         missed = [s for s in note.names if not set(_letters(note.text, s)) <= flagged]

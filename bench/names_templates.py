@@ -1,8 +1,9 @@
 """The templates of the names corpus (``bench/names.py``): ``dev`` ones, visible while the
 detector's context words and thresholds were chosen, ``heldout`` ones, whose errors
-are never shown, and ``blind`` ones, written by a writer who had read neither the
-detector, nor its tests, nor its docs, after every rule the detector had then; their
-errors are never shown either, and no rule has been written since with them in view.
+are never shown, and ``reviewed`` ones. Those were written blind (by a writer who had
+read neither the detector, nor its tests, nor its docs) and scored blind for a while;
+then their errors were read and rules were written with them in view, so they are a
+second dev set now. The blind templates in use are in ``names_blind.py``.
 
 Slots: {p} a person in some form (full, given, titled, word-like, split ...), {full} a
 full name, {t} a titled surname (王医生 / Dr. Smith), {x} a Chinese surname after an
@@ -183,8 +184,8 @@ EN_HELDOUT = (
     "Dinner tonight is on {p}, {full} can't make it, {t} will be late.",
     "Pathology: the sample from {full} is benign; {t} phoned the son, {p}, today.",
 )
-# Written blind to the detector (see above): a fourth, separate held-out set.
-ZH_BLIND = (
+# Written blind to the detector, then reviewed (see above).
+ZH_REVIEWED = (
     "护理交班：12床{full}今晨六点测血压150/95，已口服硝苯地平，{p}在旁陪护，交接给白班继续观察。",
     "【售后回访】{p}购买的格力空调外机异响，安装师傅已于周三上门复检，结果请同步给{t}备案。",
     "各位同事，下周二起{full}调往武汉分部，原负责的客户暂由{p}接手，交接清单请发到共享盘。",
@@ -202,7 +203,7 @@ ZH_BLIND = (
     "人事备忘：{full}试用期考核合格，自六月起转正，薪资调整方案由{p}起草后报{t}审批。",
     "谁把{p}的充电宝拿走了？黑色小米的那个，放在前台桌上，{full}说中午还看到过。",
 )
-EN_BLIND = (
+EN_REVIEWED = (
     "Nursing handover 07:00: {full} in bay 4 spiked a temp of 38.6 overnight, cultures sent, "
     "{p} at the bedside, {t} aware.",
     "Ticket #58213: {p} can't sync her Fitbit with the Android app since the last update; "

@@ -19,7 +19,22 @@ def is_cjk(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
 
 
-ZH_WEAK_BEFORE = ("和", "跟", "与", "由", "给", "找", "问", "叫", "被", "让", "轮到", "刚才")
+ZH_WEAK_BEFORE = (
+    "和",
+    "跟",
+    "与",
+    "由",
+    "给",
+    "找",
+    "问",
+    "叫",
+    "被",
+    "让",
+    "把",
+    "嘱",
+    "轮到",
+    "刚才",
+)
 _ZH_NAME_TAGS = frozenset({"nr", "nrfg", "nrt"})
 # Log-probabilities in jieba's HMM: a character opening names at least this often is a
 # surname; a given name's last character ends names at least this often.
@@ -141,7 +156,7 @@ def load_chinese_model() -> ChineseModel:
                 elder_candidates.add(word)
             if len(word) == 3 and tag not in _ZH_NAME_TAGS:
                 three_char_words.add(word)
-            if 2 <= len(word) <= 3 and word[-1] in "人员" and tag in _ZH_ROLE_TAGS:
+            if 2 <= len(word) <= 3 and word[-1] in "人员者" and tag in _ZH_ROLE_TAGS:
                 role_nouns.add(word)
             if len(word) <= 2 and tag in _ZH_VERB_TAGS:
                 verbs.add(word)

@@ -55,10 +55,10 @@ _ZH_SPEAKER = re.compile(f"(?:^|\n)([{CJK}]{{2,3}})(?=[：:])")
 _ZH_ROLE_WORDS = frozenset(_ZH_STRONG_BEFORE + _ZH_AFTER)
 # What shows the word before it names a person: 的 and a relative or role (夏天的女儿).
 _ZH_KIN = _any_of([f"的{w}" for w in _ZH_STRONG_BEFORE if len(w) == 2 and w != "联系"])
-_ZH_CLAUSE_END = frozenset("，。；：！？、（）,.;:!?()\n ")
+_ZH_CLAUSE_END = frozenset("，。；：！？、（）【】「」《》“”,.;:!?()\n ")
 _ZH_WEAK_CUE = _any_of(ZH_WEAK_BEFORE, _ZH_CUE_GAP)
 # The end of the whole word: 工作人员, not 工作人.
-_ZH_ROLE_END = re.compile(f"[人员](?![人员]){_ZH_CUE_GAP}")
+_ZH_ROLE_END = re.compile(f"[人员者](?![人员者]){_ZH_CUE_GAP}")
 # A title, unless it is the first character of a longer word (总结, 工作 are not titles).
 _ZH_TITLE = _any_of(_ZH_AFTER, "(?![结是共])")
 # What a person does, said right after a name (高明负责, 文静顶班, 马力记录): after one of
@@ -266,7 +266,11 @@ class ChineseNames:
                 acts or (cue and _pause_or_verb(zh, text, i + 2))
             ):
                 return False
-        if head not in zh.name_words and head not in zh.nouns:
+        # A noun is a name only if it ends as given names do (not 门诊, 水壶), or calls a
+        # person by the surname (老练).
+        if head not in zh.name_words and (
+            head not in zh.nouns or not (head[0] in "老小" or zh.given(head[1], 0.0))
+        ):
             return False
         if text[i] not in zh.surnames and head not in zh.name_words:
             return False
@@ -323,6 +327,8 @@ class ChineseNames:
         chars = _given_chars(text, i, titles)
         if not chars:
             return None
+        if text[i + 1 : i + 4] in zh.role_nouns or text[i + 1 : i + 3] in zh.role_nouns:
+            return None  # the character belongs to a role word after it: 申请方代理人
         if text[i : i + 3] in zh.name_words and text[i] in zh.surnames:
             return i, i + 3  # a name the dictionary lists: 张建国
         if cue != _STRONG and (text[i : i + 3] in zh.words or text[i : i + 4] in zh.words):
@@ -345,6 +351,13 @@ class ChineseNames:
         end = chars[-1] + 1
         if compact in zh.names or end in titles:
             return i, end
+        if (
+            len(compact) == 2
+            and cue != _STRONG
+            and text[end - 1 : end + 1] in zh.words
+            and not (_acts(text, end) or text[end : end + 2] in zh.verbs)
+        ):
+            return None  # the given name opens a word (问过情况), not before an act (赵峰顶班)
         if len(compact) == 3 and cue != _STRONG and (compact[1:] in zh.verbs or compact[1] == "一"):
             return None  # what follows the surname is a verb or a count: 科处理, 查一下
         if text[i] not in zh.surnames:
@@ -354,6 +367,8 @@ class ChineseNames:
             # before 的 and a relative (秀云的妈妈), or after a word that often comes
             # before a name, before a verb or a pause (让秀英带给你).
             given = compact[1:] if len(compact) == 3 else compact
+            if given in zh.verbs:
+                return None  # what follows is a verb, not a given name: 家长群通知
             alone = cue == _STRONG or (
                 len(compact) == 2
                 and compact not in zh.words

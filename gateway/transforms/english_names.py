@@ -28,12 +28,23 @@ _EN_CUE_BEFORE = frozenset(
     assigned escalated forward forwarded page paged notify notified inform informed remind
     reminded through of surgeon assistant anaesthetist anesthetist candidate panel client
     respondent agent grandson granddaughter grandma grandpa son-in-law daughter-in-law aunt
-    uncle nephew niece cousin neighbour neighbor""".split()
+    uncle nephew niece cousin neighbour neighbor representative claimant caller customer
+    user engineer technician tenant landlord landlady owner teacher student pupil parent
+    carer caregiver guardian driver courier counsellor counselor therapist officer lawyer
+    solicitor attorney pharmacist physician midwife paramedic receptionist supervisor
+    director coordinator coworker co-worker partner member guest visitor resident
+    applicant employee intern boss mentor coach trainee volunteer buyer seller sender
+    recipient witness defendant plaintiff detective constable sergeant inspector worker
+    caseworker advocate interpreter translator porter cleaner caretaker concierge
+    accountant auditor analyst developer designer tester administrator secretary clerk
+    cashier chef dentist radiographer sonographer physio""".split()
 )
 _EN_CUE_AFTER = frozenset(
     """said says told asked called reports reported will is was has had here wrote replied
     thinks just got brought took signed fixed covers covered attended chaired lead leads led
-    logged noted agreed approved confirmed joined please saying""".split()
+    logged noted agreed approved confirmed joined please saying can can't cannot could
+    couldn't would wouldn't should won't didn't doesn't isn't wasn't hasn't hadn't must
+    might""".split()
 )
 # Capitalised words that are not names even where a name could stand.
 _EN_NOT_NAMES = frozenset(
@@ -44,19 +55,28 @@ _EN_NOT_NAMES = frozenset(
     March April May June July August September October November December Patient Ticket
     Order Customer Meeting Contact Nurse Doctor Admitted Discharge Referral Escalation
     Handover History Per Mr Mrs Ms Dr Prof Sir Sales Finance Legal Pharmacy Warehouse
-    Marketing Payroll Reception Radiology Procurement Logistics IT HR""".split()
+    Marketing Payroll Reception Radiology Procurement Logistics IT HR Dad Daddy Mom Mommy
+    Mum Mummy Mama Papa Grandma Grandpa Granny Grandad Nana""".split()
 )
 _EN_PLACE_CUES = frozenset(("to", "for", "from", "of", "through"))
-# Context words that open a sentence before a name: "Hey Lily", "Thanks Grant".
+# Context words that open a sentence before a name: "Hey Lily", "Thanks Grant", "Called
+# Kendra twice".
 _EN_GREETINGS = frozenset(
-    ("hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "ask", "call", "sweetheart")
+    """hi hello hey dear thanks thank cheers ask asked call called sweetheart contact
+    contacted email emailed message messaged text texted phone phoned rang ping pinged tell
+    told remind reminded cc page paged notify notified inform informed met""".split()
 )
 _EN_MONTH_NAMES = frozenset(("April", "May", "June", "August"))
 # A run of capitalised words ending in one of these names an organisation or a place.
 _EN_ORG_HEADS = frozenset(
     """Service Services Department Dept General Hospital Clinic Center Centre Office Team
     Support Billing Street St Road Avenue Inc Ltd LLC Corp Company Group Bank University
-    College School Airport Station City County State Park Unit Ward""".split()
+    College School Airport Station City County State Park Unit Ward Care Surgery Practice
+    Pharmacy Lab Laboratory Institute Foundation Trust Council Tribunal Agency
+    Authority Ministry Committee Board Store Shop Mall Market Plaza Hotel Restaurant Cafe
+    Club Museum Library Gallery Theatre Theater Square Drive Boulevard Building Campus
+    Desk Division Health Medical Hospice Partners Associates Holdings Systems Solutions
+    Technologies Airlines Motors""".split()
 )
 
 
@@ -72,10 +92,12 @@ _LAST_WORD = re.compile(r"[@A-Za-z'](?:[A-Za-z'\-]*[A-Za-z])?$")
 # What follows a name: 's, "here", or a word from _EN_CUE_AFTER, whole (the word after
 # the spaces is looked up in the set, not tried against each word in turn).
 _CUE_AFTER_MARKS = ("'s", "\u2019s", " here")
-_WORD_AFTER = re.compile(r"[ ]+([a-z]+)")
+_WORD_AFTER = re.compile(r"[ ]+([a-z]+(?:'t)?)")
 _SPACES = re.compile(r"[ ]+")
+# Words that may stand between a name and what the person did ("Diane now takes").
+_EN_ADVERBS = frozenset("now also just still then already never always often usually".split())
 # A verb after a run of capitalised words that opens a sentence makes the run its subject,
-# a person ("Sarah Baldwin booked the room", "Yong Xie owns this case").
+# a person ("Sarah Baldwin booked the room", "Yong Xie now owns this case").
 _VERB_AFTER = re.compile(r" [a-z]{2,}(?:ed|s)\b")
 _ARTICLE_BEFORE = re.compile(r"(?:^|[^A-Za-z])(?:the|a|an|our|your|their|this|that)[ ]+$")
 
@@ -128,10 +150,7 @@ def _person(text: str, run_start: int, named: list[_Span]) -> _Span | None:
     if last in _EN_ORG_HEADS and not (len(named) >= 2 and _cue_after(text, end)):
         return None
     if not (
-        (
-            words >= 2
-            and (not _sentence_start(text, first_start) or _VERB_AFTER.match(text, end) is not None)
-        )
+        (words >= 2 and (not _sentence_start(text, first_start) or _acts_after(text, end)))
         or _cue_after(text, end)
         or _cue_before(text, first_start, single=words == 1 and not _listed(text, last_end))
     ):
@@ -235,6 +254,15 @@ def _listed(text: str, end: int) -> bool:
     """Whether the word ending at ``end`` is followed by what follows a person in a list
     or an address ("for Alex:", "to Amber and the team"), not by the rest of a sentence."""
     return text.startswith((",", ";", ":", " and ", " or "), end)
+
+
+def _acts_after(text: str, at: int) -> bool:
+    """Whether a verb follows ``at``, perhaps after an adverb ("Sarah Baldwin booked the
+    room", "Omar Price now covers nights")."""
+    word = _WORD_AFTER.match(text, at)
+    if word is not None and word.group(1) in _EN_ADVERBS:
+        at = word.end()
+    return _VERB_AFTER.match(text, at) is not None
 
 
 def _cue_after(text: str, at: int) -> bool:

@@ -150,6 +150,28 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
         ("Flight to Chicago booked; receipts go to Finance.", None),
         ("Reminder: the Quarterly Review is on Thursday in Room B.", None),
         ("The customer wants the Premium Plan; Sales will call back.", None),
+        # Chinese: a given name that would open a word, a verb after a character that is
+        # no surname, a character of the role word after it, a noun that does not end
+        # as given names do; a role noun ending in 者, brackets that end a clause, 把
+        ("明天去问过情况再说。", None),
+        ("家长群通知：周五放假。", None),
+        ("被申请方代理人刘洋出庭。", "被申请方代理人[NAME]出庭。"),
+        ("门诊记录：咳嗽三天。", None),
+        ("请带好雨伞和水壶。", None),
+        ("来访者老周，首次咨询。", "来访者[NAME]，首次咨询。"),
+        ("【回访】秀兰购买的冰箱有异响。", "【回访】[NAME]购买的冰箱有异响。"),
+        ("谁把秀英的书拿走了？", "谁把[NAME]的书拿走了？"),
+        # English: a relative named by the word for them, a place of care, a modal or an
+        # adverb after a run that opens a sentence, a context word that opens it, a role
+        ("Dad is doing well after the op.", None),
+        ("Go to Urgent Care tonight.", None),
+        ("Ticket 4411: Megan Hart can't log in.", "Ticket 4411: [NAME] can't log in."),
+        ("Rota: Omar Price now covers nights.", "Rota: [NAME] now covers nights."),
+        ("Called Kendra twice, no answer.", "Called [NAME] twice, no answer."),
+        (
+            "Their representative, Priya, sent the forms.",
+            "Their representative, [NAME], sent the forms.",
+        ),
     ],
 )
 def test_names_found_from_what_a_person_does_and_words_that_are_not_names(
@@ -212,19 +234,21 @@ FLOORS = {
 }
 
 
-# The blind templates (written by someone who had read neither the detector nor these
-# tests) say more about unseen text; their floors hold today's level, which misses the
-# target: Chinese precision most of all.
-BLIND_FLOORS = {
-    ("zh", "blind"): (0.93, 0.72),
-    ("en", "blind"): (0.86, 0.92),
+# The later template sets are scored on notes of their own. "reviewed" ones were written
+# blind, then their errors were read; "heldout2" and "blind" ones were written by someone
+# who had read neither the detector nor these tests, and say more about unseen text.
+# Their floors hold today's level, which misses the target: precision most of all.
+LATER_FLOORS = {
+    "reviewed": {("zh", "reviewed"): (0.95, 0.82), ("en", "reviewed"): (0.94, 0.98)},
+    "heldout2": {("zh", "heldout2"): (0.93, 0.75), ("en", "heldout2"): (0.87, 0.84)},
+    "blind": {("zh", "blind"): (0.95, 0.72), ("en", "blind"): (0.91, 0.75)},
 }
 
 
-@pytest.mark.parametrize("blind", [False, True], ids=["dev-and-heldout", "blind"])
-def test_corpus_recall_and_precision(blind: bool) -> None:
-    notes = names_bench.generate_notes(1000, seed=5, blind=blind)
-    floors = BLIND_FLOORS if blind else FLOORS
+@pytest.mark.parametrize("split", [None, "reviewed", "heldout2", "blind"])
+def test_corpus_recall_and_precision(split: str | None) -> None:
+    notes = names_bench.generate_notes(1000, seed=5, split=split)
+    floors = FLOORS if split is None else LATER_FLOORS[split]
     today = names_bench.score(notes, names_bench.scrub_notes(notes, detect_names=False))
     new = names_bench.score(notes, names_bench.scrub_notes(notes))
     assert set(new) == set(floors)
