@@ -46,7 +46,7 @@ ZH_BLIND = (
     "{full}那边的采访录音我下午发你，六点前要定版。",
     "门诊预约 | 患者：{full} | 科室：口腔科 | 医生：{t} | 时间：周三14:30 | "
     "备注：复诊拔智齿，联系人{p}（女儿），电话已核实。",
-    "跨国项目周会：Dr. {x}介绍了新药三期临床的入组进度，{full}补充了上海中心的数据。"
+    "跨国项目周会：{x}介绍了新药三期临床的入组进度，{full}补充了上海中心的数据。"
     "{p}提出样本量可能不够，会后再跟统计部确认。",
     "人事备忘：{full}申请从下月起调岗至华南区，直属上级{t}已签字同意。"
     "交接工作由{p}负责，社保和公积金转移手续请方便时到人事部办理。",
@@ -88,17 +88,17 @@ EN_BLIND = (
     "2240 hrs: RP {full} reports a stolen e-bike outside the Grant Avenue library. {p} "
     "responded; CCTV shows suspect heading toward the river path. Case handed to {t} in "
     "Property Crimes.",
-    "Home visit w/ {p}. Mrs. {x}'s grandson (8th grade) refusing school again; SNAP "
+    "Home visit w/ {p}. {x}'s grandson (8th grade) refusing school again; SNAP "
     "benefits still not loaded on her EBT card. Will call {full} at the county office "
     "Wednesday.",
     "3/12 - passaged HeLa to P15, switched to DMEM + 10% FBS. {p} thinks the Falcon tube "
     "lot was bad, replaced. Western blot shown to {t}; repeat next week with fresh Tris "
     "buffer.",
-    "Feedback for {full} (Senior Backend, Round 3). Interviewers: {p}, Dr. {x}. Strong on "
+    "Feedback for {full} (Senior Backend, Round 3). Interviewers: {p}, {x}. Strong on "
     "Kafka and Postgres, weaker on system design. Recommend hire; May start date works if "
     "the background check clears.",
     "Checklist - June 8, Magnolia Hall: confirm florist (peonies, no lilies); {full} to "
-    "send final guest count; Mr. {x} handles the tea ceremony; {p} picks up the rings from "
+    "send final guest count; {x} handles the tea ceremony; {p} picks up the rings from "
     "Tiffany on Thursday.",
     "Booking ref QX7LM: {full} + 3, Cancun 6 nights, connecting in Houston. {p} requested "
     "a window seat, confirmed with United. Airport pickup arranged by {t}; send reminder "

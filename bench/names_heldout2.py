@@ -41,7 +41,7 @@ ZH_HELDOUT2 = (
     "另一方{p}否认。现场无人受伤，{t}已调取监控，双方约定明日到交警大队处理。",
     "实验记录 2024-05-08：细胞传代至P12，{p}负责换液，发现3号培养瓶疑似污染，"
     "已丢弃。冻存管标签由{full}核对，离心机故障已报修，下周一请{t}确认新方案。",
-    "转诊单：患儿{full}，7岁，发热三天，外院诊断为支原体肺炎。家长希望由Dr. {x}接诊，"
+    "转诊单：患儿{full}，7岁，发热三天，外院诊断为支原体肺炎。家长希望由{x}接诊，"
     "已预约周四上午儿科专家门诊，联系人为患儿父亲{p}，电话已登记。",
     "信用卡中心回访：持卡人{p}对上月在周大福门店消费的分期手续费有异议，已解释费率标准。"
     "{t}承诺三个工作日内书面回复，工单编号CC20240611，请勿重复派单。",
@@ -49,7 +49,7 @@ ZH_HELDOUT2 = (
     "{p}说她吃了以后胃不舒服，麻烦{t}帮忙看一下处方，谢谢。",
     "面试反馈：候选人{p}，应聘高级Java开发，技术面由{t}主持，评价为基础扎实但系统设计经验不足。"
     "建议安排二面，请HR{full}与候选人确认何时方便。",
-    "周末英语角活动调整：原定的Mr. {x}因签证问题暂停授课，改由{t}带领，"
+    "周末英语角活动调整：原定的{x}因签证问题暂停授课，改由{t}带领，"
     "报名学生请到教务处确认。{p}同学负责张贴海报，地点仍在图书馆三楼。",
     "亲，您的订单已经安排发货了哦～收件人写的是{p}，地址在马上桥路88号，如需修改请在今天18点前联系售后{t}，"
     "黄金周期间物流可能延迟，敬请谅解。",
@@ -107,14 +107,14 @@ EN_HELDOUT2 = (
     "Lab notebook 14/05: PCR failed again on plate 3, likely the new Taq batch. {p} "
     "reran the gel; bands faint. Ordered fresh primers from Sigma. Ask {t} about "
     "booking the confocal for Friday.",
-    "Referral: please book {full} with Dr. {x} in Cardiology for an echo. ECG shows "
+    "Referral: please book {full} with {x} in Cardiology for an echo. ECG shows "
     "new AF. {p} from the GP surgery will fax the notes; patient prefers morning "
     "slots, not Mondays.",
-    "Parents' evening notes: Mrs. {x} was pleased with {p}'s progress in Maths but "
+    "Parents' evening notes: {x} was pleased with {p}'s progress in Maths but "
     "worried about reading. Agreed a weekly reading log. Follow-up meeting with {t} "
     "after half term.",
     "Support chat: Hi, this is {p}. My order #77120 shipped to the old address in "
-    "Newport. Mr. {x} in your Hong Kong office said it could be redirected, but now "
+    "Newport. {x} in your Hong Kong office said it could be redirected, but now "
     "{t} says it's too late?",
     "Motor claim: insured driver {full} was rear-ended at the junction of King Street "
     "and Mason Avenue. Third party admitted fault to {p} at the scene. Hire car via "

@@ -77,6 +77,7 @@ _ZH_CHAT = frozenset("我你您他她咱大好收谢哈嗯麻明今")
 # Characters that end a name rather than continue it: a given name is never these.
 _ZH_STOP = frozenset("的了说在和与跟由因是也都就已将把被给向对从于请让叫来去到及或等、，。；：！？")
 _ZH_WEAK_SLACK = 2.0
+_ZH_BARE_SLACK = -1.5
 _WEAK, _STRONG = 1, 2
 _CJK_ONE = CJK_CHAR
 
@@ -349,7 +350,7 @@ class ChineseNames:
             chars = chars[:1]
             compact = compact[:2]
         end = chars[-1] + 1
-        if compact in zh.names or end in titles:
+        if (cue and compact in zh.names) or end in titles:
             return i, end
         if (
             len(compact) == 2
@@ -390,7 +391,12 @@ class ChineseNames:
         # act, the given name may look less like one.
         acting = _opens_clause(text, i) and _acts(text, end)
         kin = _ZH_KIN.match(text, end) is not None
-        slack = _ZH_WEAK_SLACK if cue or acting or kin else 0.0
+        # Without any of those, a three-character name must look more like one: most
+        # ordinary words read as a surname and two characters are taken there (蒙脱石).
+        if cue or acting or kin:
+            slack = _ZH_WEAK_SLACK
+        else:
+            slack = _ZH_BARE_SLACK if len(compact) == 3 else 0.0
         return (i, end) if zh.given(compact[1:], slack) else None
 
 

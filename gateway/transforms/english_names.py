@@ -11,22 +11,21 @@ from gateway.transforms.chinese_lexicon import CJK, CJK_CHAR
 _Span = tuple[int, int]
 
 # The class in front lets the engine pass a position with one test (see chinese_names).
+# Not after a letter, rather than after a word boundary: in Chinese text a title follows
+# a Chinese character directly (由Dr. 李), and may precede the name without a space.
 _EN_TITLE = re.compile(
-    r"(?=[DMNPSF])\b"
+    r"(?=[DMNPSF])(?<![A-Za-z])"
     r"(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Professor|Doctor|Nurse|Sister|Father|Sir|Dame|Madam)"
-    r"\b\.?[ ]+"
+    f"\\b(?:\\.?[ ]+|\\.(?=[{CJK}]))"
 )
 _CAPITAL = re.compile("[A-Z]")
 _EN_WORD = re.compile(
     r"(?:Mc|Mac|O')[A-Z][a-z]+|[A-Z](?:[a-z]+(?:['\u2019\-](?!s\b)[A-Z]?[a-z]+)*|\.)"
 )
-_EN_CUE_BEFORE = frozenset(
-    """with by to ask asked call called contact cc hi hello hey dear thanks thank regards best
-    cheers sincerely patient wife husband daughter son mother father brother sister friend
-    colleague manager contact per from for and or told tell ping @ nurse doctor dr reach
-    reached meet met see saw visit visited email emailed message messaged text texted
-    assigned escalated forward forwarded page paged notify notified inform informed remind
-    reminded through of surgeon assistant anaesthetist anesthetist candidate panel client
+# What a person is: before a name, context (her grandson Kimberly, Tenant Jessica Smith).
+_EN_ROLES = frozenset(
+    """patient wife husband daughter son mother father brother sister friend colleague
+    manager nurse doctor surgeon assistant anaesthetist anesthetist candidate panel client
     respondent agent grandson granddaughter grandma grandpa son-in-law daughter-in-law aunt
     uncle nephew niece cousin neighbour neighbor representative claimant caller customer
     user engineer technician tenant landlord landlady owner teacher student pupil parent
@@ -38,6 +37,13 @@ _EN_CUE_BEFORE = frozenset(
     caseworker advocate interpreter translator porter cleaner caretaker concierge
     accountant auditor analyst developer designer tester administrator secretary clerk
     cashier chef dentist radiographer sonographer physio""".split()
+)
+_EN_CUE_BEFORE = _EN_ROLES | frozenset(
+    """with by to ask asked call called contact cc hi hello hey dear thanks thank regards best
+    cheers sincerely per from for and or told tell ping @ dr reach reached
+    meet met see saw visit visited email emailed message messaged text texted assigned
+    escalated forward forwarded page paged notify notified inform informed remind reminded
+    through of""".split()
 )
 _EN_CUE_AFTER = frozenset(
     """said says told asked called reports reported will is was has had here wrote replied
@@ -189,7 +195,12 @@ def _named_words(text: str, run: list[_Span]) -> list[_Span]:
             named = named[1:]
             while named and text[named[0][0] : named[0][1]].lower() in _EN_GREETINGS:
                 named.pop(0)
-    return named
+    # A role written with a capital before the name (Tenant Jessica Smith, the Courier
+    # Sam Reed) is context, not part of the name.
+    roles = 0
+    while len(named) - roles > 1 and text[slice(*named[roles])].lower() in _EN_ROLES:
+        roles += 1
+    return named[roles:] if roles else named
 
 
 def _capitalised_run(text: str, at: int) -> _Span | None:

@@ -172,6 +172,12 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
             "Their representative, Priya, sent the forms.",
             "Their representative, [NAME], sent the forms.",
         ),
+        # a role written with a capital before the name is not part of it; an English
+        # title right after a Chinese character, with or without a space
+        ("Tenant Jessica Smith reports a leak.", "Tenant [NAME] reports a leak."),
+        ("Student Paula Simon's parent called.", "Student [NAME]'s parent called."),
+        ("会诊请Dr. 李，明早查房。", "会诊请Dr. [NAME]，明早查房。"),
+        ("已转交Mr.王。", "已转交Mr.[NAME]。"),
     ],
 )
 def test_names_found_from_what_a_person_does_and_words_that_are_not_names(
@@ -239,9 +245,9 @@ FLOORS = {
 # who had read neither the detector nor these tests, and say more about unseen text.
 # Their floors hold today's level, which misses the target: precision most of all.
 LATER_FLOORS = {
-    "reviewed": {("zh", "reviewed"): (0.95, 0.82), ("en", "reviewed"): (0.94, 0.98)},
-    "heldout2": {("zh", "heldout2"): (0.93, 0.75), ("en", "heldout2"): (0.87, 0.84)},
-    "blind": {("zh", "blind"): (0.95, 0.72), ("en", "blind"): (0.91, 0.75)},
+    "reviewed": {("zh", "reviewed"): (0.95, 0.84), ("en", "reviewed"): (0.94, 0.98)},
+    "heldout2": {("zh", "heldout2"): (0.94, 0.83), ("en", "heldout2"): (0.88, 0.88)},
+    "blind": {("zh", "blind"): (0.95, 0.75), ("en", "blind"): (0.92, 0.80)},
 }
 
 
