@@ -17,8 +17,9 @@ comes from jieba's model and from context words. The templates come in five sets
   their scores (counts per name form once) have steered some choices;
 - ``reviewed``: written blind and scored blind at first, then their errors were read
   and rules written with them in view: a second dev set (``--show-from reviewed``);
-- ``heldout2``: written blind, errors never shown; their scores were used once, to
-  leave out rules that cost precision there;
+- ``heldout2``: written blind, errors never shown; their scores (totals, and counts
+  of right and wrong ``[NAME]``s per rule that fired) have steered choices, as the
+  ``heldout`` ones have;
 - ``blind`` (``names_blind.py``): written blind after every rule the detector has,
   errors never shown, scores used for nothing but reporting. They say most about text
   the detector has never seen.

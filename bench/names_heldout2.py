@@ -1,8 +1,8 @@
 """The second held-out templates of the names corpus: written by a writer who read
 neither the detector, nor its tests, nor its docs, nor the other templates, and scored
-blind. Their errors are never shown; their scores were used once, to leave out two rules
-that cost precision here without finding more names (docs/privacy.md), so they are
-held-out templates now, like ``heldout``, and no longer blind."""
+blind at first. Their errors are never shown; their scores (totals, and counts per rule
+that fired) have steered choices of the detector's rules (docs/privacy.md), so they are
+held-out templates, like ``heldout``, and no longer blind."""
 
 from __future__ import annotations
 
