@@ -62,9 +62,11 @@ _EN_NOT_NAMES = frozenset(
     Order Customer Meeting Contact Nurse Doctor Admitted Discharge Referral Escalation
     Handover History Per Mr Mrs Ms Dr Prof Sir Sales Finance Legal Pharmacy Warehouse
     Marketing Payroll Reception Radiology Procurement Logistics IT HR Dad Daddy Mom Mommy
-    Mum Mummy Mama Papa Grandma Grandpa Granny Grandad Nana""".split()
+    Mum Mummy Mama Papa Grandma Grandpa Granny Grandad Nana Someone Somebody Anyone
+    Anybody Everyone Everybody Nobody Nothing Everything Something Anything""".split()
 )
 _EN_PLACE_CUES = frozenset(("to", "for", "from", "of", "through"))
+_EN_PLACE_WORDS = _EN_PLACE_CUES | frozenset("at in on into via near the a an".split())
 # Context words that open a sentence before a name: "Hey Lily", "Thanks Grant", "Called
 # Kendra twice".
 _EN_GREETINGS = frozenset(
@@ -139,9 +141,22 @@ def english_spans(text: str) -> list[_Span]:
             if not named:
                 continue
         span = _person(text, start, named)
+        if span is None and found and text[found[-1][1] : named[0][0]] in _JOINS:
+            span = _joined(text, named)
         if span is not None:
             found.append(span)
     return found
+
+
+# A capitalised run joined to a person by one of these is a person too (Ann Lee and Joy).
+_JOINS = frozenset((" and ", " or "))
+
+
+def _joined(text: str, named: list[_Span]) -> _Span | None:
+    """The run joined to a person, unless it names an organisation or a place."""
+    if text[named[-1][0] : named[-1][1]] in _EN_ORG_HEADS:
+        return None
+    return named[0][0], named[-1][1]
 
 
 def _person(text: str, run_start: int, named: list[_Span]) -> _Span | None:
@@ -157,8 +172,8 @@ def _person(text: str, run_start: int, named: list[_Span]) -> _Span | None:
         return None
     if not (
         (words >= 2 and (not _sentence_start(text, first_start) or _acts_after(text, end)))
-        or _cue_after(text, end)
-        or _cue_before(text, first_start, single=words == 1 and not _listed(text, last_end))
+        or _cue_after(text, end, after_place=words == 1 and _place_before(text, first_start))
+        or _cue_before(text, first_start, alone=words == 1, listed=_listed(text, last_end))
     ):
         return None
     # What the run shows by its shape: "Room B." (an initial opens a name, it does not
@@ -248,9 +263,12 @@ def _sentence_start(text: str, at: int) -> bool:
     return j < 0 or text[j] in ".!?:;\n"
 
 
-def _cue_before(text: str, at: int, *, single: bool = False) -> bool:
-    """Whether a context word stands before ``at``. A word that as often leads to a
-    place or a department (to, for, from) does not make a single word a name."""
+def _cue_before(text: str, at: int, *, alone: bool = False, listed: bool = False) -> bool:
+    """Whether a context word stands before ``at``. Before a name of one word
+    (``alone``), a word that as often leads to a place or a department (to, for, from)
+    counts only when a list follows (for Alex:); "and" and "or" do not count (Chrome and
+    Outlook: a name joined to a person is found from the person), and "of" counts only
+    after a role (the mother of Zachary, not a box of Kleenex)."""
     before = text[max(0, at - 24) : at].rstrip(" ,:(")
     # The word is inside the last piece between spaces: searching only that piece spares
     # the pattern a try at every character of the rest.
@@ -258,7 +276,14 @@ def _cue_before(text: str, at: int, *, single: bool = False) -> bool:
     if word is None:
         return False
     cue = word.group().lower()
-    return cue in _EN_CUE_BEFORE and not (single and cue in _EN_PLACE_CUES)
+    if cue not in _EN_CUE_BEFORE or not alone:
+        return cue in _EN_CUE_BEFORE
+    if cue == "of":
+        role = _LAST_WORD.search(before[: -len(cue)].rstrip())
+        return role is not None and role.group().lower() in _EN_ROLES
+    if cue in ("and", "or"):
+        return False
+    return listed or cue not in _EN_PLACE_CUES
 
 
 def _listed(text: str, end: int) -> bool:
@@ -276,8 +301,16 @@ def _acts_after(text: str, at: int) -> bool:
     return _VERB_AFTER.match(text, at) is not None
 
 
-def _cue_after(text: str, at: int) -> bool:
+def _place_before(text: str, at: int) -> bool:
+    """Whether a word that leads to a place, or an article, stands right before ``at``."""
+    before = text[max(0, at - 12) : at].rstrip()
+    return before.rpartition(" ")[2].lower() in _EN_PLACE_WORDS
+
+
+def _cue_after(text: str, at: int, *, after_place: bool = False) -> bool:
+    """Whether what follows ``at`` follows a person. A possessive does not, after a word
+    that leads to a place (at Macy's, the Children's)."""
     if text.startswith(_CUE_AFTER_MARKS, at):
-        return True
+        return not (after_place and text.startswith(("'s", "\u2019s"), at))
     word = _WORD_AFTER.match(text, at)
     return word is not None and word.group(1) in _EN_CUE_AFTER

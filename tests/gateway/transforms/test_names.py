@@ -178,6 +178,20 @@ def test_names_that_no_column_lists(text: str, expected: str | None) -> None:
         ("Student Paula Simon's parent called.", "Student [NAME]'s parent called."),
         ("会诊请Dr. 李，明早查房。", "会诊请Dr. [NAME]，明早查房。"),
         ("已转交Mr.王。", "已转交Mr.[NAME]。"),
+        # "and", "of" and a possessive make no name of a lone capitalised word on their
+        # own: a name joined to a person, a relative's, a person's belongings are found
+        ("Mark the date: Chrome and Outlook updates on Friday.", None),
+        ("Ordered a box of Kleenex, for the ward.", None),
+        ("Meet at Macy's after work.", None),
+        (
+            "Cake by Mia Cole and Tessa, drinks by Sam Reed.",
+            "Cake by [NAME] and [NAME], drinks by [NAME].",
+        ),
+        (
+            "I am the mother of Zachary; he has a cough.",
+            "I am the mother of [NAME]; he has a cough.",
+        ),
+        ("Someone took Lisa's charger.", "Someone took [NAME]'s charger."),
     ],
 )
 def test_names_found_from_what_a_person_does_and_words_that_are_not_names(
@@ -246,8 +260,8 @@ FLOORS = {
 # Their floors hold today's level, which misses the target: precision most of all.
 LATER_FLOORS = {
     "reviewed": {("zh", "reviewed"): (0.95, 0.84), ("en", "reviewed"): (0.94, 0.98)},
-    "heldout2": {("zh", "heldout2"): (0.94, 0.83), ("en", "heldout2"): (0.88, 0.88)},
-    "blind": {("zh", "blind"): (0.95, 0.75), ("en", "blind"): (0.92, 0.80)},
+    "heldout2": {("zh", "heldout2"): (0.94, 0.83), ("en", "heldout2"): (0.88, 0.93)},
+    "blind": {("zh", "blind"): (0.95, 0.75), ("en", "blind"): (0.92, 0.81)},
 }
 
 
