@@ -20,9 +20,9 @@ comes from jieba's model and from context words. The templates come in five sets
 - ``heldout2``: written blind, errors never shown; their scores (totals, and counts
   of right and wrong ``[NAME]``s per rule that fired) have steered choices, as the
   ``heldout`` ones have;
-- ``blind`` (``names_blind.py``): written blind after every rule the detector has,
-  errors never shown, scores used for nothing but reporting. They say most about text
-  the detector has never seen.
+- ``blind`` (``names_blind.py``): written blind (before the rules of the fourth round,
+  docs/privacy.md), errors never shown, scores used for nothing but reporting. They say
+  most about text the detector has never seen.
 
 The later sets are scored on notes of their own, so the dev and held-out notes stay
 the same as before they were written. The dev and held-out templates' own words are in

@@ -328,10 +328,12 @@ class ChineseNames:
         chars = _given_chars(text, i, titles)
         if not chars:
             return None
-        if text[i + 1 : i + 4] in zh.role_nouns or text[i + 1 : i + 3] in zh.role_nouns:
-            return None  # the character belongs to a role word after it: 申请方代理人
         if text[i : i + 3] in zh.name_words and text[i] in zh.surnames:
             return i, i + 3  # a name the dictionary lists: 张建国
+        # The character belongs to a three-character role word after it (申请方代理人); a
+        # two-character one is as often a given name (树人, 佳人).
+        if cue != _STRONG and text[i + 1 : i + 4] in zh.role_nouns:
+            return None
         if cue != _STRONG and (text[i : i + 3] in zh.words or text[i : i + 4] in zh.words):
             return None  # the start of a longer word: 阿司匹林
         compact = text[i] + "".join(text[c] for c in chars)

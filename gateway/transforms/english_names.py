@@ -31,12 +31,17 @@ _EN_ROLES = frozenset(
     user engineer technician tenant landlord landlady owner teacher student pupil parent
     carer caregiver guardian driver courier counsellor counselor therapist officer lawyer
     solicitor attorney pharmacist physician midwife paramedic receptionist supervisor
-    director coordinator coworker co-worker partner member guest visitor resident
+    director coordinator coworker co-worker partner member visitor resident
     applicant employee intern boss mentor coach trainee volunteer buyer seller sender
     recipient witness defendant plaintiff detective constable sergeant inspector worker
-    caseworker advocate interpreter translator porter cleaner caretaker concierge
+    caseworker advocate interpreter translator cleaner caretaker concierge
     accountant auditor analyst developer designer tester administrator secretary clerk
     cashier chef dentist radiographer sonographer physio""".split()
+)
+_EN_KIN = frozenset(
+    """wife husband daughter son mother father brother sister parent guardian grandson
+    granddaughter grandma grandpa aunt uncle nephew niece cousin son-in-law
+    daughter-in-law""".split()
 )
 _EN_CUE_BEFORE = _EN_ROLES | frozenset(
     """with by to ask asked call called contact cc hi hello hey dear thanks thank regards best
@@ -45,12 +50,16 @@ _EN_CUE_BEFORE = _EN_ROLES | frozenset(
     escalated forward forwarded page paged notify notified inform informed remind reminded
     through of""".split()
 )
-_EN_CUE_AFTER = frozenset(
+# What follows a person: what people do, and (in _EN_CUE_AFTER) modals, which follow
+# organisations as well ("Urgent Care can see you").
+_EN_PERSON_AFTER = frozenset(
     """said says told asked called reports reported will is was has had here wrote replied
     thinks just got brought took signed fixed covers covered attended chaired lead leads led
-    logged noted agreed approved confirmed joined please saying can can't cannot could
-    couldn't would wouldn't should won't didn't doesn't isn't wasn't hasn't hadn't must
-    might""".split()
+    logged noted agreed approved confirmed joined please saying""".split()
+)
+_EN_CUE_AFTER = _EN_PERSON_AFTER | frozenset(
+    """can can't cannot could couldn't would wouldn't should shouldn't won't didn't doesn't
+    isn't wasn't hasn't hadn't must mustn't might""".split()
 )
 # Capitalised words that are not names even where a name could stand.
 _EN_NOT_NAMES = frozenset(
@@ -66,13 +75,14 @@ _EN_NOT_NAMES = frozenset(
     Anybody Everyone Everybody Nobody Nothing Everything Something Anything""".split()
 )
 _EN_PLACE_CUES = frozenset(("to", "for", "from", "of", "through"))
-_EN_PLACE_WORDS = _EN_PLACE_CUES | frozenset("at in on into via near the a an".split())
+# Before a possessive: at Macy's, the Children's (but "for Tom's reply" is a person's).
+_EN_PLACE_WORDS = frozenset("at in on into via near the a an".split())
 # Context words that open a sentence before a name: "Hey Lily", "Thanks Grant", "Called
 # Kendra twice".
 _EN_GREETINGS = frozenset(
     """hi hello hey dear thanks thank cheers ask asked call called sweetheart contact
-    contacted email emailed message messaged text texted phone phoned rang ping pinged tell
-    told remind reminded cc page paged notify notified inform informed met""".split()
+    contacted emailed messaged texted phoned rang pinged tell told remind reminded paged
+    notify notified inform informed met reached visited""".split()
 )
 _EN_MONTH_NAMES = frozenset(("April", "May", "June", "August"))
 # A run of capitalised words ending in one of these names an organisation or a place.
@@ -100,7 +110,7 @@ _LAST_WORD = re.compile(r"[@A-Za-z'](?:[A-Za-z'\-]*[A-Za-z])?$")
 # What follows a name: 's, "here", or a word from _EN_CUE_AFTER, whole (the word after
 # the spaces is looked up in the set, not tried against each word in turn).
 _CUE_AFTER_MARKS = ("'s", "\u2019s", " here")
-_WORD_AFTER = re.compile(r"[ ]+([a-z]+(?:'t)?)")
+_WORD_AFTER = re.compile("[ ]+([a-z]+(?:['\u2019]t)?)")
 _SPACES = re.compile(r"[ ]+")
 # Words that may stand between a name and what the person did ("Diane now takes").
 _EN_ADVERBS = frozenset("now also just still then already never always often usually".split())
@@ -141,8 +151,8 @@ def english_spans(text: str) -> list[_Span]:
             if not named:
                 continue
         span = _person(text, start, named)
-        if span is None and found and text[found[-1][1] : named[0][0]] in _JOINS:
-            span = _joined(text, named)
+        if span is None and any(text[end : named[0][0]] in _JOINS for _, end in found):
+            span = _joined(text, start, named)
         if span is not None:
             found.append(span)
     return found
@@ -152,9 +162,11 @@ def english_spans(text: str) -> list[_Span]:
 _JOINS = frozenset((" and ", " or "))
 
 
-def _joined(text: str, named: list[_Span]) -> _Span | None:
-    """The run joined to a person, unless it names an organisation or a place."""
-    if text[named[-1][0] : named[-1][1]] in _EN_ORG_HEADS:
+def _joined(text: str, run_start: int, named: list[_Span]) -> _Span | None:
+    """The run joined to a person, unless it names an organisation or a place, or its
+    shape says it is none (see ``_not_a_name_by_shape``)."""
+    last = text[named[-1][0] : named[-1][1]]
+    if last in _EN_ORG_HEADS or _not_a_name_by_shape(text, run_start, named, last):
         return None
     return named[0][0], named[-1][1]
 
@@ -168,7 +180,7 @@ def _person(text: str, run_start: int, named: list[_Span]) -> _Span | None:
     # "Burke, Jessica" is two names written surname first, as "Jessica Burke" is two.
     words = len(named) + (end != last_end)
     # "Mercy General" is a place, but "Joy Ward lead the project" is a person.
-    if last in _EN_ORG_HEADS and not (len(named) >= 2 and _cue_after(text, end)):
+    if last in _EN_ORG_HEADS and not (len(named) >= 2 and _person_acts_after(text, end)):
         return None
     if not (
         (words >= 2 and (not _sentence_start(text, first_start) or _acts_after(text, end)))
@@ -176,18 +188,22 @@ def _person(text: str, run_start: int, named: list[_Span]) -> _Span | None:
         or _cue_before(text, first_start, alone=words == 1, listed=_listed(text, last_end))
     ):
         return None
-    # What the run shows by its shape: "Room B." (an initial opens a name, it does not
-    # close one), "the Quarterly Review" (a person takes no article, and an article
-    # stands before a space).
-    if (last.endswith(".") and len(named) > 1) or (
-        run_start
-        and text[run_start - 1] == " "
-        and _ARTICLE_BEFORE.search(text[max(0, run_start - 8) : run_start])
-    ):
+    if _not_a_name_by_shape(text, run_start, named, last):
         return None
     if first_start >= 2 and text.startswith(", ", first_start - 2):
         return _inverted_start(text, first_start), end
     return first_start, end
+
+
+def _not_a_name_by_shape(text: str, run_start: int, named: list[_Span], last: str) -> bool:
+    """What the run shows by its shape: "Room B." (an initial opens a name, it does not
+    close one), "the Quarterly Review" (a person takes no article, and an article stands
+    before a space)."""
+    return (last.endswith(".") and len(named) > 1) or bool(
+        run_start
+        and text[run_start - 1] == " "
+        and _ARTICLE_BEFORE.search(text[max(0, run_start - 8) : run_start])
+    )
 
 
 def _named_words(text: str, run: list[_Span]) -> list[_Span]:
@@ -210,8 +226,9 @@ def _named_words(text: str, run: list[_Span]) -> list[_Span]:
             named = named[1:]
             while named and text[named[0][0] : named[0][1]].lower() in _EN_GREETINGS:
                 named.pop(0)
-    # A role written with a capital before the name (Tenant Jessica Smith, the Courier
-    # Sam Reed) is context, not part of the name.
+    # A role written with a capital before a name (Tenant Jessica Smith, Tenant Jessica)
+    # is context, not part of the name. (Before one word that is no name, as in Student
+    # Union, this takes the word for one: over-scrubbing rather than a leak.)
     roles = 0
     while len(named) - roles > 1 and text[slice(*named[roles])].lower() in _EN_ROLES:
         roles += 1
@@ -268,7 +285,8 @@ def _cue_before(text: str, at: int, *, alone: bool = False, listed: bool = False
     (``alone``), a word that as often leads to a place or a department (to, for, from)
     counts only when a list follows (for Alex:); "and" and "or" do not count (Chrome and
     Outlook: a name joined to a person is found from the person), and "of" counts only
-    after a role (the mother of Zachary, not a box of Kleenex)."""
+    after a relative (the mother of Zachary, not a box of Kleenex nor the director of
+    Operations)."""
     before = text[max(0, at - 24) : at].rstrip(" ,:(")
     # The word is inside the last piece between spaces: searching only that piece spares
     # the pattern a try at every character of the rest.
@@ -279,8 +297,8 @@ def _cue_before(text: str, at: int, *, alone: bool = False, listed: bool = False
     if cue not in _EN_CUE_BEFORE or not alone:
         return cue in _EN_CUE_BEFORE
     if cue == "of":
-        role = _LAST_WORD.search(before[: -len(cue)].rstrip())
-        return role is not None and role.group().lower() in _EN_ROLES
+        kin = _LAST_WORD.search(before[: -len(cue)].rstrip())
+        return kin is not None and kin.group().lower() in _EN_KIN
     if cue in ("and", "or"):
         return False
     return listed or cue not in _EN_PLACE_CUES
@@ -312,5 +330,14 @@ def _cue_after(text: str, at: int, *, after_place: bool = False) -> bool:
     that leads to a place (at Macy's, the Children's)."""
     if text.startswith(_CUE_AFTER_MARKS, at):
         return not (after_place and text.startswith(("'s", "\u2019s"), at))
+    return _word_after_in(text, at, _EN_CUE_AFTER)
+
+
+def _person_acts_after(text: str, at: int) -> bool:
+    """Whether what follows ``at`` is what a person does (Joy Ward lead the project)."""
+    return text.startswith(_CUE_AFTER_MARKS, at) or _word_after_in(text, at, _EN_PERSON_AFTER)
+
+
+def _word_after_in(text: str, at: int, words: frozenset[str]) -> bool:
     word = _WORD_AFTER.match(text, at)
-    return word is not None and word.group(1) in _EN_CUE_AFTER
+    return word is not None and word.group(1).replace("\u2019", "'") in words
