@@ -151,7 +151,11 @@ def english_spans(text: str) -> list[_Span]:
             if not named:
                 continue
         span = _person(text, start, named)
-        if span is None and any(text[end : named[0][0]] in _JOINS for _, end in found):
+        if (
+            span is None
+            and text.endswith(_JOINS, 0, named[0][0])
+            and any(text[end : named[0][0]] in _JOINS for _, end in found)
+        ):
             span = _joined(text, start, named)
         if span is not None:
             found.append(span)
@@ -159,7 +163,7 @@ def english_spans(text: str) -> list[_Span]:
 
 
 # A capitalised run joined to a person by one of these is a person too (Ann Lee and Joy).
-_JOINS = frozenset((" and ", " or "))
+_JOINS = (" and ", " or ")
 
 
 def _joined(text: str, run_start: int, named: list[_Span]) -> _Span | None:
@@ -184,7 +188,7 @@ def _person(text: str, run_start: int, named: list[_Span]) -> _Span | None:
         return None
     if not (
         (words >= 2 and (not _sentence_start(text, first_start) or _acts_after(text, end)))
-        or _cue_after(text, end, after_place=words == 1 and _place_before(text, first_start))
+        or _cue_after(text, end, lone_word_at=first_start if words == 1 else None)
         or _cue_before(text, first_start, alone=words == 1, listed=_listed(text, last_end))
     ):
         return None
@@ -325,11 +329,16 @@ def _place_before(text: str, at: int) -> bool:
     return before.rpartition(" ")[2].lower() in _EN_PLACE_WORDS
 
 
-def _cue_after(text: str, at: int, *, after_place: bool = False) -> bool:
-    """Whether what follows ``at`` follows a person. A possessive does not, after a word
-    that leads to a place (at Macy's, the Children's)."""
+def _cue_after(text: str, at: int, *, lone_word_at: int | None = None) -> bool:
+    """Whether what follows ``at`` follows a person. A possessive does not follow a lone
+    word (starting at ``lone_word_at``) after a word that leads to a place (at Macy's,
+    the Children's)."""
     if text.startswith(_CUE_AFTER_MARKS, at):
-        return not (after_place and text.startswith(("'s", "\u2019s"), at))
+        return (
+            lone_word_at is None
+            or not text.startswith(("'s", "\u2019s"), at)
+            or not _place_before(text, lone_word_at)
+        )
     return _word_after_in(text, at, _EN_CUE_AFTER)
 
 
