@@ -22,26 +22,25 @@ _CAPITAL = re.compile("[A-Z]")
 _EN_WORD = re.compile(
     r"(?:Mc|Mac|O')[A-Z][a-z]+|[A-Z](?:[a-z]+(?:['\u2019\-](?!s\b)[A-Z]?[a-z]+)*|\.)"
 )
-# What a person is: before a name, context (her grandson Kimberly, Tenant Jessica Smith).
-_EN_ROLES = frozenset(
-    """patient wife husband daughter son mother father brother sister friend colleague
-    manager nurse doctor surgeon assistant anaesthetist anesthetist candidate panel client
-    respondent agent grandson granddaughter grandma grandpa son-in-law daughter-in-law aunt
-    uncle nephew niece cousin neighbour neighbor representative claimant caller customer
-    user engineer technician tenant landlord landlady owner teacher student pupil parent
-    carer caregiver guardian driver courier counsellor counselor therapist officer lawyer
-    solicitor attorney pharmacist physician midwife paramedic receptionist supervisor
-    director coordinator coworker co-worker partner member visitor resident
-    applicant employee intern boss mentor coach trainee volunteer buyer seller sender
-    recipient witness defendant plaintiff detective constable sergeant inspector worker
-    caseworker advocate interpreter translator cleaner caretaker concierge
-    accountant auditor analyst developer designer tester administrator secretary clerk
-    cashier chef dentist radiographer sonographer physio""".split()
-)
+# Relatives, and what else a person is: before a name, context (her grandson Kimberly,
+# Tenant Jessica Smith).
 _EN_KIN = frozenset(
     """wife husband daughter son mother father brother sister parent guardian grandson
     granddaughter grandma grandpa aunt uncle nephew niece cousin son-in-law
     daughter-in-law""".split()
+)
+_EN_ROLES = _EN_KIN | frozenset(
+    """patient friend colleague manager nurse doctor surgeon assistant anaesthetist
+    anesthetist candidate panel client respondent agent neighbour neighbor representative
+    claimant caller customer user engineer technician tenant landlord landlady owner
+    teacher student pupil carer caregiver driver courier counsellor counselor therapist
+    officer lawyer solicitor attorney pharmacist physician midwife paramedic receptionist
+    supervisor director coordinator coworker co-worker partner member visitor resident
+    applicant employee intern boss mentor coach trainee volunteer buyer seller sender
+    recipient witness defendant plaintiff detective constable sergeant inspector worker
+    caseworker advocate interpreter translator cleaner caretaker concierge accountant
+    auditor analyst developer designer tester administrator secretary clerk cashier chef
+    dentist radiographer sonographer physio""".split()
 )
 _EN_CUE_BEFORE = _EN_ROLES | frozenset(
     """with by to ask asked call called contact cc hi hello hey dear thanks thank regards best
